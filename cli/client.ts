@@ -1,0 +1,47 @@
+// One request, one response over the daemon's control socket.
+import { connect } from 'node:net';
+import { RelayError, isErrorCode } from '../daemon/errors.js';
+import { PROTOCOL_VERSION, type Response } from '../daemon/protocol.js';
+
+export const DEFAULT_SOCKET = '/run/efs-relay/control.sock';
+
+export async function call(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<unknown> {
+  const res = await new Promise<Response>((resolve, reject) => {
+    const sock = connect(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new RelayError('DAEMON_UNREACHABLE', `efs-relayd did not answer "${method}" on ${socketPath} within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, method, params }) + '\n'));
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.end();
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)) as Response);
+      } catch {
+        reject(new RelayError('INTERNAL', `efs-relayd sent a malformed response: ${buf.slice(0, 200)}`));
+      }
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const why =
+        err.code === 'ENOENT' ? 'no socket there (is the daemon running?)'
+        : err.code === 'ECONNREFUSED' ? 'nothing is listening on it (the daemon is not running)'
+        : err.code === 'EACCES' ? 'permission denied (the socket is root-only: run efsctl as root)'
+        : err.message;
+      reject(new RelayError('DAEMON_UNREACHABLE', `Cannot reach efs-relayd at ${socketPath}: ${why}`));
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      reject(new RelayError('DAEMON_UNREACHABLE', `efs-relayd closed ${socketPath} without answering "${method}"`));
+    });
+  });
+  if (res.ok) return res.result;
+  const code = isErrorCode(res.error?.code) ? res.error.code : 'INTERNAL';
+  throw new RelayError(code, res.error?.message ?? 'unknown error', { hint: res.error?.hint });
+}

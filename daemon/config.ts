@@ -1,0 +1,199 @@
+// Loads /etc/efs-relay/config.yaml. Every key has a default; a missing file
+// means all defaults. Any problem is one RelayError whose message names the
+// file, the line and the key, so start-up fails with one clear line.
+import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { LineCounter, parseDocument, isMap, isScalar, type Node as YamlNode, type Pair } from 'yaml';
+import { RelayError } from './errors.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/efs-relay/config.yaml';
+
+export interface Config {
+  state_dir: string;
+  control_socket: string;
+  fstab: string;
+  port_range: { first: number; last: number };
+  metrics: { listen: string };
+  tls: { ca_file: string; max_version: 'TLSv1.2' | 'TLSv1.3' };
+  efs: { region: string; dns_name_format: string; dns_name_suffix: string; port: number };
+  mount: { command: string; umount_command: string; proc_mounts: string };
+  relay: { connect_timeout: number; close_timeout: number };
+  log: { level: 'debug' | 'info' | 'warn' | 'error' };
+}
+
+type Field =
+  | { kind: 'path'; def: string }
+  | { kind: 'string'; def: string; pattern?: RegExp; describe?: string }
+  | { kind: 'port'; def: number }
+  | { kind: 'seconds'; def: number }
+  | { kind: 'enum'; def: string; values: readonly string[] }
+  | { kind: 'section'; fields: Record<string, Field> };
+
+// control_socket defaults to <state_dir>/control.sock; filled in after parsing.
+const SCHEMA: Record<string, Field> = {
+  state_dir: { kind: 'path', def: '/run/efs-relay' },
+  control_socket: { kind: 'path', def: '' },
+  fstab: { kind: 'path', def: '/etc/fstab' },
+  port_range: {
+    kind: 'section',
+    fields: { first: { kind: 'port', def: 20049 }, last: { kind: 'port', def: 21048 } },
+  },
+  metrics: {
+    kind: 'section',
+    fields: {
+      listen: { kind: 'string', def: '127.0.0.1:9792', pattern: /^$|^[^\s]+:\d{1,5}$/, describe: 'HOST:PORT or an empty string' },
+    },
+  },
+  tls: {
+    kind: 'section',
+    fields: {
+      ca_file: { kind: 'path', def: '/etc/efs-relay/amazon-root-cas.pem' },
+      max_version: { kind: 'enum', def: 'TLSv1.2', values: ['TLSv1.2', 'TLSv1.3'] },
+    },
+  },
+  efs: {
+    kind: 'section',
+    fields: {
+      region: { kind: 'string', def: '', pattern: /^$|^[a-z]{2}(-[a-z]+)+-\d+$/, describe: 'an AWS region like us-east-1' },
+      dns_name_format: {
+        kind: 'string',
+        def: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}',
+        pattern: /\{fs_id\}/,
+        describe: 'a format that contains {fs_id}',
+      },
+      dns_name_suffix: { kind: 'string', def: 'amazonaws.com', pattern: /^[a-z0-9.-]+$/, describe: 'a DNS suffix like amazonaws.com' },
+      port: { kind: 'port', def: 2049 },
+    },
+  },
+  mount: {
+    kind: 'section',
+    fields: {
+      command: { kind: 'path', def: '/sbin/mount.nfs4' },
+      umount_command: { kind: 'path', def: '/bin/umount' },
+      proc_mounts: { kind: 'path', def: '/proc/mounts' },
+    },
+  },
+  relay: {
+    kind: 'section',
+    fields: {
+      connect_timeout: { kind: 'seconds', def: 15 },
+      close_timeout: { kind: 'seconds', def: 10 },
+    },
+  },
+  log: {
+    kind: 'section',
+    fields: { level: { kind: 'enum', def: 'info', values: ['debug', 'info', 'warn', 'error'] } },
+  },
+};
+
+function defaultsOf(fields: Record<string, Field>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, f] of Object.entries(fields)) out[k] = f.kind === 'section' ? defaultsOf(f.fields) : f.def;
+  return out;
+}
+
+function finish(raw: Record<string, unknown>): Config {
+  const cfg = raw as unknown as Config;
+  if (cfg.control_socket === '') cfg.control_socket = `${cfg.state_dir.replace(/\/+$/, '')}/control.sock`;
+  return cfg;
+}
+
+export function defaultConfig(): Config {
+  return finish(defaultsOf(SCHEMA));
+}
+
+/** Read and validate a config file. A missing file gives the defaults. */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return defaultConfig();
+    throw new RelayError('CONFIG_INVALID', `${file}: cannot read: ${(err as Error).message}`);
+  }
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, file: string): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const lineOf = (node: { range?: [number, number, number] | null } | null | undefined): number =>
+    node?.range ? lines.linePos(node.range[0]).line : 1;
+  const fail = (line: number, key: string | null, what: string): never => {
+    const where = key === null ? `${file}:${line}` : `${file}:${line}: key "${key}"`;
+    throw new RelayError('CONFIG_INVALID', `${where}: ${what}`);
+  };
+
+  const firstError = doc.errors[0];
+  if (firstError) {
+    const line = firstError.linePos?.[0]?.line ?? 1;
+    fail(line, null, `not valid YAML: ${firstError.message.split('\n')[0]}`);
+  }
+  const out = defaultsOf(SCHEMA);
+  const root = doc.contents;
+  if (root === null || (isScalar(root) && (root.value === null || root.value === ''))) return finish(out);
+  if (!isMap(root)) fail(lineOf(root as YamlNode), null, 'expected a mapping of keys at the top level');
+
+  const walk = (map: YamlNode, fields: Record<string, Field>, target: Record<string, unknown>, prefix: string): void => {
+    if (!isMap(map)) return;
+    for (const pair of map.items as Pair<YamlNode, YamlNode>[]) {
+      const keyNode = pair.key;
+      const name = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+      const key = prefix + name;
+      const line = lineOf(keyNode);
+      const field = fields[name];
+      if (!field) {
+        const known = Object.keys(fields).join(', ');
+        fail(line, key, `unknown key (known keys${prefix ? ` in ${prefix.slice(0, -1)}` : ''}: ${known})`);
+        return;
+      }
+      const valueNode = pair.value;
+      if (field.kind === 'section') {
+        if (valueNode === null || (isScalar(valueNode) && valueNode.value === null)) continue;
+        if (!isMap(valueNode)) fail(line, key, 'expected a mapping of keys');
+        walk(valueNode, field.fields, target[name] as Record<string, unknown>, `${key}.`);
+        continue;
+      }
+      if (!isScalar(valueNode)) {
+        fail(line, key, 'expected a single value, got a list or mapping');
+        return;
+      }
+      target[name] = checkValue(field, valueNode.value, (what) => fail(lineOf(valueNode) || line, key, what));
+    }
+  };
+  walk(root as YamlNode, SCHEMA, out, '');
+
+  const cfg = finish(out);
+  const pr = cfg.port_range;
+  if (pr.first > pr.last) {
+    const prNode = isMap(root) ? root.get('port_range', true) : null;
+    fail(lineOf(prNode as YamlNode | null), 'port_range', `first (${pr.first}) is greater than last (${pr.last})`);
+  }
+  return cfg;
+}
+
+function checkValue(field: Exclude<Field, { kind: 'section' }>, value: unknown, fail: (what: string) => never): unknown {
+  const shown = value === null ? 'nothing' : JSON.stringify(value);
+  switch (field.kind) {
+    case 'path':
+      if (typeof value !== 'string' || !isAbsolute(value)) return fail(`expected an absolute path, got ${shown}`);
+      return value;
+    case 'string':
+      if (value === null) return '';
+      if (typeof value !== 'string') return fail(`expected a string, got ${shown}`);
+      if (field.pattern && !field.pattern.test(value)) return fail(`expected ${field.describe ?? 'a valid value'}, got ${shown}`);
+      return value;
+    case 'port':
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535)
+        return fail(`expected an integer port from 1 to 65535, got ${shown}`);
+      return value;
+    case 'seconds':
+      if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 3600)
+        return fail(`expected a number of seconds above 0 and at most 3600, got ${shown}`);
+      return value;
+    case 'enum':
+      if (typeof value !== 'string' || !field.values.includes(value))
+        return fail(`expected one of ${field.values.join(', ')}, got ${shown}`);
+      return value;
+  }
+}

@@ -1,0 +1,177 @@
+// The one table of error codes. The daemon's log, the control protocol, the
+// CLI and the metrics all carry these codes; callers branch on `code`, users
+// read `message` (what failed and why) and `hint` (what to do).
+
+export const ERRORS = {
+  CONFIG_INVALID: {
+    title: 'the configuration file is invalid',
+    hint: 'Fix the named key (see the configuration reference in the README), or delete it to use the default.',
+  },
+  STATE_FILE_INVALID: {
+    title: 'a file in the state directory is not a valid tunnel record',
+    hint: 'Move the file out of the state directory, or repair it; the daemon skips it until then.',
+  },
+  BAD_FS_ID: {
+    title: 'invalid file system id',
+    hint: 'Use the id shown in the EFS console, like fs-12345678.',
+  },
+  BAD_OPTION: {
+    title: 'invalid mount option',
+    hint: 'Check the option against the efs-utils option list in the README.',
+  },
+  UNKNOWN_OPTION: {
+    title: 'unknown option',
+    hint: 'Check the spelling; NFS mount options belong to `efsctl attach`, not `efsctl add`.',
+  },
+  NO_REGION: {
+    title: 'no AWS region is known for the file system',
+    hint: 'Pass -o region=REGION, set AWS_REGION, or set efs.region in the config file.',
+  },
+  PORT_TAKEN: {
+    title: 'the local port is already in use',
+    hint: 'Choose another tlsport=, or stop whatever listens on that port (`ss -ltnp`).',
+  },
+  PORT_OUT_OF_RANGE: {
+    title: 'the local port is outside the configured range',
+    hint: 'Pick a tlsport= inside port_range, or widen port_range in the config file.',
+  },
+  PORTS_EXHAUSTED: {
+    title: 'no free local port is left in the configured range',
+    hint: 'Stop unused tunnels (`efsctl list`), or widen port_range in the config file.',
+  },
+  LISTEN_NOT_LOOPBACK: {
+    title: 'a relay may only listen on a loopback address',
+    hint: 'Relays accept plaintext NFS; they must listen on 127.0.0.1 only.',
+  },
+  LISTEN_FAILED: {
+    title: 'the relay could not listen on its port',
+    hint: 'See the cause; the daemon retries the listener every few seconds.',
+  },
+  TUNNEL_NOT_FOUND: {
+    title: 'no tunnel exists for that file system',
+    hint: 'Run `efsctl list` to see the tunnels, or `efsctl add FS_ID` to start one.',
+  },
+  TLS_UNTRUSTED_CHAIN: {
+    title: 'the server certificate chain is not signed by a trusted CA',
+    hint: 'Check tls.ca_file and that the address really is an EFS mount target; the connection was refused.',
+  },
+  TLS_SELF_SIGNED: {
+    title: 'the server presented a self-signed certificate',
+    hint: 'The address is not a genuine EFS mount target, or something intercepts TLS; the connection was refused.',
+  },
+  TLS_HOSTNAME_MISMATCH: {
+    title: 'the server certificate is not for this file system',
+    hint: 'Check the file system id, region and mounttargetip=; the certificate names another host.',
+  },
+  TLS_CERT_EXPIRED: {
+    title: 'the server certificate has expired',
+    hint: 'Check the system clock (`timedatectl`); if it is right, the server certificate really is expired.',
+  },
+  TLS_CERT_NOT_YET_VALID: {
+    title: 'the server certificate is not valid yet',
+    hint: 'Check the system clock (`timedatectl`).',
+  },
+  TLS_PROTOCOL_REFUSED: {
+    title: 'the server refused our TLS version',
+    hint: 'The policy allows TLS 1.2 only (tls.max_version); the server wants another version.',
+  },
+  TLS_PROTOCOL_DOWNGRADE: {
+    title: 'the server offered a TLS version older than 1.2',
+    hint: 'TLS 1.0 and 1.1 are never accepted; the address is not a current EFS mount target.',
+  },
+  TLS_CIPHER_REFUSED: {
+    title: 'the server offered no AES-256-GCM cipher suite',
+    hint: 'Only AES-256-GCM suites are accepted; the server must offer one.',
+  },
+  TLS_HANDSHAKE_FAILED: {
+    title: 'the TLS handshake failed',
+    hint: 'See the cause; the connection was refused and nothing was sent in plaintext.',
+  },
+  CONNECT_TIMEOUT: {
+    title: 'the mount target did not answer in time',
+    hint: 'Check security groups (TCP 2049 from this host) and the mount target address.',
+  },
+  CONNECT_REFUSED: {
+    title: 'the mount target refused the TCP connection',
+    hint: 'Check the mount target address and that it serves port 2049.',
+  },
+  UPSTREAM_RESET: {
+    title: 'the connection to the mount target was reset',
+    hint: 'Usually transient; if it repeats, check the network path to the mount target.',
+  },
+  DNS_FAILED: {
+    title: 'the file system name does not resolve',
+    hint: 'Check the VPC DNS settings, or pass -o mounttargetip=ADDRESS.',
+  },
+  CA_BUNDLE_UNREADABLE: {
+    title: 'the CA bundle cannot be read',
+    hint: 'Check tls.ca_file; the package installs /etc/efs-relay/amazon-root-cas.pem.',
+  },
+  TUNNEL_MOUNTED: {
+    title: 'the tunnel is in use by a mount',
+    hint: 'Unmount first, or pass --force to stop it anyway (the mount will hang until the tunnel returns).',
+  },
+  CONTROL_BAD_REQUEST: {
+    title: 'the control request is malformed',
+    hint: 'Send one JSON object per line: {"v":1,"id":N,"method":"…","params":{…}}.',
+  },
+  CONTROL_REQUEST_TOO_LARGE: {
+    title: 'the control request is too large',
+    hint: 'Requests are limited to 64 KiB per line.',
+  },
+  CONTROL_UNKNOWN_METHOD: {
+    title: 'the control request names an unknown method',
+    hint: 'Check that efsctl and efs-relayd are the same version (`efsctl version`).',
+  },
+  CONTROL_VERSION_MISMATCH: {
+    title: 'the control protocol version is not supported',
+    hint: 'Use an efsctl of the same version as the daemon (`efsctl version`).',
+  },
+  DAEMON_UNREACHABLE: {
+    title: 'the efs-relayd daemon cannot be reached',
+    hint: 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root), or pass --socket PATH.',
+  },
+  USAGE: {
+    title: 'bad usage',
+    hint: 'Run `efsctl --help`.',
+  },
+  INTERNAL: {
+    title: 'internal error',
+    hint: 'Please report this with the daemon log.',
+  },
+} as const satisfies Record<string, { title: string; hint: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export function isErrorCode(v: unknown): v is ErrorCode {
+  return typeof v === 'string' && Object.hasOwn(ERRORS, v);
+}
+
+/** An error the user should see: a stable code, what failed and why, what to do. */
+export class RelayError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RelayError';
+    this.code = code;
+    this.hint = options?.hint ?? ERRORS[code].hint;
+  }
+
+  toJSON(): ErrorBody {
+    return { code: this.code, message: this.message, hint: this.hint };
+  }
+}
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  hint: string;
+}
+
+/** Any thrown value as a RelayError (unexpected ones become INTERNAL). */
+export function asRelayError(err: unknown): RelayError {
+  if (err instanceof RelayError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new RelayError('INTERNAL', msg, { cause: err });
+}

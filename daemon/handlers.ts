@@ -1,0 +1,63 @@
+// Control methods → tunnel manager calls. Checks the shape of each request's
+// params; the manager checks their meaning.
+import { RelayError } from './errors.js';
+import type { Handler } from './control.js';
+import { onlyTunnelOptions, parseOptions } from './options.js';
+import { PROTOCOL_VERSION } from './protocol.js';
+import type { RecordSource } from './state.js';
+import type { TunnelManager } from './tunnels.js';
+import { VERSION } from './version.js';
+
+const SOURCES: readonly RecordSource[] = ['efsctl', 'mount.efs', 'fstab', 'manual'];
+
+function str(params: Record<string, unknown>, key: string, required: true): string;
+function str(params: Record<string, unknown>, key: string, required: false): string | undefined;
+function str(params: Record<string, unknown>, key: string, required: boolean): string | undefined {
+  const v = params[key];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string') throw new RelayError('CONTROL_BAD_REQUEST', `Parameter "${key}" must be a string`);
+  return v;
+}
+
+export function controlHandlers(manager: TunnelManager, startedAt: Date): Record<string, Handler> {
+  return {
+    ping: () => ({ pong: true }),
+    version: () => ({
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      node: process.version,
+      openssl: process.versions.openssl,
+      pid: process.pid,
+      started_at: startedAt.toISOString(),
+    }),
+    add: async (p) => {
+      const fsId = str(p, 'fs_id', true);
+      const options = parseOptions(str(p, 'options', false));
+      onlyTunnelOptions(options);
+      const env = p.env ?? {};
+      if (typeof env !== 'object' || env === null || Array.isArray(env))
+        throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "env" must be an object');
+      const e = env as Record<string, unknown>;
+      const region = (k: string): string | undefined => (typeof e[k] === 'string' && e[k] !== '' ? (e[k] as string) : undefined);
+      const source = (str(p, 'source', false) ?? 'efsctl') as RecordSource;
+      if (!SOURCES.includes(source)) throw new RelayError('CONTROL_BAD_REQUEST', `Parameter "source" must be one of ${SOURCES.join(', ')}`);
+      return manager.add({
+        fsId,
+        options,
+        // The caller's environment first (efs-utils reads the mounting user's), then the daemon's own.
+        env: {
+          AWS_REGION: region('AWS_REGION') ?? process.env.AWS_REGION,
+          AWS_DEFAULT_REGION: region('AWS_DEFAULT_REGION') ?? process.env.AWS_DEFAULT_REGION,
+        },
+        source,
+      });
+    },
+    list: () => ({ tunnels: manager.list() }),
+    status: (p) => manager.status(str(p, 'fs_id', true)),
+    stop: (p) => {
+      const force = p.force ?? false;
+      if (typeof force !== 'boolean') throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "force" must be true or false');
+      return manager.stop(str(p, 'fs_id', true), force);
+    },
+  };
+}

@@ -1,0 +1,96 @@
+// efs-relayd: wiring only. Config, state, relays, control each live in
+// their own module; this file connects them and handles signals.
+import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
+import { asRelayError } from './errors.js';
+import { createLogger } from './log.js';
+import { StateStore } from './state.js';
+import { TunnelManager } from './tunnels.js';
+import { ControlServer } from './control.js';
+import { controlHandlers } from './handlers.js';
+import { VERSION } from './version.js';
+
+const USAGE = `Usage: efs-relayd [--config PATH]
+
+Runs in the foreground and logs to stderr. Keeps one TLS relay per EFS file system.
+  --config PATH   configuration file (default ${DEFAULT_CONFIG_PATH}; missing = all defaults)
+  --version       print the version
+  --help          this text`;
+
+function die(message: string, code: string, hint?: string): never {
+  process.stderr.write(`efs-relayd: ${message} [${code}]\n${hint ? `efs-relayd: ${hint}\n` : ''}`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({
+      options: { config: { type: 'string' }, help: { type: 'boolean' }, version: { type: 'boolean' } },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    process.stderr.write(`efs-relayd: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (args.values.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  if (args.values.version) {
+    process.stdout.write(`efs-relayd ${VERSION}\n`);
+    return;
+  }
+
+  let cfg: Config;
+  try {
+    cfg = await loadConfig(args.values.config ?? DEFAULT_CONFIG_PATH);
+  } catch (err) {
+    const e = asRelayError(err);
+    die(e.message, e.code, e.hint);
+  }
+
+  const log = createLogger(cfg.log.level);
+  const store = new StateStore(cfg.state_dir);
+  const manager = new TunnelManager(cfg, store, log);
+  const startedAt = new Date();
+  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, startedAt), log);
+
+  try {
+    await store.ensureDir();
+    await control.listen();
+  } catch (err) {
+    const e = asRelayError(err);
+    log.error('daemon.start_failed', { code: e.code, msg: e.message });
+    die(e.message, e.code, e.hint);
+  }
+  const invalid = await manager.restore();
+  log.info('daemon.started', {
+    version: VERSION,
+    pid: process.pid,
+    tunnels: manager.list().length,
+    invalid_state_files: invalid,
+    socket: cfg.control_socket,
+  });
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('daemon.stopping', { signal, msg: 'closing listeners and draining connections; tunnel records are kept' });
+    void (async () => {
+      await control.close();
+      await manager.shutdown(cfg.relay.close_timeout * 1000);
+      log.info('daemon.stopped', {});
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err) => {
+  const e = asRelayError(err);
+  die(e.message, e.code, e.hint);
+});

@@ -1,0 +1,121 @@
+// The efs-utils mount option set: one parser and validator, used by efsctl
+// (to fail fast, before any request) and by the daemon (which trusts nobody).
+// Rules and messages follow amazon-efs-utils' check_options_validity.
+import { isIP } from 'node:net';
+import { RelayError } from './errors.js';
+
+/** key → value; a flag option (`tls`) has the value null. Order is kept. */
+export type MountOptions = Record<string, string | null>;
+
+/** Options that configure the tunnel, not mount.nfs4 (efs-utils' NON_NFS_OPTIONS). */
+export const TUNNEL_OPTIONS = [
+  'tls', 'notls', 'tlsport', 'region', 'az', 'mounttargetip', 'verify', 'cafile', 'ocsp', 'noocsp',
+  'accesspoint', 'iam', 'awsprofile', 'awscredsuri', 'netns',
+] as const;
+
+// efs-utils rejects these outright.
+const UNSUPPORTED = ['capath'];
+
+// Accepted by efs-utils but not implemented by this release: refused, never ignored.
+const NOT_YET: Record<string, string> = {
+  ocsp: 'OCSP checking of the mount target certificate',
+  accesspoint: 'access points (they need IAM-signed client certificates)',
+  iam: 'IAM authorization (it needs signed client certificates)',
+  awsprofile: 'IAM authorization with a named profile',
+  awscredsuri: 'IAM authorization with ECS task credentials',
+  netns: 'tunnels inside another network namespace',
+};
+
+const AP_ID = /^fsap-[0-9a-f]{17}$/;
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+const AZ = /^[a-z]{2}(-[a-z]+)+-\d+[a-z]$/;
+
+const bad = (message: string): never => {
+  throw new RelayError('BAD_OPTION', message);
+};
+
+/** Parse `a,b=c,d=e=f`; a value that contains `=` is kept whole. */
+export function parseOptions(text: string | undefined | null): MountOptions {
+  const opts: MountOptions = {};
+  if (!text) return opts;
+  for (const part of text.split(',')) {
+    const item = part.trim();
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    if (eq === 0) bad(`Option "${item}" has no name`);
+    if (eq < 0) opts[item] = null;
+    else opts[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return opts;
+}
+
+export function formatOptions(opts: MountOptions): string {
+  return Object.entries(opts)
+    .map(([k, v]) => (v === null ? k : `${k}=${v}`))
+    .join(',');
+}
+
+/** efs-utils' validity rules, with its messages. Throws BAD_OPTION. */
+export function checkOptionsValidity(opts: MountOptions): void {
+  const has = (k: string): boolean => Object.hasOwn(opts, k);
+  const unsupported = UNSUPPORTED.filter(has);
+  if (unsupported.length) bad(`Unsupported mount options detected: ${unsupported.map((o) => `"${o}"`).join(', ')}`);
+
+  if (has('tls')) {
+    if (has('port')) bad('The "port" and "tls" options are mutually exclusive');
+    if (has('ocsp') && has('noocsp')) bad('The "ocsp" and "noocsp" options are mutually exclusive');
+    if (has('notls')) bad('The "tls" and "notls" options are mutually exclusive');
+  }
+  if (has('tlsport')) {
+    const v = opts.tlsport ?? '';
+    if (!/^\d+$/.test(v)) bad(`tlsport option [${v}] is not an integer`);
+  }
+  if (has('accesspoint')) {
+    if (!has('tls')) bad('The "tls" option is required when mounting via "accesspoint"');
+    if (!AP_ID.test(opts.accesspoint ?? '')) bad(`Access Point ID ${opts.accesspoint ?? ''} is malformed`);
+  }
+  if (has('iam') && !has('tls')) bad('The "tls" option is required when mounting via "iam"');
+  if (has('awsprofile') && !has('iam'))
+    bad('The "iam" option is required when mounting with named profile option, "awsprofile"');
+  if (has('awscredsuri')) {
+    if (!has('iam')) bad('The "iam" option is required when mounting with "awscredsuri"');
+    if (has('awsprofile')) bad('The "awscredsuri" and "awsprofile" options are mutually exclusive');
+    if (!(opts.awscredsuri ?? '').startsWith('/')) bad(`awscredsuri ${opts.awscredsuri ?? ''} is malformed`);
+  }
+  if (has('region') && !REGION.test(opts.region ?? '')) bad(`region option [${opts.region ?? ''}] is not an AWS region`);
+  if (has('az') && !AZ.test(opts.az ?? '')) bad(`az option [${opts.az ?? ''}] is not an availability zone name`);
+  if (has('mounttargetip') && isIP(opts.mounttargetip ?? '') === 0)
+    bad(`mounttargetip option [${opts.mounttargetip ?? ''}] is not an IP address`);
+  if (has('verify') && !['0', '1', '2', '3'].includes(opts.verify ?? ''))
+    bad(`verify option [${opts.verify ?? ''}] must be 0, 1, 2 or 3`);
+  if (has('cafile') && !(opts.cafile ?? '').startsWith('/')) bad(`cafile option [${opts.cafile ?? ''}] must be an absolute path`);
+}
+
+/**
+ * The options a tunnel is made from. Beyond efs-utils' rules: a tunnel is
+ * always TLS and always verified, so `notls` and `verify` below 2 are refused,
+ * and options this release cannot honour are refused rather than ignored.
+ */
+export function tunnelOptions(opts: MountOptions): MountOptions {
+  checkOptionsValidity(opts);
+  if (Object.hasOwn(opts, 'notls')) bad('The "notls" option cannot make a tunnel: efs-relay only carries EFS traffic over TLS');
+  if (opts.verify === '0' || opts.verify === '1')
+    bad(`verify=${opts.verify} is refused: efs-relay always verifies the certificate chain and the file system name`);
+  for (const [k, what] of Object.entries(NOT_YET))
+    if (Object.hasOwn(opts, k)) bad(`The "${k}" option is not supported yet: ${what} is not implemented in this release`);
+  const out: MountOptions = {};
+  for (const [k, v] of Object.entries(opts)) if ((TUNNEL_OPTIONS as readonly string[]).includes(k)) out[k] = v;
+  return out;
+}
+
+/** For `efsctl add`: every option must be a tunnel option. */
+export function onlyTunnelOptions(opts: MountOptions): void {
+  const others = Object.keys(opts).filter((k) => !(TUNNEL_OPTIONS as readonly string[]).includes(k));
+  if (others.length === 0) return;
+  // "port" with "tls" is efs-utils' own error; give that message first.
+  checkOptionsValidity(opts);
+  throw new RelayError(
+    'UNKNOWN_OPTION',
+    `Unknown tunnel option${others.length > 1 ? 's' : ''}: ${others.map((o) => `"${o}"`).join(', ')}`,
+  );
+}

@@ -1,0 +1,241 @@
+// One relay per file system: a plaintext listener on loopback, and for each
+// accepted connection its own verified TLS connection to the mount target.
+// The copy loops follow ghostunnel's proxy: each direction copies with
+// backpressure; when one direction ends, the other side is half-closed and
+// return traffic may drain until the close timeout; an error on either side
+// closes both.
+import { EventEmitter } from 'node:events';
+import { createServer, connect as tcpConnect, isIPv4, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
+import { RelayError, type ErrorCode } from './errors.js';
+import { classifyUpstreamError, identityChecker } from './tls-policy.js';
+
+const KEEPALIVE_DELAY_MS = 60_000;
+
+export interface RelaySpec {
+  fsId: string;
+  port: number;
+  /** Must be a loopback address: the listener carries plaintext NFS. */
+  listenHost: string;
+  dnsName: string;
+  address: string;
+  targetPort: number;
+  secureContext: SecureContext;
+  connectTimeoutMs: number;
+  closeTimeoutMs: number;
+}
+
+export interface LastError {
+  code: ErrorCode;
+  message: string;
+  at: string;
+}
+
+/** Plain numbers, read by whoever wants them (metrics read them at scrape time). */
+export interface RelayCounters {
+  connectionsActive: number;
+  connectionsOk: number;
+  connectionsFailed: number;
+  bytesUpstream: number;
+  bytesDownstream: number;
+  handshakeFailures: Map<ErrorCode, number>;
+}
+
+export interface RelayEvents {
+  handshake: [seconds: number];
+  handshake_failed: [error: RelayError];
+  connection_closed: [];
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === '::1' || host === 'localhost') return true;
+  return isIPv4(host) && host.startsWith('127.');
+}
+
+export class Relay extends EventEmitter<RelayEvents> {
+  readonly spec: RelaySpec;
+  readonly counters: RelayCounters = {
+    connectionsActive: 0,
+    connectionsOk: 0,
+    connectionsFailed: 0,
+    bytesUpstream: 0,
+    bytesDownstream: 0,
+    handshakeFailures: new Map(),
+  };
+  lastError: LastError | null = null;
+  lastConnectedAt: string | null = null;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private readonly verify: ReturnType<typeof identityChecker>;
+
+  constructor(spec: RelaySpec) {
+    super();
+    this.spec = spec;
+    this.verify = identityChecker(spec.dnsName);
+  }
+
+  get listening(): boolean {
+    return this.server?.listening ?? false;
+  }
+
+  async listen(): Promise<void> {
+    const { listenHost, port } = this.spec;
+    if (!isLoopback(listenHost)) {
+      throw new RelayError('LISTEN_NOT_LOOPBACK', `Refusing to listen on ${listenHost}:${port}: relays listen on loopback only`);
+    }
+    // pauseOnConnect: no client byte is read until the TLS session is verified.
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => this.accept(c));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: listenHost, port, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE')
+        throw new RelayError('PORT_TAKEN', `Port ${port} on ${listenHost} is already in use by another process`);
+      throw new RelayError('LISTEN_FAILED', `Cannot listen on ${listenHost}:${port}: ${err.message}`, { cause: err });
+    });
+    server.on('error', () => {}); // after listen, errors surface per connection
+    this.server = server;
+  }
+
+  /** Stop accepting; let open connections finish for up to drainMs, then close them. */
+  async close(drainMs = 0): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    if (drainMs > 0 && this.sockets.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainMs);
+        const check = (): void => {
+          if (this.counters.connectionsActive === 0) {
+            clearTimeout(timer);
+            this.off('connection_closed', check);
+            resolve();
+          }
+        };
+        this.on('connection_closed', check);
+        check();
+      });
+    }
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  private accept(client: Socket): void {
+    const { spec, counters } = this;
+    counters.connectionsActive++;
+    client.setNoDelay(true);
+    client.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    this.sockets.add(client);
+
+    const started = performance.now();
+    const raw = tcpConnect({ host: spec.address, port: spec.targetPort });
+    raw.setNoDelay(true);
+    raw.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    // tls.connect honours allowHalfOpen (Node passes it to the TLSSocket) though @types/node omits it.
+    const up: TLSSocket = tlsConnect({
+      socket: raw,
+      secureContext: spec.secureContext,
+      servername: spec.dnsName,
+      checkServerIdentity: this.verify,
+      allowHalfOpen: true,
+    } as ConnectionOptions);
+    this.sockets.add(up);
+
+    let secure = false;
+    let closeTimer: NodeJS.Timeout | null = null;
+    let open = 2;
+    const connectTimer = setTimeout(() => {
+      fail(new RelayError('CONNECT_TIMEOUT', `No TLS session with ${spec.address}:${spec.targetPort} after ${spec.connectTimeoutMs} ms`));
+    }, spec.connectTimeoutMs);
+
+    const fail = (err: unknown): void => {
+      if (!secure) {
+        secure = true; // count the failure once
+        clearTimeout(connectTimer);
+        this.handshakeFailed(err);
+      }
+      up.destroy();
+      raw.destroy();
+      client.destroy();
+    };
+
+    const onClosed = (): void => {
+      if (--open > 0) return;
+      clearTimeout(connectTimer);
+      if (closeTimer) clearTimeout(closeTimer);
+      this.sockets.delete(client);
+      this.sockets.delete(up);
+      counters.connectionsActive--;
+      this.emit('connection_closed');
+    };
+    // A side that closed cleanly after we ended the other one lets that
+    // other side flush what it still holds; any other close tears both down.
+    client.once('close', (hadError) => {
+      if (hadError || !up.writableEnded) up.destroy();
+      onClosed();
+    });
+    up.once('close', (hadError) => {
+      raw.destroy();
+      if (hadError || !client.writableEnded) client.destroy();
+      onClosed();
+    });
+    up.on('error', fail);
+    raw.on('error', fail);
+    client.on('error', () => {
+      up.destroy();
+      client.destroy();
+    });
+
+    up.once('secureConnect', () => {
+      if (secure) return;
+      secure = true;
+      clearTimeout(connectTimer);
+      counters.connectionsOk++;
+      this.lastConnectedAt = new Date().toISOString();
+      this.emit('handshake', (performance.now() - started) / 1000);
+
+      const halfClosed = (): void => {
+        closeTimer ??= setTimeout(() => {
+          up.destroy();
+          client.destroy();
+        }, spec.closeTimeoutMs);
+      };
+      client.on('data', (chunk: Buffer) => {
+        counters.bytesUpstream += chunk.length;
+        if (!up.write(chunk)) client.pause();
+      });
+      up.on('drain', () => client.resume());
+      client.on('end', () => {
+        up.end();
+        halfClosed();
+      });
+      up.on('data', (chunk: Buffer) => {
+        counters.bytesDownstream += chunk.length;
+        if (!client.write(chunk)) up.pause();
+      });
+      client.on('drain', () => up.resume());
+      up.on('end', () => {
+        client.end();
+        halfClosed();
+      });
+      client.resume();
+    });
+  }
+
+  private handshakeFailed(err: unknown): void {
+    const { spec, counters } = this;
+    const code = classifyUpstreamError(err);
+    const cause = err instanceof Error ? err.message : String(err);
+    const error =
+      err instanceof RelayError
+        ? err
+        : new RelayError(code, `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${cause}`, { cause: err });
+    counters.connectionsFailed++;
+    counters.handshakeFailures.set(code, (counters.handshakeFailures.get(code) ?? 0) + 1);
+    this.lastError = { code, message: error.message, at: new Date().toISOString() };
+    this.emit('handshake_failed', error);
+  }
+}

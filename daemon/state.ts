@@ -1,0 +1,164 @@
+// Tunnel records: one JSON file per file system in the state dir, written
+// atomically. A record is the promise "this fs has a relay on this port";
+// the daemon restores it on the same port after any restart, because NFS
+// mounts keep pointing at that port.
+import { EventEmitter } from 'node:events';
+import { mkdir, open, readdir, readFile, rename, rm, lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RelayError } from './errors.js';
+import { FS_ID } from './target.js';
+import type { MountOptions } from './options.js';
+
+export const RECORD_VERSION = 1;
+
+export type RecordSource = 'efsctl' | 'mount.efs' | 'fstab' | 'manual';
+
+export interface TunnelRecord {
+  version: typeof RECORD_VERSION;
+  fs_id: string;
+  port: number;
+  target: { dns_name: string; address: string; port: number; region: string };
+  options: MountOptions;
+  created: string;
+  source: RecordSource;
+  /** Mount points using the tunnel (filled in by attach). */
+  mounts: string[];
+}
+
+export interface InvalidFile {
+  file: string;
+  reason: string;
+}
+
+export interface StateChange {
+  kind: 'written' | 'removed';
+  fsId: string;
+}
+
+const RECORD_FILE = /^(fs-[0-9a-f]+)\.json$/;
+const TEMP_FILE = /^\..*\.tmp-\d+-\d+$/;
+
+export class StateStore extends EventEmitter<{ change: [StateChange] }> {
+  readonly dir: string;
+  private tmpSeq = 0;
+
+  constructor(dir: string) {
+    super();
+    this.dir = dir;
+  }
+
+  async ensureDir(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  fileFor(fsId: string): string {
+    return join(this.dir, `${fsId}.json`);
+  }
+
+  /** Every valid record, and every file that is not one (never deleted). */
+  async loadAll(): Promise<{ records: TunnelRecord[]; invalid: InvalidFile[] }> {
+    const records: TunnelRecord[] = [];
+    const invalid: InvalidFile[] = [];
+    const ports = new Map<number, string>();
+    const names = (await readdir(this.dir)).sort();
+    for (const name of names) {
+      const path = join(this.dir, name);
+      let st;
+      try {
+        st = await lstat(path);
+      } catch {
+        continue; // removed while we listed
+      }
+      // The control socket and any sub-directory are not records.
+      if (!st.isFile()) continue;
+      // A temp file left by a crash mid-write: the rename never happened, so the old record (if any) is intact.
+      if (TEMP_FILE.test(name)) continue;
+      try {
+        const rec = await this.read(name);
+        const other = ports.get(rec.port);
+        if (other !== undefined) throw new Error(`port ${rec.port} is already claimed by ${other}`);
+        ports.set(rec.port, rec.fs_id);
+        records.push(rec);
+      } catch (err) {
+        invalid.push({ file: path, reason: (err as Error).message });
+      }
+    }
+    return { records, invalid };
+  }
+
+  private async read(name: string): Promise<TunnelRecord> {
+    const m = RECORD_FILE.exec(name);
+    if (!m) throw new Error('not a tunnel record (expected a name like fs-12345678.json)');
+    const text = await readFile(join(this.dir, name), 'utf8');
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw new Error(`not valid JSON: ${(err as Error).message}`);
+    }
+    return validateRecord(data, m[1] as string);
+  }
+
+  /** Atomic replace: temp file in the same dir, fsync, rename, fsync the dir. */
+  async write(rec: TunnelRecord): Promise<void> {
+    const final = this.fileFor(rec.fs_id);
+    const tmp = join(this.dir, `.${rec.fs_id}.json.tmp-${process.pid}-${++this.tmpSeq}`);
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(rec, null, 2) + '\n');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await rename(tmp, final);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await this.syncDir();
+    this.emit('change', { kind: 'written', fsId: rec.fs_id });
+  }
+
+  async remove(fsId: string): Promise<void> {
+    await rm(this.fileFor(fsId), { force: true });
+    await this.syncDir();
+    this.emit('change', { kind: 'removed', fsId });
+  }
+
+  private async syncDir(): Promise<void> {
+    const dh = await open(this.dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  }
+}
+
+function validateRecord(data: unknown, fsIdFromName: string): TunnelRecord {
+  const fail = (what: string): never => {
+    throw new RelayError('STATE_FILE_INVALID', what);
+  };
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return fail('expected a JSON object');
+  const r = data as Record<string, unknown>;
+  if (r.version !== RECORD_VERSION) fail(`unsupported record version ${JSON.stringify(r.version)} (this daemon reads ${RECORD_VERSION})`);
+  if (typeof r.fs_id !== 'string' || !FS_ID.test(r.fs_id)) fail('"fs_id" must be a file system id like fs-12345678');
+  if (r.fs_id !== fsIdFromName) fail(`"fs_id" ${String(r.fs_id)} does not match the file name`);
+  if (typeof r.port !== 'number' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) fail('"port" must be an integer port');
+  const t = r.target as Record<string, unknown> | undefined;
+  if (
+    typeof t !== 'object' || t === null ||
+    typeof t.dns_name !== 'string' || typeof t.address !== 'string' || typeof t.region !== 'string' ||
+    typeof t.port !== 'number' || !Number.isInteger(t.port)
+  )
+    fail('"target" must have dns_name, address, region (strings) and port (integer)');
+  const o = r.options;
+  if (typeof o !== 'object' || o === null || Array.isArray(o) || !Object.values(o).every((v) => v === null || typeof v === 'string'))
+    fail('"options" must map option names to strings or null');
+  if (typeof r.created !== 'string' || Number.isNaN(Date.parse(r.created))) fail('"created" must be an ISO time');
+  if (!['efsctl', 'mount.efs', 'fstab', 'manual'].includes(r.source as string)) fail('"source" must be efsctl, mount.efs, fstab or manual');
+  const mounts = r.mounts ?? [];
+  if (!Array.isArray(mounts) || !mounts.every((m) => typeof m === 'string')) fail('"mounts" must be a list of paths');
+  return { ...(r as unknown as TunnelRecord), mounts: mounts as string[] };
+}

@@ -1,0 +1,56 @@
+// Where a tunnel goes: the file system's DNS name (what the certificate must
+// name) and the address actually dialled (the name, or mounttargetip=).
+import { RelayError } from './errors.js';
+import type { Config } from './config.js';
+import type { MountOptions } from './options.js';
+
+export const FS_ID = /^fs-[0-9a-f]+$/;
+
+export interface Target {
+  /** The name the server certificate must match, and the SNI sent. */
+  dnsName: string;
+  /** What is dialled: the DNS name, or the mounttargetip address. */
+  address: string;
+  port: number;
+  region: string;
+}
+
+export function checkFsId(fsId: string): void {
+  if (!FS_ID.test(fsId)) {
+    throw new RelayError('BAD_FS_ID', `Invalid file system name: ${fsId}`);
+  }
+}
+
+/** The region environment of whoever asked (efsctl forwards its own). */
+export interface RegionEnv {
+  AWS_REGION?: string | undefined;
+  AWS_DEFAULT_REGION?: string | undefined;
+}
+
+/** efs-utils order: option, AWS_REGION, AWS_DEFAULT_REGION, config (instance metadata: not yet). */
+export function resolveRegion(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config): string {
+  const region = opts.region || env.AWS_REGION || env.AWS_DEFAULT_REGION || cfg.efs.region;
+  if (region) return region;
+  throw new RelayError(
+    'NO_REGION',
+    `Cannot determine the AWS region of ${fsId}: no region= option, AWS_REGION and AWS_DEFAULT_REGION are unset, ` +
+      'efs.region is not set in the config, and instance metadata lookup is not supported yet',
+  );
+}
+
+export function dnsNameFor(fsId: string, region: string, az: string | null, cfg: Config): string {
+  let format = cfg.efs.dns_name_format;
+  if (!az) format = format.replace('{az}.', '').replace('{az}', '');
+  return format
+    .replaceAll('{az}', az ?? '')
+    .replaceAll('{fs_id}', fsId)
+    .replaceAll('{region}', region)
+    .replaceAll('{dns_name_suffix}', cfg.efs.dns_name_suffix);
+}
+
+export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config): Target {
+  checkFsId(fsId);
+  const region = resolveRegion(fsId, opts, env, cfg);
+  const dnsName = dnsNameFor(fsId, region, opts.az ?? null, cfg);
+  return { dnsName, address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
+}

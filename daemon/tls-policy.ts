@@ -1,0 +1,78 @@
+// The TLS policy, in one place: TLS 1.2 with AES-256-GCM (optionally TLS 1.3
+// with TLS_AES_256_GCM_SHA384), the configured CA bundle only, and the file
+// system's DNS name checked whatever address is dialled.
+import { checkServerIdentity, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
+import { readFile } from 'node:fs/promises';
+import { RelayError, type ErrorCode } from './errors.js';
+
+export const TLS12_CIPHERS = 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384';
+export const TLS13_CIPHERS = 'TLS_AES_256_GCM_SHA384';
+
+export type TlsMaxVersion = 'TLSv1.2' | 'TLSv1.3';
+
+export async function readCaBundle(file: string): Promise<string> {
+  try {
+    const pem = await readFile(file, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in the file');
+    return pem;
+  } catch (err) {
+    throw new RelayError('CA_BUNDLE_UNREADABLE', `Cannot use CA bundle ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Built once per tunnel; every connection of the tunnel shares it. */
+export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureContext {
+  // `ca` replaces Node's built-in store, so only the bundle is trusted.
+  // TLS 1.3 suites are named explicitly so that no AES-128 or ChaCha suite is offered.
+  return createSecureContext({
+    ca: caPem === '' ? [] : caPem, // [] trusts nothing (a tunnel whose bundle is unreadable)
+    minVersion: 'TLSv1.2',
+    maxVersion,
+    ciphers: maxVersion === 'TLSv1.3' ? `${TLS13_CIPHERS}:${TLS12_CIPHERS}` : TLS12_CIPHERS,
+  });
+}
+
+/** Hostname check against the file system's name, not the dialled address. */
+export function identityChecker(dnsName: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => checkServerIdentity(dnsName, cert);
+}
+
+// OpenSSL / Node error codes → our stable codes.
+const BY_NODE_CODE: Record<string, ErrorCode> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS_UNTRUSTED_CHAIN',
+  UNABLE_TO_GET_ISSUER_CERT: 'TLS_UNTRUSTED_CHAIN',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'TLS_UNTRUSTED_CHAIN',
+  SELF_SIGNED_CERT_IN_CHAIN: 'TLS_UNTRUSTED_CHAIN',
+  CERT_SIGNATURE_FAILURE: 'TLS_UNTRUSTED_CHAIN',
+  CERT_UNTRUSTED: 'TLS_UNTRUSTED_CHAIN',
+  CERT_REJECTED: 'TLS_UNTRUSTED_CHAIN',
+  INVALID_CA: 'TLS_UNTRUSTED_CHAIN',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'TLS_SELF_SIGNED',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'TLS_HOSTNAME_MISMATCH',
+  CERT_HAS_EXPIRED: 'TLS_CERT_EXPIRED',
+  CERT_NOT_YET_VALID: 'TLS_CERT_NOT_YET_VALID',
+  ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION: 'TLS_PROTOCOL_REFUSED',
+  ERR_SSL_UNSUPPORTED_PROTOCOL: 'TLS_PROTOCOL_DOWNGRADE',
+  ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE: 'TLS_CIPHER_REFUSED',
+  ERR_SSL_NO_SHARED_CIPHER: 'TLS_CIPHER_REFUSED',
+  ERR_SSL_NO_CIPHERS_AVAILABLE: 'TLS_CIPHER_REFUSED',
+  ERR_SSL_WRONG_CIPHER_RETURNED: 'TLS_CIPHER_REFUSED',
+  ECONNREFUSED: 'CONNECT_REFUSED',
+  ECONNRESET: 'UPSTREAM_RESET',
+  EPIPE: 'UPSTREAM_RESET',
+  ETIMEDOUT: 'CONNECT_TIMEOUT',
+  EHOSTUNREACH: 'CONNECT_TIMEOUT',
+  ENETUNREACH: 'CONNECT_TIMEOUT',
+  ENOTFOUND: 'DNS_FAILED',
+  EAI_AGAIN: 'DNS_FAILED',
+};
+
+export function classifyUpstreamError(err: unknown): ErrorCode {
+  if (err instanceof RelayError) return err.code;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code && BY_NODE_CODE[code]) return BY_NODE_CODE[code];
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || (code ?? '').startsWith('ERR_SSL_')) return 'TLS_HANDSHAKE_FAILED';
+  // "Client network socket disconnected before secure TLS connection was established"
+  if (code === 'ECONNABORTED' || /socket disconnected before secure/i.test((err as Error)?.message ?? '')) return 'UPSTREAM_RESET';
+  return 'TLS_HANDSHAKE_FAILED';
+}

@@ -1,0 +1,343 @@
+// The set of tunnels: one record and one relay per file system. All changes
+// go through one queue so concurrent requests never race for a port or make
+// two relays for one file system.
+import type { SecureContext } from 'node:tls';
+import { RelayError, type ErrorCode } from './errors.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { Relay, type LastError } from './relay.js';
+import { StateStore, RECORD_VERSION, type RecordSource, type TunnelRecord } from './state.js';
+import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
+import { resolveTarget, type RegionEnv } from './target.js';
+import { policyContext, readCaBundle } from './tls-policy.js';
+import { pickPort } from './ports.js';
+
+const LISTEN_RETRY_MS = 5_000;
+const HISTORY = 20;
+
+export type TunnelState = 'listening' | 'error';
+
+export interface HistoryEntry {
+  at: string;
+  event: string;
+  code?: ErrorCode;
+  message?: string;
+}
+
+export interface TunnelView {
+  fs_id: string;
+  port: number;
+  target: TunnelRecord['target'];
+  state: TunnelState;
+  source: RecordSource;
+  created: string;
+  options: MountOptions;
+  mounts: string[];
+  connections: { active: number; ok: number; failed: number };
+  bytes: { upstream: number; downstream: number };
+  last_error: LastError | null;
+  last_connected_at: string | null;
+}
+
+export interface TunnelDetail extends TunnelView {
+  handshake_failures: Partial<Record<ErrorCode, number>>;
+  history: HistoryEntry[];
+}
+
+export interface AddRequest {
+  fsId: string;
+  options: MountOptions;
+  env: RegionEnv;
+  source: RecordSource;
+}
+
+export interface AddResult {
+  tunnel: TunnelView;
+  created: boolean;
+}
+
+class Tunnel {
+  record: TunnelRecord;
+  relay: Relay;
+  listenError: LastError | null = null;
+  retryTimer: NodeJS.Timeout | null = null;
+  history: HistoryEntry[] = [];
+
+  constructor(record: TunnelRecord, relay: Relay) {
+    this.record = record;
+    this.relay = relay;
+  }
+
+  note(event: string, err?: { code: ErrorCode; message: string }): void {
+    this.history.push({ at: new Date().toISOString(), event, ...(err ? { code: err.code, message: err.message } : {}) });
+    if (this.history.length > HISTORY) this.history.shift();
+  }
+
+  view(): TunnelView {
+    const { record, relay } = this;
+    const c = relay.counters;
+    return {
+      fs_id: record.fs_id,
+      port: record.port,
+      target: record.target,
+      state: relay.listening ? 'listening' : 'error',
+      source: record.source,
+      created: record.created,
+      options: record.options,
+      mounts: record.mounts,
+      connections: { active: c.connectionsActive, ok: c.connectionsOk, failed: c.connectionsFailed },
+      bytes: { upstream: c.bytesUpstream, downstream: c.bytesDownstream },
+      last_error: latest(this.listenError, relay.lastError),
+      last_connected_at: relay.lastConnectedAt,
+    };
+  }
+}
+
+function latest(a: LastError | null, b: LastError | null): LastError | null {
+  if (!a) return b;
+  if (!b) return a;
+  return a.at >= b.at ? a : b;
+}
+
+export class TunnelManager {
+  private readonly tunnels = new Map<string, Tunnel>();
+  private readonly contexts = new Map<string, Promise<SecureContext>>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly store: StateStore,
+    private readonly log: Logger,
+  ) {}
+
+  /** Run one change at a time, in arrival order. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Start every stored record on its own port. Returns how many files were invalid. */
+  restore(): Promise<number> {
+    return this.serial(async () => {
+      const { records, invalid } = await this.store.loadAll();
+      for (const bad of invalid) {
+        this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
+      }
+      await Promise.all(records.map((rec) => this.start(rec, 'restored')));
+      return invalid.length;
+    });
+  }
+
+  list(): TunnelView[] {
+    return [...this.tunnels.values()].map((t) => t.view()).sort((a, b) => a.fs_id.localeCompare(b.fs_id));
+  }
+
+  status(fsId: string): TunnelDetail {
+    const t = this.get(fsId);
+    const failures: Partial<Record<ErrorCode, number>> = {};
+    for (const [code, n] of t.relay.counters.handshakeFailures) failures[code] = n;
+    return { ...t.view(), handshake_failures: failures, history: [...t.history] };
+  }
+
+  /** The relays, for whoever reads counters (metrics). */
+  relays(): ReadonlyMap<string, Relay> {
+    return new Map([...this.tunnels].map(([id, t]) => [id, t.relay]));
+  }
+
+  add(req: AddRequest): Promise<AddResult> {
+    return this.serial(async () => {
+      const options = tunnelOptions(req.options);
+      const target = resolveTarget(req.fsId, options, req.env, this.cfg);
+      const wantPort = options.tlsport === undefined ? null : Number(options.tlsport);
+      const { first, last } = this.cfg.port_range;
+      if (wantPort !== null && (wantPort < first || wantPort > last)) {
+        throw new RelayError('PORT_OUT_OF_RANGE', `tlsport ${wantPort} is outside the configured port range ${first}-${last}`);
+      }
+
+      const existing = this.tunnels.get(req.fsId);
+      if (existing) {
+        const rec = existing.record;
+        if (wantPort !== null && wantPort !== rec.port) {
+          throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`);
+        }
+        if (rec.target.address !== target.address || rec.target.dns_name !== target.dnsName) {
+          throw new RelayError(
+            'BAD_OPTION',
+            `${req.fsId} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
+          );
+        }
+        return { tunnel: existing.view(), created: false };
+      }
+
+      const used = new Set([...this.tunnels.values()].map((t) => t.record.port));
+      if (wantPort !== null && used.has(wantPort)) {
+        const owner = [...this.tunnels.values()].find((t) => t.record.port === wantPort)?.record.fs_id;
+        throw new RelayError('PORT_TAKEN', `Port ${wantPort} is already used by the tunnel for ${owner}`);
+      }
+      const record: TunnelRecord = {
+        version: RECORD_VERSION,
+        fs_id: req.fsId,
+        port: 0,
+        target: { dns_name: target.dnsName, address: target.address, port: target.port, region: target.region },
+        options,
+        created: new Date().toISOString(),
+        source: req.source,
+        mounts: [],
+      };
+      const ctx = await this.contextFor(options);
+      const candidates = wantPort !== null ? [wantPort] : pickPort(first, last, used);
+      for (const port of candidates) {
+        const relay = this.makeRelay({ ...record, port }, ctx);
+        try {
+          await relay.listen();
+        } catch (err) {
+          // Someone outside the daemon holds this port: try the next one, unless the user asked for it.
+          if (err instanceof RelayError && err.code === 'PORT_TAKEN' && wantPort === null) continue;
+          throw err;
+        }
+        record.port = port;
+        try {
+          await this.store.write(record);
+        } catch (err) {
+          await relay.close();
+          throw new RelayError('INTERNAL', `Cannot write the tunnel record for ${req.fsId} in ${this.store.dir}: ${(err as Error).message}`);
+        }
+        const t = this.track(record, relay);
+        t.note('listening');
+        this.log.info('tunnel.started', {
+          fs: record.fs_id, port, target: `${target.address}:${target.port}`, sni: target.dnsName,
+          options: formatOptions(options) || undefined,
+        });
+        return { tunnel: t.view(), created: true };
+      }
+      throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use`);
+    });
+  }
+
+  stop(fsId: string, force: boolean): Promise<TunnelView> {
+    return this.serial(async () => {
+      const t = this.get(fsId);
+      if (t.record.mounts.length > 0 && !force) {
+        throw new RelayError('TUNNEL_MOUNTED', `${fsId} is mounted at ${t.record.mounts.join(', ')}; refusing to stop its tunnel`);
+      }
+      const view = t.view();
+      this.untrack(t);
+      await t.relay.close();
+      await this.store.remove(fsId);
+      this.log.info('tunnel.stopped', { fs: fsId, port: t.record.port, force: force || undefined });
+      return view;
+    });
+  }
+
+  /** Close every listener, let connections drain, keep every record. */
+  shutdown(drainMs: number): Promise<void> {
+    this.closed = true;
+    return this.serial(async () => {
+      const all = [...this.tunnels.values()];
+      for (const t of all) this.untrack(t);
+      await Promise.all(all.map((t) => t.relay.close(drainMs)));
+    });
+  }
+
+  private get(fsId: string): Tunnel {
+    const t = this.tunnels.get(fsId);
+    if (!t) throw new RelayError('TUNNEL_NOT_FOUND', `No tunnel for ${fsId}`);
+    return t;
+  }
+
+  private contextFor(options: MountOptions): Promise<SecureContext> {
+    const caFile = options.cafile || this.cfg.tls.ca_file;
+    const key = `${caFile}\0${this.cfg.tls.max_version}`;
+    let ctx = this.contexts.get(key);
+    if (!ctx) {
+      ctx = readCaBundle(caFile).then((pem) => policyContext(pem, this.cfg.tls.max_version));
+      ctx.catch(() => this.contexts.delete(key));
+      this.contexts.set(key, ctx);
+    }
+    return ctx;
+  }
+
+  private makeRelay(rec: TunnelRecord, secureContext: SecureContext): Relay {
+    return new Relay({
+      fsId: rec.fs_id,
+      port: rec.port,
+      listenHost: '127.0.0.1',
+      dnsName: rec.target.dns_name,
+      address: rec.target.address,
+      targetPort: rec.target.port,
+      secureContext,
+      connectTimeoutMs: this.cfg.relay.connect_timeout * 1000,
+      closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
+    });
+  }
+
+  private track(record: TunnelRecord, relay: Relay): Tunnel {
+    const t = new Tunnel(record, relay);
+    let lastLogged = '';
+    let lastLoggedAt = 0;
+    relay.on('handshake_failed', (err) => {
+      t.note('handshake_failed', err);
+      // One line per new failure kind, then at most one a minute: a flapping target must not flood the journal.
+      const now = Date.now();
+      if (err.code !== lastLogged || now - lastLoggedAt > 60_000) {
+        lastLogged = err.code;
+        lastLoggedAt = now;
+        this.log.warn('tunnel.handshake_failed', { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
+      }
+    });
+    relay.on('handshake', () => {
+      if (lastLogged !== '') {
+        this.log.info('tunnel.handshake_ok', { fs: record.fs_id, port: record.port });
+        t.note('handshake_ok');
+        lastLogged = '';
+      }
+    });
+    this.tunnels.set(record.fs_id, t);
+    return t;
+  }
+
+  private untrack(t: Tunnel): void {
+    if (t.retryTimer) clearTimeout(t.retryTimer);
+    t.retryTimer = null;
+    if (this.tunnels.get(t.record.fs_id) === t) this.tunnels.delete(t.record.fs_id);
+  }
+
+  /** Bring a stored record up on its own port; if the port is busy, keep retrying it (never move it). */
+  private async start(rec: TunnelRecord, why: string): Promise<void> {
+    let ctx: SecureContext;
+    try {
+      ctx = await this.contextFor(rec.options);
+    } catch (err) {
+      const e = err as RelayError;
+      // Without a CA bundle there is no safe relay; keep the record and say why.
+      const t = this.track(rec, this.makeRelay(rec, policyContext('', this.cfg.tls.max_version)));
+      t.listenError = { code: e.code, message: e.message, at: new Date().toISOString() };
+      t.note('start_failed', e);
+      this.log.error('tunnel.start_failed', { fs: rec.fs_id, code: e.code, msg: e.message, port: rec.port });
+      return;
+    }
+    const t = this.track(rec, this.makeRelay(rec, ctx));
+    const attempt = async (): Promise<void> => {
+      t.retryTimer = null;
+      if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
+      try {
+        await t.relay.listen();
+        t.listenError = null;
+        t.note(why === 'restored' ? 'restored' : 'listening');
+        this.log.info(`tunnel.${why}`, { fs: rec.fs_id, port: rec.port, target: `${rec.target.address}:${rec.target.port}` });
+      } catch (err) {
+        const e = err as RelayError;
+        const first = t.listenError === null;
+        t.listenError = { code: e.code, message: e.message, at: new Date().toISOString() };
+        if (first) {
+          t.note('listen_failed', e);
+          this.log.error('tunnel.listen_failed', { fs: rec.fs_id, code: e.code, msg: `${e.message}; retrying every ${LISTEN_RETRY_MS / 1000} s on the same port`, port: rec.port });
+        }
+        if (!this.closed) t.retryTimer = setTimeout(() => void attempt(), LISTEN_RETRY_MS);
+      }
+    };
+    await attempt();
+  }
+}
