@@ -166,8 +166,8 @@ export function parseConfig(text: string, file: string): Config {
   const cfg = finish(out);
   const pr = cfg.port_range;
   if (pr.first > pr.last) {
-    const prNode = isMap(root) ? root.get('port_range', true) : null;
-    fail(lineOf(prNode as YamlNode | null), 'port_range', `first (${pr.first}) is greater than last (${pr.last})`);
+    const prKey = isMap(root) ? (root.items as Pair<YamlNode, YamlNode>[]).find((p) => isScalar(p.key) && p.key.value === 'port_range')?.key : null;
+    fail(lineOf(prKey), 'port_range', `first (${pr.first}) is greater than last (${pr.last})`);
   }
   return cfg;
 }

@@ -1,0 +1,133 @@
+// Runs the built executables the way a user does: build/bin/efs-relayd with
+// a config file in a temp dir, and build/bin/efsctl against its socket.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+
+export const ROOT = resolve(import.meta.dirname, '../../../..');
+export const BIN = join(ROOT, 'build/bin');
+
+export function tempDir(tag: string): string {
+  return mkdtempSync(join(tmpdir(), `efs-relay-${tag}-`));
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolvePromise) => {
+    const child = execFile(cmd, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+        resolvePromise({ code, stdout, stderr });
+      });
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+  });
+}
+
+export type ConfigOverrides = Record<string, unknown>;
+
+/** A running efs-relayd with its own state dir, socket and config. */
+export class Daemon {
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly socket: string;
+  readonly configFile: string;
+  proc: ChildProcess | null = null;
+  logs = '';
+  exitCode: number | null = null;
+  private exited: Promise<number> | null = null;
+
+  constructor(readonly config: ConfigOverrides = {}, dir?: string) {
+    this.dir = dir ?? tempDir('daemon');
+    this.stateDir = (config.state_dir as string | undefined) ?? join(this.dir, 'state');
+    this.socket = join(this.stateDir, 'control.sock');
+    this.configFile = join(this.dir, 'config.yaml');
+    const full = {
+      state_dir: this.stateDir,
+      metrics: { listen: '' },
+      ...config,
+    };
+    writeFileSync(this.configFile, stringify(full));
+  }
+
+  async start(): Promise<this> {
+    this.logs = '';
+    this.exitCode = null;
+    const proc = spawn(join(BIN, 'efs-relayd'), ['--config', this.configFile], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, JOURNAL_STREAM: '' },
+    });
+    this.proc = proc;
+    proc.stderr?.setEncoding('utf8');
+    proc.stderr?.on('data', (d: string) => (this.logs += d));
+    this.exited = new Promise((r) => proc.on('exit', (code, signal) => r((this.exitCode = code ?? (signal ? 128 : 1)))));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (this.exitCode !== null) throw new Error(`efs-relayd exited with ${this.exitCode}:\n${this.logs}`);
+      if (await this.ping()) return this;
+      await sleep(50);
+    }
+    throw new Error(`efs-relayd did not answer on ${this.socket} within 10 s:\n${this.logs}`);
+  }
+
+  private ping(): Promise<boolean> {
+    return new Promise((r) => {
+      const s = connect(this.socket);
+      s.on('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+  }
+
+  get pid(): number {
+    if (!this.proc?.pid) throw new Error('daemon not running');
+    return this.proc.pid;
+  }
+
+  /** Open file descriptors of the daemon process. */
+  fdCount(): number {
+    return readdirSync(`/proc/${this.pid}/fd`).length;
+  }
+
+  efsctl(...args: string[]): Promise<RunResult> {
+    return run(join(BIN, 'efsctl'), ['--socket', this.socket, ...args]);
+  }
+
+  async efsctlJson<T>(...args: string[]): Promise<T> {
+    const r = await this.efsctl(...args, '--json');
+    if (r.code !== 0) throw new Error(`efsctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  }
+
+  /** Send a signal and wait for the exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
+    if (!this.proc || this.exitCode !== null) return this.exitCode ?? 0;
+    this.proc.kill(signal);
+    return (await this.exited) as number;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll until fn returns a truthy value, or fail after timeoutMs. */
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 5_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last as NonNullable<T>;
+    await sleep(25);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}

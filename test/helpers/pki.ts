@@ -1,0 +1,79 @@
+// Certificates made at test time with the openssl CLI: a CA, and leaves
+// signed by it (valid, expired, for another name), or self-signed.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Pem {
+  key: string;
+  cert: string;
+  certFile: string;
+  keyFile: string;
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export class TestPki {
+  private seq = 0;
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  private load(base: string): Pem {
+    const certFile = join(this.dir, `${base}.crt`);
+    const keyFile = join(this.dir, `${base}.key`);
+    return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), certFile, keyFile };
+  }
+
+  /** A self-signed CA certificate (P-256). */
+  ca(name: string): Pem {
+    const base = `ca-${name}`;
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${base}.key`], this.dir);
+    openssl(
+      ['req', '-x509', '-new', '-key', `${base}.key`, '-sha256', '-days', '30', '-subj', `/CN=efs-relay test CA ${name}`,
+        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', `${base}.crt`],
+      this.dir,
+    );
+    return this.load(base);
+  }
+
+  /**
+   * A server certificate for `dnsName`, signed by `ca` (or self-signed when
+   * ca is null). `validity` picks the dates: now (default) or long expired.
+   */
+  leaf(dnsName: string, ca: Pem | null, validity: 'current' | 'expired' = 'current', keyType: 'ec' | 'rsa' = 'ec'): Pem {
+    const base = `leaf-${++this.seq}`;
+    if (keyType === 'ec') openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${base}.key`], this.dir);
+    else openssl(['genrsa', '-out', `${base}.key`, '2048'], this.dir);
+    const ext = `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:${dnsName}\n`;
+    writeFileSync(join(this.dir, `${base}.ext`), ext);
+    if (ca === null) {
+      openssl(['req', '-x509', '-new', '-key', `${base}.key`, '-sha256', '-days', '30', '-subj', `/CN=${dnsName}`,
+        '-addext', `subjectAltName=DNS:${dnsName}`, '-out', `${base}.crt`], this.dir);
+      return this.load(base);
+    }
+    openssl(['req', '-new', '-key', `${base}.key`, '-subj', `/CN=${dnsName}`, '-out', `${base}.csr`], this.dir);
+    if (validity === 'current') {
+      openssl(['x509', '-req', '-in', `${base}.csr`, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial',
+        '-days', '30', '-sha256', '-extfile', `${base}.ext`, '-out', `${base}.crt`], this.dir);
+      return this.load(base);
+    }
+    // openssl x509 cannot back-date; `openssl ca` can, with a throwaway database.
+    const db = join(this.dir, `${base}-db`);
+    mkdirSync(db, { recursive: true });
+    writeFileSync(join(db, 'index.txt'), '');
+    writeFileSync(join(db, 'serial'), '1000\n');
+    const conf = [
+      '[ca]', 'default_ca = test', '[test]', `dir = ${db}`, 'database = $dir/index.txt', 'serial = $dir/serial',
+      'new_certs_dir = $dir', 'default_md = sha256', 'policy = any', 'unique_subject = no', 'copy_extensions = none',
+      '[any]', 'commonName = supplied', '[ext]', ...ext.trim().split('\n'),
+    ].join('\n');
+    writeFileSync(join(db, 'ca.conf'), conf + '\n');
+    openssl(['ca', '-batch', '-config', join(db, 'ca.conf'), '-cert', ca.certFile, '-keyfile', ca.keyFile,
+      '-startdate', '20200101000000Z', '-enddate', '20210101000000Z', '-extensions', 'ext',
+      '-in', `${base}.csr`, '-out', `${base}.crt`, '-notext'], this.dir);
+    return this.load(base);
+  }
+}

@@ -1,0 +1,109 @@
+import { expect } from 'chai';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultConfig, loadConfig, parseConfig } from '../../daemon/config.js';
+import { RelayError } from '../../daemon/errors.js';
+
+function configError(text: string): RelayError {
+  try {
+    parseConfig(text, '/etc/efs-relay/config.yaml');
+  } catch (err) {
+    expect(err).to.be.instanceOf(RelayError);
+    return err as RelayError;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('config', () => {
+  it('gives every key its documented default', () => {
+    const c = defaultConfig();
+    expect(c).to.deep.equal({
+      state_dir: '/run/efs-relay',
+      control_socket: '/run/efs-relay/control.sock',
+      fstab: '/etc/fstab',
+      port_range: { first: 20049, last: 21048 },
+      metrics: { listen: '127.0.0.1:9792' },
+      tls: { ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.2' },
+      efs: { region: '', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: 'amazonaws.com', port: 2049 },
+      mount: { command: '/sbin/mount.nfs4', umount_command: '/bin/umount', proc_mounts: '/proc/mounts' },
+      relay: { connect_timeout: 15, close_timeout: 10 },
+      log: { level: 'info' },
+    });
+  });
+
+  it('treats a missing file as all defaults', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'efs-relay-cfg-'));
+    expect(await loadConfig(join(dir, 'nope.yaml'))).to.deep.equal(defaultConfig());
+  });
+
+  it('treats an empty or comment-only file as all defaults', () => {
+    expect(parseConfig('', 'f')).to.deep.equal(defaultConfig());
+    expect(parseConfig('# nothing here\n', 'f')).to.deep.equal(defaultConfig());
+  });
+
+  it('ships an etc/config.yaml that parses to exactly the defaults', async () => {
+    const shipped = await loadConfig(join(import.meta.dirname, '../../../../etc/config.yaml'));
+    expect(shipped).to.deep.equal(defaultConfig());
+  });
+
+  it('puts the control socket in the state dir unless it is set', () => {
+    expect(parseConfig('state_dir: /tmp/x\n', 'f').control_socket).to.equal('/tmp/x/control.sock');
+    expect(parseConfig('state_dir: /tmp/x\ncontrol_socket: /tmp/y.sock\n', 'f').control_socket).to.equal('/tmp/y.sock');
+  });
+
+  it('merges set keys over defaults in nested sections', () => {
+    const c = parseConfig('tls:\n  max_version: TLSv1.3\nport_range:\n  first: 30000\n  last: 30010\n', 'f');
+    expect(c.tls).to.deep.equal({ ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.3' });
+    expect(c.port_range).to.deep.equal({ first: 30000, last: 30010 });
+  });
+
+  it('names the file, line and key of an unknown key', () => {
+    const e = configError('state_dir: /run/x\ntls:\n  ca_file: /a.pem\n  max_verison: TLSv1.2\n');
+    expect(e.code).to.equal('CONFIG_INVALID');
+    expect(e.message).to.match(/^\/etc\/efs-relay\/config\.yaml:4: key "tls\.max_verison": unknown key/);
+  });
+
+  it('names the file, line and key of a wrong type', () => {
+    const e = configError('port_range:\n  first: twenty\n');
+    expect(e.message).to.equal('/etc/efs-relay/config.yaml:2: key "port_range.first": expected an integer port from 1 to 65535, got "twenty"');
+  });
+
+  it('rejects a port range whose first port is above its last', () => {
+    const e = configError('# ports\nport_range:\n  first: 21000\n  last: 20000\n');
+    expect(e.message).to.equal('/etc/efs-relay/config.yaml:2: key "port_range": first (21000) is greater than last (20000)');
+  });
+
+  it('rejects a port outside 1-65535', () => {
+    expect(configError('port_range:\n  last: 70000\n').message).to.contain(':2: key "port_range.last": expected an integer port');
+  });
+
+  it('names the line of malformed YAML', () => {
+    const e = configError('state_dir: /run/x\ntls: [unclosed\n');
+    expect(e.code).to.equal('CONFIG_INVALID');
+    expect(e.message).to.match(/^\/etc\/efs-relay\/config\.yaml:\d+: not valid YAML: /);
+  });
+
+  it('rejects a section given as a scalar, and a relative path', () => {
+    expect(configError('tls: yes\n').message).to.contain(':1: key "tls": expected a mapping of keys');
+    expect(configError('state_dir: run/x\n').message).to.contain(':1: key "state_dir": expected an absolute path, got "run/x"');
+  });
+
+  it('rejects an unknown TLS version and a top-level list', () => {
+    expect(configError('tls:\n  max_version: TLSv1.1\n').message).to.contain('key "tls.max_version": expected one of TLSv1.2, TLSv1.3, got "TLSv1.1"');
+    expect(configError('- a\n- b\n').message).to.contain('expected a mapping of keys at the top level');
+  });
+
+  it('rejects duplicate keys', () => {
+    expect(configError('state_dir: /a\nstate_dir: /b\n').message).to.match(/:\d+: not valid YAML: .*[Mm]ap keys must be unique/);
+  });
+
+  it('accepts an empty metrics.listen (endpoint off)', () => {
+    expect(parseConfig('metrics:\n  listen: ""\n', 'f').metrics.listen).to.equal('');
+  });
+
+  it('writes its errors in one line', () => {
+    const e = configError('tls:\n  bogus: 1\n');
+    expect(e.message).to.not.contain('\n');
+  });
+});

@@ -1,0 +1,85 @@
+import { expect } from 'chai';
+import { RelayError } from '../../daemon/errors.js';
+import { checkOptionsValidity, formatOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../../daemon/options.js';
+
+function rejects(fn: () => unknown): RelayError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(RelayError);
+    return err as RelayError;
+  }
+  throw new Error('expected a rejection');
+}
+const valid = (o: string): void => checkOptionsValidity(parseOptions(o));
+
+describe('efs-utils mount options', () => {
+  it('parses flags and key=value pairs, keeping a value that contains "=" whole', () => {
+    expect(parseOptions('tls,tlsport=20100,awscredsuri=/v2/creds?id=a=b')).to.deep.equal({
+      tls: null, tlsport: '20100', awscredsuri: '/v2/creds?id=a=b',
+    });
+    expect(formatOptions(parseOptions('tls,region=us-east-1'))).to.equal('tls,region=us-east-1');
+    expect(parseOptions('')).to.deep.equal({});
+  });
+
+  const rules: Array<[string, string]> = [
+    ['tls,port=2049', 'The "port" and "tls" options are mutually exclusive'],
+    ['tls,ocsp,noocsp', 'The "ocsp" and "noocsp" options are mutually exclusive'],
+    ['tls,notls', 'The "tls" and "notls" options are mutually exclusive'],
+    ['tls,tlsport=abc', 'tlsport option [abc] is not an integer'],
+    ['tlsport=20.5', 'tlsport option [20.5] is not an integer'],
+    ['accesspoint=fsap-0123456789abcdef0', 'The "tls" option is required when mounting via "accesspoint"'],
+    ['tls,accesspoint=fsap-123', 'Access Point ID fsap-123 is malformed'],
+    ['iam', 'The "tls" option is required when mounting via "iam"'],
+    ['tls,awsprofile=dev', 'The "iam" option is required when mounting with named profile option, "awsprofile"'],
+    ['tls,awscredsuri=/x', 'The "iam" option is required when mounting with "awscredsuri"'],
+    ['tls,iam,awscredsuri=/x,awsprofile=p', 'The "awscredsuri" and "awsprofile" options are mutually exclusive'],
+    ['tls,iam,awscredsuri=x', 'awscredsuri x is malformed'],
+    ['capath=/etc/ssl', 'Unsupported mount options detected: "capath"'],
+    ['region=Mars', 'region option [Mars] is not an AWS region'],
+    ['mounttargetip=10.0.0', 'mounttargetip option [10.0.0] is not an IP address'],
+  ];
+  for (const [opts, message] of rules) {
+    it(`rejects "${opts}" with efs-utils' message`, () => {
+      const e = rejects(() => valid(opts));
+      expect(e.code).to.equal('BAD_OPTION');
+      expect(e.message).to.equal(message);
+    });
+  }
+
+  it('accepts a valid efs-utils option set', () => {
+    valid('tls,tlsport=20100,region=us-east-1,az=us-east-1a,mounttargetip=10.0.0.5,noocsp,verify=2,cafile=/etc/ca.pem');
+    valid('tls,iam,accesspoint=fsap-0123456789abcdef0,awsprofile=dev');
+  });
+
+  it('refuses notls and weak verify levels for a tunnel', () => {
+    expect(rejects(() => tunnelOptions(parseOptions('notls'))).message).to.contain('efs-relay only carries EFS traffic over TLS');
+    expect(rejects(() => tunnelOptions(parseOptions('tls,verify=0'))).message).to.contain('verify=0 is refused');
+  });
+
+  it('refuses options this release cannot honour as "not supported yet", never ignoring them', () => {
+    for (const o of ['tls,ocsp', 'tls,iam', 'tls,accesspoint=fsap-0123456789abcdef0', 'netns=/proc/1/ns/net']) {
+      const e = rejects(() => tunnelOptions(parseOptions(o)));
+      expect(e.code).to.equal('BAD_OPTION');
+      expect(e.message).to.match(/is not supported yet/);
+    }
+  });
+
+  it('keeps only tunnel options in a tunnel record', () => {
+    expect(tunnelOptions(parseOptions('tls,region=us-east-1,mounttargetip=127.0.0.2'))).to.deep.equal({
+      tls: null, region: 'us-east-1', mounttargetip: '127.0.0.2',
+    });
+  });
+
+  it('rejects NFS mount options given to "add" as unknown tunnel options', () => {
+    const e = rejects(() => onlyTunnelOptions(parseOptions('tls,rsize=4096,bogus')));
+    expect(e.code).to.equal('UNKNOWN_OPTION');
+    expect(e.message).to.equal('Unknown tunnel options: "rsize", "bogus"');
+  });
+
+  it('gives the efs-utils message for port with tls before calling port unknown', () => {
+    const e = rejects(() => onlyTunnelOptions(parseOptions('tls,port=2049')));
+    expect(e.code).to.equal('BAD_OPTION');
+    expect(e.message).to.equal('The "port" and "tls" options are mutually exclusive');
+  });
+});
