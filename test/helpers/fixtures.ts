@@ -1,0 +1,56 @@
+// Shared test fixtures: one PKI per run (a trusted CA and the certificates
+// the refused-server tests need), and the usual file system id and name.
+import { join } from 'node:path';
+import { tempDir } from './daemon.js';
+import { TestPki, type Pem } from './pki.js';
+
+export const FS_ID = 'fs-12345678';
+export const REGION = 'us-east-1';
+export const FS_NAME = `${FS_ID}.efs.${REGION}.amazonaws.com`;
+
+export interface Certs {
+  dir: string;
+  ca: Pem;
+  /** Valid, for FS_NAME, signed by ca. */
+  good: Pem;
+  goodRsa: Pem;
+  otherCa: Pem;
+  /** For FS_NAME, signed by otherCa. */
+  untrusted: Pem;
+  /** Signed by ca, for another file system. */
+  otherFs: Pem;
+  expired: Pem;
+  selfSigned: Pem;
+}
+
+let certs: Certs | null = null;
+
+export function testCerts(): Certs {
+  if (certs) return certs;
+  const dir = tempDir('pki');
+  const pki = new TestPki(join(dir, 'pki'));
+  const ca = pki.ca('trusted');
+  const otherCa = pki.ca('other');
+  certs = {
+    dir,
+    ca,
+    good: pki.leaf(FS_NAME, ca),
+    goodRsa: pki.leaf(FS_NAME, ca, 'current', 'rsa'),
+    otherCa,
+    untrusted: pki.leaf(FS_NAME, otherCa),
+    otherFs: pki.leaf(`fs-87654321.efs.${REGION}.amazonaws.com`, ca),
+    expired: pki.leaf(FS_NAME, ca, 'expired'),
+    selfSigned: pki.leaf(FS_NAME, null),
+  };
+  return certs;
+}
+
+/** Daemon config for tests: the test CA, and a narrow port range of its own. */
+export function daemonConfig(first: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    port_range: { first, last: first + 49 },
+    tls: { ca_file: testCerts().ca.certFile },
+    relay: { connect_timeout: 5, close_timeout: 5 },
+    ...extra,
+  };
+}
