@@ -8,9 +8,13 @@ import { EventEmitter } from 'node:events';
 import { createServer, connect as tcpConnect, isIPv4, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { RelayError, type ErrorCode } from './errors.js';
-import { classifyUpstreamError, identityChecker } from './tls-policy.js';
+import { classifyUpstreamError, diagnoseRefusal, identityChecker, type TlsMaxVersion } from './tls-policy.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
+/** How long one diagnosis of a version/cipher refusal is reused. */
+const DIAGNOSIS_TTL_MS = 60_000;
+// Alerts that do not tell a version refusal from a cipher refusal.
+const AMBIGUOUS: ReadonlySet<ErrorCode> = new Set(['TLS_PROTOCOL_REFUSED', 'TLS_CIPHER_REFUSED']);
 
 export interface RelaySpec {
   fsId: string;
@@ -21,6 +25,7 @@ export interface RelaySpec {
   address: string;
   targetPort: number;
   secureContext: SecureContext;
+  maxVersion: TlsMaxVersion;
   connectTimeoutMs: number;
   closeTimeoutMs: number;
 }
@@ -67,6 +72,7 @@ export class Relay extends EventEmitter<RelayEvents> {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private readonly verify: ReturnType<typeof identityChecker>;
+  private diagnosis: { at: number; result: Promise<{ code: ErrorCode; detail: string } | null> } | null = null;
 
   constructor(spec: RelaySpec) {
     super();
@@ -152,14 +158,16 @@ export class Relay extends EventEmitter<RelayEvents> {
     }, spec.connectTimeoutMs);
 
     const fail = (err: unknown): void => {
-      if (!secure) {
-        secure = true; // count the failure once
-        clearTimeout(connectTimer);
-        this.handshakeFailed(err);
-      }
       up.destroy();
       raw.destroy();
-      client.destroy();
+      if (secure) {
+        client.destroy();
+        return;
+      }
+      secure = true; // count the failure once
+      clearTimeout(connectTimer);
+      // The client is closed only once the refusal is recorded, so whoever sees it close can read why.
+      void this.handshakeFailed(err).finally(() => client.destroy());
     };
 
     const onClosed = (): void => {
@@ -225,17 +233,26 @@ export class Relay extends EventEmitter<RelayEvents> {
     });
   }
 
-  private handshakeFailed(err: unknown): void {
+  private async handshakeFailed(err: unknown): Promise<void> {
     const { spec, counters } = this;
-    const code = classifyUpstreamError(err);
+    let code = classifyUpstreamError(err);
     const cause = err instanceof Error ? err.message : String(err);
-    const error =
-      err instanceof RelayError
-        ? err
-        : new RelayError(code, `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${cause}`, { cause: err });
+    let message = err instanceof RelayError ? err.message : `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${cause}`;
     counters.connectionsFailed++;
+    if (AMBIGUOUS.has(code)) {
+      const now = Date.now();
+      if (!this.diagnosis || now - this.diagnosis.at > DIAGNOSIS_TTL_MS) {
+        this.diagnosis = { at: now, result: diagnoseRefusal(spec.address, spec.targetPort, spec.dnsName, spec.maxVersion) };
+      }
+      const found = await this.diagnosis.result;
+      if (found) {
+        code = found.code;
+        message += ` (${found.detail})`;
+      }
+    }
+    const error = new RelayError(code, message, { cause: err });
     counters.handshakeFailures.set(code, (counters.handshakeFailures.get(code) ?? 0) + 1);
-    this.lastError = { code, message: error.message, at: new Date().toISOString() };
+    this.lastError = { code, message, at: new Date().toISOString() };
     this.emit('handshake_failed', error);
   }
 }

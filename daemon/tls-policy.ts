@@ -1,7 +1,7 @@
 // The TLS policy, in one place: TLS 1.2 with AES-256-GCM (optionally TLS 1.3
 // with TLS_AES_256_GCM_SHA384), the configured CA bundle only, and the file
 // system's DNS name checked whatever address is dialled.
-import { checkServerIdentity, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
+import { checkServerIdentity, connect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { RelayError, type ErrorCode } from './errors.js';
 
@@ -75,4 +75,37 @@ export function classifyUpstreamError(err: unknown): ErrorCode {
   // "Client network socket disconnected before secure TLS connection was established"
   if (code === 'ECONNABORTED' || /socket disconnected before secure/i.test((err as Error)?.message ?? '')) return 'UPSTREAM_RESET';
   return 'TLS_HANDSHAKE_FAILED';
+}
+
+/**
+ * A server that aborts our handshake with a bare alert does not say whether
+ * it disliked our TLS version or our ciphers. To name the right cause, make
+ * one more handshake that accepts anything, read what the server picks, and
+ * close before any application byte. Only runs after a refusal.
+ */
+export function diagnoseRefusal(
+  address: string, port: number, servername: string, maxVersion: TlsMaxVersion, timeoutMs = 3_000,
+): Promise<{ code: ErrorCode; detail: string } | null> {
+  return new Promise((resolve) => {
+    const sock = connect({
+      host: address, port, servername,
+      minVersion: 'TLSv1', maxVersion: 'TLSv1.3', ciphers: 'ALL:@SECLEVEL=0',
+      rejectUnauthorized: false,
+    });
+    const done = (v: { code: ErrorCode; detail: string } | null): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(null), timeoutMs);
+    sock.once('secureConnect', () => {
+      const protocol = sock.getProtocol() ?? 'unknown';
+      const cipher = sock.getCipher()?.name ?? 'unknown';
+      const detail = `the server negotiates ${protocol} with ${cipher}`;
+      if (['SSLv3', 'TLSv1', 'TLSv1.1'].includes(protocol)) done({ code: 'TLS_PROTOCOL_DOWNGRADE', detail });
+      else if (protocol === 'TLSv1.3' && maxVersion === 'TLSv1.2') done({ code: 'TLS_PROTOCOL_REFUSED', detail });
+      else done({ code: 'TLS_CIPHER_REFUSED', detail });
+    });
+    sock.once('error', () => done(null));
+  });
 }

@@ -268,6 +268,7 @@ export class TunnelManager {
       address: rec.target.address,
       targetPort: rec.target.port,
       secureContext,
+      maxVersion: this.cfg.tls.max_version,
       connectTimeoutMs: this.cfg.relay.connect_timeout * 1000,
       closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
     });

@@ -26,6 +26,8 @@ export class MountTargetStandIn {
   /** Decrypted bytes the TLS server received from clients. */
   readonly received: Buffer[] = [];
   handshakes = 0;
+  /** What each accepted TLS session negotiated. */
+  readonly sessions: Array<{ protocol: string | null; cipher: string; servername: string | false }> = [];
   private tls: TlsServer | null = null;
   private front: Server | null = null;
   private readonly sockets = new Set<Socket>();
@@ -86,6 +88,7 @@ export class MountTargetStandIn {
 
   private serve(s: TLSSocket): void {
     this.handshakes++;
+    this.sessions.push({ protocol: s.getProtocol(), cipher: s.getCipher().name, servername: (s as TLSSocket & { servername: string | false }).servername });
     this.sockets.add(s);
     s.on('close', () => this.sockets.delete(s));
     s.on('error', () => s.destroy());
