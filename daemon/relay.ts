@@ -161,7 +161,8 @@ export class Relay extends EventEmitter<RelayEvents> {
       up.destroy();
       raw.destroy();
       if (secure) {
-        client.destroy();
+        // A reset upstream is passed on as a reset, so the NFS client reconnects at once.
+        if (!client.destroyed) client.resetAndDestroy();
         return;
       }
       secure = true; // count the failure once

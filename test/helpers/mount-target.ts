@@ -114,6 +114,17 @@ export class MountTargetStandIn {
     s.on('close', () => to.destroy());
   }
 
+  /** Reset every TLS connection from the server side (RST, no close_notify). */
+  resetAll(): void {
+    // Only the TCP socket under a TLS session can send an RST; the TLS wrapper cannot.
+    for (const s of this.sockets) if (!('encrypted' in s)) s.resetAndDestroy();
+  }
+
+  /** Open sockets on the server side (TLS and raw). */
+  get openSockets(): number {
+    return this.sockets.size;
+  }
+
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await Promise.all(
