@@ -24,11 +24,24 @@ export interface Certs {
 }
 
 let certs: Certs | null = null;
+let pki: TestPki | null = null;
+const byName = new Map<string, Pem>();
+
+/** A valid certificate from the trusted test CA for any file system name. */
+export function certFor(dnsName: string): Pem {
+  const c = testCerts();
+  let pem = byName.get(dnsName);
+  if (!pem) {
+    pem = pki!.leaf(dnsName, c.ca);
+    byName.set(dnsName, pem);
+  }
+  return pem;
+}
 
 export function testCerts(): Certs {
   if (certs) return certs;
   const dir = tempDir('pki');
-  const pki = new TestPki(join(dir, 'pki'));
+  pki = new TestPki(join(dir, 'pki'));
   const ca = pki.ca('trusted');
   const otherCa = pki.ca('other');
   certs = {

@@ -1,0 +1,133 @@
+// Restarts: tunnel records survive SIGTERM and SIGKILL, every tunnel comes
+// back on its old port (NFS mounts keep pointing at it), and NFS works after.
+import { expect } from 'chai';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Daemon, waitFor } from './helpers/daemon.js';
+import { exchange } from './helpers/client.js';
+import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
+import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
+import { Ganesha, nfsCatSha256, nfsUnavailable, sha256File } from './helpers/nfs.js';
+import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
+
+const FILESYSTEMS = [
+  { fsId: 'fs-12345678', addr: '127.0.0.7' },
+  { fsId: 'fs-0abc1234', addr: '127.0.0.8' },
+  { fsId: 'fs-deadbeef', addr: '127.0.0.9' },
+];
+
+describe('daemon restart', function () {
+  let ganesha: Ganesha;
+  let daemon: Daemon;
+  const targets: MountTargetStandIn[] = [];
+  const ports = new Map<string, number>();
+  let fileSum = '';
+
+  before(async function () {
+    const why = nfsUnavailable();
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      this.skip();
+    }
+    ganesha = await Ganesha.get();
+    const payload = Buffer.alloc(3 << 20, 'restart-test-');
+    writeFileSync(join(ganesha.exportPath, 'restart.bin'), payload);
+    fileSum = await sha256File(join(ganesha.exportPath, 'restart.bin'));
+    for (const { fsId, addr } of FILESYSTEMS) {
+      targets.push(await new MountTargetStandIn({
+        host: addr, port: 2049, cert: certFor(`${fsId}.efs.us-east-1.amazonaws.com`), backend: { host: '127.0.0.1', port: ganesha.nfsPort },
+      }).start());
+    }
+    daemon = await new Daemon(daemonConfig(20400)).start();
+    for (const { fsId, addr } of FILESYSTEMS) {
+      const add = await daemon.efsctlJson<AddResult>('add', fsId, '-o', `mounttargetip=${addr},region=us-east-1`);
+      ports.set(fsId, add.tunnel.port);
+    }
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    for (const t of targets) await t.stop();
+  });
+
+  async function expectAllBackOnTheirPorts(): Promise<void> {
+    const list = await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list');
+    expect(list.tunnels.map((t) => [t.fs_id, t.port, t.state])).to.have.deep.members(
+      FILESYSTEMS.map(({ fsId }) => [fsId, ports.get(fsId), 'listening']),
+    );
+    for (const { fsId } of FILESYSTEMS) {
+      const read = await nfsCatSha256(ganesha.v4Url('restart.bin', ports.get(fsId)!));
+      expect(read.sha256, `NFS read through ${fsId}`).to.equal(fileSum);
+    }
+  }
+
+  it('reads NFS through each of three tunnels before any restart', async () => {
+    await expectAllBackOnTheirPorts();
+  });
+
+  it('exits 0 on SIGTERM and keeps every tunnel record', async () => {
+    expect(await daemon.stop('SIGTERM')).to.equal(0);
+    expect(daemon.logs).to.match(/info daemon\.stopped /);
+    expect(readdirSync(daemon.stateDir).filter((f) => f.endsWith('.json')).sort()).to.deep.equal(
+      FILESYSTEMS.map((f) => `${f.fsId}.json`).sort(),
+    );
+  });
+
+  it('brings all three tunnels back on their old ports after SIGTERM, and NFS reads work', async () => {
+    await daemon.start();
+    await expectAllBackOnTheirPorts();
+    expect(daemon.logs).to.contain('invalid_state_files=0');
+  });
+
+  it('brings all three tunnels back on their old ports after SIGKILL, and NFS reads work', async () => {
+    await daemon.stop('SIGKILL');
+    await daemon.start();
+    await expectAllBackOnTheirPorts();
+  });
+
+  it('keeps a restored tunnel on its port while another process holds it, and listens once it is free', async () => {
+    await daemon.stop('SIGTERM');
+    const fsId = FILESYSTEMS[0]!.fsId;
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(ports.get(fsId), '127.0.0.1', () => r()));
+    await daemon.start();
+    const status = await daemon.efsctlJson<TunnelDetail>('status', fsId);
+    expect(status.state).to.equal('error');
+    expect(status.port).to.equal(ports.get(fsId));
+    expect(status.last_error?.code).to.equal('PORT_TAKEN');
+    const human = await daemon.efsctl('list');
+    expect(human.stdout).to.match(new RegExp(`${fsId}\\s+${ports.get(fsId)}\\s+\\S+\\s+error .*PORT_TAKEN`));
+    await new Promise<void>((r) => squatter.close(() => r()));
+    await waitFor('the tunnel to take its port back', async () => (await daemon.efsctlJson<TunnelDetail>('status', fsId)).state === 'listening', 10_000);
+    await expectAllBackOnTheirPorts();
+  });
+});
+
+describe('daemon shutdown', function () {
+  it('on SIGTERM stops accepting, lets an open connection finish, then exits 0', async () => {
+    const target = await new MountTargetStandIn({ host: '127.0.0.10', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const daemon = await new Daemon(daemonConfig(20450)).start();
+    try {
+      const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.10,region=us-east-1');
+      const { openClient } = await import('./helpers/client.js');
+      const sock = await openClient(tunnel.port);
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString()));
+      sock.write('before-');
+      await waitFor('first echo', () => got === 'before-');
+      daemon.proc!.kill('SIGTERM');
+      await waitFor('listener closed', async () => (await exchange(tunnel.port, 'x', { timeoutMs: 1000 })).error === 'ECONNREFUSED');
+      expect(daemon.exitCode, 'still draining').to.equal(null);
+      const closed = new Promise<void>((r) => sock.on('close', () => r()));
+      sock.on('end', () => sock.end());
+      sock.end('after');
+      await closed;
+      expect(got).to.equal('before-after' + ECHO_TRAILER);
+      expect(await daemon.stop()).to.equal(0);
+    } finally {
+      await daemon.stop();
+      await target.stop();
+    }
+  });
+});
