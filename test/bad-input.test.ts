@@ -1,0 +1,217 @@
+// Bad input of every kind gets a clear error, changes nothing, and leaves
+// the daemon serving: config files, state files and control requests.
+import { expect } from 'chai';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { BIN, Daemon, run, tempDir } from './helpers/daemon.js';
+import { daemonConfig } from './helpers/fixtures.js';
+
+/** A raw control-socket client: send lines, read response lines. */
+class RawControl {
+  private buf = '';
+  private waiting: Array<(line: string) => void> = [];
+  constructor(private readonly sock: Socket) {
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      let nl;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        this.waiting.shift()?.(line);
+      }
+    });
+  }
+  static open(path: string): Promise<RawControl> {
+    return new Promise((resolve, reject) => {
+      const s = connect(path);
+      s.once('connect', () => resolve(new RawControl(s)));
+      s.once('error', reject);
+    });
+  }
+  send(raw: string): Promise<Record<string, any>> {
+    return new Promise((resolve) => {
+      this.waiting.push((line) => resolve(JSON.parse(line) as Record<string, any>));
+      this.sock.write(raw);
+    });
+  }
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+describe('bad control requests', function () {
+  let daemon: Daemon;
+  let ctl: RawControl;
+  before(async () => {
+    daemon = await new Daemon(daemonConfig(20500)).start();
+    ctl = await RawControl.open(daemon.socket);
+  });
+  after(async () => {
+    ctl?.close();
+    await daemon?.stop();
+  });
+
+  it('makes the control socket mode 0600', () => {
+    expect(statSync(daemon.socket).mode & 0o777).to.equal(0o600);
+  });
+
+  it('answers a valid request with the protocol version and its id', async () => {
+    expect(await ctl.send('{"v":1,"id":7,"method":"ping"}\n')).to.deep.equal({ v: 1, id: 7, ok: true, result: { pong: true } });
+  });
+
+  const cases: Array<[string, string, string]> = [
+    ['malformed JSON', '{"v":1,"id":1,"method":\n', 'CONTROL_BAD_REQUEST'],
+    ['a JSON array', '[1,2,3]\n', 'CONTROL_BAD_REQUEST'],
+    ['a string protocol version', '{"v":"1","id":1,"method":"list"}\n', 'CONTROL_BAD_REQUEST'],
+    ['another protocol version', '{"v":2,"id":1,"method":"list"}\n', 'CONTROL_VERSION_MISMATCH'],
+    ['a numeric method', '{"v":1,"id":1,"method":5}\n', 'CONTROL_BAD_REQUEST'],
+    ['an object id', '{"v":1,"id":{},"method":"list"}\n', 'CONTROL_BAD_REQUEST'],
+    ['params as a list', '{"v":1,"id":1,"method":"add","params":[]}\n', 'CONTROL_BAD_REQUEST'],
+    ['an unknown method', '{"v":1,"id":1,"method":"format_disk"}\n', 'CONTROL_UNKNOWN_METHOD'],
+    ['a prototype method name', '{"v":1,"id":1,"method":"toString"}\n', 'CONTROL_UNKNOWN_METHOD'],
+    ['a wrongly typed fs_id', '{"v":1,"id":1,"method":"add","params":{"fs_id":42}}\n', 'CONTROL_BAD_REQUEST'],
+    ['a wrongly typed force flag', '{"v":1,"id":1,"method":"stop","params":{"fs_id":"fs-1","force":"yes"}}\n', 'CONTROL_BAD_REQUEST'],
+    ['a bad fs id', '{"v":1,"id":1,"method":"add","params":{"fs_id":"fs-../../etc"}}\n', 'BAD_FS_ID'],
+  ];
+  for (const [what, line, code] of cases) {
+    it(`answers ${what} with ${code} and keeps the connection open`, async () => {
+      const res = await ctl.send(line);
+      expect(res.v).to.equal(1);
+      expect(res.ok).to.equal(false);
+      expect(res.error.code).to.equal(code);
+      expect(res.error.message).to.be.a('string').and.not.equal('');
+      expect(res.error.hint).to.be.a('string').and.not.equal('');
+      expect(await ctl.send('{"v":1,"id":2,"method":"ping"}\n')).to.deep.include({ ok: true });
+    });
+  }
+
+  it('answers an oversized line with CONTROL_REQUEST_TOO_LARGE, drops it, and serves the next request', async () => {
+    const huge = '{"v":1,"id":1,"method":"add","params":{"fs_id":"' + 'a'.repeat(200 * 1024) + '"}}\n';
+    const res = await ctl.send(huge);
+    expect(res.error.code).to.equal('CONTROL_REQUEST_TOO_LARGE');
+    expect(await ctl.send('{"v":1,"id":3,"method":"ping"}\n')).to.deep.equal({ v: 1, id: 3, ok: true, result: { pong: true } });
+  });
+
+  it('still serves new connections and made no tunnel after all of that', async () => {
+    const r = await daemon.efsctlJson<{ tunnels: unknown[] }>('list');
+    expect(r.tunnels).to.deep.equal([]);
+    expect(daemon.exitCode).to.equal(null);
+  });
+});
+
+describe('bad state files', function () {
+  it('logs, counts and skips corrupt and foreign files without deleting them, and restores the valid ones', async () => {
+    const dir = tempDir('state');
+    const state = join(dir, 'state');
+    mkdirSync(state);
+    const good = {
+      version: 1, fs_id: 'fs-11112222', port: 20560,
+      target: { dns_name: 'fs-11112222.efs.us-east-1.amazonaws.com', address: '127.0.0.11', port: 2049, region: 'us-east-1' },
+      options: { mounttargetip: '127.0.0.11', region: 'us-east-1' }, created: '2026-11-27T00:00:00.000Z', source: 'efsctl', mounts: [],
+    };
+    const files: Record<string, string> = {
+      'fs-11112222.json': JSON.stringify(good),
+      'fs-33334444.json': '{"version":1,"fs_id":"fs-33334444",', // truncated
+      'fs-55556666.json': JSON.stringify({ ...good, fs_id: 'fs-55556666', port: 'twenty' }),
+      'fs-77778888.json': JSON.stringify({ ...good, fs_id: 'fs-77778888' }), // same port as fs-11112222
+      'fs-9999aaaa.json': JSON.stringify({ ...good, fs_id: 'fs-other' }), // name and content disagree
+      'notes.txt': 'hello',
+      'fs-bbbbcccc.json': JSON.stringify({ ...good, fs_id: 'fs-bbbbcccc', version: 99 }),
+    };
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(state, name), text);
+    const daemon = await new Daemon(daemonConfig(20550, { state_dir: state }), dir).start();
+    try {
+      const list = await daemon.efsctlJson<{ tunnels: Array<{ fs_id: string; port: number }> }>('list');
+      expect(list.tunnels.map((t) => [t.fs_id, t.port])).to.deep.equal([['fs-11112222', 20560]]);
+      const warnings = daemon.logs.split('\n').filter((l) => l.includes('state.file_invalid'));
+      expect(warnings).to.have.length(6);
+      for (const w of warnings) expect(w).to.match(/ warn state\.file_invalid fs=- code=STATE_FILE_INVALID msg=".*; skipped \(not deleted\)"/);
+      expect(daemon.logs).to.contain('invalid_state_files=6');
+      expect(daemon.logs).to.match(/fs-33334444\.json: not valid JSON/);
+      expect(daemon.logs).to.match(/fs-77778888\.json: port 20560 is already claimed by fs-11112222/);
+      expect(daemon.logs).to.match(/fs-bbbbcccc\.json: unsupported record version 99/);
+      expect(daemon.logs).to.match(/notes\.txt: not a tunnel record/);
+      for (const [name, text] of Object.entries(files)) expect(readFileSync(join(state, name), 'utf8')).to.equal(text);
+      expect(readdirSync(state).filter((n) => n !== 'control.sock').sort()).to.deep.equal(Object.keys(files).sort());
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('writes one tunnel record with the documented fields and leaves no temp file behind', async () => {
+    const daemon = await new Daemon(daemonConfig(20570)).start();
+    try {
+      const r = await daemon.efsctlJson<{ tunnel: { port: number } }>('add', 'fs-12345678', '-o', 'region=us-east-1,mounttargetip=127.0.0.12');
+      const rec = JSON.parse(readFileSync(join(daemon.stateDir, 'fs-12345678.json'), 'utf8')) as Record<string, unknown>;
+      expect(Object.keys(rec).sort()).to.deep.equal(['created', 'fs_id', 'mounts', 'options', 'port', 'source', 'target', 'version']);
+      expect(rec).to.deep.include({
+        version: 1, fs_id: 'fs-12345678', port: r.tunnel.port, source: 'efsctl', mounts: [],
+        options: { region: 'us-east-1', mounttargetip: '127.0.0.12' },
+        target: { dns_name: 'fs-12345678.efs.us-east-1.amazonaws.com', address: '127.0.0.12', port: 2049, region: 'us-east-1' },
+      });
+      expect(readdirSync(daemon.stateDir).filter((n) => n.includes('.tmp-'))).to.deep.equal([]);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+describe('bad config files', function () {
+  const startWith = async (yaml: string) => {
+    const dir = tempDir('cfg');
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, yaml);
+    return { file, ...(await run(join(BIN, 'efs-relayd'), ['--config', file], { timeoutMs: 10_000 })) };
+  };
+
+  it('fails start-up with one line naming the file, line and key of an unknown key', async () => {
+    const r = await startWith('state_dir: /tmp/efs-relay-never\nport_range:\n  frist: 20049\n');
+    expect(r.code).to.equal(1);
+    expect(r.stderr.split('\n')[0]).to.equal(
+      `efs-relayd: ${r.file}:3: key "port_range.frist": unknown key (known keys in port_range: first, last) [CONFIG_INVALID]`,
+    );
+  });
+
+  it('fails start-up on a wrong type, naming file, line and key', async () => {
+    const r = await startWith('tls:\n  ca_file: 42\n');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`${r.file}:2: key "tls.ca_file": expected an absolute path, got 42 [CONFIG_INVALID]`);
+  });
+
+  it('fails start-up on a bad port range', async () => {
+    const r = await startWith('port_range:\n  first: 30000\n  last: 29000\n');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`${r.file}:1: key "port_range": first (30000) is greater than last (29000) [CONFIG_INVALID]`);
+  });
+
+  it('fails start-up on malformed YAML', async () => {
+    const r = await startWith('tls: {ca_file: /x\n');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(new RegExp(`^efs-relayd: ${r.file}:\\d+: not valid YAML: .*\\[CONFIG_INVALID\\]`));
+  });
+
+  it('fails start-up clearly when another daemon already serves the control socket', async () => {
+    const first = await new Daemon(daemonConfig(20580)).start();
+    try {
+      const r = await run(join(BIN, 'efs-relayd'), ['--config', first.configFile], { timeoutMs: 10_000 });
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`Another efs-relayd is already serving ${first.socket}`);
+      expect((await first.efsctl('list')).code, 'the first daemon still serves').to.equal(0);
+    } finally {
+      await first.stop();
+    }
+  });
+
+  it('refuses to add a tunnel when the CA bundle cannot be read, saying which file', async () => {
+    const d = await new Daemon(daemonConfig(20590, { tls: { ca_file: '/nonexistent/ca.pem' } })).start();
+    try {
+      const r = await d.efsctl('add', 'fs-12345678', '-o', 'region=us-east-1');
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain('Cannot use CA bundle /nonexistent/ca.pem').and.contain('[CA_BUNDLE_UNREADABLE]');
+    } finally {
+      await d.stop();
+    }
+  });
+});

@@ -1,0 +1,205 @@
+// efsctl as a user runs it: verbs, human and --json output, exit codes, and
+// bad input that is refused with efs-utils' messages and changes nothing.
+import { expect } from 'chai';
+import { readdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { BIN, Daemon, run, tempDir } from './helpers/daemon.js';
+import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
+import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
+
+const FIRST = 20600;
+const OPTS = 'mounttargetip=127.0.0.13,region=us-east-1';
+
+describe('efsctl', function () {
+  let daemon: Daemon;
+  before(async () => {
+    daemon = await new Daemon(daemonConfig(FIRST)).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  const records = (): string[] => readdirSync(daemon.stateDir).filter((f) => f.endsWith('.json')).sort();
+
+  it('add starts a tunnel and prints its local port and verified target', async () => {
+    const r = await daemon.efsctl('add', FS_ID, '-o', OPTS);
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.match(new RegExp(`^${FS_ID}: tunnel started on 127\\.0\\.0\\.1:(\\d+) → 127\\.0\\.0\\.13:2049 \\(TLS, verified as ${FS_NAME.replaceAll('.', '\\.')}\\)\\n$`));
+  });
+
+  it('add is idempotent: a second add returns the same port and says the tunnel already runs', async () => {
+    const a = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
+    const b = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
+    expect(a.created).to.equal(false);
+    expect(b.created).to.equal(false);
+    expect(b.tunnel.port).to.equal(a.tunnel.port);
+    expect((await daemon.efsctl('add', FS_ID, '-o', OPTS)).stdout).to.contain('tunnel already running');
+    expect(records()).to.deep.equal([`${FS_ID}.json`]);
+  });
+
+  it('add --json has the documented shape', async () => {
+    const a = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
+    expect(Object.keys(a).sort()).to.deep.equal(['created', 'tunnel']);
+    expect(Object.keys(a.tunnel).sort()).to.deep.equal([
+      'bytes', 'connections', 'created', 'fs_id', 'last_connected_at', 'last_error', 'mounts', 'options', 'port', 'source', 'state', 'target',
+    ]);
+    expect(a.tunnel).to.deep.include({
+      fs_id: FS_ID, state: 'listening', source: 'efsctl', mounts: [], last_error: null, last_connected_at: null,
+      connections: { active: 0, ok: 0, failed: 0 }, bytes: { upstream: 0, downstream: 0 },
+      target: { dns_name: FS_NAME, address: '127.0.0.13', port: 2049, region: 'us-east-1' },
+    });
+    expect(a.tunnel.port).to.be.within(FIRST, FIRST + 49);
+  });
+
+  it('add with tlsport=N uses exactly that port', async () => {
+    const r = await daemon.efsctlJson<AddResult>('add', 'fs-0000aaaa', '-o', `tls,tlsport=${FIRST + 7},region=us-east-1`);
+    expect(r.tunnel.port).to.equal(FIRST + 7);
+  });
+
+  it('takes the region from AWS_REGION in efsctl\'s environment', async () => {
+    const r = await run(join(BIN, 'efsctl'), ['--socket', daemon.socket, 'add', 'fs-0000bbbb', '--json'], {
+      env: { ...process.env, AWS_REGION: 'eu-west-3' },
+    });
+    expect(r.code).to.equal(0);
+    expect((JSON.parse(r.stdout) as AddResult).tunnel.target.dns_name).to.equal('fs-0000bbbb.efs.eu-west-3.amazonaws.com');
+  });
+
+  it('list shows every tunnel as a table, and --json as {tunnels: [...]}', async () => {
+    const human = await daemon.efsctl('list');
+    expect(human.code).to.equal(0);
+    const lines = human.stdout.trim().split('\n');
+    expect(lines[0]).to.match(/^FS_ID\s+PORT\s+TARGET\s+STATE\s+MOUNTS\s+CONNS\s+UP\s+DOWN\s+LAST_ERROR$/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).to.deep.equal(['fs-0000aaaa', 'fs-0000bbbb', FS_ID]);
+    const json = await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list');
+    expect(json.tunnels.map((t) => t.fs_id)).to.deep.equal(['fs-0000aaaa', 'fs-0000bbbb', FS_ID]);
+  });
+
+  it('status shows one tunnel in detail with its history', async () => {
+    const human = await daemon.efsctl('status', FS_ID);
+    expect(human.code).to.equal(0);
+    expect(human.stdout).to.contain(`File system:   ${FS_ID}`).and.contain('State:         listening').and.contain(`certificate must name ${FS_NAME}`);
+    expect(human.stdout).to.match(/History:\n {2}\S+ {2}listening/);
+    const json = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+    expect(json.handshake_failures).to.deep.equal({});
+    expect(json.history[0]).to.include({ event: 'listening' });
+  });
+
+  it('status of an unknown file system exits 1 with TUNNEL_NOT_FOUND', async () => {
+    const r = await daemon.efsctl('status', 'fs-0badf00d');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.equal('efsctl: No tunnel for fs-0badf00d [TUNNEL_NOT_FOUND]\nefsctl: Run `efsctl list` to see the tunnels, or `efsctl add FS_ID` to start one.\n');
+  });
+
+  it('with --json, a failure also prints {error: {code, message, hint}} on stdout', async () => {
+    const r = await daemon.efsctl('status', 'fs-0badf00d', '--json');
+    expect(r.code).to.equal(1);
+    expect(JSON.parse(r.stdout)).to.deep.equal({
+      error: { code: 'TUNNEL_NOT_FOUND', message: 'No tunnel for fs-0badf00d', hint: 'Run `efsctl list` to see the tunnels, or `efsctl add FS_ID` to start one.' },
+    });
+  });
+
+  describe('bad input changes nothing', () => {
+    let before: string[];
+    let beforeList: string;
+    beforeEach(async () => {
+      before = records();
+      beforeList = (await daemon.efsctl('list', '--json')).stdout;
+    });
+    afterEach(async () => {
+      expect(records(), 'state dir unchanged').to.deep.equal(before);
+      expect((await daemon.efsctl('list', '--json')).stdout, 'tunnels unchanged').to.equal(beforeList);
+    });
+
+    const cases: Array<[string, string[], number, string]> = [
+      ['a bad fs id', ['add', 'fs-XYZ'], 1, 'efsctl: Invalid file system name: fs-XYZ [BAD_FS_ID]'],
+      ['an unknown option', ['add', 'fs-0000cccc', '-o', 'region=us-east-1,bogus'], 1, 'efsctl: Unknown tunnel option: "bogus" [UNKNOWN_OPTION]'],
+      ['port together with tls', ['add', 'fs-0000cccc', '-o', 'tls,port=2049'], 1, 'efsctl: The "port" and "tls" options are mutually exclusive [BAD_OPTION]'],
+      ['a non-integer tlsport', ['add', 'fs-0000cccc', '-o', 'tls,tlsport=2x'], 1, 'efsctl: tlsport option [2x] is not an integer [BAD_OPTION]'],
+      ['a port outside the range', ['add', 'fs-0000cccc', '-o', 'tlsport=80,region=us-east-1'], 1,
+        `efsctl: tlsport 80 is outside the configured port range ${FIRST}-${FIRST + 49} [PORT_OUT_OF_RANGE]`],
+      ['a tlsport used by another tunnel', ['add', 'fs-0000cccc', '-o', `tlsport=${FIRST + 7},region=us-east-1`], 1,
+        `efsctl: Port ${FIRST + 7} is already used by the tunnel for fs-0000aaaa [PORT_TAKEN]`],
+      ['a different port for an existing tunnel', ['add', 'fs-0000aaaa', '-o', `tlsport=${FIRST + 8},region=us-east-1`], 1,
+        `efsctl: fs-0000aaaa already has a tunnel on port ${FIRST + 7}; stop it first to move it to ${FIRST + 8} [PORT_TAKEN]`],
+      ['a different target for an existing tunnel', ['add', FS_ID, '-o', 'mounttargetip=127.0.0.99,region=us-east-1'], 1,
+        `efsctl: ${FS_ID} already has a tunnel to 127.0.0.13 (${FS_NAME}); stop it first to change its target [BAD_OPTION]`],
+      ['no region', ['add', 'fs-0000cccc'], 1, 'efsctl: Cannot determine the AWS region of fs-0000cccc'],
+      ['notls', ['add', 'fs-0000cccc', '-o', 'notls'], 1, 'efs-relay only carries EFS traffic over TLS [BAD_OPTION]'],
+      ['iam (not supported yet)', ['add', 'fs-0000cccc', '-o', 'tls,iam'], 1, 'efsctl: The "iam" option is not supported yet'],
+      ['no verb', [], 2, 'efsctl: No verb given'],
+      ['an unknown verb', ['mount', FS_ID], 2, 'efsctl: Unknown verb "mount"'],
+      ['a missing fs id', ['add'], 2, 'efsctl: "add" takes 1 argument (FS_ID), got 0'],
+      ['a flag the verb does not take', ['add', FS_ID, '--force'], 2, 'efsctl: "add" does not take --force'],
+      ['an unknown flag', ['list', '--everything'], 2, "efsctl: Unknown option '--everything'"],
+    ];
+    for (const [what, args, code, message] of cases) {
+      it(`rejects ${what} with exit ${code}`, async () => {
+        const env = { ...process.env };
+        delete env.AWS_REGION;
+        delete env.AWS_DEFAULT_REGION;
+        const r = await run(join(BIN, 'efsctl'), ['--socket', daemon.socket, ...args], { env });
+        expect(r.code).to.equal(code);
+        expect(r.stderr).to.contain(message);
+        expect(r.stdout).to.equal('');
+      });
+    }
+
+    it('rejects a tlsport that another process holds, with PORT_TAKEN', async () => {
+      const squatter: Server = createServer();
+      await new Promise<void>((r) => squatter.listen(FIRST + 30, '127.0.0.1', () => r()));
+      try {
+        const r = await daemon.efsctl('add', 'fs-0000cccc', '-o', `tlsport=${FIRST + 30},region=us-east-1`);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.contain(`Port ${FIRST + 30} on 127.0.0.1 is already in use by another process [PORT_TAKEN]`);
+      } finally {
+        squatter.close();
+      }
+    });
+  });
+
+  it('stop removes the tunnel and its record, and frees the port', async () => {
+    const { tunnel } = await daemon.efsctlJson<AddResult>('add', 'fs-0000dddd', '-o', 'region=us-east-1');
+    const r = await daemon.efsctl('stop', 'fs-0000dddd');
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.equal(`fs-0000dddd: tunnel on port ${tunnel.port} stopped\n`);
+    expect(records()).to.not.include('fs-0000dddd.json');
+    const free = createServer();
+    await new Promise<void>((res, rej) => {
+      free.once('error', rej);
+      free.listen(tunnel.port, '127.0.0.1', () => res());
+    });
+    free.close();
+  });
+
+  it('stop of an unknown tunnel exits 1 with TUNNEL_NOT_FOUND', async () => {
+    const r = await daemon.efsctl('stop', 'fs-0000eeee');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('[TUNNEL_NOT_FOUND]');
+  });
+
+  it('version prints the CLI and daemon versions, and --json both', async () => {
+    const r = await daemon.efsctl('version');
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.match(/^efsctl 0\.1\.0\nefs-relayd 0\.1\.0 \(pid \d+, Node v\d+\.\d+\.\d+, OpenSSL \S+\)\n$/);
+    const j = await daemon.efsctlJson<{ efsctl: string; daemon: { version: string; protocol: number } }>('version');
+    expect(j.efsctl).to.equal('0.1.0');
+    expect(j.daemon).to.include({ version: '0.1.0', protocol: 1 });
+  });
+
+  it('exits 3 and says how to start the daemon when it cannot be reached', async () => {
+    const sock = join(tempDir('nosock'), 'control.sock');
+    for (const args of [['list'], ['add', FS_ID, '-o', 'region=us-east-1'], ['version']]) {
+      const r = await run(join(BIN, 'efsctl'), ['--socket', sock, ...args]);
+      expect(r.code, args.join(' ')).to.equal(3);
+      expect(r.stderr).to.contain(`Cannot reach efs-relayd at ${sock}: no socket there (is the daemon running?) [DAEMON_UNREACHABLE]`);
+      expect(r.stderr).to.contain('systemctl start efs-relayd');
+    }
+  });
+
+  it('--help prints usage with the exit codes and exits 0', async () => {
+    const r = await run(join(BIN, 'efsctl'), ['--help']);
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.contain('Usage: efsctl').and.contain('Exit codes: 0 done, 1 the request failed, 2 bad usage, 3 the daemon cannot be reached.');
+  });
+});
