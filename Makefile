@@ -44,7 +44,7 @@ test: sysdeps build
 	@node build/js/test/run.js
 
 demo: sysdeps build
-	@bash test/demo.sh
+	@node build/js/test/demo.js
 
 # Regenerates etc/amazon-root-cas.pem from Debian's ca-certificates.
 ca-bundle:

@@ -4,6 +4,7 @@ import Mocha from 'mocha';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ganesha } from './helpers/nfs.js';
+import { removeTempDirs } from './helpers/daemon.js';
 
 const here = import.meta.dirname;
 const files: string[] = [];
@@ -27,6 +28,7 @@ const stats = await new Promise<{ passes: number; failures: number; pending: num
   runner.on('end', () => resolve({ passes: runner.stats?.passes ?? 0, failures: runner.stats?.failures ?? 0, pending: runner.stats?.pending ?? 0 }));
 });
 await Ganesha.stopShared().catch((err: Error) => process.stderr.write(`stopping ganesha: ${err.message}\n`));
+removeTempDirs();
 const skipped = stats.pending > 0 ? `, ${stats.pending} skipped` : '';
 process.stdout.write(`\n${stats.passes} passed, ${stats.failures} failed${skipped}\n`);
 process.exit(stats.failures > 0 ? 1 : 0);

@@ -1,7 +1,7 @@
 // Runs the built executables the way a user does: build/bin/efs-relayd with
 // a config file in a temp dir, and build/bin/efsctl against its socket.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,8 +10,18 @@ import { stringify } from 'yaml';
 export const ROOT = resolve(import.meta.dirname, '../../../..');
 export const BIN = join(ROOT, 'build/bin');
 
+const made: string[] = [];
+
 export function tempDir(tag: string): string {
-  return mkdtempSync(join(tmpdir(), `efs-relay-${tag}-`));
+  const dir = mkdtempSync(join(tmpdir(), `efs-relay-${tag}-`));
+  made.push(dir);
+  return dir;
+}
+
+/** Remove every temp dir this process made (KEEP_TEST_TMP=1 keeps them for a post-mortem). */
+export function removeTempDirs(): void {
+  if (process.env.KEEP_TEST_TMP === '1') return;
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 export interface RunResult {

@@ -1,9 +1,8 @@
 import { expect } from 'chai';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig, loadConfig, parseConfig } from '../../daemon/config.js';
 import { RelayError } from '../../daemon/errors.js';
+import { tempDir } from '../helpers/daemon.js';
 
 function configError(text: string): RelayError {
   try {
@@ -33,7 +32,7 @@ describe('config', () => {
   });
 
   it('treats a missing file as all defaults', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'efs-relay-cfg-'));
+    const dir = tempDir('cfg');
     expect(await loadConfig(join(dir, 'nope.yaml'))).to.deep.equal(defaultConfig());
   });
 
