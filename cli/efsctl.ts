@@ -162,7 +162,7 @@ async function main(): Promise<number> {
   try {
     parsed = parse(argv);
   } catch (err) {
-    process.stderr.write(`efsctl: ${(err as Error).message}\n\n${USAGE}\n`);
+    process.stderr.write(`efsctl: ${(err as Error).message} [USAGE]\n\n${USAGE}\n`);
     return EXIT.usage;
   }
   if (parsed === 'help') {

@@ -21,7 +21,7 @@ export const ERRORS = {
   },
   UNKNOWN_OPTION: {
     title: 'unknown option',
-    hint: 'Check the spelling; NFS mount options belong to `efsctl attach`, not `efsctl add`.',
+    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, mounttargetip, cafile, verify, noocsp.',
   },
   NO_REGION: {
     title: 'no AWS region is known for the file system',
@@ -73,7 +73,7 @@ export const ERRORS = {
   },
   TLS_PROTOCOL_REFUSED: {
     title: 'the server refused our TLS version',
-    hint: 'The policy allows TLS 1.2 only (tls.max_version); the server wants another version.',
+    hint: 'The server accepts none of the TLS versions the policy allows (TLS 1.2, or up to tls.max_version).',
   },
   TLS_PROTOCOL_DOWNGRADE: {
     title: 'the server offered a TLS version older than 1.2',
