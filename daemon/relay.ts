@@ -52,6 +52,22 @@ export interface RelayEvents {
   connection_closed: [];
 }
 
+/**
+ * One direction of a connection: copy with backpressure, count bytes, and
+ * pass the source's end on as a half-close of the destination.
+ */
+function copy(src: Socket, dst: Socket, counters: RelayCounters, key: 'bytesUpstream' | 'bytesDownstream', onEnd: () => void): void {
+  src.on('data', (chunk: Buffer) => {
+    counters[key] += chunk.length;
+    if (!dst.write(chunk)) src.pause();
+  });
+  dst.on('drain', () => src.resume());
+  src.on('end', () => {
+    dst.end();
+    onEnd();
+  });
+}
+
 export function isLoopback(host: string): boolean {
   if (host === '::1' || host === 'localhost') return true;
   return isIPv4(host) && host.startsWith('127.');
@@ -212,24 +228,8 @@ export class Relay extends EventEmitter<RelayEvents> {
           client.destroy();
         }, spec.closeTimeoutMs);
       };
-      client.on('data', (chunk: Buffer) => {
-        counters.bytesUpstream += chunk.length;
-        if (!up.write(chunk)) client.pause();
-      });
-      up.on('drain', () => client.resume());
-      client.on('end', () => {
-        up.end();
-        halfClosed();
-      });
-      up.on('data', (chunk: Buffer) => {
-        counters.bytesDownstream += chunk.length;
-        if (!client.write(chunk)) up.pause();
-      });
-      client.on('drain', () => up.resume());
-      up.on('end', () => {
-        client.end();
-        halfClosed();
-      });
+      copy(client, up, counters, 'bytesUpstream', halfClosed);
+      copy(up, client, counters, 'bytesDownstream', halfClosed);
       client.resume();
     });
   }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Daemon, tempDir } from './helpers/daemon.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
-import { Ganesha, nfsCatSha256, nfsCp, nfsUnavailable, sha256File } from './helpers/nfs.js';
+import { Ganesha, nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
 import type { AddResult } from '../daemon/tunnels.js';
 
 async function randomFile(path: string, bytes: number): Promise<string> {
@@ -25,11 +25,7 @@ describe('real NFS through the relay', function () {
   let daemon: Daemon;
 
   before(async function () {
-    const why = nfsUnavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    requireNfs(this);
     ganesha = await Ganesha.get();
     target = await new MountTargetStandIn({
       host: '127.0.0.2', port: 2049, cert: testCerts().good, backend: { host: '127.0.0.1', port: ganesha.nfsPort }, record: true,

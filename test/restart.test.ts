@@ -8,7 +8,7 @@ import { Daemon, waitFor } from './helpers/daemon.js';
 import { exchange } from './helpers/client.js';
 import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
-import { Ganesha, nfsCatSha256, nfsUnavailable, sha256File } from './helpers/nfs.js';
+import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
 const FILESYSTEMS = [
@@ -25,11 +25,7 @@ describe('daemon restart', function () {
   let fileSum = '';
 
   before(async function () {
-    const why = nfsUnavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    requireNfs(this);
     ganesha = await Ganesha.get();
     const payload = Buffer.alloc(3 << 20, 'restart-test-');
     writeFileSync(join(ganesha.exportPath, 'restart.bin'), payload);

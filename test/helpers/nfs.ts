@@ -28,6 +28,14 @@ export function nfsUnavailable(): string | null {
   return null;
 }
 
+/** Skip the calling suite, saying why, when the NFS tools or root are missing. */
+export function requireNfs(ctx: Mocha.Context): void {
+  const why = nfsUnavailable();
+  if (!why) return;
+  console.log(`      skipped: ${why}`);
+  ctx.skip();
+}
+
 function portOpen(port: number): Promise<boolean> {
   return new Promise((r) => {
     const s = connect({ host: '127.0.0.1', port });
