@@ -1,9 +1,11 @@
 // efsctl: a thin client of efs-relayd's control socket.
 // Exit codes: 0 done, 1 request failed, 2 bad usage, 3 daemon unreachable.
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RelayError, asRelayError } from '../daemon/errors.js';
-import { onlyTunnelOptions, parseOptions, tunnelOptions } from '../daemon/options.js';
-import { checkFsId } from '../daemon/target.js';
+import { attachOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../daemon/options.js';
+import { checkFsId, parseSpec } from '../daemon/target.js';
+import type { AttachResult } from '../daemon/mounter.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
 import { DEFAULT_SOCKET, call } from './client.js';
@@ -13,6 +15,9 @@ const USAGE = `Usage: efsctl [--socket PATH] VERB [ARGS] [--json]
 
 Verbs:
   add FS_ID [-o OPTS]     start (or return the existing) TLS tunnel for a file system
+  attach FS_ID[:/path] DIR [-o OPTS]
+                          add, then mount NFS 4.1 through the tunnel at DIR
+  detach DIR              unmount DIR; its tunnel stops once nothing uses it
   list [--json]           every tunnel: port, target, state, connections, bytes, last error
   status FS_ID [--json]   one tunnel in detail, with its history
   stop FS_ID [--force]    stop a tunnel (refused while mounted, unless --force)
@@ -40,12 +45,14 @@ interface Parsed {
 }
 
 // Which flags each verb takes, so a misplaced flag is a usage error, not silently ignored.
-const VERB_FLAGS: Record<string, { args: number; flags: string[] }> = {
-  add: { args: 1, flags: ['options', 'json'] },
-  list: { args: 0, flags: ['json'] },
-  status: { args: 1, flags: ['json'] },
-  stop: { args: 1, flags: ['force', 'json'] },
-  version: { args: 0, flags: ['json'] },
+const VERB_FLAGS: Record<string, { args: number; flags: string[]; usage: string }> = {
+  add: { args: 1, flags: ['options', 'json'], usage: 'FS_ID' },
+  attach: { args: 2, flags: ['options', 'json'], usage: 'FS_ID[:/path] DIR' },
+  detach: { args: 1, flags: ['json'], usage: 'DIR' },
+  list: { args: 0, flags: ['json'], usage: '' },
+  status: { args: 1, flags: ['json'], usage: 'FS_ID' },
+  stop: { args: 1, flags: ['force', 'json'], usage: 'FS_ID' },
+  version: { args: 0, flags: ['json'], usage: '' },
 };
 
 function parse(argv: string[]): Parsed | 'help' {
@@ -73,7 +80,8 @@ function parse(argv: string[]): Parsed | 'help' {
   const spec = VERB_FLAGS[verb];
   if (!spec) throw new UsageError(`Unknown verb "${verb}"`);
   if (args.length !== spec.args) {
-    throw new UsageError(`"${verb}" takes ${spec.args === 0 ? 'no arguments' : `${spec.args} argument (FS_ID)`}, got ${args.length}`);
+    const what = spec.args === 0 ? 'no arguments' : `${spec.args} argument${spec.args > 1 ? 's' : ''} (${spec.usage})`;
+    throw new UsageError(`"${verb}" takes ${what}, got ${args.length}`);
   }
   for (const flag of ['json', 'options', 'force'] as const) {
     if (values[flag] !== undefined && !spec.flags.includes(flag)) {
@@ -90,6 +98,16 @@ function parse(argv: string[]): Parsed | 'help' {
   };
 }
 
+// Mount retries (3 attempts of up to 30 s each) fit inside this.
+const MOUNT_TIMEOUT_MS = 150_000;
+
+/** efs-utils reads the region from the mounting user's environment; pass ours on. */
+function regionEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION']) if (process.env[k]) env[k] = process.env[k] as string;
+  return env;
+}
+
 function print(text: string): void {
   process.stdout.write(text + '\n');
 }
@@ -104,9 +122,7 @@ async function run(p: Parsed): Promise<void> {
       const opts = parseOptions(p.options);
       onlyTunnelOptions(opts);
       tunnelOptions(opts);
-      const env: Record<string, string> = {};
-      for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION']) if (process.env[k]) env[k] = process.env[k] as string;
-      const res = (await call(p.socket, 'add', { fs_id: fsId, options: p.options ?? '', env, source: 'efsctl' })) as AddResult;
+      const res = (await call(p.socket, 'add', { fs_id: fsId, options: p.options ?? '', env: regionEnv(), source: 'efsctl' })) as AddResult;
       const t = res.tunnel;
       out(
         res,
@@ -125,6 +141,26 @@ async function run(p: Parsed): Promise<void> {
       checkFsId(fsId);
       const res = (await call(p.socket, 'status', { fs_id: fsId })) as TunnelDetail;
       out(res, tunnelDetail(res));
+      return;
+    }
+    case 'attach': {
+      const spec = parseSpec(p.args[0] as string);
+      if (!spec) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${p.args[0] as string}`);
+      const dir = resolve(p.args[1] as string);
+      attachOptions(p.options ?? '', spec.region); // fail fast on bad options
+      const res = (await call(p.socket, 'attach', {
+        spec: p.args[0], dir, options: p.options ?? '', env: regionEnv(), source: 'efsctl',
+      }, MOUNT_TIMEOUT_MS)) as AttachResult;
+      const t = res.tunnel;
+      out(res, res.already_mounted
+        ? `${dir} is already mounted from ${spec.fsId} through 127.0.0.1:${t?.port}`
+        : `${spec.fsId}:${spec.path} mounted at ${dir} through 127.0.0.1:${t?.port} (TLS to ${t?.target.address}:${t?.target.port})`);
+      return;
+    }
+    case 'detach': {
+      const dir = resolve(p.args[0] as string);
+      const res = (await call(p.socket, 'detach', { dir }, MOUNT_TIMEOUT_MS)) as { dir: string; fs_id: string; tunnel_stopped: boolean };
+      out(res, `${dir} unmounted; ${res.tunnel_stopped ? `the tunnel for ${res.fs_id} stopped (nothing else uses it)` : `the tunnel for ${res.fs_id} keeps running (still in use)`}`);
       return;
     }
     case 'stop': {

@@ -16,7 +16,15 @@ export interface Config {
   metrics: { listen: string };
   tls: { ca_file: string; max_version: 'TLSv1.2' | 'TLSv1.3' };
   efs: { region: string; dns_name_format: string; dns_name_suffix: string; port: number };
-  mount: { command: string; umount_command: string; proc_mounts: string };
+  mount: {
+    command: string;
+    umount_command: string;
+    proc_mounts: string;
+    poll_interval: number;
+    unmount_reads: number;
+    unmount_grace: number;
+    network_check: string;
+  };
   relay: { connect_timeout: number; close_timeout: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
@@ -25,7 +33,8 @@ type Field =
   | { kind: 'path'; def: string }
   | { kind: 'string'; def: string; pattern?: RegExp; describe?: string }
   | { kind: 'port'; def: number }
-  | { kind: 'seconds'; def: number }
+  | { kind: 'seconds'; def: number; zeroOk?: boolean }
+  | { kind: 'count'; def: number; min: number; max: number }
   | { kind: 'enum'; def: string; values: readonly string[] }
   | { kind: 'section'; fields: Record<string, Field> };
 
@@ -71,6 +80,12 @@ const SCHEMA: Record<string, Field> = {
       command: { kind: 'path', def: '/sbin/mount.nfs4' },
       umount_command: { kind: 'path', def: '/bin/umount' },
       proc_mounts: { kind: 'path', def: '/proc/mounts' },
+      // efs-utils' watchdog: an unmount counts only after this many consistent reads and this grace period.
+      poll_interval: { kind: 'seconds', def: 1 },
+      unmount_reads: { kind: 'count', def: 5, min: 1, max: 1000 },
+      unmount_grace: { kind: 'seconds', def: 30, zeroOk: true },
+      // mount.efs: a shell command whose failure means "the network is not up yet" (efs-utils checks network.target).
+      network_check: { kind: 'string', def: 'test ! -d /run/systemd/system || systemctl is-active --quiet network.target' },
     },
   },
   relay: {
@@ -188,8 +203,12 @@ function checkValue(field: Exclude<Field, { kind: 'section' }>, value: unknown, 
         return fail(`expected an integer port from 1 to 65535, got ${shown}`);
       return value;
     case 'seconds':
-      if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 3600)
-        return fail(`expected a number of seconds above 0 and at most 3600, got ${shown}`);
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (value === 0 && !field.zeroOk) || value > 3600)
+        return fail(`expected a number of seconds ${field.zeroOk ? 'from 0 to 3600' : 'above 0 and at most 3600'}, got ${shown}`);
+      return value;
+    case 'count':
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < field.min || value > field.max)
+        return fail(`expected an integer from ${field.min} to ${field.max}, got ${shown}`);
       return value;
     case 'enum':
       if (typeof value !== 'string' || !field.values.includes(value))

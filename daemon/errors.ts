@@ -111,6 +111,30 @@ export const ERRORS = {
     title: 'the tunnel is in use by a mount',
     hint: 'Unmount first, or pass --force to stop it anyway (the mount will hang until the tunnel returns).',
   },
+  MOUNT_FAILED: {
+    title: 'the NFS mount command failed',
+    hint: 'Read the mount command\'s own message above; the tunnel was left as it was before.',
+  },
+  UMOUNT_FAILED: {
+    title: 'the unmount command failed',
+    hint: 'Check that nothing uses the directory (`fuser -m DIR`); the mount and its tunnel are unchanged.',
+  },
+  NOT_MOUNTED: {
+    title: 'the directory is not mounted through efs-relay',
+    hint: 'Run `efsctl list` to see the mounts of each tunnel.',
+  },
+  BAD_MOUNT_POINT: {
+    title: 'the mount point is missing or not a directory',
+    hint: 'Create the directory first (`mkdir -p DIR`).',
+  },
+  NOT_ROOT: {
+    title: 'this command must run as root',
+    hint: 'Run it with sudo, or as root.',
+  },
+  NETWORK_NOT_READY: {
+    title: 'the network is not up yet',
+    hint: 'Add "_netdev" to the fstab mount options so the mount waits for the network.',
+  },
   CONTROL_BAD_REQUEST: {
     title: 'the control request is malformed',
     hint: 'Send one JSON object per line: {"v":1,"id":N,"method":"…","params":{…}}.',

@@ -6,6 +6,8 @@ import { onlyTunnelOptions, parseOptions } from './options.js';
 import { PROTOCOL_VERSION } from './protocol.js';
 import type { RecordSource } from './state.js';
 import type { TunnelManager } from './tunnels.js';
+import type { Mounter } from './mounter.js';
+import type { RegionEnv } from './target.js';
 import { VERSION } from './version.js';
 
 const SOURCES: readonly RecordSource[] = ['efsctl', 'mount.efs', 'fstab', 'manual'];
@@ -19,7 +21,25 @@ function str(params: Record<string, unknown>, key: string, required: boolean): s
   return v;
 }
 
-export function controlHandlers(manager: TunnelManager, startedAt: Date): Record<string, Handler> {
+function regionEnv(p: Record<string, unknown>): RegionEnv {
+  const env = p.env ?? {};
+  if (typeof env !== 'object' || env === null || Array.isArray(env)) throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "env" must be an object');
+  const e = env as Record<string, unknown>;
+  const region = (k: string): string | undefined => (typeof e[k] === 'string' && e[k] !== '' ? (e[k] as string) : undefined);
+  // The caller's environment first (efs-utils reads the mounting user's), then the daemon's own.
+  return {
+    AWS_REGION: region('AWS_REGION') ?? process.env.AWS_REGION,
+    AWS_DEFAULT_REGION: region('AWS_DEFAULT_REGION') ?? process.env.AWS_DEFAULT_REGION,
+  };
+}
+
+function source(p: Record<string, unknown>): RecordSource {
+  const s = (str(p, 'source', false) ?? 'efsctl') as RecordSource;
+  if (!SOURCES.includes(s)) throw new RelayError('CONTROL_BAD_REQUEST', `Parameter "source" must be one of ${SOURCES.join(', ')}`);
+  return s;
+}
+
+export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date): Record<string, Handler> {
   return {
     ping: () => ({ pong: true }),
     version: () => ({
@@ -34,24 +54,21 @@ export function controlHandlers(manager: TunnelManager, startedAt: Date): Record
       const fsId = str(p, 'fs_id', true);
       const options = parseOptions(str(p, 'options', false));
       onlyTunnelOptions(options);
-      const env = p.env ?? {};
-      if (typeof env !== 'object' || env === null || Array.isArray(env))
-        throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "env" must be an object');
-      const e = env as Record<string, unknown>;
-      const region = (k: string): string | undefined => (typeof e[k] === 'string' && e[k] !== '' ? (e[k] as string) : undefined);
-      const source = (str(p, 'source', false) ?? 'efsctl') as RecordSource;
-      if (!SOURCES.includes(source)) throw new RelayError('CONTROL_BAD_REQUEST', `Parameter "source" must be one of ${SOURCES.join(', ')}`);
-      return manager.add({
-        fsId,
-        options,
-        // The caller's environment first (efs-utils reads the mounting user's), then the daemon's own.
-        env: {
-          AWS_REGION: region('AWS_REGION') ?? process.env.AWS_REGION,
-          AWS_DEFAULT_REGION: region('AWS_DEFAULT_REGION') ?? process.env.AWS_DEFAULT_REGION,
-        },
-        source,
+      return manager.add({ fsId, options, env: regionEnv(p), source: source(p) });
+    },
+    attach: (p) => {
+      const fake = p.fake ?? false;
+      if (typeof fake !== 'boolean') throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "fake" must be true or false');
+      return mounter.attach({
+        spec: str(p, 'spec', true),
+        dir: str(p, 'dir', true),
+        options: str(p, 'options', false) ?? '',
+        env: regionEnv(p),
+        source: source(p),
+        fake,
       });
     },
+    detach: (p) => mounter.detach(str(p, 'dir', true)),
     list: () => ({ tunnels: manager.list() }),
     status: (p) => manager.status(str(p, 'fs_id', true)),
     stop: (p) => {

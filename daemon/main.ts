@@ -8,6 +8,10 @@ import { StateStore } from './state.js';
 import { TunnelManager } from './tunnels.js';
 import { ControlServer } from './control.js';
 import { controlHandlers } from './handlers.js';
+import { Mounter } from './mounter.js';
+import { MountWatcher } from './mount-watch.js';
+import { FstabWatcher } from './fstab-watch.js';
+import { StateWatcher } from './state-watch.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH]
@@ -55,7 +59,11 @@ async function main(): Promise<void> {
   const store = new StateStore(cfg.state_dir);
   const manager = new TunnelManager(cfg, store, log);
   const startedAt = new Date();
-  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, startedAt), log);
+  const mounter = new Mounter(cfg, manager, log);
+  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt), log);
+  const mountWatcher = new MountWatcher(cfg, manager, mounter, log);
+  const fstabWatcher = new FstabWatcher(cfg, manager, log);
+  const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
 
   try {
     await store.ensureDir();
@@ -66,6 +74,9 @@ async function main(): Promise<void> {
     die(e.message, e.code, e.hint);
   }
   const invalid = await manager.restore();
+  await fstabWatcher.start();
+  await stateWatcher.start();
+  mountWatcher.start();
   log.info('daemon.started', {
     version: VERSION,
     pid: process.pid,
@@ -80,7 +91,8 @@ async function main(): Promise<void> {
     stopping = true;
     log.info('daemon.stopping', { signal, msg: 'closing listeners and draining connections; tunnel records are kept' });
     void (async () => {
-      await control.close();
+      mountWatcher.stop();
+      await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), control.close()]);
       await manager.shutdown(cfg.relay.close_timeout * 1000);
       log.info('daemon.stopped', {});
       process.exit(0);

@@ -119,3 +119,16 @@ export function onlyTunnelOptions(opts: MountOptions): void {
     `Unknown tunnel option${others.length > 1 ? 's' : ''}: ${others.map((o) => `"${o}"`).join(', ')}`,
   );
 }
+
+/** Split the user's options: what makes the tunnel, and everything for mount.nfs4. */
+export function attachOptions(text: string, specRegion?: string): { all: MountOptions; tunnel: MountOptions } {
+  const all = parseOptions(text);
+  // A DNS-name spec carries the region; an explicit region= still wins.
+  if (specRegion && all.region === undefined) all.region = specRegion;
+  if (Object.hasOwn(all, 'notls')) {
+    throw new RelayError('BAD_OPTION', 'The "notls" option is refused: efs-relay mounts EFS only through a TLS tunnel');
+  }
+  // Every efs-relay mount is a TLS mount, so efs-utils' rules for "tls" apply (e.g. no "port=").
+  const tunnel = tunnelOptions({ tls: null, ...all });
+  return { all, tunnel };
+}

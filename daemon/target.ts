@@ -54,3 +54,15 @@ export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, 
   const dnsName = dnsNameFor(fsId, region, opts.az ?? null, cfg);
   return { dnsName, address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
 }
+
+/** A mount spec: fs-id, fs-id:/path, or the file system's DNS name with :/path. Region comes from a DNS name. */
+export function parseSpec(spec: string): { fsId: string; path: string; region?: string } | null {
+  const colon = spec.indexOf(':');
+  const host = colon < 0 ? spec : spec.slice(0, colon);
+  const path = colon < 0 ? '/' : spec.slice(colon + 1) || '/';
+  if (!path.startsWith('/')) return null;
+  if (FS_ID.test(host)) return { fsId: host, path };
+  const m = /^(?:[a-z0-9-]+\.)?(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.[a-z0-9.-]+$/.exec(host);
+  if (m) return { fsId: m[1] as string, path, region: m[2] as string };
+  return null;
+}

@@ -20,6 +20,7 @@ export type TunnelState = 'listening' | 'error';
 export interface HistoryEntry {
   at: string;
   event: string;
+  dir?: string;
   code?: ErrorCode;
   message?: string;
 }
@@ -68,8 +69,10 @@ class Tunnel {
     this.relay = relay;
   }
 
-  note(event: string, err?: { code: ErrorCode; message: string }): void {
-    this.history.push({ at: new Date().toISOString(), event, ...(err ? { code: err.code, message: err.message } : {}) });
+  note(event: string, err?: { code: ErrorCode; message: string }, dir?: string): void {
+    this.history.push({
+      at: new Date().toISOString(), event, ...(err ? { code: err.code, message: err.message } : {}), ...(dir ? { dir } : {}),
+    });
     if (this.history.length > HISTORY) this.history.shift();
   }
 
@@ -93,6 +96,11 @@ class Tunnel {
   }
 }
 
+/** Same port, target and options: a running tunnel can keep serving this record. */
+function sameTunnel(a: TunnelRecord, b: TunnelRecord): boolean {
+  return a.port === b.port && JSON.stringify(a.target) === JSON.stringify(b.target) && JSON.stringify(a.options) === JSON.stringify(b.options);
+}
+
 function latest(a: LastError | null, b: LastError | null): LastError | null {
   if (!a) return b;
   if (!b) return a;
@@ -104,6 +112,13 @@ export class TunnelManager {
   private readonly contexts = new Map<string, Promise<SecureContext>>();
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Attaches in flight per fs: their tunnel must not be stopped under them. */
+  private readonly claims = new Map<string, number>();
+  /** File systems that fstab lines (without noauto) want ready, with the line's options. */
+  private fstabWanted = new Map<string, AddRequest>();
+  /** Invalid state files already logged (file + reason), so a rescan does not repeat them. */
+  private readonly reportedInvalid = new Set<string>();
+  invalidStateFiles = 0;
 
   constructor(
     private readonly cfg: Config,
@@ -120,12 +135,54 @@ export class TunnelManager {
 
   /** Start every stored record on its own port. Returns how many files were invalid. */
   restore(): Promise<number> {
+    return this.syncFromDisk('restored');
+  }
+
+  /**
+   * Make the running tunnels match the records on disk: start new records,
+   * stop tunnels whose record was removed, restart changed ones. Our own
+   * writes are no-ops here, because the file equals the record in memory.
+   */
+  syncFromDisk(why: 'restored' | 'adopted' = 'adopted'): Promise<number> {
     return this.serial(async () => {
       const { records, invalid } = await this.store.loadAll();
+      this.invalidStateFiles = invalid.length;
+      const seen = new Set<string>();
       for (const bad of invalid) {
+        const key = `${bad.file}\0${bad.reason}`;
+        seen.add(key);
+        if (this.reportedInvalid.has(key)) continue;
+        this.reportedInvalid.add(key);
         this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
       }
-      await Promise.all(records.map((rec) => this.start(rec, 'restored')));
+      for (const key of this.reportedInvalid) if (!seen.has(key)) this.reportedInvalid.delete(key);
+
+      const onDisk = new Map(records.map((r) => [r.fs_id, r]));
+      for (const t of [...this.tunnels.values()]) {
+        const rec = onDisk.get(t.record.fs_id);
+        if (!rec) {
+          if (this.claims.get(t.record.fs_id)) continue; // being created right now
+          this.untrack(t);
+          await t.relay.close();
+          this.log.info('tunnel.stopped', { fs: t.record.fs_id, port: t.record.port, msg: 'its record was removed from the state dir' });
+        } else if (!sameTunnel(rec, t.record)) {
+          this.untrack(t);
+          await t.relay.close();
+          await this.start(rec, 'restarted');
+        } else if (JSON.stringify(rec.mounts) !== JSON.stringify(t.record.mounts)) {
+          t.record = rec;
+        }
+      }
+      const taken = new Set([...this.tunnels.values()].map((t) => t.record.port));
+      for (const rec of records) {
+        if (this.tunnels.has(rec.fs_id)) continue;
+        if (taken.has(rec.port)) {
+          this.log.warn('state.file_invalid', { fs: rec.fs_id, code: 'STATE_FILE_INVALID', msg: `${this.store.fileFor(rec.fs_id)}: port ${rec.port} is already used by another tunnel; skipped (not deleted)` });
+          continue;
+        }
+        taken.add(rec.port);
+        await this.start(rec, why);
+      }
       return invalid.length;
     });
   }
@@ -146,8 +203,17 @@ export class TunnelManager {
     return new Map([...this.tunnels].map(([id, t]) => [id, t.relay]));
   }
 
-  add(req: AddRequest): Promise<AddResult> {
+  /** Start (or return) the tunnel. With `claim`, the caller holds it until release(): nothing stops it meanwhile. */
+  add(req: AddRequest, claim = false): Promise<AddResult> {
     return this.serial(async () => {
+      const result = await this.addLocked(req);
+      if (claim) this.claims.set(req.fsId, (this.claims.get(req.fsId) ?? 0) + 1);
+      return result;
+    });
+  }
+
+  private async addLocked(req: AddRequest): Promise<AddResult> {
+    {
       const options = tunnelOptions(req.options);
       const target = resolveTarget(req.fsId, options, req.env, this.cfg);
       const wantPort = options.tlsport === undefined ? null : Number(options.tlsport);
@@ -213,6 +279,87 @@ export class TunnelManager {
         return { tunnel: t.view(), created: true };
       }
       throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use`);
+    }
+  }
+
+  release(fsId: string): void {
+    const n = (this.claims.get(fsId) ?? 1) - 1;
+    if (n > 0) this.claims.set(fsId, n);
+    else this.claims.delete(fsId);
+  }
+
+  /** The tunnel whose port an NFS mount names, if any. */
+  byPort(port: number): TunnelView | null {
+    for (const t of this.tunnels.values()) if (t.record.port === port) return t.view();
+    return null;
+  }
+
+  /** The tunnel that has `dir` among its recorded mounts, if any. */
+  byMount(dir: string): TunnelView | null {
+    for (const t of this.tunnels.values()) if (t.record.mounts.includes(dir)) return t.view();
+    return null;
+  }
+
+  recordMount(fsId: string, dir: string): Promise<void> {
+    return this.serial(async () => {
+      const t = this.get(fsId);
+      if (t.record.mounts.includes(dir)) return;
+      t.record = { ...t.record, mounts: [...t.record.mounts, dir] };
+      await this.store.write(t.record);
+      t.note('mounted', undefined, dir);
+      this.log.info('tunnel.mounted', { fs: fsId, dir, port: t.record.port });
+    });
+  }
+
+  /** Forget a mount; then stop the tunnel if nothing else wants it. */
+  forgetMount(fsId: string, dir: string, why: string): Promise<void> {
+    return this.serial(async () => {
+      const t = this.tunnels.get(fsId);
+      if (!t || !t.record.mounts.includes(dir)) return;
+      t.record = { ...t.record, mounts: t.record.mounts.filter((m) => m !== dir) };
+      await this.store.write(t.record);
+      t.note('unmounted', undefined, dir);
+      this.log.info('tunnel.unmounted', { fs: fsId, dir, port: t.record.port, msg: why });
+      await this.stopIfUnusedLocked(fsId);
+    });
+  }
+
+  /** Stop a tunnel that no mount, no fstab line and no attach in flight wants. */
+  stopIfUnused(fsId: string): Promise<void> {
+    return this.serial(() => this.stopIfUnusedLocked(fsId));
+  }
+
+  private async stopIfUnusedLocked(fsId: string): Promise<void> {
+    const t = this.tunnels.get(fsId);
+    if (!t || t.record.mounts.length > 0 || this.claims.get(fsId) || this.fstabWanted.has(fsId)) return;
+    this.untrack(t);
+    await t.relay.close();
+    await this.store.remove(fsId);
+    this.log.info('tunnel.stopped', { fs: fsId, port: t.record.port, msg: 'no mount and no fstab line uses it' });
+  }
+
+  /**
+   * fstab changed: start a tunnel for each wanted fs that has none, and stop
+   * fstab-made tunnels that are no longer wanted and not mounted. Lines that
+   * cannot make a tunnel are returned, to be logged with their line numbers.
+   */
+  setFstabWanted(wanted: Map<string, AddRequest>): Promise<Array<{ fsId: string; error: RelayError }>> {
+    return this.serial(async () => {
+      this.fstabWanted = wanted;
+      const failed: Array<{ fsId: string; error: RelayError }> = [];
+      for (const [fsId, req] of wanted) {
+        if (this.tunnels.has(fsId)) continue;
+        try {
+          await this.addLocked(req);
+        } catch (err) {
+          this.fstabWanted.delete(fsId);
+          failed.push({ fsId, error: err instanceof RelayError ? err : new RelayError('INTERNAL', String(err)) });
+        }
+      }
+      for (const t of [...this.tunnels.values()]) {
+        if (t.record.source === 'fstab') await this.stopIfUnusedLocked(t.record.fs_id);
+      }
+      return failed;
     });
   }
 

@@ -1,16 +1,18 @@
-// Bundles each executable into one ESM file under build/bin with its
-// dependencies inlined, and stamps the package.json version into it.
+// Bundles each executable into one ESM file, build/lib/<name>.mjs, with its
+// dependencies inlined and the package.json version stamped in, and puts a
+// small launcher at build/bin/<name>. (Node decides ESM by extension, and a
+// name like mount.efs has none it knows.)
 import { build } from 'esbuild';
-import { chmod, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
-const entries = { 'efs-relayd': 'daemon/main.ts', efsctl: 'cli/efsctl.ts' };
+const entries = { 'efs-relayd': 'daemon/main.ts', efsctl: 'cli/efsctl.ts', 'mount.efs': 'cli/mount-efs.ts' };
 
+await mkdir('build/bin', { recursive: true });
 for (const [name, entry] of Object.entries(entries)) {
-  const outfile = `build/bin/${name}`;
   await build({
     entryPoints: [entry],
-    outfile,
+    outfile: `build/lib/${name}.mjs`,
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -19,7 +21,9 @@ for (const [name, entry] of Object.entries(entries)) {
     logLevel: 'warning',
     define: { __EFS_RELAY_VERSION__: JSON.stringify(pkg.version) },
     // CommonJS dependencies (prom-client) call require(); give the ESM bundle one.
-    banner: { js: '#!/usr/bin/env node\nimport { createRequire as __efsCreateRequire } from "node:module";\nconst require = __efsCreateRequire(import.meta.url);' },
+    banner: { js: 'import { createRequire as __efsCreateRequire } from "node:module";\nconst require = __efsCreateRequire(import.meta.url);' },
   });
-  await chmod(outfile, 0o755);
+  const launcher = `#!/bin/sh\nexec node "$(dirname "$(readlink -f "$0")")/../lib/${name}.mjs" "$@"\n`;
+  await writeFile(`build/bin/${name}`, launcher);
+  await chmod(`build/bin/${name}`, 0o755);
 }

@@ -1,7 +1,8 @@
 // Runs the built executables the way a user does: build/bin/efs-relayd with
 // a config file in a temp dir, and build/bin/efsctl against its socket.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { MountStandIn } from './mount-stand-in.js';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -49,6 +50,8 @@ export class Daemon {
   readonly stateDir: string;
   readonly socket: string;
   readonly configFile: string;
+  readonly mount: MountStandIn;
+  readonly fstab: string;
   proc: ChildProcess | null = null;
   logs = '';
   exitCode: number | null = null;
@@ -59,10 +62,23 @@ export class Daemon {
     this.stateDir = (config.state_dir as string | undefined) ?? join(this.dir, 'state');
     this.socket = join(this.stateDir, 'control.sock');
     this.configFile = join(this.dir, 'config.yaml');
+    // Nothing of the host's: a temp fstab, a /proc/mounts stand-in, and recording mount commands.
+    this.mount = new MountStandIn(this.dir);
+    this.fstab = join(this.dir, 'fstab');
+    if (!existsSync(this.fstab)) writeFileSync(this.fstab, '# test fstab\n');
     const full = {
       state_dir: this.stateDir,
+      fstab: this.fstab,
       metrics: { listen: '' },
       ...config,
+      mount: {
+        command: this.mount.mountCommand,
+        umount_command: this.mount.umountCommand,
+        proc_mounts: this.mount.procMounts,
+        poll_interval: 0.1,
+        network_check: '',
+        ...(config.mount as Record<string, unknown> | undefined),
+      },
     };
     writeFileSync(this.configFile, stringify(full));
   }

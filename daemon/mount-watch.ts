@@ -1,0 +1,81 @@
+// Follows /proc/mounts. A mount that vanishes outside the daemon (a plain
+// umount) is believed only after `unmount_reads` consistent reads and
+// `unmount_grace` seconds, like efs-utils' watchdog, so a quick remount never
+// loses its tunnel or port. Mounts through a tunnel port that the record
+// lacks are adopted, so cleanup never stops a tunnel that is still mounted.
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
+import type { Mounter } from './mounter.js';
+import type { TunnelManager } from './tunnels.js';
+
+export class MountWatcher {
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  /** fs + dir → since when and how many reads it has been missing. */
+  private readonly missing = new Map<string, { since: number; reads: number }>();
+  private lastReadError = '';
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly manager: TunnelManager,
+    private readonly mounter: Mounter,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    // Reads never overlap: the next one is scheduled when this one is done.
+    this.timer = setTimeout(() => void this.tick().finally(() => this.schedule(this.cfg.mount.poll_interval * 1000)), ms);
+  }
+
+  /** One read of /proc/mounts and what follows from it. Exposed for tests. */
+  async tick(now = Date.now()): Promise<void> {
+    let mounts: MountEntry[];
+    try {
+      mounts = await readProcMounts(this.cfg.mount.proc_mounts);
+      this.lastReadError = '';
+    } catch (err) {
+      // Without a reading nothing is known to be gone: keep every tunnel.
+      const msg = `cannot read ${this.cfg.mount.proc_mounts}: ${(err as Error).message}`;
+      if (msg !== this.lastReadError) this.log.warn('mounts.read_failed', { code: 'INTERNAL', msg });
+      this.lastReadError = msg;
+      return;
+    }
+    const listed = new Set<string>();
+    for (const m of mounts) {
+      const port = tunnelPortOf(m);
+      if (port !== null) listed.add(`${port}\0${m.dir}`);
+    }
+    for (const t of this.manager.list()) {
+      for (const m of mounts) {
+        if (tunnelPortOf(m) === t.port && !t.mounts.includes(m.dir)) await this.mounter.adopt(t.fs_id, t.port, m.dir);
+      }
+      for (const dir of t.mounts) {
+        const key = `${t.fs_id}\0${dir}`;
+        if (listed.has(`${t.port}\0${dir}`)) {
+          this.missing.delete(key);
+          continue;
+        }
+        const seen = this.missing.get(key) ?? { since: now, reads: 0 };
+        seen.reads++;
+        this.missing.set(key, seen);
+        if (seen.reads >= this.cfg.mount.unmount_reads && now - seen.since >= this.cfg.mount.unmount_grace * 1000) {
+          this.missing.delete(key);
+          await this.mounter.forget(t.fs_id, dir, `gone from ${this.cfg.mount.proc_mounts} for ${seen.reads} reads over ${Math.round((now - seen.since) / 1000)} s`);
+        }
+      }
+    }
+  }
+}

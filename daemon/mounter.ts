@@ -1,0 +1,161 @@
+// attach and detach: a tunnel plus an NFS 4.1 mount through it, and back.
+// One directory is worked on by one request at a time; the tunnel set is
+// changed only through the TunnelManager's queue.
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { RelayError } from './errors.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { KeyedLock } from './keyed-lock.js';
+import { mountArgv, runCommand, runMount, EFS_UTILS_RETRY, type RetryPolicy } from './mount-command.js';
+import { attachOptions } from './options.js';
+import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
+import type { RecordSource } from './state.js';
+import type { RegionEnv } from './target.js';
+import { checkFsId, parseSpec } from './target.js';
+import type { TunnelManager, TunnelView } from './tunnels.js';
+
+export interface AttachRequest {
+  /** fs-id, fs-id:/path, or the file system's DNS name with :/path */
+  spec: string;
+  dir: string;
+  options: string;
+  env: RegionEnv;
+  source: RecordSource;
+  /** Validate and say what would run, but create nothing and mount nothing. */
+  fake?: boolean;
+}
+
+export interface AttachResult {
+  already_mounted: boolean;
+  fake: boolean;
+  dir: string;
+  command: string[];
+  attempts: number;
+  tunnel: TunnelView | null;
+}
+
+export class Mounter {
+  private readonly locks = new KeyedLock();
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly manager: TunnelManager,
+    private readonly log: Logger,
+    private readonly retry: RetryPolicy = EFS_UTILS_RETRY,
+  ) {}
+
+  attach(req: AttachRequest): Promise<AttachResult> {
+    const spec = parseSpec(req.spec);
+    if (!spec) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${req.spec}`);
+    checkFsId(spec.fsId);
+    const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec.region);
+    const fsId = spec.fsId;
+    const path = spec.path;
+    return this.withDir(req.dir, async (dir) => {
+      // Only a directory that is not an NFS mount already is looked at on disk (a hung mount would block stat).
+      const mountedAt = (await this.procMounts()).find((m) => m.dir === dir && m.type.startsWith('nfs')) ?? null;
+      if (!mountedAt) await this.checkMountPoint(dir);
+      if (req.fake) {
+        const existing = this.view(fsId);
+        const command = mountArgv(this.cfg.mount.command, path, dir, all, existing?.port ?? 0);
+        if (!existing) command[4] = (command[4] as string).replace('port=0', 'port=<tunnel port>');
+        return { already_mounted: false, fake: true, dir, attempts: 0, tunnel: existing, command };
+      }
+      const { tunnel, created } = await this.manager.add(
+        { fsId: fsId, options: tunnelOpts, env: req.env, source: req.source },
+        true,
+      );
+      try {
+        const command = mountArgv(this.cfg.mount.command, path, dir, all, tunnel.port);
+        if (mountedAt && tunnelPortOf(mountedAt) === tunnel.port) {
+          await this.manager.recordMount(fsId, dir);
+          return { already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.view(fsId) };
+        }
+        let attempts: number;
+        try {
+          ({ attempts } = await runMount(command, this.retry));
+        } catch (err) {
+          this.log.warn('mount.failed', { fs: fsId, code: (err as RelayError).code, dir, msg: (err as Error).message });
+          throw err;
+        }
+        await this.manager.recordMount(fsId, dir);
+        this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });
+        return { already_mounted: false, fake: false, dir, command, attempts, tunnel: this.view(fsId) };
+      } finally {
+        this.manager.release(fsId);
+        // A failed attach leaves things as they were: a tunnel it made and nothing else uses goes away.
+        if (created) await this.manager.stopIfUnused(fsId);
+      }
+    });
+  }
+
+  detach(dirArg: string): Promise<{ dir: string; fs_id: string; tunnel_stopped: boolean }> {
+    return this.withDir(dirArg, async (dir) => {
+      let owner = this.manager.byMount(dir);
+      if (!owner) {
+        const entry = (await this.procMounts()).find((m) => m.dir === dir && tunnelPortOf(m) !== null);
+        owner = entry ? this.manager.byPort(tunnelPortOf(entry) as number) : null;
+      }
+      if (!owner) throw new RelayError('NOT_MOUNTED', `${dir} is not mounted through an efs-relay tunnel`);
+      const r = await runCommand([this.cfg.mount.umount_command, dir], this.retry.timeoutMs);
+      if (r.code !== 0 || r.timedOut) {
+        const detail = (r.stderr.trim() || r.stdout.trim()) || (r.timedOut ? 'timed out' : '');
+        throw new RelayError('UMOUNT_FAILED', `${this.cfg.mount.umount_command} ${dir} exited with ${r.code}${detail ? `: ${detail}` : ''}`);
+      }
+      await this.manager.forgetMount(owner.fs_id, dir, 'efsctl detach');
+      await this.manager.stopIfUnused(owner.fs_id);
+      const stillThere = this.manager.list().some((t) => t.fs_id === owner.fs_id);
+      this.log.info('mount.detached', { fs: owner.fs_id, dir, tunnel_stopped: !stillThere });
+      return { dir, fs_id: owner.fs_id, tunnel_stopped: !stillThere };
+    });
+  }
+
+  /** A mount through a tunnel port that its record lacks: record it, if /proc/mounts still lists it once DIR is ours. */
+  adopt(fsId: string, port: number, dir: string): Promise<void> {
+    return this.locks.run(dir, async () => {
+      if ((await this.procMounts()).some((m) => m.dir === dir && tunnelPortOf(m) === port) && this.manager.byPort(port)?.fs_id === fsId) {
+        await this.manager.recordMount(fsId, dir);
+      }
+    });
+  }
+
+  /** A recorded mount that is gone: forget it, unless an attach or detach of DIR is under way. */
+  forget(fsId: string, dir: string, why: string): Promise<void> {
+    return this.locks.run(dir, () => this.manager.forgetMount(fsId, dir, why));
+  }
+
+  private view(fsId: string): TunnelView | null {
+    return this.manager.list().find((t) => t.fs_id === fsId) ?? null;
+  }
+
+  /**
+   * Hold DIR's lock while fn runs. The path is normalised, not resolved:
+   * stat() on a hung NFS mount point would block, so only a directory that is
+   * not mounted yet is checked on disk (see checkMountPoint).
+   */
+  private withDir<T>(dirArg: string, fn: (dir: string) => Promise<T>): Promise<T> {
+    if (!dirArg.startsWith('/')) throw new RelayError('BAD_MOUNT_POINT', `Mount point "${dirArg}" must be an absolute path`);
+    const dir = resolve(dirArg);
+    return this.locks.run(dir, () => fn(dir));
+  }
+
+  private async checkMountPoint(dir: string): Promise<void> {
+    let isDir: boolean;
+    try {
+      isDir = (await stat(dir)).isDirectory();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new RelayError('BAD_MOUNT_POINT', `Mount point ${dir} ${code === 'ENOENT' ? 'does not exist' : `cannot be checked: ${(err as Error).message}`}`);
+    }
+    if (!isDir) throw new RelayError('BAD_MOUNT_POINT', `Mount point ${dir} is not a directory`);
+  }
+
+  private async procMounts(): Promise<MountEntry[]> {
+    try {
+      return await readProcMounts(this.cfg.mount.proc_mounts);
+    } catch {
+      return [];
+    }
+  }
+}

@@ -1,0 +1,102 @@
+// A recording stand-in for mount.nfs4 and umount (no kernel NFS client runs
+// here). It logs each call's argv and environment, edits a file standing in
+// for /proc/mounts as the real commands would, and can be told to fail.
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Call {
+  argv: string[];
+  env: Record<string, string>;
+}
+
+export interface Behaviour {
+  /** Fail this many calls, then succeed. */
+  fail?: number;
+  message?: string;
+  code?: number;
+}
+
+const SCRIPT = `#!/usr/bin/env node
+// Written by the efs-relay tests: stands in for mount.nfs4 / umount.
+const fs = require('node:fs');
+const path = require('node:path');
+const dir = __dirname;
+const role = path.basename(process.argv[1]).startsWith('umount') ? 'umount' : 'mount';
+const args = process.argv.slice(2);
+fs.appendFileSync(path.join(dir, role + '-calls.jsonl'), JSON.stringify({ argv: [process.argv[1], ...args], env: process.env }) + '\\n');
+const lock = path.join(dir, 'proc-mounts.lock');
+function locked(fn) {
+  for (;;) { try { fs.mkdirSync(lock); break; } catch { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); } }
+  try { return fn(); } finally { fs.rmdirSync(lock); }
+}
+const failed = locked(() => {
+  const file = path.join(dir, role + '-behaviour.json');
+  if (!fs.existsSync(file)) return null;
+  const b = JSON.parse(fs.readFileSync(file, 'utf8'));
+  if (!b.fail) return null;
+  b.fail--;
+  fs.writeFileSync(file, JSON.stringify(b));
+  return b;
+});
+if (failed) {
+  process.stderr.write((failed.message || role + ': failed') + '\\n');
+  process.exit(failed.code || 32);
+}
+const esc = (s) => s.replace(/[ \\t\\n\\\\]/g, (c) => '\\\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
+const procMounts = path.join(dir, 'proc-mounts');
+locked(() => {
+  const lines = fs.readFileSync(procMounts, 'utf8').split('\\n').filter(Boolean);
+  if (role === 'mount') {
+    const [device, target, , opts] = args;
+    lines.push(esc(device) + ' ' + esc(target) + ' nfs4 rw,relatime,vers=4.1,' + opts.replace(/nfsvers=[^,]*,?/, '') + ',addr=127.0.0.1 0 0');
+  } else {
+    const target = esc(args[args.length - 1]);
+    const i = lines.findIndex((l) => l.split(' ')[1] === target);
+    if (i < 0) { process.stderr.write('umount: ' + args[args.length - 1] + ': not mounted.\\n'); process.exit(32); }
+    lines.splice(i, 1);
+  }
+  fs.writeFileSync(procMounts + '.tmp', lines.map((l) => l + '\\n').join(''));
+  fs.renameSync(procMounts + '.tmp', procMounts);
+});
+`;
+
+export class MountStandIn {
+  readonly mountCommand: string;
+  readonly umountCommand: string;
+  readonly procMounts: string;
+
+  constructor(readonly dir: string) {
+    this.mountCommand = join(dir, 'mount.nfs4-stand-in.cjs');
+    this.umountCommand = join(dir, 'umount-stand-in.cjs');
+    this.procMounts = join(dir, 'proc-mounts');
+    for (const f of [this.mountCommand, this.umountCommand]) {
+      writeFileSync(f, SCRIPT);
+      chmodSync(f, 0o755);
+    }
+    if (!existsSync(this.procMounts)) writeFileSync(this.procMounts, '');
+  }
+
+  calls(role: 'mount' | 'umount' = 'mount'): Call[] {
+    const f = join(this.dir, `${role}-calls.jsonl`);
+    if (!existsSync(f)) return [];
+    return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Call);
+  }
+
+  behave(role: 'mount' | 'umount', b: Behaviour): void {
+    writeFileSync(join(this.dir, `${role}-behaviour.json`), JSON.stringify(b));
+  }
+
+  /** Lines of the /proc/mounts stand-in. */
+  mounts(): string[] {
+    return readFileSync(this.procMounts, 'utf8').split('\n').filter(Boolean);
+  }
+
+  /** What a plain `umount` outside the daemon does. */
+  removeMount(dir: string): void {
+    writeFileSync(this.procMounts, this.mounts().filter((l) => l.split(' ')[1] !== dir).map((l) => l + '\n').join(''));
+  }
+
+  addMountLine(line: string): void {
+    writeFileSync(this.procMounts, [...this.mounts(), line].map((l) => l + '\n').join(''));
+  }
+}
