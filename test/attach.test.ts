@@ -1,0 +1,237 @@
+// efsctl attach / detach and stop with mounts, against the recording mount
+// stand-in; plus one attach whose recorded mount line is proven to point at
+// a working tunnel by moving a file through it with nfs-cp.
+import { expect } from 'chai';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Daemon } from './helpers/daemon.js';
+import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
+import { MountTargetStandIn } from './helpers/mount-target.js';
+import { Ganesha, nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
+import type { AttachResult } from '../daemon/mounter.js';
+import type { TunnelView } from '../daemon/tunnels.js';
+
+const OPTS = 'mounttargetip=127.0.0.14,region=us-east-1';
+const DEFAULTS = 'nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport';
+
+describe('efsctl attach and detach', function () {
+  let daemon: Daemon;
+  let mnt: (name: string) => string;
+  before(async () => {
+    daemon = await new Daemon(daemonConfig(20700)).start();
+    mnt = (name) => {
+      const d = join(daemon.dir, 'mnt', name);
+      mkdirSync(d, { recursive: true });
+      return d;
+    };
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  const tunnels = async (): Promise<TunnelView[]> => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
+  const record = (fsId: string): { mounts: string[]; port: number } =>
+    JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as { mounts: string[]; port: number };
+
+  it('runs mount.nfs4 with efs-utils\' default options and the tunnel port, and records the mount', async () => {
+    const dir = mnt('default');
+    const r = await daemon.efsctl('attach', FS_ID, dir, '-o', OPTS);
+    expect(r.code, r.stderr).to.equal(0);
+    const port = (await tunnels())[0]!.port;
+    expect(r.stdout).to.equal(`${FS_ID}:/ mounted at ${dir} through 127.0.0.1:${port} (TLS to 127.0.0.14:2049)\n`);
+    const calls = daemon.mount.calls();
+    expect(calls).to.have.length(1);
+    expect(calls[0]!.argv).to.deep.equal([daemon.mount.mountCommand, '127.0.0.1:/', dir, '-o', `${DEFAULTS},port=${port}`]);
+    expect(calls[0]!.env.PATH).to.be.a('string');
+    expect(record(FS_ID).mounts).to.deep.equal([dir]);
+    expect((await tunnels())[0]!.mounts).to.deep.equal([dir]);
+  });
+
+  it('says a directory is already mounted from that file system, exits 0, and mounts nothing again', async () => {
+    const dir = join(daemon.dir, 'mnt', 'default');
+    const r = await daemon.efsctl('attach', FS_ID, dir, '-o', OPTS);
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.match(new RegExp(`^${dir} is already mounted from ${FS_ID} through 127\\.0\\.0\\.1:\\d+\\n$`));
+    expect(daemon.mount.calls()).to.have.length(1);
+  });
+
+  it('lets a user option replace its default in place, and appends other NFS options', async () => {
+    const dir = mnt('override');
+    const r = await daemon.efsctlJson<AttachResult>('attach', FS_ID, dir, '-o', `${OPTS},rsize=65536,soft,vers=4.0,noac,timeo=100`);
+    expect(r.command).to.deep.equal([
+      daemon.mount.mountCommand, '127.0.0.1:/', dir, '-o',
+      `vers=4.0,rsize=65536,wsize=1048576,soft,timeo=100,retrans=2,noresvport,port=${r.tunnel!.port},noac`,
+    ]);
+    expect(daemon.mount.calls().at(-1)!.argv).to.deep.equal(r.command);
+  });
+
+  it('mounts a sub-path as 127.0.0.1:/path, through the same tunnel', async () => {
+    const dir = mnt('sub');
+    const r = await daemon.efsctlJson<AttachResult>('attach', `${FS_ID}:/data/projects`, dir, '-o', OPTS);
+    expect(r.command[1]).to.equal('127.0.0.1:/data/projects');
+    expect(r.tunnel!.mounts).to.include(dir);
+    expect(await tunnels()).to.have.length(1);
+  });
+
+  it('accepts the file system DNS name as the spec and takes the region from it', async () => {
+    const dir = mnt('dns');
+    const r = await daemon.efsctlJson<AttachResult>('attach', `fs-0dd0dd00.efs.eu-west-1.amazonaws.com:/`, dir);
+    expect(r.tunnel!.target.dns_name).to.equal('fs-0dd0dd00.efs.eu-west-1.amazonaws.com');
+  });
+
+  it('fails when DIR does not exist or is not a directory, and makes no tunnel', async () => {
+    const before = await tunnels();
+    const missing = await daemon.efsctl('attach', 'fs-0abcdef0', join(daemon.dir, 'nope'), '-o', 'region=us-east-1');
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.contain(`Mount point ${join(daemon.dir, 'nope')} does not exist [BAD_MOUNT_POINT]`);
+    const file = join(daemon.dir, 'a-file');
+    writeFileSync(file, '');
+    const notDir = await daemon.efsctl('attach', 'fs-0abcdef0', file, '-o', 'region=us-east-1');
+    expect(notDir.code).to.equal(1);
+    expect(notDir.stderr).to.contain(`Mount point ${file} is not a directory [BAD_MOUNT_POINT]`);
+    expect(await tunnels()).to.deep.equal(before);
+  });
+
+  it('reports a failed mount command with its exit code and stderr, and removes the tunnel it made', async () => {
+    const before = await tunnels();
+    daemon.mount.behave('mount', { fail: 1, code: 32, message: 'mount.nfs4: access denied by server while mounting 127.0.0.1:/' });
+    const calls = daemon.mount.calls().length;
+    const r = await daemon.efsctl('attach', 'fs-0abcdef1', mnt('denied'), '-o', 'region=us-east-1');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('exited with 32 after 1 attempt: mount.nfs4: access denied by server while mounting 127.0.0.1:/ [MOUNT_FAILED]');
+    expect(daemon.mount.calls().length - calls, 'not retried').to.equal(1);
+    expect(await tunnels()).to.deep.equal(before);
+  });
+
+  it('leaves an existing tunnel exactly as it was when the mount fails', async () => {
+    const before = (await tunnels()).find((t) => t.fs_id === FS_ID)!;
+    daemon.mount.behave('mount', { fail: 1, code: 32, message: 'mount.nfs4: No such file or directory' });
+    const r = await daemon.efsctl('attach', `${FS_ID}:/missing`, mnt('missing-path'), '-o', OPTS);
+    expect(r.code).to.equal(1);
+    const after = (await tunnels()).find((t) => t.fs_id === FS_ID)!;
+    expect(after.port).to.equal(before.port);
+    expect(after.mounts).to.deep.equal(before.mounts);
+  });
+
+  it('retries a mount that failed with "reset by peer", up to 3 attempts, and then succeeds', async () => {
+    daemon.mount.behave('mount', { fail: 2, code: 32, message: 'mount.nfs4: Connection reset by peer' });
+    const calls = daemon.mount.calls().length;
+    const r = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcdef2', mnt('retry'), '-o', 'region=us-east-1');
+    expect(r.attempts).to.equal(3);
+    expect(daemon.mount.calls().length - calls).to.equal(3);
+  });
+
+  it('gives up after 3 attempts of a mount that keeps timing out', async () => {
+    daemon.mount.behave('mount', { fail: 3, code: 32, message: 'mount.nfs4: Connection timed out' });
+    const r = await daemon.efsctl('attach', 'fs-0abcdef3', mnt('timeout'), '-o', 'region=us-east-1');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('exited with 32 after 3 attempts: mount.nfs4: Connection timed out [MOUNT_FAILED]');
+  });
+
+  const refusals: Array<[string, string, string]> = [
+    ['notls', 'notls', 'The "notls" option is refused: efs-relay mounts EFS only through a TLS tunnel [BAD_OPTION]'],
+    ['port=', 'port=2049', 'The "port" and "tls" options are mutually exclusive [BAD_OPTION]'],
+    ['capath', 'capath=/etc/ssl/certs', 'Unsupported mount options detected: "capath" [BAD_OPTION]'],
+    ['a malformed access point', 'accesspoint=fsap-12', 'Access Point ID fsap-12 is malformed [BAD_OPTION]'],
+    ['awsprofile without iam', 'awsprofile=dev', 'The "iam" option is required when mounting with named profile option, "awsprofile" [BAD_OPTION]'],
+    ['iam (not supported yet)', 'iam', 'The "iam" option is not supported yet'],
+    ['an access point (not supported yet)', 'accesspoint=fsap-0123456789abcdef0', 'The "accesspoint" option is not supported yet'],
+    ['ocsp with noocsp', 'ocsp,noocsp', 'The "ocsp" and "noocsp" options are mutually exclusive [BAD_OPTION]'],
+    ['a non-integer tlsport', 'tlsport=x', 'tlsport option [x] is not an integer [BAD_OPTION]'],
+  ];
+  for (const [what, opts, message] of refusals) {
+    it(`refuses ${what} with exit 1 and mounts nothing`, async () => {
+      const calls = daemon.mount.calls().length;
+      const r = await daemon.efsctl('attach', 'fs-0abcdef4', mnt('refused'), '-o', `region=us-east-1,${opts}`);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(message);
+      expect(daemon.mount.calls().length).to.equal(calls);
+    });
+  }
+
+  it('stop refuses a mounted tunnel without --force, with TUNNEL_MOUNTED', async () => {
+    const r = await daemon.efsctl('stop', 'fs-0abcdef2');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`fs-0abcdef2 is mounted at ${join(daemon.dir, 'mnt', 'retry')}; refusing to stop its tunnel [TUNNEL_MOUNTED]`);
+    expect((await tunnels()).some((t) => t.fs_id === 'fs-0abcdef2')).to.equal(true);
+  });
+
+  it('stop --force stops a mounted tunnel', async () => {
+    const r = await daemon.efsctl('stop', 'fs-0abcdef2', '--force');
+    expect(r.code).to.equal(0);
+    expect((await tunnels()).some((t) => t.fs_id === 'fs-0abcdef2')).to.equal(false);
+  });
+
+  it('detach unmounts DIR, forgets it, and keeps the tunnel while another mount uses it', async () => {
+    const dir = join(daemon.dir, 'mnt', 'override');
+    const r = await daemon.efsctl('detach', dir);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal(`${dir} unmounted; the tunnel for ${FS_ID} keeps running (still in use)\n`);
+    expect(daemon.mount.calls('umount').at(-1)!.argv).to.deep.equal([daemon.mount.umountCommand, dir]);
+    expect(record(FS_ID).mounts).to.not.include(dir);
+  });
+
+  it('detach of the last mount stops the tunnel and frees its port', async () => {
+    const t = (await tunnels()).find((x) => x.fs_id === FS_ID)!;
+    for (const dir of t.mounts.slice(0, -1)) expect((await daemon.efsctl('detach', dir)).code).to.equal(0);
+    const last = t.mounts.at(-1)!;
+    const r = await daemon.efsctl('detach', last);
+    expect(r.stdout).to.equal(`${last} unmounted; the tunnel for ${FS_ID} stopped (nothing else uses it)\n`);
+    expect((await tunnels()).some((x) => x.fs_id === FS_ID)).to.equal(false);
+    const probe = createServer();
+    await new Promise<void>((res, rej) => {
+      probe.once('error', rej);
+      probe.listen(t.port, '127.0.0.1', () => res());
+    });
+    probe.close();
+  });
+
+  it('detach of a directory that is not mounted through a tunnel exits 1 with NOT_MOUNTED', async () => {
+    const r = await daemon.efsctl('detach', mnt('never'));
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`${join(daemon.dir, 'mnt', 'never')} is not mounted through an efs-relay tunnel [NOT_MOUNTED]`);
+  });
+
+  it('reports a failed umount with its exit code and stderr, and changes nothing', async () => {
+    const dir = mnt('busy');
+    await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcdef5', dir, '-o', 'region=us-east-1');
+    daemon.mount.behave('umount', { fail: 1, code: 32, message: `umount: ${dir}: target is busy.` });
+    const r = await daemon.efsctl('detach', dir);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`exited with 32: umount: ${dir}: target is busy. [UMOUNT_FAILED]`);
+    expect(record('fs-0abcdef5').mounts).to.deep.equal([dir]);
+  });
+});
+
+describe('attach end to end', function () {
+  let ganesha: Ganesha;
+  let target: MountTargetStandIn;
+  let daemon: Daemon;
+  before(async function () {
+    requireNfs(this);
+    ganesha = await Ganesha.get();
+    target = await new MountTargetStandIn({
+      host: '127.0.0.15', port: 2049, cert: testCerts().good, backend: { host: '127.0.0.1', port: ganesha.nfsPort },
+    }).start();
+    daemon = await new Daemon(daemonConfig(20750)).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+    await target?.stop();
+  });
+
+  it('records a mount line whose port carries NFS through verified TLS: nfs-cp through it, checksums match', async () => {
+    const dir = join(daemon.dir, 'mnt');
+    mkdirSync(dir);
+    const r = await daemon.efsctl('attach', FS_ID, dir, '-o', 'mounttargetip=127.0.0.15,region=us-east-1');
+    expect(r.code, r.stderr).to.equal(0);
+    const argv = daemon.mount.calls()[0]!.argv;
+    const port = Number(/(?:^|,)port=(\d+)/.exec(argv[4]!)![1]);
+    const src = join(daemon.dir, 'payload.bin');
+    writeFileSync(src, Buffer.alloc(5 << 20, 'attach-end-to-end'));
+    await nfsCp(src, ganesha.v3Url('attach.bin', port));
+    expect((await nfsCatSha256(ganesha.v4Url('attach.bin', port))).sha256).to.equal(await sha256File(src));
+    expect(target.sessions[0]).to.include({ protocol: 'TLSv1.2', servername: FS_NAME });
+  });
+});
