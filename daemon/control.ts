@@ -19,7 +19,7 @@ export class ControlServer {
   ) {}
 
   async listen(): Promise<void> {
-    await this.clearStaleSocket();
+    await this.ensureNotRunning();
     const server = createServer((sock) => this.serve(sock));
     // umask first, so the socket is never reachable by others, not even briefly.
     const oldMask = process.umask(0o177);
@@ -47,8 +47,8 @@ export class ControlServer {
     await rm(this.path, { force: true });
   }
 
-  /** A socket file left by a crash is removed; a live daemon behind it is not displaced. */
-  private async clearStaleSocket(): Promise<void> {
+  /** A socket file left by a crash is removed; a live daemon behind it is not displaced (that is an error). */
+  async ensureNotRunning(): Promise<void> {
     const alive = await new Promise<boolean>((resolve) => {
       const probe = connect(this.path);
       probe.once('connect', () => {

@@ -65,18 +65,21 @@ async function main(): Promise<void> {
   const fstabWatcher = new FstabWatcher(cfg, manager, log);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
 
+  // The socket answers last, so whoever waits for it finds the daemon fully started.
+  let invalid = 0;
   try {
     await store.ensureDir();
+    await control.ensureNotRunning();
+    invalid = await manager.restore();
+    await fstabWatcher.start();
+    await stateWatcher.start();
+    mountWatcher.start();
     await control.listen();
   } catch (err) {
     const e = asRelayError(err);
     log.error('daemon.start_failed', { code: e.code, msg: e.message });
     die(e.message, e.code, e.hint);
   }
-  const invalid = await manager.restore();
-  await fstabWatcher.start();
-  await stateWatcher.start();
-  mountWatcher.start();
   log.info('daemon.started', {
     version: VERSION,
     pid: process.pid,

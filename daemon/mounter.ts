@@ -54,8 +54,14 @@ export class Mounter {
     const path = spec.path;
     return this.withDir(req.dir, async (dir) => {
       // Only a directory that is not an NFS mount already is looked at on disk (a hung mount would block stat).
-      const mountedAt = (await this.procMounts()).find((m) => m.dir === dir && m.type.startsWith('nfs')) ?? null;
+      const mountedAt = (await this.procMounts()).findLast((m) => m.dir === dir && m.type.startsWith('nfs')) ?? null;
       if (!mountedAt) await this.checkMountPoint(dir);
+      const other = mountedAt ? this.manager.byPort(tunnelPortOf(mountedAt) ?? -1) : null;
+      if (mountedAt && other?.fs_id !== fsId) {
+        // Stacking a second NFS mount on DIR hides the first one; that is never what was meant.
+        const from = other ? `${other.fs_id} (through port ${other.port})` : mountedAt.device;
+        throw new RelayError('BAD_MOUNT_POINT', `${dir} is already an NFS mount of ${from}; detach it first`);
+      }
       if (req.fake) {
         const existing = this.view(fsId);
         const command = mountArgv(this.cfg.mount.command, path, dir, all, existing?.port ?? 0);
@@ -92,11 +98,9 @@ export class Mounter {
 
   detach(dirArg: string): Promise<{ dir: string; fs_id: string; tunnel_stopped: boolean }> {
     return this.withDir(dirArg, async (dir) => {
-      let owner = this.manager.byMount(dir);
-      if (!owner) {
-        const entry = (await this.procMounts()).find((m) => m.dir === dir && tunnelPortOf(m) !== null);
-        owner = entry ? this.manager.byPort(tunnelPortOf(entry) as number) : null;
-      }
+      // umount takes off the mount on top, the last one listed for DIR.
+      const entry = (await this.procMounts()).findLast((m) => m.dir === dir && tunnelPortOf(m) !== null);
+      const owner = (entry ? this.manager.byPort(tunnelPortOf(entry) as number) : null) ?? this.manager.byMount(dir);
       if (!owner) throw new RelayError('NOT_MOUNTED', `${dir} is not mounted through an efs-relay tunnel`);
       const r = await runCommand([this.cfg.mount.umount_command, dir], this.retry.timeoutMs);
       if (r.code !== 0 || r.timedOut) {

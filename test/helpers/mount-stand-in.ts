@@ -51,7 +51,7 @@ locked(() => {
     lines.push(esc(device) + ' ' + esc(target) + ' nfs4 rw,relatime,vers=4.1,' + opts.replace(/nfsvers=[^,]*,?/, '') + ',addr=127.0.0.1 0 0');
   } else {
     const target = esc(args[args.length - 1]);
-    const i = lines.findIndex((l) => l.split(' ')[1] === target);
+    const i = lines.findLastIndex((l) => l.split(' ')[1] === target);
     if (i < 0) { process.stderr.write('umount: ' + args[args.length - 1] + ': not mounted.\\n'); process.exit(32); }
     lines.splice(i, 1);
   }

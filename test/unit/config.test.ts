@@ -25,7 +25,11 @@ describe('config', () => {
       metrics: { listen: '127.0.0.1:9792' },
       tls: { ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.2' },
       efs: { region: '', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: 'amazonaws.com', port: 2049 },
-      mount: { command: '/sbin/mount.nfs4', umount_command: '/bin/umount', proc_mounts: '/proc/mounts' },
+      mount: {
+        command: '/sbin/mount.nfs4', umount_command: '/bin/umount', proc_mounts: '/proc/mounts',
+        poll_interval: 1, unmount_reads: 5, unmount_grace: 30,
+        network_check: 'test ! -d /run/systemd/system || systemctl is-active --quiet network.target',
+      },
       relay: { connect_timeout: 15, close_timeout: 10 },
       log: { level: 'info' },
     });
@@ -95,6 +99,12 @@ describe('config', () => {
 
   it('rejects duplicate keys', () => {
     expect(configError('state_dir: /a\nstate_dir: /b\n').message).to.match(/:\d+: not valid YAML: .*[Mm]ap keys must be unique/);
+  });
+
+  it('accepts a zero unmount grace period but not a zero connect timeout', () => {
+    expect(parseConfig('mount:\n  unmount_grace: 0\n', 'f').mount.unmount_grace).to.equal(0);
+    expect(configError('relay:\n  connect_timeout: 0\n').message).to.contain('key "relay.connect_timeout": expected a number of seconds above 0 and at most 3600, got 0');
+    expect(configError('mount:\n  unmount_reads: 0\n').message).to.contain('key "mount.unmount_reads": expected an integer from 1 to 1000, got 0');
   });
 
   it('accepts an empty metrics.listen (endpoint off)', () => {

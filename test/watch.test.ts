@@ -1,0 +1,196 @@
+// The daemon following the world: /etc/fstab edits, mounts vanishing from
+// /proc/mounts, and records added or removed in the state dir by hand.
+import { expect } from 'chai';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Daemon, sleep, waitFor } from './helpers/daemon.js';
+import { daemonConfig } from './helpers/fixtures.js';
+import type { TunnelView } from '../daemon/tunnels.js';
+
+async function tunnels(d: Daemon): Promise<TunnelView[]> {
+  return (await d.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
+}
+const has = async (d: Daemon, fsId: string): Promise<boolean> => (await tunnels(d)).some((t) => t.fs_id === fsId);
+
+describe('fstab watching', function () {
+  let daemon: Daemon;
+  const write = (text: string): void => writeFileSync(daemon.fstab, text);
+  before(async () => {
+    daemon = await new Daemon(daemonConfig(20850)).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  it('starts a tunnel within 2 s for an efs line added while running', async () => {
+    write('# test fstab\nfs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\n');
+    await waitFor('tunnel for the new line', () => has(daemon, 'fs-0f000001'), 2_000);
+    const t = (await tunnels(daemon)).find((x) => x.fs_id === 'fs-0f000001')!;
+    expect(t.source).to.equal('fstab');
+    expect(t.state).to.equal('listening');
+  });
+
+  it('ignores comments, blank lines and non-efs lines, reads \\040 escapes, and gives noauto lines no tunnel', async () => {
+    write([
+      '# comment', '', 'UUID=abcd / ext4 defaults 0 1', 'server:/x /mnt/nfs nfs4 defaults 0 0',
+      'fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0',
+      'fs-0f000002:/some\\040dir /mnt/with\\040space efs _netdev,tls,region=us-east-1 0 0   # trailing comment',
+      'fs-0f000003 /mnt/c efs _netdev,tls,noauto,region=us-east-1 0 0',
+      '',
+    ].join('\n'));
+    await waitFor('tunnel for the escaped line', () => has(daemon, 'fs-0f000002'), 2_000);
+    await sleep(300);
+    expect((await tunnels(daemon)).map((t) => t.fs_id).sort()).to.deep.equal(['fs-0f000001', 'fs-0f000002']);
+  });
+
+  it('logs a malformed efs line with its line number, skips it, and applies the rest', async () => {
+    write([
+      'fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0',
+      'fs-0f000002 /mnt/b efs _netdev,tls,region=us-east-1 0 0',
+      'fs-NOTHEX /mnt/bad efs tls 0 0',
+      'fs-0f000004 relative/dir efs tls,region=us-east-1 0 0',
+      'fs-0f000005 /mnt/e efs tls,port=2049,region=us-east-1 0 0',
+      'fs-0f000006 /mnt/f efs tls,region=us-east-1 0 0 extra',
+      'fs-0f000007 /mnt/g efs tls,region=us-east-1 0 0',
+    ].join('\n') + '\n');
+    await waitFor('tunnel for line 7', () => has(daemon, 'fs-0f000007'), 2_000);
+    await waitFor('line 6 logged', () => daemon.logs.includes(':6: expected 3 to 6 fields'), 2_000);
+    expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=- code=BAD_OPTION msg=".*fstab:3: \\"fs-NOTHEX\\" is not a file system id/);
+    expect(daemon.logs).to.match(/fstab:4: mount point \\"relative\/dir\\" is not an absolute path; line skipped/);
+    expect(daemon.logs).to.match(/fstab:5: The \\"port\\" and \\"tls\\" options are mutually exclusive; line skipped/);
+    expect((await tunnels(daemon)).map((t) => t.fs_id).sort()).to.deep.equal(['fs-0f000001', 'fs-0f000002', 'fs-0f000007']);
+  });
+
+  it('stops the tunnel of a removed line that nothing mounts', async () => {
+    write('fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f000007 /mnt/g efs tls,region=us-east-1 0 0\n');
+    await waitFor('fs-0f000002 stopped', async () => !(await has(daemon, 'fs-0f000002')), 2_000);
+  });
+
+  it('keeps the tunnel of a removed line while it is mounted', async () => {
+    const dir = join(daemon.dir, 'mnt-g');
+    mkdirSync(dir);
+    expect((await daemon.efsctl('attach', 'fs-0f000007', dir, '-o', 'region=us-east-1')).code).to.equal(0);
+    write('fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\n');
+    await sleep(600);
+    expect(await has(daemon, 'fs-0f000007')).to.equal(true);
+    expect((await daemon.efsctl('detach', dir)).code).to.equal(0);
+    expect(await has(daemon, 'fs-0f000007')).to.equal(false);
+  });
+
+  it('follows an editor\'s atomic save (write a temp file, then rename over fstab)', async () => {
+    const tmp = join(daemon.dir, '.fstab.swp');
+    writeFileSync(tmp, 'fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f000008 /mnt/h efs _netdev,tls,region=us-east-1 0 0\n');
+    renameSync(tmp, daemon.fstab);
+    await waitFor('tunnel after the rename', () => has(daemon, 'fs-0f000008'), 2_000);
+    // And a second save the same way, to prove the watch survived the first.
+    writeFileSync(tmp, 'fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f000009 /mnt/i efs _netdev,tls,region=us-east-1 0 0\n');
+    renameSync(tmp, daemon.fstab);
+    await waitFor('tunnel after the second rename', () => has(daemon, 'fs-0f000009'), 2_000);
+    await waitFor('fs-0f000008 stopped', async () => !(await has(daemon, 'fs-0f000008')), 2_000);
+  });
+
+  it('keeps working when fstab is deleted and created again', async () => {
+    rmSync(daemon.fstab);
+    await waitFor('every fstab tunnel stopped', async () => (await tunnels(daemon)).length === 0, 2_000);
+    write('fs-0f00000a /mnt/j efs _netdev,tls,region=us-east-1 0 0\n');
+    await waitFor('tunnel after re-creation', () => has(daemon, 'fs-0f00000a'), 2_000);
+  });
+});
+
+describe('/proc/mounts watching', function () {
+  let daemon: Daemon;
+  before(async () => {
+    daemon = await new Daemon(daemonConfig(20900, { mount: { poll_interval: 0.1, unmount_reads: 3, unmount_grace: 1.5 } })).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  const attach = async (fsId: string, name: string): Promise<{ dir: string; line: string; port: number }> => {
+    const dir = join(daemon.dir, name);
+    mkdirSync(dir, { recursive: true });
+    const r = await daemon.efsctl('attach', fsId, dir, '-o', 'region=us-east-1');
+    expect(r.code, r.stderr).to.equal(0);
+    const line = daemon.mount.mounts().find((l) => l.split(' ')[1] === dir)!;
+    const port = (await tunnels(daemon)).find((t) => t.fs_id === fsId)!.port;
+    return { dir, line, port };
+  };
+
+  it('keeps the tunnel and its port through a quick remount inside the grace period', async () => {
+    const { dir, line, port } = await attach('fs-0e000001', 'remount');
+    daemon.mount.removeMount(dir); // a plain umount, outside the daemon
+    await sleep(700); // several reads, still inside the grace period
+    daemon.mount.addMountLine(line); // mounted again on the same port
+    await sleep(1500);
+    const t = (await tunnels(daemon)).find((x) => x.fs_id === 'fs-0e000001');
+    expect(t?.port).to.equal(port);
+    expect(t?.mounts).to.deep.equal([dir]);
+  });
+
+  it('stops the tunnel and frees its port after a real unmount: consistent reads plus the grace period', async () => {
+    const { dir } = await attach('fs-0e000002', 'gone');
+    daemon.mount.removeMount(dir);
+    await sleep(800);
+    expect(await has(daemon, 'fs-0e000002'), 'still inside the grace period').to.equal(true);
+    await waitFor('tunnel stopped', async () => !(await has(daemon, 'fs-0e000002')), 3_000);
+    expect(daemon.logs).to.match(/info tunnel\.unmounted fs=fs-0e000002 .*msg="gone from \S+ for \d+ reads over \d+ s"/);
+    expect(readFileSync(join(daemon.stateDir, 'fs-0e000001.json'), 'utf8')).to.contain('remount');
+  });
+
+  it('never stops a tunnel whose mount is still listed, and adopts a listed mount its record lacks', async () => {
+    const { port } = await attach('fs-0e000003', 'listed');
+    const extra = join(daemon.dir, 'mounted-by-hand');
+    daemon.mount.addMountLine(`127.0.0.1:/ ${extra} nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
+    await waitFor('adopted', async () => (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0e000003')!.mounts.includes(extra));
+    daemon.mount.removeMount(join(daemon.dir, 'listed'));
+    await sleep(2500);
+    const t = (await tunnels(daemon)).find((x) => x.fs_id === 'fs-0e000003');
+    expect(t?.mounts).to.deep.equal([extra]);
+    expect(t?.port).to.equal(port);
+  });
+});
+
+describe('state dir watching', function () {
+  let daemon: Daemon;
+  before(async () => {
+    daemon = await new Daemon(daemonConfig(20950)).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  const record = (fsId: string, port: number) => ({
+    version: 1, fs_id: fsId, port,
+    target: { dns_name: `${fsId}.efs.us-east-1.amazonaws.com`, address: '127.0.0.18', port: 2049, region: 'us-east-1' },
+    options: { region: 'us-east-1' }, created: new Date().toISOString(), source: 'manual', mounts: [],
+  });
+
+  it('starts a tunnel within 2 s for a record added by hand, on the record\'s port', async () => {
+    writeFileSync(join(daemon.stateDir, 'fs-0d000001.json'), JSON.stringify(record('fs-0d000001', 20960)));
+    await waitFor('tunnel from the new record', async () => (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0d000001')?.state === 'listening', 2_000);
+    expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0d000001')!.port).to.equal(20960);
+  });
+
+  it('stops the tunnel within 2 s when its record is removed by hand', async () => {
+    rmSync(join(daemon.stateDir, 'fs-0d000001.json'));
+    await waitFor('tunnel stopped', async () => !(await has(daemon, 'fs-0d000001')), 2_000);
+  });
+
+  it('moves a tunnel when its record is edited to another port', async () => {
+    const r = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', 'fs-0d000002', '-o', 'region=us-east-1');
+    const file = join(daemon.stateDir, 'fs-0d000002.json');
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as { port: number };
+    const newPort = r.tunnel.port === 20970 ? 20971 : 20970;
+    writeFileSync(file, JSON.stringify({ ...rec, port: newPort }));
+    await waitFor('tunnel on the new port', async () => (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0d000002')?.port === newPort, 2_000);
+  });
+
+  it('logs a corrupt record once, skips it and keeps serving', async () => {
+    writeFileSync(join(daemon.stateDir, 'fs-0d000003.json'), '{ not json');
+    await waitFor('logged', () => daemon.logs.includes('fs-0d000003.json: not valid JSON'), 2_000);
+    writeFileSync(join(daemon.stateDir, 'unrelated.txt'), 'x'); // another change triggers another scan
+    await waitFor('second file logged', () => daemon.logs.includes('unrelated.txt: not a tunnel record'), 2_000);
+    expect(daemon.logs.split('fs-0d000003.json: not valid JSON').length - 1, 'logged once').to.equal(1);
+    expect((await daemon.efsctl('list')).code).to.equal(0);
+  });
+});
