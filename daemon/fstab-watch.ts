@@ -1,8 +1,8 @@
 // Watches the fstab file (through its directory, so an editor's
 // write-then-rename and a delete-then-recreate are both seen) and tells the
 // tunnel manager which file systems fstab wants ready.
-import { watch, type FSWatcher } from 'chokidar';
 import { basename, dirname, resolve } from 'node:path';
+import { DirWatch } from './dir-watch.js';
 import { RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -13,46 +13,31 @@ import type { AddRequest, TunnelManager } from './tunnels.js';
 const DEBOUNCE_MS = 100;
 
 export class FstabWatcher {
-  private watcher: FSWatcher | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly watch: DirWatch;
   private running: Promise<void> = Promise.resolve();
   private readonly file: string;
 
   constructor(
-    private readonly cfg: Config,
+    cfg: Config,
     private readonly manager: TunnelManager,
     private readonly log: Logger,
   ) {
     this.file = resolve(cfg.fstab);
+    const name = basename(this.file);
+    // Reloads run one after another, so an older read never applies after a newer one.
+    const reload = (): void => {
+      this.running = this.running.then(() => this.reload());
+    };
+    this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, reload, log, 'fstab.watch_error');
   }
 
   async start(): Promise<void> {
-    const dir = dirname(this.file);
-    const name = basename(this.file);
-    this.watcher = watch(dir, {
-      ignoreInitial: true,
-      depth: 0,
-      ignored: (p: string) => p !== dir && basename(p) !== name,
-    });
-    this.watcher.on('all', (_event, path) => {
-      if (basename(path) === name) this.changed();
-    });
-    this.watcher.on('error', (err) => this.log.warn('fstab.watch_error', { code: 'INTERNAL', msg: String(err) }));
-    await new Promise<void>((r) => this.watcher?.once('ready', () => r()));
+    await this.watch.start();
     await this.reload();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    await this.watcher?.close();
-    this.watcher = null;
-  }
-
-  private changed(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.running = this.running.then(() => this.reload());
-    }, DEBOUNCE_MS);
+  stop(): Promise<void> {
+    return this.watch.stop();
   }
 
   /** Read fstab and apply it. Exposed for tests. */

@@ -1,42 +1,26 @@
 // Watches the state dir: a record added, changed or removed by hand (or by
 // another version of the daemon) is reconciled within a moment.
-import { watch, type FSWatcher } from 'chokidar';
 import { basename } from 'node:path';
+import { DirWatch } from './dir-watch.js';
 import type { Logger } from './log.js';
 import type { TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 200;
 
 export class StateWatcher {
-  private watcher: FSWatcher | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly watch: DirWatch;
 
-  constructor(
-    private readonly dir: string,
-    private readonly manager: TunnelManager,
-    private readonly log: Logger,
-  ) {}
-
-  async start(): Promise<void> {
-    this.watcher = watch(this.dir, {
-      ignoreInitial: true,
-      depth: 0,
-      // Our own temp files and the control socket are not records.
-      ignored: (p: string) => p !== this.dir && (basename(p).startsWith('.') || basename(p) === 'control.sock'),
-    });
-    this.watcher.on('all', () => this.changed());
-    this.watcher.on('error', (err) => this.log.warn('state.watch_error', { code: 'INTERNAL', msg: String(err) }));
-    await new Promise<void>((r) => this.watcher?.once('ready', () => r()));
+  constructor(dir: string, manager: TunnelManager, log: Logger) {
+    // Our own temp files (dot files) and the control socket are not records.
+    const accept = (p: string): boolean => !basename(p).startsWith('.') && basename(p) !== 'control.sock';
+    this.watch = new DirWatch(dir, accept, DEBOUNCE_MS, () => void manager.syncFromDisk(), log, 'state.watch_error');
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    await this.watcher?.close();
-    this.watcher = null;
+  start(): Promise<void> {
+    return this.watch.start();
   }
 
-  private changed(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.manager.syncFromDisk(), DEBOUNCE_MS);
+  stop(): Promise<void> {
+    return this.watch.stop();
   }
 }

@@ -3,12 +3,12 @@
 // a working tunnel by moving a file through it with nfs-cp.
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Daemon } from './helpers/daemon.js';
-import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
-import { MountTargetStandIn } from './helpers/mount-target.js';
-import { Ganesha, nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
+import { expectPortFree } from './helpers/client.js';
+import { startNfsStack, type NfsStack } from './helpers/stack.js';
+import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
+import { nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 
@@ -179,12 +179,7 @@ describe('efsctl attach and detach', function () {
     const r = await daemon.efsctl('detach', last);
     expect(r.stdout).to.equal(`${last} unmounted; the tunnel for ${FS_ID} stopped (nothing else uses it)\n`);
     expect((await tunnels()).some((x) => x.fs_id === FS_ID)).to.equal(false);
-    const probe = createServer();
-    await new Promise<void>((res, rej) => {
-      probe.once('error', rej);
-      probe.listen(t.port, '127.0.0.1', () => res());
-    });
-    probe.close();
+    await expectPortFree(t.port);
   });
 
   it('detach of a directory that is not mounted through a tunnel exits 1 with NOT_MOUNTED', async () => {
@@ -205,23 +200,17 @@ describe('efsctl attach and detach', function () {
 });
 
 describe('attach end to end', function () {
-  let ganesha: Ganesha;
-  let target: MountTargetStandIn;
-  let daemon: Daemon;
+  let stack: NfsStack;
   before(async function () {
     requireNfs(this);
-    ganesha = await Ganesha.get();
-    target = await new MountTargetStandIn({
-      host: '127.0.0.15', port: 2049, cert: testCerts().good, backend: { host: '127.0.0.1', port: ganesha.nfsPort },
-    }).start();
-    daemon = await new Daemon(daemonConfig(20750)).start();
+    stack = await startNfsStack('127.0.0.15', 20750);
   });
   after(async () => {
-    await daemon?.stop();
-    await target?.stop();
+    await stack?.stop();
   });
 
   it('records a mount line whose port carries NFS through verified TLS: nfs-cp through it, checksums match', async () => {
+    const { daemon, ganesha, target } = stack;
     const dir = join(daemon.dir, 'mnt');
     mkdirSync(dir);
     const r = await daemon.efsctl('attach', FS_ID, dir, '-o', 'mounttargetip=127.0.0.15,region=us-east-1');

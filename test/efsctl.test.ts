@@ -5,6 +5,7 @@ import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { BIN, Daemon, run, tempDir } from './helpers/daemon.js';
+import { expectPortFree } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
@@ -164,12 +165,7 @@ describe('efsctl', function () {
     expect(r.code).to.equal(0);
     expect(r.stdout).to.equal(`fs-0000dddd: tunnel on port ${tunnel.port} stopped\n`);
     expect(records()).to.not.include('fs-0000dddd.json');
-    const free = createServer();
-    await new Promise<void>((res, rej) => {
-      free.once('error', rej);
-      free.listen(tunnel.port, '127.0.0.1', () => res());
-    });
-    free.close();
+    await expectPortFree(tunnel.port);
   });
 
   it('stop of an unknown tunnel exits 1 with TUNNEL_NOT_FOUND', async () => {

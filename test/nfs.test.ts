@@ -4,10 +4,10 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, tempDir } from './helpers/daemon.js';
-import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
-import { MountTargetStandIn } from './helpers/mount-target.js';
-import { Ganesha, nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
+import { tempDir } from './helpers/daemon.js';
+import { FS_ID, FS_NAME } from './helpers/fixtures.js';
+import { nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
+import { startNfsStack, type NfsStack } from './helpers/stack.js';
 import type { AddResult } from '../daemon/tunnels.js';
 
 async function randomFile(path: string, bytes: number): Promise<string> {
@@ -20,25 +20,17 @@ async function randomFile(path: string, bytes: number): Promise<string> {
 }
 
 describe('real NFS through the relay', function () {
-  let ganesha: Ganesha;
-  let target: MountTargetStandIn;
-  let daemon: Daemon;
-
+  let stack: NfsStack;
   before(async function () {
     requireNfs(this);
-    ganesha = await Ganesha.get();
-    target = await new MountTargetStandIn({
-      host: '127.0.0.2', port: 2049, cert: testCerts().good, backend: { host: '127.0.0.1', port: ganesha.nfsPort }, record: true,
-    }).start();
-    daemon = await new Daemon(daemonConfig(20100)).start();
+    stack = await startNfsStack('127.0.0.2', 20100, true);
   });
-
   after(async () => {
-    await daemon?.stop();
-    await target?.stop();
+    await stack?.stop();
   });
 
   it('writes a 64 MiB file over NFSv3 and reads it back over NFSv4 through the tunnel, checksums equal', async () => {
+    const { daemon, ganesha, target } = stack;
     const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.2,region=us-east-1');
     expect(add.created).to.equal(true);
     expect(add.tunnel.target).to.deep.equal({ dns_name: FS_NAME, address: '127.0.0.2', port: 2049, region: 'us-east-1' });

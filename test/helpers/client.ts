@@ -1,5 +1,5 @@
 // Plain TCP clients of a relay port, as an NFS client would be.
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 
 export interface Exchange {
   received: Buffer;
@@ -35,5 +35,14 @@ export function openClient(port: number): Promise<Socket> {
     const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
     s.once('connect', () => resolve(s));
     s.once('error', reject);
+  });
+}
+
+/** Resolves when `port` on 127.0.0.1 can be bound (nothing holds it), rejects otherwise. */
+export function expectPortFree(port: number): Promise<void> {
+  const probe = createServer();
+  return new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
   });
 }

@@ -1,0 +1,41 @@
+// Watch one directory (not its subdirectories) for changes to the entries
+// `accept` picks, and call `onChange` once per burst of events. Watching the
+// directory, not a file, is what survives rename-over and delete-recreate.
+import { watch, type FSWatcher } from 'chokidar';
+import type { Logger } from './log.js';
+
+export class DirWatch {
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly accept: (path: string) => boolean,
+    private readonly debounceMs: number,
+    private readonly onChange: () => void,
+    private readonly log: Logger,
+    private readonly event: string,
+  ) {}
+
+  async start(): Promise<void> {
+    this.watcher = watch(this.dir, {
+      ignoreInitial: true,
+      depth: 0,
+      ignored: (p: string) => p !== this.dir && !this.accept(p),
+    });
+    this.watcher.on('all', (_event, path) => {
+      if (path === this.dir) return;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(this.onChange, this.debounceMs);
+    });
+    this.watcher.on('error', (err) => this.log.warn(this.event, { code: 'INTERNAL', msg: `watching ${this.dir}: ${String(err)}` }));
+    await new Promise<void>((r) => this.watcher?.once('ready', () => r()));
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.watcher?.close();
+    this.watcher = null;
+  }
+}
