@@ -6,6 +6,7 @@ import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../daemon/options.js';
 import { checkFsId, parseSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
+import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
 import { DEFAULT_SOCKET, call } from './client.js';
@@ -132,8 +133,8 @@ async function run(p: Parsed): Promise<void> {
       return;
     }
     case 'list': {
-      const res = (await call(p.socket, 'list')) as { tunnels: TunnelView[] };
-      out(res, tunnelTable(res.tunnels));
+      const res = (await call(p.socket, 'list')) as { tunnels: TunnelView[]; unencrypted_mounts: UnencryptedMount[] };
+      out(res, tunnelTable(res.tunnels, res.unencrypted_mounts));
       return;
     }
     case 'status': {

@@ -1,4 +1,5 @@
 // Human output for efsctl: tables and detail blocks. --json bypasses this.
+import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
 export function bytes(n: number): string {
@@ -18,22 +19,43 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
-export function tunnelTable(tunnels: TunnelView[]): string {
-  if (tunnels.length === 0) return 'No tunnels. Start one with `efsctl add FS_ID`.';
-  return table(
-    ['FS_ID', 'PORT', 'TARGET', 'STATE', 'MOUNTS', 'CONNS', 'UP', 'DOWN', 'LAST_ERROR'],
+/** One word for a tunnel's health: ok, pending (no probe yet), or the failing code. */
+export function healthWord(t: TunnelView): string {
+  const failing = t.health.mounts_failing[0];
+  if (failing) return failing.code;
+  if (!t.health.probe) return 'pending';
+  return t.health.probe.ok ? 'ok' : (t.health.probe.code ?? 'failed');
+}
+
+function unencryptedWarning(mounts: UnencryptedMount[]): string[] {
+  return mounts.map((m) => `WARNING: ${m.device} is mounted at ${m.dir} WITHOUT TLS (not through a tunnel) [UNENCRYPTED_MOUNT]`);
+}
+
+export function tunnelTable(tunnels: TunnelView[], unencrypted: UnencryptedMount[] = []): string {
+  const warn = unencryptedWarning(unencrypted);
+  if (tunnels.length === 0) return [...warn, 'No tunnels. Start one with `efsctl add FS_ID`.'].join('\n');
+  return [...warn, table(
+    ['FS_ID', 'PORT', 'TARGET', 'STATE', 'HEALTH', 'MOUNTS', 'CONNS', 'UP', 'DOWN', 'LAST_ERROR'],
     tunnels.map((t) => [
       t.fs_id,
       String(t.port),
       `${t.target.address}:${t.target.port}`,
       t.state,
+      healthWord(t),
       String(t.mounts.length),
       String(t.connections.active),
       bytes(t.bytes.upstream),
       bytes(t.bytes.downstream),
       t.last_error ? t.last_error.code : '-',
     ]),
-  );
+  )].join('\n');
+}
+
+function probeLine(t: TunnelView): string {
+  const p = t.health.probe;
+  if (!p) return 'none yet';
+  const took = `${Math.round(p.duration_seconds * 1000)} ms`;
+  return p.ok ? `ok at ${p.at} (${took})` : `failed at ${p.at} (${took}): ${p.code}: ${p.message}`;
 }
 
 export function tunnelDetail(t: TunnelDetail): string {
@@ -52,9 +74,15 @@ export function tunnelDetail(t: TunnelDetail): string {
     `Last connect:  ${t.last_connected_at ?? 'never'}`,
     `Refusals:      ${failures}`,
     `Last error:    ${t.last_error ? `${t.last_error.code} at ${t.last_error.at}: ${t.last_error.message}` : '-'}`,
+    `Health:        ${healthWord(t)}`,
+    `Last probe:    ${probeLine(t)}`,
+    `Certificate:   ${t.health.probe?.cert_expiry ? `expires ${t.health.probe.cert_expiry}` : 'not seen yet'}`,
+    ...t.health.mounts_failing.map((m) => `Mount problem: ${m.dir}: ${m.code}: ${m.message}`),
+    `Restarts:      ${t.restarts}`,
+    ...unencryptedWarning(t.unencrypted_mounts),
     'History:',
     ...(t.history.length
-      ? t.history.map((h) => `  ${h.at}  ${h.event}${h.code ? `  ${h.code}` : ''}${h.message ? `  ${h.message}` : ''}`)
+      ? t.history.map((h) => `  ${h.at}  ${h.event}${h.dir ? `  ${h.dir}` : ''}${h.code ? `  ${h.code}` : ''}${h.message ? `  ${h.message}` : ''}`)
       : ['  (none)']),
   ];
   return lines.join('\n');

@@ -13,7 +13,7 @@ export interface Config {
   control_socket: string;
   fstab: string;
   port_range: { first: number; last: number };
-  metrics: { listen: string };
+  metrics: { listen: string; allow_remote: boolean };
   tls: { ca_file: string; max_version: 'TLSv1.2' | 'TLSv1.3' };
   efs: { region: string; dns_name_format: string; dns_name_suffix: string; port: number };
   mount: {
@@ -27,6 +27,8 @@ export interface Config {
   };
   relay: { connect_timeout: number; close_timeout: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
+  health: { probe_interval: number; probe_timeout: number; stat_command: string; stat_timeout: number };
+  policy: { require_tls: boolean };
 }
 
 type Field =
@@ -36,6 +38,7 @@ type Field =
   | { kind: 'seconds'; def: number; zeroOk?: boolean }
   | { kind: 'count'; def: number; min: number; max: number }
   | { kind: 'enum'; def: string; values: readonly string[] }
+  | { kind: 'bool'; def: boolean }
   | { kind: 'section'; fields: Record<string, Field> };
 
 // control_socket defaults to <state_dir>/control.sock; filled in after parsing.
@@ -51,6 +54,7 @@ const SCHEMA: Record<string, Field> = {
     kind: 'section',
     fields: {
       listen: { kind: 'string', def: '127.0.0.1:9792', pattern: /^$|^[^\s]+:\d{1,5}$/, describe: 'HOST:PORT or an empty string' },
+      allow_remote: { kind: 'bool', def: false },
     },
   },
   tls: {
@@ -98,6 +102,20 @@ const SCHEMA: Record<string, Field> = {
   log: {
     kind: 'section',
     fields: { level: { kind: 'enum', def: 'info', values: ['debug', 'info', 'warn', 'error'] } },
+  },
+  health: {
+    kind: 'section',
+    fields: {
+      probe_interval: { kind: 'seconds', def: 30 },
+      probe_timeout: { kind: 'seconds', def: 10 },
+      // Run as `stat_command DIR` in a child process, so a hung mount cannot block the daemon.
+      stat_command: { kind: 'path', def: '/usr/bin/stat' },
+      stat_timeout: { kind: 'seconds', def: 5 },
+    },
+  },
+  policy: {
+    kind: 'section',
+    fields: { require_tls: { kind: 'bool', def: true } },
   },
 };
 
@@ -209,6 +227,9 @@ function checkValue(field: Exclude<Field, { kind: 'section' }>, value: unknown, 
     case 'count':
       if (typeof value !== 'number' || !Number.isInteger(value) || value < field.min || value > field.max)
         return fail(`expected an integer from ${field.min} to ${field.max}, got ${shown}`);
+      return value;
+    case 'bool':
+      if (typeof value !== 'boolean') return fail(`expected true or false, got ${shown}`);
       return value;
     case 'enum':
       if (typeof value !== 'string' || !field.values.includes(value))

@@ -135,6 +135,22 @@ export const ERRORS = {
     title: 'the network is not up yet',
     hint: 'Add "_netdev" to the fstab mount options so the mount waits for the network.',
   },
+  MOUNT_HUNG: {
+    title: 'a mounted directory did not answer stat in time',
+    hint: 'The NFS mount is hung: check `efsctl status` for the tunnel\'s probe, and the network path to the mount target.',
+  },
+  MOUNT_STAT_FAILED: {
+    title: 'stat of a mounted directory failed',
+    hint: 'See the message (e.g. a stale file handle); remount the file system.',
+  },
+  UNENCRYPTED_MOUNT: {
+    title: 'an NFS mount reaches EFS without TLS',
+    hint: 'Unmount it and mount again with `efsctl attach` or `mount -t efs -o tls`.',
+  },
+  TLS_REQUIRED: {
+    title: 'policy requires TLS for EFS mounts',
+    hint: 'Drop "notls", or set policy.require_tls: false in the config file to allow plaintext mounts.',
+  },
   CONTROL_BAD_REQUEST: {
     title: 'the control request is malformed',
     hint: 'Send one JSON object per line: {"v":1,"id":N,"method":"…","params":{…}}.',

@@ -69,7 +69,7 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
       });
     },
     detach: (p) => mounter.detach(str(p, 'dir', true)),
-    list: () => ({ tunnels: manager.list() }),
+    list: () => ({ tunnels: manager.list(), unencrypted_mounts: manager.unencrypted }),
     status: (p) => manager.status(str(p, 'fs_id', true)),
     stop: (p) => {
       const force = p.force ?? false;

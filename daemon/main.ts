@@ -12,6 +12,9 @@ import { Mounter } from './mounter.js';
 import { MountWatcher } from './mount-watch.js';
 import { FstabWatcher } from './fstab-watch.js';
 import { StateWatcher } from './state-watch.js';
+import { Prober } from './prober.js';
+import { createMetrics } from './metrics.js';
+import { MetricsServer } from './metrics-server.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH]
@@ -64,6 +67,8 @@ async function main(): Promise<void> {
   const mountWatcher = new MountWatcher(cfg, manager, mounter, log);
   const fstabWatcher = new FstabWatcher(cfg, manager, log);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
+  const prober = new Prober(cfg, manager);
+  const metrics = new MetricsServer(cfg, createMetrics(cfg, manager), manager, log);
 
   // The socket answers last, so whoever waits for it finds the daemon fully started.
   let invalid = 0;
@@ -74,6 +79,8 @@ async function main(): Promise<void> {
     await fstabWatcher.start();
     await stateWatcher.start();
     mountWatcher.start();
+    prober.start();
+    await metrics.start();
     await control.listen();
   } catch (err) {
     const e = asRelayError(err);
@@ -86,6 +93,7 @@ async function main(): Promise<void> {
     tunnels: manager.list().length,
     invalid_state_files: invalid,
     socket: cfg.control_socket,
+    metrics: cfg.metrics.listen || 'off',
   });
 
   let stopping = false;
@@ -95,7 +103,8 @@ async function main(): Promise<void> {
     log.info('daemon.stopping', { signal, msg: 'closing listeners and draining connections; tunnel records are kept' });
     void (async () => {
       mountWatcher.stop();
-      await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), control.close()]);
+      prober.stop();
+      await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), control.close(), metrics.stop()]);
       await manager.shutdown(cfg.relay.close_timeout * 1000);
       log.info('daemon.stopped', {});
       process.exit(0);

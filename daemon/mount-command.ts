@@ -47,27 +47,32 @@ export interface CommandResult {
   timedOut: boolean;
 }
 
+/**
+ * Run a command with a time limit. On timeout the child is killed and the
+ * result returned at once: a child stuck on a hung NFS mount may not die
+ * until the mount answers, and nobody waits for it.
+ */
 export function runCommand(argv: string[], timeoutMs: number): Promise<CommandResult> {
   return new Promise((resolve) => {
     const [cmd, ...args] = argv as [string, ...string[]];
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    let timedOut = false;
+    let settled = false;
+    const settle = (r: CommandResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
     const timer = setTimeout(() => {
-      timedOut = true;
       child.kill('SIGKILL');
+      settle({ code: 128 + 9, stdout, stderr, timedOut: true });
     }, timeoutMs);
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      resolve({ code: 127, stdout, stderr: `${stderr}${err.message}`, timedOut: false });
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128, stdout, stderr, timedOut });
-    });
+    child.on('error', (err) => settle({ code: 127, stdout, stderr: `${stderr}${err.message}`, timedOut: false }));
+    child.on('close', (code) => settle({ code: code ?? 128, stdout, stderr, timedOut: false }));
   });
 }
 

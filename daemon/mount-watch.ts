@@ -5,7 +5,7 @@
 // lacks are adopted, so cleanup never stops a tunnel that is still mounted.
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
+import { readProcMounts, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
 import type { TunnelManager } from './tunnels.js';
 
@@ -15,6 +15,8 @@ export class MountWatcher {
   /** fs + dir → since when and how many reads it has been missing. */
   private readonly missing = new Map<string, { since: number; reads: number }>();
   private lastReadError = '';
+  /** Unencrypted mounts already logged (device + dir). */
+  private readonly reported = new Set<string>();
 
   constructor(
     private readonly cfg: Config,
@@ -40,6 +42,21 @@ export class MountWatcher {
     this.timer = setTimeout(() => void this.tick().finally(() => this.schedule(this.cfg.mount.poll_interval * 1000)), ms);
   }
 
+  private checkUnencrypted(mounts: MountEntry[]): void {
+    const targets = new Set(this.manager.list().map((t) => t.target.address));
+    const found = unencryptedEfsMounts(mounts, this.cfg.efs.dns_name_suffix, targets);
+    const now = new Set<string>();
+    for (const u of found) {
+      const key = `${u.device}\0${u.dir}`;
+      now.add(key);
+      if (this.reported.has(key)) continue;
+      this.reported.add(key);
+      this.log.warn('mount.unencrypted', { fs: u.fs_id ?? undefined, code: 'UNENCRYPTED_MOUNT', msg: `${u.device} is mounted at ${u.dir} without TLS`, dir: u.dir });
+    }
+    for (const key of this.reported) if (!now.has(key)) this.reported.delete(key);
+    this.manager.unencrypted = found;
+  }
+
   /** One read of /proc/mounts and what follows from it. Exposed for tests. */
   async tick(now = Date.now()): Promise<void> {
     let mounts: MountEntry[];
@@ -53,6 +70,7 @@ export class MountWatcher {
       this.lastReadError = msg;
       return;
     }
+    this.checkUnencrypted(mounts);
     const listed = new Set<string>();
     for (const m of mounts) {
       const port = tunnelPortOf(m);

@@ -7,12 +7,12 @@ import { RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { KeyedLock } from './keyed-lock.js';
-import { mountArgv, runCommand, runMount, EFS_UTILS_RETRY, type RetryPolicy } from './mount-command.js';
-import { attachOptions } from './options.js';
+import { mountArgv, nfsOptions, runCommand, runMount, EFS_UTILS_RETRY, type RetryPolicy } from './mount-command.js';
+import { TUNNEL_OPTIONS, attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import type { RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
-import { checkFsId, parseSpec } from './target.js';
+import { checkFsId, parseSpec, resolveTarget } from './target.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 
 export interface AttachRequest {
@@ -52,6 +52,12 @@ export class Mounter {
     const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec.region);
     const fsId = spec.fsId;
     const path = spec.path;
+    if (tunnelOpts === null) {
+      if (this.cfg.policy.require_tls) {
+        throw new RelayError('TLS_REQUIRED', 'The "notls" option is refused: policy.require_tls is on, so EFS is mounted only through a TLS tunnel');
+      }
+      return this.withDir(req.dir, (dir) => this.plaintextMount(fsId, path, dir, all, req));
+    }
     return this.withDir(req.dir, async (dir) => {
       // Only a directory that is not an NFS mount already is looked at on disk (a hung mount would block stat).
       const mountedAt = (await this.procMounts()).findLast((m) => m.dir === dir && m.type.startsWith('nfs')) ?? null;
@@ -94,6 +100,19 @@ export class Mounter {
         if (created) await this.manager.stopIfUnused(fsId);
       }
     });
+  }
+
+  /** policy.require_tls is off and the user asked for notls: mount straight to the target, as efs-utils does. */
+  private async plaintextMount(fsId: string, path: string, dir: string, all: MountOptions, req: AttachRequest): Promise<AttachResult> {
+    await this.checkMountPoint(dir);
+    const target = resolveTarget(fsId, all, req.env, this.cfg);
+    const nfs: MountOptions = {};
+    for (const [k, v] of Object.entries(all)) if (!(TUNNEL_OPTIONS as readonly string[]).includes(k)) nfs[k] = v;
+    const command = [this.cfg.mount.command, `${target.address}:${path}`, dir, '-o', nfsOptions(nfs, this.cfg.efs.port)];
+    if (req.fake) return { already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };
+    this.log.warn('mount.plaintext', { fs: fsId, code: 'UNENCRYPTED_MOUNT', dir, msg: 'notls with policy.require_tls off: this mount is not encrypted' });
+    const { attempts } = await runMount(command, this.retry);
+    return { already_mounted: false, fake: false, dir, command, attempts, tunnel: null };
   }
 
   detach(dirArg: string): Promise<{ dir: string; fs_id: string; tunnel_stopped: boolean }> {

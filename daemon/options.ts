@@ -120,15 +120,19 @@ export function onlyTunnelOptions(opts: MountOptions): void {
   );
 }
 
-/** Split the user's options: what makes the tunnel, and everything for mount.nfs4. */
-export function attachOptions(text: string, specRegion?: string): { all: MountOptions; tunnel: MountOptions } {
+/**
+ * Split the user's options: what makes the tunnel, and everything for
+ * mount.nfs4. `tunnel` is null when `notls` asks for a plaintext mount, which
+ * only the daemon may allow (policy.require_tls).
+ */
+export function attachOptions(text: string, specRegion?: string): { all: MountOptions; tunnel: MountOptions | null } {
   const all = parseOptions(text);
   // A DNS-name spec carries the region; an explicit region= still wins.
   if (specRegion && all.region === undefined) all.region = specRegion;
   if (Object.hasOwn(all, 'notls')) {
-    throw new RelayError('BAD_OPTION', 'The "notls" option is refused: efs-relay mounts EFS only through a TLS tunnel');
+    checkOptionsValidity(all);
+    return { all, tunnel: null };
   }
   // Every efs-relay mount is a TLS mount, so efs-utils' rules for "tls" apply (e.g. no "port=").
-  const tunnel = tunnelOptions({ tls: null, ...all });
-  return { all, tunnel };
+  return { all, tunnel: tunnelOptions({ tls: null, ...all }) };
 }

@@ -37,3 +37,29 @@ export function tunnelPortOf(m: MountEntry): number | null {
 export async function readProcMounts(file: string): Promise<MountEntry[]> {
   return parseProcMounts(await readFile(file, 'utf8'));
 }
+
+export interface UnencryptedMount {
+  device: string;
+  dir: string;
+  /** The file system, when the device names one. */
+  fs_id: string | null;
+}
+
+/**
+ * NFS mounts that reach EFS without a local tunnel: a device on an EFS name
+ * (`*.efs.<region>.<suffix>`) or on a known mount-target address.
+ */
+export function unencryptedEfsMounts(mounts: MountEntry[], dnsSuffix: string, targetAddresses: ReadonlySet<string>): UnencryptedMount[] {
+  const efsName = new RegExp(`(?:^|\\.)(fs-[0-9a-f]+)\\.efs\\.[a-z0-9-]+\\.${dnsSuffix.replace(/[.]/g, '\\.')}$`);
+  const out: UnencryptedMount[] = [];
+  for (const m of mounts) {
+    if (!m.type.startsWith('nfs') || tunnelPortOf(m) !== null) continue;
+    const colon = m.device.lastIndexOf(':');
+    const host = (colon < 0 ? m.device : m.device.slice(0, colon)).replace(/^\[|\]$/g, '');
+    const name = efsName.exec(host);
+    if (name || targetAddresses.has(host) || (m.options.addr && targetAddresses.has(m.options.addr))) {
+      out.push({ device: m.device, dir: m.dir, fs_id: name ? (name[1] as string) : null });
+    }
+  }
+  return out;
+}

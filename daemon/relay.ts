@@ -68,6 +68,16 @@ function copy(src: Socket, dst: Socket, counters: RelayCounters, key: 'bytesUpst
   });
 }
 
+export interface ProbeResult {
+  ok: boolean;
+  at: string;
+  duration_seconds: number;
+  code: ErrorCode | null;
+  message: string | null;
+  /** When the server certificate expires (ISO time), if the handshake got that far. */
+  cert_expiry: string | null;
+}
+
 export function isLoopback(host: string): boolean {
   if (host === '::1' || host === 'localhost') return true;
   return isIPv4(host) && host.startsWith('127.');
@@ -234,12 +244,54 @@ export class Relay extends EventEmitter<RelayEvents> {
     });
   }
 
-  private async handshakeFailed(err: unknown): Promise<void> {
-    const { spec, counters } = this;
+  /**
+   * A health probe: one TLS handshake to the target under the same policy,
+   * then close without sending a byte of NFS.
+   */
+  probe(timeoutMs: number): Promise<ProbeResult> {
+    const { spec } = this;
+    const started = performance.now();
+    const at = new Date().toISOString();
+    return new Promise((resolve) => {
+      let done = false;
+      const raw = tcpConnect({ host: spec.address, port: spec.targetPort });
+      const sock = tlsConnect({ socket: raw, secureContext: spec.secureContext, servername: spec.dnsName, checkServerIdentity: this.verify });
+      const finish = (r: Omit<ProbeResult, 'at' | 'duration_seconds'>): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        sock.destroy();
+        raw.destroy();
+        resolve({ ...r, at, duration_seconds: (performance.now() - started) / 1000 });
+      };
+      const timer = setTimeout(
+        () => finish({ ok: false, code: 'CONNECT_TIMEOUT', message: `No TLS session with ${spec.address}:${spec.targetPort} after ${timeoutMs} ms`, cert_expiry: null }),
+        timeoutMs,
+      );
+      sock.once('secureConnect', () => {
+        const cert = sock.getPeerCertificate();
+        const expiry = cert?.valid_to ? new Date(cert.valid_to) : null;
+        finish({ ok: true, code: null, message: null, cert_expiry: expiry && !Number.isNaN(expiry.getTime()) ? expiry.toISOString() : null });
+      });
+      const failed = (err: unknown): void => {
+        if (done) return;
+        // The certificate of a refused server still tells when it expires.
+        const peer = sock.getPeerCertificate?.();
+        const expiry = peer?.valid_to ? new Date(peer.valid_to) : null;
+        void this.classify(err).then(({ code, message }) =>
+          finish({ ok: false, code, message, cert_expiry: expiry && !Number.isNaN(expiry.getTime()) ? expiry.toISOString() : null }));
+      };
+      sock.once('error', failed);
+      raw.once('error', failed);
+    });
+  }
+
+  /** Our code for a failed connection, asking the server once more when its alert was ambiguous. */
+  private async classify(err: unknown): Promise<{ code: ErrorCode; message: string }> {
+    const { spec } = this;
     let code = classifyUpstreamError(err);
     const cause = err instanceof Error ? err.message : String(err);
     let message = err instanceof RelayError ? err.message : `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${cause}`;
-    counters.connectionsFailed++;
     if (AMBIGUOUS.has(code)) {
       const now = Date.now();
       if (!this.diagnosis || now - this.diagnosis.at > DIAGNOSIS_TTL_MS) {
@@ -251,9 +303,15 @@ export class Relay extends EventEmitter<RelayEvents> {
         message += ` (${found.detail})`;
       }
     }
-    const error = new RelayError(code, message, { cause: err });
+    return { code, message };
+  }
+
+  private async handshakeFailed(err: unknown): Promise<void> {
+    const { counters } = this;
+    counters.connectionsFailed++;
+    const { code, message } = await this.classify(err);
     counters.handshakeFailures.set(code, (counters.handshakeFailures.get(code) ?? 0) + 1);
     this.lastError = { code, message, at: new Date().toISOString() };
-    this.emit('handshake_failed', error);
+    this.emit('handshake_failed', new RelayError(code, message, { cause: err }));
   }
 }

@@ -5,12 +5,13 @@ import type { SecureContext } from 'node:tls';
 import { RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { Relay, type LastError } from './relay.js';
+import { Relay, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { resolveTarget, type RegionEnv } from './target.js';
 import { policyContext, readCaBundle } from './tls-policy.js';
 import { pickPort } from './ports.js';
+import type { UnencryptedMount } from './proc-mounts.js';
 
 const LISTEN_RETRY_MS = 5_000;
 const HISTORY = 20;
@@ -38,9 +39,25 @@ export interface TunnelView {
   bytes: { upstream: number; downstream: number };
   last_error: LastError | null;
   last_connected_at: string | null;
+  health: TunnelHealth;
+  restarts: number;
+}
+
+export interface MountCheck {
+  dir: string;
+  code: ErrorCode;
+  message: string;
+}
+
+export interface TunnelHealth {
+  /** The last health probe, or null before the first one. */
+  probe: ProbeResult | null;
+  /** Mounted directories whose stat failed or hung at the last check. */
+  mounts_failing: MountCheck[];
 }
 
 export interface TunnelDetail extends TunnelView {
+  unencrypted_mounts: UnencryptedMount[];
   handshake_failures: Partial<Record<ErrorCode, number>>;
   history: HistoryEntry[];
 }
@@ -63,6 +80,9 @@ class Tunnel {
   listenError: LastError | null = null;
   retryTimer: NodeJS.Timeout | null = null;
   history: HistoryEntry[] = [];
+  probe: ProbeResult | null = null;
+  mountsFailing: MountCheck[] = [];
+  restarts = 0;
 
   constructor(record: TunnelRecord, relay: Relay) {
     this.record = record;
@@ -92,6 +112,8 @@ class Tunnel {
       bytes: { upstream: c.bytesUpstream, downstream: c.bytesDownstream },
       last_error: latest(this.listenError, relay.lastError),
       last_connected_at: relay.lastConnectedAt,
+      health: { probe: this.probe, mounts_failing: this.mountsFailing },
+      restarts: this.restarts,
     };
   }
 }
@@ -119,6 +141,11 @@ export class TunnelManager {
   /** Invalid state files already logged (file + reason), so a rescan does not repeat them. */
   private readonly reportedInvalid = new Set<string>();
   invalidStateFiles = 0;
+  /** NFS mounts of EFS that bypass every tunnel, as the mount watcher last saw them. */
+  unencrypted: UnencryptedMount[] = [];
+  private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
+  /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
+  private readonly restartCount = new Map<string, number>();
 
   constructor(
     private readonly cfg: Config,
@@ -195,7 +222,16 @@ export class TunnelManager {
     const t = this.get(fsId);
     const failures: Partial<Record<ErrorCode, number>> = {};
     for (const [code, n] of t.relay.counters.handshakeFailures) failures[code] = n;
-    return { ...t.view(), handshake_failures: failures, history: [...t.history] };
+    return {
+      ...t.view(), handshake_failures: failures, history: [...t.history],
+      unencrypted_mounts: this.unencrypted.filter((u) => u.fs_id === fsId),
+    };
+  }
+
+  /** Call `fn` for every relay, now and whenever one is made (metrics observe handshakes this way). */
+  onRelay(fn: (fsId: string, relay: Relay) => void): void {
+    this.relayListeners.push(fn);
+    for (const [fsId, t] of this.tunnels) fn(fsId, t.relay);
   }
 
   /** The relays, for whoever reads counters (metrics). */
@@ -280,6 +316,33 @@ export class TunnelManager {
       }
       throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use`);
     }
+  }
+
+  /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */
+  recordProbe(fsId: string, result: ProbeResult): void {
+    const t = this.tunnels.get(fsId);
+    if (!t) return;
+    const before = t.probe;
+    t.probe = result;
+    if (!result.ok && (before === null || before.ok || before.code !== result.code)) {
+      t.note('probe_failed', { code: result.code ?? 'INTERNAL', message: result.message ?? '' });
+      this.log.warn('tunnel.probe_failed', { fs: fsId, code: result.code ?? undefined, msg: result.message ?? undefined });
+    } else if (result.ok && before !== null && !before.ok) {
+      t.note('probe_ok');
+      this.log.info('tunnel.probe_ok', { fs: fsId });
+    }
+  }
+
+  recordMountChecks(fsId: string, failing: MountCheck[]): void {
+    const t = this.tunnels.get(fsId);
+    if (!t) return;
+    for (const f of failing) {
+      if (!t.mountsFailing.some((m) => m.dir === f.dir && m.code === f.code)) {
+        t.note('mount_unhealthy', f, f.dir);
+        this.log.warn('mount.unhealthy', { fs: fsId, code: f.code, dir: f.dir, msg: f.message });
+      }
+    }
+    t.mountsFailing = failing;
   }
 
   release(fsId: string): void {
@@ -423,6 +486,7 @@ export class TunnelManager {
 
   private track(record: TunnelRecord, relay: Relay): Tunnel {
     const t = new Tunnel(record, relay);
+    t.restarts = this.restartCount.get(record.fs_id) ?? 0;
     let lastLogged = '';
     let lastLoggedAt = 0;
     relay.on('handshake_failed', (err) => {
@@ -443,6 +507,7 @@ export class TunnelManager {
       }
     });
     this.tunnels.set(record.fs_id, t);
+    for (const fn of this.relayListeners) fn(record.fs_id, relay);
     return t;
   }
 
@@ -472,8 +537,13 @@ export class TunnelManager {
       if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
       try {
         await t.relay.listen();
+        // A listener that comes back after failing, or after its record changed, is a restart.
+        if (t.listenError !== null || why === 'restarted') {
+          t.restarts = (this.restartCount.get(rec.fs_id) ?? 0) + 1;
+          this.restartCount.set(rec.fs_id, t.restarts);
+        }
         t.listenError = null;
-        t.note(why === 'restored' ? 'restored' : 'listening');
+        t.note(why);
         this.log.info(`tunnel.${why}`, { fs: rec.fs_id, port: rec.port, target: `${rec.target.address}:${rec.target.port}` });
       } catch (err) {
         const e = err as RelayError;

@@ -31,6 +31,8 @@ describe('efsctl attach and detach', function () {
   });
 
   const tunnels = async (): Promise<TunnelView[]> => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
+  /** What a failed request must leave unchanged: which tunnels, on which ports, with which mounts. */
+  const shape = async (): Promise<Array<[string, number, string[]]>> => (await tunnels()).map((t) => [t.fs_id, t.port, t.mounts]);
   const record = (fsId: string): { mounts: string[]; port: number } =>
     JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as { mounts: string[]; port: number };
 
@@ -81,7 +83,7 @@ describe('efsctl attach and detach', function () {
   });
 
   it('fails when DIR does not exist or is not a directory, and makes no tunnel', async () => {
-    const before = await tunnels();
+    const before = await shape();
     const missing = await daemon.efsctl('attach', 'fs-0abcdef0', join(daemon.dir, 'nope'), '-o', 'region=us-east-1');
     expect(missing.code).to.equal(1);
     expect(missing.stderr).to.contain(`Mount point ${join(daemon.dir, 'nope')} does not exist [BAD_MOUNT_POINT]`);
@@ -90,18 +92,18 @@ describe('efsctl attach and detach', function () {
     const notDir = await daemon.efsctl('attach', 'fs-0abcdef0', file, '-o', 'region=us-east-1');
     expect(notDir.code).to.equal(1);
     expect(notDir.stderr).to.contain(`Mount point ${file} is not a directory [BAD_MOUNT_POINT]`);
-    expect(await tunnels()).to.deep.equal(before);
+    expect(await shape()).to.deep.equal(before);
   });
 
   it('reports a failed mount command with its exit code and stderr, and removes the tunnel it made', async () => {
-    const before = await tunnels();
+    const before = await shape();
     daemon.mount.behave('mount', { fail: 1, code: 32, message: 'mount.nfs4: access denied by server while mounting 127.0.0.1:/' });
     const calls = daemon.mount.calls().length;
     const r = await daemon.efsctl('attach', 'fs-0abcdef1', mnt('denied'), '-o', 'region=us-east-1');
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('exited with 32 after 1 attempt: mount.nfs4: access denied by server while mounting 127.0.0.1:/ [MOUNT_FAILED]');
     expect(daemon.mount.calls().length - calls, 'not retried').to.equal(1);
-    expect(await tunnels()).to.deep.equal(before);
+    expect(await shape()).to.deep.equal(before);
   });
 
   it('leaves an existing tunnel exactly as it was when the mount fails', async () => {
@@ -130,7 +132,7 @@ describe('efsctl attach and detach', function () {
   });
 
   const refusals: Array<[string, string, string]> = [
-    ['notls', 'notls', 'The "notls" option is refused: efs-relay mounts EFS only through a TLS tunnel [BAD_OPTION]'],
+    ['notls (policy.require_tls)', 'notls', 'The "notls" option is refused: policy.require_tls is on, so EFS is mounted only through a TLS tunnel [TLS_REQUIRED]'],
     ['port=', 'port=2049', 'The "port" and "tls" options are mutually exclusive [BAD_OPTION]'],
     ['capath', 'capath=/etc/ssl/certs', 'Unsupported mount options detected: "capath" [BAD_OPTION]'],
     ['a malformed access point', 'accesspoint=fsap-12', 'Access Point ID fsap-12 is malformed [BAD_OPTION]'],

@@ -43,8 +43,9 @@ describe('efsctl', function () {
     const a = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
     expect(Object.keys(a).sort()).to.deep.equal(['created', 'tunnel']);
     expect(Object.keys(a.tunnel).sort()).to.deep.equal([
-      'bytes', 'connections', 'created', 'fs_id', 'last_connected_at', 'last_error', 'mounts', 'options', 'port', 'source', 'state', 'target',
+      'bytes', 'connections', 'created', 'fs_id', 'health', 'last_connected_at', 'last_error', 'mounts', 'options', 'port', 'restarts', 'source', 'state', 'target',
     ]);
+    expect(Object.keys(a.tunnel.health).sort()).to.deep.equal(['mounts_failing', 'probe']);
     expect(a.tunnel).to.deep.include({
       fs_id: FS_ID, state: 'listening', source: 'efsctl', mounts: [], last_error: null, last_connected_at: null,
       connections: { active: 0, ok: 0, failed: 0 }, bytes: { upstream: 0, downstream: 0 },
@@ -70,9 +71,10 @@ describe('efsctl', function () {
     const human = await daemon.efsctl('list');
     expect(human.code).to.equal(0);
     const lines = human.stdout.trim().split('\n');
-    expect(lines[0]).to.match(/^FS_ID\s+PORT\s+TARGET\s+STATE\s+MOUNTS\s+CONNS\s+UP\s+DOWN\s+LAST_ERROR$/);
+    expect(lines[0]).to.match(/^FS_ID\s+PORT\s+TARGET\s+STATE\s+HEALTH\s+MOUNTS\s+CONNS\s+UP\s+DOWN\s+LAST_ERROR$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).to.deep.equal(['fs-0000aaaa', 'fs-0000bbbb', FS_ID]);
-    const json = await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list');
+    const json = await daemon.efsctlJson<{ tunnels: TunnelView[]; unencrypted_mounts: unknown[] }>('list');
+    expect(Object.keys(json).sort()).to.deep.equal(['tunnels', 'unencrypted_mounts']);
     expect(json.tunnels.map((t) => t.fs_id)).to.deep.equal(['fs-0000aaaa', 'fs-0000bbbb', FS_ID]);
   });
 

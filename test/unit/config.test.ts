@@ -22,7 +22,7 @@ describe('config', () => {
       control_socket: '/run/efs-relay/control.sock',
       fstab: '/etc/fstab',
       port_range: { first: 20049, last: 21048 },
-      metrics: { listen: '127.0.0.1:9792' },
+      metrics: { listen: '127.0.0.1:9792', allow_remote: false },
       tls: { ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.2' },
       efs: { region: '', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: 'amazonaws.com', port: 2049 },
       mount: {
@@ -32,6 +32,8 @@ describe('config', () => {
       },
       relay: { connect_timeout: 15, close_timeout: 10 },
       log: { level: 'info' },
+      health: { probe_interval: 30, probe_timeout: 10, stat_command: '/usr/bin/stat', stat_timeout: 5 },
+      policy: { require_tls: true },
     });
   });
 

@@ -1,0 +1,96 @@
+// The HTTP endpoint: /metrics for Prometheus and /healthz for load balancers
+// and humans. Loopback only, unless metrics.allow_remote says otherwise.
+import { createServer, type Server } from 'node:http';
+import type { Registry } from 'prom-client';
+import { RelayError } from './errors.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { isLoopback } from './relay.js';
+import type { TunnelManager } from './tunnels.js';
+
+export interface HealthBody {
+  status: 'ok' | 'failing';
+  tunnels: number;
+  failing: Array<{ fs_id: string; code: string; message: string }>;
+}
+
+/** Healthy: every tunnel listens, its last probe (if any yet) passed, and no mount of it hangs. */
+export function health(manager: TunnelManager): HealthBody {
+  const failing: HealthBody['failing'] = [];
+  const tunnels = manager.list();
+  for (const t of tunnels) {
+    if (t.state !== 'listening') {
+      failing.push({ fs_id: t.fs_id, code: t.last_error?.code ?? 'LISTEN_FAILED', message: t.last_error?.message ?? `not listening on ${t.port}` });
+    }
+    const probe = t.health.probe;
+    if (probe && !probe.ok) failing.push({ fs_id: t.fs_id, code: probe.code ?? 'INTERNAL', message: probe.message ?? 'probe failed' });
+    for (const m of t.health.mounts_failing) failing.push({ fs_id: t.fs_id, code: m.code, message: m.message });
+  }
+  return { status: failing.length ? 'failing' : 'ok', tunnels: tunnels.length, failing };
+}
+
+export function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
+}
+
+export class MetricsServer {
+  private server: Server | null = null;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly registry: Registry,
+    private readonly manager: TunnelManager,
+    private readonly log: Logger,
+  ) {}
+
+  /** Listen on metrics.listen; an empty listen means no endpoint. */
+  async start(): Promise<void> {
+    if (this.cfg.metrics.listen === '') return;
+    const { host, port } = splitListen(this.cfg.metrics.listen);
+    if (!isLoopback(host)) {
+      if (!this.cfg.metrics.allow_remote) {
+        throw new RelayError('CONFIG_INVALID', `metrics.listen ${this.cfg.metrics.listen} is not a loopback address`, {
+          hint: 'Set metrics.allow_remote: true to serve metrics beyond this host, or listen on 127.0.0.1.',
+        });
+      }
+      this.log.warn('metrics.remote', { msg: `serving /metrics and /healthz on ${this.cfg.metrics.listen}, reachable from other hosts (metrics.allow_remote is on)` });
+    }
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== '/metrics' && path !== '/healthz') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /healthz\n');
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+        return;
+      }
+      if (path === '/healthz') {
+        const body = health(this.manager);
+        res.writeHead(body.status === 'ok' ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(req.method === 'HEAD' ? undefined : JSON.stringify(body) + '\n');
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': this.registry.contentType });
+          res.end(req.method === 'HEAD' ? undefined : text);
+        },
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new RelayError('LISTEN_FAILED', `Cannot serve metrics on ${this.cfg.metrics.listen}: ${err.message}`)));
+      server.listen({ host, port }, () => resolve());
+    });
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); });
+  }
+}

@@ -1,0 +1,120 @@
+// Prometheus metrics, on a registry of our own. Point-in-time values are
+// read from the tunnel manager at scrape time (collect), so the relay's hot
+// path only bumps plain numbers, and a removed tunnel's series disappear.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Config } from './config.js';
+import type { TunnelManager } from './tunnels.js';
+import { VERSION } from './version.js';
+
+export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  // prom-client names these gauges with _total, which promtool (rightly) rejects; the process_* metrics stay.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
+  const { first, last } = cfg.port_range;
+  const rangeSize = last - first + 1;
+
+  new Gauge({
+    name: 'efs_relay_build_info', help: 'Always 1; the version label says which efs-relay runs.', labelNames: ['version'], registers: [registry],
+    collect() {
+      this.set({ version: VERSION }, 1);
+    },
+  });
+
+  // Each collect() starts from empty, so a tunnel that is gone leaves no series behind.
+  const perTunnel = <T extends string>(name: string, help: string, labels: T[], fill: (set: (l: Record<T | 'fs_id', string>, v: number) => void) => void, kind: 'gauge' | 'counter' = 'gauge') => {
+    const opts = { name, help, labelNames: ['fs_id', ...labels], registers: [registry] };
+    if (kind === 'gauge') {
+      new Gauge({ ...opts, collect() { this.reset(); fill((l, v) => this.set(l, v)); } });
+    } else {
+      new Counter({ ...opts, collect() { this.reset(); fill((l, v) => this.inc(l, v)); } });
+    }
+  };
+
+  perTunnel('efs_relay_tunnel_up', '1 when the tunnel listens on its local port.', [], (set) => {
+    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.state === 'listening' ? 1 : 0);
+  });
+  perTunnel('efs_relay_upstream_up', '1 when the last health probe completed a verified TLS handshake with the mount target.', [], (set) => {
+    for (const t of manager.list()) if (t.health.probe) set({ fs_id: t.fs_id }, t.health.probe.ok ? 1 : 0);
+  });
+  perTunnel('efs_relay_connections_active', 'Client connections open through the tunnel.', [], (set) => {
+    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.connections.active);
+  });
+  perTunnel('efs_relay_connections_total', 'Client connections, by whether their TLS session was established.', ['result'], (set) => {
+    for (const t of manager.list()) {
+      set({ fs_id: t.fs_id, result: 'ok' }, t.connections.ok);
+      set({ fs_id: t.fs_id, result: 'failed' }, t.connections.failed);
+    }
+  }, 'counter');
+  perTunnel('efs_relay_bytes_total', 'Bytes relayed: upstream is client to mount target, downstream is back.', ['direction'], (set) => {
+    for (const t of manager.list()) {
+      set({ fs_id: t.fs_id, direction: 'upstream' }, t.bytes.upstream);
+      set({ fs_id: t.fs_id, direction: 'downstream' }, t.bytes.downstream);
+    }
+  }, 'counter');
+  perTunnel('efs_relay_tls_handshake_failures_total', 'Refused TLS handshakes, by error code.', ['code'], (set) => {
+    for (const [fsId, relay] of manager.relays()) for (const [code, n] of relay.counters.handshakeFailures) set({ fs_id: fsId, code }, n);
+  }, 'counter');
+  perTunnel('efs_relay_upstream_cert_expiry_timestamp_seconds', 'When the mount target certificate seen by the last probe expires (Unix time).', [], (set) => {
+    for (const t of manager.list()) {
+      const expiry = t.health.probe?.cert_expiry;
+      if (expiry) set({ fs_id: t.fs_id }, Date.parse(expiry) / 1000);
+    }
+  });
+  perTunnel('efs_relay_probe_duration_seconds', 'How long the last health probe took.', [], (set) => {
+    for (const t of manager.list()) if (t.health.probe) set({ fs_id: t.fs_id }, t.health.probe.duration_seconds);
+  });
+  perTunnel('efs_relay_mounts_unhealthy', 'Mounted directories of the tunnel whose stat hung or failed at the last check.', [], (set) => {
+    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.health.mounts_failing.length);
+  });
+  perTunnel('efs_relay_tunnel_restarts_total', 'Times the tunnel listener came back after failing or after its record changed.', [], (set) => {
+    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.restarts);
+  }, 'counter');
+
+  // Histograms cannot be rebuilt at scrape time: observe each handshake, and drop series of removed tunnels.
+  const observed = new Set<string>();
+  const handshakes = new Histogram({
+    name: 'efs_relay_tls_handshake_duration_seconds', help: 'TCP connect plus TLS handshake to the mount target, for client connections.',
+    labelNames: ['fs_id'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry],
+    collect() {
+      const live = new Set(manager.list().map((t) => t.fs_id));
+      for (const fsId of observed) {
+        if (live.has(fsId)) continue;
+        this.remove({ fs_id: fsId });
+        observed.delete(fsId);
+      }
+    },
+  });
+  manager.onRelay((fsId, relay) => {
+    relay.on('handshake', (seconds) => handshakes.observe({ fs_id: fsId }, seconds));
+    observed.add(fsId);
+  });
+
+  new Gauge({
+    name: 'efs_relay_ports_in_use', help: 'Local ports of port_range held by tunnels.', registers: [registry],
+    collect() {
+      this.set(manager.list().length);
+    },
+  });
+  new Gauge({
+    name: 'efs_relay_ports_free', help: 'Local ports of port_range not held by a tunnel.', registers: [registry],
+    collect() {
+      this.set(rangeSize - manager.list().length);
+    },
+  });
+  new Gauge({
+    name: 'efs_relay_state_files_invalid', help: 'Files in the state dir that are not valid tunnel records (skipped, never deleted).', registers: [registry],
+    collect() {
+      this.set(manager.invalidStateFiles);
+    },
+  });
+  new Gauge({
+    name: 'efs_relay_unencrypted_nfs_mounts', help: 'NFS mounts on this host that reach EFS without going through a TLS tunnel.', registers: [registry],
+    collect() {
+      this.set(manager.unencrypted.length);
+    },
+  });
+  return registry;
+}

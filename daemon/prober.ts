@@ -1,0 +1,85 @@
+// Health probes. For each tunnel, every health.probe_interval (jittered): a
+// TLS handshake to its target under the tunnel's own policy, then a stat of
+// each mounted directory in a child process with a time limit, so a hung
+// mount can never block the daemon. A tunnel's probes never overlap.
+import type { Config } from './config.js';
+import type { ErrorCode } from './errors.js';
+import { runCommand } from './mount-command.js';
+import type { MountCheck, TunnelManager } from './tunnels.js';
+
+const SCAN_MS = 1_000;
+
+export class Prober {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private scanTimer: NodeJS.Timeout | null = null;
+  /** Directories whose stat child is still stuck: no second one is started for them. */
+  private readonly stuck = new Set<string>();
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly manager: TunnelManager,
+  ) {}
+
+  start(): void {
+    this.scan();
+  }
+
+  stop(): void {
+    if (this.scanTimer) clearTimeout(this.scanTimer);
+    this.scanTimer = null;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  /** Follow the tunnel set: schedule new tunnels soon, forget removed ones. */
+  private scan(): void {
+    const live = new Set(this.manager.list().map((t) => t.fs_id));
+    for (const fsId of live) {
+      if (!this.timers.has(fsId)) this.schedule(fsId, Math.random() * Math.min(1_000, this.intervalMs()));
+    }
+    for (const [fsId, timer] of this.timers) {
+      if (!live.has(fsId)) {
+        clearTimeout(timer);
+        this.timers.delete(fsId);
+      }
+    }
+    this.scanTimer = setTimeout(() => this.scan(), SCAN_MS);
+  }
+
+  private intervalMs(): number {
+    return this.cfg.health.probe_interval * 1000;
+  }
+
+  private schedule(fsId: string, delayMs: number): void {
+    this.timers.set(fsId, setTimeout(() => void this.run(fsId), delayMs));
+  }
+
+  private async run(fsId: string): Promise<void> {
+    const relay = this.manager.relays().get(fsId);
+    if (!relay) {
+      this.timers.delete(fsId);
+      return;
+    }
+    const result = await relay.probe(this.cfg.health.probe_timeout * 1000);
+    this.manager.recordProbe(fsId, result);
+    const mounts = this.manager.list().find((t) => t.fs_id === fsId)?.mounts ?? [];
+    const checks = await Promise.all(mounts.map((dir) => this.checkMount(dir)));
+    this.manager.recordMountChecks(fsId, checks.filter((c): c is MountCheck => c !== null));
+    // The next probe is scheduled only now, so probes of one tunnel never overlap; ±10% jitter spreads them out.
+    if (this.timers.has(fsId)) this.schedule(fsId, this.intervalMs() * (0.9 + Math.random() * 0.2));
+  }
+
+  private async checkMount(dir: string): Promise<MountCheck | null> {
+    const limit = this.cfg.health.stat_timeout;
+    const hung: MountCheck = { dir, code: 'MOUNT_HUNG' as ErrorCode, message: `stat ${dir} did not return within ${limit} s` };
+    // An earlier stat of DIR that is still stuck means the mount still hangs; do not pile up more.
+    if (this.stuck.has(dir)) return hung;
+    this.stuck.add(dir);
+    const r = await runCommand([this.cfg.health.stat_command, dir], limit * 1000);
+    if (!r.timedOut) this.stuck.delete(dir);
+    else setTimeout(() => this.stuck.delete(dir), limit * 1000 * 4).unref();
+    if (r.timedOut) return hung;
+    if (r.code !== 0) return { dir, code: 'MOUNT_STAT_FAILED', message: `stat ${dir} exited with ${r.code}: ${r.stderr.trim()}` };
+    return null;
+  }
+}
