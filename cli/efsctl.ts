@@ -10,6 +10,8 @@ import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
 import { DEFAULT_SOCKET, call } from './client.js';
+import { doctor, formatReport } from './doctor.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../daemon/config.js';
 import { tunnelDetail, tunnelTable } from './format.js';
 
 const USAGE = `Usage: efsctl [--socket PATH] VERB [ARGS] [--json]
@@ -23,9 +25,11 @@ Verbs:
   status FS_ID [--json]   one tunnel in detail, with its history
   stop FS_ID [--force]    stop a tunnel (refused while mounted, unless --force)
   version [--json]        versions of efsctl and of the running daemon
+  doctor [--json]         check this host for what EFS over TLS needs, and say what to fix
 
 Options:
-  --socket PATH   control socket (default ${DEFAULT_SOCKET})
+  --socket PATH   control socket (default ${DEFAULT_SOCKET}, or control_socket of --config)
+  --config PATH   the daemon's config file (default ${DEFAULT_CONFIG_PATH}); doctor checks what it names
   -o OPTS         efs-utils mount options, e.g. -o region=us-east-1,mounttargetip=10.0.0.5
   --json          machine-readable output (shapes in the README)
   -h, --help      this text
@@ -40,6 +44,7 @@ interface Parsed {
   verb: string;
   args: string[];
   socket: string;
+  config: Config;
   json: boolean;
   options: string | undefined;
   force: boolean;
@@ -54,15 +59,17 @@ const VERB_FLAGS: Record<string, { args: number; flags: string[]; usage: string 
   status: { args: 1, flags: ['json'], usage: 'FS_ID' },
   stop: { args: 1, flags: ['force', 'json'], usage: 'FS_ID' },
   version: { args: 0, flags: ['json'], usage: '' },
+  doctor: { args: 0, flags: ['json'], usage: '' },
 };
 
-function parse(argv: string[]): Parsed | 'help' {
+async function parse(argv: string[]): Promise<Parsed | 'help'> {
   let parsed;
   try {
     parsed = parseArgs({
       args: argv,
       options: {
         socket: { type: 'string' },
+        config: { type: 'string' },
         json: { type: 'boolean' },
         options: { type: 'string', short: 'o' },
         force: { type: 'boolean' },
@@ -89,10 +96,13 @@ function parse(argv: string[]): Parsed | 'help' {
       throw new UsageError(`"${verb}" does not take ${flag === 'options' ? '-o' : `--${flag}`}`);
     }
   }
+  // --config names the daemon's config: its socket, and what doctor checks.
+  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
   return {
     verb,
     args,
-    socket: values.socket ?? DEFAULT_SOCKET,
+    config,
+    socket: values.socket ?? config.control_socket,
     json: values.json ?? false,
     options: values.options,
     force: values.force ?? false,
@@ -171,6 +181,12 @@ async function run(p: Parsed): Promise<void> {
       out({ stopped: res }, `${res.fs_id}: tunnel on port ${res.port} stopped`);
       return;
     }
+    case 'doctor': {
+      const report = await doctor(p.config, p.socket);
+      out(report, formatReport(report));
+      if (report.summary.fail > 0) process.exitCode = EXIT.failed;
+      return;
+    }
     case 'version': {
       let daemon: Record<string, unknown> | null = null;
       let unreachable: RelayError | null = null;
@@ -197,8 +213,12 @@ async function main(): Promise<number> {
   const json = argv.includes('--json');
   let parsed: Parsed | 'help';
   try {
-    parsed = parse(argv);
+    parsed = await parse(argv);
   } catch (err) {
+    if (err instanceof RelayError) {
+      process.stderr.write(`efsctl: ${err.message} [${err.code}]\nefsctl: ${err.hint}\n`);
+      return EXIT.failed;
+    }
     process.stderr.write(`efsctl: ${(err as Error).message} [USAGE]\n\n${USAGE}\n`);
     return EXIT.usage;
   }
@@ -208,7 +228,7 @@ async function main(): Promise<number> {
   }
   try {
     await run(parsed);
-    return EXIT.ok;
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
     const e = asRelayError(err);
     process.stderr.write(`efsctl: ${e.message} [${e.code}]\nefsctl: ${e.hint}\n`);

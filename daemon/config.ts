@@ -237,3 +237,9 @@ function checkValue(field: Exclude<Field, { kind: 'section' }>, value: unknown, 
       return value;
   }
 }
+
+/** "HOST:PORT" (HOST may be [v6]) → its parts. */
+export function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
+}

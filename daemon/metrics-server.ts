@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import { RelayError } from './errors.js';
-import type { Config } from './config.js';
+import { splitListen, type Config } from './config.js';
 import type { Logger } from './log.js';
 import { isLoopback } from './relay.js';
 import type { TunnelManager } from './tunnels.js';
@@ -27,11 +27,6 @@ export function health(manager: TunnelManager): HealthBody {
     for (const m of t.health.mounts_failing) failing.push({ fs_id: t.fs_id, code: m.code, message: m.message });
   }
   return { status: failing.length ? 'failing' : 'ok', tunnels: tunnels.length, failing };
-}
-
-export function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
 }
 
 export class MetricsServer {

@@ -1,0 +1,206 @@
+// efsctl doctor: what this host needs for EFS over TLS, one check per line,
+// each with ok, warn or fail and what to do. Runs on the CLI side only
+// (systeminformation runs shell commands; the daemon never does).
+import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { access, constants, readFile } from 'node:fs/promises';
+import { connect, isIP } from 'node:net';
+import si from 'systeminformation';
+import { splitListen, type Config } from '../daemon/config.js';
+import { readFstab } from '../daemon/fstab.js';
+import { dnsNameFor } from '../daemon/target.js';
+import type { TunnelView } from '../daemon/tunnels.js';
+import { call } from './client.js';
+
+export type Status = 'ok' | 'warn' | 'fail';
+
+export interface Check {
+  name: string;
+  status: Status;
+  message: string;
+  /** What to do; null when the check is ok. */
+  fix: string | null;
+}
+
+export interface DoctorReport {
+  checks: Check[];
+  summary: Record<Status, number>;
+}
+
+const TIMEOUT_MS = 3_000;
+
+const ok = (name: string, message: string): Check => ({ name, status: 'ok', message, fix: null });
+const bad = (name: string, status: 'warn' | 'fail', message: string, fix: string): Check => ({ name, status, message, fix });
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms / 1000} s`)), ms);
+    }),
+  ]);
+}
+
+async function osCheck(): Promise<Check> {
+  try {
+    const os = await withTimeout(si.osInfo(), 10_000, 'reading the OS');
+    const text = `${os.distro} ${os.release}${os.codename ? ` (${os.codename})` : ''}, kernel ${os.kernel}, ${os.arch}`;
+    if (os.platform !== 'linux') return bad('os', 'fail', text, 'efs-relay runs on Linux only.');
+    return ok('os', text);
+  } catch (err) {
+    return bad('os', 'warn', `cannot read the OS: ${(err as Error).message}`, 'Check that /etc/os-release exists.');
+  }
+}
+
+async function kernelNfsCheck(): Promise<Check> {
+  const text = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+  if (/\bnfs4\b/.test(text)) return ok('kernel_nfs4', 'the kernel has an NFSv4 client (nfs4 in /proc/filesystems)');
+  return bad('kernel_nfs4', 'fail', 'the kernel cannot mount NFS 4.1: no nfs4 in /proc/filesystems',
+    'Load the NFS client with `modprobe nfs` (installed with nfs-common or nfs-utils); in a container, mount on the host instead.');
+}
+
+async function mountHelperCheck(cfg: Config): Promise<Check> {
+  try {
+    await access(cfg.mount.command, constants.X_OK);
+    return ok('mount_nfs4', `${cfg.mount.command} is installed`);
+  } catch {
+    return bad('mount_nfs4', 'fail', `${cfg.mount.command} is missing`, 'Install it: `apt-get install nfs-common` or `dnf install nfs-utils`.');
+  }
+}
+
+async function caBundleCheck(cfg: Config): Promise<Check> {
+  let pem: string;
+  try {
+    pem = await readFile(cfg.tls.ca_file, 'utf8');
+  } catch (err) {
+    return bad('ca_bundle', 'fail', `cannot read ${cfg.tls.ca_file}: ${(err as Error).message}`, 'Reinstall efs-relay, or point tls.ca_file at the Amazon root CAs.');
+  }
+  const certs = (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).flatMap((c) => {
+    try {
+      return [new X509Certificate(c)];
+    } catch {
+      return [];
+    }
+  });
+  if (certs.length === 0) return bad('ca_bundle', 'fail', `${cfg.tls.ca_file} holds no certificate`, 'Restore the Amazon root CA bundle.');
+  const now = Date.now();
+  const live = certs.filter((c) => Date.parse(c.validTo) > now);
+  if (live.length === 0) return bad('ca_bundle', 'fail', `every certificate in ${cfg.tls.ca_file} has expired`, 'Check the clock; then update the bundle.');
+  const soonest = Math.min(...live.map((c) => Date.parse(c.validTo)));
+  const text = `${cfg.tls.ca_file}: ${certs.length} certificate${certs.length > 1 ? 's' : ''}, ${live.length} valid, next expiry ${new Date(soonest).toISOString().slice(0, 10)}`;
+  if (live.length < certs.length) return bad('ca_bundle', 'warn', text, 'Some CA certificates have expired; update the bundle.');
+  return ok('ca_bundle', text);
+}
+
+/**
+ * TLS 1.2 servers no longer send their time (OpenSSL randomises that field),
+ * so the skew is judged from this host's own time synchronisation.
+ */
+async function clockCheck(): Promise<Check> {
+  const out = await new Promise<string | null>((resolve) => {
+    execFile('timedatectl', ['show', '-p', 'NTPSynchronized', '--value'], { timeout: TIMEOUT_MS }, (err, stdout) => resolve(err ? null : stdout.trim()));
+  });
+  if (out === 'yes') return ok('clock', 'the system clock is synchronised (NTP)');
+  if (out === 'no') {
+    return bad('clock', 'warn', 'the system clock is not synchronised', 'Enable chrony or systemd-timesyncd: a skewed clock makes valid certificates look expired.');
+  }
+  return bad('clock', 'warn', 'cannot tell whether the clock is synchronised (timedatectl gave no answer; servers do not report their time over TLS 1.2)',
+    'Check time synchronisation by hand (`chronyc tracking`); a skewed clock makes valid certificates look expired.');
+}
+
+interface FsTarget {
+  fsId: string;
+  dnsName: string;
+  address: string;
+}
+
+async function targets(cfg: Config, tunnels: TunnelView[]): Promise<FsTarget[]> {
+  const out = new Map<string, FsTarget>();
+  for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, address: t.target.address });
+  const { entries } = await readFstab(cfg.fstab).catch(() => ({ entries: [] }));
+  for (const e of entries) {
+    if (out.has(e.fsId)) continue;
+    const region = e.options.region || process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || cfg.efs.region;
+    if (!region) continue;
+    const dnsName = dnsNameFor(e.fsId, region, e.options.az ?? null, cfg);
+    out.set(e.fsId, { fsId: e.fsId, dnsName, address: e.options.mounttargetip || dnsName });
+  }
+  return [...out.values()];
+}
+
+async function dnsCheck(t: FsTarget): Promise<Check> {
+  const name = `dns ${t.fsId}`;
+  if (isIP(t.address)) return ok(name, `uses mounttargetip=${t.address}; ${t.dnsName} is only checked in the certificate`);
+  try {
+    const r = await withTimeout(lookup(t.dnsName), TIMEOUT_MS, `resolving ${t.dnsName}`);
+    return ok(name, `${t.dnsName} resolves to ${r.address}`);
+  } catch (err) {
+    return bad(name, 'fail', `${t.dnsName} does not resolve: ${(err as Error).message}`, 'Check the VPC DNS settings, or use -o mounttargetip=ADDRESS. [DNS_FAILED]');
+  }
+}
+
+function reachCheck(t: FsTarget, port: number): Promise<Check> {
+  const name = `reach ${t.fsId}`;
+  return new Promise((resolve) => {
+    const sock = connect({ host: t.address, port, timeout: TIMEOUT_MS });
+    const done = (c: Check): void => {
+      sock.destroy();
+      resolve(c);
+    };
+    sock.once('connect', () => done(ok(name, `TCP ${t.address}:${port} answers`)));
+    sock.once('timeout', () => done(bad(name, 'fail', `TCP ${t.address}:${port} did not answer within ${TIMEOUT_MS / 1000} s`,
+      'Allow TCP 2049 from this host in the mount target\'s security group. [CONNECT_TIMEOUT]')));
+    sock.once('error', (err) => done(bad(name, 'fail', `TCP ${t.address}:${port}: ${err.message}`,
+      'Check the mount target address and its security group (TCP 2049). [CONNECT_REFUSED]')));
+  });
+}
+
+async function metricsCheck(cfg: Config): Promise<Check> {
+  if (cfg.metrics.listen === '') return ok('metrics', 'the metrics endpoint is off (metrics.listen is empty)');
+  const { host, port } = splitListen(cfg.metrics.listen);
+  const url = `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}/healthz`;
+  try {
+    const res = await withTimeout(fetch(url), TIMEOUT_MS, `GET ${url}`);
+    const body = (await res.json()) as { failing?: Array<{ fs_id: string; code: string }> };
+    if (res.status === 200) return ok('metrics', `${url} answers: healthy`);
+    const failing = (body.failing ?? []).map((f) => `${f.fs_id} ${f.code}`).join(', ');
+    return bad('metrics', 'warn', `${url} answers: unhealthy (${failing})`, 'Run `efsctl status FS_ID` for each failing tunnel.');
+  } catch (err) {
+    // fetch() hides the socket error in its cause.
+    const cause = (err as { cause?: { code?: string } }).cause?.code;
+    return bad('metrics', 'fail', `${url}: ${cause ? `cannot connect (${cause})` : (err as Error).message}`, 'Start efs-relayd, or check metrics.listen in the config file.');
+  }
+}
+
+export async function doctor(cfg: Config, socket: string): Promise<DoctorReport> {
+  const checks: Check[] = [];
+  checks.push(await osCheck(), await kernelNfsCheck(), await mountHelperCheck(cfg));
+  let tunnels: TunnelView[] = [];
+  try {
+    const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number };
+    tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
+    checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
+  } catch (err) {
+    checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
+  }
+  checks.push(await caBundleCheck(cfg), await clockCheck());
+  const fs = await targets(cfg, tunnels);
+  if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
+  for (const t of fs) checks.push(await dnsCheck(t), await reachCheck(t, cfg.efs.port));
+  checks.push(await metricsCheck(cfg));
+  const summary: Record<Status, number> = { ok: 0, warn: 0, fail: 0 };
+  for (const c of checks) summary[c.status]++;
+  return { checks, summary };
+}
+
+export function formatReport(r: DoctorReport): string {
+  const width = Math.max(...r.checks.map((c) => c.name.length));
+  const lines = r.checks.flatMap((c) => [
+    `${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.message}`,
+    ...(c.fix ? [`${' '.repeat(6 + width)}  fix: ${c.fix}`] : []),
+  ]);
+  lines.push('', `${r.summary.ok} ok, ${r.summary.warn} warn, ${r.summary.fail} fail`);
+  return lines.join('\n');
+}

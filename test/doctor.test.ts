@@ -1,0 +1,73 @@
+// efsctl doctor on this machine, which has no kernel NFS client.
+import { expect } from 'chai';
+import { Daemon } from './helpers/daemon.js';
+import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
+import { MountTargetStandIn } from './helpers/mount-target.js';
+import type { DoctorReport } from '../cli/doctor.js';
+
+describe('efsctl doctor', function () {
+  let target: MountTargetStandIn;
+  let daemon: Daemon;
+  before(async () => {
+    target = await new MountTargetStandIn({ host: '127.0.0.24', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    daemon = await new Daemon(daemonConfig(21350, { metrics: { listen: '127.0.0.1:19810' } })).start();
+    await daemon.efsctl('add', FS_ID, '-o', 'mounttargetip=127.0.0.24,region=us-east-1');
+    await daemon.efsctl('add', 'fs-0badbad0', '-o', 'mounttargetip=127.0.0.25,region=us-east-1');
+  });
+  after(async () => {
+    await daemon?.stop();
+    await target?.stop();
+  });
+
+  const doctor = () => daemon.efsctl('--config', daemon.configFile, 'doctor');
+
+  it('reports the missing kernel NFS client as a fail with the fix, and exits 1', async () => {
+    const r = await doctor();
+    expect(r.code).to.equal(1);
+    expect(r.stdout).to.match(/^fail {2}kernel_nfs4 +the kernel cannot mount NFS 4\.1: no nfs4 in \/proc\/filesystems\n +fix: Load the NFS client with `modprobe nfs`/m);
+    expect(r.stdout).to.match(/^\d+ ok, \d+ warn, [1-9]\d* fail$/m);
+  });
+
+  it('prints one line per check with ok, warn or fail', async () => {
+    const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
+    const names = lines.map((l) => l.split(/\s{2,}/)[1]);
+    expect(names).to.deep.equal([
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'ca_bundle', 'clock',
+      'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
+    ]);
+  });
+
+  it('checks the daemon, CA bundle, each file system\'s name and port 2049, and the metrics endpoint', async () => {
+    const r = await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json');
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    const by = Object.fromEntries(report.checks.map((c) => [c.name, c]));
+    expect(by.daemon).to.include({ status: 'ok' });
+    expect(by.daemon!.message).to.match(/^efs-relayd 0\.1\.0 \(pid \d+\) answers on .*, 2 tunnels$/);
+    expect(by.ca_bundle).to.include({ status: 'ok' });
+    expect(by.mount_nfs4).to.include({ status: 'ok' });
+    expect(by[`dns ${FS_ID}`]).to.include({ status: 'ok' });
+    expect(by[`reach ${FS_ID}`]).to.deep.equal({ name: `reach ${FS_ID}`, status: 'ok', message: 'TCP 127.0.0.24:2049 answers', fix: null });
+    expect(by['reach fs-0badbad0']).to.include({ status: 'fail' });
+    expect(by['reach fs-0badbad0']!.fix).to.contain('security group');
+    expect(by.metrics).to.include({ status: 'ok' });
+    expect(by.clock!.status).to.be.oneOf(['ok', 'warn']);
+  });
+
+  it('has a stable --json shape: {checks: [{name, status, message, fix}], summary: {ok, warn, fail}}', async () => {
+    const report = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+    expect(Object.keys(report).sort()).to.deep.equal(['checks', 'summary']);
+    expect(Object.keys(report.summary).sort()).to.deep.equal(['fail', 'ok', 'warn']);
+    for (const c of report.checks) {
+      expect(Object.keys(c).sort()).to.deep.equal(['fix', 'message', 'name', 'status']);
+      expect(c.status).to.be.oneOf(['ok', 'warn', 'fail']);
+      expect(c.fix === null).to.equal(c.status === 'ok');
+    }
+    expect(report.summary.ok + report.summary.warn + report.summary.fail).to.equal(report.checks.length);
+  });
+
+  it('reports an unreachable daemon as a fail that says how to start it', async () => {
+    const r = await daemon.efsctl('--config', daemon.configFile, '--socket', '/nonexistent/control.sock', 'doctor');
+    expect(r.code).to.equal(1);
+    expect(r.stdout).to.match(/^fail {2}daemon .*no socket there.*\n +fix: Start it with `systemctl start efs-relayd`/m);
+  });
+});
