@@ -23,6 +23,12 @@ describe('efsctl', function () {
 
   const records = (): string[] => readdirSync(daemon.stateDir).filter((f) => f.endsWith('.json')).sort();
 
+  // First, so that no randomly picked port can already hold FIRST + 7.
+  it('add with tlsport=N uses exactly that port', async () => {
+    const r = await daemon.efsctlJson<AddResult>('add', 'fs-0000aaaa', '-o', `tls,tlsport=${FIRST + 7},region=us-east-1`);
+    expect(r.tunnel.port).to.equal(FIRST + 7);
+  });
+
   it('add starts a tunnel and prints its local port and verified target', async () => {
     const r = await daemon.efsctl('add', FS_ID, '-o', OPTS);
     expect(r.code).to.equal(0);
@@ -36,7 +42,7 @@ describe('efsctl', function () {
     expect(b.created).to.equal(false);
     expect(b.tunnel.port).to.equal(a.tunnel.port);
     expect((await daemon.efsctl('add', FS_ID, '-o', OPTS)).stdout).to.contain('tunnel already running');
-    expect(records()).to.deep.equal([`${FS_ID}.json`]);
+    expect(records()).to.deep.equal(['fs-0000aaaa.json', `${FS_ID}.json`]);
   });
 
   it('add --json has the documented shape', async () => {
@@ -52,11 +58,6 @@ describe('efsctl', function () {
       target: { dns_name: FS_NAME, address: '127.0.0.13', port: 2049, region: 'us-east-1' },
     });
     expect(a.tunnel.port).to.be.within(FIRST, FIRST + 49);
-  });
-
-  it('add with tlsport=N uses exactly that port', async () => {
-    const r = await daemon.efsctlJson<AddResult>('add', 'fs-0000aaaa', '-o', `tls,tlsport=${FIRST + 7},region=us-east-1`);
-    expect(r.tunnel.port).to.equal(FIRST + 7);
   });
 
   it('takes the region from AWS_REGION in efsctl\'s environment', async () => {
@@ -149,12 +150,14 @@ describe('efsctl', function () {
     }
 
     it('rejects a tlsport that another process holds, with PORT_TAKEN', async () => {
+      const used = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => t.port);
+      const port = Array.from({ length: 50 }, (_, i) => FIRST + i).find((p) => !used.includes(p))!;
       const squatter: Server = createServer();
-      await new Promise<void>((r) => squatter.listen(FIRST + 30, '127.0.0.1', () => r()));
+      await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', () => r()));
       try {
-        const r = await daemon.efsctl('add', 'fs-0000cccc', '-o', `tlsport=${FIRST + 30},region=us-east-1`);
+        const r = await daemon.efsctl('add', 'fs-0000cccc', '-o', `tlsport=${port},region=us-east-1`);
         expect(r.code).to.equal(1);
-        expect(r.stderr).to.contain(`Port ${FIRST + 30} on 127.0.0.1 is already in use by another process [PORT_TAKEN]`);
+        expect(r.stderr).to.contain(`Port ${port} on 127.0.0.1 is already in use by another process [PORT_TAKEN]`);
       } finally {
         squatter.close();
       }
