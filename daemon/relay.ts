@@ -99,6 +99,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   private readonly sockets = new Set<Socket>();
   private readonly verify: ReturnType<typeof identityChecker>;
   private diagnosis: { at: number; result: Promise<{ code: ErrorCode; detail: string } | null> } | null = null;
+  /** The last TLS session the target gave us: the next connection resumes it, skipping a full handshake. */
+  private session: Buffer | undefined;
 
   constructor(spec: RelaySpec) {
     super();
@@ -173,7 +175,9 @@ export class Relay extends EventEmitter<RelayEvents> {
       servername: spec.dnsName,
       checkServerIdentity: this.verify,
       allowHalfOpen: true,
+      session: this.session,
     } as ConnectionOptions);
+    up.on('session', (s: Buffer) => (this.session = s));
     this.sockets.add(up);
 
     let secure = false;
@@ -308,6 +312,7 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   private async handshakeFailed(err: unknown): Promise<void> {
     const { counters } = this;
+    this.session = undefined;
     counters.connectionsFailed++;
     const { code, message } = await this.classify(err);
     counters.handshakeFailures.set(code, (counters.handshakeFailures.get(code) ?? 0) + 1);

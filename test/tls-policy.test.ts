@@ -54,6 +54,20 @@ describe('TLS policy', function () {
     expect(status.connections.ok).to.equal(1);
   });
 
+  it('resumes the TLS session on the next connection of a tunnel, still verified', async () => {
+    const target = await new MountTargetStandIn({ host: '127.0.0.3', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    try {
+      const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.3,region=us-east-1');
+      for (const msg of ['first', 'second']) expect((await exchange(add.tunnel.port, msg)).received.toString()).to.equal(msg + ECHO_TRAILER);
+      expect(target.sessions.map((s) => s.resumed ?? false)).to.deep.equal([false, true]);
+      // (Node's server reports SNI only for full handshakes; the first session proves it is sent.)
+      expect(target.sessions[1]).to.include({ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384' });
+    } finally {
+      await daemon.efsctl('stop', FS_ID);
+      await target.stop();
+    }
+  });
+
   it('uses ECDHE-RSA-AES256-GCM-SHA384 with an RSA server certificate', async () => {
     const { target, result } = await throughTunnel(daemon, '127.0.0.3', { cert: (c) => c.goodRsa });
     expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);

@@ -1,0 +1,233 @@
+// make bench: efs-relay against stunnel (as efs-utils runs it) and a plain
+// TCP path, side by side in one invocation, alternating paths in every
+// round, reporting medians and ratios. --quick runs a smaller set; --smoke
+// runs tiny sizes once, only to prove that every figure is produced.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { Daemon, ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
+import { Ganesha, nfsCatSha256, nfsCp } from '../helpers/nfs.js';
+import {
+  BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
+  benchDir, makePki, startRelay, startService, startStunnelClient, startTerminator, type Proc,
+} from './paths.js';
+import { connectSetup, download, holdConnections, rpc, rssBytes, upload } from './workloads.js';
+
+type Mode = 'full' | 'quick' | 'smoke';
+const SIZES = {
+  full: { bulk: 1 << 30, rpcs: 50_000, nfs: 256 << 20, connects: 500, idle: 1000, connTunnels: 100, connsPer: 20, rounds: 3 },
+  quick: { bulk: 128 << 20, rpcs: 5_000, nfs: 32 << 20, connects: 100, idle: 300, connTunnels: 25, connsPer: 20, rounds: 3 },
+  smoke: { bulk: 4 << 20, rpcs: 200, nfs: 1 << 20, connects: 10, idle: 10, connTunnels: 4, connsPer: 5, rounds: 1 },
+} as const;
+
+export type Path = 'plain' | 'stunnel' | 'relay';
+const PATHS: Path[] = ['plain', 'stunnel', 'relay'];
+
+/** Every figure the bench reports: its unit and which way is better. */
+export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower'; paths: Path[] }> = {
+  upload_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
+  download_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
+  upload_cpu_s_per_gib: { unit: 'CPU s/GiB', better: 'lower', paths: ['stunnel', 'relay'] },
+  download_cpu_s_per_gib: { unit: 'CPU s/GiB', better: 'lower', paths: ['stunnel', 'relay'] },
+  rpc200_p50_us: { unit: 'µs', better: 'lower', paths: PATHS },
+  rpc200_p99_us: { unit: 'µs', better: 'lower', paths: PATHS },
+  rpc8k_p50_us: { unit: 'µs', better: 'lower', paths: PATHS },
+  rpc8k_p99_us: { unit: 'µs', better: 'lower', paths: PATHS },
+  nfs_write_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
+  nfs_read_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
+  connect_ms: { unit: 'ms', better: 'lower', paths: PATHS },
+  idle_tunnels_rss_mib: { unit: 'MiB', better: 'lower', paths: ['stunnel', 'relay'] },
+  startup_s: { unit: 's', better: 'lower', paths: ['relay'] },
+  open_conns_rss_mib: { unit: 'MiB', better: 'lower', paths: ['relay'] },
+  open_conns_fds: { unit: 'fds', better: 'lower', paths: ['relay'] },
+};
+
+interface Run {
+  figure: string;
+  path: Path;
+  round: number;
+  value: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** First line that names `name` in a command's output (stunnel prints its version on stderr). */
+function version(cmd: string, args: string[], name: string): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.startsWith(name))?.trim() ?? 'unknown';
+}
+
+/** Ports of the range in LISTEN state, read from /proc/net/tcp (no connection is made). */
+function listening(first: number, last: number): number {
+  let n = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] !== '0A') continue;
+    const port = parseInt((f[1] ?? '').split(':')[1] ?? '', 16);
+    if (port >= first && port <= last) n++;
+  }
+  return n;
+}
+
+function writeRecords(stateDir: string, count: number, firstPort: number): void {
+  mkdirSync(stateDir, { recursive: true });
+  for (let i = 0; i < count; i++) {
+    const fsId = `fs-${(0x10000000 + i).toString(16)}`;
+    writeFileSync(join(stateDir, `${fsId}.json`), JSON.stringify({
+      version: 1, fs_id: fsId, port: firstPort + i,
+      target: { dns_name: `${fsId}.efs.${REGION}.amazonaws.com`, address: BULK_TARGET, port: 2049, region: REGION },
+      options: { mounttargetip: BULK_TARGET, region: REGION }, created: new Date().toISOString(), source: 'manual', mounts: [],
+    }));
+  }
+}
+
+async function main(): Promise<void> {
+  const mode: Mode = process.argv.includes('--smoke') ? 'smoke' : process.argv.includes('--quick') ? 'quick' : 'full';
+  const size = SIZES[mode];
+  const started = Date.now();
+  const dir = benchDir();
+  const pki = makePki(dir);
+  const runs: Run[] = [];
+  const record = (figure: string, path: Path, round: number, value: number): void => {
+    runs.push({ figure, path, round, value });
+  };
+  const say = (s: string): void => void process.stderr.write(`${s}\n`);
+  const procs: Proc[] = [];
+  let relay: Daemon | null = null;
+  try {
+    say(`efs-relay bench (${mode}): starting the service, ganesha, the TLS terminator, stunnel clients and efs-relayd`);
+    const ganesha = await Ganesha.get();
+    procs.push(await startService());
+    procs.push(await startTerminator(dir, pki, ganesha.nfsPort));
+    const stBulk = await startStunnelClient(dir, pki, 'stunnel-bulk', STUNNEL_BULK_PORT, BULK_TARGET, BULK_FS);
+    const stNfs = await startStunnelClient(dir, pki, 'stunnel-nfs', STUNNEL_NFS_PORT, NFS_TARGET, NFS_FS);
+    procs.push(stBulk, stNfs);
+    relay = await startRelay(pki);
+    const bulkPort = (await relay.efsctlJson<{ tunnel: { port: number } }>('add', BULK_FS, '-o', `mounttargetip=${BULK_TARGET},region=${REGION}`)).tunnel.port;
+    const nfsPort = (await relay.efsctlJson<{ tunnel: { port: number } }>('add', NFS_FS, '-o', `mounttargetip=${NFS_TARGET},region=${REGION}`)).tunnel.port;
+    const port: Record<Path, number> = { plain: SERVICE_PORT, stunnel: STUNNEL_BULK_PORT, relay: bulkPort };
+    const nfsPortOf: Record<Path, number> = { plain: ganesha.nfsPort, stunnel: STUNNEL_NFS_PORT, relay: nfsPort };
+    const pidOf: Record<Path, number | null> = { plain: null, stunnel: stBulk.pid, relay: relay.pid };
+
+    const src = join(dir, 'nfs-src.bin');
+    writeFileSync(src, randomBytes(size.nfs));
+
+    for (let round = 1; round <= size.rounds; round++) {
+      say(`round ${round}/${size.rounds}`);
+      for (const p of PATHS) {
+        const up = await upload(port[p], size.bulk, pidOf[p]);
+        record('upload_mb_s', p, round, up.mbPerSec);
+        if (up.cpuPerGiB !== null) record('upload_cpu_s_per_gib', p, round, up.cpuPerGiB);
+      }
+      for (const p of PATHS) {
+        const down = await download(port[p], size.bulk, pidOf[p]);
+        record('download_mb_s', p, round, down.mbPerSec);
+        if (down.cpuPerGiB !== null) record('download_cpu_s_per_gib', p, round, down.cpuPerGiB);
+      }
+      for (const [name, bytes] of [['rpc200', 200], ['rpc8k', 8192]] as const) {
+        for (const p of PATHS) {
+          const l = await rpc(port[p], size.rpcs, bytes);
+          record(`${name}_p50_us`, p, round, l.p50us);
+          record(`${name}_p99_us`, p, round, l.p99us);
+        }
+      }
+      for (const p of PATHS) {
+        const name = `bench-${p}-${round}.bin`;
+        let t0 = performance.now();
+        await nfsCp(src, ganesha.v3Url(name, nfsPortOf[p]));
+        record('nfs_write_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
+        t0 = performance.now();
+        const read = await nfsCatSha256(ganesha.v4Url(name, nfsPortOf[p]));
+        if (read.bytes !== size.nfs) throw new Error(`nfs read through ${p} returned ${read.bytes} of ${size.nfs} bytes`);
+        record('nfs_read_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
+      }
+      for (const p of PATHS) record('connect_ms', p, round, await connectSetup(port[p], size.connects));
+
+      // Scale: a fresh daemon restoring `idle` records (start-up until every port listens, then RSS) ...
+      // efs-utils would run one stunnel per mount: its figure is one idle stunnel client's RSS times the count.
+      record('idle_tunnels_rss_mib', 'stunnel', round, (rssBytes(stBulk.pid) * size.idle) / 2 ** 20);
+      const idleDir = benchDir();
+      writeRecords(join(idleDir, 'state'), size.idle, 24000);
+      const idle = new Daemon({ state_dir: join(idleDir, 'state'), tls: { ca_file: pki.ca.certFile }, port_range: { first: 24000, last: 24000 + size.idle - 1 } }, idleDir);
+      const t0 = performance.now();
+      await idle.start();
+      while (listening(24000, 24000 + size.idle - 1) < size.idle) await sleep(10);
+      record('startup_s', 'relay', round, (performance.now() - t0) / 1000);
+      await sleep(500);
+      record('idle_tunnels_rss_mib', 'relay', round, rssBytes(idle.pid) / 2 ** 20);
+      await idle.stop();
+      // ... and `connTunnels` tunnels holding `connsPer` open TLS connections each.
+      const connDir = benchDir();
+      writeRecords(join(connDir, 'state'), size.connTunnels, 26000);
+      const busy = new Daemon({ state_dir: join(connDir, 'state'), tls: { ca_file: pki.ca.certFile }, port_range: { first: 26000, last: 26000 + size.connTunnels - 1 } }, connDir);
+      await busy.start();
+      const socks = await holdConnections(Array.from({ length: size.connTunnels }, (_, i) => 26000 + i), size.connsPer);
+      record('open_conns_rss_mib', 'relay', round, rssBytes(busy.pid) / 2 ** 20);
+      record('open_conns_fds', 'relay', round, readdirSync(`/proc/${busy.pid}/fd`).length);
+      for (const s of socks) s.destroy();
+      await busy.stop();
+    }
+
+    const medians: Record<string, Partial<Record<Path, number>>> = {};
+    for (const [figure, spec] of Object.entries(FIGURES)) {
+      medians[figure] = {};
+      for (const p of spec.paths) {
+        const xs = runs.filter((r) => r.figure === figure && r.path === p).map((r) => r.value);
+        if (xs.length) medians[figure]![p] = median(xs);
+      }
+    }
+    const stunnelVersion = version('stunnel', ['-version'], 'stunnel ');
+    const systemOpenssl = version('openssl', ['version'], 'OpenSSL');
+    const result = {
+      date: new Date().toISOString(),
+      mode,
+      sizes: size,
+      machine: {
+        cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, node_openssl: process.versions.openssl,
+        stunnel: stunnelVersion, stunnel_openssl: systemOpenssl,
+      },
+      seconds: (Date.now() - started) / 1000,
+      medians,
+      runs,
+    };
+    mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
+    writeFileSync(join(ROOT, 'build/bench/results.json'), JSON.stringify(result, null, 2) + '\n');
+    process.stdout.write(table(medians) + `\n\n${size.rounds} round(s), medians; ${result.machine.cores} cores, ${result.machine.cpu}, Node ${process.version} (OpenSSL ${process.versions.openssl}), ${stunnelVersion} (${systemOpenssl}).\nRaw runs: build/bench/results.json (${result.seconds.toFixed(0)} s)\n`);
+  } finally {
+    await relay?.stop();
+    for (const p of procs.reverse()) await p.stop();
+    await Ganesha.stopShared();
+    removeTempDirs();
+  }
+}
+
+function fmt(v: number | undefined): string {
+  if (v === undefined) return '-';
+  return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
+}
+
+export function table(medians: Record<string, Partial<Record<Path, number>>>): string {
+  const rows = Object.entries(FIGURES).map(([figure, spec]) => {
+    const m = medians[figure] ?? {};
+    const ratio = (a?: number, b?: number): string => (a !== undefined && b !== undefined && b !== 0 ? (a / b).toFixed(2) : '-');
+    return [
+      `${figure} (${spec.unit}, ${spec.better === 'higher' ? '↑' : '↓'})`,
+      fmt(m.plain), fmt(m.stunnel), fmt(m.relay), ratio(m.relay, m.stunnel), ratio(m.relay, m.plain),
+    ];
+  });
+  const head = ['figure', 'plain', 'stunnel', 'efs-relay', 'relay/stunnel', 'relay/plain'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

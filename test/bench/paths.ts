@@ -1,0 +1,124 @@
+// The three paths under test, all on this machine:
+//   plain    client → service                                   (the ceiling)
+//   stunnel  client → stunnel client (as efs-utils writes it) → TLS terminator → service
+//   relay    client → efs-relayd (defaults)                    → TLS terminator → service
+// Both TLS paths talk to the same terminator: one stunnel server process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { Daemon, ROOT, sleep, tempDir } from '../helpers/daemon.js';
+import { TestPki, type Pem } from '../helpers/pki.js';
+
+export const BULK_FS = 'fs-12345678';
+export const NFS_FS = 'fs-0000beef';
+export const REGION = 'us-east-1';
+export const BULK_TARGET = '127.0.0.30';
+export const NFS_TARGET = '127.0.0.31';
+export const SERVICE_PORT = 18001;
+export const STUNNEL_BULK_PORT = 18002;
+export const STUNNEL_NFS_PORT = 18003;
+
+export function waitPort(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tryOnce = (): void => {
+      const s = connect({ host, port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        if (Date.now() > deadline) reject(new Error(`nothing listens on ${host}:${port}`));
+        else setTimeout(tryOnce, 50);
+      });
+    };
+    tryOnce();
+  });
+}
+
+export class Proc {
+  log = '';
+  constructor(readonly child: ChildProcess, readonly name: string) {
+    child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
+  }
+  get pid(): number {
+    return this.child.pid as number;
+  }
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGTERM');
+    await Promise.race([gone, sleep(5_000)]);
+    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+export interface Pki {
+  ca: Pem;
+  server: Pem;
+}
+
+export function makePki(dir: string): Pki {
+  const pki = new TestPki(join(dir, 'pki'));
+  const ca = pki.ca('bench');
+  // One wildcard certificate serves every file system name, so the scale runs can use many fs ids.
+  return { ca, server: pki.leaf(`*.efs.${REGION}.amazonaws.com`, ca) };
+}
+
+export function startService(): Promise<Proc> {
+  const p = new Proc(spawn('node', [join(ROOT, 'build/js/test/bench/backend.js'), String(SERVICE_PORT)], { stdio: ['ignore', 'pipe', 'pipe'] }), 'service');
+  return waitPort(SERVICE_PORT).then(() => p);
+}
+
+function stunnel(dir: string, name: string, conf: string): Proc {
+  const file = join(dir, `${name}.conf`);
+  writeFileSync(file, conf);
+  return new Proc(spawn('stunnel', [file], { stdio: ['ignore', 'pipe', 'pipe'] }), name);
+}
+
+/** The TLS terminator both TLS paths reach: AES-256-GCM over TLS 1.2, like an EFS mount target. */
+export async function startTerminator(dir: string, pki: Pki, nfsPort: number): Promise<Proc> {
+  const p = stunnel(dir, 'terminator', [
+    'foreground = yes', 'pid =', 'debug = 3',
+    `cert = ${pki.server.certFile}`, `key = ${pki.server.keyFile}`,
+    'sslVersion = TLSv1.2', 'ciphers = ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384',
+    'socket = l:TCP_NODELAY=1', 'socket = r:TCP_NODELAY=1',
+    '[bulk]', `accept = ${BULK_TARGET}:2049`, `connect = 127.0.0.1:${SERVICE_PORT}`,
+    '[nfs]', `accept = ${NFS_TARGET}:2049`, `connect = 127.0.0.1:${nfsPort}`, '',
+  ].join('\n'));
+  await waitPort(2049, BULK_TARGET);
+  return p;
+}
+
+/** A stunnel client exactly as efs-utils writes its config (one process per mount, as efs-utils runs them). */
+export async function startStunnelClient(dir: string, pki: Pki, name: string, port: number, target: string, fsId: string): Promise<Proc> {
+  const p = stunnel(dir, name, [
+    'foreground = yes', 'pid =', 'debug = 3',
+    `[efs]`,
+    'client = yes',
+    `accept = 127.0.0.1:${port}`,
+    `connect = ${target}:2049`,
+    'sslVersion = TLSv1.2',
+    'renegotiation = no',
+    'TIMEOUTbusy = 20',
+    'TIMEOUTclose = 0',
+    'TIMEOUTidle = 70',
+    'delay = yes',
+    'verify = 2',
+    `CAfile = ${pki.ca.certFile}`,
+    `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, '',
+  ].join('\n'));
+  await waitPort(port);
+  return p;
+}
+
+/** efs-relayd with its defaults, but its own state dir, ports, CA and no metrics endpoint. */
+export async function startRelay(pki: Pki, extra: Record<string, unknown> = {}, dir?: string): Promise<Daemon> {
+  return new Daemon({ tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, ...extra }, dir).start();
+}
+
+export function benchDir(): string {
+  return tempDir('bench');
+}

@@ -1,0 +1,160 @@
+// The client side of each benchmark workload, run against one local port.
+// The same code drives every path, so any client overhead is common to all.
+import { connect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+
+const BLOCK = Buffer.alloc(1 << 20, 0x75);
+
+function open(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port, noDelay: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** utime + stime of one process, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // CLK_TCK is 100 on Linux
+}
+
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0) * 1024;
+}
+
+export interface Bulk {
+  mbPerSec: number;
+  cpuPerGiB: number | null;
+}
+
+function header(mode: string, bytes: number): Buffer {
+  const h = Buffer.alloc(9);
+  h.write(mode, 0);
+  h.writeBigUInt64BE(BigInt(bytes), 1);
+  return h;
+}
+
+/** Send `bytes` on one connection and wait for the service's acknowledgement. */
+export async function upload(port: number, bytes: number, tunnelPid: number | null): Promise<Bulk> {
+  const s = await open(port);
+  const cpu0 = tunnelPid ? cpuSeconds(tunnelPid) : 0;
+  const t0 = performance.now();
+  const acked = new Promise<void>((resolve, reject) => {
+    s.once('data', () => resolve());
+    s.once('error', reject);
+  });
+  s.write(header('U', bytes));
+  for (let left = bytes; left > 0; left -= BLOCK.length) {
+    const chunk = left >= BLOCK.length ? BLOCK : BLOCK.subarray(0, left);
+    if (!s.write(chunk)) await new Promise<void>((r) => s.once('drain', () => r()));
+  }
+  await acked;
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = tunnelPid ? cpuSeconds(tunnelPid) - cpu0 : null;
+  s.destroy();
+  return { mbPerSec: bytes / 1e6 / seconds, cpuPerGiB: cpu === null ? null : cpu / (bytes / 2 ** 30) };
+}
+
+/** Receive `bytes` on one connection. */
+export async function download(port: number, bytes: number, tunnelPid: number | null): Promise<Bulk> {
+  const s = await open(port);
+  const cpu0 = tunnelPid ? cpuSeconds(tunnelPid) : 0;
+  const t0 = performance.now();
+  let got = 0;
+  await new Promise<void>((resolve, reject) => {
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+      if (got >= bytes) resolve();
+    });
+    s.once('error', reject);
+    s.once('close', () => (got >= bytes ? resolve() : reject(new Error(`download closed after ${got} of ${bytes} bytes`))));
+    s.write(header('D', bytes));
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = tunnelPid ? cpuSeconds(tunnelPid) - cpu0 : null;
+  s.destroy();
+  return { mbPerSec: bytes / 1e6 / seconds, cpuPerGiB: cpu === null ? null : cpu / (bytes / 2 ** 30) };
+}
+
+export interface Latency {
+  p50us: number;
+  p99us: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
+}
+
+/** `count` sequential round trips of `size`-byte requests and 200-byte replies on one connection. */
+export async function rpc(port: number, count: number, size: number): Promise<Latency> {
+  const s = await open(port);
+  s.write('R');
+  const req = Buffer.alloc(4 + size, 0x71);
+  req.writeUInt32BE(size, 0);
+  const times = new Float64Array(count);
+  let i = 0;
+  let pending = 0;
+  let t0 = 0;
+  await new Promise<void>((resolve, reject) => {
+    const send = (): void => {
+      t0 = performance.now();
+      s.write(req);
+    };
+    s.on('data', (d: Buffer) => {
+      pending += d.length;
+      while (pending >= 200) {
+        pending -= 200;
+        times[i++] = (performance.now() - t0) * 1000;
+        if (i === count) {
+          resolve();
+          return;
+        }
+        send();
+      }
+    });
+    s.once('error', reject);
+    send();
+  });
+  s.destroy();
+  times.sort();
+  return { p50us: percentile(times, 0.5), p99us: percentile(times, 0.99) };
+}
+
+/** `count` sequential connections, each: connect (and through a tunnel, its handshake) and first byte back. Median ms. */
+export async function connectSetup(port: number, count: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    const s = await open(port);
+    await new Promise<void>((resolve, reject) => {
+      s.once('data', () => resolve());
+      s.once('error', reject);
+      s.write('C');
+    });
+    times.push(performance.now() - t0);
+    s.destroy();
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)] as number;
+}
+
+/** Open `perPort` connections on each port and complete a first byte on each; returns them, still open. */
+export async function holdConnections(ports: number[], perPort: number): Promise<Socket[]> {
+  const socks: Socket[] = [];
+  for (const port of ports) {
+    const batch = await Promise.all(Array.from({ length: perPort }, async () => {
+      const s = await open(port);
+      await new Promise<void>((resolve, reject) => {
+        s.once('data', () => resolve());
+        s.once('error', reject);
+        s.write('C');
+      });
+      return s;
+    }));
+    socks.push(...batch);
+  }
+  return socks;
+}
