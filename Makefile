@@ -2,11 +2,11 @@
 # as root the Debian packages) and build first.
 SHELL := /bin/bash
 NPM_STAMP := node_modules/.installed
-SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus
-SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool
+SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus stunnel4
+SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel
 SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
 
-.PHONY: all build lint test demo clean deps sysdeps ca-bundle
+.PHONY: all build lint test demo bench clean deps sysdeps ca-bundle
 
 all: build
 
@@ -45,6 +45,10 @@ test: sysdeps build
 
 demo: sysdeps build
 	@node build/js/test/demo.js
+
+# efs-relay against stunnel and plain TCP. BENCH_ARGS=--quick for the short set.
+bench: sysdeps build
+	@node build/js/test/bench/bench.js $(BENCH_ARGS)
 
 # Regenerates etc/amazon-root-cas.pem from Debian's ca-certificates.
 ca-bundle:

@@ -102,7 +102,9 @@ async function main(): Promise<void> {
   let relay: Daemon | null = null;
   try {
     say(`efs-relay bench (${mode}): starting the service, ganesha, the TLS terminator, stunnel clients and efs-relayd`);
-    const ganesha = await Ganesha.get();
+    // The test suite lends its running ganesha ("nfsPort,mountPort,exportPath"); otherwise start one.
+    const lent = process.env.EFS_RELAY_BENCH_NFS?.split(',');
+    const ganesha = lent ? new Ganesha(Number(lent[0]), Number(lent[1]), lent[2]) : await Ganesha.get();
     procs.push(await startService());
     procs.push(await startTerminator(dir, pki, ganesha.nfsPort));
     const stBulk = await startStunnelClient(dir, pki, 'stunnel-bulk', STUNNEL_BULK_PORT, BULK_TARGET, BULK_FS);

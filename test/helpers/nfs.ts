@@ -62,7 +62,13 @@ export class Ganesha {
   private pid = 0;
   private static shared: Promise<Ganesha> | null = null;
 
-  constructor(readonly nfsPort = NFS_PORT, readonly mountPort = MOUNT_PORT) {
+  /** With `exportPath`, this stands for a server that already runs (it is neither started nor stopped here). */
+  constructor(readonly nfsPort = NFS_PORT, readonly mountPort = MOUNT_PORT, exportPath?: string) {
+    if (exportPath) {
+      this.dir = '';
+      this.exportPath = exportPath;
+      return;
+    }
     this.dir = tempDir('ganesha');
     this.exportPath = join(this.dir, 'export');
     mkdirSync(this.exportPath);

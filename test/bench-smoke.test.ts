@@ -1,0 +1,45 @@
+// The benchmark on tiny sizes, once: proves every figure is produced. No
+// timing is judged here; `make bench` is where numbers are read.
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, run } from './helpers/daemon.js';
+import { Ganesha, requireNfs } from './helpers/nfs.js';
+
+const FIGURES = [
+  'upload_mb_s', 'download_mb_s', 'upload_cpu_s_per_gib', 'download_cpu_s_per_gib', 'rpc200_p50_us', 'rpc200_p99_us',
+  'rpc8k_p50_us', 'rpc8k_p99_us', 'nfs_write_mb_s', 'nfs_read_mb_s', 'connect_ms', 'idle_tunnels_rss_mib', 'startup_s',
+  'open_conns_rss_mib', 'open_conns_fds',
+];
+
+describe('benchmark smoke run', function () {
+  before(async function () {
+    requireNfs(this);
+    if ((await run('sh', ['-c', 'command -v stunnel'])).code !== 0) {
+      console.log('      skipped: stunnel is not installed (as root: apt-get install stunnel4)');
+      this.skip();
+    }
+  });
+
+  it('produces every figure for every path it measures, a table on stdout and build/bench/results.json', async () => {
+    const g = await Ganesha.get();
+    const r = await run('node', [join(ROOT, 'build/js/test/bench/bench.js'), '--smoke'], {
+      env: { ...process.env, EFS_RELAY_BENCH_NFS: `${g.nfsPort},${g.mountPort},${g.exportPath}` }, timeoutMs: 110_000,
+    });
+    expect(r.code, r.stderr).to.equal(0);
+    const result = JSON.parse(readFileSync(join(ROOT, 'build/bench/results.json'), 'utf8')) as {
+      mode: string; machine: Record<string, unknown>; medians: Record<string, Record<string, number>>;
+    };
+    expect(result.mode).to.equal('smoke');
+    expect(Object.keys(result.machine).sort()).to.deep.equal(['cores', 'cpu', 'node', 'node_openssl', 'stunnel', 'stunnel_openssl']);
+    expect(Object.keys(result.medians).sort()).to.deep.equal([...FIGURES].sort());
+    for (const f of FIGURES) {
+      const paths = Object.keys(result.medians[f]!);
+      expect(paths.length, `${f} has figures`).to.be.greaterThan(0);
+      for (const p of paths) expect(Number.isFinite(result.medians[f]![p]), `${f} ${p}`).to.equal(true);
+    }
+    expect(result.medians.upload_mb_s).to.have.all.keys('plain', 'stunnel', 'relay');
+    expect(r.stdout).to.match(/^figure\s+plain\s+stunnel\s+efs-relay\s+relay\/stunnel\s+relay\/plain$/m);
+    for (const f of FIGURES) expect(r.stdout).to.contain(f);
+  });
+});
