@@ -106,7 +106,8 @@ const SCHEMA: Record<string, Field> = {
   health: {
     kind: 'section',
     fields: {
-      probe_interval: { kind: 'seconds', def: 30 },
+      // 0 turns health probes off.
+      probe_interval: { kind: 'seconds', def: 30, zeroOk: true },
       probe_timeout: { kind: 'seconds', def: 10 },
       // Run as `stat_command DIR` in a child process, so a hung mount cannot block the daemon.
       stat_command: { kind: 'path', def: '/usr/bin/stat' },

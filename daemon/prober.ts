@@ -21,7 +21,7 @@ export class Prober {
   ) {}
 
   start(): void {
-    this.scan();
+    if (this.cfg.health.probe_interval > 0) this.scan();
   }
 
   stop(): void {

@@ -1,18 +1,22 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
-import { Daemon } from './helpers/daemon.js';
+import { Daemon, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import type { DoctorReport } from '../cli/doctor.js';
+import type { TunnelView } from '../daemon/tunnels.js';
 
 describe('efsctl doctor', function () {
   let target: MountTargetStandIn;
   let daemon: Daemon;
   before(async () => {
     target = await new MountTargetStandIn({ host: '127.0.0.24', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    daemon = await new Daemon(daemonConfig(21350, { metrics: { listen: '127.0.0.1:19810' } })).start();
+    daemon = await new Daemon(daemonConfig(21350, { metrics: { listen: '127.0.0.1:19810' }, health: { probe_interval: 30 } })).start();
     await daemon.efsctl('add', FS_ID, '-o', 'mounttargetip=127.0.0.24,region=us-east-1');
     await daemon.efsctl('add', 'fs-0badbad0', '-o', 'mounttargetip=127.0.0.25,region=us-east-1');
+    // Nothing listens on 127.0.0.25: once probed, that tunnel is unhealthy, and /healthz says so.
+    await waitFor('both tunnels probed', async () =>
+      (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.every((t) => t.health.probe !== null), 5_000);
   });
   after(async () => {
     await daemon?.stop();
@@ -37,7 +41,7 @@ describe('efsctl doctor', function () {
     ]);
   });
 
-  it('checks the daemon, CA bundle, each file system\'s name and port 2049, and the metrics endpoint', async () => {
+  it('checks the daemon, CA bundle, each file system\'s name and port 2049, and warns when /healthz reports a failing tunnel', async () => {
     const r = await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json');
     const report = JSON.parse(r.stdout) as DoctorReport;
     const by = Object.fromEntries(report.checks.map((c) => [c.name, c]));
@@ -49,7 +53,7 @@ describe('efsctl doctor', function () {
     expect(by[`reach ${FS_ID}`]).to.deep.equal({ name: `reach ${FS_ID}`, status: 'ok', message: 'TCP 127.0.0.24:2049 answers', fix: null });
     expect(by['reach fs-0badbad0']).to.include({ status: 'fail' });
     expect(by['reach fs-0badbad0']!.fix).to.contain('security group');
-    expect(by.metrics).to.include({ status: 'ok' });
+    expect(by.metrics).to.include({ status: 'warn', message: 'http://127.0.0.1:19810/healthz answers: unhealthy (fs-0badbad0 CONNECT_REFUSED)' });
     expect(by.clock!.status).to.be.oneOf(['ok', 'warn']);
   });
 

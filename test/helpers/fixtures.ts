@@ -58,12 +58,17 @@ export function testCerts(): Certs {
   return certs;
 }
 
-/** Daemon config for tests: the test CA, and a narrow port range of its own. */
+/**
+ * Daemon config for tests: the test CA, a narrow port range of its own, and
+ * no health probes unless a test asks (a probe is a TLS session the stand-in
+ * servers would count).
+ */
 export function daemonConfig(first: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     port_range: { first, last: first + 49 },
     tls: { ca_file: testCerts().ca.certFile },
     relay: { connect_timeout: 5, close_timeout: 5 },
+    health: { probe_interval: 0 },
     ...extra,
   };
 }

@@ -103,8 +103,9 @@ describe('config', () => {
     expect(configError('state_dir: /a\nstate_dir: /b\n').message).to.match(/:\d+: not valid YAML: .*[Mm]ap keys must be unique/);
   });
 
-  it('accepts a zero unmount grace period but not a zero connect timeout', () => {
+  it('accepts a zero unmount grace period and probe interval (probes off), but not a zero connect timeout', () => {
     expect(parseConfig('mount:\n  unmount_grace: 0\n', 'f').mount.unmount_grace).to.equal(0);
+    expect(parseConfig('health:\n  probe_interval: 0\n', 'f').health.probe_interval, 'probes off').to.equal(0);
     expect(configError('relay:\n  connect_timeout: 0\n').message).to.contain('key "relay.connect_timeout": expected a number of seconds above 0 and at most 3600, got 0');
     expect(configError('mount:\n  unmount_reads: 0\n').message).to.contain('key "mount.unmount_reads": expected an integer from 1 to 1000, got 0');
   });
