@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { readProcMounts, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
+import { ReportOnce } from './report-once.js';
 import type { TunnelManager } from './tunnels.js';
 
 export class MountWatcher {
@@ -16,7 +17,7 @@ export class MountWatcher {
   private readonly missing = new Map<string, { since: number; reads: number }>();
   private lastReadError = '';
   /** Unencrypted mounts already logged (device + dir). */
-  private readonly reported = new Set<string>();
+  private readonly reported = new ReportOnce();
 
   constructor(
     private readonly cfg: Config,
@@ -45,15 +46,12 @@ export class MountWatcher {
   private checkUnencrypted(mounts: MountEntry[]): void {
     const targets = new Set(this.manager.list().map((t) => t.target.address));
     const found = unencryptedEfsMounts(mounts, this.cfg.efs.dns_name_suffix, targets);
-    const now = new Set<string>();
+    const key = (u: { device: string; dir: string }): string => `${u.device}\0${u.dir}`;
+    const fresh = this.reported.fresh(found.map(key));
     for (const u of found) {
-      const key = `${u.device}\0${u.dir}`;
-      now.add(key);
-      if (this.reported.has(key)) continue;
-      this.reported.add(key);
+      if (!fresh.has(key(u))) continue;
       this.log.warn('mount.unencrypted', { fs: u.fs_id ?? undefined, code: 'UNENCRYPTED_MOUNT', msg: `${u.device} is mounted at ${u.dir} without TLS`, dir: u.dir });
     }
-    for (const key of this.reported) if (!now.has(key)) this.reported.delete(key);
     this.manager.unencrypted = found;
   }
 

@@ -12,6 +12,7 @@ import { resolveTarget, type RegionEnv } from './target.js';
 import { policyContext, readCaBundle } from './tls-policy.js';
 import { pickPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
+import { ReportOnce } from './report-once.js';
 
 const LISTEN_RETRY_MS = 5_000;
 const HISTORY = 20;
@@ -139,7 +140,7 @@ export class TunnelManager {
   /** File systems that fstab lines (without noauto) want ready, with the line's options. */
   private fstabWanted = new Map<string, AddRequest>();
   /** Invalid state files already logged (file + reason), so a rescan does not repeat them. */
-  private readonly reportedInvalid = new Set<string>();
+  private readonly reportedInvalid = new ReportOnce();
   invalidStateFiles = 0;
   /** NFS mounts of EFS that bypass every tunnel, as the mount watcher last saw them. */
   unencrypted: UnencryptedMount[] = [];
@@ -174,15 +175,11 @@ export class TunnelManager {
     return this.serial(async () => {
       const { records, invalid } = await this.store.loadAll();
       this.invalidStateFiles = invalid.length;
-      const seen = new Set<string>();
+      const key = (bad: { file: string; reason: string }): string => `${bad.file}\0${bad.reason}`;
+      const fresh = this.reportedInvalid.fresh(invalid.map(key));
       for (const bad of invalid) {
-        const key = `${bad.file}\0${bad.reason}`;
-        seen.add(key);
-        if (this.reportedInvalid.has(key)) continue;
-        this.reportedInvalid.add(key);
-        this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
+        if (fresh.has(key(bad))) this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
       }
-      for (const key of this.reportedInvalid) if (!seen.has(key)) this.reportedInvalid.delete(key);
 
       const onDisk = new Map(records.map((r) => [r.fs_id, r]));
       for (const t of [...this.tunnels.values()]) {
