@@ -6,7 +6,7 @@ SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certific
 SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel
 SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
 
-.PHONY: all build lint test demo bench clean deps sysdeps ca-bundle
+.PHONY: all build lint test demo bench sea package clean deps sysdeps ca-bundle
 
 all: build
 
@@ -49,6 +49,17 @@ demo: sysdeps build
 # efs-relay against stunnel and plain TCP. BENCH_ARGS=--quick for the short set.
 bench: sysdeps build
 	@node build/js/test/bench/bench.js $(BENCH_ARGS)
+
+# The self-contained binary: Node's single executable application support.
+build/sea/efs-relayd: $(NPM_STAMP) $(SOURCES) packaging/sea.mjs
+	node packaging/sea.mjs
+
+sea: build/sea/efs-relayd
+
+# The deb and the rpm (dpkg-deb, rpmbuild from Debian's rpm package).
+package: build/sea/efs-relayd
+	@command -v rpmbuild >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq --no-install-recommends rpm >/dev/null; }
+	bash packaging/package.sh
 
 # Regenerates etc/amazon-root-cas.pem from Debian's ca-certificates.
 ca-bundle:

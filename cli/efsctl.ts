@@ -237,4 +237,7 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main();
+// Not top-level await: the same module also runs inside the single-executable build (CommonJS).
+void main().then((code) => {
+  process.exitCode = code;
+});

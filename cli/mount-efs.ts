@@ -124,4 +124,7 @@ async function main(argv: string[]): Promise<number> {
   return EXIT.ok;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Not top-level await: the same module also runs inside the single-executable build (CommonJS).
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
