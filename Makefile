@@ -2,8 +2,8 @@
 # as root the Debian packages) and build first.
 SHELL := /bin/bash
 NPM_STAMP := node_modules/.installed
-SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus stunnel4
-SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel
+SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus stunnel4 rpm lintian rpmlint
+SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel rpmbuild lintian rpmlint
 SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
 
 .PHONY: all build lint test demo bench sea package clean deps sysdeps ca-bundle
@@ -40,7 +40,7 @@ build: build/.built
 lint: $(NPM_STAMP)
 	npx tsc --noEmit -p .
 
-test: sysdeps build
+test: sysdeps build package
 	@node build/js/test/run.js
 
 demo: sysdeps build
@@ -58,8 +58,7 @@ sea: build/sea/efs-relayd
 
 # The deb and the rpm (dpkg-deb, rpmbuild from Debian's rpm package).
 package: build/sea/efs-relayd
-	@command -v rpmbuild >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq --no-install-recommends rpm >/dev/null; }
-	bash packaging/package.sh
+	@bash packaging/package.sh
 
 # Regenerates etc/amazon-root-cas.pem from Debian's ca-certificates.
 ca-bundle:

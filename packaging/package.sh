@@ -36,7 +36,7 @@ DEB=$OUT/deb-root
 stage "$DEB" /lib/systemd/system
 # Debian 12 still ships mount helpers in /sbin (merged into /usr/sbin on most systems).
 mkdir -p "$DEB/sbin"
-ln -s ../usr/sbin/efs-relayd "$DEB/sbin/mount.efs"
+ln -s /usr/sbin/efs-relayd "$DEB/sbin/mount.efs"  # absolute: it crosses top-level directories (Debian policy 10.5)
 install -d -m0755 "$DEB/usr/share/doc/efs-relay"
 gzip -9n < packaging/changelog > "$DEB/usr/share/doc/efs-relay/changelog.gz"
 cat > "$DEB/usr/share/doc/efs-relay/copyright" <<COPYRIGHT
@@ -50,6 +50,7 @@ License: Apache-2.0
  /usr/share/common-licenses/Apache-2.0.
 COPYRIGHT
 chmod 0644 "$DEB/usr/share/doc/efs-relay/"*
+install -D -m0644 packaging/deb/lintian-overrides "$DEB/usr/share/lintian/overrides/efs-relay"
 install -d -m0755 "$DEB/DEBIAN"
 for s in postinst prerm postrm; do install -m0755 "packaging/deb/$s" "$DEB/DEBIAN/$s"; done
 printf '/etc/efs-relay/config.yaml\n/etc/efs-relay/amazon-root-cas.pem\n' > "$DEB/DEBIAN/conffiles"
@@ -58,9 +59,9 @@ cat > "$DEB/DEBIAN/control" <<CONTROL
 Package: efs-relay
 Version: $VERSION
 Architecture: amd64
-Maintainer: efs-relay developers <efs-relay@localhost>
+Maintainer: efs-relay developers <maintainers@efs-relay.dev>
 Installed-Size: $(du -sk --exclude=DEBIAN "$DEB" | cut -f1)
-Depends: libc6 (>= 2.28), libstdc++6 (>= 5), libgcc-s1, nfs-common, util-linux
+Depends: libc6 (>= 2.28), libstdc++6 (>= 5), libgcc-s1, nfs-common, util-linux (>= 2.20)
 Conflicts: amazon-efs-utils
 Section: net
 Priority: optional

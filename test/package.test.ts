@@ -1,0 +1,110 @@
+// The deb and the rpm from `make package`: one version everywhere, a binary
+// that needs no Node.js, lint-clean packages, and the installed layout.
+import { expect } from 'chai';
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { ROOT, run, tempDir } from './helpers/daemon.js';
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const PKG = join(ROOT, 'build/pkg');
+const DEB = join(PKG, `efs-relay_${VERSION}_amd64.deb`);
+const RPM = join(PKG, `efs-relay-${VERSION}-1.x86_64.rpm`);
+const NO_NODE = { PATH: '/nonexistent' };
+
+const RPM_FILES = [
+  '/etc/efs-relay', '/etc/efs-relay/amazon-root-cas.pem', '/etc/efs-relay/config.yaml', '/usr/bin/efsctl',
+  '/usr/lib/systemd/system/efs-relayd.service', '/usr/sbin/efs-relayd', '/usr/sbin/mount.efs',
+  '/usr/share/bash-completion/completions/efsctl', '/usr/share/doc/efs-relay/changelog', '/usr/share/efs-relay',
+  '/usr/share/efs-relay/efs-relay-alerts.yml', '/usr/share/efs-relay/efs-relay-scrape.yml', '/usr/share/licenses/efs-relay/LICENSE',
+  '/usr/share/man/man8/efs-relayd.8.gz', '/usr/share/man/man8/efsctl.8.gz', '/usr/share/man/man8/mount.efs.8.gz',
+];
+
+describe('packages', function () {
+  before(async function () {
+    const missing = [DEB, RPM].filter((f) => !existsSync(f));
+    const tools = (await run('sh', ['-c', 'command -v rpm && command -v dpkg-deb && command -v lintian && command -v rpmlint'])).code === 0;
+    if (missing.length || !tools) {
+      console.log(`      skipped: ${missing.length ? `${missing.join(', ')} not built (make package)` : 'rpm, dpkg-deb, lintian or rpmlint missing (apt-get install rpm lintian rpmlint)'}`);
+      this.skip();
+    }
+  });
+
+  it('carries one version, package.json\'s, in the binary, both packages, the man pages and the changelogs', async () => {
+    const bin = join(PKG, 'deb-root/usr/sbin/efs-relayd');
+    expect((await run(bin, ['--version'], { env: NO_NODE })).stdout).to.equal(`efs-relayd ${VERSION}\n`);
+    expect((await run(join(PKG, 'deb-root/usr/bin/efsctl'), ['version', '--socket', '/nonexistent'], { env: NO_NODE })).stdout).to.match(new RegExp(`^efsctl ${VERSION.replaceAll('.', '\\.')}\\n`));
+    expect((await run(join(PKG, 'rpm-root/usr/sbin/mount.efs'), ['--version'], { env: NO_NODE })).stdout).to.equal(`mount.efs ${VERSION}\n`);
+    expect((await run('dpkg-deb', ['-f', DEB, 'Version'])).stdout.trim()).to.equal(VERSION);
+    expect((await run('rpm', ['-qp', '--qf', '%{VERSION}-%{RELEASE}', RPM])).stdout).to.equal(`${VERSION}-1`);
+    for (const m of ['efs-relayd', 'efsctl', 'mount.efs']) {
+      const page = gunzipSync(readFileSync(join(PKG, `deb-root/usr/share/man/man8/${m}.8.gz`))).toString();
+      expect(page.split('\n')[0], m).to.match(new RegExp(`^\\.TH \\S+ 8 "\\d{4}-\\d\\d-\\d\\d" "efs-relay ${VERSION.replaceAll('.', '\\.')}"`));
+    }
+    const changelog = gunzipSync(readFileSync(join(PKG, 'deb-root/usr/share/doc/efs-relay/changelog.gz'))).toString();
+    expect(changelog.split('\n')[0]).to.equal(`efs-relay (${VERSION}) unstable; urgency=medium`);
+    expect((await run('rpm', ['-qp', '--changelog', RPM])).stdout).to.contain(`- ${VERSION}-1`);
+  });
+
+  it('runs without Node.js on the host: one binary that is efs-relayd, efsctl or mount.efs by the name it is started under', async () => {
+    expect((await run(join(PKG, 'deb-root/usr/sbin/efs-relayd'), ['--help'], { env: NO_NODE })).stdout).to.contain('Usage: efs-relayd');
+    expect((await run(join(PKG, 'deb-root/usr/bin/efsctl'), ['--help'], { env: NO_NODE })).stdout).to.contain('Usage: efsctl');
+    expect((await run(join(PKG, 'rpm-root/usr/sbin/mount.efs'), ['--help'], { env: NO_NODE })).stdout).to.contain('Usage: mount.efs');
+  });
+
+  it('passes lintian with no error or warning (the overrides say why)', async () => {
+    const r = await run('lintian', ['--fail-on', 'error,warning', DEB], { timeoutMs: 120_000 });
+    expect(r.stdout.split('\n').filter((l) => /^[EW]: /.test(l))).to.deep.equal([]);
+    expect(r.code).to.equal(0);
+  });
+
+  it('passes rpmlint with no error or warning (packaging/rpm/rpmlint.toml says why)', async () => {
+    const r = await run('rpmlint', ['-c', join(ROOT, 'packaging/rpm/rpmlint.toml'), RPM]);
+    expect(r.stdout).to.contain('0 errors, 0 warnings');
+  });
+
+  it('lists exactly the expected files in the rpm, with config files marked noreplace', async () => {
+    expect((await run('rpm', ['-qlp', RPM])).stdout.trim().split('\n')).to.deep.equal(RPM_FILES);
+    expect((await run('rpm', ['-qcp', RPM])).stdout.trim().split('\n')).to.deep.equal(['/etc/efs-relay/amazon-root-cas.pem', '/etc/efs-relay/config.yaml']);
+    expect((await run('rpm', ['-qp', '--requires', RPM])).stdout).to.contain('nfs-utils').and.contain('util-linux');
+    expect((await run('rpm', ['-qp', '--conflicts', RPM])).stdout.trim()).to.equal('amazon-efs-utils');
+  });
+
+  it('installs the rpm into an empty root with the right modes and links', async () => {
+    const root = tempDir('rpmroot');
+    const r = await run('rpm', ['--root', root, '--nodeps', '--noscripts', '--dbpath', join(root, 'var/lib/rpm'), '-i', RPM], { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).to.equal(0);
+    const mode = (p: string): string => (statSync(join(root, p)).mode & 0o7777).toString(8);
+    expect(mode('usr/sbin/efs-relayd')).to.equal('755');
+    expect(mode('etc/efs-relay/config.yaml')).to.equal('644');
+    expect(mode('etc/efs-relay/amazon-root-cas.pem')).to.equal('644');
+    expect(mode('usr/lib/systemd/system/efs-relayd.service')).to.equal('644');
+    expect(lstatSync(join(root, 'usr/bin/efsctl')).isSymbolicLink()).to.equal(true);
+    expect(readlinkSync(join(root, 'usr/bin/efsctl'))).to.equal('../sbin/efs-relayd');
+    expect(readlinkSync(join(root, 'usr/sbin/mount.efs'))).to.equal('efs-relayd');
+    expect((await run(join(root, 'usr/bin/efsctl'), ['--help'], { env: NO_NODE })).code).to.equal(0);
+  });
+
+  it('ships the deb\'s files with their modes, conffiles, dependencies and scripts', async () => {
+    const list = (await run('dpkg-deb', ['-c', DEB])).stdout.trim().split('\n').map((l) => {
+      const f = l.split(/\s+/);
+      return `${f[0]} ${f.slice(5).join(' ')}`;
+    });
+    for (const want of [
+      '-rwxr-xr-x ./usr/sbin/efs-relayd', '-rw-r--r-- ./etc/efs-relay/config.yaml', '-rw-r--r-- ./etc/efs-relay/amazon-root-cas.pem',
+      '-rw-r--r-- ./lib/systemd/system/efs-relayd.service', '-rw-r--r-- ./usr/share/efs-relay/efs-relay-alerts.yml',
+      '-rw-r--r-- ./usr/share/man/man8/efsctl.8.gz', '-rw-r--r-- ./usr/share/bash-completion/completions/efsctl',
+      '-rw-r--r-- ./usr/share/doc/efs-relay/copyright', '-rw-r--r-- ./usr/share/doc/efs-relay/changelog.gz',
+      'lrwxrwxrwx ./sbin/mount.efs -> /usr/sbin/efs-relayd', 'lrwxrwxrwx ./usr/bin/efsctl -> ../sbin/efs-relayd',
+    ]) expect(list).to.include(want);
+    const control = (await run('dpkg-deb', ['-f', DEB])).stdout;
+    expect(control).to.match(/^Depends: .*nfs-common.*util-linux/m).and.match(/^Conflicts: amazon-efs-utils$/m);
+    const dir = tempDir('debctl');
+    expect((await run('dpkg-deb', ['-e', DEB, dir])).code).to.equal(0);
+    expect(readFileSync(join(dir, 'conffiles'), 'utf8')).to.equal('/etc/efs-relay/config.yaml\n/etc/efs-relay/amazon-root-cas.pem\n');
+    expect(readFileSync(join(dir, 'postinst'), 'utf8')).to.contain('if [ -d /run/systemd/system ]');
+    const postrm = readFileSync(join(dir, 'postrm'), 'utf8');
+    expect(postrm).to.contain('rm -rf /etc/efs-relay /run/efs-relay');
+    expect(postrm.split('\n').filter((l) => !l.trim().startsWith('#') && /fstab|\/mnt|\/home/.test(l)), 'purge never touches fstab or user data').to.deep.equal([]);
+  });
+});
