@@ -2,8 +2,8 @@
 # as root the Debian packages) and build first.
 SHELL := /bin/bash
 NPM_STAMP := node_modules/.installed
-SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus stunnel4 rpm lintian rpmlint
-SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel rpmbuild lintian rpmlint
+SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus stunnel4 rpm lintian rpmlint debootstrap
+SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel rpmbuild lintian rpmlint debootstrap
 SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
 
 .PHONY: all build lint test demo bench sea package clean deps sysdeps ca-bundle

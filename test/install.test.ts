@@ -1,0 +1,129 @@
+// The .deb installed into a minimal Debian 12 root with no Node.js
+// (debootstrap --variant=minbase, cached): the daemon runs there, carries NFS
+// to a stand-in outside, and a purge leaves nothing behind.
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { ROOT, run, sleep, waitFor } from './helpers/daemon.js';
+import { FS_ID, testCerts } from './helpers/fixtures.js';
+import { MountTargetStandIn } from './helpers/mount-target.js';
+import { Ganesha, nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
+
+/** Where the minimal root is kept between runs (about 270 MB; made once in about 40 s). */
+export const DEBOOTSTRAP_CACHE = '/var/cache/efs-relay-test/bookworm-minbase';
+const VERSION = (JSON.parse((await import('node:fs')).readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const DEB = join(ROOT, `build/pkg/efs-relay_${VERSION}_amd64.deb`);
+
+async function ensureMinbase(): Promise<string | null> {
+  if (existsSync(join(DEBOOTSTRAP_CACHE, 'usr/bin/dpkg'))) return null;
+  if ((await run('sh', ['-c', 'command -v debootstrap'])).code !== 0) return 'debootstrap is not installed (as root: apt-get install debootstrap)';
+  const tmp = `${DEBOOTSTRAP_CACHE}.tmp`;
+  await run('rm', ['-rf', tmp]);
+  mkdirSync(tmp, { recursive: true });
+  console.log(`      making the minimal Debian 12 root in ${DEBOOTSTRAP_CACHE} (once, about 40 s)`);
+  const r = await run('debootstrap', ['--variant=minbase', '--include=nfs-common', 'bookworm', tmp, 'http://deb.debian.org/debian'], { timeoutMs: 600_000 });
+  if (r.code !== 0) return `debootstrap failed: ${r.stderr.slice(-500)}`;
+  await run('mv', [tmp, DEBOOTSTRAP_CACHE]);
+  return null;
+}
+
+/** Every path in the root, except what dpkg and the system change on their own. */
+async function tree(root: string): Promise<string[]> {
+  const r = await run('sh', ['-c', `cd ${root} && find . -xdev \\( -path ./proc -o -path ./var/lib/dpkg -o -path ./var/log -o -path ./var/cache -o -path ./tmp -o -path ./root -o -path ./run \\) -prune -o -print | sort`], { timeoutMs: 120_000 });
+  return r.stdout.trim().split('\n');
+}
+
+describe('install into a minimal Debian 12 root without Node.js', function () {
+  let root = '';
+  let procMounted = false;
+  let daemon: ChildProcess | null = null;
+  let target: MountTargetStandIn | null = null;
+
+  before(async function () {
+    requireNfs(this);
+    if (!existsSync(DEB)) {
+      console.log(`      skipped: ${DEB} not built (make package)`);
+      this.skip();
+    }
+    const why = await ensureMinbase();
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      this.skip();
+    }
+    root = '/var/tmp/efs-relay-install-root';
+    await run('rm', ['-rf', root]);
+    const cp = await run('cp', ['-a', DEBOOTSTRAP_CACHE, root], { timeoutMs: 120_000 });
+    expect(cp.code, cp.stderr).to.equal(0);
+  });
+
+  after(async () => {
+    daemon?.kill('SIGKILL');
+    await target?.stop();
+    if (procMounted) await run('umount', ['-l', join(root, 'proc')]);
+    if (root) await run('rm', ['-rf', root]);
+  });
+
+  let treeBefore: string[] = [];
+
+  it('has no Node.js in the root', () => {
+    expect(existsSync(join(root, 'usr/bin/node'))).to.equal(false);
+    expect(existsSync(join(root, 'usr/bin/nodejs'))).to.equal(false);
+  });
+
+  it('installs the .deb with dpkg, without systemd running there', async () => {
+    treeBefore = await tree(root);
+    copyFileSync(DEB, join(root, 'tmp/efs-relay.deb'));
+    const r = await run('chroot', [root, 'dpkg', '-i', '/tmp/efs-relay.deb'], { timeoutMs: 120_000 });
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect((await run('chroot', [root, 'efsctl', '--help'])).stdout).to.contain('Usage: efsctl');
+    expect((await run('chroot', [root, '/sbin/mount.efs', '--version'])).stdout).to.equal(`mount.efs ${VERSION}\n`);
+  });
+
+  it('runs the daemon in the root and moves an NFS file through its tunnel to a server outside, checksum equal', async function () {
+    const mount = await run('mount', ['-t', 'proc', 'proc', join(root, 'proc')]);
+    procMounted = mount.code === 0;
+    const ganesha = await Ganesha.get();
+    target = await new MountTargetStandIn({
+      host: '127.0.0.26', port: 2049, cert: testCerts().good, backend: { host: '127.0.0.1', port: ganesha.nfsPort },
+    }).start();
+    copyFileSync(testCerts().ca.certFile, join(root, 'root/test-ca.pem'));
+    writeFileSync(join(root, 'root/test.yaml'), stringify({
+      tls: { ca_file: '/root/test-ca.pem' }, metrics: { listen: '' }, port_range: { first: 21400, last: 21449 },
+      mount: { proc_mounts: procMounted ? '/proc/mounts' : '/root/no-mounts' }, health: { probe_interval: 0 },
+    }));
+    if (!procMounted) writeFileSync(join(root, 'root/no-mounts'), '');
+    let log = '';
+    daemon = spawn('chroot', [root, '/usr/sbin/efs-relayd', '--config', '/root/test.yaml'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+    await waitFor('the daemon in the root', () => log.includes('daemon.started'), 15_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${log}`);
+    });
+    const add = await run('chroot', [root, 'efsctl', 'add', FS_ID, '-o', 'mounttargetip=127.0.0.26,region=us-east-1', '--json']);
+    expect(add.code, add.stderr).to.equal(0);
+    const port = (JSON.parse(add.stdout) as { tunnel: { port: number } }).tunnel.port;
+    const src = join(root, 'root/payload.bin');
+    writeFileSync(src, Buffer.alloc(8 << 20, 'installed-in-minbase'));
+    await nfsCp(src, ganesha.v3Url('installed.bin', port));
+    expect((await nfsCatSha256(ganesha.v4Url('installed.bin', port))).sha256).to.equal(await sha256File(src));
+    expect(target.sessions[0]).to.include({ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384' });
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon?.once('exit', r));
+    daemon = null;
+    if (procMounted) {
+      await run('umount', ['-l', join(root, 'proc')]);
+      procMounted = false;
+    }
+  });
+
+  it('purges to nothing but what was there before', async () => {
+    const r = await run('chroot', [root, 'dpkg', '--purge', 'efs-relay'], { timeoutMs: 120_000 });
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    await sleep(100);
+    for (const p of ['etc/efs-relay', 'usr/sbin/efs-relayd', 'usr/bin/efsctl', 'sbin/mount.efs', 'run/efs-relay']) {
+      expect(existsSync(join(root, p)), p).to.equal(false);
+    }
+    expect(await tree(root)).to.deep.equal(treeBefore);
+  });
+});
