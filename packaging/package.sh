@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# make package: build/pkg/efs-relay_<version>_amd64.deb and
-# build/pkg/efs-relay-<version>-1.x86_64.rpm from the single executable in
+# make package: build/pkg/efs-relay_<version>_<arch>.deb and
+# build/pkg/efs-relay-<version>-1.<arch>.rpm (amd64 / x86_64 here) from the single executable in
 # build/sea, with dpkg-deb and rpmbuild. The version is package.json's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=$(node -p "require('./package.json').version")
 DATE=$(date -u -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}" +%Y-%m-%d)
+# The binary is a copy of this machine's node: the packages are for this machine's architecture.
+DEB_ARCH=$(dpkg --print-architecture)
+RPM_ARCH=$(uname -m)
 BIN=build/sea/efs-relayd
 OUT=build/pkg
 [ -x "$BIN" ] || { echo "package.sh: $BIN is missing; run make sea first" >&2; exit 1; }
@@ -58,7 +61,7 @@ printf '/etc/efs-relay/config.yaml\n/etc/efs-relay/amazon-root-cas.pem\n' > "$DE
 cat > "$DEB/DEBIAN/control" <<CONTROL
 Package: efs-relay
 Version: $VERSION
-Architecture: amd64
+Architecture: $DEB_ARCH
 Maintainer: efs-relay developers <maintainers@efs-relay.dev>
 Installed-Size: $(du -sk --exclude=DEBIAN "$DEB" | cut -f1)
 Depends: libc6 (>= 2.28), libstdc++6 (>= 5), libgcc-s1, nfs-common, util-linux (>= 2.20)
@@ -73,7 +76,7 @@ Description: TLS tunnels for Amazon EFS mounts in one daemon
  "mount -t efs -o tls" and fstab lines of type efs work. Self-contained: no
  Node.js is needed on the host.
 CONTROL
-dpkg-deb --root-owner-group -Zxz -z6 --build "$DEB" "$OUT/efs-relay_${VERSION}_amd64.deb" >/dev/null
+dpkg-deb --root-owner-group -Zxz -z6 --build "$DEB" "$OUT/efs-relay_${VERSION}_${DEB_ARCH}.deb" >/dev/null
 
 echo "package.sh: rpm"
 RPM=$OUT/rpm-root
@@ -81,10 +84,10 @@ stage "$RPM" /usr/lib/systemd/system
 ln -s efs-relayd "$RPM/usr/sbin/mount.efs"
 install -D -m0644 LICENSE "$RPM/usr/share/licenses/efs-relay/LICENSE"
 install -D -m0644 packaging/changelog "$RPM/usr/share/doc/efs-relay/changelog"
-sed "s/@VERSION@/$VERSION/g" packaging/rpm/efs-relay.spec > "$OUT/efs-relay.spec"
+sed -e "s/@VERSION@/$VERSION/g" -e "s/@ARCH@/$RPM_ARCH/g" packaging/rpm/efs-relay.spec > "$OUT/efs-relay.spec"
 TOP=$(pwd)/$OUT/rpmbuild
-rpmbuild -bb --quiet --target x86_64 \
+rpmbuild -bb --quiet --target "$RPM_ARCH" \
   --define "_topdir $TOP" --define "stage $(pwd)/$RPM" --define "_binary_payload w6.xzdio" \
   "$OUT/efs-relay.spec" >/dev/null
-mv "$TOP/RPMS/x86_64/efs-relay-${VERSION}-1.x86_64.rpm" "$OUT/"
+mv "$TOP/RPMS/$RPM_ARCH/efs-relay-${VERSION}-1.${RPM_ARCH}.rpm" "$OUT/"
 ls -la "$OUT"/*.deb "$OUT"/*.rpm
