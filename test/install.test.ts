@@ -66,6 +66,7 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
   });
 
   let treeBefore: string[] = [];
+  let tunnelPort = 0;
 
   it('has no Node.js in the root', () => {
     expect(existsSync(join(root, 'usr/bin/node'))).to.equal(false);
@@ -108,8 +109,25 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
     await nfsCp(src, ganesha.v3Url('installed.bin', port));
     expect((await nfsCatSha256(ganesha.v4Url('installed.bin', port))).sha256).to.equal(await sha256File(src));
     expect(target.sessions[0]).to.include({ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384' });
-    daemon.kill('SIGTERM');
+    tunnelPort = port;
+  });
+
+  it('brings the tunnel back on its port after an upgrade (stop, reinstall, start)', async () => {
+    // Without systemd in the root, do by hand what the unit and postinst do: stop, upgrade, start.
+    daemon!.kill('SIGTERM');
     await new Promise((r) => daemon?.once('exit', r));
+    const r = await run('chroot', [root, 'dpkg', '-i', '/tmp/efs-relay.deb'], { timeoutMs: 120_000 });
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    let log = '';
+    daemon = spawn('chroot', [root, '/usr/sbin/efs-relayd', '--config', '/root/test.yaml'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+    await waitFor('the daemon after the upgrade', () => log.includes('daemon.started'), 15_000);
+    const list = JSON.parse((await run('chroot', [root, 'efsctl', 'list', '--json'])).stdout) as { tunnels: Array<{ fs_id: string; port: number; state: string }> };
+    expect(list.tunnels.map((t) => [t.fs_id, t.port, t.state])).to.deep.equal([[FS_ID, tunnelPort, 'listening']]);
+    const ganesha = await Ganesha.get();
+    expect((await nfsCatSha256(ganesha.v4Url('installed.bin', tunnelPort))).bytes).to.equal(8 << 20);
+    daemon.kill('SIGTERM');
+    await new Promise((res) => daemon?.once('exit', res));
     daemon = null;
     if (procMounted) {
       await run('umount', ['-l', join(root, 'proc')]);
