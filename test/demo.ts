@@ -5,11 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, removeTempDirs, tempDir } from './helpers/daemon.js';
+import { Daemon, removeTempDirs, tempDir, waitFor } from './helpers/daemon.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, nfsCp, nfsUnavailable, sha256File } from './helpers/nfs.js';
-import type { AddResult } from '../daemon/tunnels.js';
+import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 
 const step = (n: number, text: string): void => {
   process.stdout.write(`\n[${n}/7] ${text}\n`);
@@ -45,7 +45,7 @@ try {
   }).start();
 
   step(4, 'Starting efs-relayd');
-  daemon = await new Daemon(daemonConfig(20049)).start();
+  daemon = await new Daemon(daemonConfig(20049, { health: { probe_interval: 5 } })).start();
   process.stdout.write(`config: ${daemon.configFile}\n`);
 
   step(5, 'Asking the daemon for a tunnel');
@@ -69,6 +69,7 @@ try {
   process.stdout.write('checksums match: the data went through verified TLS 1.2 with AES-256-GCM\n');
 
   step(7, 'The tunnel as efsctl sees it');
+  await waitFor('the first health probe', async () => (await daemon!.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels[0]?.health.probe !== null, 5_000);
   const list = await daemon.efsctl('list');
   show('efsctl list', list.stdout);
 } catch (err) {
