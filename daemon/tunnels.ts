@@ -246,73 +246,71 @@ export class TunnelManager {
   }
 
   private async addLocked(req: AddRequest): Promise<AddResult> {
-    {
-      const options = tunnelOptions(req.options);
-      const target = resolveTarget(req.fsId, options, req.env, this.cfg);
-      const wantPort = options.tlsport === undefined ? null : Number(options.tlsport);
-      const { first, last } = this.cfg.port_range;
-      if (wantPort !== null && (wantPort < first || wantPort > last)) {
-        throw new RelayError('PORT_OUT_OF_RANGE', `tlsport ${wantPort} is outside the configured port range ${first}-${last}`);
-      }
-
-      const existing = this.tunnels.get(req.fsId);
-      if (existing) {
-        const rec = existing.record;
-        if (wantPort !== null && wantPort !== rec.port) {
-          throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`);
-        }
-        if (rec.target.address !== target.address || rec.target.dns_name !== target.dnsName) {
-          throw new RelayError(
-            'BAD_OPTION',
-            `${req.fsId} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
-          );
-        }
-        return { tunnel: existing.view(), created: false };
-      }
-
-      const used = new Set([...this.tunnels.values()].map((t) => t.record.port));
-      if (wantPort !== null && used.has(wantPort)) {
-        const owner = [...this.tunnels.values()].find((t) => t.record.port === wantPort)?.record.fs_id;
-        throw new RelayError('PORT_TAKEN', `Port ${wantPort} is already used by the tunnel for ${owner}`);
-      }
-      const record: TunnelRecord = {
-        version: RECORD_VERSION,
-        fs_id: req.fsId,
-        port: 0,
-        target: { dns_name: target.dnsName, address: target.address, port: target.port, region: target.region },
-        options,
-        created: new Date().toISOString(),
-        source: req.source,
-        mounts: [],
-      };
-      const ctx = await this.contextFor(options);
-      const candidates = wantPort !== null ? [wantPort] : pickPort(first, last, used);
-      for (const port of candidates) {
-        const relay = this.makeRelay({ ...record, port }, ctx);
-        try {
-          await relay.listen();
-        } catch (err) {
-          // Someone outside the daemon holds this port: try the next one, unless the user asked for it.
-          if (err instanceof RelayError && err.code === 'PORT_TAKEN' && wantPort === null) continue;
-          throw err;
-        }
-        record.port = port;
-        try {
-          await this.store.write(record);
-        } catch (err) {
-          await relay.close();
-          throw new RelayError('INTERNAL', `Cannot write the tunnel record for ${req.fsId} in ${this.store.dir}: ${(err as Error).message}`);
-        }
-        const t = this.track(record, relay);
-        t.note('listening');
-        this.log.info('tunnel.started', {
-          fs: record.fs_id, port, target: `${target.address}:${target.port}`, sni: target.dnsName,
-          options: formatOptions(options) || undefined,
-        });
-        return { tunnel: t.view(), created: true };
-      }
-      throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use`);
+    const options = tunnelOptions(req.options);
+    const target = resolveTarget(req.fsId, options, req.env, this.cfg);
+    const wantPort = options.tlsport === undefined ? null : Number(options.tlsport);
+    const { first, last } = this.cfg.port_range;
+    if (wantPort !== null && (wantPort < first || wantPort > last)) {
+      throw new RelayError('PORT_OUT_OF_RANGE', `tlsport ${wantPort} is outside the configured port range ${first}-${last}`);
     }
+
+    const existing = this.tunnels.get(req.fsId);
+    if (existing) {
+      const rec = existing.record;
+      if (wantPort !== null && wantPort !== rec.port) {
+        throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`);
+      }
+      if (rec.target.address !== target.address || rec.target.dns_name !== target.dnsName) {
+        throw new RelayError(
+          'BAD_OPTION',
+          `${req.fsId} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
+        );
+      }
+      return { tunnel: existing.view(), created: false };
+    }
+
+    const used = new Set([...this.tunnels.values()].map((t) => t.record.port));
+    if (wantPort !== null && used.has(wantPort)) {
+      const owner = [...this.tunnels.values()].find((t) => t.record.port === wantPort)?.record.fs_id;
+      throw new RelayError('PORT_TAKEN', `Port ${wantPort} is already used by the tunnel for ${owner}`);
+    }
+    const record: TunnelRecord = {
+      version: RECORD_VERSION,
+      fs_id: req.fsId,
+      port: 0,
+      target: { dns_name: target.dnsName, address: target.address, port: target.port, region: target.region },
+      options,
+      created: new Date().toISOString(),
+      source: req.source,
+      mounts: [],
+    };
+    const ctx = await this.contextFor(options);
+    const candidates = wantPort !== null ? [wantPort] : pickPort(first, last, used);
+    for (const port of candidates) {
+      const relay = this.makeRelay({ ...record, port }, ctx);
+      try {
+        await relay.listen();
+      } catch (err) {
+        // Someone outside the daemon holds this port: try the next one, unless the user asked for it.
+        if (err instanceof RelayError && err.code === 'PORT_TAKEN' && wantPort === null) continue;
+        throw err;
+      }
+      record.port = port;
+      try {
+        await this.store.write(record);
+      } catch (err) {
+        await relay.close();
+        throw new RelayError('INTERNAL', `Cannot write the tunnel record for ${req.fsId} in ${this.store.dir}: ${(err as Error).message}`);
+      }
+      const t = this.track(record, relay);
+      t.note('listening');
+      this.log.info('tunnel.started', {
+        fs: record.fs_id, port, target: `${target.address}:${target.port}`, sni: target.dnsName,
+        options: formatOptions(options) || undefined,
+      });
+      return { tunnel: t.view(), created: true };
+    }
+    throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use`);
   }
 
   /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */
