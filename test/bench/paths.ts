@@ -114,9 +114,13 @@ export async function startStunnelClient(dir: string, pki: Pki, name: string, po
   return p;
 }
 
-/** efs-relayd with its defaults, but its own state dir, ports, CA and no metrics endpoint. */
+/**
+ * efs-relayd with its defaults, but its own state dir, ports and CA, no
+ * metrics endpoint, and the test harness's fstab and mount stand-ins (read at
+ * the default one-second pace).
+ */
 export async function startRelay(pki: Pki, extra: Record<string, unknown> = {}, dir?: string): Promise<Daemon> {
-  return new Daemon({ tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, ...extra }, dir).start();
+  return new Daemon({ tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, mount: { poll_interval: 1 }, ...extra }, dir).start();
 }
 
 export function benchDir(): string {
