@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { KeyedLock } from './keyed-lock.js';
 import { mountArgv, nfsOptions, runCommand, runMount, EFS_UTILS_RETRY, type RetryPolicy } from './mount-command.js';
-import { TUNNEL_OPTIONS, attachOptions, type MountOptions } from './options.js';
+import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import type { RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
@@ -75,7 +75,7 @@ export class Mounter {
         return { already_mounted: false, fake: true, dir, attempts: 0, tunnel: existing, command };
       }
       const { tunnel, created } = await this.manager.add(
-        { fsId: fsId, options: tunnelOpts, env: req.env, source: req.source },
+        { fsId, options: tunnelOpts, env: req.env, source: req.source },
         true,
       );
       try {
@@ -106,9 +106,8 @@ export class Mounter {
   private async plaintextMount(fsId: string, path: string, dir: string, all: MountOptions, req: AttachRequest): Promise<AttachResult> {
     await this.checkMountPoint(dir);
     const target = resolveTarget(fsId, all, req.env, this.cfg);
-    const nfs: MountOptions = {};
-    for (const [k, v] of Object.entries(all)) if (!(TUNNEL_OPTIONS as readonly string[]).includes(k)) nfs[k] = v;
-    const command = [this.cfg.mount.command, `${target.address}:${path}`, dir, '-o', nfsOptions(nfs, this.cfg.efs.port)];
+    // nfsOptions leaves the tunnel options (notls, region, …) out, as for a tunnelled mount.
+    const command = [this.cfg.mount.command, `${target.address}:${path}`, dir, '-o', nfsOptions(all, this.cfg.efs.port)];
     if (req.fake) return { already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };
     this.log.warn('mount.plaintext', { fs: fsId, code: 'UNENCRYPTED_MOUNT', dir, msg: 'notls with policy.require_tls off: this mount is not encrypted' });
     const { attempts } = await runMount(command, this.retry);
