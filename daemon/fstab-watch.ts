@@ -40,7 +40,7 @@ export class FstabWatcher {
     return this.watch.stop();
   }
 
-  /** Read fstab and apply it. Exposed for tests. */
+  /** Read fstab and apply it. */
   async reload(): Promise<void> {
     let parsed;
     try {

@@ -55,7 +55,7 @@ export class MountWatcher {
     this.manager.unencrypted = found;
   }
 
-  /** One read of /proc/mounts and what follows from it. Exposed for tests. */
+  /** One read of /proc/mounts and what follows from it. */
   async tick(now = Date.now()): Promise<void> {
     let mounts: MountEntry[];
     try {
@@ -69,18 +69,21 @@ export class MountWatcher {
       return;
     }
     this.checkUnencrypted(mounts);
-    const listed = new Set<string>();
+    // Directories mounted through each tunnel port, so each tunnel looks only at its own.
+    const byPort = new Map<number, Set<string>>();
     for (const m of mounts) {
       const port = tunnelPortOf(m);
-      if (port !== null) listed.add(`${port}\0${m.dir}`);
+      if (port === null) continue;
+      const dirs = byPort.get(port) ?? new Set<string>();
+      dirs.add(m.dir);
+      byPort.set(port, dirs);
     }
     for (const t of this.manager.list()) {
-      for (const m of mounts) {
-        if (tunnelPortOf(m) === t.port && !t.mounts.includes(m.dir)) await this.mounter.adopt(t.fs_id, t.port, m.dir);
-      }
+      const listed = byPort.get(t.port) ?? new Set<string>();
+      for (const dir of listed) if (!t.mounts.includes(dir)) await this.mounter.adopt(t.fs_id, t.port, dir);
       for (const dir of t.mounts) {
         const key = `${t.fs_id}\0${dir}`;
-        if (listed.has(`${t.port}\0${dir}`)) {
+        if (listed.has(dir)) {
           this.missing.delete(key);
           continue;
         }
