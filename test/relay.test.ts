@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { Daemon, waitFor } from './helpers/daemon.js';
+import { Daemon, run, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -171,6 +171,27 @@ describe('relay behaviour', function () {
     sock.resume();
     await closed;
     expect(received).to.equal(512 * (1 << 20) + ECHO_TRAILER.length);
+  });
+
+  it('turns on TCP keep-alive on both sockets of a connection (seen by ss)', async function () {
+    if ((await run('sh', ['-c', 'command -v ss'])).code !== 0) {
+      console.log('      skipped: ss is not installed (apt-get install iproute2)');
+      this.skip();
+    }
+    const sock = await openClient(port);
+    let echoed = '';
+    sock.on('data', (d: Buffer) => (echoed += d.toString()));
+    sock.write('k');
+    await waitFor('the session', () => echoed === 'k');
+    // The daemon's two sockets: the accepted one (local port = tunnel port) and the upstream one (to 127.0.0.6:2049).
+    const ss = (await run('ss', ['-tnoH', 'state', 'established'])).stdout.split('\n');
+    const accepted = ss.find((l) => new RegExp(`127\\.0\\.0\\.1:${port}\\s+127\\.0\\.0\\.1:${sock.localPort}\\b`).test(l));
+    const upstream = ss.find((l) => /\s127\.0\.0\.6:2049\b/.test(l) && !/127\.0\.0\.6:2049\s+127/.test(l));
+    expect(accepted, 'accepted socket listed').to.be.a('string');
+    expect(upstream, 'upstream socket listed').to.be.a('string');
+    expect(accepted).to.match(/timer:\(keepalive,/);
+    expect(upstream).to.match(/timer:\(keepalive,/);
+    sock.destroy();
   });
 
   it('returns to its starting number of open file descriptors once every connection has ended', async () => {
