@@ -513,17 +513,27 @@ export class TunnelManager {
   }
 
   /** Bring a stored record up on its own port; if the port is busy, keep retrying it (never move it). */
-  private async start(rec: TunnelRecord, why: string): Promise<void> {
+  private async start(rec: TunnelRecord, why: string, failedBefore = false): Promise<void> {
     let ctx: SecureContext;
     try {
       ctx = await this.contextFor(rec.options);
     } catch (err) {
       const e = err as RelayError;
-      // Without a CA bundle there is no safe relay; keep the record and say why.
+      // Without a CA bundle there is no safe relay: keep the record, say why once, and try the bundle again
+      // every few seconds, so fixing the file is enough.
       const t = this.track(rec, this.makeRelay(rec, policyContext('', this.cfg.tls.max_version)));
       t.listenError = { code: e.code, message: e.message, at: new Date().toISOString() };
-      t.note('start_failed', e);
-      this.log.error('tunnel.start_failed', { fs: rec.fs_id, code: e.code, msg: e.message, port: rec.port });
+      if (!failedBefore) {
+        t.note('start_failed', e);
+        this.log.error('tunnel.start_failed', { fs: rec.fs_id, code: e.code, msg: `${e.message}; retrying every ${LISTEN_RETRY_MS / 1000} s`, port: rec.port });
+      }
+      if (!this.closed) {
+        t.retryTimer = setTimeout(() => void this.serial(async () => {
+          if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
+          this.untrack(t);
+          await this.start(rec, why, true);
+        }), LISTEN_RETRY_MS);
+      }
       return;
     }
     const t = this.track(rec, this.makeRelay(rec, ctx));

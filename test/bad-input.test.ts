@@ -1,11 +1,11 @@
 // Bad input of every kind gets a clear error, changes nothing, and leaves
 // the daemon serving: config files, state files and control requests.
 import { expect } from 'chai';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { BIN, Daemon, run, tempDir } from './helpers/daemon.js';
-import { daemonConfig } from './helpers/fixtures.js';
+import { BIN, Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
+import { daemonConfig, testCerts } from './helpers/fixtures.js';
 
 /** A raw control-socket client: send lines, read response lines. */
 class RawControl {
@@ -152,6 +152,33 @@ describe('bad state files', function () {
         target: { dns_name: 'fs-12345678.efs.us-east-1.amazonaws.com', address: '127.0.0.12', port: 2049, region: 'us-east-1' },
       });
       expect(readdirSync(daemon.stateDir).filter((n) => n.includes('.tmp-'))).to.deep.equal([]);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+describe('a missing CA bundle', function () {
+  it('keeps a restored tunnel in error with CA_BUNDLE_UNREADABLE, and starts it once the bundle appears', async () => {
+    const dir = tempDir('nocafile');
+    const state = join(dir, 'state');
+    mkdirSync(state);
+    const caFile = join(dir, 'later-ca.pem');
+    writeFileSync(join(state, 'fs-0cafe000.json'), JSON.stringify({
+      version: 1, fs_id: 'fs-0cafe000', port: 20620,
+      target: { dns_name: 'fs-0cafe000.efs.us-east-1.amazonaws.com', address: '127.0.0.27', port: 2049, region: 'us-east-1' },
+      options: { region: 'us-east-1' }, created: '2026-11-27T00:00:00.000Z', source: 'manual', mounts: [],
+    }));
+    const daemon = await new Daemon(daemonConfig(20610, { state_dir: state, tls: { ca_file: caFile } }), dir).start();
+    try {
+      const before = await daemon.efsctlJson<{ state: string; last_error: { code: string } | null }>('status', 'fs-0cafe000');
+      expect(before.state).to.equal('error');
+      expect(before.last_error?.code).to.equal('CA_BUNDLE_UNREADABLE');
+      expect(daemon.logs).to.match(/error tunnel\.start_failed fs=fs-0cafe000 code=CA_BUNDLE_UNREADABLE msg=".*; retrying every 5 s"/);
+      copyFileSync(testCerts().ca.certFile, caFile);
+      await waitFor('the tunnel to start', async () =>
+        (await daemon.efsctlJson<{ state: string }>('status', 'fs-0cafe000')).state === 'listening', 10_000);
+      expect(daemon.logs.split('tunnel.start_failed').length - 1, 'the failure is logged once').to.equal(1);
     } finally {
       await daemon.stop();
     }
