@@ -78,6 +78,13 @@ export interface ProbeResult {
   cert_expiry: string | null;
 }
 
+/** When the peer certificate expires (ISO time), or null when there is none (yet). */
+function certExpiry(sock: TLSSocket): string | null {
+  const validTo = sock.getPeerCertificate?.()?.valid_to;
+  const t = validTo ? Date.parse(validTo) : NaN;
+  return Number.isNaN(t) ? null : new Date(t).toISOString();
+}
+
 export function isLoopback(host: string): boolean {
   if (host === '::1' || host === 'localhost') return true;
   return isIPv4(host) && host.startsWith('127.');
@@ -165,27 +172,14 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.sockets.add(client);
 
     const started = performance.now();
-    const raw = tcpConnect({ host: spec.address, port: spec.targetPort });
-    raw.setNoDelay(true);
-    raw.setKeepAlive(true, KEEPALIVE_DELAY_MS);
-    // tls.connect honours allowHalfOpen (Node passes it to the TLSSocket) though @types/node omits it.
-    const up: TLSSocket = tlsConnect({
-      socket: raw,
-      secureContext: spec.secureContext,
-      servername: spec.dnsName,
-      checkServerIdentity: this.verify,
-      allowHalfOpen: true,
-      session: this.session,
-    } as ConnectionOptions);
+    const { raw, up } = this.dial(this.session);
     up.on('session', (s: Buffer) => (this.session = s));
     this.sockets.add(up);
 
     let secure = false;
     let closeTimer: NodeJS.Timeout | null = null;
     let open = 2;
-    const connectTimer = setTimeout(() => {
-      fail(new RelayError('CONNECT_TIMEOUT', `No TLS session with ${spec.address}:${spec.targetPort} after ${spec.connectTimeoutMs} ms`));
-    }, spec.connectTimeoutMs);
+    const connectTimer = setTimeout(() => fail(this.timeoutError(spec.connectTimeoutMs)), spec.connectTimeoutMs);
 
     const fail = (err: unknown): void => {
       up.destroy();
@@ -258,8 +252,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     const at = new Date().toISOString();
     return new Promise((resolve) => {
       let done = false;
-      const raw = tcpConnect({ host: spec.address, port: spec.targetPort });
-      const sock = tlsConnect({ socket: raw, secureContext: spec.secureContext, servername: spec.dnsName, checkServerIdentity: this.verify });
+      // No session is offered: a probe makes a full handshake, so it sees the certificate as a new connection would.
+      const { raw, up: sock } = this.dial(undefined);
       const finish = (r: Omit<ProbeResult, 'at' | 'duration_seconds'>): void => {
         if (done) return;
         done = true;
@@ -268,26 +262,42 @@ export class Relay extends EventEmitter<RelayEvents> {
         raw.destroy();
         resolve({ ...r, at, duration_seconds: (performance.now() - started) / 1000 });
       };
-      const timer = setTimeout(
-        () => finish({ ok: false, code: 'CONNECT_TIMEOUT', message: `No TLS session with ${spec.address}:${spec.targetPort} after ${timeoutMs} ms`, cert_expiry: null }),
-        timeoutMs,
-      );
-      sock.once('secureConnect', () => {
-        const cert = sock.getPeerCertificate();
-        const expiry = cert?.valid_to ? new Date(cert.valid_to) : null;
-        finish({ ok: true, code: null, message: null, cert_expiry: expiry && !Number.isNaN(expiry.getTime()) ? expiry.toISOString() : null });
-      });
+      const timer = setTimeout(() => {
+        const e = this.timeoutError(timeoutMs);
+        finish({ ok: false, code: e.code, message: e.message, cert_expiry: null });
+      }, timeoutMs);
+      sock.once('secureConnect', () => finish({ ok: true, code: null, message: null, cert_expiry: certExpiry(sock) }));
       const failed = (err: unknown): void => {
         if (done) return;
         // The certificate of a refused server still tells when it expires.
-        const peer = sock.getPeerCertificate?.();
-        const expiry = peer?.valid_to ? new Date(peer.valid_to) : null;
-        void this.classify(err).then(({ code, message }) =>
-          finish({ ok: false, code, message, cert_expiry: expiry && !Number.isNaN(expiry.getTime()) ? expiry.toISOString() : null }));
+        const cert_expiry = certExpiry(sock);
+        void this.classify(err).then(({ code, message }) => finish({ ok: false, code, message, cert_expiry }));
       };
       sock.once('error', failed);
       raw.once('error', failed);
     });
+  }
+
+  /** TCP to the target, then TLS under the tunnel's policy, both sockets with TCP_NODELAY and keep-alive. */
+  private dial(session: Buffer | undefined): { raw: Socket; up: TLSSocket } {
+    const { spec } = this;
+    const raw = tcpConnect({ host: spec.address, port: spec.targetPort });
+    raw.setNoDelay(true);
+    raw.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    // tls.connect honours allowHalfOpen (Node passes it to the TLSSocket) though @types/node omits it.
+    const up = tlsConnect({
+      socket: raw,
+      secureContext: spec.secureContext,
+      servername: spec.dnsName,
+      checkServerIdentity: this.verify,
+      allowHalfOpen: true,
+      session,
+    } as ConnectionOptions);
+    return { raw, up };
+  }
+
+  private timeoutError(ms: number): RelayError {
+    return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${this.spec.address}:${this.spec.targetPort} after ${ms} ms`);
   }
 
   /** Our code for a failed connection, asking the server once more when its alert was ambiguous. */
