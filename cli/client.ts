@@ -5,6 +5,13 @@ import { PROTOCOL_VERSION, type Response } from '../daemon/protocol.js';
 
 export const DEFAULT_SOCKET = '/run/efs-relay/control.sock';
 
+/** efs-utils reads the region from the mounting user's environment; requests carry ours to the daemon. */
+export function callerRegionEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION']) if (process.env[k]) env[k] = process.env[k] as string;
+  return env;
+}
+
 export async function call(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<unknown> {
   const res = await new Promise<Response>((resolve, reject) => {
     const sock = connect(socketPath);

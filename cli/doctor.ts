@@ -9,7 +9,7 @@ import { connect, isIP } from 'node:net';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
 import { readFstab } from '../daemon/fstab.js';
-import { dnsNameFor } from '../daemon/target.js';
+import { resolveTarget } from '../daemon/target.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import { call } from './client.js';
 
@@ -122,10 +122,12 @@ async function targets(cfg: Config, tunnels: TunnelView[]): Promise<FsTarget[]> 
   const { entries } = await readFstab(cfg.fstab).catch(() => ({ entries: [] }));
   for (const e of entries) {
     if (out.has(e.fsId)) continue;
-    const region = e.options.region || process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || cfg.efs.region;
-    if (!region) continue;
-    const dnsName = dnsNameFor(e.fsId, region, e.options.az ?? null, cfg);
-    out.set(e.fsId, { fsId: e.fsId, dnsName, address: e.options.mounttargetip || dnsName });
+    try {
+      const t = resolveTarget(e.fsId, e.options, process.env, cfg);
+      out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, address: t.address });
+    } catch {
+      // No region known for this line: there is no name to check (the daemon reports NO_REGION for it).
+    }
   }
   return [...out.values()];
 }

@@ -9,7 +9,7 @@ import type { AttachResult } from '../daemon/mounter.js';
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
-import { DEFAULT_SOCKET, call } from './client.js';
+import { DEFAULT_SOCKET, call, callerRegionEnv } from './client.js';
 import { doctor, formatReport } from './doctor.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../daemon/config.js';
 import { tunnelDetail, tunnelTable } from './format.js';
@@ -112,13 +112,6 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
 // Mount retries (3 attempts of up to 30 s each) fit inside this.
 const MOUNT_TIMEOUT_MS = 150_000;
 
-/** efs-utils reads the region from the mounting user's environment; pass ours on. */
-function regionEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION']) if (process.env[k]) env[k] = process.env[k] as string;
-  return env;
-}
-
 function print(text: string): void {
   process.stdout.write(text + '\n');
 }
@@ -133,7 +126,7 @@ async function run(p: Parsed): Promise<void> {
       const opts = parseOptions(p.options);
       onlyTunnelOptions(opts);
       tunnelOptions(opts);
-      const res = (await call(p.socket, 'add', { fs_id: fsId, options: p.options ?? '', env: regionEnv(), source: 'efsctl' })) as AddResult;
+      const res = (await call(p.socket, 'add', { fs_id: fsId, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl' })) as AddResult;
       const t = res.tunnel;
       out(
         res,
@@ -160,7 +153,7 @@ async function run(p: Parsed): Promise<void> {
       const dir = resolve(p.args[1] as string);
       attachOptions(p.options ?? '', spec.region); // fail fast on bad options
       const res = (await call(p.socket, 'attach', {
-        spec: p.args[0], dir, options: p.options ?? '', env: regionEnv(), source: 'efsctl',
+        spec: p.args[0], dir, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl',
       }, MOUNT_TIMEOUT_MS)) as AttachResult;
       const t = res.tunnel;
       out(res, res.already_mounted

@@ -11,7 +11,7 @@ import { attachOptions } from '../daemon/options.js';
 import { checkFsId, parseSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import { VERSION } from '../daemon/version.js';
-import { call } from './client.js';
+import { call, callerRegionEnv } from './client.js';
 
 const USAGE = `Usage: mount.efs SPEC DIR [-fnsv] [-o OPTIONS]
 
@@ -104,8 +104,7 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
-  const env: Record<string, string> = {};
-  for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION']) if (process.env[k]) env[k] = process.env[k] as string;
+  const env = callerRegionEnv();
   let res: AttachResult;
   try {
     res = (await call(cfg.control_socket, 'attach', {

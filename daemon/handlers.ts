@@ -21,6 +21,12 @@ function str(params: Record<string, unknown>, key: string, required: boolean): s
   return v;
 }
 
+function bool(params: Record<string, unknown>, key: string): boolean {
+  const v = params[key] ?? false;
+  if (typeof v !== 'boolean') throw new RelayError('CONTROL_BAD_REQUEST', `Parameter "${key}" must be true or false`);
+  return v;
+}
+
 function regionEnv(p: Record<string, unknown>): RegionEnv {
   const env = p.env ?? {};
   if (typeof env !== 'object' || env === null || Array.isArray(env)) throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "env" must be an object');
@@ -57,24 +63,20 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
       return manager.add({ fsId, options, env: regionEnv(p), source: source(p) });
     },
     attach: (p) => {
-      const fake = p.fake ?? false;
-      if (typeof fake !== 'boolean') throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "fake" must be true or false');
       return mounter.attach({
         spec: str(p, 'spec', true),
         dir: str(p, 'dir', true),
         options: str(p, 'options', false) ?? '',
         env: regionEnv(p),
         source: source(p),
-        fake,
+        fake: bool(p, 'fake'),
       });
     },
     detach: (p) => mounter.detach(str(p, 'dir', true)),
     list: () => ({ tunnels: manager.list(), unencrypted_mounts: manager.unencrypted }),
     status: (p) => manager.status(str(p, 'fs_id', true)),
     stop: (p) => {
-      const force = p.force ?? false;
-      if (typeof force !== 'boolean') throw new RelayError('CONTROL_BAD_REQUEST', 'Parameter "force" must be true or false');
-      return manager.stop(str(p, 'fs_id', true), force);
+      return manager.stop(str(p, 'fs_id', true), bool(p, 'force'));
     },
   };
 }
