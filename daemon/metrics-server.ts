@@ -1,7 +1,7 @@
 // The HTTP endpoint: /metrics for Prometheus and /healthz for load balancers
 // and humans. Loopback only, unless metrics.allow_remote says otherwise.
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
+import type { Metrics } from './metrics.js';
 import { RelayError } from './errors.js';
 import { splitListen, type Config } from './config.js';
 import type { Logger } from './log.js';
@@ -34,7 +34,7 @@ export class MetricsServer {
 
   constructor(
     private readonly cfg: Config,
-    private readonly registry: Registry,
+    private readonly metrics: Metrics,
     private readonly manager: TunnelManager,
     private readonly log: Logger,
   ) {}
@@ -67,9 +67,9 @@ export class MetricsServer {
         res.end(req.method === 'HEAD' ? undefined : JSON.stringify(body) + '\n');
         return;
       }
-      this.registry.metrics().then(
+      this.metrics.scrape().then(
         (text) => {
-          res.writeHead(200, { 'content-type': this.registry.contentType });
+          res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
           res.end(req.method === 'HEAD' ? undefined : text);
         },
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),

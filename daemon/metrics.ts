@@ -3,10 +3,16 @@
 // path only bumps plain numbers, and a removed tunnel's series disappear.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from './config.js';
-import type { TunnelManager } from './tunnels.js';
+import type { TunnelManager, TunnelView } from './tunnels.js';
 import { VERSION } from './version.js';
 
-export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
+export interface Metrics {
+  registry: Registry;
+  /** The exposition text, from one snapshot of the tunnels. */
+  scrape(): Promise<string>;
+}
+
+export function createMetrics(cfg: Config, manager: TunnelManager): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // prom-client names these gauges with _total, which promtool (rightly) rejects; the process_* metrics stay.
@@ -15,6 +21,8 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
   }
   const { first, last } = cfg.port_range;
   const rangeSize = last - first + 1;
+  // One view of the tunnels per scrape (taken by scrape() below), not one per metric.
+  let snapshot: TunnelView[] = [];
 
   new Gauge({
     name: 'efs_relay_build_info', help: 'Always 1; the version label says which efs-relay runs.', labelNames: ['version'], registers: [registry],
@@ -34,22 +42,22 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
   };
 
   perTunnel('efs_relay_tunnel_up', '1 when the tunnel listens on its local port.', [], (set) => {
-    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.state === 'listening' ? 1 : 0);
+    for (const t of snapshot) set({ fs_id: t.fs_id }, t.state === 'listening' ? 1 : 0);
   });
   perTunnel('efs_relay_upstream_up', '1 when the last health probe completed a verified TLS handshake with the mount target.', [], (set) => {
-    for (const t of manager.list()) if (t.health.probe) set({ fs_id: t.fs_id }, t.health.probe.ok ? 1 : 0);
+    for (const t of snapshot) if (t.health.probe) set({ fs_id: t.fs_id }, t.health.probe.ok ? 1 : 0);
   });
   perTunnel('efs_relay_connections_active', 'Client connections open through the tunnel.', [], (set) => {
-    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.connections.active);
+    for (const t of snapshot) set({ fs_id: t.fs_id }, t.connections.active);
   });
   perTunnel('efs_relay_connections_total', 'Client connections, by whether their TLS session was established.', ['result'], (set) => {
-    for (const t of manager.list()) {
+    for (const t of snapshot) {
       set({ fs_id: t.fs_id, result: 'ok' }, t.connections.ok);
       set({ fs_id: t.fs_id, result: 'failed' }, t.connections.failed);
     }
   }, 'counter');
   perTunnel('efs_relay_bytes_total', 'Bytes relayed: upstream is client to mount target, downstream is back.', ['direction'], (set) => {
-    for (const t of manager.list()) {
+    for (const t of snapshot) {
       set({ fs_id: t.fs_id, direction: 'upstream' }, t.bytes.upstream);
       set({ fs_id: t.fs_id, direction: 'downstream' }, t.bytes.downstream);
     }
@@ -58,19 +66,19 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
     for (const [fsId, relay] of manager.relays()) for (const [code, n] of relay.counters.handshakeFailures) set({ fs_id: fsId, code }, n);
   }, 'counter');
   perTunnel('efs_relay_upstream_cert_expiry_timestamp_seconds', 'When the mount target certificate seen by the last probe expires (Unix time).', [], (set) => {
-    for (const t of manager.list()) {
+    for (const t of snapshot) {
       const expiry = t.health.probe?.cert_expiry;
       if (expiry) set({ fs_id: t.fs_id }, Date.parse(expiry) / 1000);
     }
   });
   perTunnel('efs_relay_probe_duration_seconds', 'How long the last health probe took.', [], (set) => {
-    for (const t of manager.list()) if (t.health.probe) set({ fs_id: t.fs_id }, t.health.probe.duration_seconds);
+    for (const t of snapshot) if (t.health.probe) set({ fs_id: t.fs_id }, t.health.probe.duration_seconds);
   });
   perTunnel('efs_relay_mounts_unhealthy', 'Mounted directories of the tunnel whose stat hung or failed at the last check.', [], (set) => {
-    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.health.mounts_failing.length);
+    for (const t of snapshot) set({ fs_id: t.fs_id }, t.health.mounts_failing.length);
   });
   perTunnel('efs_relay_tunnel_restarts_total', 'Times the tunnel listener came back after failing or after its record changed.', [], (set) => {
-    for (const t of manager.list()) set({ fs_id: t.fs_id }, t.restarts);
+    for (const t of snapshot) set({ fs_id: t.fs_id }, t.restarts);
   }, 'counter');
 
   // Histograms cannot be rebuilt at scrape time: observe each handshake, and drop series of removed tunnels.
@@ -79,7 +87,7 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
     name: 'efs_relay_tls_handshake_duration_seconds', help: 'TCP connect plus TLS handshake to the mount target, for client connections.',
     labelNames: ['fs_id'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry],
     collect() {
-      const live = new Set(manager.list().map((t) => t.fs_id));
+      const live = new Set(snapshot.map((t) => t.fs_id));
       for (const fsId of observed) {
         if (live.has(fsId)) continue;
         this.remove({ fs_id: fsId });
@@ -95,13 +103,13 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
   new Gauge({
     name: 'efs_relay_ports_in_use', help: 'Local ports of port_range held by tunnels.', registers: [registry],
     collect() {
-      this.set(manager.list().length);
+      this.set(snapshot.length);
     },
   });
   new Gauge({
     name: 'efs_relay_ports_free', help: 'Local ports of port_range not held by a tunnel.', registers: [registry],
     collect() {
-      this.set(rangeSize - manager.list().length);
+      this.set(rangeSize - snapshot.length);
     },
   });
   new Gauge({
@@ -116,5 +124,11 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Registry {
       this.set(manager.unencrypted.length);
     },
   });
-  return registry;
+  return {
+    registry,
+    scrape: () => {
+      snapshot = manager.list();
+      return registry.metrics();
+    },
+  };
 }
