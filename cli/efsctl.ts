@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../daemon/options.js';
-import { checkFsId, parseSpec } from '../daemon/target.js';
+import { checkFsId, requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
@@ -148,8 +148,7 @@ async function run(p: Parsed): Promise<void> {
       return;
     }
     case 'attach': {
-      const spec = parseSpec(p.args[0] as string);
-      if (!spec) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${p.args[0] as string}`);
+      const spec = requireSpec(p.args[0] as string);
       const dir = resolve(p.args[1] as string);
       attachOptions(p.options ?? '', spec.region); // fail fast on bad options
       const res = (await call(p.socket, 'attach', {

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../daemon/config.js';
 import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions } from '../daemon/options.js';
-import { checkFsId, parseSpec } from '../daemon/target.js';
+import { requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import { VERSION } from '../daemon/version.js';
 import { call, callerRegionEnv } from './client.js';
@@ -82,10 +82,9 @@ async function main(argv: string[]): Promise<number> {
     return fail(asRelayError(err), EXIT.usage);
   }
 
-  const spec = parseSpec(specText);
+  let spec;
   try {
-    if (!spec) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${specText}`);
-    checkFsId(spec.fsId);
+    spec = requireSpec(specText);
     attachOptions(options, spec.region);
   } catch (err) {
     return fail(asRelayError(err), EXIT.usage);
@@ -98,7 +97,7 @@ async function main(argv: string[]): Promise<number> {
     const r = spawnSync('sh', ['-c', cfg.mount.network_check], { stdio: 'ignore' });
     if (r.status !== 0) {
       process.stderr.write(
-        `mount.efs: Failed to mount ${spec!.fsId} because the network was not yet available, add "_netdev" to your mount options [NETWORK_NOT_READY]\n`,
+        `mount.efs: Failed to mount ${spec.fsId} because the network was not yet available, add "_netdev" to your mount options [NETWORK_NOT_READY]\n`,
       );
       return EXIT.ok;
     }
@@ -119,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${res.fake ? 'would run' : 'ran'}: ${res.command.join(' ')}\n`);
     if (res.tunnel) process.stdout.write(`tunnel: 127.0.0.1:${res.tunnel.port} → ${res.tunnel.target.address}:${res.tunnel.target.port} (${res.tunnel.target.dns_name})\n`);
   }
-  if (res.already_mounted) process.stdout.write(`mount.efs: ${res.dir} is already mounted from ${spec!.fsId}\n`);
+  if (res.already_mounted) process.stdout.write(`mount.efs: ${res.dir} is already mounted from ${spec.fsId}\n`);
   return EXIT.ok;
 }
 

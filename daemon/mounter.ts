@@ -12,7 +12,7 @@ import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import type { RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
-import { checkFsId, parseSpec, resolveTarget } from './target.js';
+import { requireSpec, resolveTarget } from './target.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 
 export interface AttachRequest {
@@ -46,9 +46,7 @@ export class Mounter {
   ) {}
 
   attach(req: AttachRequest): Promise<AttachResult> {
-    const spec = parseSpec(req.spec);
-    if (!spec) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${req.spec}`);
-    checkFsId(spec.fsId);
+    const spec = requireSpec(req.spec);
     const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec.region);
     const fsId = spec.fsId;
     const path = spec.path;

@@ -66,3 +66,10 @@ export function parseSpec(spec: string): { fsId: string; path: string; region?: 
   if (m) return { fsId: m[1] as string, path, region: m[2] as string };
   return null;
 }
+
+/** parseSpec for a user's request: an unusable spec is efs-utils' "Invalid file system name". */
+export function requireSpec(spec: string): { fsId: string; path: string; region?: string } {
+  const parsed = parseSpec(spec);
+  if (!parsed) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${spec}`);
+  return parsed;
+}
