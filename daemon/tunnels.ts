@@ -186,9 +186,7 @@ export class TunnelManager {
         const rec = onDisk.get(t.record.fs_id);
         if (!rec) {
           if (this.claims.get(t.record.fs_id)) continue; // being created right now
-          this.untrack(t);
-          await t.relay.close();
-          this.log.info('tunnel.stopped', { fs: t.record.fs_id, port: t.record.port, msg: 'its record was removed from the state dir' });
+          await this.remove(t, 'its record was removed from the state dir', false);
         } else if (!sameTunnel(rec, t.record)) {
           this.untrack(t);
           await t.relay.close();
@@ -390,10 +388,15 @@ export class TunnelManager {
   private async stopIfUnusedLocked(fsId: string): Promise<void> {
     const t = this.tunnels.get(fsId);
     if (!t || t.record.mounts.length > 0 || this.claims.get(fsId) || this.fstabWanted.has(fsId)) return;
+    await this.remove(t, 'no mount and no fstab line uses it');
+  }
+
+  /** Close a tunnel's relay and forget it; its record goes too unless it is already gone from disk. */
+  private async remove(t: Tunnel, why: string, deleteRecord = true): Promise<void> {
     this.untrack(t);
     await t.relay.close();
-    await this.store.remove(fsId);
-    this.log.info('tunnel.stopped', { fs: fsId, port: t.record.port, msg: 'no mount and no fstab line uses it' });
+    if (deleteRecord) await this.store.remove(t.record.fs_id);
+    this.log.info('tunnel.stopped', { fs: t.record.fs_id, port: t.record.port, msg: why });
   }
 
   /**
@@ -428,10 +431,7 @@ export class TunnelManager {
         throw new RelayError('TUNNEL_MOUNTED', `${fsId} is mounted at ${t.record.mounts.join(', ')}; refusing to stop its tunnel`);
       }
       const view = t.view();
-      this.untrack(t);
-      await t.relay.close();
-      await this.store.remove(fsId);
-      this.log.info('tunnel.stopped', { fs: fsId, port: t.record.port, force: force || undefined });
+      await this.remove(t, force ? 'efsctl stop --force' : 'efsctl stop');
       return view;
     });
   }
