@@ -5,8 +5,9 @@
 // return traffic may drain until the close timeout; an error on either side
 // closes both.
 import { EventEmitter } from 'node:events';
-import { createServer, connect as tcpConnect, isIPv4, type Server, type Socket } from 'node:net';
+import { createServer, isIPv4, type OnReadOpts, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
+import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
 import { classifyUpstreamError, diagnoseRefusal, identityChecker, type TlsMaxVersion } from './tls-policy.js';
 
@@ -52,16 +53,8 @@ export interface RelayEvents {
   connection_closed: [];
 }
 
-/**
- * One direction of a connection: copy with backpressure, count bytes, and
- * pass the source's end on as a half-close of the destination.
- */
-function copy(src: Socket, dst: Socket, counters: RelayCounters, key: 'bytesUpstream' | 'bytesDownstream', onEnd: () => void): void {
-  src.on('data', (chunk: Buffer) => {
-    counters[key] += chunk.length;
-    if (!dst.write(chunk)) src.pause();
-  });
-  dst.on('drain', () => src.resume());
+/** Pass the source's end on as a half-close of the destination. */
+function passEnd(src: Socket, dst: Socket, onEnd: () => void): void {
   src.on('end', () => {
     dst.end();
     onEnd();
@@ -164,17 +157,22 @@ export class Relay extends EventEmitter<RelayEvents> {
     await closed;
   }
 
-  private accept(client: Socket): void {
+  private accept(accepted: Socket): void {
     const { spec, counters } = this;
     counters.connectionsActive++;
+    // Both sockets read into pooled buffers (copy.ts): no Buffer is allocated per read.
+    const upstream = new Pipe(PLAIN_POOL, counters, 'bytesUpstream');
+    const downstream = new Pipe(TLS_POOL, counters, 'bytesDownstream');
+    const { socket: client, adopted } = adoptAccepted(accepted, upstream.onread);
     client.setNoDelay(true);
     client.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     this.sockets.add(client);
 
     const started = performance.now();
-    const { raw, up } = this.dial(this.session);
+    const up = this.dial(this.session, downstream.onread);
     up.on('session', (s: Buffer) => (this.session = s));
     this.sockets.add(up);
+    downstream.connect(up, client);
 
     let secure = false;
     let closeTimer: NodeJS.Timeout | null = null;
@@ -183,7 +181,6 @@ export class Relay extends EventEmitter<RelayEvents> {
 
     const fail = (err: unknown): void => {
       up.destroy();
-      raw.destroy();
       if (secure) {
         // A reset upstream is passed on as a reset, so the NFS client reconnects at once.
         if (!client.destroyed) client.resetAndDestroy();
@@ -207,16 +204,16 @@ export class Relay extends EventEmitter<RelayEvents> {
     // A side that closed cleanly after we ended the other one lets that
     // other side flush what it still holds; any other close tears both down.
     client.once('close', (hadError) => {
+      upstream.closed();
       if (hadError || !up.writableEnded) up.destroy();
       onClosed();
     });
     up.once('close', (hadError) => {
-      raw.destroy();
+      downstream.closed();
       if (hadError || !client.writableEnded) client.destroy();
       onClosed();
     });
     up.on('error', fail);
-    raw.on('error', fail);
     client.on('error', () => {
       up.destroy();
       client.destroy();
@@ -236,8 +233,12 @@ export class Relay extends EventEmitter<RelayEvents> {
           client.destroy();
         }, spec.closeTimeoutMs);
       };
-      copy(client, up, counters, 'bytesUpstream', halfClosed);
-      copy(up, client, counters, 'bytesDownstream', halfClosed);
+      if (adopted) upstream.connect(client, up);
+      else upstream.feed(client, up);
+      passEnd(client, up, halfClosed);
+      passEnd(up, client, halfClosed);
+      // Flowing mode, so that both sockets emit 'end' (onread delivers the bytes, not 'data').
+      up.resume();
       client.resume();
     });
   }
@@ -253,13 +254,12 @@ export class Relay extends EventEmitter<RelayEvents> {
     return new Promise((resolve) => {
       let done = false;
       // No session is offered: a probe makes a full handshake, so it sees the certificate as a new connection would.
-      const { raw, up: sock } = this.dial(undefined);
+      const sock = this.dial(undefined);
       const finish = (r: Omit<ProbeResult, 'at' | 'duration_seconds'>): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
         sock.destroy();
-        raw.destroy();
         resolve({ ...r, at, duration_seconds: (performance.now() - started) / 1000 });
       };
       const timer = setTimeout(() => {
@@ -274,26 +274,30 @@ export class Relay extends EventEmitter<RelayEvents> {
         void this.classify(err).then(({ code, message }) => finish({ ok: false, code, message, cert_expiry }));
       };
       sock.once('error', failed);
-      raw.once('error', failed);
     });
   }
 
-  /** TCP to the target, then TLS under the tunnel's policy, both sockets with TCP_NODELAY and keep-alive. */
-  private dial(session: Buffer | undefined): { raw: Socket; up: TLSSocket } {
+  /**
+   * TLS to the target under the tunnel's policy, with TCP_NODELAY and
+   * keep-alive. tls.connect opens the TCP connection itself, since it honours
+   * `onread` only then.
+   */
+  private dial(session: Buffer | undefined, onread?: OnReadOpts): TLSSocket {
     const { spec } = this;
-    const raw = tcpConnect({ host: spec.address, port: spec.targetPort });
-    raw.setNoDelay(true);
-    raw.setKeepAlive(true, KEEPALIVE_DELAY_MS);
-    // tls.connect honours allowHalfOpen (Node passes it to the TLSSocket) though @types/node omits it.
+    // tls.connect honours allowHalfOpen and onread (Node passes them to the TLSSocket) though @types/node omits them.
     const up = tlsConnect({
-      socket: raw,
+      host: spec.address,
+      port: spec.targetPort,
       secureContext: spec.secureContext,
       servername: spec.dnsName,
       checkServerIdentity: this.verify,
       allowHalfOpen: true,
       session,
+      ...(onread ? { onread } : {}),
     } as ConnectionOptions);
-    return { raw, up };
+    up.setNoDelay(true);
+    up.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    return up;
   }
 
   private timeoutError(ms: number): RelayError {

@@ -1,0 +1,131 @@
+// One direction of a relayed connection, copied without a new Buffer per read.
+//
+// By default Node hands every read to JavaScript in a freshly allocated
+// Buffer. At bulk rates that is one 64 KiB ArrayBuffer per read (16 KiB per
+// TLS record), and V8 answers the external memory with frequent full
+// garbage collections (README, Performance). Instead each socket reads into
+// buffers taken from a shared pool (net's `onread` option); a buffer goes
+// back to the pool when the write that carries it on has completed, which
+// sockets report in order.
+import { Socket, type OnReadOpts } from 'node:net';
+
+/** Free buffers of one size, shared by every connection of the daemon. */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+
+  /** @param keep at most this many free buffers are kept; more go to the garbage collector. */
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+
+  give(buf: Buffer): void {
+    if (this.free.length < this.keep) this.free.push(buf);
+  }
+
+  get idle(): number {
+    return this.free.length;
+  }
+}
+
+/** Plaintext reads from the NFS client: up to 64 KiB, as net reads by default. */
+export const PLAIN_POOL = new BufferPool(64 * 1024, 64);
+/** Decrypted reads from the TLS socket: one record, at most 16 KiB, per read. */
+export const TLS_POOL = new BufferPool(16 * 1024, 256);
+/** Reads in flight per direction before the source stops reading (backpressure). */
+const MAX_IN_FLIGHT = 4;
+
+export type ByteCounter = { [K in 'bytesUpstream' | 'bytesDownstream']: number };
+
+/**
+ * Reads of one source socket, written on to a destination. Counters are
+ * plain numbers; the write callback is one bound function, not a closure
+ * per chunk.
+ */
+export class Pipe {
+  /** Pass as the source socket's `onread` option. */
+  readonly onread: OnReadOpts;
+  private src: Socket | null = null;
+  private dst: Socket | null = null;
+  /** The buffer the source will read into next. */
+  private armed: Buffer | null = null;
+  /** Buffers handed to dst.write, oldest first; write callbacks arrive in this order. */
+  private readonly inFlight: Buffer[] = [];
+  private stalled = false;
+  private readonly written = (): void => this.release();
+
+  constructor(
+    private readonly pool: BufferPool,
+    private readonly counters: ByteCounter,
+    private readonly key: keyof ByteCounter,
+  ) {
+    this.onread = {
+      buffer: () => (this.armed = this.pool.take()),
+      callback: (n: number, buf: Uint8Array) => this.read(n, buf as Buffer),
+    };
+  }
+
+  /** Start copying from src (which reads through `onread`) to dst. */
+  connect(src: Socket, dst: Socket): void {
+    this.src = src;
+    this.dst = dst;
+  }
+
+  /** Start copying from a src that cannot take `onread`: its 'data' chunks go the same way. */
+  feed(src: Socket, dst: Socket): void {
+    this.connect(src, dst);
+    src.on('data', (chunk: Buffer) => {
+      if (!this.read(chunk.length, chunk)) src.pause();
+    });
+  }
+
+  private read(n: number, buf: Buffer): boolean {
+    this.counters[this.key] += n;
+    this.inFlight.push(buf);
+    (this.dst as Socket).write(n === buf.length ? buf : buf.subarray(0, n), this.written);
+    if (this.inFlight.length < MAX_IN_FLIGHT) return true;
+    this.stalled = true;
+    return false; // net stops reading the source until resume()
+  }
+
+  private release(): void {
+    const buf = this.inFlight.shift();
+    // Only whole buffers of the pool's size go back ('data' chunks of other sizes are left to the GC).
+    const { size } = this.pool;
+    if (buf && buf.length === size && buf.byteOffset === 0 && buf.buffer.byteLength === size) this.pool.give(buf);
+    if (this.stalled && this.inFlight.length < MAX_IN_FLIGHT) {
+      this.stalled = false;
+      if (this.src && !this.src.destroyed) this.src.resume();
+    }
+  }
+
+  /** The source has closed: its read buffer goes back to the pool (writes still in flight return theirs). */
+  closed(): void {
+    if (this.armed) this.pool.give(this.armed);
+    this.armed = null;
+  }
+}
+
+/**
+ * An accepted connection rewrapped so that it reads into the pipe's buffers.
+ * net offers `onread` only to sockets it creates, so the accepted socket's
+ * handle moves to a new Socket before any byte is read (the server pauses new
+ * connections); the old object is let go without closing the handle. If the
+ * handle is not where Node 20 keeps it, the accepted socket is returned as is
+ * and `adopted` is false: the caller copies with 'data' events instead.
+ */
+export function adoptAccepted(accepted: Socket, onread: OnReadOpts): { socket: Socket; adopted: boolean } {
+  const internal = accepted as unknown as { _handle: { readStart?: unknown } | null };
+  const handle = internal._handle;
+  if (!handle || typeof handle.readStart !== 'function') return { socket: accepted, adopted: false };
+  internal._handle = null;
+  accepted.destroy(); // with no handle this only settles the server's connection count
+  // `handle` is the option Node itself uses to wrap accepted and passed handles.
+  const socket = new Socket({ handle, allowHalfOpen: true, onread } as ConstructorParameters<typeof Socket>[0]);
+  socket.pause(); // the constructor starts reading; nothing is read until the TLS session is verified
+  return { socket, adopted: true };
+}
