@@ -100,30 +100,14 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Metrics {
     observed.add(fsId);
   });
 
-  new Gauge({
-    name: 'efs_relay_ports_in_use', help: 'Local ports of port_range held by tunnels.', registers: [registry],
-    collect() {
-      this.set(snapshot.length);
-    },
-  });
-  new Gauge({
-    name: 'efs_relay_ports_free', help: 'Local ports of port_range not held by a tunnel.', registers: [registry],
-    collect() {
-      this.set(rangeSize - snapshot.length);
-    },
-  });
-  new Gauge({
-    name: 'efs_relay_state_files_invalid', help: 'Files in the state dir that are not valid tunnel records (skipped, never deleted).', registers: [registry],
-    collect() {
-      this.set(manager.invalidStateFiles);
-    },
-  });
-  new Gauge({
-    name: 'efs_relay_unencrypted_nfs_mounts', help: 'NFS mounts on this host that reach EFS without going through a TLS tunnel.', registers: [registry],
-    collect() {
-      this.set(manager.unencrypted.length);
-    },
-  });
+  // One unlabelled gauge, read at scrape time.
+  const scalar = (name: string, help: string, read: () => number): void => {
+    new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+  };
+  scalar('efs_relay_ports_in_use', 'Local ports of port_range held by tunnels.', () => snapshot.length);
+  scalar('efs_relay_ports_free', 'Local ports of port_range not held by a tunnel.', () => rangeSize - snapshot.length);
+  scalar('efs_relay_state_files_invalid', 'Files in the state dir that are not valid tunnel records (skipped, never deleted).', () => manager.invalidStateFiles);
+  scalar('efs_relay_unencrypted_nfs_mounts', 'NFS mounts on this host that reach EFS without going through a TLS tunnel.', () => manager.unencrypted.length);
   return {
     registry,
     scrape: () => {
