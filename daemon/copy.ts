@@ -6,17 +6,22 @@
 // garbage collections (README, Performance). Instead each socket reads into
 // buffers taken from a shared pool (net's `onread` option); a buffer goes
 // back to the pool when the write that carries it on has completed, which
-// sockets report in order.
+// sockets report in order. Full buffers of one burst are written together
+// (one writev) instead of one write each.
 import { Socket, type OnReadOpts } from 'node:net';
 
 /** Free buffers of one size, shared by every connection of the daemon. */
 export class BufferPool {
   private readonly free: Buffer[] = [];
 
-  /** @param keep at most this many free buffers are kept; more go to the garbage collector. */
+  /**
+   * @param keep at most this many free buffers are kept; more go to the garbage collector.
+   * @param maxInFlight buffers one direction of a connection may hold before its source stops reading (backpressure).
+   */
   constructor(
     readonly size: number,
     private readonly keep: number,
+    readonly maxInFlight: number,
   ) {}
 
   take(): Buffer {
@@ -32,12 +37,14 @@ export class BufferPool {
   }
 }
 
-/** Plaintext reads from the NFS client: up to 64 KiB, as net reads by default. */
-export const PLAIN_POOL = new BufferPool(64 * 1024, 64);
-/** Decrypted reads from the TLS socket: one record, at most 16 KiB, per read. */
-export const TLS_POOL = new BufferPool(16 * 1024, 256);
-/** Reads in flight per direction before the source stops reading (backpressure). */
-const MAX_IN_FLIGHT = 4;
+/** Plaintext reads from the NFS client: up to 64 KiB, as net reads by default; 256 KiB in flight. */
+export const PLAIN_POOL = new BufferPool(64 * 1024, 64, 4);
+/**
+ * Decrypted reads from the TLS socket: one record, at most 16 KiB, per read.
+ * 8 in flight (128 KiB): with 4, a burst of records stalled before it could
+ * be written as one (README, Performance).
+ */
+export const TLS_POOL = new BufferPool(16 * 1024, 256, 8);
 
 export type ByteCounter = { [K in 'bytesUpstream' | 'bytesDownstream']: number };
 
@@ -56,7 +63,14 @@ export class Pipe {
   /** Buffers handed to dst.write, oldest first; write callbacks arrive in this order. */
   private readonly inFlight: Buffer[] = [];
   private stalled = false;
+  /** dst is corked: the full buffers of the current burst wait to leave in one writev. */
+  private corked = false;
+  private flushQueued = false;
   private readonly written = (): void => this.release();
+  private readonly flush = (): void => {
+    this.flushQueued = false;
+    this.uncork();
+  };
 
   constructor(
     private readonly pool: BufferPool,
@@ -86,10 +100,31 @@ export class Pipe {
   private read(n: number, buf: Buffer): boolean {
     this.counters[this.key] += n;
     this.inFlight.push(buf);
-    (this.dst as Socket).write(n === buf.length ? buf : buf.subarray(0, n), this.written);
-    if (this.inFlight.length < MAX_IN_FLIGHT) return true;
+    const dst = this.dst as Socket;
+    // A full buffer means the source had more ready (a TLS socket hands over
+    // one record per read): hold the writes until the burst ends, at the
+    // first read that is not full or, failing that, once the event loop has
+    // read every ready socket (setImmediate). Small RPCs are never held.
+    const full = n === this.pool.size;
+    if (full && !this.corked) {
+      dst.cork();
+      this.corked = true;
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        setImmediate(this.flush);
+      }
+    }
+    dst.write(n === buf.length ? buf : buf.subarray(0, n), this.written);
+    if (!full) this.uncork();
+    if (this.inFlight.length < this.pool.maxInFlight) return true;
     this.stalled = true;
     return false; // net stops reading the source until resume()
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    (this.dst as Socket).uncork();
   }
 
   private release(): void {
@@ -97,7 +132,7 @@ export class Pipe {
     // Only whole buffers of the pool's size go back ('data' chunks of other sizes are left to the GC).
     const { size } = this.pool;
     if (buf && buf.length === size && buf.byteOffset === 0 && buf.buffer.byteLength === size) this.pool.give(buf);
-    if (this.stalled && this.inFlight.length < MAX_IN_FLIGHT) {
+    if (this.stalled && this.inFlight.length < this.pool.maxInFlight) {
       this.stalled = false;
       if (this.src && !this.src.destroyed) this.src.resume();
     }

@@ -63,7 +63,7 @@ describe('copying with pooled read buffers', () => {
   const want = createHash('sha256').update(payload).digest('hex');
 
   it('reads an accepted connection into pooled buffers and delivers every byte in order', async () => {
-    const pool = new BufferPool(64 * 1024, 16);
+    const pool = new BufferPool(64 * 1024, 16, 4);
     const { seen, adopted, counters } = await relayOnce(payload, true, pool);
     expect(adopted).to.equal(true);
     expect(seen.bytes).to.equal(payload.length);
@@ -75,16 +75,48 @@ describe('copying with pooled read buffers', () => {
 
   it('copies with data events, byte for byte, when a socket cannot be adopted', async () => {
     const bare = new Socket(); // never connected: no handle to move
-    const r = adoptAccepted(bare, new Pipe(new BufferPool(1024, 1), { bytesUpstream: 0, bytesDownstream: 0 }, 'bytesUpstream').onread);
+    const r = adoptAccepted(bare, new Pipe(new BufferPool(1024, 1, 4), { bytesUpstream: 0, bytesDownstream: 0 }, 'bytesUpstream').onread);
     expect(r.adopted).to.equal(false);
     expect(r.socket).to.equal(bare);
-    const { seen, counters } = await relayOnce(payload, false, new BufferPool(64 * 1024, 16));
+    const { seen, counters } = await relayOnce(payload, false, new BufferPool(64 * 1024, 16, 4));
     expect(seen.hex).to.equal(want);
     expect(counters.bytesUpstream).to.equal(payload.length);
   });
 
+  it('delivers a burst that ends on a full buffer at once, without waiting for more bytes or the end', async () => {
+    // 1 KiB buffers and 64 KiB sent in one write: every read is full, so only the end-of-burst flush can send the last ones.
+    const pool = new BufferPool(1024, 8, 8);
+    const pipe = new Pipe(pool, { bytesUpstream: 0, bytesDownstream: 0 }, 'bytesUpstream');
+    const burst = randomBytes(64 * 1024);
+    let received = Buffer.alloc(0);
+    let gotAll!: () => void;
+    const all = new Promise<void>((r) => (gotAll = r));
+    const back = createServer((s) =>
+      s.on('data', (d: Buffer) => {
+        received = Buffer.concat([received, d]);
+        if (received.length === burst.length) gotAll();
+      }),
+    );
+    await new Promise<void>((r) => back.listen(0, '127.0.0.1', () => r()));
+    const front = createServer({ pauseOnConnect: true }, (accepted) => {
+      const { socket } = adoptAccepted(accepted, pipe.onread);
+      const dst = connect({ host: '127.0.0.1', port: (back.address() as AddressInfo).port });
+      pipe.connect(socket, dst);
+      socket.resume();
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+    const c = connect({ host: '127.0.0.1', port: (front.address() as AddressInfo).port });
+    c.write(burst); // and the connection stays open
+    const timeout = new Promise<string>((r) => setTimeout(() => r(`only ${received.length} of ${burst.length} bytes arrived`), 5_000).unref());
+    expect(await Promise.race([all.then(() => 'all'), timeout])).to.equal('all');
+    expect(received.equals(burst)).to.equal(true);
+    c.destroy();
+    front.close();
+    back.close();
+  });
+
   it('keeps at most its limit of free buffers, so a burst does not pin memory', () => {
-    const pool = new BufferPool(1024, 2);
+    const pool = new BufferPool(1024, 2, 4);
     const taken = [pool.take(), pool.take(), pool.take(), pool.take()];
     expect(taken.every((b) => b.length === 1024)).to.equal(true);
     for (const b of taken) pool.give(b);
