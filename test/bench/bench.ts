@@ -184,6 +184,11 @@ async function main(): Promise<void> {
         if (xs.length) medians[figure]![p] = median(xs);
       }
     }
+    const byRound: Record<string, number[]> = {};
+    for (const figure of Object.keys(FIGURES)) {
+      const r = roundRatios(runs, figure);
+      if (r.length) byRound[figure] = r;
+    }
     const stunnelVersion = version('stunnel', ['-version'], 'stunnel ');
     const systemOpenssl = version('openssl', ['version'], 'OpenSSL');
     const result = {
@@ -196,11 +201,12 @@ async function main(): Promise<void> {
       },
       seconds: (Date.now() - started) / 1000,
       medians,
+      relay_stunnel_by_round: byRound,
       runs,
     };
     mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
     writeFileSync(join(ROOT, 'build/bench/results.json'), JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(table(medians) + `\n\n${size.rounds} round(s), medians; ${result.machine.cores} cores, ${result.machine.cpu}, Node ${process.version} (OpenSSL ${process.versions.openssl}), ${stunnelVersion} (${systemOpenssl}).\nRaw runs: build/bench/results.json (${result.seconds.toFixed(0)} s)\n`);
+    process.stdout.write(table(medians, byRound) + `\n\n${size.rounds} round(s), medians; ${result.machine.cores} cores, ${result.machine.cpu}, Node ${process.version} (OpenSSL ${process.versions.openssl}), ${stunnelVersion} (${systemOpenssl}).\nRaw runs: build/bench/results.json (${result.seconds.toFixed(0)} s)\n`);
   } finally {
     await relay?.stop();
     for (const p of procs.reverse()) await p.stop();
@@ -214,16 +220,32 @@ function fmt(v: number | undefined): string {
   return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
 }
 
-export function table(medians: Record<string, Partial<Record<Path, number>>>): string {
+/**
+ * efs-relay/stunnel within each round. The two ran minutes apart at most, so
+ * the spread of these shows how much of a median ratio is noise.
+ */
+function roundRatios(runs: Run[], figure: string): number[] {
+  const out: number[] = [];
+  for (const r of runs) {
+    if (r.figure !== figure || r.path !== 'relay') continue;
+    const s = runs.find((x) => x.figure === figure && x.path === 'stunnel' && x.round === r.round);
+    if (s && s.value !== 0) out.push(r.value / s.value);
+  }
+  return out;
+}
+
+export function table(medians: Record<string, Partial<Record<Path, number>>>, byRound: Record<string, number[]>): string {
   const rows = Object.entries(FIGURES).map(([figure, spec]) => {
     const m = medians[figure] ?? {};
     const ratio = (a?: number, b?: number): string => (a !== undefined && b !== undefined && b !== 0 ? (a / b).toFixed(2) : '-');
+    const rounds = byRound[figure] ?? [];
+    const spread = rounds.length ? `${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)}` : '-';
     return [
       `${figure} (${spec.unit}, ${spec.better === 'higher' ? '↑' : '↓'})`,
-      fmt(m.plain), fmt(m.stunnel), fmt(m.relay), ratio(m.relay, m.stunnel), ratio(m.relay, m.plain),
+      fmt(m.plain), fmt(m.stunnel), fmt(m.relay), ratio(m.relay, m.stunnel), spread, ratio(m.relay, m.plain),
     ];
   });
-  const head = ['figure', 'plain', 'stunnel', 'efs-relay', 'relay/stunnel', 'relay/plain'];
+  const head = ['figure', 'plain', 'stunnel', 'efs-relay', 'relay/stunnel', 'by round', 'relay/plain'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), ...rows.map(line)].join('\n');
