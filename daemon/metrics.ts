@@ -6,6 +6,8 @@ import type { Config } from './config.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 import { VERSION } from './version.js';
 
+const EVENT_LOOP_SAMPLE_MS = 100;
+
 export interface Metrics {
   registry: Registry;
   /** The exposition text, from one snapshot of the tunnels. */
@@ -14,7 +16,10 @@ export interface Metrics {
 
 export function createMetrics(cfg: Config, manager: TunnelManager): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // The event-loop delay histogram samples on a timer: prom-client's default
+  // (10 ms) woke an idle daemon 100 times a second; 100 ms still catches the
+  // stalls that matter to a relay.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   // prom-client names these gauges with _total, which promtool (rightly) rejects; the process_* metrics stay.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
     registry.removeSingleMetric(name);

@@ -40,7 +40,7 @@ describe('metrics endpoint and health probes', function () {
     await target?.stop();
   });
 
-  it('serves every documented metric with the efs_relay_ prefix and process metrics, on its own registry', async () => {
+  it('serves every documented metric with the efs_relay_ prefix, process metrics and the event-loop delay, on its own registry', async () => {
     await daemon.efsctlJson('add', FS_ID, '-o', 'mounttargetip=127.0.0.20,region=us-east-1');
     const { exchange } = await import('./helpers/client.js');
     const port = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels[0]!.port;
@@ -51,6 +51,7 @@ describe('metrics endpoint and health probes', function () {
     expect(r.type).to.contain('text/plain');
     for (const name of METRIC_NAMES) expect(r.body, name).to.match(new RegExp(`^# TYPE ${name} (gauge|counter|histogram)$`, 'm'));
     expect(r.body).to.match(/^process_cpu_seconds_total [0-9.e+-]+$/m);
+    expect(r.body).to.match(/^nodejs_eventloop_lag_p99_seconds [0-9.e+-]+$/m);
     expect(r.body).to.contain('efs_relay_build_info{version="0.1.0"} 1');
     expect(r.body).to.contain(`efs_relay_tunnel_up{fs_id="${FS_ID}"} 1`);
     expect(r.body).to.contain(`efs_relay_upstream_up{fs_id="${FS_ID}"} 1`);

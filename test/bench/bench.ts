@@ -13,13 +13,13 @@ import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
   benchDir, makePki, startRelay, startService, startStunnelClient, startTerminator, type Proc,
 } from './paths.js';
-import { connectSetup, download, holdConnections, rpc, rssBytes, upload } from './workloads.js';
+import { connectSetup, contextSwitches, download, holdConnections, rpc, rssBytes, upload } from './workloads.js';
 
 type Mode = 'full' | 'quick' | 'smoke';
 const SIZES = {
-  full: { bulk: 1 << 30, rpcs: 50_000, nfs: 256 << 20, connects: 500, idle: 1000, connTunnels: 100, connsPer: 20, rounds: 3 },
-  quick: { bulk: 128 << 20, rpcs: 5_000, nfs: 32 << 20, connects: 100, idle: 300, connTunnels: 25, connsPer: 20, rounds: 3 },
-  smoke: { bulk: 4 << 20, rpcs: 200, nfs: 1 << 20, connects: 10, idle: 10, connTunnels: 4, connsPer: 5, rounds: 1 },
+  full: { bulk: 1 << 30, rpcs: 50_000, nfs: 256 << 20, connects: 500, quietMs: 5000, idle: 1000, connTunnels: 100, connsPer: 20, rounds: 3 },
+  quick: { bulk: 128 << 20, rpcs: 5_000, nfs: 32 << 20, connects: 100, quietMs: 2000, idle: 300, connTunnels: 25, connsPer: 20, rounds: 3 },
+  smoke: { bulk: 4 << 20, rpcs: 200, nfs: 1 << 20, connects: 10, quietMs: 500, idle: 10, connTunnels: 4, connsPer: 5, rounds: 1 },
 } as const;
 
 export type Path = 'plain' | 'stunnel' | 'relay';
@@ -38,6 +38,7 @@ export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower';
   nfs_write_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
   nfs_read_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
   connect_ms: { unit: 'ms', better: 'lower', paths: PATHS },
+  idle_wakeups_per_s: { unit: '/s', better: 'lower', paths: ['stunnel', 'relay'] },
   idle_tunnels_rss_mib: { unit: 'MiB', better: 'lower', paths: ['stunnel', 'relay'] },
   startup_s: { unit: 's', better: 'lower', paths: ['relay'] },
   open_conns_rss_mib: { unit: 'MiB', better: 'lower', paths: ['relay'] },
@@ -150,6 +151,14 @@ async function main(): Promise<void> {
         record('nfs_read_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
       }
       for (const p of PATHS) record('connect_ms', p, round, await connectSetup(port[p], size.connects));
+
+      // Idle cost: how often the tunnels' threads wake with no traffic (both stunnel clients, as efs-utils runs one per mount).
+      const stunnels = [stBulk.pid, stNfs.pid];
+      const w0 = { stunnel: stunnels.reduce((a, pid) => a + contextSwitches(pid), 0), relay: contextSwitches(relay.pid) };
+      await sleep(size.quietMs);
+      const perSecond = (n: number): number => n / (size.quietMs / 1000);
+      record('idle_wakeups_per_s', 'stunnel', round, perSecond(stunnels.reduce((a, pid) => a + contextSwitches(pid), 0) - w0.stunnel));
+      record('idle_wakeups_per_s', 'relay', round, perSecond(contextSwitches(relay.pid) - w0.relay));
 
       // Scale: a fresh daemon restoring `idle` records (start-up until every port listens, then RSS) ...
       // efs-utils would run one stunnel per mount: its figure is one idle stunnel client's RSS times the count.

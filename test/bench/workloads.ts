@@ -1,7 +1,7 @@
 // The client side of each benchmark workload, run against one local port.
 // The same code drives every path, so any client overhead is common to all.
 import { connect, type Socket } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const BLOCK = Buffer.alloc(1 << 20, 0x75);
 
@@ -23,6 +23,16 @@ export function cpuSeconds(pid: number): number {
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) * 1024;
+}
+
+/** Times the threads of one process were switched out (each sleep-and-wake counts), summed over its threads. */
+export function contextSwitches(pid: number): number {
+  let n = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+  }
+  return n;
 }
 
 export interface Bulk {
