@@ -48,7 +48,7 @@ demo: sysdeps build
 
 # efs-relay against stunnel and plain TCP. BENCH_ARGS=--quick for the short set.
 bench: sysdeps build
-	@node build/js/test/bench/bench.js $(BENCH_ARGS)
+	@node --expose-gc build/js/test/bench/bench.js $(BENCH_ARGS)
 
 # The self-contained binary: Node's single executable application support.
 build/sea/efs-relayd: $(NPM_STAMP) $(SOURCES) packaging/sea.mjs

@@ -23,7 +23,7 @@ describe('benchmark smoke run', function () {
 
   it('produces every figure for every path it measures, a table on stdout and build/bench/results.json', async () => {
     const g = await Ganesha.get();
-    const r = await run('node', [join(ROOT, 'build/js/test/bench/bench.js'), '--smoke'], {
+    const r = await run('node', ['--expose-gc', join(ROOT, 'build/js/test/bench/bench.js'), '--smoke'], {
       env: { ...process.env, EFS_RELAY_BENCH_NFS: `${g.nfsPort},${g.mountPort},${g.exportPath}` }, timeoutMs: 110_000,
     });
     expect(r.code, r.stderr).to.equal(0);

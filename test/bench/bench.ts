@@ -17,9 +17,9 @@ import { connectSetup, contextSwitches, download, holdConnections, rpc, rssBytes
 
 type Mode = 'full' | 'quick' | 'smoke';
 const SIZES = {
-  full: { bulk: 1 << 30, rpcs: 50_000, nfs: 256 << 20, connects: 500, quietMs: 5000, idle: 1000, connTunnels: 100, connsPer: 20, rounds: 3 },
-  quick: { bulk: 128 << 20, rpcs: 5_000, nfs: 32 << 20, connects: 100, quietMs: 2000, idle: 300, connTunnels: 25, connsPer: 20, rounds: 3 },
-  smoke: { bulk: 4 << 20, rpcs: 200, nfs: 1 << 20, connects: 10, quietMs: 500, idle: 10, connTunnels: 4, connsPer: 5, rounds: 1 },
+  full: { bulk: 1 << 30, rpcs: 50_000, nfs: 256 << 20, connects: 500, settleMs: 300, quietMs: 5000, idle: 1000, connTunnels: 100, connsPer: 20, rounds: 3 },
+  quick: { bulk: 128 << 20, rpcs: 5_000, nfs: 32 << 20, connects: 100, settleMs: 200, quietMs: 2000, idle: 300, connTunnels: 25, connsPer: 20, rounds: 3 },
+  smoke: { bulk: 4 << 20, rpcs: 200, nfs: 1 << 20, connects: 10, settleMs: 20, quietMs: 500, idle: 10, connTunnels: 4, connsPer: 5, rounds: 1 },
 } as const;
 
 export type Path = 'plain' | 'stunnel' | 'relay';
@@ -50,6 +50,16 @@ interface Run {
   path: Path;
   round: number;
   value: number;
+}
+
+/**
+ * Before each measured run: collect this client's garbage (with --expose-gc)
+ * and let the previous run's connections finish closing, so that no path
+ * pays for the one measured before it.
+ */
+async function settle(ms: number): Promise<void> {
+  (globalThis as { gc?: () => void }).gc?.();
+  await sleep(ms);
 }
 
 function median(xs: number[]): number {
@@ -124,17 +134,20 @@ async function main(): Promise<void> {
     for (let round = 1; round <= size.rounds; round++) {
       say(`round ${round}/${size.rounds}`);
       for (const p of PATHS) {
+        await settle(size.settleMs);
         const up = await upload(port[p], size.bulk, pidOf[p]);
         record('upload_mb_s', p, round, up.mbPerSec);
         if (up.cpuPerGiB !== null) record('upload_cpu_s_per_gib', p, round, up.cpuPerGiB);
       }
       for (const p of PATHS) {
+        await settle(size.settleMs);
         const down = await download(port[p], size.bulk, pidOf[p]);
         record('download_mb_s', p, round, down.mbPerSec);
         if (down.cpuPerGiB !== null) record('download_cpu_s_per_gib', p, round, down.cpuPerGiB);
       }
       for (const [name, bytes] of [['rpc200', 200], ['rpc8k', 8192]] as const) {
         for (const p of PATHS) {
+          await settle(size.settleMs);
           const l = await rpc(port[p], size.rpcs, bytes);
           record(`${name}_p50_us`, p, round, l.p50us);
           record(`${name}_p99_us`, p, round, l.p99us);
@@ -142,15 +155,20 @@ async function main(): Promise<void> {
       }
       for (const p of PATHS) {
         const name = `bench-${p}-${round}.bin`;
+        await settle(size.settleMs);
         let t0 = performance.now();
         await nfsCp(src, ganesha.v3Url(name, nfsPortOf[p]));
         record('nfs_write_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
+        await settle(size.settleMs);
         t0 = performance.now();
         const read = await nfsCatSha256(ganesha.v4Url(name, nfsPortOf[p]));
         if (read.bytes !== size.nfs) throw new Error(`nfs read through ${p} returned ${read.bytes} of ${size.nfs} bytes`);
         record('nfs_read_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
       }
-      for (const p of PATHS) record('connect_ms', p, round, await connectSetup(port[p], size.connects));
+      for (const p of PATHS) {
+        await settle(size.settleMs);
+        record('connect_ms', p, round, await connectSetup(port[p], size.connects));
+      }
 
       // Idle cost: how often the tunnels' threads wake with no traffic (both stunnel clients, as efs-utils runs one per mount).
       const stunnels = [stBulk.pid, stNfs.pid];

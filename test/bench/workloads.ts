@@ -4,10 +4,19 @@ import { connect, type Socket } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 
 const BLOCK = Buffer.alloc(1 << 20, 0x75);
+/**
+ * Where the client reads what it only counts. One buffer, reused: a fresh
+ * Buffer per read left the client with garbage to collect during whichever
+ * run came next, so the path measured right after another ran slower
+ * (README, Performance).
+ */
+const SINK = Buffer.allocUnsafe(64 * 1024);
 
-function open(port: number): Promise<Socket> {
+/** A connection to `port`; with `counted`, what arrives is read into SINK and only its length reported. */
+function open(port: number, counted?: (bytes: number) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port, noDelay: true });
+    const onread = counted ? { onread: { buffer: SINK, callback: (n: number) => (counted(n), true) } } : {}; // true: keep reading
+    const s = connect({ host: '127.0.0.1', port, noDelay: true, ...onread });
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
@@ -70,15 +79,16 @@ export async function upload(port: number, bytes: number, tunnelPid: number | nu
 
 /** Receive `bytes` on one connection. */
 export async function download(port: number, bytes: number, tunnelPid: number | null): Promise<Bulk> {
-  const s = await open(port);
+  let got = 0;
+  let done = (): void => {};
+  const s = await open(port, (n) => {
+    got += n;
+    if (got >= bytes) done();
+  });
   const cpu0 = tunnelPid ? cpuSeconds(tunnelPid) : 0;
   const t0 = performance.now();
-  let got = 0;
   await new Promise<void>((resolve, reject) => {
-    s.on('data', (d: Buffer) => {
-      got += d.length;
-      if (got >= bytes) resolve();
-    });
+    done = resolve;
     s.once('error', reject);
     s.once('close', () => (got >= bytes ? resolve() : reject(new Error(`download closed after ${got} of ${bytes} bytes`))));
     s.write(header('D', bytes));
@@ -100,7 +110,8 @@ function percentile(sorted: Float64Array, p: number): number {
 
 /** `count` sequential round trips of `size`-byte requests and 200-byte replies on one connection. */
 export async function rpc(port: number, count: number, size: number): Promise<Latency> {
-  const s = await open(port);
+  let replied = (_n: number): void => {};
+  const s = await open(port, (n) => replied(n));
   s.write('R');
   const req = Buffer.alloc(4 + size, 0x71);
   req.writeUInt32BE(size, 0);
@@ -113,8 +124,8 @@ export async function rpc(port: number, count: number, size: number): Promise<La
       t0 = performance.now();
       s.write(req);
     };
-    s.on('data', (d: Buffer) => {
-      pending += d.length;
+    replied = (n: number): void => {
+      pending += n;
       while (pending >= 200) {
         pending -= 200;
         times[i++] = (performance.now() - t0) * 1000;
@@ -124,7 +135,7 @@ export async function rpc(port: number, count: number, size: number): Promise<La
         }
         send();
       }
-    });
+    };
     s.once('error', reject);
     send();
   });
