@@ -5,10 +5,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 const BLOCK = Buffer.alloc(1 << 20, 0x75);
 /**
- * Where the client reads what it only counts. One buffer, reused: a fresh
- * Buffer per read left the client with garbage to collect during whichever
- * run came next, so the path measured right after another ran slower
- * (README, Performance).
+ * Where the client reads what it only counts. One buffer, reused, so that
+ * the client's own garbage collection stays out of the runs it measures.
  */
 const SINK = Buffer.allocUnsafe(64 * 1024);
 
