@@ -63,8 +63,7 @@ export class Pipe {
   /** Buffers handed to dst.write, oldest first; write callbacks arrive in this order. */
   private readonly inFlight: Buffer[] = [];
   private stalled = false;
-  /** dst is corked: the full buffers of the current burst wait to leave in one writev. */
-  private corked = false;
+  /** An end-of-burst uncork is scheduled (setImmediate). */
   private flushQueued = false;
   private readonly written = (): void => this.release();
   private readonly flush = (): void => {
@@ -106,9 +105,9 @@ export class Pipe {
     // first read that is not full or, failing that, once the event loop has
     // read every ready socket (setImmediate). Small RPCs are never held.
     const full = n === this.pool.size;
-    if (full && !this.corked) {
+    // Only this pipe corks dst, so its corked count says whether a burst is being held.
+    if (full && !dst.writableCorked) {
       dst.cork();
-      this.corked = true;
       if (!this.flushQueued) {
         this.flushQueued = true;
         setImmediate(this.flush);
@@ -122,9 +121,8 @@ export class Pipe {
   }
 
   private uncork(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    (this.dst as Socket).uncork();
+    const dst = this.dst as Socket;
+    if (dst.writableCorked) dst.uncork();
   }
 
   private release(): void {
