@@ -171,12 +171,11 @@ async function main(): Promise<void> {
       }
 
       // Idle cost: how often the tunnels' threads wake with no traffic (both stunnel clients, as efs-utils runs one per mount).
-      const stunnels = [stBulk.pid, stNfs.pid];
-      const w0 = { stunnel: stunnels.reduce((a, pid) => a + contextSwitches(pid), 0), relay: contextSwitches(relay.pid) };
+      const relayPid = relay.pid;
+      const switches = { stunnel: (): number => contextSwitches(stBulk.pid) + contextSwitches(stNfs.pid), relay: () => contextSwitches(relayPid) };
+      const w0 = { stunnel: switches.stunnel(), relay: switches.relay() };
       await sleep(size.quietMs);
-      const perSecond = (n: number): number => n / (size.quietMs / 1000);
-      record('idle_wakeups_per_s', 'stunnel', round, perSecond(stunnels.reduce((a, pid) => a + contextSwitches(pid), 0) - w0.stunnel));
-      record('idle_wakeups_per_s', 'relay', round, perSecond(contextSwitches(relay.pid) - w0.relay));
+      for (const p of ['stunnel', 'relay'] as const) record('idle_wakeups_per_s', p, round, (switches[p]() - w0[p]) / (size.quietMs / 1000));
 
       // Scale: a fresh daemon restoring `idle` records (start-up until every port listens, then RSS) ...
       // efs-utils would run one stunnel per mount: its figure is one idle stunnel client's RSS times the count.
