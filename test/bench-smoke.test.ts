@@ -29,7 +29,7 @@ describe('benchmark smoke run', function () {
     expect(r.code, r.stderr).to.equal(0);
     const result = JSON.parse(readFileSync(join(ROOT, 'build/bench/results.json'), 'utf8')) as {
       mode: string; machine: Record<string, unknown>; medians: Record<string, Record<string, number>>;
-      relay_stunnel_by_round: Record<string, number[]>;
+      relay_stunnel_by_round: Record<string, number[]>; path_order_by_round: string[][];
     };
     expect(result.mode).to.equal('smoke');
     expect(Object.keys(result.machine).sort()).to.deep.equal(['cores', 'cpu', 'node', 'node_openssl', 'stunnel', 'stunnel_openssl']);
@@ -40,6 +40,7 @@ describe('benchmark smoke run', function () {
       for (const p of paths) expect(Number.isFinite(result.medians[f]![p]), `${f} ${p}`).to.equal(true);
     }
     expect(result.medians.upload_mb_s).to.have.all.keys('plain', 'stunnel', 'relay');
+    expect(result.path_order_by_round).to.deep.equal([['plain', 'stunnel', 'relay']]);
     // One round: each figure both tunnels measured (stunnel's not 0, as CPU seconds of a tiny transfer can be) has its one ratio.
     for (const f of FIGURES.filter((x) => result.medians[x]!.relay !== undefined && result.medians[x]!.stunnel)) {
       expect(result.relay_stunnel_by_round[f], f).to.have.length(1);

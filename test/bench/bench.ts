@@ -1,6 +1,6 @@
 // make bench: efs-relay against stunnel (as efs-utils runs it) and a plain
 // TCP path, side by side in one invocation, alternating paths in every
-// round, reporting medians and ratios. --quick runs a smaller set; --smoke
+// round (the order rotates from round to round), reporting medians and ratios. --quick runs a smaller set; --smoke
 // runs tiny sizes once, only to prove that every figure is produced.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,7 +11,7 @@ import { Daemon, ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
 import { Ganesha, nfsCatSha256, nfsCp } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
-  benchDir, makePki, startRelay, startService, startStunnelClient, startTerminator, type Proc,
+  PATHS, benchDir, makePki, pathOrder, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
 import { connectSetup, contextSwitches, download, holdConnections, rpc, rssBytes, upload } from './workloads.js';
 
@@ -22,11 +22,9 @@ const SIZES = {
   smoke: { bulk: 4 << 20, rpcs: 200, nfs: 1 << 20, connects: 10, settleMs: 20, quietMs: 500, idle: 10, connTunnels: 4, connsPer: 5, rounds: 1 },
 } as const;
 
-export type Path = 'plain' | 'stunnel' | 'relay';
-const PATHS: Path[] = ['plain', 'stunnel', 'relay'];
 
 /** Every figure the bench reports: its unit and which way is better. */
-export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower'; paths: Path[] }> = {
+export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower'; paths: readonly Path[] }> = {
   upload_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
   download_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
   upload_cpu_s_per_gib: { unit: 'CPU s/GiB', better: 'lower', paths: ['stunnel', 'relay'] },
@@ -132,28 +130,29 @@ async function main(): Promise<void> {
     writeFileSync(src, randomBytes(size.nfs));
 
     for (let round = 1; round <= size.rounds; round++) {
-      say(`round ${round}/${size.rounds}`);
-      for (const p of PATHS) {
+      const order = pathOrder(round);
+      say(`round ${round}/${size.rounds}: ${order.join(', ')}`);
+      for (const p of order) {
         await settle(size.settleMs);
         const up = await upload(port[p], size.bulk, pidOf[p]);
         record('upload_mb_s', p, round, up.mbPerSec);
         if (up.cpuPerGiB !== null) record('upload_cpu_s_per_gib', p, round, up.cpuPerGiB);
       }
-      for (const p of PATHS) {
+      for (const p of order) {
         await settle(size.settleMs);
         const down = await download(port[p], size.bulk, pidOf[p]);
         record('download_mb_s', p, round, down.mbPerSec);
         if (down.cpuPerGiB !== null) record('download_cpu_s_per_gib', p, round, down.cpuPerGiB);
       }
       for (const [name, bytes] of [['rpc200', 200], ['rpc8k', 8192]] as const) {
-        for (const p of PATHS) {
+        for (const p of order) {
           await settle(size.settleMs);
           const l = await rpc(port[p], size.rpcs, bytes);
           record(`${name}_p50_us`, p, round, l.p50us);
           record(`${name}_p99_us`, p, round, l.p99us);
         }
       }
-      for (const p of PATHS) {
+      for (const p of order) {
         const name = `bench-${p}-${round}.bin`;
         await settle(size.settleMs);
         let t0 = performance.now();
@@ -165,7 +164,7 @@ async function main(): Promise<void> {
         if (read.bytes !== size.nfs) throw new Error(`nfs read through ${p} returned ${read.bytes} of ${size.nfs} bytes`);
         record('nfs_read_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
       }
-      for (const p of PATHS) {
+      for (const p of order) {
         await settle(size.settleMs);
         record('connect_ms', p, round, await connectSetup(port[p], size.connects));
       }
@@ -228,6 +227,7 @@ async function main(): Promise<void> {
       seconds: (Date.now() - started) / 1000,
       medians,
       relay_stunnel_by_round: byRound,
+      path_order_by_round: Array.from({ length: size.rounds }, (_, i) => pathOrder(i + 1)),
       runs,
     };
     mkdirSync(join(ROOT, 'build/bench'), { recursive: true });

@@ -19,6 +19,20 @@ export const SERVICE_PORT = 18001;
 export const STUNNEL_BULK_PORT = 18002;
 export const STUNNEL_NFS_PORT = 18003;
 
+export type Path = 'plain' | 'stunnel' | 'relay';
+export const PATHS: readonly Path[] = ['plain', 'stunnel', 'relay'];
+
+/**
+ * The order of the paths in a round: rotated by one each round (plain,
+ * stunnel, relay; then stunnel, relay, plain; …), so that over three rounds
+ * every path runs first, second and last once and no path always follows
+ * the same neighbour.
+ */
+export function pathOrder(round: number): Path[] {
+  const k = (round - 1) % PATHS.length;
+  return [...PATHS.slice(k), ...PATHS.slice(0, k)];
+}
+
 export function waitPort(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
