@@ -13,7 +13,7 @@ import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
   PATHS, benchDir, makePki, pathOrder, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
-import { connectSetup, contextSwitches, download, holdConnections, rpc, rssBytes, upload } from './workloads.js';
+import { connectSetup, download, holdConnections, rpc, rssBytes, switchesBetween, threadSwitches, upload } from './workloads.js';
 
 type Mode = 'full' | 'quick' | 'smoke';
 const SIZES = {
@@ -171,10 +171,13 @@ async function main(): Promise<void> {
 
       // Idle cost: how often the tunnels' threads wake with no traffic (both stunnel clients, as efs-utils runs one per mount).
       const relayPid = relay.pid;
-      const switches = { stunnel: (): number => contextSwitches(stBulk.pid) + contextSwitches(stNfs.pid), relay: () => contextSwitches(relayPid) };
+      const switches = { stunnel: () => threadSwitches(stBulk.pid, stNfs.pid), relay: () => threadSwitches(relayPid) };
+      await settle(size.settleMs); // the last workload's connections finish closing first
       const w0 = { stunnel: switches.stunnel(), relay: switches.relay() };
       await sleep(size.quietMs);
-      for (const p of ['stunnel', 'relay'] as const) record('idle_wakeups_per_s', p, round, (switches[p]() - w0[p]) / (size.quietMs / 1000));
+      for (const p of ['stunnel', 'relay'] as const) {
+        record('idle_wakeups_per_s', p, round, switchesBetween(w0[p], switches[p]()) / (size.quietMs / 1000));
+      }
 
       // Scale: a fresh daemon restoring `idle` records (start-up until every port listens, then RSS) ...
       // efs-utils would run one stunnel per mount: its figure is one idle stunnel client's RSS times the count.

@@ -32,13 +32,34 @@ export function rssBytes(pid: number): number {
   return Number(m?.[1] ?? 0) * 1024;
 }
 
-/** Times the threads of one process were switched out (each sleep-and-wake counts), summed over its threads. */
-export function contextSwitches(pid: number): number {
-  let n = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+/** How often each thread of these processes was switched out (each sleep-and-wake counts), by thread id. */
+export function threadSwitches(...pids: number[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const pid of pids) {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      let status: string;
+      try {
+        status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      } catch {
+        continue; // the thread ended between listing and reading
+      }
+      let n = 0;
+      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+      out.set(tid, n);
+    }
   }
+  return out;
+}
+
+/**
+ * Switches between two readings, over the threads alive at the second. A
+ * thread that ended in between (stunnel's thread of a connection that just
+ * closed) is left out: summing all threads at each reading would count its
+ * whole life as negative.
+ */
+export function switchesBetween(before: Map<string, number>, after: Map<string, number>): number {
+  let n = 0;
+  for (const [tid, count] of after) n += count - (before.get(tid) ?? 0);
   return n;
 }
 

@@ -1,0 +1,27 @@
+import { expect } from 'chai';
+import { PATHS, pathOrder } from '../bench/paths.js';
+import { switchesBetween, threadSwitches } from '../bench/workloads.js';
+
+describe('bench path order', () => {
+  it('runs every path once per round, each first, second and last once over three rounds', () => {
+    const rounds = [1, 2, 3].map(pathOrder);
+    expect(rounds[0]).to.deep.equal(['plain', 'stunnel', 'relay']);
+    for (const order of rounds) expect([...order].sort()).to.deep.equal([...PATHS].sort());
+    for (let pos = 0; pos < PATHS.length; pos++) expect(rounds.map((o) => o[pos]).sort()).to.deep.equal([...PATHS].sort());
+    expect(pathOrder(4)).to.deep.equal(rounds[0]);
+  });
+});
+
+describe('bench idle wakeups', () => {
+  it('reads the context switches of every thread of a live process, the main thread included', () => {
+    const counts = threadSwitches(process.pid);
+    expect(counts.has(String(process.pid))).to.equal(true);
+    for (const n of counts.values()) expect(n).to.be.at.least(0);
+  });
+
+  it('counts only threads alive at the second reading, so a thread that ended never makes the count negative', () => {
+    const before = new Map([['100', 50], ['101', 7], ['102', 3]]);
+    const after = new Map([['100', 52], ['103', 4]]); // 101 and 102 ended; 103 started
+    expect(switchesBetween(before, after)).to.equal(2 + 4);
+  });
+});
