@@ -44,7 +44,7 @@ export class MountWatcher {
   }
 
   private checkUnencrypted(mounts: MountEntry[]): void {
-    const targets = new Set(this.manager.list().map((t) => t.target.address));
+    const targets = new Set(this.manager.records().map((r) => r.target.address));
     const found = unencryptedEfsMounts(mounts, this.cfg.efs.dns_name_suffix, targets);
     const key = (u: { device: string; dir: string }): string => `${u.device}\0${u.dir}`;
     const fresh = this.reported.fresh(found.map(key));
@@ -78,7 +78,7 @@ export class MountWatcher {
       dirs.add(m.dir);
       byPort.set(port, dirs);
     }
-    for (const t of this.manager.list()) {
+    for (const t of this.manager.records()) {
       const listed = byPort.get(t.port) ?? new Set<string>();
       for (const dir of listed) if (!t.mounts.includes(dir)) await this.mounter.adopt(t.fs_id, t.port, dir);
       for (const dir of t.mounts) {

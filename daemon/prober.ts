@@ -33,7 +33,7 @@ export class Prober {
 
   /** Follow the tunnel set: schedule new tunnels soon, forget removed ones. */
   private scan(): void {
-    const live = new Set(this.manager.list().map((t) => t.fs_id));
+    const live = new Set(this.manager.records().map((r) => r.fs_id));
     for (const fsId of live) {
       if (!this.timers.has(fsId)) this.schedule(fsId, Math.random() * Math.min(1_000, this.intervalMs()));
     }
@@ -55,14 +55,14 @@ export class Prober {
   }
 
   private async run(fsId: string): Promise<void> {
-    const relay = this.manager.relays().get(fsId);
+    const relay = this.manager.relay(fsId);
     if (!relay) {
       this.timers.delete(fsId);
       return;
     }
     const result = await relay.probe(this.cfg.health.probe_timeout * 1000);
     this.manager.recordProbe(fsId, result);
-    const mounts = this.manager.list().find((t) => t.fs_id === fsId)?.mounts ?? [];
+    const mounts = this.manager.record(fsId)?.mounts ?? [];
     const checks = await Promise.all(mounts.map((dir) => this.checkMount(dir)));
     this.manager.recordMountChecks(fsId, checks.filter((c): c is MountCheck => c !== null));
     // The next probe is scheduled only now, so probes of one tunnel never overlap; ±10% jitter spreads them out.

@@ -71,9 +71,13 @@ export interface ProbeResult {
   cert_expiry: string | null;
 }
 
-/** When the peer certificate expires (ISO time), or null when there is none (yet). */
+/**
+ * When the peer certificate expires (ISO time), or null when there is none
+ * (yet). Read from the X509Certificate handle: getPeerCertificate() would
+ * build a whole object (fingerprints, DER, public key) for one date.
+ */
 function certExpiry(sock: TLSSocket): string | null {
-  const validTo = sock.getPeerCertificate?.()?.valid_to;
+  const validTo = sock.getPeerX509Certificate?.()?.validTo;
   const t = validTo ? Date.parse(validTo) : NaN;
   return Number.isNaN(t) ? null : new Date(t).toISOString();
 }
