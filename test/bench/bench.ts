@@ -33,6 +33,8 @@ export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower';
   rpc200_p99_us: { unit: 'µs', better: 'lower', paths: PATHS },
   rpc8k_p50_us: { unit: 'µs', better: 'lower', paths: PATHS },
   rpc8k_p99_us: { unit: 'µs', better: 'lower', paths: PATHS },
+  rpc200_cpu_us: { unit: 'CPU µs/RT', better: 'lower', paths: ['stunnel', 'relay'] },
+  rpc8k_cpu_us: { unit: 'CPU µs/RT', better: 'lower', paths: ['stunnel', 'relay'] },
   nfs_write_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
   nfs_read_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
   connect_ms: { unit: 'ms', better: 'lower', paths: PATHS },
@@ -147,9 +149,10 @@ async function main(): Promise<void> {
       for (const [name, bytes] of [['rpc200', 200], ['rpc8k', 8192]] as const) {
         for (const p of order) {
           await settle(size.settleMs);
-          const l = await rpc(port[p], size.rpcs, bytes);
+          const l = await rpc(port[p], size.rpcs, bytes, pidOf[p]);
           record(`${name}_p50_us`, p, round, l.p50us);
           record(`${name}_p99_us`, p, round, l.p99us);
+          if (l.cpuUsPerRoundTrip !== null) record(`${name}_cpu_us`, p, round, l.cpuUsPerRoundTrip);
         }
       }
       for (const p of order) {

@@ -121,6 +121,8 @@ export async function download(port: number, bytes: number, tunnelPid: number | 
 export interface Latency {
   p50us: number;
   p99us: number;
+  /** CPU time (user + system) the tunnel process spent per round trip, in µs; null without a tunnel. */
+  cpuUsPerRoundTrip: number | null;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -128,7 +130,7 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 /** `count` sequential round trips of `size`-byte requests and 200-byte replies on one connection. */
-export async function rpc(port: number, count: number, size: number): Promise<Latency> {
+export async function rpc(port: number, count: number, size: number, tunnelPid: number | null): Promise<Latency> {
   let replied = (_n: number): void => {};
   const s = await open(port, (n) => replied(n));
   s.write('R');
@@ -138,6 +140,7 @@ export async function rpc(port: number, count: number, size: number): Promise<La
   let i = 0;
   let pending = 0;
   let t0 = 0;
+  const cpu0 = tunnelPid ? cpuSeconds(tunnelPid) : 0;
   await new Promise<void>((resolve, reject) => {
     const send = (): void => {
       t0 = performance.now();
@@ -158,9 +161,10 @@ export async function rpc(port: number, count: number, size: number): Promise<La
     s.once('error', reject);
     send();
   });
+  const cpu = tunnelPid ? cpuSeconds(tunnelPid) - cpu0 : null;
   s.destroy();
   times.sort();
-  return { p50us: percentile(times, 0.5), p99us: percentile(times, 0.99) };
+  return { p50us: percentile(times, 0.5), p99us: percentile(times, 0.99), cpuUsPerRoundTrip: cpu === null ? null : (cpu / count) * 1e6 };
 }
 
 /** `count` sequential connections, each: connect (and through a tunnel, its handshake) and first byte back. Median ms. */
