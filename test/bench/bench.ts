@@ -11,7 +11,7 @@ import { Daemon, ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
 import { Ganesha, nfsCatSha256, nfsCp } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
-  PATHS, benchDir, makePki, pathOrder, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
+  PATHS, benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
 import { connectSetup, download, holdConnections, rpc, rssBytes, switchesBetween, threadSwitches, upload } from './workloads.js';
 
@@ -187,7 +187,7 @@ async function main(): Promise<void> {
       record('idle_tunnels_rss_mib', 'stunnel', round, (rssBytes(stBulk.pid) * size.idle) / 2 ** 20);
       const idleDir = benchDir();
       writeRecords(join(idleDir, 'state'), size.idle, 24000);
-      const idle = new Daemon({ state_dir: join(idleDir, 'state'), tls: { ca_file: pki.ca.certFile }, port_range: { first: 24000, last: 24000 + size.idle - 1 } }, idleDir);
+      const idle = new Daemon(relayConfig(pki, { state_dir: join(idleDir, 'state'), port_range: { first: 24000, last: 24000 + size.idle - 1 } }), idleDir);
       const t0 = performance.now();
       await idle.start();
       while (listening(24000, 24000 + size.idle - 1) < size.idle) await sleep(10);
@@ -198,7 +198,7 @@ async function main(): Promise<void> {
       // ... and `connTunnels` tunnels holding `connsPer` open TLS connections each.
       const connDir = benchDir();
       writeRecords(join(connDir, 'state'), size.connTunnels, 26000);
-      const busy = new Daemon({ state_dir: join(connDir, 'state'), tls: { ca_file: pki.ca.certFile }, port_range: { first: 26000, last: 26000 + size.connTunnels - 1 } }, connDir);
+      const busy = new Daemon(relayConfig(pki, { state_dir: join(connDir, 'state'), port_range: { first: 26000, last: 26000 + size.connTunnels - 1 } }), connDir);
       await busy.start();
       const socks = await holdConnections(Array.from({ length: size.connTunnels }, (_, i) => 26000 + i), size.connsPer);
       record('open_conns_rss_mib', 'relay', round, rssBytes(busy.pid) / 2 ** 20);

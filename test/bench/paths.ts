@@ -129,12 +129,17 @@ export async function startStunnelClient(dir: string, pki: Pki, name: string, po
 }
 
 /**
- * efs-relayd with its defaults, but its own state dir, ports and CA, no
- * metrics endpoint, and the test harness's fstab and mount stand-ins (read at
- * the default one-second pace).
+ * efs-relayd's config in the bench: its defaults, but its own state dir,
+ * ports and CA, no metrics endpoint, and the test harness's fstab and mount
+ * stand-ins, read at the default one-second pace (the harness reads every
+ * 0.1 s to keep tests fast).
  */
+export function relayConfig(pki: Pki, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, mount: { poll_interval: 1 }, ...extra };
+}
+
 export async function startRelay(pki: Pki, extra: Record<string, unknown> = {}, dir?: string): Promise<Daemon> {
-  return new Daemon({ tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, mount: { poll_interval: 1 }, ...extra }, dir).start();
+  return new Daemon(relayConfig(pki, extra), dir).start();
 }
 
 export function benchDir(): string {
