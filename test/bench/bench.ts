@@ -1,7 +1,8 @@
 // make bench: efs-relay against stunnel (as efs-utils runs it) and a plain
 // TCP path, side by side in one invocation, alternating paths in every
-// round (the order rotates from round to round), reporting medians and ratios. --quick runs a smaller set; --smoke
-// runs tiny sizes once, only to prove that every figure is produced.
+// round (the order rotates from round to round), reporting medians and
+// ratios. --quick runs a smaller set; --smoke runs tiny sizes once, only to
+// prove that every figure is produced.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -21,7 +22,6 @@ const SIZES = {
   quick: { bulk: 128 << 20, rpcs: 5_000, nfs: 32 << 20, connects: 100, settleMs: 200, quietMs: 2000, idle: 300, idleRunMs: 3_000, connTunnels: 25, connsPer: 20, rounds: 3 },
   smoke: { bulk: 4 << 20, rpcs: 200, nfs: 1 << 20, connects: 10, settleMs: 20, quietMs: 500, idle: 10, idleRunMs: 500, connTunnels: 4, connsPer: 5, rounds: 1 },
 } as const;
-
 
 /** Every figure the bench reports: its unit and which way is better. */
 export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower'; paths: readonly Path[] }> = {
