@@ -4,7 +4,9 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.installed
 SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus stunnel4 rpm lintian rpmlint debootstrap
 SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel rpmbuild lintian rpmlint debootstrap
-SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
+# The directories too (as dir/., so that test/ is not the phony target test):
+# deleting or renaming a file changes its directory, so the build reruns.
+SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) $(shell find daemon cli test -type d -printf '%p/.\n' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
 
 .PHONY: all build lint test demo bench sea package clean deps sysdeps ca-bundle
 
@@ -30,7 +32,9 @@ sysdeps:
 	  fi; \
 	fi
 
+# build/js is compiled afresh: a test left there from a renamed or deleted source would still run.
 build/.built: $(NPM_STAMP) $(SOURCES)
+	rm -rf build/js
 	npx tsc -p .
 	node packaging/bundle.mjs
 	@touch $@
