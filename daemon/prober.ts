@@ -8,6 +8,13 @@ import { runCommand } from './mount-command.js';
 import type { MountCheck, TunnelManager } from './tunnels.js';
 
 const SCAN_MS = 1_000;
+/** At most this many first probes start per second, so a daemon restoring 1000 tunnels does not make 1000 handshakes at once. */
+const FIRST_PROBES_PER_S = 100;
+
+/** New tunnels get their first probe within this many ms: a second, longer when many arrive at once, never beyond the interval. */
+export function firstProbeWindowMs(newTunnels: number, intervalMs: number): number {
+  return Math.min(intervalMs, Math.max(1_000, (newTunnels / FIRST_PROBES_PER_S) * 1_000));
+}
 
 export class Prober {
   private readonly timers = new Map<string, NodeJS.Timeout>();
@@ -34,9 +41,9 @@ export class Prober {
   /** Follow the tunnel set: schedule new tunnels soon, forget removed ones. */
   private scan(): void {
     const live = new Set(this.manager.records().map((r) => r.fs_id));
-    for (const fsId of live) {
-      if (!this.timers.has(fsId)) this.schedule(fsId, Math.random() * Math.min(1_000, this.intervalMs()));
-    }
+    const fresh = [...live].filter((fsId) => !this.timers.has(fsId));
+    const windowMs = firstProbeWindowMs(fresh.length, this.intervalMs());
+    for (const fsId of fresh) this.schedule(fsId, Math.random() * windowMs);
     for (const [fsId, timer] of this.timers) {
       if (!live.has(fsId)) {
         clearTimeout(timer);

@@ -32,7 +32,7 @@ describe('relay behaviour', function () {
     // One connection first, so lazily opened resources (DNS, TLS) are in the baseline.
     await exchange(port, 'warm-up');
     await waitFor('warm-up connection closed', async () => (await tunnel()).connections.active === 0);
-    baselineFds = daemon.fdCount();
+    baselineFds = await daemon.fdCountAtRest();
   });
 
   after(async () => {
@@ -196,6 +196,7 @@ describe('relay behaviour', function () {
 
   it('returns to its starting number of open file descriptors once every connection has ended', async () => {
     await waitFor('tunnel idle', async () => (await tunnel()).connections.active === 0);
-    await waitFor(`fds back to ${baselineFds}`, () => daemon.fdCount() === baselineFds, 5_000);
+    // A leaked fd keeps every sample above the baseline; a passing one (the /proc/mounts read) does not.
+    await waitFor(`fds back to ${baselineFds}`, () => daemon.fdCount() <= baselineFds, 5_000);
   });
 });

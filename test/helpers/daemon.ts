@@ -124,6 +124,20 @@ export class Daemon {
     return readdirSync(`/proc/${this.pid}/fd`).length;
   }
 
+  /**
+   * Open fds with nothing passing through: the fewest of several samples.
+   * One sample may catch a passing fd (the /proc/mounts poll's read, the
+   * control connection of the efsctl call that just returned).
+   */
+  async fdCountAtRest(samples = 10, gapMs = 30): Promise<number> {
+    let least = this.fdCount();
+    for (let i = 1; i < samples; i++) {
+      await sleep(gapMs);
+      least = Math.min(least, this.fdCount());
+    }
+    return least;
+  }
+
   efsctl(...args: string[]): Promise<RunResult> {
     return run(join(BIN, 'efsctl'), ['--socket', this.socket, ...args]);
   }
