@@ -333,6 +333,8 @@ describe('a real Prometheus scraping the daemon', function () {
   });
 
   it('sees efs_relay_upstream_up go from 1 to 0 when the mount target stops', async () => {
+    // add is idempotent: the tunnel the test before made, or a new one when this test runs alone.
+    await daemon.efsctlJson('add', FS_ID, '-o', 'mounttargetip=127.0.0.23,region=us-east-1');
     const q = `efs_relay_upstream_up{fs_id="${FS_ID}"}`;
     await waitFor('upstream_up 1', async () => (await prom.value(q)) === 1, 15_000);
     await target.stop();
