@@ -166,7 +166,9 @@ describe('efsctl attach and detach', function () {
   });
 
   it('detach unmounts DIR, forgets it, and keeps the tunnel while another mount uses it', async () => {
-    const dir = join(daemon.dir, 'mnt', 'override');
+    // Two mounts of its own, so that the test does not lean on those the tests before it made.
+    const dir = mnt('detach-one');
+    for (const d of [dir, mnt('detach-other')]) expect((await daemon.efsctl('attach', FS_ID, d, '-o', OPTS)).code).to.equal(0);
     const r = await daemon.efsctl('detach', dir);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.equal(`${dir} unmounted; the tunnel for ${FS_ID} keeps running (still in use)\n`);
