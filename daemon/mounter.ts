@@ -67,7 +67,7 @@ export class Mounter {
         throw new RelayError('BAD_MOUNT_POINT', `${dir} is already an NFS mount of ${from}; detach it first`);
       }
       if (req.fake) {
-        const existing = this.view(fsId);
+        const existing = this.manager.view(fsId);
         const command = mountArgv(this.cfg.mount.command, path, dir, all, existing?.port ?? 0);
         if (!existing) command[4] = (command[4] as string).replace('port=0', 'port=<tunnel port>');
         return { already_mounted: false, fake: true, dir, attempts: 0, tunnel: existing, command };
@@ -80,7 +80,7 @@ export class Mounter {
         const command = mountArgv(this.cfg.mount.command, path, dir, all, tunnel.port);
         if (mountedAt && tunnelPortOf(mountedAt) === tunnel.port) {
           await this.manager.recordMount(fsId, dir);
-          return { already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.view(fsId) };
+          return { already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.manager.view(fsId) };
         }
         let attempts: number;
         try {
@@ -91,7 +91,7 @@ export class Mounter {
         }
         await this.manager.recordMount(fsId, dir);
         this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });
-        return { already_mounted: false, fake: false, dir, command, attempts, tunnel: this.view(fsId) };
+        return { already_mounted: false, fake: false, dir, command, attempts, tunnel: this.manager.view(fsId) };
       } finally {
         this.manager.release(fsId);
         // A failed attach leaves things as they were: a tunnel it made and nothing else uses goes away.
@@ -125,7 +125,7 @@ export class Mounter {
       }
       await this.manager.forgetMount(owner.fs_id, dir, 'efsctl detach');
       await this.manager.stopIfUnused(owner.fs_id);
-      const stillThere = this.manager.list().some((t) => t.fs_id === owner.fs_id);
+      const stillThere = this.manager.record(owner.fs_id) !== undefined;
       this.log.info('mount.detached', { fs: owner.fs_id, dir, tunnel_stopped: !stillThere });
       return { dir, fs_id: owner.fs_id, tunnel_stopped: !stillThere };
     });
@@ -143,10 +143,6 @@ export class Mounter {
   /** A recorded mount that is gone: forget it, unless an attach or detach of DIR is under way. */
   forget(fsId: string, dir: string, why: string): Promise<void> {
     return this.locks.run(dir, () => this.manager.forgetMount(fsId, dir, why));
-  }
-
-  private view(fsId: string): TunnelView | null {
-    return this.manager.list().find((t) => t.fs_id === fsId) ?? null;
   }
 
   /**

@@ -244,6 +244,11 @@ export class TunnelManager {
     return this.tunnels.get(fsId)?.record;
   }
 
+  /** One tunnel as list() shows it, or null when there is none. */
+  view(fsId: string): TunnelView | null {
+    return this.tunnels.get(fsId)?.view() ?? null;
+  }
+
   /** One tunnel's relay; undefined once the tunnel is gone. */
   relay(fsId: string): Relay | undefined {
     return this.tunnels.get(fsId)?.relay;
