@@ -8,6 +8,7 @@ import type { Logger } from './log.js';
 import { readProcMounts, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
 import { ReportOnce } from './report-once.js';
+import type { TunnelRecord } from './state.js';
 import type { TunnelManager } from './tunnels.js';
 
 export class MountWatcher {
@@ -43,8 +44,8 @@ export class MountWatcher {
     this.timer = setTimeout(() => void this.tick().finally(() => this.schedule(this.cfg.mount.poll_interval * 1000)), ms);
   }
 
-  private checkUnencrypted(mounts: MountEntry[]): void {
-    const targets = new Set(this.manager.records().map((r) => r.target.address));
+  private checkUnencrypted(mounts: MountEntry[], tunnels: readonly Readonly<TunnelRecord>[]): void {
+    const targets = new Set(tunnels.map((r) => r.target.address));
     const found = unencryptedEfsMounts(mounts, this.cfg.efs.dns_name_suffix, targets);
     const key = (u: { device: string; dir: string }): string => `${u.device}\0${u.dir}`;
     const fresh = this.reported.fresh(found.map(key));
@@ -68,7 +69,8 @@ export class MountWatcher {
       this.lastReadError = msg;
       return;
     }
-    this.checkUnencrypted(mounts);
+    const tunnels = this.manager.records();
+    this.checkUnencrypted(mounts, tunnels);
     // Directories mounted through each tunnel port, so each tunnel looks only at its own.
     const byPort = new Map<number, Set<string>>();
     for (const m of mounts) {
@@ -78,7 +80,7 @@ export class MountWatcher {
       dirs.add(m.dir);
       byPort.set(port, dirs);
     }
-    for (const t of this.manager.records()) {
+    for (const t of tunnels) {
       const listed = byPort.get(t.port) ?? new Set<string>();
       for (const dir of listed) if (!t.mounts.includes(dir)) await this.mounter.adopt(t.fs_id, t.port, dir);
       for (const dir of t.mounts) {
