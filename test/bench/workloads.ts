@@ -27,6 +27,12 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // CLK_TCK is 100 on Linux
 }
 
+/** Starts counting the tunnel's CPU; the returned function gives the seconds since, or null without a tunnel. */
+function cpuSince(tunnelPid: number | null): () => number | null {
+  const start = tunnelPid ? cpuSeconds(tunnelPid) : 0;
+  return () => (tunnelPid ? cpuSeconds(tunnelPid) - start : null);
+}
+
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) * 1024;
@@ -78,7 +84,7 @@ function header(mode: string, bytes: number): Buffer {
 /** Send `bytes` on one connection and wait for the service's acknowledgement. */
 export async function upload(port: number, bytes: number, tunnelPid: number | null): Promise<Bulk> {
   const s = await open(port);
-  const cpu0 = tunnelPid ? cpuSeconds(tunnelPid) : 0;
+  const cpuUsed = cpuSince(tunnelPid);
   const t0 = performance.now();
   const acked = new Promise<void>((resolve, reject) => {
     s.once('data', () => resolve());
@@ -91,7 +97,7 @@ export async function upload(port: number, bytes: number, tunnelPid: number | nu
   }
   await acked;
   const seconds = (performance.now() - t0) / 1000;
-  const cpu = tunnelPid ? cpuSeconds(tunnelPid) - cpu0 : null;
+  const cpu = cpuUsed();
   s.destroy();
   return { mbPerSec: bytes / 1e6 / seconds, cpuPerGiB: cpu === null ? null : cpu / (bytes / 2 ** 30) };
 }
@@ -104,7 +110,7 @@ export async function download(port: number, bytes: number, tunnelPid: number | 
     got += n;
     if (got >= bytes) done();
   });
-  const cpu0 = tunnelPid ? cpuSeconds(tunnelPid) : 0;
+  const cpuUsed = cpuSince(tunnelPid);
   const t0 = performance.now();
   await new Promise<void>((resolve, reject) => {
     done = resolve;
@@ -113,7 +119,7 @@ export async function download(port: number, bytes: number, tunnelPid: number | 
     s.write(header('D', bytes));
   });
   const seconds = (performance.now() - t0) / 1000;
-  const cpu = tunnelPid ? cpuSeconds(tunnelPid) - cpu0 : null;
+  const cpu = cpuUsed();
   s.destroy();
   return { mbPerSec: bytes / 1e6 / seconds, cpuPerGiB: cpu === null ? null : cpu / (bytes / 2 ** 30) };
 }
@@ -140,7 +146,7 @@ export async function rpc(port: number, count: number, size: number, tunnelPid: 
   let i = 0;
   let pending = 0;
   let t0 = 0;
-  const cpu0 = tunnelPid ? cpuSeconds(tunnelPid) : 0;
+  const cpuUsed = cpuSince(tunnelPid);
   await new Promise<void>((resolve, reject) => {
     const send = (): void => {
       t0 = performance.now();
@@ -161,7 +167,7 @@ export async function rpc(port: number, count: number, size: number, tunnelPid: 
     s.once('error', reject);
     send();
   });
-  const cpu = tunnelPid ? cpuSeconds(tunnelPid) - cpu0 : null;
+  const cpu = cpuUsed();
   s.destroy();
   times.sort();
   return { p50us: percentile(times, 0.5), p99us: percentile(times, 0.99), cpuUsPerRoundTrip: cpu === null ? null : (cpu / count) * 1e6 };
