@@ -125,6 +125,8 @@ export async function download(port: number, bytes: number, tunnelPid: number | 
 }
 
 export interface Latency {
+  /** Measured round trips (the uncounted first one left out). */
+  roundTrips: number;
   p50us: number;
   p99us: number;
   /** CPU time (user + system) the tunnel process spent per round trip, in µs; null without a tunnel. */
@@ -135,42 +137,93 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
 }
 
-/** `count` sequential round trips of `size`-byte requests and 200-byte replies on one connection. */
-export async function rpc(port: number, count: number, size: number, tunnelPid: number | null): Promise<Latency> {
-  let replied = (_n: number): void => {};
-  const s = await open(port, (n) => replied(n));
-  s.write('R');
-  const req = Buffer.alloc(4 + size, 0x71);
-  req.writeUInt32BE(size, 0);
-  const times = new Float64Array(count);
-  let i = 0;
-  let pending = 0;
-  let t0 = 0;
-  const cpuUsed = cpuSince(tunnelPid);
-  await new Promise<void>((resolve, reject) => {
-    const send = (): void => {
-      t0 = performance.now();
-      s.write(req);
-    };
-    replied = (n: number): void => {
-      pending += n;
-      while (pending >= 200) {
-        pending -= 200;
-        times[i++] = (performance.now() - t0) * 1000;
-        if (i === count) {
-          resolve();
-          return;
+/**
+ * Sequential round trips of `size`-byte requests and 200-byte replies on one
+ * open connection, run in turns: the bench alternates the paths' turns, so
+ * that a noisy moment of the machine falls on every path alike instead of on
+ * whichever ran then. Latencies and the tunnel's CPU add up over the turns.
+ */
+export class RpcConnection {
+  private readonly req: Buffer;
+  private readonly times: Float64Array;
+  private done = 0;
+  private cpu = 0;
+  private replied = (_n: number): void => {};
+
+  private constructor(
+    private readonly socket: Socket,
+    size: number,
+    total: number,
+    private readonly tunnelPid: number | null,
+  ) {
+    this.req = Buffer.alloc(4 + size, 0x71);
+    this.req.writeUInt32BE(size, 0);
+    this.times = new Float64Array(total);
+  }
+
+  /**
+   * Opens the connection and makes one round trip that is not counted:
+   * through a tunnel it waits for the tunnel's own TLS handshake.
+   */
+  static async open(port: number, size: number, total: number, tunnelPid: number | null): Promise<RpcConnection> {
+    let conn: RpcConnection | null = null;
+    const s = await open(port, (n) => conn?.replied(n));
+    s.write('R');
+    conn = new RpcConnection(s, size, total, tunnelPid);
+    await conn.trips(1, false);
+    return conn;
+  }
+
+  /** `count` more round trips, measured. */
+  turn(count: number): Promise<void> {
+    return this.trips(Math.min(count, this.times.length - this.done), true);
+  }
+
+  private async trips(count: number, measured: boolean): Promise<void> {
+    if (count <= 0) return;
+    const s = this.socket;
+    const cpuUsed = cpuSince(measured ? this.tunnelPid : null);
+    let left = count;
+    let pending = 0;
+    let t0 = 0;
+    await new Promise<void>((resolve, reject) => {
+      const send = (): void => {
+        t0 = performance.now();
+        s.write(this.req);
+      };
+      this.replied = (n: number): void => {
+        pending += n;
+        while (pending >= 200) {
+          pending -= 200;
+          if (measured) this.times[this.done++] = (performance.now() - t0) * 1000;
+          if (--left === 0) {
+            s.off('error', reject);
+            resolve();
+            return;
+          }
+          send();
         }
-        send();
-      }
+      };
+      s.once('error', reject);
+      send();
+    });
+    this.cpu += cpuUsed() ?? 0;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  /** p50 and p99 over every measured round trip so far, and the tunnel's CPU per round trip. */
+  result(): Latency {
+    const times = this.times.slice(0, this.done).sort();
+    return {
+      roundTrips: this.done,
+      p50us: percentile(times, 0.5),
+      p99us: percentile(times, 0.99),
+      cpuUsPerRoundTrip: this.tunnelPid ? (this.cpu / this.done) * 1e6 : null,
     };
-    s.once('error', reject);
-    send();
-  });
-  const cpu = cpuUsed();
-  s.destroy();
-  times.sort();
-  return { p50us: percentile(times, 0.5), p99us: percentile(times, 0.99), cpuUsPerRoundTrip: cpu === null ? null : (cpu / count) * 1e6 };
+  }
 }
 
 /** `count` sequential connections, each: connect (and through a tunnel, its handshake) and first byte back. Median ms. */
