@@ -36,26 +36,33 @@ describe('efsctl attach and detach', function () {
   const record = (fsId: string): { mounts: string[]; port: number } =>
     JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as { mounts: string[]; port: number };
 
+  // Each test makes the tunnels and mounts it reads (a file system of its own where it counts them), so
+  // that any one of them passes run alone (TEST_GREP) as well as after the others.
+  const tunnel = async (fsId: string): Promise<TunnelView | undefined> => (await tunnels()).find((t) => t.fs_id === fsId);
+
   it('runs mount.nfs4 with efs-utils\' default options and the tunnel port, and records the mount', async () => {
     const dir = mnt('default');
-    const r = await daemon.efsctl('attach', FS_ID, dir, '-o', OPTS);
+    const before = daemon.mount.calls().length;
+    const r = await daemon.efsctl('attach', 'fs-0abcde00', dir, '-o', OPTS);
     expect(r.code, r.stderr).to.equal(0);
-    const port = (await tunnels())[0]!.port;
-    expect(r.stdout).to.equal(`${FS_ID}:/ mounted at ${dir} through 127.0.0.1:${port} (TLS to 127.0.0.14:2049)\n`);
-    const calls = daemon.mount.calls();
+    const port = (await tunnel('fs-0abcde00'))!.port;
+    expect(r.stdout).to.equal(`fs-0abcde00:/ mounted at ${dir} through 127.0.0.1:${port} (TLS to 127.0.0.14:2049)\n`);
+    const calls = daemon.mount.calls().slice(before);
     expect(calls).to.have.length(1);
     expect(calls[0]!.argv).to.deep.equal([daemon.mount.mountCommand, '127.0.0.1:/', dir, '-o', `${DEFAULTS},port=${port}`]);
     expect(calls[0]!.env.PATH).to.be.a('string');
-    expect(record(FS_ID).mounts).to.deep.equal([dir]);
-    expect((await tunnels())[0]!.mounts).to.deep.equal([dir]);
+    expect(record('fs-0abcde00').mounts).to.deep.equal([dir]);
+    expect((await tunnel('fs-0abcde00'))!.mounts).to.deep.equal([dir]);
   });
 
   it('says a directory is already mounted from that file system, exits 0, and mounts nothing again', async () => {
-    const dir = join(daemon.dir, 'mnt', 'default');
+    const dir = mnt('again');
+    expect((await daemon.efsctl('attach', FS_ID, dir, '-o', OPTS)).code).to.equal(0);
+    const calls = daemon.mount.calls().length;
     const r = await daemon.efsctl('attach', FS_ID, dir, '-o', OPTS);
     expect(r.code).to.equal(0);
     expect(r.stdout).to.match(new RegExp(`^${dir} is already mounted from ${FS_ID} through 127\\.0\\.0\\.1:\\d+\\n$`));
-    expect(daemon.mount.calls()).to.have.length(1);
+    expect(daemon.mount.calls()).to.have.length(calls);
   });
 
   it('lets a user option replace its default in place, and appends other NFS options', async () => {
@@ -69,11 +76,13 @@ describe('efsctl attach and detach', function () {
   });
 
   it('mounts a sub-path as 127.0.0.1:/path, through the same tunnel', async () => {
+    const root = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcde01', mnt('sub-root'), '-o', OPTS);
     const dir = mnt('sub');
-    const r = await daemon.efsctlJson<AttachResult>('attach', `${FS_ID}:/data/projects`, dir, '-o', OPTS);
+    const r = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcde01:/data/projects', dir, '-o', OPTS);
     expect(r.command[1]).to.equal('127.0.0.1:/data/projects');
-    expect(r.tunnel!.mounts).to.include(dir);
-    expect(await tunnels()).to.have.length(1);
+    expect(r.tunnel!.port).to.equal(root.tunnel!.port);
+    expect(r.tunnel!.mounts).to.deep.equal([mnt('sub-root'), dir]);
+    expect((await tunnels()).filter((t) => t.fs_id === 'fs-0abcde01')).to.have.length(1);
   });
 
   it('accepts the file system DNS name as the spec and takes the region from it', async () => {
@@ -107,11 +116,12 @@ describe('efsctl attach and detach', function () {
   });
 
   it('leaves an existing tunnel exactly as it was when the mount fails', async () => {
-    const before = (await tunnels()).find((t) => t.fs_id === FS_ID)!;
+    expect((await daemon.efsctl('attach', FS_ID, mnt('existing'), '-o', OPTS)).code).to.equal(0);
+    const before = (await tunnel(FS_ID))!;
     daemon.mount.behave('mount', { fail: 1, code: 32, message: 'mount.nfs4: No such file or directory' });
     const r = await daemon.efsctl('attach', `${FS_ID}:/missing`, mnt('missing-path'), '-o', OPTS);
     expect(r.code).to.equal(1);
-    const after = (await tunnels()).find((t) => t.fs_id === FS_ID)!;
+    const after = (await tunnel(FS_ID))!;
     expect(after.port).to.equal(before.port);
     expect(after.mounts).to.deep.equal(before.mounts);
   });
@@ -153,16 +163,19 @@ describe('efsctl attach and detach', function () {
   }
 
   it('stop refuses a mounted tunnel without --force, with TUNNEL_MOUNTED', async () => {
-    const r = await daemon.efsctl('stop', 'fs-0abcdef2');
+    const dir = mnt('stop-refused');
+    expect((await daemon.efsctl('attach', 'fs-0abcde02', dir, '-o', 'region=us-east-1')).code).to.equal(0);
+    const r = await daemon.efsctl('stop', 'fs-0abcde02');
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.contain(`fs-0abcdef2 is mounted at ${join(daemon.dir, 'mnt', 'retry')}; refusing to stop its tunnel [TUNNEL_MOUNTED]`);
-    expect((await tunnels()).some((t) => t.fs_id === 'fs-0abcdef2')).to.equal(true);
+    expect(r.stderr).to.contain(`fs-0abcde02 is mounted at ${dir}; refusing to stop its tunnel [TUNNEL_MOUNTED]`);
+    expect(await tunnel('fs-0abcde02')).to.not.equal(undefined);
   });
 
   it('stop --force stops a mounted tunnel', async () => {
-    const r = await daemon.efsctl('stop', 'fs-0abcdef2', '--force');
+    expect((await daemon.efsctl('attach', 'fs-0abcde03', mnt('stop-forced'), '-o', 'region=us-east-1')).code).to.equal(0);
+    const r = await daemon.efsctl('stop', 'fs-0abcde03', '--force');
     expect(r.code).to.equal(0);
-    expect((await tunnels()).some((t) => t.fs_id === 'fs-0abcdef2')).to.equal(false);
+    expect(await tunnel('fs-0abcde03')).to.equal(undefined);
   });
 
   it('detach unmounts DIR, forgets it, and keeps the tunnel while another mount uses it', async () => {
@@ -177,12 +190,13 @@ describe('efsctl attach and detach', function () {
   });
 
   it('detach of the last mount stops the tunnel and frees its port', async () => {
-    const t = (await tunnels()).find((x) => x.fs_id === FS_ID)!;
-    for (const dir of t.mounts.slice(0, -1)) expect((await daemon.efsctl('detach', dir)).code).to.equal(0);
-    const last = t.mounts.at(-1)!;
+    const [first, last] = [mnt('last-one'), mnt('last-two')];
+    for (const d of [first, last]) expect((await daemon.efsctl('attach', 'fs-0abcde04', d, '-o', OPTS)).code).to.equal(0);
+    const t = (await tunnel('fs-0abcde04'))!;
+    expect((await daemon.efsctl('detach', first)).code).to.equal(0);
     const r = await daemon.efsctl('detach', last);
-    expect(r.stdout).to.equal(`${last} unmounted; the tunnel for ${FS_ID} stopped (nothing else uses it)\n`);
-    expect((await tunnels()).some((x) => x.fs_id === FS_ID)).to.equal(false);
+    expect(r.stdout).to.equal(`${last} unmounted; the tunnel for fs-0abcde04 stopped (nothing else uses it)\n`);
+    expect(await tunnel('fs-0abcde04')).to.equal(undefined);
     await expectPortFree(t.port);
   });
 

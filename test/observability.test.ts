@@ -34,6 +34,9 @@ describe('metrics endpoint and health probes', function () {
       metrics: { listen: '127.0.0.1:19801' },
       health: { probe_interval: 0.3, probe_timeout: 2, stat_timeout: 1 },
     })).start();
+    // The tunnel every test of this block reads, probed once, so that any one test passes run alone.
+    await daemon.efsctlJson('add', FS_ID, '-o', 'mounttargetip=127.0.0.20,region=us-east-1');
+    await waitFor('first probe', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe !== null);
   });
   after(async () => {
     await daemon?.stop();
@@ -41,11 +44,9 @@ describe('metrics endpoint and health probes', function () {
   });
 
   it('serves every documented metric with the efs_relay_ prefix, process metrics and the event-loop delay, on its own registry', async () => {
-    await daemon.efsctlJson('add', FS_ID, '-o', 'mounttargetip=127.0.0.20,region=us-east-1');
     const { exchange } = await import('./helpers/client.js');
     const port = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels[0]!.port;
     await exchange(port, 'hello');
-    await waitFor('first probe', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe !== null);
     const r = await get(`${base}/metrics`);
     expect(r.status).to.equal(200);
     expect(r.type).to.contain('text/plain');
