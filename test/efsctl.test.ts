@@ -14,8 +14,12 @@ const OPTS = 'mounttargetip=127.0.0.13,region=us-east-1';
 
 describe('efsctl', function () {
   let daemon: Daemon;
+  // Two tunnels that the tests read: fs-0000aaaa on a known port (FIRST + 7), and FS_ID. Any test that
+  // needs more makes its own, so that each test passes run alone (TEST_GREP) as well as after the others.
   before(async () => {
     daemon = await new Daemon(daemonConfig(FIRST)).start();
+    await daemon.efsctlJson<AddResult>('add', 'fs-0000aaaa', '-o', `tls,tlsport=${FIRST + 7},region=us-east-1`);
+    await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
   });
   after(async () => {
     await daemon?.stop();
@@ -23,26 +27,35 @@ describe('efsctl', function () {
 
   const records = (): string[] => readdirSync(daemon.stateDir).filter((f) => f.endsWith('.json')).sort();
 
-  // First, so that no randomly picked port can already hold FIRST + 7.
+  /** The first port of the range that no tunnel holds. */
+  const freePort = async (): Promise<number> => {
+    const used = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => t.port);
+    return Array.from({ length: 50 }, (_, i) => FIRST + i).find((p) => !used.includes(p))!;
+  };
+
   it('add with tlsport=N uses exactly that port', async () => {
-    const r = await daemon.efsctlJson<AddResult>('add', 'fs-0000aaaa', '-o', `tls,tlsport=${FIRST + 7},region=us-east-1`);
-    expect(r.tunnel.port).to.equal(FIRST + 7);
+    const port = await freePort();
+    const r = await daemon.efsctlJson<AddResult>('add', 'fs-0000abcd', '-o', `tls,tlsport=${port},region=us-east-1`);
+    expect(r.tunnel.port).to.equal(port);
+    expect((await daemon.efsctlJson<TunnelDetail>('status', 'fs-0000abcd')).port).to.equal(port);
   });
 
   it('add starts a tunnel and prints its local port and verified target', async () => {
-    const r = await daemon.efsctl('add', FS_ID, '-o', OPTS);
+    const r = await daemon.efsctl('add', 'fs-0000cafe', '-o', OPTS);
     expect(r.code).to.equal(0);
-    expect(r.stdout).to.match(new RegExp(`^${FS_ID}: tunnel started on 127\\.0\\.0\\.1:(\\d+) → 127\\.0\\.0\\.13:2049 \\(TLS, verified as ${FS_NAME.replaceAll('.', '\\.')}\\)\\n$`));
+    const name = 'fs-0000cafe.efs.us-east-1.amazonaws.com';
+    expect(r.stdout).to.match(new RegExp(`^fs-0000cafe: tunnel started on 127\\.0\\.0\\.1:(\\d+) → 127\\.0\\.0\\.13:2049 \\(TLS, verified as ${name.replaceAll('.', '\\.')}\\)\\n$`));
   });
 
   it('add is idempotent: a second add returns the same port and says the tunnel already runs', async () => {
+    const recordsBefore = records();
     const a = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
     const b = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
     expect(a.created).to.equal(false);
     expect(b.created).to.equal(false);
     expect(b.tunnel.port).to.equal(a.tunnel.port);
     expect((await daemon.efsctl('add', FS_ID, '-o', OPTS)).stdout).to.contain('tunnel already running');
-    expect(records()).to.deep.equal(['fs-0000aaaa.json', `${FS_ID}.json`]);
+    expect(records()).to.deep.equal(recordsBefore);
   });
 
   it('add --json has the documented shape', async () => {
@@ -73,10 +86,13 @@ describe('efsctl', function () {
     expect(human.code).to.equal(0);
     const lines = human.stdout.trim().split('\n');
     expect(lines[0]).to.match(/^FS_ID\s+PORT\s+TARGET\s+STATE\s+HEALTH\s+MOUNTS\s+CONNS\s+UP\s+DOWN\s+LAST_ERROR$/);
-    expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).to.deep.equal(['fs-0000aaaa', 'fs-0000bbbb', FS_ID]);
+    // Every tunnel the state directory holds, sorted by file system ID.
+    const all = records().map((f) => f.replace(/\.json$/, ''));
+    expect(all).to.include.members(['fs-0000aaaa', FS_ID]);
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).to.deep.equal(all);
     const json = await daemon.efsctlJson<{ tunnels: TunnelView[]; unencrypted_mounts: unknown[] }>('list');
     expect(Object.keys(json).sort()).to.deep.equal(['tunnels', 'unencrypted_mounts']);
-    expect(json.tunnels.map((t) => t.fs_id)).to.deep.equal(['fs-0000aaaa', 'fs-0000bbbb', FS_ID]);
+    expect(json.tunnels.map((t) => t.fs_id)).to.deep.equal(all);
   });
 
   it('status shows one tunnel in detail with its history', async () => {
@@ -150,8 +166,7 @@ describe('efsctl', function () {
     }
 
     it('rejects a tlsport that another process holds, with PORT_TAKEN', async () => {
-      const used = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => t.port);
-      const port = Array.from({ length: 50 }, (_, i) => FIRST + i).find((p) => !used.includes(p))!;
+      const port = await freePort();
       const squatter: Server = createServer();
       await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', () => r()));
       try {

@@ -65,24 +65,41 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
     if (root) await run('rm', ['-rf', root]);
   });
 
-  let treeBefore: string[] = [];
+  // The tests tell one story (install, run, upgrade, purge), but each does the earlier steps it needs
+  // itself when they have not been done, so that any one of them passes run alone (TEST_GREP).
+  let treeBefore: string[] | null = null;
   let tunnelPort = 0;
 
-  it('has no Node.js in the root', () => {
-    expect(existsSync(join(root, 'usr/bin/node'))).to.equal(false);
-    expect(existsSync(join(root, 'usr/bin/nodejs'))).to.equal(false);
-  });
-
-  it('installs the .deb with dpkg, without systemd running there', async () => {
-    treeBefore = await tree(root);
+  /** dpkg -i of the package, once; remembers the root's tree from before. */
+  async function install(): Promise<void> {
+    if (treeBefore) return;
+    const before = await tree(root);
     copyFileSync(DEB, join(root, 'tmp/efs-relay.deb'));
     const r = await run('chroot', [root, 'dpkg', '-i', '/tmp/efs-relay.deb'], { timeoutMs: 120_000 });
     expect(r.code, r.stdout + r.stderr).to.equal(0);
-    expect((await run('chroot', [root, 'efsctl', '--help'])).stdout).to.contain('Usage: efsctl');
-    expect((await run('chroot', [root, '/sbin/mount.efs', '--version'])).stdout).to.equal(`mount.efs ${VERSION}\n`);
-  });
+    treeBefore = before;
+  }
 
-  it('runs the daemon in the root and moves an NFS file through its tunnel to a server outside, checksum equal', async function () {
+  async function startDaemon(what: string): Promise<void> {
+    let log = '';
+    daemon = spawn('chroot', [root, '/usr/sbin/efs-relayd', '--config', '/root/test.yaml'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+    await waitFor(what, () => log.includes('daemon.started'), 15_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${log}`);
+    });
+  }
+
+  async function stopDaemon(): Promise<void> {
+    const d = daemon;
+    if (!d || d.exitCode !== null) return;
+    d.kill('SIGTERM');
+    await new Promise((r) => d.once('exit', r));
+  }
+
+  /** The installed daemon running in the root with a tunnel to a mount target in front of ganesha; its port. */
+  async function tunnel(): Promise<number> {
+    if (tunnelPort) return tunnelPort;
+    await install();
     const mount = await run('mount', ['-t', 'proc', 'proc', join(root, 'proc')]);
     procMounted = mount.code === 0;
     const ganesha = await Ganesha.get();
@@ -95,47 +112,57 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
       mount: { proc_mounts: procMounted ? '/proc/mounts' : '/root/no-mounts' }, health: { probe_interval: 0 },
     }));
     if (!procMounted) writeFileSync(join(root, 'root/no-mounts'), '');
-    let log = '';
-    daemon = spawn('chroot', [root, '/usr/sbin/efs-relayd', '--config', '/root/test.yaml'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-    await waitFor('the daemon in the root', () => log.includes('daemon.started'), 15_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n${log}`);
-    });
+    await startDaemon('the daemon in the root');
     const add = await run('chroot', [root, 'efsctl', 'add', FS_ID, '-o', 'mounttargetip=127.0.0.26,region=us-east-1', '--json']);
     expect(add.code, add.stderr).to.equal(0);
-    const port = (JSON.parse(add.stdout) as { tunnel: { port: number } }).tunnel.port;
+    tunnelPort = (JSON.parse(add.stdout) as { tunnel: { port: number } }).tunnel.port;
+    return tunnelPort;
+  }
+
+  it('has no Node.js in the root', () => {
+    expect(existsSync(join(root, 'usr/bin/node'))).to.equal(false);
+    expect(existsSync(join(root, 'usr/bin/nodejs'))).to.equal(false);
+  });
+
+  it('installs the .deb with dpkg, without systemd running there', async () => {
+    await install();
+    expect((await run('chroot', [root, 'efsctl', '--help'])).stdout).to.contain('Usage: efsctl');
+    expect((await run('chroot', [root, '/sbin/mount.efs', '--version'])).stdout).to.equal(`mount.efs ${VERSION}\n`);
+  });
+
+  it('runs the daemon in the root and moves an NFS file through its tunnel to a server outside, checksum equal', async function () {
+    const port = await tunnel();
+    const ganesha = await Ganesha.get();
     const src = join(root, 'root/payload.bin');
     writeFileSync(src, Buffer.alloc(8 << 20, 'installed-in-minbase'));
     await nfsCp(src, ganesha.v3Url('installed.bin', port));
     expect((await nfsCatSha256(ganesha.v4Url('installed.bin', port))).sha256).to.equal(await sha256File(src));
-    expect(target.sessions[0]).to.include({ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384' });
-    tunnelPort = port;
+    expect(target!.sessions.at(-1)).to.include({ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384' });
   });
 
   it('brings the tunnel back on its port after an upgrade (stop, reinstall, start)', async () => {
+    const port = await tunnel();
+    const ganesha = await Ganesha.get();
+    const src = join(root, 'root/before-upgrade.bin');
+    writeFileSync(src, Buffer.alloc(4 << 20, 'written-before-the-upgrade'));
+    await nfsCp(src, ganesha.v3Url('before-upgrade.bin', port));
     // Without systemd in the root, do by hand what the unit and postinst do: stop, upgrade, start.
-    daemon!.kill('SIGTERM');
-    await new Promise((r) => daemon?.once('exit', r));
+    await stopDaemon();
     const r = await run('chroot', [root, 'dpkg', '-i', '/tmp/efs-relay.deb'], { timeoutMs: 120_000 });
     expect(r.code, r.stdout + r.stderr).to.equal(0);
-    let log = '';
-    daemon = spawn('chroot', [root, '/usr/sbin/efs-relayd', '--config', '/root/test.yaml'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-    await waitFor('the daemon after the upgrade', () => log.includes('daemon.started'), 15_000);
+    await startDaemon('the daemon after the upgrade');
     const list = JSON.parse((await run('chroot', [root, 'efsctl', 'list', '--json'])).stdout) as { tunnels: Array<{ fs_id: string; port: number; state: string }> };
-    expect(list.tunnels.map((t) => [t.fs_id, t.port, t.state])).to.deep.equal([[FS_ID, tunnelPort, 'listening']]);
-    const ganesha = await Ganesha.get();
-    expect((await nfsCatSha256(ganesha.v4Url('installed.bin', tunnelPort))).bytes).to.equal(8 << 20);
-    daemon.kill('SIGTERM');
-    await new Promise((res) => daemon?.once('exit', res));
-    daemon = null;
+    expect(list.tunnels.map((t) => [t.fs_id, t.port, t.state])).to.deep.equal([[FS_ID, port, 'listening']]);
+    expect((await nfsCatSha256(ganesha.v4Url('before-upgrade.bin', port))).sha256).to.equal(await sha256File(src));
+  });
+
+  it('purges to nothing but what was there before', async () => {
+    await install();
+    await stopDaemon();
     if (procMounted) {
       await run('umount', ['-l', join(root, 'proc')]);
       procMounted = false;
     }
-  });
-
-  it('purges to nothing but what was there before', async () => {
     const r = await run('chroot', [root, 'dpkg', '--purge', 'efs-relay'], { timeoutMs: 120_000 });
     expect(r.code, r.stdout + r.stderr).to.equal(0);
     await sleep(100);

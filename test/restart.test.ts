@@ -71,6 +71,7 @@ describe('daemon restart', function () {
   });
 
   it('brings all three tunnels back on their old ports after SIGTERM, and NFS reads work', async () => {
+    await daemon.stop('SIGTERM'); // already stopped by the test before, unless this one runs alone
     await daemon.start();
     await expectAllBackOnTheirPorts();
     expect(daemon.logs).to.contain('invalid_state_files=0');

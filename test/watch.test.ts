@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
+import { expectPortFree } from './helpers/client.js';
 import { daemonConfig } from './helpers/fixtures.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 
@@ -128,13 +129,16 @@ describe('/proc/mounts watching', function () {
   });
 
   it('stops the tunnel and frees its port after a real unmount: consistent reads plus the grace period', async () => {
+    const other = await attach('fs-0e000004', 'stays');
     const { dir } = await attach('fs-0e000002', 'gone');
     daemon.mount.removeMount(dir);
     await sleep(800);
     expect(await has(daemon, 'fs-0e000002'), 'still inside the grace period').to.equal(true);
     await waitFor('tunnel stopped', async () => !(await has(daemon, 'fs-0e000002')), 3_000);
     expect(daemon.logs).to.match(/info tunnel\.unmounted fs=fs-0e000002 .*msg="gone from \S+ for \d+ reads over \d+ s"/);
-    expect(readFileSync(join(daemon.stateDir, 'fs-0e000001.json'), 'utf8')).to.contain('remount');
+    // The other tunnel, still mounted, keeps its record and its mount.
+    expect(readFileSync(join(daemon.stateDir, 'fs-0e000004.json'), 'utf8')).to.contain(other.dir);
+    expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0e000004')?.mounts).to.deep.equal([other.dir]);
   });
 
   it('never stops a tunnel whose mount is still listed, and adopts a listed mount its record lacks', async () => {
@@ -172,8 +176,11 @@ describe('state dir watching', function () {
   });
 
   it('stops the tunnel within 2 s when its record is removed by hand', async () => {
-    rmSync(join(daemon.stateDir, 'fs-0d000001.json'));
-    await waitFor('tunnel stopped', async () => !(await has(daemon, 'fs-0d000001')), 2_000);
+    expect((await daemon.efsctl('add', 'fs-0d000004', '-o', 'region=us-east-1')).code).to.equal(0);
+    const { port } = (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0d000004')!;
+    rmSync(join(daemon.stateDir, 'fs-0d000004.json'));
+    await waitFor('tunnel stopped', async () => !(await has(daemon, 'fs-0d000004')), 2_000);
+    await expectPortFree(port);
   });
 
   it('moves a tunnel when its record is edited to another port', async () => {
