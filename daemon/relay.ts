@@ -252,7 +252,6 @@ export class Relay extends EventEmitter<RelayEvents> {
    * then close without sending a byte of NFS.
    */
   probe(timeoutMs: number): Promise<ProbeResult> {
-    const { spec } = this;
     const started = performance.now();
     const at = new Date().toISOString();
     return new Promise((resolve) => {

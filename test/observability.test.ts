@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { call } from '../cli/client.js';
-import { BIN, Daemon, ROOT, run, sleep, waitFor } from './helpers/daemon.js';
+import { Daemon, ROOT, run, sleep, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, nfsCp, requireNfs } from './helpers/nfs.js';

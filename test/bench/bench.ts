@@ -12,8 +12,9 @@ import { Daemon, ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
 import { Ganesha, nfsCatSha256, nfsCp } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
-  PATHS, benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
+  benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
+import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
 import { connectSetup, download, holdConnections, RpcConnection, rssBytes, switchesBetween, threadSwitches, upload } from './workloads.js';
 
 type Mode = 'full' | 'quick' | 'smoke';
@@ -23,35 +24,6 @@ const SIZES = {
   smoke: { bulk: 4 << 20, rpcs: 200, rpcTurns: 2, turnSettleMs: 10, nfs: 1 << 20, connects: 10, settleMs: 20, quietMs: 500, idle: 10, idleRunMs: 500, connTunnels: 4, connsPer: 5, rounds: 1 },
 } as const;
 
-/** Every figure the bench reports: its unit and which way is better. */
-export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower'; paths: readonly Path[] }> = {
-  upload_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
-  download_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
-  upload_cpu_s_per_gib: { unit: 'CPU s/GiB', better: 'lower', paths: ['stunnel', 'relay'] },
-  download_cpu_s_per_gib: { unit: 'CPU s/GiB', better: 'lower', paths: ['stunnel', 'relay'] },
-  rpc200_p50_us: { unit: 'µs', better: 'lower', paths: PATHS },
-  rpc200_p99_us: { unit: 'µs', better: 'lower', paths: PATHS },
-  rpc8k_p50_us: { unit: 'µs', better: 'lower', paths: PATHS },
-  rpc8k_p99_us: { unit: 'µs', better: 'lower', paths: PATHS },
-  rpc200_cpu_us: { unit: 'CPU µs/RT', better: 'lower', paths: ['stunnel', 'relay'] },
-  rpc8k_cpu_us: { unit: 'CPU µs/RT', better: 'lower', paths: ['stunnel', 'relay'] },
-  nfs_write_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
-  nfs_read_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS },
-  connect_ms: { unit: 'ms', better: 'lower', paths: PATHS },
-  idle_wakeups_per_s: { unit: '/s', better: 'lower', paths: ['stunnel', 'relay'] },
-  idle_tunnels_rss_mib: { unit: 'MiB', better: 'lower', paths: ['stunnel', 'relay'] },
-  startup_s: { unit: 's', better: 'lower', paths: ['relay'] },
-  open_conns_rss_mib: { unit: 'MiB', better: 'lower', paths: ['relay'] },
-  open_conns_fds: { unit: 'fds', better: 'lower', paths: ['relay'] },
-};
-
-interface Run {
-  figure: string;
-  path: Path;
-  round: number;
-  value: number;
-}
-
 /**
  * Before each measured run: collect this client's garbage (with --expose-gc)
  * and let the previous run's connections finish closing, so that no path
@@ -60,12 +32,6 @@ interface Run {
 async function settle(ms: number): Promise<void> {
   (globalThis as { gc?: () => void }).gc?.();
   await sleep(ms);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 /** First line that names `name` in a command's output (stunnel prints its version on stderr). */
@@ -225,7 +191,7 @@ async function main(): Promise<void> {
       await busy.stop();
     }
 
-    const medians: Record<string, Partial<Record<Path, number>>> = {};
+    const medians: Medians = {};
     for (const [figure, spec] of Object.entries(FIGURES)) {
       medians[figure] = {};
       for (const p of spec.paths) {
@@ -251,6 +217,7 @@ async function main(): Promise<void> {
       seconds: (Date.now() - started) / 1000,
       medians,
       relay_stunnel_by_round: byRound,
+      targets: targetResults(medians),
       path_order_by_round: Array.from({ length: size.rounds }, (_, i) => pathOrder(i + 1)),
       runs,
     };
@@ -263,42 +230,6 @@ async function main(): Promise<void> {
     await Ganesha.stopShared();
     removeTempDirs();
   }
-}
-
-function fmt(v: number | undefined): string {
-  if (v === undefined) return '-';
-  return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
-}
-
-/**
- * efs-relay/stunnel within each round. The two ran minutes apart at most, so
- * the spread of these shows how much of a median ratio is noise.
- */
-function roundRatios(runs: Run[], figure: string): number[] {
-  const out: number[] = [];
-  for (const r of runs) {
-    if (r.figure !== figure || r.path !== 'relay') continue;
-    const s = runs.find((x) => x.figure === figure && x.path === 'stunnel' && x.round === r.round);
-    if (s && s.value !== 0) out.push(r.value / s.value);
-  }
-  return out;
-}
-
-export function table(medians: Record<string, Partial<Record<Path, number>>>, byRound: Record<string, number[]>): string {
-  const rows = Object.entries(FIGURES).map(([figure, spec]) => {
-    const m = medians[figure] ?? {};
-    const ratio = (a?: number, b?: number): string => (a !== undefined && b !== undefined && b !== 0 ? (a / b).toFixed(2) : '-');
-    const rounds = byRound[figure] ?? [];
-    const spread = rounds.length ? `${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)}` : '-';
-    return [
-      `${figure} (${spec.unit}, ${spec.better === 'higher' ? '↑' : '↓'})`,
-      fmt(m.plain), fmt(m.stunnel), fmt(m.relay), ratio(m.relay, m.stunnel), spread, ratio(m.relay, m.plain),
-    ];
-  });
-  const head = ['figure', 'plain', 'stunnel', 'efs-relay', 'relay/stunnel', 'by round', 'relay/plain'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(head), ...rows.map(line)].join('\n');
 }
 
 main().catch((err) => {

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
+import { table, targetResults } from '../bench/report.js';
 import { RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
 
 describe('bench path order', () => {
@@ -44,5 +45,34 @@ describe('bench RPC turns', () => {
     } finally {
       await service.stop();
     }
+  });
+});
+
+describe('bench targets', () => {
+  it('judges each target in its figure\'s better direction: ratios as the table shows them, efs-relay\'s own figures as measured', () => {
+    const t = targetResults({
+      upload_mb_s: { plain: 3000, stunnel: 500, relay: 499 }, // 0.998 shows as 1.00
+      download_mb_s: { plain: 3000, stunnel: 500, relay: 490 }, // 0.98
+      upload_cpu_s_per_gib: { stunnel: 1.5, relay: 1.2 }, // 0.80
+      rpc200_p99_us: { plain: 300, stunnel: 400, relay: 480 }, // 1.20
+      idle_tunnels_rss_mib: { stunnel: 10000, relay: 151 },
+      startup_s: { relay: 0.9 },
+      rpc200_p50_us: { plain: 80, stunnel: 200, relay: 210 }, // no target
+    });
+    expect(Object.keys(t).sort()).to.deep.equal(['download_mb_s', 'idle_tunnels_rss_mib', 'rpc200_p99_us', 'startup_s', 'upload_cpu_s_per_gib', 'upload_mb_s']);
+    expect(t.upload_mb_s).to.deep.equal({ target: 'relay/stunnel ≥ 1.0', value: 1, met: true });
+    expect(t.download_mb_s).to.include({ value: 0.98, met: false });
+    expect(t.upload_cpu_s_per_gib).to.deep.equal({ target: 'relay/stunnel ≤ 1.0', value: 0.8, met: true });
+    expect(t.rpc200_p99_us).to.include({ met: false });
+    expect(t.idle_tunnels_rss_mib).to.deep.equal({ target: 'efs-relay ≤ 150 MiB', value: 151, met: false });
+    expect(t.startup_s).to.deep.equal({ target: 'efs-relay ≤ 2 s', value: 0.9, met: true });
+  });
+
+  it('prints the verdict on each targeted figure\'s line of the table and leaves the others blank', () => {
+    const out = table({ rpc200_p99_us: { plain: 300, stunnel: 400, relay: 480 }, rpc200_p50_us: { plain: 80, stunnel: 200, relay: 210 } }, {});
+    const lines = out.split('\n');
+    expect(lines[0]).to.match(/ target$/);
+    expect(lines.find((l) => l.startsWith('rpc200_p99_us'))).to.match(/ 1\.20 .* NOT met \(relay\/stunnel ≤ 1\.0\)$/);
+    expect(lines.find((l) => l.startsWith('rpc200_p50_us'))).to.match(/ 1\.05 +- +2\.63$/);
   });
 });
