@@ -1,7 +1,8 @@
 // The plain TCP service behind every benchmark path. The first byte of a
 // connection picks the mode:
-//   U <u64 length>  read length bytes, then answer one byte   (upload)
-//   D <u64 length>  send length bytes, then close               (download)
+//   U <u64 total> <u64 slice>  read total bytes, answering one byte after each slice (upload)
+//   D <u64 total> <u64 slice>  send one slice for each N the client writes, then close (download)
+// Slices let the bench alternate the paths' bulk transfers in turns on one connection each.
 //   R               requests of <u32 length><payload>, each answered with 200 bytes (small RPCs)
 //   C               answer one byte at once                      (connection setup)
 import { createServer, type Socket } from 'node:net';
@@ -14,23 +15,38 @@ function serve(sock: Socket): void {
   sock.setNoDelay(true);
   let mode = 0;
   let header = Buffer.alloc(0);
-  let remaining = 0n;
+  let total = 0;
+  let slice = 0;
+  // Upload: bytes received so far, and the count at which the next acknowledgement is due (0: done).
+  let received = 0;
+  let nextAck = 0;
+  // Download: bytes not yet sent.
+  let left = 0;
   // RPC framing state: bytes still to skip in the current request, or -1 while reading its length.
   let need = -1;
   let lenBuf = Buffer.alloc(0);
 
-  const download = (total: bigint): void => {
-    let left = total;
+  // One slice per request; requests that arrive while a slice is still going out wait their turn.
+  let requested = 0;
+  let sending = false;
+  const sendSlice = (): void => {
+    if (sending || requested === 0 || left === 0) return;
+    requested--;
+    sending = true;
+    let sliceLeft = Math.min(slice, left);
     const pump = (): void => {
-      while (left > 0n) {
-        const n = left < BigInt(BLOCK.length) ? Number(left) : BLOCK.length;
-        left -= BigInt(n);
+      while (sliceLeft > 0) {
+        const n = Math.min(sliceLeft, BLOCK.length);
+        sliceLeft -= n;
+        left -= n;
         if (!sock.write(n === BLOCK.length ? BLOCK : BLOCK.subarray(0, n))) {
           sock.once('drain', pump);
           return;
         }
       }
-      sock.end();
+      sending = false;
+      if (left === 0) sock.end();
+      else sendSlice();
     };
     pump();
   };
@@ -46,19 +62,26 @@ function serve(sock: Socket): void {
       }
     }
     if (mode === 0x55 /* U */ || mode === 0x44 /* D */) {
-      if (header.length < 8) {
-        const take = Math.min(8 - header.length, data.length);
+      if (header.length < 16) {
+        const take = Math.min(16 - header.length, data.length);
         header = Buffer.concat([header, data.subarray(0, take)]);
         data = data.subarray(take);
-        if (header.length < 8) return;
-        remaining = header.readBigUInt64BE(0);
-        if (mode === 0x44) {
-          download(remaining);
-          return;
-        }
+        if (header.length < 16) return;
+        total = Number(header.readBigUInt64BE(0));
+        slice = Number(header.readBigUInt64BE(8));
+        left = total;
+        nextAck = Math.min(slice, total);
       }
-      remaining -= BigInt(data.length);
-      if (remaining === 0n) sock.write(ACK);
+      if (mode === 0x44) {
+        requested += data.length; // each byte is one N
+        sendSlice();
+        return;
+      }
+      received += data.length;
+      while (nextAck > 0 && received >= nextAck) {
+        sock.write(ACK);
+        nextAck = nextAck === total ? 0 : Math.min(nextAck + slice, total);
+      }
       return;
     }
     if (mode === 0x52 /* R */) {

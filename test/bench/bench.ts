@@ -15,13 +15,13 @@ import {
   benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
-import { connectSetup, download, holdConnections, RpcConnection, rssBytes, switchesBetween, threadSwitches, upload } from './workloads.js';
+import { BulkConnection, connectSetup, holdConnections, RpcConnection, rssBytes, switchesBetween, threadSwitches } from './workloads.js';
 
 type Mode = 'full' | 'quick' | 'smoke';
 const SIZES = {
-  full: { bulk: 1 << 30, rpcs: 50_000, rpcTurns: 10, turnSettleMs: 50, nfs: 256 << 20, connects: 500, settleMs: 300, quietMs: 5000, idle: 1000, idleRunMs: 45_000, connTunnels: 100, connsPer: 20, rounds: 3 },
-  quick: { bulk: 128 << 20, rpcs: 5_000, rpcTurns: 5, turnSettleMs: 50, nfs: 32 << 20, connects: 100, settleMs: 200, quietMs: 2000, idle: 300, idleRunMs: 3_000, connTunnels: 25, connsPer: 20, rounds: 3 },
-  smoke: { bulk: 4 << 20, rpcs: 200, rpcTurns: 2, turnSettleMs: 10, nfs: 1 << 20, connects: 10, settleMs: 20, quietMs: 500, idle: 10, idleRunMs: 500, connTunnels: 4, connsPer: 5, rounds: 1 },
+  full: { bulk: 1 << 30, bulkTurns: 8, rpcs: 50_000, rpcTurns: 10, turnSettleMs: 50, nfs: 256 << 20, connects: 500, settleMs: 300, quietMs: 5000, idle: 1000, idleRunMs: 45_000, connTunnels: 100, connsPer: 20, rounds: 3 },
+  quick: { bulk: 128 << 20, bulkTurns: 4, rpcs: 5_000, rpcTurns: 5, turnSettleMs: 50, nfs: 32 << 20, connects: 100, settleMs: 200, quietMs: 2000, idle: 300, idleRunMs: 3_000, connTunnels: 25, connsPer: 20, rounds: 3 },
+  smoke: { bulk: 4 << 20, bulkTurns: 2, rpcs: 200, rpcTurns: 2, turnSettleMs: 10, nfs: 1 << 20, connects: 10, settleMs: 20, quietMs: 500, idle: 10, idleRunMs: 500, connTunnels: 4, connsPer: 5, rounds: 1 },
 } as const;
 
 /**
@@ -100,17 +100,26 @@ async function main(): Promise<void> {
     for (let round = 1; round <= size.rounds; round++) {
       const order = pathOrder(round);
       say(`round ${round}/${size.rounds}: ${order.join(', ')}`);
-      for (const p of order) {
-        await settle(size.settleMs);
-        const up = await upload(port[p], size.bulk, pidOf[p]);
-        record('upload_mb_s', p, round, up.mbPerSec);
-        if (up.cpuPerGiB !== null) record('upload_cpu_s_per_gib', p, round, up.cpuPerGiB);
-      }
-      for (const p of order) {
-        await settle(size.settleMs);
-        const down = await download(port[p], size.bulk, pidOf[p]);
-        record('download_mb_s', p, round, down.mbPerSec);
-        if (down.cpuPerGiB !== null) record('download_cpu_s_per_gib', p, round, down.cpuPerGiB);
+      // Bulk: like the RPCs below, each path's transfer runs on one open connection in `bulkTurns`
+      // slices, the paths taking turns, so that a busy moment of the machine falls on every path.
+      for (const [direction, mbFigure, cpuFigure] of [['up', 'upload_mb_s', 'upload_cpu_s_per_gib'], ['down', 'download_mb_s', 'download_cpu_s_per_gib']] as const) {
+        const conns = new Map<Path, BulkConnection>();
+        try {
+          for (const p of order) conns.set(p, await BulkConnection.open(port[p], direction, size.bulk, size.bulk / size.bulkTurns, pidOf[p]));
+          for (let t = 0; t < size.bulkTurns; t++) {
+            for (const p of pathOrder(round + t)) {
+              await settle(size.turnSettleMs);
+              await conns.get(p)!.turn();
+            }
+          }
+        } finally {
+          for (const c of conns.values()) c.close();
+        }
+        for (const [p, c] of conns) {
+          const b = c.result();
+          record(mbFigure, p, round, b.mbPerSec);
+          if (b.cpuPerGiB !== null) record(cpuFigure, p, round, b.cpuPerGiB);
+        }
       }
       // Small RPCs: each path's round trips in `rpcTurns` turns on one open connection, the paths taking
       // turns (rotated every turn), so that a noisy second of the machine falls on every path alike.

@@ -70,58 +70,100 @@ export function switchesBetween(before: Map<string, number>, after: Map<string, 
 }
 
 export interface Bulk {
+  /** Bytes moved so far, in the turns run. */
+  bytes: number;
   mbPerSec: number;
   cpuPerGiB: number | null;
 }
 
-function header(mode: string, bytes: number): Buffer {
-  const h = Buffer.alloc(9);
-  h.write(mode, 0);
-  h.writeBigUInt64BE(BigInt(bytes), 1);
-  return h;
-}
+/**
+ * One bulk transfer of `total` bytes on one open connection, run in turns of
+ * `slice` bytes, like the RPCs (RpcConnection): the bench alternates the
+ * paths' turns. Each turn is timed from its first byte to its end (upload:
+ * the service's acknowledgement of the slice; download: its last byte), and
+ * MB/s is the total over the sum of the turns. The tunnel's CPU adds up over
+ * the turns too.
+ */
+export class BulkConnection {
+  private done = 0;
+  private seconds = 0;
+  private cpu = 0;
+  /** Upload: acknowledgements received. Download: bytes received. */
+  private progress = 0;
+  private wake = (): void => {};
 
-/** Send `bytes` on one connection and wait for the service's acknowledgement. */
-export async function upload(port: number, bytes: number, tunnelPid: number | null): Promise<Bulk> {
-  const s = await open(port);
-  const cpuUsed = cpuSince(tunnelPid);
-  const t0 = performance.now();
-  const acked = new Promise<void>((resolve, reject) => {
-    s.once('data', () => resolve());
-    s.once('error', reject);
-  });
-  s.write(header('U', bytes));
-  for (let left = bytes; left > 0; left -= BLOCK.length) {
-    const chunk = left >= BLOCK.length ? BLOCK : BLOCK.subarray(0, left);
-    if (!s.write(chunk)) await new Promise<void>((r) => s.once('drain', () => r()));
+  private constructor(
+    private readonly socket: Socket,
+    private readonly direction: 'up' | 'down',
+    private readonly total: number,
+    private readonly slice: number,
+    private readonly tunnelPid: number | null,
+  ) {}
+
+  static async open(port: number, direction: 'up' | 'down', total: number, slice: number, tunnelPid: number | null): Promise<BulkConnection> {
+    let conn: BulkConnection | null = null;
+    // Upload acknowledgements are single bytes; download bytes are only counted (into SINK).
+    const s = await open(port, (n) => conn?.arrived(n));
+    conn = new BulkConnection(s, direction, total, slice, tunnelPid);
+    const h = Buffer.alloc(17);
+    h.write(direction === 'up' ? 'U' : 'D', 0);
+    h.writeBigUInt64BE(BigInt(total), 1);
+    h.writeBigUInt64BE(BigInt(slice), 9);
+    s.write(h);
+    return conn;
   }
-  await acked;
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu = cpuUsed();
-  s.destroy();
-  return { mbPerSec: bytes / 1e6 / seconds, cpuPerGiB: cpu === null ? null : cpu / (bytes / 2 ** 30) };
-}
 
-/** Receive `bytes` on one connection. */
-export async function download(port: number, bytes: number, tunnelPid: number | null): Promise<Bulk> {
-  let got = 0;
-  let done = (): void => {};
-  const s = await open(port, (n) => {
-    got += n;
-    if (got >= bytes) done();
-  });
-  const cpuUsed = cpuSince(tunnelPid);
-  const t0 = performance.now();
-  await new Promise<void>((resolve, reject) => {
-    done = resolve;
-    s.once('error', reject);
-    s.once('close', () => (got >= bytes ? resolve() : reject(new Error(`download closed after ${got} of ${bytes} bytes`))));
-    s.write(header('D', bytes));
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu = cpuUsed();
-  s.destroy();
-  return { mbPerSec: bytes / 1e6 / seconds, cpuPerGiB: cpu === null ? null : cpu / (bytes / 2 ** 30) };
+  private arrived(n: number): void {
+    this.progress += n;
+    this.wake();
+  }
+
+  /** The next slice; nothing once the total has been moved. */
+  async turn(): Promise<void> {
+    const n = Math.min(this.slice, this.total - this.done);
+    if (n <= 0) return;
+    const s = this.socket;
+    const cpuUsed = cpuSince(this.tunnelPid);
+    const t0 = performance.now();
+    // Done when the service has acknowledged one more slice (upload) or n more bytes have arrived (download).
+    const goal = this.direction === 'up' ? this.progress + 1 : this.progress + n;
+    const arrived = new Promise<void>((resolve, reject) => {
+      const fail = (err: Error): void => reject(err);
+      const closed = (): void => reject(new Error(`${this.direction}load closed after ${this.done} of ${this.total} bytes`));
+      this.wake = (): void => {
+        if (this.progress < goal) return;
+        s.off('error', fail).off('close', closed);
+        resolve();
+      };
+      s.once('error', fail).once('close', closed);
+    });
+    arrived.catch(() => {}); // awaited below; a close while still writing must not count as unhandled
+    if (this.direction === 'up') {
+      for (let left = n; left > 0; left -= BLOCK.length) {
+        if (!s.write(left >= BLOCK.length ? BLOCK : BLOCK.subarray(0, left))) {
+          await Promise.race([new Promise<void>((r) => s.once('drain', () => r())), arrived]);
+        }
+      }
+    } else {
+      s.write('N');
+    }
+    await arrived;
+    this.seconds += (performance.now() - t0) / 1000;
+    this.cpu += cpuUsed() ?? 0;
+    this.done += n;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  result(): Bulk {
+    return {
+      bytes: this.done,
+      mbPerSec: this.done / 1e6 / this.seconds,
+      cpuPerGiB: this.tunnelPid ? this.cpu / (this.done / 2 ** 30) : null,
+    };
+  }
 }
 
 export interface Latency {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
 import { table, targetResults } from '../bench/report.js';
-import { RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
+import { BulkConnection, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
 
 describe('bench path order', () => {
   it('runs every path once per round, each first, second and last once over three rounds', () => {
@@ -46,6 +46,29 @@ describe('bench RPC turns', () => {
       await service.stop();
     }
   });
+});
+
+describe('bench bulk turns', () => {
+  for (const direction of ['up', 'down'] as const) {
+    it(`${direction}loads its total in slices, one per turn, and nothing more once the total is moved`, async () => {
+      const service = await startService();
+      try {
+        const c = await BulkConnection.open(SERVICE_PORT, direction, 5 << 20, 2 << 20, null);
+        await c.turn();
+        expect(c.result().bytes).to.equal(2 << 20);
+        await c.turn();
+        await c.turn(); // the last 1 MiB
+        await c.turn(); // nothing left
+        c.close();
+        const b = c.result();
+        expect(b.bytes).to.equal(5 << 20);
+        expect(b.mbPerSec).to.be.greaterThan(0);
+        expect(b.cpuPerGiB, 'no tunnel process to measure on the plain path').to.equal(null);
+      } finally {
+        await service.stop();
+      }
+    });
+  }
 });
 
 describe('bench targets', () => {
