@@ -34,6 +34,32 @@ async function settle(ms: number): Promise<void> {
   await sleep(ms);
 }
 
+/**
+ * Each path's workload on a connection of its own, run in `turns` turns with
+ * the paths taking turns (the order rotated every turn), so that a noisy
+ * moment of the machine falls on every path alike. Measured as one block per
+ * path, a p99 (a few hundred round trips) or a throughput depended on what
+ * the machine did during that block (README, Performance). Returns the
+ * connections, closed, for their results.
+ */
+async function inTurns<C extends { close(): void }>(
+  round: number, turns: number, settleMs: number, open: (p: Path) => Promise<C>, turn: (c: C) => Promise<void>,
+): Promise<Map<Path, C>> {
+  const conns = new Map<Path, C>();
+  try {
+    for (const p of pathOrder(round)) conns.set(p, await open(p));
+    for (let t = 0; t < turns; t++) {
+      for (const p of pathOrder(round + t)) {
+        await settle(settleMs);
+        await turn(conns.get(p)!);
+      }
+    }
+  } finally {
+    for (const c of conns.values()) c.close();
+  }
+  return conns;
+}
+
 /** First line that names `name` in a command's output (stunnel prints its version on stderr). */
 function version(cmd: string, args: string[], name: string): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -100,44 +126,20 @@ async function main(): Promise<void> {
     for (let round = 1; round <= size.rounds; round++) {
       const order = pathOrder(round);
       say(`round ${round}/${size.rounds}: ${order.join(', ')}`);
-      // Bulk: like the RPCs below, each path's transfer runs on one open connection in `bulkTurns`
-      // slices, the paths taking turns, so that a busy moment of the machine falls on every path.
+      // Bulk: each path's 1 GiB in `bulkTurns` slices, the paths taking turns.
       for (const [direction, mbFigure, cpuFigure] of [['up', 'upload_mb_s', 'upload_cpu_s_per_gib'], ['down', 'download_mb_s', 'download_cpu_s_per_gib']] as const) {
-        const conns = new Map<Path, BulkConnection>();
-        try {
-          for (const p of order) conns.set(p, await BulkConnection.open(port[p], direction, size.bulk, size.bulk / size.bulkTurns, pidOf[p]));
-          for (let t = 0; t < size.bulkTurns; t++) {
-            for (const p of pathOrder(round + t)) {
-              await settle(size.turnSettleMs);
-              await conns.get(p)!.turn();
-            }
-          }
-        } finally {
-          for (const c of conns.values()) c.close();
-        }
+        const conns = await inTurns(round, size.bulkTurns, size.turnSettleMs,
+          (p) => BulkConnection.open(port[p], direction, size.bulk, size.bulk / size.bulkTurns, pidOf[p]), (c) => c.turn());
         for (const [p, c] of conns) {
           const b = c.result();
           record(mbFigure, p, round, b.mbPerSec);
           if (b.cpuPerGiB !== null) record(cpuFigure, p, round, b.cpuPerGiB);
         }
       }
-      // Small RPCs: each path's round trips in `rpcTurns` turns on one open connection, the paths taking
-      // turns (rotated every turn), so that a noisy second of the machine falls on every path alike.
-      // A p99 is a few hundred round trips: measured as one block per path, it depended on what the
-      // machine did during that path's block (README, Performance).
+      // Small RPCs: each path's round trips in `rpcTurns` turns, the paths taking turns.
       for (const [name, bytes] of [['rpc200', 200], ['rpc8k', 8192]] as const) {
-        const conns = new Map<Path, RpcConnection>();
-        try {
-          for (const p of order) conns.set(p, await RpcConnection.open(port[p], bytes, size.rpcs, pidOf[p]));
-          for (let t = 0; t < size.rpcTurns; t++) {
-            for (const p of pathOrder(round + t)) {
-              await settle(size.turnSettleMs);
-              await conns.get(p)!.turn(Math.ceil(size.rpcs / size.rpcTurns));
-            }
-          }
-        } finally {
-          for (const c of conns.values()) c.close();
-        }
+        const conns = await inTurns(round, size.rpcTurns, size.turnSettleMs,
+          (p) => RpcConnection.open(port[p], bytes, size.rpcs, pidOf[p]), (c) => c.turn(Math.ceil(size.rpcs / size.rpcTurns)));
         for (const [p, c] of conns) {
           const l = c.result();
           record(`${name}_p50_us`, p, round, l.p50us);
