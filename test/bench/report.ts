@@ -55,6 +55,11 @@ function fmt(v: number | undefined): string {
   return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
 }
 
+/** a/b as the table shows it, to two decimals; null when either is missing or b is 0. */
+function shownRatio(a: number | undefined, b: number | undefined): string | null {
+  return a !== undefined && b !== undefined && b !== 0 ? (a / b).toFixed(2) : null;
+}
+
 /**
  * efs-relay/stunnel within each round. The two ran minutes apart at most, so
  * the spread of these shows how much of a median ratio is noise.
@@ -89,9 +94,9 @@ export function targetResults(medians: Medians): Record<string, TargetResult> {
     const t = spec.target;
     const m = medians[figure] ?? {};
     if (!t || m.relay === undefined) continue;
-    // A ratio is judged as the table shows it, to two decimals.
-    const value = t.of === 'relay' ? m.relay : m.stunnel ? Number((m.relay / m.stunnel).toFixed(2)) : undefined;
-    if (value === undefined) continue;
+    // A ratio is judged as the table shows it; NaN when it cannot be formed.
+    const value = t.of === 'relay' ? m.relay : Number(shownRatio(m.relay, m.stunnel) ?? NaN);
+    if (Number.isNaN(value)) continue;
     const sign = spec.better === 'higher' ? '≥' : '≤';
     out[figure] = {
       target: t.of === 'relay' ? `efs-relay ${sign} ${t.value} ${spec.unit}` : `relay/stunnel ${sign} ${t.value.toFixed(1)}`,
@@ -106,7 +111,7 @@ export function table(medians: Medians, byRound: Record<string, number[]>): stri
   const targets = targetResults(medians);
   const rows = Object.entries(FIGURES).map(([figure, spec]) => {
     const m = medians[figure] ?? {};
-    const ratio = (a?: number, b?: number): string => (a !== undefined && b !== undefined && b !== 0 ? (a / b).toFixed(2) : '-');
+    const ratio = (a?: number, b?: number): string => shownRatio(a, b) ?? '-';
     const rounds = byRound[figure] ?? [];
     const spread = rounds.length ? `${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)}` : '-';
     return [
