@@ -2,9 +2,9 @@
 // connection picks the mode:
 //   U <u64 total> <u64 slice>  read total bytes, answering one byte after each slice (upload)
 //   D <u64 total> <u64 slice>  send one slice for each N the client writes, then close (download)
-// Slices let the bench alternate the paths' bulk transfers in turns on one connection each.
 //   R               requests of <u32 length><payload>, each answered with 200 bytes (small RPCs)
 //   C               answer one byte at once                      (connection setup)
+// Slices let the bench alternate the paths' bulk transfers in turns on one connection each.
 import { createServer, type Socket } from 'node:net';
 
 const REPLY = Buffer.alloc(200, 0x72);
