@@ -229,6 +229,8 @@ export class RpcConnection {
     let pending = 0;
     let t0 = 0;
     await new Promise<void>((resolve, reject) => {
+      // A tunnel that closes mid-turn fails the bench instead of leaving it waiting for a reply.
+      const closed = (): void => reject(new Error(`rpc connection closed after ${count - left} of ${count} round trips`));
       const send = (): void => {
         t0 = performance.now();
         s.write(this.req);
@@ -239,14 +241,14 @@ export class RpcConnection {
           pending -= 200;
           if (measured) this.times[this.done++] = (performance.now() - t0) * 1000;
           if (--left === 0) {
-            s.off('error', reject);
+            s.off('error', reject).off('close', closed);
             resolve();
             return;
           }
           send();
         }
       };
-      s.once('error', reject);
+      s.once('error', reject).once('close', closed);
       send();
     });
     this.cpu += cpuUsed() ?? 0;

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { createServer, type AddressInfo } from 'node:net';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
 import { table, targetResults } from '../bench/report.js';
 import { BulkConnection, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
@@ -44,6 +45,31 @@ describe('bench RPC turns', () => {
       expect(l.cpuUsPerRoundTrip, 'no tunnel process to measure on the plain path').to.equal(null);
     } finally {
       await service.stop();
+    }
+  });
+
+  it('fails a turn when the connection closes before its round trips are done, instead of waiting for replies', async () => {
+    // A service that answers the uncounted first round trip, then closes at the next request.
+    const server = createServer((sock) => {
+      const first = 1 + 4 + 200; // 'R', then one request: length and 200 bytes
+      let received = 0;
+      sock.on('data', (d: Buffer) => {
+        const before = received;
+        received += d.length;
+        if (received > first) sock.destroy();
+        else if (before < first && received === first) sock.write(Buffer.alloc(200));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const c = await RpcConnection.open((server.address() as AddressInfo).port, 200, 30, null);
+      let err: Error | null = null;
+      await c.turn(10).catch((e: Error) => (err = e));
+      c.close();
+      expect(err, 'the turn rejects').to.be.an('error');
+      expect(String(err)).to.contain('rpc connection closed after 0 of 10 round trips');
+    } finally {
+      server.close();
     }
   });
 });
