@@ -4,24 +4,24 @@
 // ratios. --quick runs a smaller set; --smoke runs tiny sizes once, only to
 // prove that every figure is produced.
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
-import { Ganesha, nfsCatSha256, nfsCp } from '../helpers/nfs.js';
+import { Ganesha } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
   benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
-import { BulkConnection, connectSetup, holdConnections, RpcConnection, rssBytes, switchesBetween, threadSwitches } from './workloads.js';
+import { BulkConnection, connectSetup, holdConnections, NfsFiles, RpcConnection, rssBytes, switchesBetween, threadSwitches } from './workloads.js';
 
 type Mode = 'full' | 'quick' | 'smoke';
 const SIZES = {
-  full: { bulk: 1 << 30, bulkTurns: 8, rpcs: 50_000, rpcTurns: 10, turnSettleMs: 50, nfs: 256 << 20, connects: 500, settleMs: 300, quietMs: 5000, idle: 1000, idleRunMs: 45_000, connTunnels: 100, connsPer: 20, rounds: 3 },
-  quick: { bulk: 128 << 20, bulkTurns: 4, rpcs: 5_000, rpcTurns: 5, turnSettleMs: 50, nfs: 32 << 20, connects: 100, settleMs: 200, quietMs: 2000, idle: 300, idleRunMs: 3_000, connTunnels: 25, connsPer: 20, rounds: 3 },
-  smoke: { bulk: 4 << 20, bulkTurns: 2, rpcs: 200, rpcTurns: 2, turnSettleMs: 10, nfs: 1 << 20, connects: 10, settleMs: 20, quietMs: 500, idle: 10, idleRunMs: 500, connTunnels: 4, connsPer: 5, rounds: 1 },
+  full: { bulk: 1 << 30, bulkTurns: 8, rpcs: 50_000, rpcTurns: 10, turnSettleMs: 50, nfs: 256 << 20, nfsTurns: 4, connects: 500, settleMs: 300, quietMs: 5000, idle: 1000, idleRunMs: 45_000, connTunnels: 100, connsPer: 20, rounds: 3 },
+  quick: { bulk: 128 << 20, bulkTurns: 4, rpcs: 5_000, rpcTurns: 5, turnSettleMs: 50, nfs: 32 << 20, nfsTurns: 2, connects: 100, settleMs: 200, quietMs: 2000, idle: 300, idleRunMs: 3_000, connTunnels: 25, connsPer: 20, rounds: 3 },
+  smoke: { bulk: 4 << 20, bulkTurns: 2, rpcs: 200, rpcTurns: 2, turnSettleMs: 10, nfs: 1 << 20, nfsTurns: 1, connects: 10, settleMs: 20, quietMs: 500, idle: 10, idleRunMs: 500, connTunnels: 4, connsPer: 5, rounds: 1 },
 } as const;
 
 /**
@@ -120,8 +120,10 @@ async function main(): Promise<void> {
     const nfsPortOf: Record<Path, number> = { plain: ganesha.nfsPort, stunnel: STUNNEL_NFS_PORT, relay: nfsPort };
     const pidOf: Record<Path, number | null> = { plain: null, stunnel: stBulk.pid, relay: relay.pid };
 
-    const src = join(dir, 'nfs-src.bin');
-    writeFileSync(src, randomBytes(size.nfs));
+    // Each NFS turn moves one file of this size; a path's turns add up to size.nfs.
+    const nfsFile = randomBytes(size.nfs / size.nfsTurns);
+    const nfsSrc = { path: join(dir, 'nfs-src.bin'), bytes: nfsFile.length, sha256: createHash('sha256').update(nfsFile).digest('hex') };
+    writeFileSync(nfsSrc.path, nfsFile);
 
     for (let round = 1; round <= size.rounds; round++) {
       const order = pathOrder(round);
@@ -147,17 +149,14 @@ async function main(): Promise<void> {
           if (l.cpuUsPerRoundTrip !== null) record(`${name}_cpu_us`, p, round, l.cpuUsPerRoundTrip);
         }
       }
-      for (const p of order) {
-        const name = `bench-${p}-${round}.bin`;
-        await settle(size.settleMs);
-        let t0 = performance.now();
-        await nfsCp(src, ganesha.v3Url(name, nfsPortOf[p]));
-        record('nfs_write_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
-        await settle(size.settleMs);
-        t0 = performance.now();
-        const read = await nfsCatSha256(ganesha.v4Url(name, nfsPortOf[p]));
-        if (read.bytes !== size.nfs) throw new Error(`nfs read through ${p} returned ${read.bytes} of ${size.nfs} bytes`);
-        record('nfs_read_mb_s', p, round, size.nfs / 1e6 / ((performance.now() - t0) / 1000));
+      // NFS: each path's files written, then read back, one file per turn, the paths taking turns.
+      for (const [direction, figure, url] of [
+        ['write', 'nfs_write_mb_s', (name: string, port: number) => ganesha.v3Url(name, port)],
+        ['read', 'nfs_read_mb_s', (name: string, port: number) => ganesha.v4Url(name, port)],
+      ] as const) {
+        const conns = await inTurns(round, size.nfsTurns, size.settleMs,
+          async (p) => new NfsFiles(direction, (i) => url(`bench-${p}-${round}-${i}.bin`, nfsPortOf[p]), nfsSrc, size.nfsTurns), (c) => c.turn());
+        for (const [p, c] of conns) record(figure, p, round, c.result().mbPerSec);
       }
       for (const p of order) {
         await settle(size.settleMs);

@@ -2,6 +2,7 @@
 // The same code drives every path, so any client overhead is common to all.
 import { connect, type Socket } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
+import { nfsCatSha256, nfsCp } from '../helpers/nfs.js';
 
 const BLOCK = Buffer.alloc(1 << 20, 0x75);
 /**
@@ -267,6 +268,59 @@ export class RpcConnection {
       p99us: percentile(times, 0.99),
       cpuUsPerRoundTrip: this.tunnelPid ? (this.cpu / this.done) * 1e6 : null,
     };
+  }
+}
+
+export interface NfsResult {
+  /** Bytes moved so far, in the turns run. */
+  bytes: number;
+  mbPerSec: number;
+}
+
+/**
+ * NFS files written (nfs-cp, NFSv3) or read back (nfs-cat, NFSv4) through one
+ * path, one file per turn, so that the bench can alternate the paths' turns
+ * as it does for bulk and RPCs. Each turn is one nfs-cp or nfs-cat process
+ * (its mount, its connection through the tunnel, the file); MB/s is the bytes
+ * over the sum of the turns. A file read back must match what was written.
+ */
+export class NfsFiles {
+  private next = 0;
+  private bytes = 0;
+  private seconds = 0;
+
+  /**
+   * @param url the NFS URL of file `i` through this path
+   * @param src the local file each turn writes (direction 'write'), or the one each read must match
+   */
+  constructor(
+    private readonly direction: 'write' | 'read',
+    private readonly url: (i: number) => string,
+    private readonly src: { path: string; bytes: number; sha256: string },
+    private readonly files: number,
+  ) {}
+
+  /** The next file; nothing once every file has been moved. */
+  async turn(): Promise<void> {
+    if (this.next >= this.files) return;
+    const url = this.url(this.next++);
+    const t0 = performance.now();
+    if (this.direction === 'write') {
+      await nfsCp(this.src.path, url);
+    } else {
+      const read = await nfsCatSha256(url);
+      if (read.bytes !== this.src.bytes || read.sha256 !== this.src.sha256) {
+        throw new Error(`nfs read of ${url} returned ${read.bytes} bytes (sha256 ${read.sha256}), not the ${this.src.bytes} written (${this.src.sha256})`);
+      }
+    }
+    this.seconds += (performance.now() - t0) / 1000;
+    this.bytes += this.src.bytes;
+  }
+
+  close(): void {}
+
+  result(): NfsResult {
+    return { bytes: this.bytes, mbPerSec: this.bytes / 1e6 / this.seconds };
   }
 }
 

@@ -1,8 +1,13 @@
 import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
 import { table, targetResults } from '../bench/report.js';
-import { BulkConnection, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
+import { Ganesha, requireNfs } from '../helpers/nfs.js';
+import { BulkConnection, NfsFiles, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
 
 describe('bench path order', () => {
   it('runs every path once per round, each first, second and last once over three rounds', () => {
@@ -95,6 +100,43 @@ describe('bench bulk turns', () => {
       }
     });
   }
+});
+
+describe('bench NFS turns', function () {
+  before(function () {
+    requireNfs(this);
+  });
+
+  it('writes one file per turn through a path and reads each back, checked against what was written', async () => {
+    const g = await Ganesha.get();
+    const dir = mkdtempSync(join(tmpdir(), 'efs-relay-nfs-turns-'));
+    try {
+      const data = randomBytes(1 << 20);
+      const src = { path: join(dir, 'src.bin'), bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
+      writeFileSync(src.path, data);
+      const name = (i: number): string => `nfs-turns-${process.pid}-${i}.bin`;
+      const w = new NfsFiles('write', (i) => g.v3Url(name(i), g.nfsPort), src, 2);
+      await w.turn();
+      expect(w.result().bytes).to.equal(1 << 20);
+      await w.turn();
+      await w.turn(); // nothing left
+      expect(readFileSync(join(g.exportPath, name(1))).equals(data), 'the file arrived whole').to.equal(true);
+      const r = new NfsFiles('read', (i) => g.v4Url(name(i), g.nfsPort), src, 2);
+      await r.turn();
+      await r.turn();
+      expect(r.result().bytes).to.equal(2 << 20);
+      expect(r.result().mbPerSec).to.be.greaterThan(0);
+      // A read that does not match what was written fails the bench rather than counting.
+      writeFileSync(join(g.exportPath, name(0)), Buffer.alloc(1 << 20));
+      const bad = new NfsFiles('read', (i) => g.v4Url(name(i), g.nfsPort), src, 1);
+      let err: Error | null = null;
+      await bad.turn().catch((e: Error) => (err = e));
+      expect(String(err)).to.match(/nfs read of .* returned 1048576 bytes \(sha256 [0-9a-f]{64}\), not the 1048576 written/);
+    } finally {
+      for (const i of [0, 1]) rmSync(join(g.exportPath, `nfs-turns-${process.pid}-${i}.bin`), { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('bench targets', () => {
