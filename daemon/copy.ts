@@ -25,7 +25,11 @@ export class BufferPool {
   ) {}
 
   take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+    // allocUnsafeSlow: a buffer of its own memory. allocUnsafe slices sizes
+    // below half of Buffer.poolSize from Node's shared pool (64 KiB since
+    // nodejs/node#63597, in Node 24.21 here), and such a slice can never come
+    // back to this pool, so every read would allocate anew.
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
   }
 
   give(buf: Buffer): void {

@@ -115,6 +115,26 @@ describe('copying with pooled read buffers', () => {
     back.close();
   });
 
+  it('reuses its 16 KiB buffers even where Node slices buffers that size from its shared pool (Buffer.poolSize 64 KiB, as on Node 24.21)', async () => {
+    // A buffer sliced from Node's shared pool can never come back to ours, so
+    // every read would allocate anew: on Node 24 that ran a full garbage
+    // collection every few MiB of download (README, Performance).
+    const saved = Buffer.poolSize;
+    Buffer.poolSize = 64 * 1024;
+    try {
+      const pool = new BufferPool(16 * 1024, 256, 8);
+      const b = pool.take();
+      expect(b.byteOffset, 'a buffer of its own memory').to.equal(0);
+      expect(b.buffer.byteLength).to.equal(16 * 1024);
+      pool.give(b);
+      const { seen } = await relayOnce(payload, true, pool);
+      expect(seen.hex).to.equal(want);
+      expect(pool.idle, 'buffers came back to the pool after their writes').to.be.greaterThan(1);
+    } finally {
+      Buffer.poolSize = saved;
+    }
+  });
+
   it('keeps at most its limit of free buffers, so a burst does not pin memory', () => {
     const pool = new BufferPool(1024, 2, 4);
     const taken = [pool.take(), pool.take(), pool.take(), pool.take()];
