@@ -37,7 +37,7 @@ export const ERRORS = {
   },
   PORTS_EXHAUSTED: {
     title: 'no free local port is left in the configured range',
-    hint: 'Stop unused tunnels (`efsctl list`), or widen port_range in the config file.',
+    hint: 'Stop unused tunnels (`efsctl list`), unmount what `efsctl stop --force` left mounted, or widen port_range in the config file.',
   },
   LISTEN_NOT_LOOPBACK: {
     title: 'a relay may only listen on a loopback address',

@@ -144,6 +144,13 @@ export class TunnelManager {
   invalidStateFiles = 0;
   /** NFS mounts of EFS that bypass every tunnel, as the mount watcher last saw them. */
   unencrypted: UnencryptedMount[] = [];
+  /**
+   * Local ports that NFS mounts name, as the mount watcher last saw them. A
+   * mount left behind by `stop --force` still names its old port; a new
+   * tunnel for another file system on that port would carry the old mount's
+   * reconnects to the wrong file system, so no new tunnel is given one.
+   */
+  mountedPorts: ReadonlySet<number> = new Set();
   private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
   /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
   private readonly restartCount = new Map<string, number>();
@@ -308,7 +315,8 @@ export class TunnelManager {
       mounts: [],
     };
     const ctx = await this.contextFor(options);
-    const candidates = wantPort !== null ? [wantPort] : pickPort(first, last, used);
+    // A port the user asks for (tlsport=, a record's own) is theirs to reuse; a picked one avoids mounted ports too.
+    const candidates = wantPort !== null ? [wantPort] : pickPort(first, last, new Set([...used, ...this.mountedPorts]));
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
       try {
@@ -333,7 +341,8 @@ export class TunnelManager {
       });
       return { tunnel: t.view(), created: true };
     }
-    throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use`);
+    const byMounts = [...this.mountedPorts].filter((p) => p >= first && p <= last && !used.has(p)).length;
+    throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use${byMounts ? ` (${byMounts} by mounts whose tunnel was stopped; unmount them to free their ports)` : ''}`);
   }
 
   /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */

@@ -4,13 +4,13 @@
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon } from './helpers/daemon.js';
+import { Daemon, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
 import { startNfsStack, type NfsStack } from './helpers/stack.js';
 import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
 import { nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
 import type { AttachResult } from '../daemon/mounter.js';
-import type { TunnelView } from '../daemon/tunnels.js';
+import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 
 const OPTS = 'mounttargetip=127.0.0.14,region=us-east-1';
 const DEFAULTS = 'nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport';
@@ -240,5 +240,43 @@ describe('attach end to end', function () {
     await nfsCp(src, ganesha.v3Url('attach.bin', port));
     expect((await nfsCatSha256(ganesha.v4Url('attach.bin', port))).sha256).to.equal(await sha256File(src));
     expect(target.sessions[0]).to.include({ protocol: 'TLSv1.2', servername: FS_NAME });
+  });
+});
+
+describe('ports named by mounts of stopped tunnels', function () {
+  let daemon: Daemon;
+  before(async () => {
+    // Two ports: one for the mount left behind, one for everything else.
+    daemon = await new Daemon(daemonConfig(20790, { port_range: { first: 20790, last: 20791 } })).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  it('never gives a new tunnel the port that a mount of a force-stopped tunnel still names, and says so when no other is left', async () => {
+    const dir = join(daemon.dir, 'mnt', 'left-behind');
+    mkdirSync(dir, { recursive: true });
+    expect((await daemon.efsctl('attach', 'fs-0abcde10', dir, '-o', OPTS)).code).to.equal(0);
+    const { tunnels } = await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list');
+    const orphanPort = tunnels.find((t) => t.fs_id === 'fs-0abcde10')!.port;
+    const otherPort = orphanPort === 20790 ? 20791 : 20790;
+    expect((await daemon.efsctl('stop', 'fs-0abcde10', '--force')).code).to.equal(0);
+    expect(daemon.mount.mounts().join('\n')).to.contain(`port=${orphanPort}`); // the mount is still there
+    await sleep(500); // five reads of the /proc/mounts stand-in (0.1 s apart in tests)
+    // Picked from a random start each time: without the rule, each add would land on the orphan's port half the time.
+    for (let i = 0; i < 8; i++) {
+      const add = await daemon.efsctlJson<AddResult>('add', 'fs-0abcde11', '-o', OPTS);
+      expect(add.tunnel.port, `add ${i + 1}`).to.equal(otherPort);
+      expect((await daemon.efsctl('stop', 'fs-0abcde11')).code).to.equal(0);
+    }
+    expect((await daemon.efsctl('add', 'fs-0abcde11', '-o', OPTS)).code).to.equal(0);
+    const full = await daemon.efsctl('add', 'fs-0abcde12', '-o', OPTS);
+    expect(full.code).to.equal(1);
+    expect(full.stderr).to.contain('Every port in 20790-20791 is in use (1 by mounts whose tunnel was stopped; unmount them to free their ports) [PORTS_EXHAUSTED]');
+    // Once the mount is gone, its port is free again.
+    daemon.mount.removeMount(dir);
+    await waitFor('the add once the watcher has read the mount list without the mount', async () =>
+      (await daemon.efsctl('add', 'fs-0abcde12', '-o', OPTS)).code === 0 || null);
+    expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0abcde12')!.port).to.equal(orphanPort);
   });
 });
