@@ -315,7 +315,7 @@ export class TunnelManager {
       mounts: [],
     };
     const ctx = await this.contextFor(options);
-    // A port the user asks for (tlsport=, a record's own) is theirs to reuse; a picked one avoids mounted ports too.
+    // A port the user asks for (tlsport=) is theirs to reuse; a picked one avoids mounted ports too.
     const candidates = wantPort !== null ? [wantPort] : pickPort(first, last, new Set([...used, ...this.mountedPorts]));
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
