@@ -148,9 +148,12 @@ export class TunnelManager {
    * Local ports that NFS mounts name, as the mount watcher last saw them. A
    * mount left behind by `stop --force` still names its old port; a new
    * tunnel for another file system on that port would carry the old mount's
-   * reconnects to the wrong file system, so no new tunnel is given one.
+   * reconnects to the wrong file system, so no tunnel for another file
+   * system is given one (that file system's own gets it back: leftMounted).
    */
   mountedPorts: ReadonlySet<number> = new Set();
+  /** Port → file system, for tunnels stopped with --force while mounted: a new tunnel for that file system gets the port back. */
+  private readonly leftMounted = new Map<number, string>();
   private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
   /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
   private readonly restartCount = new Map<string, number>();
@@ -315,8 +318,11 @@ export class TunnelManager {
       mounts: [],
     };
     const ctx = await this.contextFor(options);
-    // A port the user asks for (tlsport=) is theirs to reuse; a picked one avoids mounted ports too.
-    const candidates = wantPort !== null ? [wantPort] : pickPort(first, last, new Set([...used, ...this.mountedPorts]));
+    // A port the user asks for (tlsport=) is theirs to reuse; a picked one avoids mounted ports too, except
+    // the port of this file system's own mount left behind by stop --force, which it gets back first.
+    const candidates = wantPort !== null
+      ? [wantPort]
+      : [...this.portLeftMounted(req.fsId, used, first, last), ...pickPort(first, last, new Set([...used, ...this.mountedPorts]))];
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
       try {
@@ -343,6 +349,16 @@ export class TunnelManager {
     }
     const byMounts = [...this.mountedPorts].filter((p) => p >= first && p <= last && !used.has(p)).length;
     throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use${byMounts ? ` (${byMounts} by mounts whose tunnel was stopped; unmount them to free their ports)` : ''}`);
+  }
+
+  /** The port a mount of `fsId` still names after its tunnel was force-stopped, if it is free: at most one. */
+  private portLeftMounted(fsId: string, used: ReadonlySet<number>, first: number, last: number): number[] {
+    for (const [port, owner] of this.leftMounted) {
+      // Forgotten once no mount names the port any more.
+      if (!this.mountedPorts.has(port)) this.leftMounted.delete(port);
+      else if (owner === fsId && !used.has(port) && port >= first && port <= last) return [port];
+    }
+    return [];
   }
 
   /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */
@@ -465,6 +481,7 @@ export class TunnelManager {
         throw new RelayError('TUNNEL_MOUNTED', `${fsId} is mounted at ${t.record.mounts.join(', ')}; refusing to stop its tunnel`);
       }
       const view = t.view();
+      if (t.record.mounts.length > 0) this.leftMounted.set(t.record.port, fsId);
       await this.remove(t, force ? 'efsctl stop --force' : 'efsctl stop');
       return view;
     });

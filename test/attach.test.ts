@@ -245,24 +245,32 @@ describe('attach end to end', function () {
 
 describe('ports named by mounts of stopped tunnels', function () {
   let daemon: Daemon;
-  before(async () => {
-    // Two ports: one for the mount left behind, one for everything else.
+  beforeEach(async () => {
+    // Two ports: one for the mount left behind, one for everything else. A daemon of its own per test.
     daemon = await new Daemon(daemonConfig(20790, { port_range: { first: 20790, last: 20791 } })).start();
   });
-  after(async () => {
+  afterEach(async () => {
     await daemon?.stop();
   });
 
-  it('never gives a new tunnel the port that a mount of a force-stopped tunnel still names, and says so when no other is left', async () => {
-    const dir = join(daemon.dir, 'mnt', 'left-behind');
+  const portOf = async (fsId: string): Promise<number | undefined> =>
+    (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fsId)?.port;
+
+  /** Attach `fsId` at a directory of its own, then stop its tunnel with --force: the mount stays. Returns the directory and port. */
+  async function leaveMounted(fsId: string): Promise<{ dir: string; port: number }> {
+    const dir = join(daemon.dir, 'mnt', fsId);
     mkdirSync(dir, { recursive: true });
-    expect((await daemon.efsctl('attach', 'fs-0abcde10', dir, '-o', OPTS)).code).to.equal(0);
-    const { tunnels } = await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list');
-    const orphanPort = tunnels.find((t) => t.fs_id === 'fs-0abcde10')!.port;
-    const otherPort = orphanPort === 20790 ? 20791 : 20790;
-    expect((await daemon.efsctl('stop', 'fs-0abcde10', '--force')).code).to.equal(0);
-    expect(daemon.mount.mounts().join('\n')).to.contain(`port=${orphanPort}`); // the mount is still there
+    expect((await daemon.efsctl('attach', fsId, dir, '-o', OPTS)).code).to.equal(0);
+    const port = (await portOf(fsId))!;
+    expect((await daemon.efsctl('stop', fsId, '--force')).code).to.equal(0);
+    expect(daemon.mount.mounts().join('\n')).to.contain(`port=${port}`); // the mount is still there
     await sleep(500); // five reads of the /proc/mounts stand-in (0.1 s apart in tests)
+    return { dir, port };
+  }
+
+  it('never gives another file system\'s tunnel the port that a mount of a force-stopped tunnel still names, and says so when no other is left', async () => {
+    const { dir, port: orphanPort } = await leaveMounted('fs-0abcde10');
+    const otherPort = orphanPort === 20790 ? 20791 : 20790;
     // Picked from a random start each time: without the rule, each add would land on the orphan's port half the time.
     for (let i = 0; i < 8; i++) {
       const add = await daemon.efsctlJson<AddResult>('add', 'fs-0abcde11', '-o', OPTS);
@@ -277,6 +285,16 @@ describe('ports named by mounts of stopped tunnels', function () {
     daemon.mount.removeMount(dir);
     await waitFor('the add once the watcher has read the mount list without the mount', async () =>
       (await daemon.efsctl('add', 'fs-0abcde12', '-o', OPTS)).code === 0 || null);
-    expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0abcde12')!.port).to.equal(orphanPort);
+    expect(await portOf('fs-0abcde12')).to.equal(orphanPort);
+  });
+
+  it('gives a file system\'s new tunnel the port its own force-stopped mount still names, and the mount rejoins its record', async () => {
+    const { dir, port } = await leaveMounted('fs-0abcde13');
+    const add = await daemon.efsctlJson<AddResult>('add', 'fs-0abcde13', '-o', OPTS);
+    expect(add.tunnel.port).to.equal(port);
+    // The watcher finds the mount through the tunnel's port and records it again, so stop refuses once more.
+    await waitFor('the left-behind mount in the record again', async () => (await portOf('fs-0abcde13')) !== undefined &&
+      (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0abcde13')!.mounts.includes(dir) || null);
+    expect((await daemon.efsctl('stop', 'fs-0abcde13')).stderr).to.contain('[TUNNEL_MOUNTED]');
   });
 });
