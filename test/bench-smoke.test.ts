@@ -8,8 +8,8 @@ import { Ganesha, requireNfs } from './helpers/nfs.js';
 
 const FIGURES = [
   'upload_mb_s', 'download_mb_s', 'upload_cpu_s_per_gib', 'download_cpu_s_per_gib', 'rpc200_p50_us', 'rpc200_p99_us',
-  'rpc8k_p50_us', 'rpc8k_p99_us', 'rpc200_cpu_us', 'rpc8k_cpu_us', 'nfs_write_mb_s', 'nfs_read_mb_s', 'connect_ms', 'idle_wakeups_per_s', 'idle_tunnels_rss_mib', 'startup_s',
-  'open_conns_rss_mib', 'open_conns_fds',
+  'rpc8k_p50_us', 'rpc8k_p99_us', 'rpc200_cpu_us', 'rpc8k_cpu_us', 'nfs_write_mb_s', 'nfs_read_mb_s', 'nfs_write_cpu_s_per_gib',
+  'nfs_read_cpu_s_per_gib', 'connect_ms', 'idle_wakeups_per_s', 'idle_tunnels_rss_mib', 'startup_s', 'open_conns_rss_mib', 'open_conns_fds',
 ];
 
 const TARGETED = [

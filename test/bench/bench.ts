@@ -119,6 +119,7 @@ async function main(): Promise<void> {
     const port: Record<Path, number> = { plain: SERVICE_PORT, stunnel: STUNNEL_BULK_PORT, relay: bulkPort };
     const nfsPortOf: Record<Path, number> = { plain: ganesha.nfsPort, stunnel: STUNNEL_NFS_PORT, relay: nfsPort };
     const pidOf: Record<Path, number | null> = { plain: null, stunnel: stBulk.pid, relay: relay.pid };
+    const nfsPidOf: Record<Path, number | null> = { plain: null, stunnel: stNfs.pid, relay: relay.pid };
 
     // Each NFS turn moves one file of this size; a path's turns add up to size.nfs.
     const nfsFile = randomBytes(size.nfs / size.nfsTurns);
@@ -150,13 +151,18 @@ async function main(): Promise<void> {
         }
       }
       // NFS: each path's files written, then read back, one file per turn, the paths taking turns.
-      for (const [direction, figure, url] of [
-        ['write', 'nfs_write_mb_s', (name: string, port: number) => ganesha.v3Url(name, port)],
-        ['read', 'nfs_read_mb_s', (name: string, port: number) => ganesha.v4Url(name, port)],
+      for (const [direction, url] of [
+        ['write', (name: string, port: number) => ganesha.v3Url(name, port)],
+        ['read', (name: string, port: number) => ganesha.v4Url(name, port)],
       ] as const) {
         const conns = await inTurns(round, size.nfsTurns, size.settleMs,
-          async (p) => new NfsFiles(direction, (i) => url(`bench-${p}-${round}-${i}.bin`, nfsPortOf[p]), nfsSrc, size.nfsTurns), (c) => c.turn());
-        for (const [p, c] of conns) record(figure, p, round, c.result().mbPerSec);
+          async (p) => new NfsFiles(direction, (i) => url(`bench-${p}-${round}-${i}.bin`, nfsPortOf[p]), nfsSrc, size.nfsTurns, nfsPidOf[p]),
+          (c) => c.turn());
+        for (const [p, c] of conns) {
+          const n = c.result();
+          record(`nfs_${direction}_mb_s`, p, round, n.mbPerSec);
+          if (n.cpuPerGiB !== null) record(`nfs_${direction}_cpu_s_per_gib`, p, round, n.cpuPerGiB);
+        }
       }
       for (const p of order) {
         await settle(size.settleMs);

@@ -28,6 +28,8 @@ export const FIGURES: Record<string, { unit: string; better: 'higher' | 'lower';
   rpc8k_cpu_us: { unit: 'CPU µs/RT', better: 'lower', paths: ['stunnel', 'relay'] },
   nfs_write_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS, target: { of: 'ratio', value: 1 } },
   nfs_read_mb_s: { unit: 'MB/s', better: 'higher', paths: PATHS, target: { of: 'ratio', value: 1 } },
+  nfs_write_cpu_s_per_gib: { unit: 'CPU s/GiB', better: 'lower', paths: ['stunnel', 'relay'] },
+  nfs_read_cpu_s_per_gib: { unit: 'CPU s/GiB', better: 'lower', paths: ['stunnel', 'relay'] },
   connect_ms: { unit: 'ms', better: 'lower', paths: PATHS },
   idle_wakeups_per_s: { unit: '/s', better: 'lower', paths: ['stunnel', 'relay'] },
   // 1000 idle tunnels in at most 150 MiB; with fewer (--quick, --smoke) the same bound is only a sanity check.

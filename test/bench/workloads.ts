@@ -275,6 +275,8 @@ export interface NfsResult {
   /** Bytes moved so far, in the turns run. */
   bytes: number;
   mbPerSec: number;
+  /** CPU seconds (user + system) the tunnel process spent per GiB; null without a tunnel. */
+  cpuPerGiB: number | null;
 }
 
 /**
@@ -282,12 +284,14 @@ export interface NfsResult {
  * path, one file per turn, so that the bench can alternate the paths' turns
  * as it does for bulk and RPCs. Each turn is one nfs-cp or nfs-cat process
  * (its mount, its connection through the tunnel, the file); MB/s is the bytes
- * over the sum of the turns. A file read back must match what was written.
+ * over the sum of the turns, and the tunnel's CPU adds up over them too. A
+ * file read back must match what was written.
  */
 export class NfsFiles {
   private next = 0;
   private bytes = 0;
   private seconds = 0;
+  private cpu = 0;
 
   /**
    * @param url the NFS URL of file `i` through this path
@@ -298,12 +302,14 @@ export class NfsFiles {
     private readonly url: (i: number) => string,
     private readonly src: { path: string; bytes: number; sha256: string },
     private readonly files: number,
+    private readonly tunnelPid: number | null = null,
   ) {}
 
   /** The next file; nothing once every file has been moved. */
   async turn(): Promise<void> {
     if (this.next >= this.files) return;
     const url = this.url(this.next++);
+    const cpuUsed = cpuSince(this.tunnelPid);
     const t0 = performance.now();
     if (this.direction === 'write') {
       await nfsCp(this.src.path, url);
@@ -314,13 +320,18 @@ export class NfsFiles {
       }
     }
     this.seconds += (performance.now() - t0) / 1000;
+    this.cpu += cpuUsed() ?? 0;
     this.bytes += this.src.bytes;
   }
 
   close(): void {}
 
   result(): NfsResult {
-    return { bytes: this.bytes, mbPerSec: this.bytes / 1e6 / this.seconds };
+    return {
+      bytes: this.bytes,
+      mbPerSec: this.bytes / 1e6 / this.seconds,
+      cpuPerGiB: this.tunnelPid ? this.cpu / (this.bytes / 2 ** 30) : null,
+    };
   }
 }
 
