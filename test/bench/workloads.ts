@@ -70,11 +70,17 @@ export function switchesBetween(before: Map<string, number>, after: Map<string, 
   return n;
 }
 
-export interface Bulk {
+/** What a transfer run in turns (bulk or NFS) moved, how fast, and at what CPU cost to the tunnel. */
+export interface Throughput {
   /** Bytes moved so far, in the turns run. */
   bytes: number;
   mbPerSec: number;
+  /** CPU seconds (user + system) the tunnel process spent per GiB; null without a tunnel. */
   cpuPerGiB: number | null;
+}
+
+function throughput(bytes: number, seconds: number, cpuSeconds: number, tunnelPid: number | null): Throughput {
+  return { bytes, mbPerSec: bytes / 1e6 / seconds, cpuPerGiB: tunnelPid ? cpuSeconds / (bytes / 2 ** 30) : null };
 }
 
 /**
@@ -158,12 +164,8 @@ export class BulkConnection {
     this.socket.destroy();
   }
 
-  result(): Bulk {
-    return {
-      bytes: this.done,
-      mbPerSec: this.done / 1e6 / this.seconds,
-      cpuPerGiB: this.tunnelPid ? this.cpu / (this.done / 2 ** 30) : null,
-    };
+  result(): Throughput {
+    return throughput(this.done, this.seconds, this.cpu, this.tunnelPid);
   }
 }
 
@@ -271,14 +273,6 @@ export class RpcConnection {
   }
 }
 
-export interface NfsResult {
-  /** Bytes moved so far, in the turns run. */
-  bytes: number;
-  mbPerSec: number;
-  /** CPU seconds (user + system) the tunnel process spent per GiB; null without a tunnel. */
-  cpuPerGiB: number | null;
-}
-
 /**
  * NFS files written (nfs-cp, NFSv3) or read back (nfs-cat, NFSv4) through one
  * path, one file per turn, so that the bench can alternate the paths' turns
@@ -326,12 +320,8 @@ export class NfsFiles {
 
   close(): void {}
 
-  result(): NfsResult {
-    return {
-      bytes: this.bytes,
-      mbPerSec: this.bytes / 1e6 / this.seconds,
-      cpuPerGiB: this.tunnelPid ? this.cpu / (this.bytes / 2 ** 30) : null,
-    };
+  result(): Throughput {
+    return throughput(this.bytes, this.seconds, this.cpu, this.tunnelPid);
   }
 }
 
