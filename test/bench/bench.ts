@@ -15,7 +15,7 @@ import {
   benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
-import { BulkConnection, connectSetup, holdConnections, NfsFiles, RpcConnection, rssBytes, switchesBetween, threadSwitches } from './workloads.js';
+import { BulkConnection, connectSetup, holdConnections, NfsFiles, RpcConnection, rssBytes, switchesBetween, threadSwitches, type Throughput } from './workloads.js';
 
 type Mode = 'full' | 'quick' | 'smoke';
 const SIZES = {
@@ -100,6 +100,14 @@ async function main(): Promise<void> {
   const record = (figure: string, path: Path, round: number, value: number): void => {
     runs.push({ figure, path, round, value });
   };
+  /** Each path's MB/s, and its tunnel's CPU per GiB where it has a tunnel. */
+  const recordThroughput = (conns: Map<Path, { result(): Throughput }>, round: number, mbFigure: string, cpuFigure: string): void => {
+    for (const [p, c] of conns) {
+      const t = c.result();
+      record(mbFigure, p, round, t.mbPerSec);
+      if (t.cpuPerGiB !== null) record(cpuFigure, p, round, t.cpuPerGiB);
+    }
+  };
   const say = (s: string): void => void process.stderr.write(`${s}\n`);
   const procs: Proc[] = [];
   let relay: Daemon | null = null;
@@ -133,11 +141,7 @@ async function main(): Promise<void> {
       for (const [direction, mbFigure, cpuFigure] of [['up', 'upload_mb_s', 'upload_cpu_s_per_gib'], ['down', 'download_mb_s', 'download_cpu_s_per_gib']] as const) {
         const conns = await inTurns(round, size.bulkTurns, size.turnSettleMs,
           (p) => BulkConnection.open(port[p], direction, size.bulk, size.bulk / size.bulkTurns, pidOf[p]), (c) => c.turn());
-        for (const [p, c] of conns) {
-          const b = c.result();
-          record(mbFigure, p, round, b.mbPerSec);
-          if (b.cpuPerGiB !== null) record(cpuFigure, p, round, b.cpuPerGiB);
-        }
+        recordThroughput(conns, round, mbFigure, cpuFigure);
       }
       // Small RPCs: each path's round trips in `rpcTurns` turns, the paths taking turns.
       for (const [name, bytes] of [['rpc200', 200], ['rpc8k', 8192]] as const) {
@@ -158,11 +162,7 @@ async function main(): Promise<void> {
         const conns = await inTurns(round, size.nfsTurns, size.settleMs,
           async (p) => new NfsFiles(direction, (i) => url(`bench-${p}-${round}-${i}.bin`, nfsPortOf[p]), nfsSrc, size.nfsTurns, nfsPidOf[p]),
           (c) => c.turn());
-        for (const [p, c] of conns) {
-          const n = c.result();
-          record(`nfs_${direction}_mb_s`, p, round, n.mbPerSec);
-          if (n.cpuPerGiB !== null) record(`nfs_${direction}_cpu_s_per_gib`, p, round, n.cpuPerGiB);
-        }
+        recordThroughput(conns, round, `nfs_${direction}_mb_s`, `nfs_${direction}_cpu_s_per_gib`);
       }
       for (const p of order) {
         await settle(size.settleMs);
