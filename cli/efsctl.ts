@@ -170,7 +170,10 @@ async function run(p: Parsed): Promise<void> {
       const fsId = p.args[0] as string;
       checkFsId(fsId);
       const res = (await call(p.socket, 'stop', { fs_id: fsId, force: p.force })) as TunnelView;
-      out({ stopped: res }, `${res.fs_id}: tunnel on port ${res.port} stopped`);
+      // A forced stop leaves mounts without their tunnel: say what that means for them and how to recover.
+      const left = res.mounts.length === 0 ? '' :
+        `\n${res.mounts.join(', ')} still mounted through port ${res.port}: their I/O waits until \`efsctl add ${res.fs_id}\` gives the port back, or unmount them`;
+      out({ stopped: res }, `${res.fs_id}: tunnel on port ${res.port} stopped${left}`);
       return;
     }
     case 'doctor': {

@@ -110,13 +110,17 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Metrics {
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
   };
   scalar('efs_relay_ports_in_use', 'Local ports of port_range held by tunnels.', () => snapshot.length);
-  scalar('efs_relay_ports_free', 'Local ports of port_range not held by a tunnel.', () => rangeSize - snapshot.length);
+  // Read once per scrape, with the snapshot, so that in_use + held + free is the range size.
+  let heldByMounts = 0;
+  scalar('efs_relay_ports_held_by_mounts', 'Local ports of port_range that mounts of stopped tunnels still name; given to no other file system.', () => heldByMounts);
+  scalar('efs_relay_ports_free', 'Local ports of port_range that a new tunnel can be given.', () => rangeSize - snapshot.length - heldByMounts);
   scalar('efs_relay_state_files_invalid', 'Files in the state dir that are not valid tunnel records (skipped, never deleted).', () => manager.invalidStateFiles);
   scalar('efs_relay_unencrypted_nfs_mounts', 'NFS mounts on this host that reach EFS without going through a TLS tunnel.', () => manager.unencrypted.length);
   return {
     registry,
     scrape: () => {
       snapshot = manager.list();
+      heldByMounts = manager.portsHeldByMounts();
       return registry.metrics();
     },
   };

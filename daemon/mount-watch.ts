@@ -80,7 +80,7 @@ export class MountWatcher {
       dirs.add(m.dir);
       byPort.set(port, dirs);
     }
-    this.manager.mountedPorts = new Set(byPort.keys());
+    await this.manager.setMountedPorts(new Set(byPort.keys()));
     for (const t of tunnels) {
       const listed = byPort.get(t.port) ?? new Set<string>();
       for (const dir of listed) if (!t.mounts.includes(dir)) await this.mounter.adopt(t.fs_id, t.port, dir);

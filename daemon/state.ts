@@ -35,8 +35,24 @@ export interface StateChange {
   fsId: string;
 }
 
+/**
+ * A port that a mount still names after its tunnel was stopped with
+ * --force: no other file system's tunnel is given it, and the next tunnel
+ * for this one gets it back. Kept in the state dir so a daemon restart
+ * remembers whose port it is.
+ */
+export interface LeftMount {
+  port: number;
+  fs_id: string;
+  mounts: string[];
+  stopped: string;
+}
+
 const RECORD_FILE = /^(fs-[0-9a-f]+)\.json$/;
 const TEMP_FILE = /^\..*\.tmp-\d+-\d+$/;
+/** Sub-directory of the state dir for LeftMount files (loadAll skips directories). */
+const LEFT_DIR = 'left-mounted';
+const LEFT_FILE = /^(\d+)\.json$/;
 
 export class StateStore extends EventEmitter<{ change: [StateChange] }> {
   readonly dir: string;
@@ -89,23 +105,67 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
   private async read(name: string): Promise<TunnelRecord> {
     const m = RECORD_FILE.exec(name);
     if (!m) throw new Error('not a tunnel record (expected a name like fs-12345678.json)');
-    const text = await readFile(join(this.dir, name), 'utf8');
-    let data: unknown;
+    return validateRecord(parseJson(await readFile(join(this.dir, name), 'utf8')), m[1] as string);
+  }
+
+  async write(rec: TunnelRecord): Promise<void> {
+    await this.writeAtomic(this.dir, `${rec.fs_id}.json`, rec);
+    this.emit('change', { kind: 'written', fsId: rec.fs_id });
+  }
+
+  async remove(fsId: string): Promise<void> {
+    await rm(this.fileFor(fsId), { force: true });
+    await this.syncDir(this.dir);
+    this.emit('change', { kind: 'removed', fsId });
+  }
+
+  leftFileFor(port: number): string {
+    return join(this.dir, LEFT_DIR, `${port}.json`);
+  }
+
+  async writeLeftMount(left: LeftMount): Promise<void> {
+    const dir = join(this.dir, LEFT_DIR);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await this.writeAtomic(dir, `${left.port}.json`, left);
+  }
+
+  async removeLeftMount(port: number): Promise<void> {
+    await rm(this.leftFileFor(port), { force: true });
+  }
+
+  /** Every valid LeftMount file, and every file there that is not one (never deleted). */
+  async loadLeftMounts(): Promise<{ left: LeftMount[]; invalid: InvalidFile[] }> {
+    const dir = join(this.dir, LEFT_DIR);
+    const left: LeftMount[] = [];
+    const invalid: InvalidFile[] = [];
+    let names: string[];
     try {
-      data = JSON.parse(text);
+      names = (await readdir(dir)).sort();
     } catch (err) {
-      throw new Error(`not valid JSON: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { left, invalid };
+      throw err;
     }
-    return validateRecord(data, m[1] as string);
+    for (const name of names) {
+      if (TEMP_FILE.test(name)) continue;
+      const path = join(dir, name);
+      try {
+        const m = LEFT_FILE.exec(name);
+        if (!m) throw new Error('not a left-behind mount (expected a name like 20049.json)');
+        left.push(validateLeftMount(parseJson(await readFile(path, 'utf8')), Number(m[1])));
+      } catch (err) {
+        invalid.push({ file: path, reason: (err as Error).message });
+      }
+    }
+    return { left, invalid };
   }
 
   /** Atomic replace: temp file in the same dir, fsync, rename, fsync the dir. */
-  async write(rec: TunnelRecord): Promise<void> {
-    const final = this.fileFor(rec.fs_id);
-    const tmp = join(this.dir, `.${rec.fs_id}.json.tmp-${process.pid}-${++this.tmpSeq}`);
+  private async writeAtomic(dir: string, name: string, data: unknown): Promise<void> {
+    const final = join(dir, name);
+    const tmp = join(dir, `.${name}.tmp-${process.pid}-${++this.tmpSeq}`);
     const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(JSON.stringify(rec, null, 2) + '\n');
+      await fh.writeFile(JSON.stringify(data, null, 2) + '\n');
       await fh.sync();
     } finally {
       await fh.close();
@@ -116,23 +176,24 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
       await rm(tmp, { force: true });
       throw err;
     }
-    await this.syncDir();
-    this.emit('change', { kind: 'written', fsId: rec.fs_id });
+    await this.syncDir(dir);
   }
 
-  async remove(fsId: string): Promise<void> {
-    await rm(this.fileFor(fsId), { force: true });
-    await this.syncDir();
-    this.emit('change', { kind: 'removed', fsId });
-  }
-
-  private async syncDir(): Promise<void> {
-    const dh = await open(this.dir, 'r');
+  private async syncDir(dir: string): Promise<void> {
+    const dh = await open(dir, 'r');
     try {
       await dh.sync();
     } finally {
       await dh.close();
     }
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`not valid JSON: ${(err as Error).message}`);
   }
 }
 
@@ -161,4 +222,13 @@ function validateRecord(data: unknown, fsIdFromName: string): TunnelRecord {
   const mounts = r.mounts ?? [];
   if (!Array.isArray(mounts) || !mounts.every((m) => typeof m === 'string')) fail('"mounts" must be a list of paths');
   return { ...(r as unknown as TunnelRecord), mounts: mounts as string[] };
+}
+
+function validateLeftMount(data: unknown, portFromName: number): LeftMount {
+  const r = (typeof data === 'object' && data !== null && !Array.isArray(data) ? data : {}) as Record<string, unknown>;
+  if (r.port !== portFromName) throw new Error(`"port" must be ${portFromName}, as in the file name`);
+  if (typeof r.fs_id !== 'string' || !FS_ID.test(r.fs_id)) throw new Error('"fs_id" must be a file system id like fs-12345678');
+  if (!Array.isArray(r.mounts) || !r.mounts.every((m) => typeof m === 'string')) throw new Error('"mounts" must be a list of paths');
+  if (typeof r.stopped !== 'string') throw new Error('"stopped" must be an ISO time');
+  return { port: portFromName, fs_id: r.fs_id, mounts: r.mounts as string[], stopped: r.stopped };
 }

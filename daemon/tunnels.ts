@@ -142,6 +142,8 @@ export class TunnelManager {
   /** Invalid state files already logged (file + reason), so a rescan does not repeat them. */
   private readonly reportedInvalid = new ReportOnce();
   invalidStateFiles = 0;
+  /** Of those, files in left-mounted/ (read once, at start). */
+  private invalidLeftFiles = 0;
   /** NFS mounts of EFS that bypass every tunnel, as the mount watcher last saw them. */
   unencrypted: UnencryptedMount[] = [];
   /**
@@ -151,8 +153,13 @@ export class TunnelManager {
    * reconnects to the wrong file system, so no tunnel for another file
    * system is given one (that file system's own gets it back: leftMounted).
    */
-  mountedPorts: ReadonlySet<number> = new Set();
-  /** Port → file system, for tunnels stopped with --force while mounted: a new tunnel for that file system gets the port back. */
+  private mountedPorts: ReadonlySet<number> = new Set();
+  /**
+   * Port → file system, for tunnels stopped with --force while mounted: a new
+   * tunnel for that file system gets the port back. Kept in the state dir,
+   * so that a restarted daemon still knows (and, before its first read of the
+   * mount list, still avoids) these ports.
+   */
   private readonly leftMounted = new Map<number, string>();
   private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
   /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
@@ -172,8 +179,40 @@ export class TunnelManager {
   }
 
   /** Start every stored record on its own port. Returns how many files were invalid. */
-  restore(): Promise<number> {
+  async restore(): Promise<number> {
+    const { left, invalid } = await this.store.loadLeftMounts();
+    for (const l of left) this.leftMounted.set(l.port, l.fs_id);
+    for (const bad of invalid) this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
+    this.invalidLeftFiles = invalid.length;
     return this.syncFromDisk('restored');
+  }
+
+  /**
+   * The mount watcher's latest reading: the local ports NFS mounts name. A
+   * left-behind port that no mount names any more is forgotten.
+   */
+  async setMountedPorts(ports: ReadonlySet<number>): Promise<void> {
+    this.mountedPorts = ports;
+    for (const port of [...this.leftMounted.keys()]) {
+      if (!ports.has(port)) await this.forgetLeftMount(port);
+    }
+  }
+
+  /** Ports of port_range that mounts name but no tunnel holds: given to no other file system. */
+  portsHeldByMounts(): number {
+    const { first, last } = this.cfg.port_range;
+    const used = new Set([...this.tunnels.values()].map((t) => t.record.port));
+    const held = new Set([...this.mountedPorts, ...this.leftMounted.keys()]);
+    return [...held].filter((p) => p >= first && p <= last && !used.has(p)).length;
+  }
+
+  private async forgetLeftMount(port: number): Promise<void> {
+    this.leftMounted.delete(port);
+    try {
+      await this.store.removeLeftMount(port);
+    } catch (err) {
+      this.log.warn('state.write_failed', { code: 'INTERNAL', msg: `cannot remove ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
+    }
   }
 
   /**
@@ -184,7 +223,7 @@ export class TunnelManager {
   syncFromDisk(why: 'restored' | 'adopted' = 'adopted'): Promise<number> {
     return this.serial(async () => {
       const { records, invalid } = await this.store.loadAll();
-      this.invalidStateFiles = invalid.length;
+      this.invalidStateFiles = invalid.length + this.invalidLeftFiles;
       const key = (bad: { file: string; reason: string }): string => `${bad.file}\0${bad.reason}`;
       const fresh = this.reportedInvalid.fresh(invalid.map(key));
       for (const bad of invalid) {
@@ -215,7 +254,7 @@ export class TunnelManager {
         taken.add(rec.port);
         await this.start(rec, why);
       }
-      return invalid.length;
+      return this.invalidStateFiles;
     });
   }
 
@@ -322,7 +361,7 @@ export class TunnelManager {
     // the port of this file system's own mount left behind by stop --force, which it gets back first.
     const candidates = wantPort !== null
       ? [wantPort]
-      : [...this.portLeftMounted(req.fsId, used, first, last), ...pickPort(first, last, new Set([...used, ...this.mountedPorts]))];
+      : [...this.portLeftMounted(req.fsId, used, first, last), ...pickPort(first, last, new Set([...used, ...this.mountedPorts, ...this.leftMounted.keys()]))];
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
       try {
@@ -339,6 +378,7 @@ export class TunnelManager {
         await relay.close();
         throw new RelayError('INTERNAL', `Cannot write the tunnel record for ${req.fsId} in ${this.store.dir}: ${(err as Error).message}`);
       }
+      if (this.leftMounted.get(port) === req.fsId) await this.forgetLeftMount(port); // its own port back
       const t = this.track(record, relay);
       t.note('listening');
       this.log.info('tunnel.started', {
@@ -347,16 +387,14 @@ export class TunnelManager {
       });
       return { tunnel: t.view(), created: true };
     }
-    const byMounts = [...this.mountedPorts].filter((p) => p >= first && p <= last && !used.has(p)).length;
+    const byMounts = this.portsHeldByMounts();
     throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use${byMounts ? ` (${byMounts} by mounts whose tunnel was stopped; unmount them to free their ports)` : ''}`);
   }
 
   /** The port a mount of `fsId` still names after its tunnel was force-stopped, if it is free: at most one. */
   private portLeftMounted(fsId: string, used: ReadonlySet<number>, first: number, last: number): number[] {
     for (const [port, owner] of this.leftMounted) {
-      // Forgotten once no mount names the port any more.
-      if (!this.mountedPorts.has(port)) this.leftMounted.delete(port);
-      else if (owner === fsId && !used.has(port) && port >= first && port <= last) return [port];
+      if (owner === fsId && !used.has(port) && port >= first && port <= last) return [port];
     }
     return [];
   }
@@ -481,8 +519,17 @@ export class TunnelManager {
         throw new RelayError('TUNNEL_MOUNTED', `${fsId} is mounted at ${t.record.mounts.join(', ')}; refusing to stop its tunnel`);
       }
       const view = t.view();
-      if (t.record.mounts.length > 0) this.leftMounted.set(t.record.port, fsId);
+      const { port, mounts } = t.record;
       await this.remove(t, force ? 'efsctl stop --force' : 'efsctl stop');
+      if (mounts.length > 0) {
+        this.leftMounted.set(port, fsId);
+        try {
+          await this.store.writeLeftMount({ port, fs_id: fsId, mounts: [...mounts], stopped: new Date().toISOString() });
+        } catch (err) {
+          // The tunnel is stopped either way; only a daemon restart would forget whose port it is.
+          this.log.warn('state.write_failed', { fs: fsId, code: 'INTERNAL', msg: `cannot write ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
+        }
+      }
       return view;
     });
   }

@@ -2,7 +2,7 @@
 // stand-in; plus one attach whose recorded mount line is proven to point at
 // a working tunnel by moving a file through it with nfs-cp.
 import { expect } from 'chai';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
@@ -247,12 +247,15 @@ describe('ports named by mounts of stopped tunnels', function () {
   let daemon: Daemon;
   beforeEach(async () => {
     // Two ports: one for the mount left behind, one for everything else. A daemon of its own per test.
-    daemon = await new Daemon(daemonConfig(20790, { port_range: { first: 20790, last: 20791 } })).start();
+    daemon = await new Daemon(daemonConfig(20790, { port_range: { first: 20790, last: 20791 }, metrics: { listen: '127.0.0.1:19811' } })).start();
   });
   afterEach(async () => {
     await daemon?.stop();
   });
 
+  const scrape = async (): Promise<string> => (await fetch('http://127.0.0.1:19811/metrics')).text();
+  /** Where the daemon keeps whose port a left-behind mount names. */
+  const leftFile = (port: number): string => join(daemon.stateDir, 'left-mounted', `${port}.json`);
   const portOf = async (fsId: string): Promise<number | undefined> =>
     (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fsId)?.port;
 
@@ -262,7 +265,10 @@ describe('ports named by mounts of stopped tunnels', function () {
     mkdirSync(dir, { recursive: true });
     expect((await daemon.efsctl('attach', fsId, dir, '-o', OPTS)).code).to.equal(0);
     const port = (await portOf(fsId))!;
-    expect((await daemon.efsctl('stop', fsId, '--force')).code).to.equal(0);
+    const stop = await daemon.efsctl('stop', fsId, '--force');
+    expect(stop.code).to.equal(0);
+    expect(stop.stdout).to.equal(`${fsId}: tunnel on port ${port} stopped\n` +
+      `${dir} still mounted through port ${port}: their I/O waits until \`efsctl add ${fsId}\` gives the port back, or unmount them\n`);
     expect(daemon.mount.mounts().join('\n')).to.contain(`port=${port}`); // the mount is still there
     await sleep(500); // five reads of the /proc/mounts stand-in (0.1 s apart in tests)
     return { dir, port };
@@ -296,5 +302,35 @@ describe('ports named by mounts of stopped tunnels', function () {
     await waitFor('the left-behind mount in the record again', async () =>
       (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0abcde13')?.mounts.includes(dir) || null);
     expect((await daemon.efsctl('stop', 'fs-0abcde13')).stderr).to.contain('[TUNNEL_MOUNTED]');
+  });
+
+  it('still knows after a daemon restart which file system a force-stopped mount\'s port belongs to: that one gets it back, no other', async () => {
+    const { dir, port } = await leaveMounted('fs-0abcde14');
+    expect(JSON.parse(readFileSync(leftFile(port), 'utf8'))).to.deep.include({ port, fs_id: 'fs-0abcde14', mounts: [dir] });
+    await daemon.stop();
+    await daemon.start();
+    const otherPort = port === 20790 ? 20791 : 20790;
+    for (let i = 0; i < 4; i++) {
+      const add = await daemon.efsctlJson<AddResult>('add', 'fs-0abcde15', '-o', OPTS);
+      expect(add.tunnel.port, `add ${i + 1}`).to.equal(otherPort);
+      expect((await daemon.efsctl('stop', 'fs-0abcde15')).code).to.equal(0);
+    }
+    const add = await daemon.efsctlJson<AddResult>('add', 'fs-0abcde14', '-o', OPTS);
+    expect(add.tunnel.port).to.equal(port);
+    await waitFor('the left-behind mount in the record again', async () =>
+      (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0abcde14')?.mounts.includes(dir) || null);
+    // The port is the tunnel's again, so there is nothing left to remember.
+    expect(existsSync(leftFile(port))).to.equal(false);
+  });
+
+  it('reports a port that a force-stopped mount names as held by mounts, not free, until the mount is gone', async () => {
+    const { dir, port } = await leaveMounted('fs-0abcde16');
+    const held = await scrape();
+    expect(held).to.match(/^efs_relay_ports_in_use 0$/m).and.match(/^efs_relay_ports_held_by_mounts 1$/m).and.match(/^efs_relay_ports_free 1$/m);
+    daemon.mount.removeMount(dir);
+    await waitFor('both ports free once the watcher has read the mount list without the mount', async () =>
+      /^efs_relay_ports_free 2$/m.test(await scrape()) || null);
+    expect(await scrape()).to.match(/^efs_relay_ports_held_by_mounts 0$/m);
+    expect(existsSync(leftFile(port))).to.equal(false);
   });
 });

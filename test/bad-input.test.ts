@@ -140,6 +140,31 @@ describe('bad state files', function () {
     }
   });
 
+  it('logs, counts and skips bad files among the ports of left-behind mounts without deleting them', async () => {
+    const dir = tempDir('state');
+    const left = join(dir, 'state', 'left-mounted');
+    mkdirSync(left, { recursive: true });
+    const files: Record<string, string> = {
+      '20561.json': '{"port":20561,', // truncated
+      '20562.json': JSON.stringify({ port: 20563, fs_id: 'fs-11112222', mounts: ['/mnt/a'], stopped: '2026-11-27T00:00:00.000Z' }),
+      'notes.txt': 'hello',
+    };
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(left, name), text);
+    const daemon = await new Daemon(daemonConfig(20550, { state_dir: join(dir, 'state') }), dir).start();
+    try {
+      const warnings = daemon.logs.split('\n').filter((l) => l.includes('state.file_invalid'));
+      expect(warnings).to.have.length(3);
+      expect(daemon.logs).to.contain('invalid_state_files=3');
+      expect(daemon.logs).to.match(/left-mounted\/20561\.json: not valid JSON/);
+      // The log line quotes a message with quotes in it as JSON.
+      expect(daemon.logs).to.match(/left-mounted\/20562\.json: \\"port\\" must be 20562, as in the file name/);
+      expect(daemon.logs).to.match(/left-mounted\/notes\.txt: not a left-behind mount/);
+      for (const [name, text] of Object.entries(files)) expect(readFileSync(join(left, name), 'utf8')).to.equal(text);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
   it('writes one tunnel record with the documented fields and leaves no temp file behind', async () => {
     const daemon = await new Daemon(daemonConfig(20570)).start();
     try {

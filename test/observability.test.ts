@@ -16,7 +16,7 @@ const METRIC_NAMES = [
   'efs_relay_build_info', 'efs_relay_tunnel_up', 'efs_relay_upstream_up', 'efs_relay_connections_active', 'efs_relay_connections_total',
   'efs_relay_bytes_total', 'efs_relay_tls_handshake_duration_seconds', 'efs_relay_tls_handshake_failures_total',
   'efs_relay_upstream_cert_expiry_timestamp_seconds', 'efs_relay_probe_duration_seconds', 'efs_relay_tunnel_restarts_total',
-  'efs_relay_ports_in_use', 'efs_relay_ports_free', 'efs_relay_state_files_invalid', 'efs_relay_unencrypted_nfs_mounts',
+  'efs_relay_ports_in_use', 'efs_relay_ports_held_by_mounts', 'efs_relay_ports_free', 'efs_relay_state_files_invalid', 'efs_relay_unencrypted_nfs_mounts',
 ];
 
 async function get(url: string, method = 'GET'): Promise<{ status: number; body: string; type: string | null }> {
@@ -59,7 +59,7 @@ describe('metrics endpoint and health probes', function () {
     expect(r.body).to.contain(`efs_relay_bytes_total{fs_id="${FS_ID}",direction="upstream"} 5`);
     expect(r.body).to.contain(`efs_relay_connections_total{fs_id="${FS_ID}",result="ok"} 1`);
     expect(r.body).to.contain(`efs_relay_tls_handshake_duration_seconds_count{fs_id="${FS_ID}"} 1`);
-    expect(r.body).to.contain('efs_relay_ports_in_use 1').and.contain('efs_relay_ports_free 49');
+    expect(r.body).to.contain('efs_relay_ports_in_use 1').and.contain('efs_relay_ports_held_by_mounts 0').and.contain('efs_relay_ports_free 49');
     expect(r.body).to.not.match(/client_port|remote_port/);
   });
 
