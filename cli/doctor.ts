@@ -9,6 +9,8 @@ import { connect, isIP } from 'node:net';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
 import { readFstab } from '../daemon/fstab.js';
+import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
+import { StateStore } from '../daemon/state.js';
 import { resolveTarget } from '../daemon/target.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import { call } from './client.js';
@@ -110,6 +112,62 @@ async function clockCheck(): Promise<Check> {
     'Check time synchronisation by hand (`chronyc tracking`); a skewed clock makes valid certificates look expired.');
 }
 
+/** Whether anything accepts TCP connections on 127.0.0.1:port. */
+function listens(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: '127.0.0.1', port, timeout: 1_000 });
+    const done = (yes: boolean): void => {
+      sock.destroy();
+      resolve(yes);
+    };
+    sock.once('connect', () => done(true));
+    sock.once('timeout', () => done(false));
+    sock.once('error', () => done(false));
+  });
+}
+
+/**
+ * Mounts through a local port where no efs-relay tunnel listens. Where
+ * nothing listens (left by `efsctl stop --force`, or the daemon is down)
+ * their NFS I/O waits; where another process does, it is most likely an
+ * efs-utils stunnel not yet moved over. The state dir says whose port a
+ * force-stopped tunnel had.
+ */
+async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemonUp: boolean): Promise<Check> {
+  let mounts;
+  try {
+    mounts = await readProcMounts(cfg.mount.proc_mounts);
+  } catch (err) {
+    return bad('mounts', 'warn', `cannot read ${cfg.mount.proc_mounts}: ${(err as Error).message}`, 'Run efsctl doctor as root on the host that mounts EFS.');
+  }
+  const ours = new Set(tunnels.map((t) => t.port));
+  const through = mounts.flatMap((m) => {
+    const port = tunnelPortOf(m);
+    return port === null ? [] : [{ dir: m.dir, port }];
+  });
+  const orphans: typeof through = [];
+  const others: typeof through = [];
+  for (const m of through) {
+    if (!ours.has(m.port)) (await listens(m.port) ? others : orphans).push(m);
+  }
+  if (orphans.length > 0) {
+    const left = await new StateStore(cfg.state_dir).loadLeftMounts().catch(() => ({ left: [] }));
+    const owners = new Map(left.left.map((l) => [l.port, l.fs_id]));
+    const what = orphans.map((m) => `${m.dir} (port ${m.port}${owners.has(m.port) ? `, ${owners.get(m.port)}` : ''})`);
+    const fixes = orphans.map((m) => owners.has(m.port)
+      ? `\`efsctl add ${owners.get(m.port)}\` gives ${m.dir} its port back`
+      : `\`efsctl add FS_ID -o tlsport=${m.port}\` with the file system mounted at ${m.dir}`);
+    const cause = daemonUp ? 'no tunnel listens there' : 'efs-relayd is not answering';
+    return bad('mounts', 'fail', `${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`,
+      `${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`);
+  }
+  if (others.length > 0) {
+    return bad('mounts', 'warn', `${others.map((m) => `${m.dir} (port ${m.port})`).join(', ')}: mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel?)`,
+      'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`.');
+  }
+  return ok('mounts', through.length === 0 ? 'no NFS mount goes through a local tunnel port' : `${through.length} mount${through.length === 1 ? '' : 's'} through tunnels, each with its tunnel`);
+}
+
 interface FsTarget {
   fsId: string;
   dnsName: string;
@@ -180,13 +238,16 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
   const checks: Check[] = [];
   checks.push(await osCheck(), await kernelNfsCheck(), await mountHelperCheck(cfg));
   let tunnels: TunnelView[] = [];
+  let daemonUp = false;
   try {
     const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number };
     tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
+    daemonUp = true;
     checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
   } catch (err) {
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }
+  checks.push(await tunnelMountsCheck(cfg, tunnels, daemonUp));
   checks.push(await caBundleCheck(cfg), await clockCheck());
   const fs = await targets(cfg, tunnels);
   if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));

@@ -1,5 +1,8 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { Daemon, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
@@ -17,7 +20,16 @@ describe('efsctl doctor', function () {
     // Nothing listens on 127.0.0.25: once probed, that tunnel is unhealthy, and /healthz says so.
     await waitFor('both tunnels probed', async () =>
       (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.every((t) => t.health.probe !== null), 5_000);
+    // A mount whose tunnel was stopped with --force, and one through a port that no tunnel ever had here.
+    left = join(daemon.dir, 'mnt', 'left');
+    mkdirSync(left, { recursive: true });
+    await daemon.efsctl('attach', 'fs-0d0c0001', left, '-o', 'mounttargetip=127.0.0.24,region=us-east-1');
+    leftPort = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0d0c0001')!.port;
+    await daemon.efsctl('stop', 'fs-0d0c0001', '--force');
+    daemon.mount.addMountLine('127.0.0.1:/ /mnt/stray nfs4 rw,vers=4.1,port=21399,addr=127.0.0.1 0 0');
   });
+  let left: string;
+  let leftPort: number;
   after(async () => {
     await daemon?.stop();
     await target?.stop();
@@ -36,7 +48,7 @@ describe('efsctl doctor', function () {
     const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
     const names = lines.map((l) => l.split(/\s{2,}/)[1]);
     expect(names).to.deep.equal([
-      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'ca_bundle', 'clock',
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'mounts', 'ca_bundle', 'clock',
       'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
     ]);
   });
@@ -73,5 +85,42 @@ describe('efsctl doctor', function () {
     const r = await daemon.efsctl('--config', daemon.configFile, '--socket', '/nonexistent/control.sock', 'doctor');
     expect(r.code).to.equal(1);
     expect(r.stdout).to.match(/^fail {2}daemon .*no socket there.*\n +fix: Start it with `systemctl start efs-relayd`/m);
+  });
+
+  it('reports mounts through a local port where no tunnel listens as a fail, naming the force-stopped file system and how to recover', async () => {
+    const report = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+    expect(report.checks.find((c) => c.name === 'mounts')).to.deep.equal({
+      name: 'mounts',
+      status: 'fail',
+      message: `${left} (port ${leftPort}, fs-0d0c0001), /mnt/stray (port 21399): mounted through a local port, but no tunnel listens there; NFS I/O there waits`,
+      fix: `\`efsctl add fs-0d0c0001\` gives ${left} its port back; \`efsctl add FS_ID -o tlsport=21399\` with the file system mounted at /mnt/stray; or unmount.`,
+    });
+  });
+
+  it('warns of a mount through a local port that another process serves, such as an efs-utils stunnel, once no mount lacks its tunnel', async () => {
+    const saved = daemon.mount.mounts();
+    const stunnel = createServer((s) => s.destroy());
+    await new Promise<void>((r) => stunnel.listen(21398, '127.0.0.1', r));
+    try {
+      writeFileSync(daemon.mount.procMounts, '127.0.0.1:/ /mnt/old nfs4 rw,vers=4.1,port=21398,addr=127.0.0.1 0 0\n');
+      const report = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      expect(report.checks.find((c) => c.name === 'mounts')).to.deep.equal({
+        name: 'mounts',
+        status: 'warn',
+        message: '/mnt/old (port 21398): mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel?)',
+        fix: 'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
+      });
+    } finally {
+      writeFileSync(daemon.mount.procMounts, saved.map((l) => l + '\n').join(''));
+      await new Promise((r) => stunnel.close(r));
+    }
+  });
+
+  it('says that every mount through a tunnel port waits while the daemon is not answering', async () => {
+    const report = JSON.parse((await daemon.efsctl('--config', daemon.configFile, '--socket', '/nonexistent/control.sock', 'doctor', '--json')).stdout) as DoctorReport;
+    const mounts = report.checks.find((c) => c.name === 'mounts')!;
+    expect(mounts.status).to.equal('fail');
+    expect(mounts.message).to.contain('but efs-relayd is not answering; NFS I/O there waits');
+    expect(mounts.fix).to.match(/^Start efs-relayd; then, for a tunnel it does not restore: /);
   });
 });
