@@ -1,7 +1,8 @@
 // Tunnel records: one JSON file per file system in the state dir, written
 // atomically. A record is the promise "this fs has a relay on this port";
 // the daemon restores it on the same port after any restart, because NFS
-// mounts keep pointing at that port.
+// mounts keep pointing at that port. Ports that mounts still name after a
+// forced stop are kept beside them, in left-mounted/.
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, rm, lstat } from 'node:fs/promises';
 import { join } from 'node:path';

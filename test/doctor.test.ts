@@ -1,8 +1,9 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
 import { Daemon, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
@@ -26,7 +27,8 @@ describe('efsctl doctor', function () {
     await daemon.efsctl('attach', 'fs-0d0c0001', left, '-o', 'mounttargetip=127.0.0.24,region=us-east-1');
     leftPort = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0d0c0001')!.port;
     await daemon.efsctl('stop', 'fs-0d0c0001', '--force');
-    daemon.mount.addMountLine('127.0.0.1:/ /mnt/stray nfs4 rw,vers=4.1,port=21399,addr=127.0.0.1 0 0');
+    // Outside the daemon's port_range, so that it can never be the port the attach above was given.
+    daemon.mount.addMountLine('127.0.0.1:/ /mnt/stray nfs4 rw,vers=4.1,port=21347,addr=127.0.0.1 0 0');
   });
   let left: string;
   let leftPort: number;
@@ -92,26 +94,28 @@ describe('efsctl doctor', function () {
     expect(report.checks.find((c) => c.name === 'mounts')).to.deep.equal({
       name: 'mounts',
       status: 'fail',
-      message: `${left} (port ${leftPort}, fs-0d0c0001), /mnt/stray (port 21399): mounted through a local port, but no tunnel listens there; NFS I/O there waits`,
-      fix: `\`efsctl add fs-0d0c0001\` gives ${left} its port back; \`efsctl add FS_ID -o tlsport=21399\` with the file system mounted at /mnt/stray; or unmount.`,
+      message: `${left} (port ${leftPort}, fs-0d0c0001), /mnt/stray (port 21347): mounted through a local port, but no tunnel listens there; NFS I/O there waits`,
+      fix: `\`efsctl add fs-0d0c0001\` gives ${left} its port back; \`efsctl add FS_ID -o tlsport=21347\` with the file system mounted at /mnt/stray; or unmount.`,
     });
   });
 
-  it('warns of a mount through a local port that another process serves, such as an efs-utils stunnel, once no mount lacks its tunnel', async () => {
-    const saved = daemon.mount.mounts();
+  it('warns of a mount through a local port that another process serves, such as an efs-utils stunnel', async () => {
+    // A mount list of its own, read by doctor through a config of its own: the daemon keeps watching its list.
+    const config = parse(readFileSync(daemon.configFile, 'utf8')) as { mount: Record<string, unknown> };
+    config.mount.proc_mounts = join(daemon.dir, 'doctor-mounts');
+    writeFileSync(config.mount.proc_mounts as string, '127.0.0.1:/ /mnt/old nfs4 rw,vers=4.1,port=21346,addr=127.0.0.1 0 0\n');
+    writeFileSync(join(daemon.dir, 'doctor-config.yaml'), stringify(config));
     const stunnel = createServer((s) => s.destroy());
-    await new Promise<void>((r) => stunnel.listen(21398, '127.0.0.1', r));
+    await new Promise<void>((r) => stunnel.listen(21346, '127.0.0.1', r));
     try {
-      writeFileSync(daemon.mount.procMounts, '127.0.0.1:/ /mnt/old nfs4 rw,vers=4.1,port=21398,addr=127.0.0.1 0 0\n');
-      const report = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      const report = JSON.parse((await daemon.efsctl('--config', join(daemon.dir, 'doctor-config.yaml'), 'doctor', '--json')).stdout) as DoctorReport;
       expect(report.checks.find((c) => c.name === 'mounts')).to.deep.equal({
         name: 'mounts',
         status: 'warn',
-        message: '/mnt/old (port 21398): mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel?)',
+        message: '/mnt/old (port 21346): mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel?)',
         fix: 'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
       });
     } finally {
-      writeFileSync(daemon.mount.procMounts, saved.map((l) => l + '\n').join(''));
       await new Promise((r) => stunnel.close(r));
     }
   });
