@@ -479,12 +479,25 @@ export class TunnelManager {
     await this.remove(t, 'no mount and no fstab line uses it');
   }
 
-  /** Close a tunnel's relay and forget it; its record goes too unless it is already gone from disk. */
+  /**
+   * Close a tunnel's relay and forget it; its record goes too unless it is
+   * already gone from disk. Mounts it still had (a forced stop, or a record
+   * removed by hand) keep naming its port: whose port it was is kept.
+   */
   private async remove(t: Tunnel, why: string, deleteRecord = true): Promise<void> {
     this.untrack(t);
     await t.relay.close();
     if (deleteRecord) await this.store.remove(t.record.fs_id);
     this.log.info('tunnel.stopped', { fs: t.record.fs_id, port: t.record.port, msg: why });
+    const { port, fs_id: fsId, mounts } = t.record;
+    if (mounts.length === 0) return;
+    this.leftMounted.set(port, fsId);
+    try {
+      await this.store.writeLeftMount({ port, fs_id: fsId, mounts: [...mounts], stopped: new Date().toISOString() });
+    } catch (err) {
+      // The tunnel is stopped either way; only a daemon restart would forget whose port it is.
+      this.log.warn('state.write_failed', { fs: fsId, code: 'INTERNAL', msg: `cannot write ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
+    }
   }
 
   /**
@@ -519,17 +532,7 @@ export class TunnelManager {
         throw new RelayError('TUNNEL_MOUNTED', `${fsId} is mounted at ${t.record.mounts.join(', ')}; refusing to stop its tunnel`);
       }
       const view = t.view();
-      const { port, mounts } = t.record;
       await this.remove(t, force ? 'efsctl stop --force' : 'efsctl stop');
-      if (mounts.length > 0) {
-        this.leftMounted.set(port, fsId);
-        try {
-          await this.store.writeLeftMount({ port, fs_id: fsId, mounts: [...mounts], stopped: new Date().toISOString() });
-        } catch (err) {
-          // The tunnel is stopped either way; only a daemon restart would forget whose port it is.
-          this.log.warn('state.write_failed', { fs: fsId, code: 'INTERNAL', msg: `cannot write ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
-        }
-      }
       return view;
     });
   }

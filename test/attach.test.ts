@@ -2,7 +2,7 @@
 // stand-in; plus one attach whose recorded mount line is proven to point at
 // a working tunnel by moving a file through it with nfs-cp.
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
@@ -321,6 +321,18 @@ describe('ports named by mounts of stopped tunnels', function () {
       (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0abcde14')?.mounts.includes(dir) || null);
     // The port is the tunnel's again, so there is nothing left to remember.
     expect(existsSync(leftFile(port))).to.equal(false);
+  });
+
+  it('keeps whose port it was when the record of a mounted tunnel is removed by hand, and gives it back to that file system', async () => {
+    const dir = join(daemon.dir, 'mnt', 'by-hand');
+    mkdirSync(dir, { recursive: true });
+    expect((await daemon.efsctl('attach', 'fs-0abcde17', dir, '-o', OPTS)).code).to.equal(0);
+    const port = (await portOf('fs-0abcde17'))!;
+    rmSync(join(daemon.stateDir, 'fs-0abcde17.json'));
+    await waitFor('the tunnel stopped', async () => (await portOf('fs-0abcde17')) === undefined || null);
+    expect(JSON.parse(readFileSync(leftFile(port), 'utf8'))).to.deep.include({ port, fs_id: 'fs-0abcde17', mounts: [dir] });
+    expect((await daemon.efsctlJson<AddResult>('add', 'fs-0abcde18', '-o', OPTS)).tunnel.port).to.not.equal(port);
+    expect((await daemon.efsctlJson<AddResult>('add', 'fs-0abcde17', '-o', OPTS)).tunnel.port).to.equal(port);
   });
 
   it('reports a port that a force-stopped mount names as held by mounts, not free, until the mount is gone', async () => {
