@@ -112,17 +112,17 @@ async function clockCheck(): Promise<Check> {
     'Check time synchronisation by hand (`chronyc tracking`); a skewed clock makes valid certificates look expired.');
 }
 
-/** Whether anything accepts TCP connections on 127.0.0.1:port. */
-function listens(port: number): Promise<boolean> {
+/** A TCP connect, closed at once: 'connected', 'timeout', or the socket's error. */
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<'connected' | 'timeout' | Error> {
   return new Promise((resolve) => {
-    const sock = connect({ host: '127.0.0.1', port, timeout: 1_000 });
-    const done = (yes: boolean): void => {
+    const sock = connect({ host, port, timeout: timeoutMs });
+    const done = (r: 'connected' | 'timeout' | Error): void => {
       sock.destroy();
-      resolve(yes);
+      resolve(r);
     };
-    sock.once('connect', () => done(true));
-    sock.once('timeout', () => done(false));
-    sock.once('error', () => done(false));
+    sock.once('connect', () => done('connected'));
+    sock.once('timeout', () => done('timeout'));
+    sock.once('error', (err) => done(err));
   });
 }
 
@@ -148,7 +148,7 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemonUp: b
   const orphans: typeof through = [];
   const others: typeof through = [];
   for (const m of through) {
-    if (!ours.has(m.port)) (await listens(m.port) ? others : orphans).push(m);
+    if (!ours.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? others : orphans).push(m);
   }
   if (orphans.length > 0) {
     const left = await new StateStore(cfg.state_dir).loadLeftMounts().catch(() => ({ left: [] }));
@@ -201,20 +201,16 @@ async function dnsCheck(t: FsTarget): Promise<Check> {
   }
 }
 
-function reachCheck(t: FsTarget, port: number): Promise<Check> {
+async function reachCheck(t: FsTarget, port: number): Promise<Check> {
   const name = `reach ${t.fsId}`;
-  return new Promise((resolve) => {
-    const sock = connect({ host: t.address, port, timeout: TIMEOUT_MS });
-    const done = (c: Check): void => {
-      sock.destroy();
-      resolve(c);
-    };
-    sock.once('connect', () => done(ok(name, `TCP ${t.address}:${port} answers`)));
-    sock.once('timeout', () => done(bad(name, 'fail', `TCP ${t.address}:${port} did not answer within ${TIMEOUT_MS / 1000} s`,
-      'Allow TCP 2049 from this host in the mount target\'s security group. [CONNECT_TIMEOUT]')));
-    sock.once('error', (err) => done(bad(name, 'fail', `TCP ${t.address}:${port}: ${err.message}`,
-      'Check the mount target address and its security group (TCP 2049). [CONNECT_REFUSED]')));
-  });
+  const r = await tcpConnect(t.address, port, TIMEOUT_MS);
+  if (r === 'connected') return ok(name, `TCP ${t.address}:${port} answers`);
+  if (r === 'timeout') {
+    return bad(name, 'fail', `TCP ${t.address}:${port} did not answer within ${TIMEOUT_MS / 1000} s`,
+      'Allow TCP 2049 from this host in the mount target\'s security group. [CONNECT_TIMEOUT]');
+  }
+  return bad(name, 'fail', `TCP ${t.address}:${port}: ${r.message}`,
+    'Check the mount target address and its security group (TCP 2049). [CONNECT_REFUSED]');
 }
 
 async function metricsCheck(cfg: Config): Promise<Check> {

@@ -77,19 +77,8 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
     const records: TunnelRecord[] = [];
     const invalid: InvalidFile[] = [];
     const ports = new Map<number, string>();
-    const names = (await readdir(this.dir)).sort();
-    for (const name of names) {
+    for (const name of await listFiles(this.dir)) {
       const path = join(this.dir, name);
-      let st;
-      try {
-        st = await lstat(path);
-      } catch {
-        continue; // removed while we listed
-      }
-      // The control socket and any sub-directory are not records.
-      if (!st.isFile()) continue;
-      // A temp file left by a crash mid-write: the rename never happened, so the old record (if any) is intact.
-      if (TEMP_FILE.test(name)) continue;
       try {
         const rec = await this.read(name);
         const other = ports.get(rec.port);
@@ -141,13 +130,12 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
     const invalid: InvalidFile[] = [];
     let names: string[];
     try {
-      names = (await readdir(dir)).sort();
+      names = await listFiles(dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { left, invalid };
       throw err;
     }
     for (const name of names) {
-      if (TEMP_FILE.test(name)) continue;
       const path = join(dir, name);
       try {
         const m = LEFT_FILE.exec(name);
@@ -188,6 +176,24 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
       await dh.close();
     }
   }
+}
+
+/**
+ * The plain files of a state directory, sorted by name. The control socket
+ * and sub-directories are not state; nor is a temp file left by a crash
+ * mid-write (the rename never happened, so the old file, if any, is intact).
+ */
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    if (TEMP_FILE.test(name)) continue;
+    try {
+      if ((await lstat(join(dir, name))).isFile()) out.push(name);
+    } catch {
+      // removed while we listed
+    }
+  }
+  return out;
 }
 
 function parseJson(text: string): unknown {

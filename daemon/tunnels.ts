@@ -6,7 +6,7 @@ import { RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { Relay, type LastError, type ProbeResult } from './relay.js';
-import { StateStore, RECORD_VERSION, type RecordSource, type TunnelRecord } from './state.js';
+import { StateStore, RECORD_VERSION, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { resolveTarget, type RegionEnv } from './target.js';
 import { policyContext, readCaBundle } from './tls-policy.js';
@@ -182,9 +182,13 @@ export class TunnelManager {
   async restore(): Promise<number> {
     const { left, invalid } = await this.store.loadLeftMounts();
     for (const l of left) this.leftMounted.set(l.port, l.fs_id);
-    for (const bad of invalid) this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
+    for (const bad of invalid) this.logInvalid(bad);
     this.invalidLeftFiles = invalid.length;
     return this.syncFromDisk('restored');
+  }
+
+  private logInvalid(bad: InvalidFile): void {
+    this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
   }
 
   /**
@@ -227,7 +231,7 @@ export class TunnelManager {
       const key = (bad: { file: string; reason: string }): string => `${bad.file}\0${bad.reason}`;
       const fresh = this.reportedInvalid.fresh(invalid.map(key));
       for (const bad of invalid) {
-        if (fresh.has(key(bad))) this.log.warn('state.file_invalid', { code: 'STATE_FILE_INVALID', msg: `${bad.file}: ${bad.reason}; skipped (not deleted)` });
+        if (fresh.has(key(bad))) this.logInvalid(bad);
       }
 
       const onDisk = new Map(records.map((r) => [r.fs_id, r]));
