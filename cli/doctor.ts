@@ -14,6 +14,7 @@ import { StateStore } from '../daemon/state.js';
 import { resolveTarget } from '../daemon/target.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import { call } from './client.js';
+import { describeListener, listenersOn, type Listener } from './listeners.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
 
@@ -129,26 +130,28 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<'con
 /**
  * Mounts through a local port where no efs-relay tunnel listens. Where
  * nothing listens (left by `efsctl stop --force`, or the daemon is down)
- * their NFS I/O waits; where another process does, it is most likely an
- * efs-utils stunnel not yet moved over. The state dir says whose port a
+ * their NFS I/O waits; where another process does, doctor names it: most
+ * likely an efs-utils stunnel not yet moved over, or an efs-relayd other
+ * than the one answering on the socket. The state dir says whose port a
  * force-stopped tunnel had.
  */
-async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemonUp: boolean): Promise<Check> {
+async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { socket: string; pid: number | null }): Promise<Check> {
   let mounts;
   try {
     mounts = await readProcMounts(cfg.mount.proc_mounts);
   } catch (err) {
     return bad('mounts', 'warn', `cannot read ${cfg.mount.proc_mounts}: ${(err as Error).message}`, 'Run efsctl doctor as root on the host that mounts EFS.');
   }
+  const daemonUp = daemon.pid !== null;
   const ours = new Set(tunnels.map((t) => t.port));
   const through = mounts.flatMap((m) => {
     const port = tunnelPortOf(m);
     return port === null ? [] : [{ dir: m.dir, port }];
   });
   const orphans: typeof through = [];
-  const others: typeof through = [];
+  const served: typeof through = [];
   for (const m of through) {
-    if (!ours.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? others : orphans).push(m);
+    if (!ours.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? served : orphans).push(m);
   }
   if (orphans.length > 0) {
     const left = await new StateStore(cfg.state_dir).loadLeftMounts().catch(() => ({ left: [] }));
@@ -161,10 +164,26 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemonUp: b
     return bad('mounts', 'fail', `${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`,
       `${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`);
   }
-  if (others.length > 0) {
-    return bad('mounts', 'warn', `${others.map((m) => `${m.dir} (port ${m.port})`).join(', ')}: mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel?)`,
-      'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`.');
+  const servers = await withTimeout(listenersOn(served.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
+  // A tunnel the answering daemon started after doctor listed its tunnels is its own.
+  const others = served.filter((m) => !daemonUp || servers.get(m.port)?.pid !== daemon.pid);
+  const relayd = others.filter((m) => servers.get(m.port)?.relayd);
+  const foreign = others.filter((m) => !servers.get(m.port)?.relayd);
+  const by = (m: (typeof through)[number]): string => `${m.dir} (port ${m.port}, served by ${describeListener(servers.get(m.port))})`;
+  const problems: string[] = [];
+  const fixes: string[] = [];
+  if (relayd.length > 0) {
+    problems.push(`${relayd.map(by).join(', ')}: ${daemonUp ? `another efs-relayd than the one answering on ${daemon.socket} (pid ${daemon.pid})` : `that efs-relayd does not answer on ${daemon.socket}`}`);
+    fixes.push(daemonUp
+      ? 'Run one efs-relayd per host (two compete for the same ports); stop the one whose tunnels are not mounted'
+      : 'Point efsctl at the control socket that daemon uses (--socket, or control_socket in the file given with --config)');
   }
+  if (foreign.length > 0) {
+    const stunnel = foreign.some((m) => /stunnel/.test(servers.get(m.port)?.name ?? ''));
+    problems.push(`${foreign.map(by).join(', ')}: mounted through a local port that another process serves, not efs-relayd${stunnel ? ' (an efs-utils stunnel)' : ''}`);
+    fixes.push('To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`');
+  }
+  if (problems.length > 0) return bad('mounts', 'warn', problems.join('; '), `${fixes.join('. ')}.`);
   return ok('mounts', through.length === 0 ? 'no NFS mount goes through a local tunnel port' : `${through.length} mount${through.length === 1 ? '' : 's'} through tunnels, each with its tunnel`);
 }
 
@@ -234,16 +253,16 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
   const checks: Check[] = [];
   checks.push(await osCheck(), await kernelNfsCheck(), await mountHelperCheck(cfg));
   let tunnels: TunnelView[] = [];
-  let daemonUp = false;
+  let daemonPid: number | null = null;
   try {
     const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number };
     tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
-    daemonUp = true;
+    daemonPid = v.pid;
     checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
   } catch (err) {
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }
-  checks.push(await tunnelMountsCheck(cfg, tunnels, daemonUp));
+  checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
   checks.push(await caBundleCheck(cfg), await clockCheck());
   const fs = await targets(cfg, tunnels);
   if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));

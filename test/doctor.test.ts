@@ -1,13 +1,13 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { Daemon, waitFor } from './helpers/daemon.js';
+import { startStunnelClient } from './bench/paths.js';
+import { Daemon, run, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
-import type { DoctorReport } from '../cli/doctor.js';
+import type { Check, DoctorReport } from '../cli/doctor.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 
 describe('efsctl doctor', function () {
@@ -99,25 +99,59 @@ describe('efsctl doctor', function () {
     });
   });
 
-  it('warns of a mount through a local port that another process serves, such as an efs-utils stunnel', async () => {
-    // A mount list of its own, read by doctor through a config of its own: the daemon keeps watching its list.
+  /** doctor's mounts check over a mount list of its own (through a config of its own: the daemon keeps watching its list). */
+  async function mountsCheckOver(lines: string[], ...efsctlArgs: string[]): Promise<Check> {
     const config = parse(readFileSync(daemon.configFile, 'utf8')) as { mount: Record<string, unknown> };
     config.mount.proc_mounts = join(daemon.dir, 'doctor-mounts');
-    writeFileSync(config.mount.proc_mounts as string, '127.0.0.1:/ /mnt/old nfs4 rw,vers=4.1,port=21346,addr=127.0.0.1 0 0\n');
+    writeFileSync(config.mount.proc_mounts as string, lines.map((l) => `${l}\n`).join(''));
     writeFileSync(join(daemon.dir, 'doctor-config.yaml'), stringify(config));
-    const stunnel = createServer((s) => s.destroy());
-    await new Promise<void>((r) => stunnel.listen(21346, '127.0.0.1', r));
+    const r = await daemon.efsctl('--config', join(daemon.dir, 'doctor-config.yaml'), ...efsctlArgs, 'doctor', '--json');
+    return (JSON.parse(r.stdout) as DoctorReport).checks.find((c) => c.name === 'mounts')!;
+  }
+
+  it('warns of a mount served by an efs-utils stunnel, naming the stunnel process', async function () {
+    if ((await run('sh', ['-c', 'command -v stunnel'])).code !== 0) {
+      console.log('      skipped: stunnel is not installed (as root: apt-get install stunnel4)');
+      this.skip();
+    }
+    // A stunnel client exactly as efs-utils writes its config, on the port the mount names.
+    const stunnel = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils', 21346, '127.0.0.24', FS_ID);
     try {
-      const report = JSON.parse((await daemon.efsctl('--config', join(daemon.dir, 'doctor-config.yaml'), 'doctor', '--json')).stdout) as DoctorReport;
-      expect(report.checks.find((c) => c.name === 'mounts')).to.deep.equal({
+      expect(await mountsCheckOver(['127.0.0.1:/ /mnt/old nfs4 rw,vers=4.1,port=21346,addr=127.0.0.1 0 0'])).to.deep.equal({
         name: 'mounts',
         status: 'warn',
-        message: '/mnt/old (port 21346): mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel?)',
+        message: `/mnt/old (port 21346, served by stunnel pid ${stunnel.pid}): mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel)`,
         fix: 'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
       });
     } finally {
-      await new Promise((r) => stunnel.close(r));
+      await stunnel.stop();
     }
+  });
+
+  it('warns of a mount served by a second efs-relayd, naming both daemons', async () => {
+    const second = await new Daemon(daemonConfig(21400)).start();
+    try {
+      const port = (await second.efsctlJson<{ tunnel: TunnelView }>('add', 'fs-0d0c0002', '-o', 'mounttargetip=127.0.0.24,region=us-east-1')).tunnel.port;
+      expect(await mountsCheckOver([`127.0.0.1:/ /mnt/other nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`])).to.deep.equal({
+        name: 'mounts',
+        status: 'warn',
+        message: `/mnt/other (port ${port}, served by efs-relayd pid ${second.pid}): another efs-relayd than the one answering on ${daemon.socket} (pid ${daemon.pid})`,
+        fix: 'Run one efs-relayd per host (two compete for the same ports); stop the one whose tunnels are not mounted.',
+      });
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('names the efs-relayd that serves a mount when efsctl was pointed at a socket it does not answer on', async () => {
+    const port = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === FS_ID)!.port;
+    const check = await mountsCheckOver([`127.0.0.1:/ /mnt/live nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`], '--socket', '/nonexistent/control.sock');
+    expect(check).to.deep.equal({
+      name: 'mounts',
+      status: 'warn',
+      message: `/mnt/live (port ${port}, served by efs-relayd pid ${daemon.pid}): that efs-relayd does not answer on /nonexistent/control.sock`,
+      fix: 'Point efsctl at the control socket that daemon uses (--socket, or control_socket in the file given with --config).',
+    });
   });
 
   it('says that every mount through a tunnel port waits while the daemon is not answering', async () => {

@@ -1,0 +1,50 @@
+// Which process listens on a local TCP port: for doctor's word on a mount
+// that goes through a port no tunnel of the answering daemon has (an
+// efs-utils stunnel, or an efs-relayd that efsctl is not talking to).
+// CLI side only: systeminformation runs netstat or ss.
+import { readFile } from 'node:fs/promises';
+import si from 'systeminformation';
+
+export interface Listener {
+  pid: number | null;
+  /** The process name netstat/ss gives, or null when it could not tell (not root). */
+  name: string | null;
+  /** The process runs efs-relayd (by its name, or by its command line when Node runs the script). */
+  relayd: boolean;
+}
+
+const ANY_OR_LOOPBACK = new Set(['127.0.0.1', '0.0.0.0', '*', '::', '::ffff:127.0.0.1']);
+
+async function runsRelayd(pid: number, name: string | null): Promise<boolean> {
+  if (name === 'efs-relayd') return true;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmdline.split('\0').some((arg) => arg === 'efs-relayd' || arg.endsWith('/efs-relayd') || arg.endsWith('/efs-relayd.mjs'));
+}
+
+/** The listener on 127.0.0.1 for each of the ports; a port nobody could be found for is left out. */
+export async function listenersOn(ports: readonly number[]): Promise<Map<number, Listener>> {
+  const wanted = new Set(ports);
+  const found = new Map<number, Listener>();
+  if (wanted.size === 0) return found;
+  let conns: Awaited<ReturnType<typeof si.networkConnections>>;
+  try {
+    conns = await si.networkConnections();
+  } catch {
+    return found;
+  }
+  for (const c of conns) {
+    const port = Number(c.localPort);
+    if (c.protocol !== 'tcp' && c.protocol !== 'tcp6') continue;
+    if (c.state !== 'LISTEN' || !wanted.has(port) || found.has(port) || !ANY_OR_LOOPBACK.has(c.localAddress)) continue;
+    const pid = Number.isInteger(c.pid) && c.pid > 0 ? c.pid : null;
+    const name = c.process ? c.process : null;
+    found.set(port, { pid, name, relayd: pid !== null && (await runsRelayd(pid, name)) });
+  }
+  return found;
+}
+
+/** "stunnel4 pid 4242", or what is known of it. */
+export function describeListener(l: Listener | undefined): string {
+  if (!l || (l.pid === null && l.name === null)) return 'a process doctor could not name';
+  return [l.relayd ? 'efs-relayd' : l.name ?? 'a process', l.pid !== null ? `pid ${l.pid}` : null].filter(Boolean).join(' ');
+}
