@@ -59,7 +59,7 @@ function probeLine(t: TunnelView): string {
 }
 
 export function tunnelDetail(t: TunnelDetail): string {
-  const failures = Object.entries(t.handshake_failures).map(([c, n]) => `${c}=${n}`).join(', ') || 'none';
+  const byCode = (counts: Partial<Record<string, number>>): string => Object.entries(counts).map(([c, n]) => `${c}=${n}`).join(', ') || 'none';
   const lines = [
     `File system:   ${t.fs_id}`,
     `State:         ${t.state}`,
@@ -72,7 +72,8 @@ export function tunnelDetail(t: TunnelDetail): string {
     `Connections:   ${t.connections.active} active, ${t.connections.ok} ok, ${t.connections.failed} failed`,
     `Bytes:         ${bytes(t.bytes.upstream)} up, ${bytes(t.bytes.downstream)} down`,
     `Last connect:  ${t.last_connected_at ?? 'never'}`,
-    `Refusals:      ${failures}`,
+    `Refusals:      ${byCode(t.handshake_failures)}`,
+    `Broken TLS:    ${byCode(t.session_failures)}`,
     `Last error:    ${t.last_error ? `${t.last_error.code} at ${t.last_error.at}: ${t.last_error.message}` : '-'}`,
     `Health:        ${healthWord(t)}`,
     `Last probe:    ${probeLine(t)}`,

@@ -87,6 +87,14 @@ export const ERRORS = {
     title: 'the TLS handshake failed',
     hint: 'See the cause; the connection was refused and nothing was sent in plaintext.',
   },
+  TLS_RENEGOTIATION_REFUSED: {
+    title: 'the mount target asked to renegotiate the TLS session, which the policy refuses',
+    hint: 'efs-relay, like efs-utils\' stunnel (renegotiation = no), never renegotiates; the connection was closed and the NFS client reconnects. A genuine EFS mount target does not ask: check what answers at the mount target address.',
+  },
+  TLS_SESSION_FAILED: {
+    title: 'an established TLS session failed',
+    hint: 'A record did not decrypt or the server sent a fatal alert: the connection was closed and nothing of it was passed on. If it repeats, something on the path alters traffic; check the network path to the mount target.',
+  },
   CONNECT_TIMEOUT: {
     title: 'the mount target did not answer in time',
     hint: 'Check security groups (TCP 2049 from this host) and the mount target address.',

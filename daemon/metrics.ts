@@ -3,6 +3,7 @@
 // path only bumps plain numbers, and a removed tunnel's series disappear.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from './config.js';
+import { SESSION_FAILURE_CODES } from './tls-policy.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 import { VERSION } from './version.js';
 
@@ -69,6 +70,12 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Metrics {
   }, 'counter');
   perTunnel('efs_relay_tls_handshake_failures_total', 'Refused TLS handshakes, by error code.', ['code'], (set) => {
     for (const [fsId, relay] of manager.relays()) for (const [code, n] of relay.counters.handshakeFailures) set({ fs_id: fsId, code }, n);
+  }, 'counter');
+  perTunnel('efs_relay_tls_session_failures_total', 'Established TLS sessions ended by a TLS error (a record that does not decrypt, a fatal alert, a refused renegotiation), by error code.', ['code'], (set) => {
+    // Both codes from 0, so that increase() in an alert rule sees a tunnel's first failure.
+    for (const [fsId, relay] of manager.relays()) {
+      for (const code of SESSION_FAILURE_CODES) set({ fs_id: fsId, code }, relay.counters.sessionFailures.get(code) ?? 0);
+    }
   }, 'counter');
   perTunnel('efs_relay_upstream_cert_expiry_timestamp_seconds', 'When the mount target certificate seen by the last probe expires (Unix time).', [], (set) => {
     for (const t of snapshot) {

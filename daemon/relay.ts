@@ -9,7 +9,7 @@ import { createServer, isIPv4, type OnReadOpts, type Server, type Socket } from 
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
-import { classifyUpstreamError, diagnoseRefusal, identityChecker, type TlsMaxVersion } from './tls-policy.js';
+import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion } from './tls-policy.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
 /** How long one diagnosis of a version/cipher refusal is reused. */
@@ -45,11 +45,14 @@ export interface RelayCounters {
   bytesUpstream: number;
   bytesDownstream: number;
   handshakeFailures: Map<ErrorCode, number>;
+  /** Established sessions that a TLS error ended (not a reset or a close). */
+  sessionFailures: Map<ErrorCode, number>;
 }
 
 export interface RelayEvents {
   handshake: [seconds: number];
   handshake_failed: [error: RelayError];
+  session_failed: [error: RelayError];
   connection_closed: [];
 }
 
@@ -96,6 +99,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     bytesUpstream: 0,
     bytesDownstream: 0,
     handshakeFailures: new Map(),
+    sessionFailures: new Map(),
   };
   lastError: LastError | null = null;
   lastConnectedAt: string | null = null;
@@ -178,7 +182,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.sockets.add(up);
     downstream.connect(up, client);
 
-    let secure = false;
+    let secure = false; // the handshake's outcome is known
+    let established = false;
     let closeTimer: NodeJS.Timeout | null = null;
     let open = 2;
     const connectTimer = setTimeout(() => fail(this.timeoutError(spec.connectTimeoutMs)), spec.connectTimeoutMs);
@@ -188,6 +193,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (secure) {
         // A reset upstream is passed on as a reset, so the NFS client reconnects at once.
         if (!client.destroyed) client.resetAndDestroy();
+        if (established) this.sessionFailed(err);
         return;
       }
       secure = true; // count the failure once
@@ -226,6 +232,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     up.once('secureConnect', () => {
       if (secure) return;
       secure = true;
+      established = true;
       clearTimeout(connectTimer);
       counters.connectionsOk++;
       this.lastConnectedAt = new Date().toISOString();
@@ -325,6 +332,17 @@ export class Relay extends EventEmitter<RelayEvents> {
       }
     }
     return { code, message };
+  }
+
+  /** An established session ended by a TLS error is recorded; a reset or close is a normal end. */
+  private sessionFailed(err: unknown): void {
+    const code = classifySessionError(err);
+    if (code === null) return;
+    const { spec, counters } = this;
+    const message = `TLS session with ${spec.address}:${spec.targetPort} (${spec.dnsName}) ended: ${tlsErrorText(err)}`;
+    counters.sessionFailures.set(code, (counters.sessionFailures.get(code) ?? 0) + 1);
+    this.lastError = { code, message, at: new Date().toISOString() };
+    this.emit('session_failed', new RelayError(code, message, { cause: err }));
   }
 
   private async handshakeFailed(err: unknown): Promise<void> {

@@ -1,6 +1,7 @@
 // The TLS policy, in one place: TLS 1.2 with AES-256-GCM (optionally TLS 1.3
 // with TLS_AES_256_GCM_SHA384), the configured CA bundle only, and the file
 // system's DNS name checked whatever address is dialled.
+import { constants } from 'node:crypto';
 import { checkServerIdentity, connect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { RelayError, type ErrorCode } from './errors.js';
@@ -29,6 +30,9 @@ export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureC
     minVersion: 'TLSv1.2',
     maxVersion,
     ciphers: maxVersion === 'TLSv1.3' ? `${TLS13_CIPHERS}:${TLS12_CIPHERS}` : TLS12_CIPHERS,
+    // No renegotiation, as efs-utils configures stunnel (renegotiation = no): Node verifies the
+    // server certificate once, after the first handshake, and would not look at one a renegotiation brings.
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
   });
 }
 
@@ -77,6 +81,39 @@ export function classifyUpstreamError(err: unknown): ErrorCode {
   // "Client network socket disconnected before secure TLS connection was established"
   if (code === 'ECONNABORTED' || /socket disconnected before secure/i.test((err as Error)?.message ?? '')) return 'UPSTREAM_RESET';
   return 'TLS_HANDSHAKE_FAILED';
+}
+
+// The alert that ends a session whose renegotiation we refused: handshake_failure (40), as OpenSSL 3.0 and 3.2+ name it.
+const RENEGOTIATION_ENDED: ReadonlySet<string> = new Set(['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE']);
+
+/**
+ * OpenSSL's reason out of Node's error text: "…:error:0A000410:SSL routines:
+ * ssl3_read_bytes:sslv3 alert handshake failure:…/rec_layer_s3.c:1601:SSL alert
+ * number 40" → "sslv3 alert handshake failure (alert 40)"; "…:Provider routines:
+ * ossl_gcm_stream_update:cipher operation failed:…" → "cipher operation failed".
+ * Other texts are returned as they are.
+ */
+export function tlsErrorText(err: unknown): string {
+  const text = (err instanceof Error ? err.message : String(err)).trim();
+  const m = /:error:[0-9A-F]+:[^:]*routines:[^:]*:([^:]+):[^:]*:\d+:?(?:SSL alert number (\d+))?$/.exec(text);
+  if (!m) return text;
+  return m[2] ? `${m[1]} (alert ${m[2]})` : (m[1] as string);
+}
+
+/** The codes an established session can end with (classifySessionError). */
+export const SESSION_FAILURE_CODES = ['TLS_SESSION_FAILED', 'TLS_RENEGOTIATION_REFUSED'] as const satisfies readonly ErrorCode[];
+
+/**
+ * Our code for the error that ended an established TLS session, or null for
+ * a reset or a close, which end a connection normally (as in ghostunnel).
+ */
+export function classifySessionError(err: unknown): (typeof SESSION_FAILURE_CODES)[number] | null {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? '';
+  if (!code.startsWith('ERR_SSL_')) return null;
+  // After the handshake, a handshake_failure alert is the server giving up
+  // on the renegotiation that we refused (SSL_OP_NO_RENEGOTIATION).
+  if (RENEGOTIATION_ENDED.has(code)) return 'TLS_RENEGOTIATION_REFUSED';
+  return 'TLS_SESSION_FAILED';
 }
 
 /**

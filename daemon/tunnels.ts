@@ -12,7 +12,7 @@ import { resolveTarget, type RegionEnv } from './target.js';
 import { policyContext, readCaBundle } from './tls-policy.js';
 import { pickPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
-import { ReportOnce } from './report-once.js';
+import { RateLimitedLog, ReportOnce } from './report-once.js';
 
 const LISTEN_RETRY_MS = 5_000;
 const HISTORY = 20;
@@ -60,6 +60,8 @@ export interface TunnelHealth {
 export interface TunnelDetail extends TunnelView {
   unencrypted_mounts: UnencryptedMount[];
   handshake_failures: Partial<Record<ErrorCode, number>>;
+  /** Established sessions that a TLS error ended, by code. */
+  session_failures: Partial<Record<ErrorCode, number>>;
   history: HistoryEntry[];
 }
 
@@ -268,10 +270,10 @@ export class TunnelManager {
 
   status(fsId: string): TunnelDetail {
     const t = this.get(fsId);
-    const failures: Partial<Record<ErrorCode, number>> = {};
-    for (const [code, n] of t.relay.counters.handshakeFailures) failures[code] = n;
+    const byCode = (counts: Map<ErrorCode, number>): Partial<Record<ErrorCode, number>> => Object.fromEntries(counts);
+    const { handshakeFailures, sessionFailures } = t.relay.counters;
     return {
-      ...t.view(), handshake_failures: failures, history: [...t.history],
+      ...t.view(), handshake_failures: byCode(handshakeFailures), session_failures: byCode(sessionFailures), history: [...t.history],
       unencrypted_mounts: this.unencrypted.filter((u) => u.fs_id === fsId),
     };
   }
@@ -587,23 +589,21 @@ export class TunnelManager {
   private track(record: TunnelRecord, relay: Relay): Tunnel {
     const t = new Tunnel(record, relay);
     t.restarts = this.restartCount.get(record.fs_id) ?? 0;
-    let lastLogged = '';
-    let lastLoggedAt = 0;
-    relay.on('handshake_failed', (err) => {
-      t.note('handshake_failed', err);
-      // One line per new failure kind, then at most one a minute: a flapping target must not flood the journal.
-      const now = Date.now();
-      if (err.code !== lastLogged || now - lastLoggedAt > 60_000) {
-        lastLogged = err.code;
-        lastLoggedAt = now;
-        this.log.warn('tunnel.handshake_failed', { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
-      }
-    });
+    // One line per new failure kind, then at most one a minute: a flapping
+    // target, or an NFS client reconnecting into the same failure, must not flood the journal.
+    const handshakeLog = new RateLimitedLog(60_000);
+    const sessionLog = new RateLimitedLog(60_000);
+    for (const kind of ['handshake_failed', 'session_failed'] as const) {
+      const limiter = kind === 'handshake_failed' ? handshakeLog : sessionLog;
+      relay.on(kind, (err) => {
+        t.note(kind, err);
+        if (limiter.admit(err.code)) this.log.warn(`tunnel.${kind}`, { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
+      });
+    }
     relay.on('handshake', () => {
-      if (lastLogged !== '') {
+      if (handshakeLog.reset()) {
         this.log.info('tunnel.handshake_ok', { fs: record.fs_id, port: record.port });
         t.note('handshake_ok');
-        lastLogged = '';
       }
     });
     this.tunnels.set(record.fs_id, t);

@@ -2,8 +2,10 @@
 // time: what is accepted, and each way a server is refused, with its code,
 // and without one byte of plaintext reaching the server.
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
-import { Daemon } from './helpers/daemon.js';
+import { Daemon, run, waitFor } from './helpers/daemon.js';
 import { exchange } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -131,5 +133,151 @@ describe('TLS policy with tls.max_version: TLSv1.3', function () {
     expect(target.received).to.have.length(0);
     expect(target.wireBytes().includes(Buffer.from(SECRET))).to.equal(false);
     expect(status.last_error?.code).to.equal('TLS_CIPHER_REFUSED');
+  });
+});
+
+/**
+ * A man in the middle on the path to the mount target: passes every byte on,
+ * but flips one bit in the first application-data record (TLS record type 23)
+ * that the server sends.
+ */
+async function tamperingProxy(host: string, to: { host: string; port: number }): Promise<{ tampered: () => number; close: () => Promise<void> }> {
+  let tampered = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const server = connect(to);
+    for (const s of [client, server]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        client.destroy();
+        server.destroy();
+      });
+    }
+    client.pipe(server);
+    let pending = Buffer.alloc(0);
+    let done = false;
+    server.on('data', (chunk: Buffer) => {
+      if (done) return void client.write(chunk);
+      pending = Buffer.concat([pending, chunk]);
+      // Walk whole records (5-byte header: type, version, length); pass each on, altered or not.
+      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt16BE(3)) {
+        const record = pending.subarray(0, 5 + pending.readUInt16BE(3));
+        pending = pending.subarray(record.length);
+        if (!done && record[0] === 23) {
+          record[record.length - 20] = (record[record.length - 20] as number) ^ 0x01;
+          tampered++;
+          done = true;
+        }
+        client.write(record);
+      }
+      if (done && pending.length > 0) client.write(pending);
+    });
+  });
+  await new Promise<void>((r) => server.listen(to.port, host, r));
+  return {
+    tampered: () => tampered,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('TLS policy after the handshake', function () {
+  let daemon: Daemon;
+  before(async () => {
+    daemon = await new Daemon(daemonConfig(21450, { metrics: { listen: '127.0.0.1:19812' } })).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+
+  /** A client of the tunnel: what it received, and how its connection ended. */
+  function client(port: number) {
+    const sock = connect({ host: '127.0.0.1', port });
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    const ended = new Promise<string | null>((resolve) => {
+      let error: string | null = null;
+      sock.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+      sock.on('close', () => resolve(error));
+    });
+    return { sock, received: () => Buffer.concat(got), ended };
+  }
+
+  async function sessionFailures(): Promise<string> {
+    const text = await (await fetch('http://127.0.0.1:19812/metrics')).text();
+    return text.split('\n').filter((l) => l.startsWith('efs_relay_tls_session_failures_total{')).join('\n');
+  }
+
+  it('refuses a renegotiation that the mount target asks for (as efs-utils\' stunnel, renegotiation = no), resets the client and says why', async function () {
+    if ((await run('sh', ['-c', 'command -v openssl'])).code !== 0) {
+      console.log('      skipped: openssl is not installed (apt-get install openssl)');
+      this.skip();
+    }
+    const certs = testCerts();
+    // openssl s_server can ask for a renegotiation mid-session ("r" on its stdin); Node's TLS server cannot.
+    const server = spawn('openssl', ['s_server', '-accept', '127.0.0.40:2049', '-tls1_2', '-msg',
+      '-cert', certs.good.certFile, '-key', certs.good.keyFile, '-cipher', 'ECDHE-ECDSA-AES256-GCM-SHA384'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let wire = '';
+    server.stdout.on('data', (d: Buffer) => (wire += d.toString()));
+    server.stderr.on('data', (d: Buffer) => (wire += d.toString()));
+    try {
+      await waitFor('s_server listening', () => wire.includes('ACCEPT'));
+      const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.40,region=us-east-1');
+      const c = client(add.tunnel.port);
+      c.sock.write('NFS-REQUEST\n');
+      await waitFor('the request through the tunnel', () => wire.includes('NFS-REQUEST'));
+      const before = wire.length;
+      server.stdin.write('r\n');
+      expect(await c.ended, 'the client was reset').to.equal('ECONNRESET');
+      const after = wire.slice(before);
+      expect(after).to.contain('HelloRequest');
+      expect(after, 'the relay answered the HelloRequest with a no_renegotiation alert').to.match(/<<< TLS 1\.2, Alert \[length 0002\], warning no_renegotiation/);
+      expect(after, 'no new handshake was started').not.to.contain('ClientHello');
+      const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+      expect(status.last_error?.code).to.equal('TLS_RENEGOTIATION_REFUSED');
+      expect(status.last_error?.message).to.equal(`TLS session with 127.0.0.40:2049 (${FS_NAME}) ended: sslv3 alert handshake failure (alert 40)`);
+      expect(status.session_failures).to.deep.equal({ TLS_RENEGOTIATION_REFUSED: 1 });
+      expect(status.connections).to.deep.include({ ok: 1, failed: 0 });
+      expect(status.history.map((h) => h.event)).to.include('session_failed');
+      expect((await daemon.efsctl('status', FS_ID)).stdout).to.contain('Broken TLS:    TLS_RENEGOTIATION_REFUSED=1');
+      expect(daemon.logs).to.match(new RegExp(`warn tunnel.session_failed fs=${FS_ID} code=TLS_RENEGOTIATION_REFUSED `));
+      expect(await sessionFailures()).to.equal([
+        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_SESSION_FAILED"} 0`,
+        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_RENEGOTIATION_REFUSED"} 1`,
+      ].join('\n'));
+    } finally {
+      server.kill();
+      await daemon.efsctl('stop', FS_ID);
+    }
+  });
+
+  it('passes nothing of a record altered on the way, resets the client and reports TLS_SESSION_FAILED', async () => {
+    const target = await new MountTargetStandIn({ host: '127.0.0.42', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const proxy = await tamperingProxy('127.0.0.41', { host: '127.0.0.42', port: 2049 });
+    try {
+      const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.41,region=us-east-1');
+      const c = client(add.tunnel.port);
+      c.sock.write(SECRET);
+      expect(await c.ended, 'the client was reset').to.equal('ECONNRESET');
+      expect(proxy.tampered(), 'the echo was altered on the way').to.equal(1);
+      expect(target.received.map(String).join(''), 'the request reached the server intact').to.equal(SECRET);
+      expect(c.received().length, 'nothing of the altered record reached the client').to.equal(0);
+      const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+      expect(status.last_error?.code).to.equal('TLS_SESSION_FAILED');
+      expect(status.last_error?.message).to.equal(`TLS session with 127.0.0.41:2049 (${FS_NAME}) ended: cipher operation failed`);
+      expect(status.session_failures).to.deep.equal({ TLS_SESSION_FAILED: 1 });
+      expect(daemon.logs).to.match(new RegExp(`warn tunnel.session_failed fs=${FS_ID} code=TLS_SESSION_FAILED `));
+      expect(await sessionFailures()).to.equal([
+        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_SESSION_FAILED"} 1`,
+        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_RENEGOTIATION_REFUSED"} 0`,
+      ].join('\n'));
+    } finally {
+      await daemon.efsctl('stop', FS_ID);
+      await proxy.close();
+      await target.stop();
+    }
   });
 });

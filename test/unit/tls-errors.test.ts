@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { classifyUpstreamError } from '../../daemon/tls-policy.js';
+import { classifySessionError, classifyUpstreamError, tlsErrorText } from '../../daemon/tls-policy.js';
 
 /** An error as Node's TLS socket emits it: OpenSSL's reason as ERR_SSL_<REASON>. */
 function tlsError(code: string, message: string): Error {
@@ -15,5 +15,24 @@ describe('TLS error codes', () => {
 
   it('calls any other OpenSSL failure a failed handshake rather than guessing', () => {
     expect(classifyUpstreamError(tlsError('ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'decryption failed or bad record mac'))).to.equal('TLS_HANDSHAKE_FAILED');
+  });
+
+  it('reads a handshake_failure alert after the handshake as the end of a renegotiation we refused, under both names', () => {
+    expect(classifySessionError(tlsError('ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'x'))).to.equal('TLS_RENEGOTIATION_REFUSED');
+    expect(classifySessionError(tlsError('ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE', 'x'))).to.equal('TLS_RENEGOTIATION_REFUSED');
+  });
+
+  it('calls any other OpenSSL error of an established session a failed session, and a reset or close no failure at all', () => {
+    expect(classifySessionError(tlsError('ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'x'))).to.equal('TLS_SESSION_FAILED');
+    expect(classifySessionError(tlsError('ERR_SSL_CIPHER_OPERATION_FAILED', 'x'))).to.equal('TLS_SESSION_FAILED');
+    for (const code of ['ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED']) expect(classifySessionError(tlsError(code, 'x')), code).to.equal(null);
+  });
+
+  it('shows OpenSSL\'s reason and alert number rather than its whole error line', () => {
+    expect(tlsErrorText(new Error('803CED03B97F0000:error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 40\n')))
+      .to.equal('sslv3 alert handshake failure (alert 40)');
+    expect(tlsErrorText(new Error('80AC016F087F0000:error:1C800066:Provider routines:ossl_gcm_stream_update:cipher operation failed:../deps/openssl/openssl/providers/implementations/ciphers/ciphercommon_gcm.c:323:')))
+      .to.equal('cipher operation failed');
+    expect(tlsErrorText(new Error('certificate has expired'))).to.equal('certificate has expired');
   });
 });
