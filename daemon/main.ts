@@ -112,6 +112,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Node's default for SIGHUP is to exit, which would reset every mount's
+  // connections on a habitual `kill -HUP`. The config is read at start only.
+  process.on('SIGHUP', () => {
+    log.warn('daemon.sighup_ignored', { msg: 'SIGHUP does not reload the configuration; every tunnel keeps running. To apply config changes, restart (systemctl restart efs-relayd): tunnels come back on their ports' });
+  });
 }
 
 main().catch((err) => {

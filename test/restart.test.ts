@@ -101,6 +101,34 @@ describe('daemon restart', function () {
   });
 });
 
+describe('daemon signals', function () {
+  it('keeps running on SIGHUP, with open connections untouched, and logs that it did not reload', async () => {
+    const target = await new MountTargetStandIn({ host: '127.0.0.10', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const daemon = await new Daemon(daemonConfig(21500)).start();
+    try {
+      const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.10,region=us-east-1');
+      const { openClient } = await import('./helpers/client.js');
+      const sock = await openClient(tunnel.port);
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString()));
+      sock.write('before-');
+      await waitFor('first echo', () => got === 'before-');
+      daemon.proc!.kill('SIGHUP');
+      await waitFor('the warning', () => daemon.logs.includes('daemon.sighup_ignored'));
+      expect(daemon.logs).to.match(/warn daemon\.sighup_ignored fs=- code=- msg="SIGHUP does not reload the configuration; every tunnel keeps running\. To apply config changes, restart/);
+      sock.write('after');
+      await waitFor('the same connection still relays', () => got === 'before-after');
+      expect(daemon.exitCode).to.equal(null);
+      expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => [t.fs_id, t.port, t.connections.active]))
+        .to.deep.equal([[FS_ID, tunnel.port, 1]]);
+      sock.destroy();
+    } finally {
+      await daemon.stop();
+      await target.stop();
+    }
+  });
+});
+
 describe('daemon shutdown', function () {
   it('on SIGTERM stops accepting, lets an open connection finish, then exits 0', async () => {
     const target = await new MountTargetStandIn({ host: '127.0.0.10', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
