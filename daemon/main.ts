@@ -1,5 +1,6 @@
 // efs-relayd: wiring only. Config, state, relays, control each live in
 // their own module; this file connects them and handles signals.
+import { onIgnoredSigusr1 } from './inspector-guard.js'; // first: see the module
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
 import { asRelayError } from './errors.js';
@@ -112,6 +113,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  onIgnoredSigusr1(() => {
+    log.warn('daemon.sigusr1_ignored', { msg: "SIGUSR1 ignored: Node would open its debugger on 127.0.0.1:9229 to every local user; efs-relayd has no SIGUSR1 action" });
+  });
   // Node's default for SIGHUP is to exit, which would reset every mount's
   // connections on a habitual `kill -HUP`. The config is read at start only.
   process.on('SIGHUP', () => {

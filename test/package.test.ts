@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { ROOT, run, tempDir } from './helpers/daemon.js';
+import { Daemon, ROOT, run, tempDir } from './helpers/daemon.js';
+import { daemonConfig } from './helpers/fixtures.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const PKG = join(ROOT, 'build/pkg');
@@ -50,6 +51,15 @@ describe('packages', function () {
     expect((await run(join(PKG, 'deb-root/usr/sbin/efs-relayd'), ['--help'], { env: NO_NODE })).stdout).to.contain('Usage: efs-relayd');
     expect((await run(join(PKG, 'deb-root/usr/bin/efsctl'), ['--help'], { env: NO_NODE })).stdout).to.contain('Usage: efsctl');
     expect((await run(join(PKG, 'rpm-root/usr/sbin/mount.efs'), ['--help'], { env: NO_NODE })).stdout).to.contain('Usage: mount.efs');
+  });
+
+  it('ignores SIGUSR1 in the packaged daemon: Node\'s debugger never opens in the root process', async () => {
+    const daemon = await new Daemon(daemonConfig(21550)).start(join(PKG, 'deb-root/usr/sbin/efs-relayd'));
+    try {
+      expect(await daemon.sigusr1()).to.deep.equal({ debugger: false, running: true, logged: true });
+    } finally {
+      await daemon.stop();
+    }
   });
 
   it('passes lintian with no error or warning (the overrides say why)', async () => {

@@ -102,6 +102,16 @@ describe('daemon restart', function () {
 });
 
 describe('daemon signals', function () {
+  it('ignores SIGUSR1 instead of opening Node\'s debugger to every local user, and logs it', async () => {
+    const daemon = await new Daemon(daemonConfig(21500)).start();
+    try {
+      expect(await daemon.sigusr1()).to.deep.equal({ debugger: false, running: true, logged: true });
+      expect(daemon.logs).to.match(/warn daemon\.sigusr1_ignored fs=- code=- msg="SIGUSR1 ignored: Node would open its debugger on 127\.0\.0\.1:9229/);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
   it('keeps running on SIGHUP, with open connections untouched, and logs that it did not reload', async () => {
     const target = await new MountTargetStandIn({ host: '127.0.0.10', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
     const daemon = await new Daemon(daemonConfig(21500)).start();

@@ -83,10 +83,11 @@ export class Daemon {
     writeFileSync(this.configFile, stringify(full));
   }
 
-  async start(): Promise<this> {
+  /** Start the daemon: build/bin/efs-relayd, or another binary of it (the packaged one). */
+  async start(bin = join(BIN, 'efs-relayd')): Promise<this> {
     this.logs = '';
     this.exitCode = null;
-    const proc = spawn(join(BIN, 'efs-relayd'), ['--config', this.configFile], {
+    const proc = spawn(bin, ['--config', this.configFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, JOURNAL_STREAM: '' },
     });
@@ -146,6 +147,24 @@ export class Daemon {
     const r = await this.efsctl(...args, '--json');
     if (r.code !== 0) throw new Error(`efsctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
+  }
+
+  /**
+   * SIGUSR1, as a logrotate script might send it, and what followed: whether
+   * Node's debugger came up (its port answers, or its stderr line appeared)
+   * and whether the daemon still runs.
+   */
+  async sigusr1(): Promise<{ debugger: boolean; running: boolean; logged: boolean }> {
+    const before = this.logs.length;
+    this.proc?.kill('SIGUSR1');
+    const logged = await waitFor('the daemon to answer SIGUSR1', () => this.logs.includes('daemon.sigusr1_ignored', before), 2_000).catch(() => false);
+    await sleep(300); // time for an inspector to open its port, were it starting
+    const port = await new Promise<boolean>((r) => {
+      const s = connect({ host: '127.0.0.1', port: 9229 });
+      s.on('connect', () => (s.destroy(), r(true)));
+      s.on('error', () => r(false));
+    });
+    return { debugger: port || this.logs.includes('Debugger listening'), running: this.exitCode === null, logged: Boolean(logged) };
   }
 
   /** Send a signal and wait for the exit code. */

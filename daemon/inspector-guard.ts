@@ -1,0 +1,12 @@
+// Node answers SIGUSR1 by opening its inspector on 127.0.0.1:9229, where any
+// local user could run code inside this root process: a habit such as a
+// logrotate script's `kill -USR1` would hand over the host. A listener of our
+// own replaces Node's (Node 20 has no --disable-sigusr1). Every entry point
+// imports this module first, so only Node's own start-up precedes it.
+let report: () => void = () => {};
+process.on('SIGUSR1', () => report());
+
+/** What to do, besides nothing, when SIGUSR1 arrives (the daemon logs it once it has a logger). */
+export function onIgnoredSigusr1(fn: () => void): void {
+  report = fn;
+}
