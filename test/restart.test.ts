@@ -2,10 +2,10 @@
 // back on its old port (NFS mounts keep pointing at it), and NFS works after.
 import { expect } from 'chai';
 import { readdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Daemon, waitFor } from './helpers/daemon.js';
-import { exchange } from './helpers/client.js';
+import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
@@ -113,44 +113,44 @@ describe('daemon signals', function () {
   });
 
   it('keeps running on SIGHUP, with open connections untouched, and logs that it did not reload', async () => {
-    const target = await new MountTargetStandIn({ host: '127.0.0.10', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    const daemon = await new Daemon(daemonConfig(21500)).start();
-    try {
-      const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.10,region=us-east-1');
-      const { openClient } = await import('./helpers/client.js');
-      const sock = await openClient(tunnel.port);
-      let got = '';
-      sock.on('data', (d: Buffer) => (got += d.toString()));
-      sock.write('before-');
-      await waitFor('first echo', () => got === 'before-');
+    await withOpenConnection(21500, async ({ daemon, tunnel, sock, got }) => {
       daemon.proc!.kill('SIGHUP');
       await waitFor('the warning', () => daemon.logs.includes('daemon.sighup_ignored'));
       expect(daemon.logs).to.match(/warn daemon\.sighup_ignored fs=- code=- msg="SIGHUP does not reload the configuration; every tunnel keeps running\. To apply config changes, restart/);
       sock.write('after');
-      await waitFor('the same connection still relays', () => got === 'before-after');
+      await waitFor('the same connection still relays', () => got() === 'before-after');
       expect(daemon.exitCode).to.equal(null);
       expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => [t.fs_id, t.port, t.connections.active]))
         .to.deep.equal([[FS_ID, tunnel.port, 1]]);
       sock.destroy();
-    } finally {
-      await daemon.stop();
-      await target.stop();
-    }
+    });
   });
 });
 
+/**
+ * A daemon with one tunnel to an echo target and a client connection through
+ * it that has already had "before-" echoed; torn down after `fn`.
+ */
+async function withOpenConnection(firstPort: number, fn: (c: { daemon: Daemon; tunnel: AddResult['tunnel']; sock: Socket; got: () => string }) => Promise<void>): Promise<void> {
+  const target = await new MountTargetStandIn({ host: '127.0.0.10', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+  const daemon = await new Daemon(daemonConfig(firstPort)).start();
+  try {
+    const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.10,region=us-east-1');
+    const sock = await openClient(tunnel.port);
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    sock.write('before-');
+    await waitFor('first echo', () => got === 'before-');
+    await fn({ daemon, tunnel, sock, got: () => got });
+  } finally {
+    await daemon.stop();
+    await target.stop();
+  }
+}
+
 describe('daemon shutdown', function () {
   it('on SIGTERM stops accepting, lets an open connection finish, then exits 0', async () => {
-    const target = await new MountTargetStandIn({ host: '127.0.0.10', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    const daemon = await new Daemon(daemonConfig(20450)).start();
-    try {
-      const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.10,region=us-east-1');
-      const { openClient } = await import('./helpers/client.js');
-      const sock = await openClient(tunnel.port);
-      let got = '';
-      sock.on('data', (d: Buffer) => (got += d.toString()));
-      sock.write('before-');
-      await waitFor('first echo', () => got === 'before-');
+    await withOpenConnection(20450, async ({ daemon, tunnel, sock, got }) => {
       daemon.proc!.kill('SIGTERM');
       await waitFor('listener closed', async () => (await exchange(tunnel.port, 'x', { timeoutMs: 1000 })).error === 'ECONNREFUSED');
       expect(daemon.exitCode, 'still draining').to.equal(null);
@@ -158,11 +158,8 @@ describe('daemon shutdown', function () {
       sock.on('end', () => sock.end());
       sock.end('after');
       await closed;
-      expect(got).to.equal('before-after' + ECHO_TRAILER);
+      expect(got()).to.equal('before-after' + ECHO_TRAILER);
       expect(await daemon.stop()).to.equal(0);
-    } finally {
-      await daemon.stop();
-      await target.stop();
-    }
+    });
   });
 });
