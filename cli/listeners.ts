@@ -43,7 +43,7 @@ export async function listenersOn(ports: readonly number[]): Promise<Map<number,
   return found;
 }
 
-/** "stunnel4 pid 4242", or what is known of it. */
+/** "stunnel pid 4242", "efs-relayd pid 812", or what is known of it. */
 export function describeListener(l: Listener | undefined): string {
   if (!l || (l.pid === null && l.name === null)) return 'a process doctor could not name';
   return [l.relayd ? 'efs-relayd' : l.name ?? 'a process', l.pid !== null ? `pid ${l.pid}` : null].filter(Boolean).join(' ');

@@ -191,9 +191,10 @@ export class Relay extends EventEmitter<RelayEvents> {
     const fail = (err: unknown): void => {
       up.destroy();
       if (secure) {
+        // Recorded before the client sees its connection go, as a refusal is below.
+        if (established) this.sessionFailed(err);
         // A reset upstream is passed on as a reset, so the NFS client reconnects at once.
         if (!client.destroyed) client.resetAndDestroy();
-        if (established) this.sessionFailed(err);
         return;
       }
       secure = true; // count the failure once
