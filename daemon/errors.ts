@@ -11,6 +11,10 @@ export const ERRORS = {
     title: 'a file in the state directory is not a valid tunnel record',
     hint: 'Move the file out of the state directory, or repair it; the daemon skips it until then.',
   },
+  STATE_WRITE_FAILED: {
+    title: 'a file in the state directory could not be written',
+    hint: 'Free space in the state directory\'s file system (/run is a small tmpfs: `df -h /run`) or fix its permissions, then repeat the request. Running tunnels are not affected, and what the daemon records on its own (a mount that appeared or went) is tried again.',
+  },
   BAD_FS_ID: {
     title: 'invalid file system id',
     hint: 'Use the id shown in the EFS console, like fs-12345678.',

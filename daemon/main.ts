@@ -16,6 +16,7 @@ import { StateWatcher } from './state-watch.js';
 import { Prober } from './prober.js';
 import { createMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
+import { RateLimitedLog } from './report-once.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH]
@@ -115,6 +116,15 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   onIgnoredSigusr1(() => {
     log.warn('daemon.sigusr1_ignored', { msg: "SIGUSR1 ignored: Node would open its debugger on 127.0.0.1:9229 to every local user; efs-relayd has no SIGUSR1 action" });
+  });
+  // Node's default for a rejection nobody handles is to exit, taking every
+  // mount's connections with it. The background tasks handle their own
+  // failures; this is the last line, loud in the log.
+  const internalErrors = new RateLimitedLog(60_000);
+  process.on('unhandledRejection', (reason) => {
+    const e = asRelayError(reason);
+    if (!internalErrors.admit(e.message)) return;
+    log.error('daemon.internal_error', { code: e.code, msg: `${e.message}; the daemon keeps running. Please report this with the log`, stack: e.cause instanceof Error ? e.cause.stack : e.stack });
   });
   // Node's default for SIGHUP is to exit, which would reset every mount's
   // connections on a habitual `kill -HUP`. The config is read at start only.

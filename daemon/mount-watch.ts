@@ -4,6 +4,7 @@
 // loses its tunnel or port. Mounts through a tunnel port that the record
 // lacks are adopted, so cleanup never stops a tunnel that is still mounted.
 import type { Config } from './config.js';
+import { RelayError } from './errors.js';
 import type { Logger } from './log.js';
 import { readProcMounts, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
@@ -19,6 +20,8 @@ export class MountWatcher {
   private lastReadError = '';
   /** Unencrypted mounts already logged (device + dir). */
   private readonly reported = new ReportOnce();
+  /** Changes that failed (a full state dir), logged once while they keep failing. */
+  private readonly failing = new ReportOnce();
 
   constructor(
     private readonly cfg: Config,
@@ -81,9 +84,21 @@ export class MountWatcher {
       byPort.set(port, dirs);
     }
     await this.manager.setMountedPorts(new Set(byPort.keys()));
+    // A change that fails (its record cannot be written) is tried again at the next read; one
+    // tunnel's failure neither stops the others' changes nor the daemon.
+    const failed = new Map<string, { fs: string; dir: string; err: unknown }>();
+    const attempt = async (what: string, fs: string, dir: string, change: () => Promise<void>): Promise<boolean> => {
+      try {
+        await change();
+        return true;
+      } catch (err) {
+        failed.set(`${what}\0${fs}\0${dir}`, { fs, dir, err });
+        return false;
+      }
+    };
     for (const t of tunnels) {
       const listed = byPort.get(t.port) ?? new Set<string>();
-      for (const dir of listed) if (!t.mounts.includes(dir)) await this.mounter.adopt(t.fs_id, t.port, dir);
+      for (const dir of listed) if (!t.mounts.includes(dir)) await attempt('recording', t.fs_id, dir, () => this.mounter.adopt(t.fs_id, t.port, dir));
       for (const dir of t.mounts) {
         const key = `${t.fs_id}\0${dir}`;
         if (listed.has(dir)) {
@@ -94,10 +109,17 @@ export class MountWatcher {
         seen.reads++;
         this.missing.set(key, seen);
         if (seen.reads >= this.cfg.mount.unmount_reads && now - seen.since >= this.cfg.mount.unmount_grace * 1000) {
-          this.missing.delete(key);
-          await this.mounter.forget(t.fs_id, dir, `gone from ${this.cfg.mount.proc_mounts} for ${seen.reads} reads over ${Math.round((now - seen.since) / 1000)} s`);
+          const why = `gone from ${this.cfg.mount.proc_mounts} for ${seen.reads} reads over ${Math.round((now - seen.since) / 1000)} s`;
+          if (await attempt('forgetting', t.fs_id, dir, () => this.mounter.forget(t.fs_id, dir, why))) this.missing.delete(key);
         }
       }
+    }
+    const fresh = this.failing.fresh(failed.keys());
+    for (const [key, { fs, dir, err }] of failed) {
+      if (!fresh.has(key)) continue;
+      const what = key.slice(0, key.indexOf('\0'));
+      const code = err instanceof RelayError ? err.code : 'INTERNAL';
+      this.log.warn('mounts.update_failed', { fs, code, dir, msg: `${what} the mount at ${dir} failed: ${(err as Error).message}; the tunnel keeps running, and this is tried again at every read of ${this.cfg.mount.proc_mounts}` });
     }
   }
 }

@@ -76,10 +76,11 @@ export class Mounter {
         { fsId, options: tunnelOpts, env: req.env, source: req.source },
         true,
       );
+      let unrecorded = false; // mounted, but its record could not be written yet
       try {
         const command = mountArgv(this.cfg.mount.command, path, dir, all, tunnel.port);
         if (mountedAt && tunnelPortOf(mountedAt) === tunnel.port) {
-          await this.manager.recordMount(fsId, dir);
+          unrecorded = !(await this.recordMade(fsId, dir));
           return { already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.manager.view(fsId) };
         }
         let attempts: number;
@@ -89,13 +90,14 @@ export class Mounter {
           this.log.warn('mount.failed', { fs: fsId, code: (err as RelayError).code, dir, msg: (err as Error).message });
           throw err;
         }
-        await this.manager.recordMount(fsId, dir);
+        unrecorded = !(await this.recordMade(fsId, dir));
         this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });
         return { already_mounted: false, fake: false, dir, command, attempts, tunnel: this.manager.view(fsId) };
       } finally {
         this.manager.release(fsId);
         // A failed attach leaves things as they were: a tunnel it made and nothing else uses goes away.
-        if (created) await this.manager.stopIfUnused(fsId);
+        // Never one that a mount now uses, recorded or not.
+        if (created && !unrecorded) await this.manager.stopIfUnused(fsId);
       }
     });
   }
@@ -129,6 +131,22 @@ export class Mounter {
       this.log.info('mount.detached', { fs: owner.fs_id, dir, tunnel_stopped: !stillThere });
       return { dir, fs_id: owner.fs_id, tunnel_stopped: !stillThere };
     });
+  }
+
+  /**
+   * Record a mount just made. If the state dir cannot take it (full), the
+   * mount stands: false, and the /proc/mounts watcher records it (adopt) once
+   * it can.
+   */
+  private async recordMade(fsId: string, dir: string): Promise<boolean> {
+    try {
+      await this.manager.recordMount(fsId, dir);
+      return true;
+    } catch (err) {
+      if (!(err instanceof RelayError) || err.code !== 'STATE_WRITE_FAILED') throw err;
+      this.log.warn('mounts.update_failed', { fs: fsId, code: err.code, dir, msg: `mounted at ${dir}, but not recorded yet: ${err.message}; the tunnel keeps running, and the mount is recorded once the state dir takes it` });
+      return false;
+    }
   }
 
   /** A mount through a tunnel port that its record lacks: record it, if /proc/mounts still lists it once DIR is ours. */

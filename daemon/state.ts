@@ -149,21 +149,23 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
   }
 
   /** Atomic replace: temp file in the same dir, fsync, rename, fsync the dir. */
+  /** Temp file, fsync, rename, fsync of the directory. Fails with STATE_WRITE_FAILED, leaving no temp file behind. */
   private async writeAtomic(dir: string, name: string, data: unknown): Promise<void> {
     const final = join(dir, name);
     const tmp = join(dir, `.${name}.tmp-${process.pid}-${++this.tmpSeq}`);
-    const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(JSON.stringify(data, null, 2) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(JSON.stringify(data, null, 2) + '\n');
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
       await rename(tmp, final);
     } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
+      // A half-written temp file on a full file system would only take more of its space.
+      await rm(tmp, { force: true }).catch(() => {});
+      throw new RelayError('STATE_WRITE_FAILED', `Cannot write ${final}: ${(err as Error).message}`, { cause: err });
     }
     await this.syncDir(dir);
   }

@@ -217,7 +217,7 @@ export class TunnelManager {
     try {
       await this.store.removeLeftMount(port);
     } catch (err) {
-      this.log.warn('state.write_failed', { code: 'INTERNAL', msg: `cannot remove ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
+      this.log.warn('state.write_failed', { code: 'STATE_WRITE_FAILED', msg: `cannot remove ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
     }
   }
 
@@ -382,7 +382,7 @@ export class TunnelManager {
         await this.store.write(record);
       } catch (err) {
         await relay.close();
-        throw new RelayError('INTERNAL', `Cannot write the tunnel record for ${req.fsId} in ${this.store.dir}: ${(err as Error).message}`);
+        throw err instanceof RelayError ? err : new RelayError('STATE_WRITE_FAILED', `Cannot write the tunnel record for ${req.fsId} in ${this.store.dir}: ${(err as Error).message}`);
       }
       if (this.leftMounted.get(port) === req.fsId) await this.forgetLeftMount(port); // its own port back
       const t = this.track(record, relay);
@@ -454,8 +454,9 @@ export class TunnelManager {
     return this.serial(async () => {
       const t = this.get(fsId);
       if (t.record.mounts.includes(dir)) return;
+      await this.store.write({ ...t.record, mounts: [...t.record.mounts, dir] });
+      // Changed in memory only once on disk: a failed write is tried again at the next /proc/mounts read.
       t.record = { ...t.record, mounts: [...t.record.mounts, dir] };
-      await this.store.write(t.record);
       t.note('mounted', undefined, dir);
       this.log.info('tunnel.mounted', { fs: fsId, dir, port: t.record.port });
     });
@@ -466,8 +467,9 @@ export class TunnelManager {
     return this.serial(async () => {
       const t = this.tunnels.get(fsId);
       if (!t || !t.record.mounts.includes(dir)) return;
-      t.record = { ...t.record, mounts: t.record.mounts.filter((m) => m !== dir) };
-      await this.store.write(t.record);
+      const next = { ...t.record, mounts: t.record.mounts.filter((m) => m !== dir) };
+      await this.store.write(next);
+      t.record = next; // as in recordMount: only once on disk
       t.note('unmounted', undefined, dir);
       this.log.info('tunnel.unmounted', { fs: fsId, dir, port: t.record.port, msg: why });
       await this.stopIfUnusedLocked(fsId);
@@ -502,7 +504,7 @@ export class TunnelManager {
       await this.store.writeLeftMount({ port, fs_id: fsId, mounts: [...mounts], stopped: new Date().toISOString() });
     } catch (err) {
       // The tunnel is stopped either way; only a daemon restart would forget whose port it is.
-      this.log.warn('state.write_failed', { fs: fsId, code: 'INTERNAL', msg: `cannot write ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
+      this.log.warn('state.write_failed', { fs: fsId, code: 'STATE_WRITE_FAILED', msg: (err as Error).message });
     }
   }
 

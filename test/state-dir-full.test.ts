@@ -1,0 +1,108 @@
+// A full state directory (/run is a small tmpfs): the daemon cannot write
+// tunnel records, and must say so without dropping a single tunnel. The
+// state dir here is a real tmpfs of 256 KiB, filled to the last block.
+import { expect } from 'chai';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Daemon, run, tempDir, waitFor, sleep } from './helpers/daemon.js';
+import { openClient } from './helpers/client.js';
+import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
+import { MountTargetStandIn } from './helpers/mount-target.js';
+import type { TunnelView } from '../daemon/tunnels.js';
+
+describe('a full state directory', function () {
+  let small: string;
+  let target: MountTargetStandIn;
+  let daemon: Daemon;
+  const filler = (): string => join(small, 'filler');
+
+  before(async function () {
+    small = tempDir('small-state');
+    const r = await run('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', small]);
+    if (r.code !== 0) {
+      console.log(`      skipped: cannot mount a small tmpfs to fill (${r.stderr.trim() || `mount exited ${r.code}`}); needs root with CAP_SYS_ADMIN`);
+      small = '';
+      this.skip();
+    }
+    target = await new MountTargetStandIn({ host: '127.0.0.44', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    daemon = await new Daemon(daemonConfig(21600, {
+      state_dir: join(small, 'state'),
+      mount: { unmount_reads: 1, unmount_grace: 0 },
+    })).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+    await target?.stop();
+    if (small) await run('umount', [small]);
+  });
+
+  function fill(): void {
+    const fd = openSync(filler(), 'w');
+    try {
+      for (;;) writeSync(fd, Buffer.alloc(4096));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  it('keeps every tunnel and connection, says once what it could not record, and catches up once there is space', async () => {
+    const dir = join(daemon.dir, 'mnt', 'a');
+    mkdirSync(dir, { recursive: true });
+    expect((await daemon.efsctl('attach', FS_ID, dir, '-o', 'mounttargetip=127.0.0.44,region=us-east-1')).code).to.equal(0);
+    const port = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels[0]!.port;
+    const sock = await openClient(port);
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    sock.write('before-');
+    await waitFor('an echo through the tunnel', () => got === 'before-');
+
+    fill();
+    // A plain umount: the daemon would forget the mount and stop the tunnel, but cannot write the record.
+    daemon.mount.removeMount(dir);
+    await waitFor('the failure in the log', () => daemon.logs.includes('mounts.update_failed'));
+    await sleep(1_000); // ten more reads of the mount list, each trying again
+    expect(daemon.exitCode, 'the daemon still runs').to.equal(null);
+    const lines = daemon.logs.split('\n').filter((l) => l.includes('mounts.update_failed'));
+    expect(lines, 'logged once while it lasts').to.have.length(1);
+    expect(lines[0]).to.match(new RegExp(`warn mounts\\.update_failed fs=${FS_ID} code=STATE_WRITE_FAILED msg="forgetting the mount at ${dir} failed: Cannot write ${join(small, 'state', `${FS_ID}.json`)}: ENOSPC: no space left on device`));
+    expect(lines[0]).to.contain('the tunnel keeps running, and this is tried again at every read of');
+    sock.write('during');
+    await waitFor('the open connection still relays', () => got === 'before-during');
+    expect(readdirSync(join(small, 'state')).filter((f) => f.includes('.tmp-')), 'no temp file left behind').to.deep.equal([]);
+    expect((JSON.parse(readFileSync(join(small, 'state', `${FS_ID}.json`), 'utf8')) as { mounts: string[] }).mounts).to.deep.equal([dir]);
+
+    // A request over the control socket gets the same code, with what to do.
+    const add = await daemon.efsctl('add', 'fs-0d0c0003', '-o', 'mounttargetip=127.0.0.44,region=us-east-1');
+    expect(add.code, add.stderr).to.equal(1);
+    expect(add.stderr).to.match(/^efsctl: Cannot write \S+\/fs-0d0c0003\.json: ENOSPC: no space left on device, write \[STATE_WRITE_FAILED\]\nefsctl: Free space in the state directory's file system \(\/run is a small tmpfs: `df -h \/run`\)/);
+    expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => t.fs_id), 'no half-made tunnel').to.deep.equal([FS_ID]);
+
+    rmSync(filler());
+    sock.destroy();
+    await waitFor('the unmount recorded', () => daemon.logs.includes(`tunnel.unmounted fs=${FS_ID}`));
+    await waitFor('the unused tunnel stopped', async () => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.length === 0);
+    expect(existsSync(join(small, 'state', `${FS_ID}.json`))).to.equal(false);
+    expect(daemon.exitCode).to.equal(null);
+  });
+
+  it('reports an attach that mounted but could not be recorded as done, keeps its tunnel, and records the mount once there is space', async () => {
+    const [a, b] = ['a2', 'b2'].map((d) => join(daemon.dir, 'mnt', d)) as [string, string];
+    for (const d of [a, b]) mkdirSync(d, { recursive: true });
+    expect((await daemon.efsctl('attach', FS_ID, a, '-o', 'mounttargetip=127.0.0.44,region=us-east-1')).code).to.equal(0);
+    fill();
+    const r = await daemon.efsctl('attach', FS_ID, b, '-o', 'mounttargetip=127.0.0.44,region=us-east-1');
+    expect(r.code, r.stderr).to.equal(0);
+    expect(daemon.mount.mounts().map((l) => l.split(' ')[1])).to.deep.equal([a, b]);
+    expect(daemon.logs).to.match(new RegExp(`warn mounts\\.update_failed fs=${FS_ID} code=STATE_WRITE_FAILED msg="mounted at ${b}, but not recorded yet: Cannot write `));
+    const record = (): string[] => (JSON.parse(readFileSync(join(small, 'state', `${FS_ID}.json`), 'utf8')) as { mounts: string[] }).mounts;
+    expect(record()).to.deep.equal([a]);
+    await sleep(500); // several reads of the mount list: the tunnel stays, whatever the record says
+    expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => t.fs_id)).to.deep.equal([FS_ID]);
+    rmSync(filler());
+    await waitFor('the mount recorded from /proc/mounts', () => record().length === 2);
+    expect(record()).to.deep.equal([a, b]);
+    expect(daemon.exitCode).to.equal(null);
+  });
+});
