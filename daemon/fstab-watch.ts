@@ -3,7 +3,7 @@
 // tunnel manager which file systems fstab wants ready.
 import { basename, dirname, resolve } from 'node:path';
 import { DirWatch } from './dir-watch.js';
-import { RelayError } from './errors.js';
+import { asRelayError, RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { readFstab } from './fstab.js';
@@ -26,7 +26,11 @@ export class FstabWatcher {
     const name = basename(this.file);
     // Reloads run one after another, so an older read never applies after a newer one.
     const reload = (): void => {
-      this.running = this.running.then(() => this.reload());
+      // A reload that fails must not end the chain: the next change of fstab is applied all the same.
+      this.running = this.running.then(() => this.reload()).catch((err: unknown) => {
+        const e = asRelayError(err);
+        this.log.warn('fstab.apply_failed', { code: e.code, msg: `applying ${this.file} failed: ${e.message}; the next change of the file is applied` });
+      });
     };
     this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, reload, log, 'fstab.watch_error');
   }

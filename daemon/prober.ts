@@ -67,13 +67,17 @@ export class Prober {
       this.timers.delete(fsId);
       return;
     }
-    const result = await relay.probe(this.cfg.health.probe_timeout * 1000);
-    this.manager.recordProbe(fsId, result);
-    const mounts = this.manager.record(fsId)?.mounts ?? [];
-    const checks = await Promise.all(mounts.map((dir) => this.checkMount(dir)));
-    this.manager.recordMountChecks(fsId, checks.filter((c): c is MountCheck => c !== null));
-    // The next probe is scheduled only now, so probes of one tunnel never overlap; ±10% jitter spreads them out.
-    if (this.timers.has(fsId)) this.schedule(fsId, this.intervalMs() * (0.9 + Math.random() * 0.2));
+    try {
+      const result = await relay.probe(this.cfg.health.probe_timeout * 1000);
+      this.manager.recordProbe(fsId, result);
+      const mounts = this.manager.record(fsId)?.mounts ?? [];
+      const checks = await Promise.all(mounts.map((dir) => this.checkMount(dir)));
+      this.manager.recordMountChecks(fsId, checks.filter((c): c is MountCheck => c !== null));
+    } finally {
+      // The next probe is scheduled only now, so probes of one tunnel never overlap; ±10% jitter
+      // spreads them out. Even after a failure here, or the tunnel's probes would stop for good.
+      if (this.timers.has(fsId)) this.schedule(fsId, this.intervalMs() * (0.9 + Math.random() * 0.2));
+    }
   }
 
   private async checkMount(dir: string): Promise<MountCheck | null> {
