@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, readFile, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
@@ -71,6 +71,30 @@ async function mountHelperCheck(cfg: Config): Promise<Check> {
   } catch {
     return bad('mount_nfs4', 'fail', `${cfg.mount.command} is missing`, 'Install it: `apt-get install nfs-common` or `dnf install nfs-utils`.');
   }
+}
+
+/** Below this, a full state dir is near: records are small, but tmpfs gives each file a page. */
+const STATE_DIR_MIN_FREE = 1 << 20;
+
+const mib = (bytes: number): string => `${(bytes / (1 << 20)).toFixed(bytes < 10 << 20 ? 1 : 0)} MiB`;
+
+/** Room in the state dir (/run, a small tmpfs): where it runs out, no tunnel or mount change can be recorded. */
+async function stateDirCheck(cfg: Config): Promise<Check> {
+  let s;
+  try {
+    s = await statfs(cfg.state_dir);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') return bad('state_dir', 'warn', `${cfg.state_dir} does not exist`, 'efs-relayd makes it at start: start the daemon, or check state_dir in the config file.');
+    return bad('state_dir', 'warn', `cannot look at ${cfg.state_dir}: ${e.message}`, 'Run efsctl doctor as root.');
+  }
+  const free = s.bavail * s.bsize;
+  const text = `${cfg.state_dir}: ${mib(free)} free of ${mib(s.blocks * s.bsize)}`;
+  if (free < STATE_DIR_MIN_FREE) {
+    return bad('state_dir', 'warn', `${text}: new tunnels and mount changes cannot be recorded once it is full (STATE_WRITE_FAILED)`,
+      'Free space on that file system (`df -h` of it; /run is a small tmpfs). Running tunnels are not affected.');
+  }
+  return ok('state_dir', text);
 }
 
 async function caBundleCheck(cfg: Config): Promise<Check> {
@@ -263,7 +287,7 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }
   checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
-  checks.push(await caBundleCheck(cfg), await clockCheck());
+  checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await clockCheck());
   const fs = await targets(cfg, tunnels);
   if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   for (const t of fs) checks.push(await dnsCheck(t), await reachCheck(t, cfg.efs.port));

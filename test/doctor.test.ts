@@ -50,7 +50,7 @@ describe('efsctl doctor', function () {
     const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
     const names = lines.map((l) => l.split(/\s{2,}/)[1]);
     expect(names).to.deep.equal([
-      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'mounts', 'ca_bundle', 'clock',
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'mounts', 'state_dir', 'ca_bundle', 'clock',
       'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
     ]);
   });
@@ -62,6 +62,8 @@ describe('efsctl doctor', function () {
     expect(by.daemon).to.include({ status: 'ok' });
     expect(by.daemon!.message).to.match(/^efs-relayd 0\.1\.0 \(pid \d+\) answers on .*, 2 tunnels$/);
     expect(by.ca_bundle).to.include({ status: 'ok' });
+    expect(by.state_dir).to.include({ status: 'ok' });
+    expect(by.state_dir!.message).to.match(new RegExp(`^${daemon.stateDir}: [\\d.]+ MiB free of [\\d.]+ MiB$`));
     expect(by.mount_nfs4).to.include({ status: 'ok' });
     expect(by[`dns ${FS_ID}`]).to.include({ status: 'ok' });
     expect(by[`reach ${FS_ID}`]).to.deep.equal({ name: `reach ${FS_ID}`, status: 'ok', message: 'TCP 127.0.0.24:2049 answers', fix: null });

@@ -8,6 +8,7 @@ import { Daemon, run, tempDir, waitFor, sleep } from './helpers/daemon.js';
 import { openClient } from './helpers/client.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
+import type { DoctorReport } from '../cli/doctor.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 
 describe('a full state directory', function () {
@@ -72,6 +73,15 @@ describe('a full state directory', function () {
     await waitFor('the open connection still relays', () => got === 'before-during');
     expect(readdirSync(join(small, 'state')).filter((f) => f.includes('.tmp-')), 'no temp file left behind').to.deep.equal([]);
     expect((JSON.parse(readFileSync(join(small, 'state', `${FS_ID}.json`), 'utf8')) as { mounts: string[] }).mounts).to.deep.equal([dir]);
+
+    // doctor says where the space went.
+    const doctor = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+    expect(doctor.checks.find((c) => c.name === 'state_dir')).to.deep.equal({
+      name: 'state_dir',
+      status: 'warn',
+      message: `${join(small, 'state')}: 0.0 MiB free of 0.3 MiB: new tunnels and mount changes cannot be recorded once it is full (STATE_WRITE_FAILED)`,
+      fix: 'Free space on that file system (`df -h` of it; /run is a small tmpfs). Running tunnels are not affected.',
+    });
 
     // A request over the control socket gets the same code, with what to do.
     const add = await daemon.efsctl('add', 'fs-0d0c0003', '-o', 'mounttargetip=127.0.0.44,region=us-east-1');
