@@ -206,9 +206,19 @@ describe('TLS policy after the handshake', function () {
     return { sock, received: () => Buffer.concat(got), ended };
   }
 
-  async function sessionFailures(): Promise<string> {
-    const text = await (await fetch('http://127.0.0.1:19812/metrics')).text();
-    return text.split('\n').filter((l) => l.startsWith('efs_relay_tls_session_failures_total{')).join('\n');
+  /** What status, the log and the metrics say of one session that ended with `code`, the tunnel's only failure. */
+  async function expectOneSessionFailure(code: 'TLS_SESSION_FAILED' | 'TLS_RENEGOTIATION_REFUSED', message: string): Promise<TunnelDetail> {
+    const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+    expect(status.last_error?.code).to.equal(code);
+    expect(status.last_error?.message).to.equal(message);
+    expect(status.session_failures).to.deep.equal({ [code]: 1 });
+    expect(status.history.map((h) => h.event)).to.include('session_failed');
+    expect((await daemon.efsctl('status', FS_ID)).stdout).to.contain(`Broken TLS:    ${code}=1`);
+    expect(daemon.logs).to.match(new RegExp(`warn tunnel.session_failed fs=${FS_ID} code=${code} `));
+    const metrics = (await (await fetch('http://127.0.0.1:19812/metrics')).text()).split('\n').filter((l) => l.startsWith('efs_relay_tls_session_failures_total{'));
+    expect(metrics).to.deep.equal(['TLS_SESSION_FAILED', 'TLS_RENEGOTIATION_REFUSED'].map((c) =>
+      `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="${c}"} ${c === code ? 1 : 0}`));
+    return status;
   }
 
   it('refuses a renegotiation that the mount target asks for (as efs-utils\' stunnel, renegotiation = no), resets the client and says why', async function () {
@@ -236,18 +246,8 @@ describe('TLS policy after the handshake', function () {
       expect(after).to.contain('HelloRequest');
       expect(after, 'the relay answered the HelloRequest with a no_renegotiation alert').to.match(/<<< TLS 1\.2, Alert \[length 0002\], warning no_renegotiation/);
       expect(after, 'no new handshake was started').not.to.contain('ClientHello');
-      const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
-      expect(status.last_error?.code).to.equal('TLS_RENEGOTIATION_REFUSED');
-      expect(status.last_error?.message).to.equal(`TLS session with 127.0.0.40:2049 (${FS_NAME}) ended: sslv3 alert handshake failure (alert 40)`);
-      expect(status.session_failures).to.deep.equal({ TLS_RENEGOTIATION_REFUSED: 1 });
+      const status = await expectOneSessionFailure('TLS_RENEGOTIATION_REFUSED', `TLS session with 127.0.0.40:2049 (${FS_NAME}) ended: sslv3 alert handshake failure (alert 40)`);
       expect(status.connections).to.deep.include({ ok: 1, failed: 0 });
-      expect(status.history.map((h) => h.event)).to.include('session_failed');
-      expect((await daemon.efsctl('status', FS_ID)).stdout).to.contain('Broken TLS:    TLS_RENEGOTIATION_REFUSED=1');
-      expect(daemon.logs).to.match(new RegExp(`warn tunnel.session_failed fs=${FS_ID} code=TLS_RENEGOTIATION_REFUSED `));
-      expect(await sessionFailures()).to.equal([
-        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_SESSION_FAILED"} 0`,
-        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_RENEGOTIATION_REFUSED"} 1`,
-      ].join('\n'));
     } finally {
       server.kill();
       await daemon.efsctl('stop', FS_ID);
@@ -265,15 +265,7 @@ describe('TLS policy after the handshake', function () {
       expect(proxy.tampered(), 'the echo was altered on the way').to.equal(1);
       expect(target.received.map(String).join(''), 'the request reached the server intact').to.equal(SECRET);
       expect(c.received().length, 'nothing of the altered record reached the client').to.equal(0);
-      const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
-      expect(status.last_error?.code).to.equal('TLS_SESSION_FAILED');
-      expect(status.last_error?.message).to.equal(`TLS session with 127.0.0.41:2049 (${FS_NAME}) ended: cipher operation failed`);
-      expect(status.session_failures).to.deep.equal({ TLS_SESSION_FAILED: 1 });
-      expect(daemon.logs).to.match(new RegExp(`warn tunnel.session_failed fs=${FS_ID} code=TLS_SESSION_FAILED `));
-      expect(await sessionFailures()).to.equal([
-        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_SESSION_FAILED"} 1`,
-        `efs_relay_tls_session_failures_total{fs_id="${FS_ID}",code="TLS_RENEGOTIATION_REFUSED"} 0`,
-      ].join('\n'));
+      await expectOneSessionFailure('TLS_SESSION_FAILED', `TLS session with 127.0.0.41:2049 (${FS_NAME}) ended: cipher operation failed`);
     } finally {
       await daemon.efsctl('stop', FS_ID);
       await proxy.close();
