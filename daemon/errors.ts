@@ -99,6 +99,10 @@ export const ERRORS = {
     title: 'an established TLS session failed',
     hint: 'A record did not decrypt or the server sent a fatal alert: the connection was closed and nothing of it was passed on. If it repeats, something on the path alters traffic; check the network path to the mount target.',
   },
+  FD_LIMIT: {
+    title: 'efs-relayd ran out of file descriptors',
+    hint: 'Each relayed connection takes two: raise LimitNOFILE for efs-relayd (systemctl edit efs-relayd), or find what holds so many connections to the tunnel ports (`ss -tnp`).',
+  },
   CONNECT_TIMEOUT: {
     title: 'the mount target did not answer in time',
     hint: 'Check security groups (TCP 2049 from this host) and the mount target address.',

@@ -53,6 +53,8 @@ export interface RelayEvents {
   handshake: [seconds: number];
   handshake_failed: [error: RelayError];
   session_failed: [error: RelayError];
+  /** A connection could not be accepted (most often: no file descriptor left); the NFS client sees it closed. */
+  accept_failed: [error: RelayError];
   connection_closed: [];
 }
 
@@ -138,7 +140,13 @@ export class Relay extends EventEmitter<RelayEvents> {
         throw new RelayError('PORT_TAKEN', `Port ${port} on ${listenHost} is already in use by another process`);
       throw new RelayError('LISTEN_FAILED', `Cannot listen on ${listenHost}:${port}: ${err.message}`, { cause: err });
     });
-    server.on('error', () => {}); // after listen, errors surface per connection
+    // After listen, the server's errors are failed accepts: the client's connection is gone, so say why.
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      const code = classifyUpstreamError(err) === 'FD_LIMIT' ? 'FD_LIMIT' : 'LISTEN_FAILED';
+      const e = new RelayError(code, `Cannot accept a connection on ${listenHost}:${port}: ${err.message}`, { cause: err });
+      this.lastError = { code, message: e.message, at: new Date().toISOString() };
+      this.emit('accept_failed', e);
+    });
     this.server = server;
   }
 
@@ -321,6 +329,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     let code = classifyUpstreamError(err);
     const cause = err instanceof Error ? err.message : String(err);
     let message = err instanceof RelayError ? err.message : `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${cause}`;
+    // Nothing was refused: the daemon could not open a socket at all.
+    if (code === 'FD_LIMIT') message = `Cannot open a connection to ${spec.address}:${spec.targetPort}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
     if (AMBIGUOUS.has(code)) {
       const now = Date.now();
       if (!this.diagnosis || now - this.diagnosis.at > DIAGNOSIS_TTL_MS) {

@@ -594,9 +594,9 @@ export class TunnelManager {
     // One line per new failure kind, then at most one a minute: a flapping
     // target, or an NFS client reconnecting into the same failure, must not flood the journal.
     const handshakeLog = new RateLimitedLog(60_000);
-    const sessionLog = new RateLimitedLog(60_000);
-    for (const kind of ['handshake_failed', 'session_failed'] as const) {
-      const limiter = kind === 'handshake_failed' ? handshakeLog : sessionLog;
+    const limiters = { handshake_failed: handshakeLog, session_failed: new RateLimitedLog(60_000), accept_failed: new RateLimitedLog(60_000) };
+    for (const kind of ['handshake_failed', 'session_failed', 'accept_failed'] as const) {
+      const limiter = limiters[kind];
       relay.on(kind, (err) => {
         t.note(kind, err);
         if (limiter.admit(err.code)) this.log.warn(`tunnel.${kind}`, { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });

@@ -13,6 +13,11 @@ describe('TLS error codes', () => {
     expect(classifyUpstreamError(tlsError('ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE', 'ssl/tls alert handshake failure:SSL alert number 40'))).to.equal('TLS_CIPHER_REFUSED');
   });
 
+  it('calls running out of file descriptors FD_LIMIT, not a refusal', () => {
+    expect(classifyUpstreamError(tlsError('EMFILE', 'connect EMFILE 127.0.0.45:2049'))).to.equal('FD_LIMIT');
+    expect(classifyUpstreamError(tlsError('ENFILE', 'connect ENFILE 127.0.0.45:2049'))).to.equal('FD_LIMIT');
+  });
+
   it('calls any other OpenSSL failure a failed handshake rather than guessing', () => {
     expect(classifyUpstreamError(tlsError('ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'decryption failed or bad record mac'))).to.equal('TLS_HANDSHAKE_FAILED');
   });
