@@ -126,11 +126,14 @@ async function main(): Promise<void> {
     if (!internalErrors.admit(e.message)) return;
     log.error('daemon.internal_error', { code: e.code, msg: `${e.message}; the daemon keeps running. Please report this with the log`, stack: e.cause instanceof Error ? e.cause.stack : e.stack });
   });
-  // Node's default for SIGHUP is to exit, which would reset every mount's
-  // connections on a habitual `kill -HUP`. The config is read at start only.
-  process.on('SIGHUP', () => {
-    log.warn('daemon.sighup_ignored', { msg: 'SIGHUP does not reload the configuration; every tunnel keeps running. To apply config changes, restart (systemctl restart efs-relayd): tunnels come back on their ports' });
-  });
+  // The default for SIGHUP and SIGUSR2 is to exit, which would reset every
+  // mount's connections on a habitual `kill -HUP` (reload) or `-USR2`. The
+  // config is read at start only.
+  for (const signal of ['SIGHUP', 'SIGUSR2'] as const) {
+    process.on(signal, () => {
+      log.warn('daemon.signal_ignored', { msg: `${signal} ignored: it does not reload the configuration, and every tunnel keeps running. To apply config changes, restart (systemctl restart efs-relayd): tunnels come back on their ports`, signal });
+    });
+  }
 }
 
 main().catch((err) => {

@@ -112,19 +112,21 @@ describe('daemon signals', function () {
     }
   });
 
-  it('keeps running on SIGHUP, with open connections untouched, and logs that it did not reload', async () => {
-    await withOpenConnection(21500, async ({ daemon, tunnel, sock, got }) => {
-      daemon.proc!.kill('SIGHUP');
-      await waitFor('the warning', () => daemon.logs.includes('daemon.sighup_ignored'));
-      expect(daemon.logs).to.match(/warn daemon\.sighup_ignored fs=- code=- msg="SIGHUP does not reload the configuration; every tunnel keeps running\. To apply config changes, restart/);
-      sock.write('after');
-      await waitFor('the same connection still relays', () => got() === 'before-after');
-      expect(daemon.exitCode).to.equal(null);
-      expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => [t.fs_id, t.port, t.connections.active]))
-        .to.deep.equal([[FS_ID, tunnel.port, 1]]);
-      sock.destroy();
+  for (const signal of ['SIGHUP', 'SIGUSR2'] as const) {
+    it(`keeps running on ${signal}, with open connections untouched, and logs that it did not reload`, async () => {
+      await withOpenConnection(21500, async ({ daemon, tunnel, sock, got }) => {
+        daemon.proc!.kill(signal);
+        await waitFor('the warning', () => daemon.logs.includes('daemon.signal_ignored'));
+        expect(daemon.logs).to.match(new RegExp(`warn daemon\\.signal_ignored fs=- code=- msg="${signal} ignored: it does not reload the configuration, and every tunnel keeps running\\. To apply config changes, restart .*" signal=${signal}`));
+        sock.write('after');
+        await waitFor('the same connection still relays', () => got() === 'before-after');
+        expect(daemon.exitCode).to.equal(null);
+        expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => [t.fs_id, t.port, t.connections.active]))
+          .to.deep.equal([[FS_ID, tunnel.port, 1]]);
+        sock.destroy();
+      });
     });
-  });
+  }
 });
 
 /**
