@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { access, constants, readFile, statfs } from 'node:fs/promises';
+import { access, constants, readdir, readFile, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
@@ -71,6 +71,29 @@ async function mountHelperCheck(cfg: Config): Promise<Check> {
   } catch {
     return bad('mount_nfs4', 'fail', `${cfg.mount.command} is missing`, 'Install it: `apt-get install nfs-common` or `dnf install nfs-utils`.');
   }
+}
+
+/** Above this share of its descriptor limit, the daemon is near FD_LIMIT. */
+const FD_WARN_SHARE = 0.8;
+
+/** The daemon's open file descriptors against its limit: each relayed connection takes two. */
+async function fdCheck(pid: number): Promise<Check> {
+  let open: number;
+  let limit: number;
+  try {
+    open = (await readdir(`/proc/${pid}/fd`)).length;
+    const limits = await readFile(`/proc/${pid}/limits`, 'utf8');
+    limit = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1]);
+  } catch (err) {
+    return bad('fds', 'warn', `cannot read the daemon's descriptors (pid ${pid}): ${(err as Error).message}`, 'Run efsctl doctor as root, on the daemon\'s host.');
+  }
+  if (!Number.isFinite(limit) || limit <= 0) return ok('fds', `${open} open, no limit`);
+  const text = `${open} of ${limit} file descriptors open (each relayed connection takes two)`;
+  if (open >= limit * FD_WARN_SHARE) {
+    return bad('fds', 'warn', `${text}: near the limit, after which connections fail with FD_LIMIT`,
+      'Raise LimitNOFILE for efs-relayd (systemctl edit efs-relayd), or find what holds so many connections to the tunnel ports (`ss -tnp`).');
+  }
+  return ok('fds', text);
 }
 
 /** Below this, a full state dir is near: records are small, but tmpfs gives each file a page. */
@@ -283,6 +306,7 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
     tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
     daemonPid = v.pid;
     checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
+    checks.push(await fdCheck(v.pid));
   } catch (err) {
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }

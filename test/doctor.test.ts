@@ -50,7 +50,7 @@ describe('efsctl doctor', function () {
     const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
     const names = lines.map((l) => l.split(/\s{2,}/)[1]);
     expect(names).to.deep.equal([
-      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'mounts', 'state_dir', 'ca_bundle', 'clock',
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'mounts', 'state_dir', 'ca_bundle', 'clock',
       'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
     ]);
   });
@@ -63,6 +63,8 @@ describe('efsctl doctor', function () {
     expect(by.daemon!.message).to.match(/^efs-relayd 0\.1\.0 \(pid \d+\) answers on .*, 2 tunnels$/);
     expect(by.ca_bundle).to.include({ status: 'ok' });
     expect(by.state_dir).to.include({ status: 'ok' });
+    expect(by.fds!.status).to.equal('ok');
+    expect(by.fds!.message).to.match(/^\d+ of \d+ file descriptors open \(each relayed connection takes two\)$/);
     expect(by.state_dir!.message).to.match(new RegExp(`^${daemon.stateDir}: [\\d.]+ MiB free of [\\d.]+ MiB$`));
     expect(by.mount_nfs4).to.include({ status: 'ok' });
     expect(by[`dns ${FS_ID}`]).to.include({ status: 'ok' });

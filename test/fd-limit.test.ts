@@ -8,6 +8,7 @@ import { BIN, Daemon, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
+import type { DoctorReport } from '../cli/doctor.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 
 describe('a daemon out of file descriptors', function () {
@@ -21,6 +22,19 @@ describe('a daemon out of file descriptors', function () {
     try {
       await daemon.start(wrapper);
       const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.45,region=us-east-1');
+      // Near the limit, doctor warns before anything fails.
+      while (daemon.fdCount() < 56) {
+        const s = await openClient(tunnel.port);
+        s.on('error', () => {});
+        socks.push(s);
+        await waitFor('the connection relayed', () => daemon.efsctlJson<TunnelDetail>('status', FS_ID).then((st) => st.connections.active === socks.length));
+      }
+      const doctor = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      const fds = doctor.checks.find((c) => c.name === 'fds')!;
+      expect(fds.status).to.equal('warn');
+      expect(fds.message).to.match(/^5\d of 64 file descriptors open \(each relayed connection takes two\): near the limit, after which connections fail with FD_LIMIT$/);
+      expect(fds.fix).to.contain('LimitNOFILE');
+      expect(daemon.logs, 'nothing has failed yet').not.to.contain('FD_LIMIT');
       // Each relayed connection takes two descriptors: 64 connections cannot all fit.
       for (let i = 0; i < 64; i++) {
         const s = await openClient(tunnel.port);
