@@ -125,6 +125,8 @@ export class Mounter {
         const detail = (r.stderr.trim() || r.stdout.trim()) || (r.timedOut ? 'timed out' : '');
         throw new RelayError('UMOUNT_FAILED', `${this.cfg.mount.umount_command} ${dir} exited with ${r.code}${detail ? `: ${detail}` : ''}`);
       }
+      // The mounts as they are now, not at the last poll, decide whether the tunnel is still used.
+      await this.manager.setMountedPorts(new Set((await this.procMounts()).flatMap((m) => tunnelPortOf(m) ?? [])));
       await this.manager.forgetMount(owner.fs_id, dir, 'efsctl detach');
       await this.manager.stopIfUnused(owner.fs_id);
       const stillThere = this.manager.record(owner.fs_id) !== undefined;

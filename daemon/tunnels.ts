@@ -213,12 +213,13 @@ export class TunnelManager {
   }
 
   private async forgetLeftMount(port: number): Promise<void> {
-    this.leftMounted.delete(port);
     try {
       await this.store.removeLeftMount(port);
     } catch (err) {
       this.log.warn('state.write_failed', { code: 'STATE_WRITE_FAILED', msg: `cannot remove ${this.store.leftFileFor(port)}: ${(err as Error).message}` });
     }
+    // Only now, so that whoever sees the port free (a scrape, an add) finds its file gone too.
+    this.leftMounted.delete(port);
   }
 
   /**
@@ -484,6 +485,8 @@ export class TunnelManager {
   private async stopIfUnusedLocked(fsId: string): Promise<void> {
     const t = this.tunnels.get(fsId);
     if (!t || t.record.mounts.length > 0 || this.claims.get(fsId) || this.fstabWanted.has(fsId)) return;
+    // Nor while /proc/mounts (the last read) has a mount through its port that the record lacks (not written yet).
+    if (this.mountedPorts.has(t.record.port)) return;
     await this.remove(t, 'no mount and no fstab line uses it');
   }
 
@@ -538,6 +541,9 @@ export class TunnelManager {
       const t = this.get(fsId);
       if (t.record.mounts.length > 0 && !force) {
         throw new RelayError('TUNNEL_MOUNTED', `${fsId} is mounted at ${t.record.mounts.join(', ')}; refusing to stop its tunnel`);
+      }
+      if (this.mountedPorts.has(t.record.port) && !force) {
+        throw new RelayError('TUNNEL_MOUNTED', `a mount in ${this.cfg.mount.proc_mounts} goes through ${fsId}'s port ${t.record.port} (not in its record yet); refusing to stop its tunnel`);
       }
       const view = t.view();
       await this.remove(t, force ? 'efsctl stop --force' : 'efsctl stop');

@@ -115,4 +115,21 @@ describe('a full state directory', function () {
     expect(record()).to.deep.equal([a, b]);
     expect(daemon.exitCode).to.equal(null);
   });
+
+  it('refuses to stop a tunnel that a mount uses while its record cannot say so yet', async () => {
+    const fs = 'fs-0d0c0004';
+    const port = (await daemon.efsctlJson<{ tunnel: TunnelView }>('add', fs, '-o', 'mounttargetip=127.0.0.44,region=us-east-1')).tunnel.port;
+    fill();
+    // Mounted by hand through the tunnel's port: the daemon cannot record it while the state dir is full.
+    daemon.mount.addMountLine(`127.0.0.1:/ /mnt/byhand nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
+    await waitFor('the failed recording in the log', () => daemon.logs.includes('msg="recording the mount at /mnt/byhand failed'));
+    const stop = await daemon.efsctl('stop', fs);
+    expect(stop.code).to.equal(1);
+    expect(stop.stderr).to.contain(`a mount in ${daemon.mount.procMounts} goes through ${fs}'s port ${port} (not in its record yet); refusing to stop its tunnel [TUNNEL_MOUNTED]`);
+    expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => t.fs_id)).to.include(fs);
+    rmSync(filler());
+    await waitFor('the mount recorded', async () => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fs)?.mounts.includes('/mnt/byhand'));
+    expect((await daemon.efsctl('stop', fs)).stderr).to.contain(`${fs} is mounted at /mnt/byhand; refusing to stop its tunnel [TUNNEL_MOUNTED]`);
+    expect((await daemon.efsctl('stop', fs, '--force')).code).to.equal(0);
+  });
 });
