@@ -8,6 +8,7 @@ import { access, constants, readdir, readFile, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
+import { ERRORS } from '../daemon/errors.js';
 import { readFstab } from '../daemon/fstab.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore } from '../daemon/state.js';
@@ -90,8 +91,7 @@ async function fdCheck(pid: number): Promise<Check> {
   if (!Number.isFinite(limit) || limit <= 0) return ok('fds', `${open} open, no limit`);
   const text = `${open} of ${limit} file descriptors open (each relayed connection takes two)`;
   if (open >= limit * FD_WARN_SHARE) {
-    return bad('fds', 'warn', `${text}: near the limit, after which connections fail with FD_LIMIT`,
-      'Raise LimitNOFILE for efs-relayd (systemctl edit efs-relayd), or find what holds so many connections to the tunnel ports (`ss -tnp`).');
+    return bad('fds', 'warn', `${text}: near the limit, after which connections fail with FD_LIMIT`, ERRORS.FD_LIMIT.hint);
   }
   return ok('fds', text);
 }

@@ -86,13 +86,13 @@ export class MountWatcher {
     await this.manager.setMountedPorts(new Set(byPort.keys()));
     // A change that fails (its record cannot be written) is tried again at the next read; one
     // tunnel's failure neither stops the others' changes nor the daemon.
-    const failed = new Map<string, { fs: string; dir: string; err: unknown }>();
+    const failed = new Map<string, { what: string; fs: string; dir: string; err: unknown }>();
     const attempt = async (what: string, fs: string, dir: string, change: () => Promise<void>): Promise<boolean> => {
       try {
         await change();
         return true;
       } catch (err) {
-        failed.set(`${what}\0${fs}\0${dir}`, { fs, dir, err });
+        failed.set(`${what}\0${fs}\0${dir}`, { what, fs, dir, err });
         return false;
       }
     };
@@ -115,9 +115,8 @@ export class MountWatcher {
       }
     }
     const fresh = this.failing.fresh(failed.keys());
-    for (const [key, { fs, dir, err }] of failed) {
+    for (const [key, { what, fs, dir, err }] of failed) {
       if (!fresh.has(key)) continue;
-      const what = key.slice(0, key.indexOf('\0'));
       const code = err instanceof RelayError ? err.code : 'INTERNAL';
       this.log.warn('mounts.update_failed', { fs, code, dir, msg: `${what} the mount at ${dir} failed: ${(err as Error).message}; the tunnel keeps running, and this is tried again at every read of ${this.cfg.mount.proc_mounts}` });
     }

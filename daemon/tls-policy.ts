@@ -41,6 +41,9 @@ export function identityChecker(dnsName: string): (host: string, cert: PeerCerti
   return (_host, cert) => checkServerIdentity(dnsName, cert);
 }
 
+// The handshake_failure alert (40), as OpenSSL 3.0 (Node 20) and 3.2+ (Node 24) name it.
+const HANDSHAKE_FAILURE_ALERT = ['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE'] as const;
+
 // OpenSSL / Node error codes → our stable codes.
 const BY_NODE_CODE: Record<string, ErrorCode> = {
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS_UNTRUSTED_CHAIN',
@@ -57,9 +60,7 @@ const BY_NODE_CODE: Record<string, ErrorCode> = {
   CERT_NOT_YET_VALID: 'TLS_CERT_NOT_YET_VALID',
   ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION: 'TLS_PROTOCOL_REFUSED',
   ERR_SSL_UNSUPPORTED_PROTOCOL: 'TLS_PROTOCOL_DOWNGRADE',
-  ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE: 'TLS_CIPHER_REFUSED',
-  // The same alert (handshake_failure, 40) as OpenSSL 3.2 and later name it (Node 24).
-  'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE': 'TLS_CIPHER_REFUSED',
+  ...Object.fromEntries(HANDSHAKE_FAILURE_ALERT.map((c) => [c, 'TLS_CIPHER_REFUSED'] as const)),
   ERR_SSL_NO_SHARED_CIPHER: 'TLS_CIPHER_REFUSED',
   ERR_SSL_NO_CIPHERS_AVAILABLE: 'TLS_CIPHER_REFUSED',
   ERR_SSL_WRONG_CIPHER_RETURNED: 'TLS_CIPHER_REFUSED',
@@ -85,8 +86,8 @@ export function classifyUpstreamError(err: unknown): ErrorCode {
   return 'TLS_HANDSHAKE_FAILED';
 }
 
-// The alert that ends a session whose renegotiation we refused: handshake_failure (40), as OpenSSL 3.0 and 3.2+ name it.
-const RENEGOTIATION_ENDED: ReadonlySet<string> = new Set(['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE']);
+// During a handshake that alert refuses our ciphers; after it, it ends a session whose renegotiation we refused.
+const RENEGOTIATION_ENDED: ReadonlySet<string> = new Set(HANDSHAKE_FAILURE_ALERT);
 
 /**
  * OpenSSL's reason out of Node's error text: "…:error:0A000410:SSL routines:

@@ -204,12 +204,16 @@ export class TunnelManager {
     }
   }
 
-  /** Ports of port_range that mounts name but no tunnel holds: given to no other file system. */
+  /** Ports that mounts name (now, or as left behind by a forced stop): given to no other file system. */
+  private heldPorts(): Set<number> {
+    return new Set([...this.mountedPorts, ...this.leftMounted.keys()]);
+  }
+
+  /** Ports of port_range that mounts name but no tunnel holds. */
   portsHeldByMounts(): number {
     const { first, last } = this.cfg.port_range;
     const used = new Set([...this.tunnels.values()].map((t) => t.record.port));
-    const held = new Set([...this.mountedPorts, ...this.leftMounted.keys()]);
-    return [...held].filter((p) => p >= first && p <= last && !used.has(p)).length;
+    return [...this.heldPorts()].filter((p) => p >= first && p <= last && !used.has(p)).length;
   }
 
   private async forgetLeftMount(port: number): Promise<void> {
@@ -368,7 +372,7 @@ export class TunnelManager {
     // the port of this file system's own mount left behind by stop --force, which it gets back first.
     const candidates = wantPort !== null
       ? [wantPort]
-      : [...this.portLeftMounted(req.fsId, used, first, last), ...pickPort(first, last, new Set([...used, ...this.mountedPorts, ...this.leftMounted.keys()]))];
+      : [...this.portLeftMounted(req.fsId, used, first, last), ...pickPort(first, last, new Set([...used, ...this.heldPorts()]))];
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
       try {
@@ -599,17 +603,15 @@ export class TunnelManager {
     t.restarts = this.restartCount.get(record.fs_id) ?? 0;
     // One line per new failure kind, then at most one a minute: a flapping
     // target, or an NFS client reconnecting into the same failure, must not flood the journal.
-    const handshakeLog = new RateLimitedLog(60_000);
-    const limiters = { handshake_failed: handshakeLog, session_failed: new RateLimitedLog(60_000), accept_failed: new RateLimitedLog(60_000) };
-    for (const kind of ['handshake_failed', 'session_failed', 'accept_failed'] as const) {
-      const limiter = limiters[kind];
+    const logs = { handshake_failed: new RateLimitedLog(60_000), session_failed: new RateLimitedLog(60_000), accept_failed: new RateLimitedLog(60_000) };
+    for (const [kind, limiter] of Object.entries(logs) as Array<[keyof typeof logs, RateLimitedLog]>) {
       relay.on(kind, (err) => {
         t.note(kind, err);
         if (limiter.admit(err.code)) this.log.warn(`tunnel.${kind}`, { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
       });
     }
     relay.on('handshake', () => {
-      if (handshakeLog.reset()) {
+      if (logs.handshake_failed.reset()) {
         this.log.info('tunnel.handshake_ok', { fs: record.fs_id, port: record.port });
         t.note('handshake_ok');
       }
