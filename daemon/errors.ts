@@ -13,7 +13,7 @@ export const ERRORS = {
   },
   STATE_WRITE_FAILED: {
     title: 'a file in the state directory could not be written',
-    hint: 'Free space in the state directory\'s file system (/run is a small tmpfs: `df -h /run`) or fix its permissions, then repeat the request. Running tunnels are not affected, and what the daemon records on its own (a mount that appeared or went) is tried again.',
+    hint: 'Free space in the state directory\'s file system (/run is a small tmpfs: `df -h /run`) or make it writable again (its permissions, or a file system mounted read-only), then repeat the request. Running tunnels are not affected, and what the daemon records on its own (a mount that appeared or went) is tried again.',
   },
   BAD_FS_ID: {
     title: 'invalid file system id',

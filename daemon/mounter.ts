@@ -127,8 +127,10 @@ export class Mounter {
       }
       // The mounts as they are now, not at the last poll, decide whether the tunnel is still used.
       await this.manager.setMountedPorts(new Set((await this.procMounts()).flatMap((m) => tunnelPortOf(m) ?? [])));
-      await this.manager.forgetMount(owner.fs_id, dir, 'efsctl detach');
-      await this.manager.stopIfUnused(owner.fs_id);
+      // Unmounted either way: a record that cannot be written yet is caught up by the /proc/mounts watcher.
+      const recorded = await this.stateWritten(owner.fs_id, dir, `unmounted ${dir}, but not recorded yet`, 'the tunnel keeps running until the state dir takes it', () =>
+        this.manager.forgetMount(owner.fs_id, dir, 'efsctl detach'));
+      if (recorded) await this.manager.stopIfUnused(owner.fs_id);
       const stillThere = this.manager.record(owner.fs_id) !== undefined;
       this.log.info('mount.detached', { fs: owner.fs_id, dir, tunnel_stopped: !stillThere });
       return { dir, fs_id: owner.fs_id, tunnel_stopped: !stillThere };
@@ -140,13 +142,23 @@ export class Mounter {
    * mount stands: false, and the /proc/mounts watcher records it (adopt) once
    * it can.
    */
-  private async recordMade(fsId: string, dir: string): Promise<boolean> {
+  private recordMade(fsId: string, dir: string): Promise<boolean> {
+    return this.stateWritten(fsId, dir, `mounted at ${dir}, but not recorded yet`, 'the tunnel keeps running, and the mount is recorded once the state dir takes it', () =>
+      this.manager.recordMount(fsId, dir));
+  }
+
+  /**
+   * A record change after a mount or unmount that has happened: if the state
+   * dir cannot take it (STATE_WRITE_FAILED), say so in the log and return
+   * false instead of failing a request whose work is done.
+   */
+  private async stateWritten(fsId: string, dir: string, what: string, then: string, write: () => Promise<void>): Promise<boolean> {
     try {
-      await this.manager.recordMount(fsId, dir);
+      await write();
       return true;
     } catch (err) {
       if (!(err instanceof RelayError) || err.code !== 'STATE_WRITE_FAILED') throw err;
-      this.log.warn('mounts.update_failed', { fs: fsId, code: err.code, dir, msg: `mounted at ${dir}, but not recorded yet: ${err.message}; the tunnel keeps running, and the mount is recorded once the state dir takes it` });
+      this.log.warn('mounts.update_failed', { fs: fsId, code: err.code, dir, msg: `${what}: ${err.message}; ${then}` });
       return false;
     }
   }

@@ -104,7 +104,12 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
   }
 
   async remove(fsId: string): Promise<void> {
-    await rm(this.fileFor(fsId), { force: true });
+    const file = this.fileFor(fsId);
+    try {
+      await rm(file, { force: true });
+    } catch (err) {
+      throw new RelayError('STATE_WRITE_FAILED', `Cannot remove ${file}: ${(err as Error).message}`, { cause: err });
+    }
     await this.syncDir(this.dir);
     this.emit('change', { kind: 'removed', fsId });
   }

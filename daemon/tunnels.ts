@@ -491,7 +491,13 @@ export class TunnelManager {
     if (!t || t.record.mounts.length > 0 || this.claims.get(fsId) || this.fstabWanted.has(fsId)) return;
     // Nor while /proc/mounts (the last read) has a mount through its port that the record lacks (not written yet).
     if (this.mountedPorts.has(t.record.port)) return;
-    await this.remove(t, 'no mount and no fstab line uses it');
+    try {
+      await this.remove(t, 'no mount and no fstab line uses it');
+    } catch (err) {
+      // Only its record stands in the way (a read-only state dir): a tunnel too many harms nobody.
+      if (!(err instanceof RelayError) || err.code !== 'STATE_WRITE_FAILED') throw err;
+      this.log.warn('tunnel.stop_failed', { fs: fsId, code: err.code, port: t.record.port, msg: `nothing uses ${fsId}'s tunnel any more, but it keeps running: ${err.message}; \`efsctl stop ${fsId}\` stops it once the state dir can be written` });
+    }
   }
 
   /**
@@ -500,9 +506,12 @@ export class TunnelManager {
    * removed by hand) keep naming its port: whose port it was is kept.
    */
   private async remove(t: Tunnel, why: string, deleteRecord = true): Promise<void> {
+    // The record goes first: a record that cannot be removed (a read-only
+    // state dir) would bring the tunnel back at the next restart or state
+    // change, so the tunnel keeps running and the caller hears why.
+    if (deleteRecord) await this.store.remove(t.record.fs_id);
     this.untrack(t);
     await t.relay.close();
-    if (deleteRecord) await this.store.remove(t.record.fs_id);
     this.log.info('tunnel.stopped', { fs: t.record.fs_id, port: t.record.port, msg: why });
     const { port, fs_id: fsId, mounts } = t.record;
     if (mounts.length === 0) return;

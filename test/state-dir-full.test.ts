@@ -1,8 +1,8 @@
-// A full state directory (/run is a small tmpfs): the daemon cannot write
+// A full state directory (/run is a small tmpfs), or a read-only one: the daemon cannot write
 // tunnel records, and must say so without dropping a single tunnel. The
 // state dir here is a real tmpfs of 256 KiB, filled to the last block.
 import { expect } from 'chai';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, run, tempDir, waitFor, sleep } from './helpers/daemon.js';
 import { openClient } from './helpers/client.js';
@@ -11,7 +11,7 @@ import { MountTargetStandIn } from './helpers/mount-target.js';
 import type { DoctorReport } from '../cli/doctor.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 
-describe('a full state directory', function () {
+describe('a full or read-only state directory', function () {
   let small: string;
   let target: MountTargetStandIn;
   let daemon: Daemon;
@@ -36,6 +36,18 @@ describe('a full state directory', function () {
     await target?.stop();
     if (small) await run('umount', [small]);
   });
+
+  // A failed test must not leave the next one a full or read-only state dir.
+  afterEach(async () => {
+    if (!small) return;
+    await remount('rw');
+    rmSync(filler(), { force: true });
+  });
+
+  async function remount(mode: 'ro' | 'rw'): Promise<void> {
+    const r = await run('mount', ['-o', `remount,${mode}`, small]);
+    if (r.code !== 0) throw new Error(`mount -o remount,${mode} ${small}: ${r.stderr}`);
+  }
 
   function fill(): void {
     const fd = openSync(filler(), 'w');
@@ -116,6 +128,43 @@ describe('a full state directory', function () {
     expect(daemon.exitCode).to.equal(null);
   });
 
+  it('reports a detach that unmounted but could not record it as done, and forgets the mount once there is space', async () => {
+    const dir = join(daemon.dir, 'mnt', 'd3');
+    mkdirSync(dir, { recursive: true });
+    const fs = 'fs-0d0c0005';
+    expect((await daemon.efsctl('attach', fs, dir, '-o', 'mounttargetip=127.0.0.44,region=us-east-1')).code).to.equal(0);
+    fill();
+    const r = await daemon.efsctl('detach', dir, '--json');
+    expect(r.code, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout)).to.deep.equal({ dir, fs_id: fs, tunnel_stopped: false });
+    expect(daemon.mount.mounts().some((l) => l.split(' ')[1] === dir), 'unmounted').to.equal(false);
+    expect(daemon.logs).to.match(new RegExp(`warn mounts\\.update_failed fs=${fs} code=STATE_WRITE_FAILED msg="unmounted ${dir}, but not recorded yet: Cannot write `));
+    const record = (): string[] => (JSON.parse(readFileSync(join(small, 'state', `${fs}.json`), 'utf8')) as { mounts: string[] }).mounts;
+    expect(record()).to.deep.equal([dir]);
+    rmSync(filler());
+    await waitFor('the tunnel stopped once the unmount is recorded', async () => !(await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.some((t) => t.fs_id === fs));
+    expect(existsSync(join(small, 'state', `${fs}.json`))).to.equal(false);
+  });
+
+  it('keeps the tunnel that an attach made when the state dir filled before its mount could be recorded', async () => {
+    const dir = join(daemon.dir, 'mnt', 'e');
+    mkdirSync(dir, { recursive: true });
+    const fs = 'fs-0d0c0006';
+    // The mount command itself fills the state dir: the tunnel's record is written, the mount's cannot be.
+    daemon.mount.behave('mount', { fillFile: filler() });
+    const r = await daemon.efsctl('attach', fs, dir, '-o', 'mounttargetip=127.0.0.44,region=us-east-1');
+    daemon.mount.behave('mount', {});
+    expect(r.code, r.stderr).to.equal(0);
+    expect(daemon.logs).to.match(new RegExp(`warn mounts\\.update_failed fs=${fs} code=STATE_WRITE_FAILED msg="mounted at ${dir}, but not recorded yet`));
+    await sleep(500); // several reads of the mount list
+    const tunnel = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fs);
+    expect(tunnel, 'the new tunnel stays').to.not.equal(undefined);
+    expect(daemon.mount.mounts().find((l) => l.split(' ')[1] === dir)).to.contain(`port=${tunnel!.port}`);
+    rmSync(filler());
+    await waitFor('the mount recorded', async () => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fs)?.mounts.includes(dir));
+    expect((await daemon.efsctl('detach', dir)).code).to.equal(0);
+  });
+
   it('refuses to stop a tunnel that a mount uses while its record cannot say so yet', async () => {
     const fs = 'fs-0d0c0004';
     const port = (await daemon.efsctlJson<{ tunnel: TunnelView }>('add', fs, '-o', 'mounttargetip=127.0.0.44,region=us-east-1')).tunnel.port;
@@ -131,5 +180,39 @@ describe('a full state directory', function () {
     await waitFor('the mount recorded', async () => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fs)?.mounts.includes('/mnt/byhand'));
     expect((await daemon.efsctl('stop', fs)).stderr).to.contain(`${fs} is mounted at /mnt/byhand; refusing to stop its tunnel [TUNNEL_MOUNTED]`);
     expect((await daemon.efsctl('stop', fs, '--force')).code).to.equal(0);
+  });
+
+  it('refuses to stop a tunnel whose record cannot be removed (read-only state dir), and the tunnel keeps relaying', async () => {
+    const port = (await daemon.efsctlJson<{ tunnel: TunnelView }>('add', FS_ID, '-o', 'mounttargetip=127.0.0.44,region=us-east-1')).tunnel.port;
+    const sock = await openClient(port);
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    await remount('ro');
+    const stop = await daemon.efsctl('stop', FS_ID, '--force');
+    expect(stop.code).to.equal(1);
+    expect(stop.stderr).to.match(new RegExp(`^efsctl: Cannot remove ${join(small, 'state', `${FS_ID}.json`)}: EROFS: read-only file system.* \\[STATE_WRITE_FAILED\\]\nefsctl: .*a file system mounted read-only`));
+    sock.write('still');
+    await waitFor('the connection still relays', () => got === 'still');
+    expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === FS_ID)?.port).to.equal(port);
+    await remount('rw');
+    sock.destroy();
+    expect(existsSync(join(small, 'state', `${FS_ID}.json`)), 'the record stays with its tunnel').to.equal(true);
+  });
+
+  it('keeps a tunnel whose fstab line went while its record cannot be removed, and says how to stop it', async () => {
+    const fs = 'fs-0d0c0008';
+    writeFileSync(daemon.fstab, `${fs} /mnt/f8 efs _netdev,tls,mounttargetip=127.0.0.44,region=us-east-1 0 0\n`);
+    await waitFor('the fstab tunnel', async () => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.some((t) => t.fs_id === fs));
+    await remount('ro');
+    writeFileSync(daemon.fstab, '# the line is gone\n');
+    await waitFor('the failed stop in the log', () => daemon.logs.includes(`tunnel.stop_failed fs=${fs}`));
+    const line = daemon.logs.split('\n').find((l) => l.includes('tunnel.stop_failed')) ?? '';
+    expect(line).to.match(new RegExp(`warn tunnel\\.stop_failed fs=${fs} code=STATE_WRITE_FAILED msg="nothing uses ${fs}'s tunnel any more, but it keeps running: Cannot remove ${join(small, 'state', `${fs}.json`)}: EROFS: read-only file system`));
+    expect(line).to.contain(`; \`efsctl stop ${fs}\` stops it once the state dir can be written"`);
+    expect(daemon.logs).to.not.contain('fstab.apply_failed');
+    const t = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((x) => x.fs_id === fs);
+    expect(t?.state, 'still listening').to.equal('listening');
+    await remount('rw');
+    expect((await daemon.efsctl('stop', fs)).code).to.equal(0);
   });
 });

@@ -14,6 +14,8 @@ export interface Behaviour {
   fail?: number;
   message?: string;
   code?: number;
+  /** On success, write zeros to this file until its file system is full (ENOSPC). */
+  fillFile?: string;
 }
 
 const SCRIPT = `#!/usr/bin/env node
@@ -29,10 +31,12 @@ function locked(fn) {
   for (;;) { try { fs.mkdirSync(lock); break; } catch { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); } }
   try { return fn(); } finally { fs.rmdirSync(lock); }
 }
+let fillFile = null;
 const failed = locked(() => {
   const file = path.join(dir, role + '-behaviour.json');
   if (!fs.existsSync(file)) return null;
   const b = JSON.parse(fs.readFileSync(file, 'utf8'));
+  fillFile = b.fillFile || null;
   if (!b.fail) return null;
   b.fail--;
   fs.writeFileSync(file, JSON.stringify(b));
@@ -58,6 +62,10 @@ locked(() => {
   fs.writeFileSync(procMounts + '.tmp', lines.map((l) => l + '\\n').join(''));
   fs.renameSync(procMounts + '.tmp', procMounts);
 });
+if (fillFile) {
+  const fd = fs.openSync(fillFile, 'w');
+  try { for (;;) fs.writeSync(fd, Buffer.alloc(4096)); } catch (e) { if (e.code !== 'ENOSPC') throw e; } finally { fs.closeSync(fd); }
+}
 `;
 
 export class MountStandIn {
