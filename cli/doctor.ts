@@ -113,6 +113,12 @@ async function stateDirCheck(cfg: Config): Promise<Check> {
   }
   const free = s.bavail * s.bsize;
   const text = `${cfg.state_dir}: ${mib(free)} free of ${mib(s.blocks * s.bsize)}`;
+  // access() answers EROFS even for root, whom permissions never stop.
+  const readOnly = await access(cfg.state_dir, constants.W_OK).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'EROFS');
+  if (readOnly) {
+    return bad('state_dir', 'fail', `${cfg.state_dir}: read-only file system: no tunnel can be added or stopped, and no mount change recorded (STATE_WRITE_FAILED)`,
+      'Remount that file system read-write (`findmnt -T` of the state dir shows which). Running tunnels are not affected.');
+  }
   if (free < STATE_DIR_MIN_FREE) {
     return bad('state_dir', 'warn', `${text}: new tunnels and mount changes cannot be recorded once it is full (STATE_WRITE_FAILED)`,
       'Free space on that file system (`df -h` of it; /run is a small tmpfs). Running tunnels are not affected.');

@@ -188,6 +188,13 @@ describe('a full or read-only state directory', function () {
     let got = '';
     sock.on('data', (d: Buffer) => (got += d.toString()));
     await remount('ro');
+    const doctor = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+    expect(doctor.checks.find((c) => c.name === 'state_dir')).to.deep.equal({
+      name: 'state_dir',
+      status: 'fail',
+      message: `${join(small, 'state')}: read-only file system: no tunnel can be added or stopped, and no mount change recorded (STATE_WRITE_FAILED)`,
+      fix: 'Remount that file system read-write (`findmnt -T` of the state dir shows which). Running tunnels are not affected.',
+    });
     const stop = await daemon.efsctl('stop', FS_ID, '--force');
     expect(stop.code).to.equal(1);
     expect(stop.stderr).to.match(new RegExp(`^efsctl: Cannot remove ${join(small, 'state', `${FS_ID}.json`)}: EROFS: read-only file system.* \\[STATE_WRITE_FAILED\\]\nefsctl: .*a file system mounted read-only`));
