@@ -327,8 +327,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   private async classify(err: unknown): Promise<{ code: ErrorCode; message: string }> {
     const { spec } = this;
     let code = classifyUpstreamError(err);
-    const cause = err instanceof Error ? err.message : String(err);
-    let message = err instanceof RelayError ? err.message : `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${cause}`;
+    // OpenSSL's reason, not its whole error line (tlsErrorText).
+    let message = err instanceof RelayError ? err.message : `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${tlsErrorText(err)}`;
     // Nothing was refused: the daemon could not open a socket at all.
     if (code === 'FD_LIMIT') message = `Cannot open a connection to ${spec.address}:${spec.targetPort}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
     if (AMBIGUOUS.has(code)) {

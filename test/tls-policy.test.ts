@@ -81,19 +81,24 @@ describe('TLS policy', function () {
     expect(target.sessions[0]?.protocol).to.equal('TLSv1.2');
   });
 
-  const refusals: Array<[string, string, ServerCase]> = [
-    ['a chain from another CA', 'TLS_UNTRUSTED_CHAIN', { cert: (c) => c.untrusted }],
-    ['a certificate for another file system', 'TLS_HOSTNAME_MISMATCH', { cert: (c) => c.otherFs }],
-    ['an expired certificate', 'TLS_CERT_EXPIRED', { cert: (c) => c.expired }],
-    ['a self-signed leaf', 'TLS_SELF_SIGNED', { cert: (c) => c.selfSigned }],
-    ['a server that only offers TLS 1.3', 'TLS_PROTOCOL_REFUSED', { cert: (c) => c.good, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' }],
+  // What efsctl status and the log say after "refused: ": OpenSSL's reason, never its whole error line.
+  const refusals: Array<[string, string, ServerCase, string]> = [
+    ['a chain from another CA', 'TLS_UNTRUSTED_CHAIN', { cert: (c) => c.untrusted }, 'unable to verify the first certificate'],
+    ['a certificate for another file system', 'TLS_HOSTNAME_MISMATCH', { cert: (c) => c.otherFs },
+      `Hostname/IP does not match certificate's altnames: Host: ${FS_NAME}. is not in the cert's altnames: DNS:fs-87654321.efs.us-east-1.amazonaws.com`],
+    ['an expired certificate', 'TLS_CERT_EXPIRED', { cert: (c) => c.expired }, 'certificate has expired'],
+    ['a self-signed leaf', 'TLS_SELF_SIGNED', { cert: (c) => c.selfSigned }, 'self-signed certificate'],
+    ['a server that only offers TLS 1.3', 'TLS_PROTOCOL_REFUSED', { cert: (c) => c.good, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' },
+      'tlsv1 alert protocol version (alert 70) (the server negotiates TLSv1.3 with TLS_AES_256_GCM_SHA384)'],
     ['a server that only offers TLS 1.0/1.1', 'TLS_PROTOCOL_DOWNGRADE',
-      { cert: (c) => c.good, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }],
+      { cert: (c) => c.good, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' },
+      'sslv3 alert handshake failure (alert 40) (the server negotiates TLSv1.1 with ECDHE-ECDSA-AES256-SHA)'],
     ['a server that only offers AES-128 suites', 'TLS_CIPHER_REFUSED',
-      { cert: (c) => c.good, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA256' }],
+      { cert: (c) => c.good, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA256' },
+      'sslv3 alert handshake failure (alert 40) (the server negotiates TLSv1.2 with ECDHE-ECDSA-AES128-GCM-SHA256)'],
   ];
-  for (const [what, code, server] of refusals) {
-    it(`refuses ${what} with ${code}, sends no plaintext, and shows the code in efsctl status`, async () => {
+  for (const [what, code, server, reason] of refusals) {
+    it(`refuses ${what} with ${code}, sends no plaintext, and shows the code and the reason in efsctl status`, async () => {
       const { target, result, status, human } = await throughTunnel(daemon, '127.0.0.4', server);
       expect(result.received.length, 'the client got no data').to.equal(0);
       // Node checks the chain and name once the handshake is done, so the server may see a session
@@ -101,6 +106,7 @@ describe('TLS policy', function () {
       expect(target.received, 'the server received no application data').to.have.length(0);
       expect(target.wireBytes().includes(Buffer.from(SECRET)), 'plaintext on the wire').to.equal(false);
       expect(status.last_error?.code).to.equal(code);
+      expect(status.last_error?.message).to.equal(`TLS connection to 127.0.0.4:2049 (${FS_NAME}) refused: ${reason}`);
       expect(status.connections).to.deep.include({ ok: 0, failed: 1 });
       expect(status.handshake_failures).to.deep.equal({ [code]: 1 });
       expect(human).to.contain(`Last error:    ${code}`);
