@@ -107,10 +107,10 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
     const file = this.fileFor(fsId);
     try {
       await rm(file, { force: true });
+      await this.syncDir(this.dir);
     } catch (err) {
       throw new RelayError('STATE_WRITE_FAILED', `Cannot remove ${file}: ${(err as Error).message}`, { cause: err });
     }
-    await this.syncDir(this.dir);
     this.emit('change', { kind: 'removed', fsId });
   }
 
