@@ -12,7 +12,39 @@ export function callerRegionEnv(): Record<string, string> {
   return env;
 }
 
-export async function call(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<unknown> {
+/** How often a waiting caller tries the socket again. */
+const WAIT_RETRY_MS = 100;
+
+/**
+ * One request. With waitMs, a daemon that is not listening yet (no socket,
+ * or nothing accepting on it: it is starting) is tried again until waitMs
+ * has passed; onWait hears once that the wait began. Nothing was sent in
+ * such a try, so any request may be repeated.
+ */
+export async function call(
+  socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000,
+  waitMs = 0, onWait?: (err: RelayError) => void,
+): Promise<unknown> {
+  const deadline = Date.now() + waitMs;
+  let told = false;
+  for (;;) {
+    try {
+      return await callOnce(socketPath, method, params, timeoutMs);
+    } catch (err) {
+      if (!notListening(err) || Date.now() + WAIT_RETRY_MS > deadline) throw err;
+      if (!told) onWait?.(err as RelayError);
+      told = true;
+      await new Promise((r) => setTimeout(r, WAIT_RETRY_MS));
+    }
+  }
+}
+
+function notListening(err: unknown): boolean {
+  const cause = err instanceof RelayError ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
+  return cause?.code === 'ENOENT' || cause?.code === 'ECONNREFUSED';
+}
+
+async function callOnce(socketPath: string, method: string, params: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
   const res = await new Promise<Response>((resolve, reject) => {
     const sock = connect(socketPath);
     let buf = '';
@@ -41,7 +73,7 @@ export async function call(socketPath: string, method: string, params: Record<st
         : err.code === 'ECONNREFUSED' ? 'nothing is listening on it (the daemon is not running)'
         : err.code === 'EACCES' ? 'permission denied (the socket is root-only: run efsctl as root)'
         : err.message;
-      reject(new RelayError('DAEMON_UNREACHABLE', `Cannot reach efs-relayd at ${socketPath}: ${why}`));
+      reject(new RelayError('DAEMON_UNREACHABLE', `Cannot reach efs-relayd at ${socketPath}: ${why}`, { cause: err }));
     });
     sock.on('close', () => {
       clearTimeout(timer);

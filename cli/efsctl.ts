@@ -31,6 +31,8 @@ Options:
   --socket PATH   control socket (default ${DEFAULT_SOCKET}, or control_socket of --config)
   --config PATH   the daemon's config file (default ${DEFAULT_CONFIG_PATH}); doctor checks what it names
   -o OPTS         efs-utils mount options, e.g. -o region=us-east-1,mounttargetip=10.0.0.5
+  --wait SECONDS  if the daemon is not listening yet (starting), try again for up to SECONDS
+                  (every verb but doctor; the unit waits this way until the daemon answers)
   --json          machine-readable output (shapes in the README)
   -h, --help      this text
 
@@ -48,17 +50,20 @@ interface Parsed {
   json: boolean;
   options: string | undefined;
   force: boolean;
+  /** --wait: how long a daemon that is not listening yet is waited for. */
+  waitMs: number;
 }
 
 // Which flags each verb takes, so a misplaced flag is a usage error, not silently ignored.
 const VERB_FLAGS: Record<string, { args: number; flags: string[]; usage: string }> = {
-  add: { args: 1, flags: ['options', 'json'], usage: 'FS_ID' },
-  attach: { args: 2, flags: ['options', 'json'], usage: 'FS_ID[:/path] DIR' },
-  detach: { args: 1, flags: ['json'], usage: 'DIR' },
-  list: { args: 0, flags: ['json'], usage: '' },
-  status: { args: 1, flags: ['json'], usage: 'FS_ID' },
-  stop: { args: 1, flags: ['force', 'json'], usage: 'FS_ID' },
-  version: { args: 0, flags: ['json'], usage: '' },
+  add: { args: 1, flags: ['options', 'json', 'wait'], usage: 'FS_ID' },
+  attach: { args: 2, flags: ['options', 'json', 'wait'], usage: 'FS_ID[:/path] DIR' },
+  detach: { args: 1, flags: ['json', 'wait'], usage: 'DIR' },
+  list: { args: 0, flags: ['json', 'wait'], usage: '' },
+  status: { args: 1, flags: ['json', 'wait'], usage: 'FS_ID' },
+  stop: { args: 1, flags: ['force', 'json', 'wait'], usage: 'FS_ID' },
+  version: { args: 0, flags: ['json', 'wait'], usage: '' },
+  // doctor reports a daemon that is down; it does not wait for one.
   doctor: { args: 0, flags: ['json'], usage: '' },
 };
 
@@ -73,6 +78,7 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
         json: { type: 'boolean' },
         options: { type: 'string', short: 'o' },
         force: { type: 'boolean' },
+        wait: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -91,10 +97,14 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
     const what = spec.args === 0 ? 'no arguments' : `${spec.args} argument${spec.args > 1 ? 's' : ''} (${spec.usage})`;
     throw new UsageError(`"${verb}" takes ${what}, got ${args.length}`);
   }
-  for (const flag of ['json', 'options', 'force'] as const) {
+  for (const flag of ['json', 'options', 'force', 'wait'] as const) {
     if (values[flag] !== undefined && !spec.flags.includes(flag)) {
       throw new UsageError(`"${verb}" does not take ${flag === 'options' ? '-o' : `--${flag}`}`);
     }
+  }
+  const wait = values.wait === undefined ? 0 : Number(values.wait);
+  if (values.wait !== undefined && (values.wait.trim() === '' || !Number.isFinite(wait) || wait < 0)) {
+    throw new UsageError(`--wait takes a number of seconds, got "${values.wait}"`);
   }
   // --config names the daemon's config: its socket, and what doctor checks.
   const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
@@ -106,6 +116,7 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
     json: values.json ?? false,
     options: values.options,
     force: values.force ?? false,
+    waitMs: wait * 1000,
   };
 }
 
@@ -118,6 +129,12 @@ function print(text: string): void {
 
 async function run(p: Parsed): Promise<void> {
   const out = (json: unknown, human: string): void => print(p.json ? JSON.stringify(json, null, 2) : human);
+  // Said once, on stderr, so that a boot log or a script shows what it is waiting for.
+  const waiting = (err: RelayError): void => {
+    process.stderr.write(`efsctl: ${err.message}; waiting up to ${p.waitMs / 1000} s for it to start\n`);
+  };
+  const ask = (method: string, params: Record<string, unknown> = {}, timeoutMs?: number): Promise<unknown> =>
+    call(p.socket, method, params, timeoutMs, p.waitMs, waiting);
   switch (p.verb) {
     case 'add': {
       const fsId = p.args[0] as string;
@@ -126,7 +143,7 @@ async function run(p: Parsed): Promise<void> {
       const opts = parseOptions(p.options);
       onlyTunnelOptions(opts);
       tunnelOptions(opts);
-      const res = (await call(p.socket, 'add', { fs_id: fsId, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl' })) as AddResult;
+      const res = (await ask('add', { fs_id: fsId, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl' })) as AddResult;
       const t = res.tunnel;
       out(
         res,
@@ -136,14 +153,14 @@ async function run(p: Parsed): Promise<void> {
       return;
     }
     case 'list': {
-      const res = (await call(p.socket, 'list')) as { tunnels: TunnelView[]; unencrypted_mounts: UnencryptedMount[] };
+      const res = (await ask('list')) as { tunnels: TunnelView[]; unencrypted_mounts: UnencryptedMount[] };
       out(res, tunnelTable(res.tunnels, res.unencrypted_mounts));
       return;
     }
     case 'status': {
       const fsId = p.args[0] as string;
       checkFsId(fsId);
-      const res = (await call(p.socket, 'status', { fs_id: fsId })) as TunnelDetail;
+      const res = (await ask('status', { fs_id: fsId })) as TunnelDetail;
       out(res, tunnelDetail(res));
       return;
     }
@@ -151,7 +168,7 @@ async function run(p: Parsed): Promise<void> {
       const spec = requireSpec(p.args[0] as string);
       const dir = resolve(p.args[1] as string);
       attachOptions(p.options ?? '', spec.region); // fail fast on bad options
-      const res = (await call(p.socket, 'attach', {
+      const res = (await ask('attach', {
         spec: p.args[0], dir, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl',
       }, MOUNT_TIMEOUT_MS)) as AttachResult;
       const t = res.tunnel;
@@ -162,14 +179,14 @@ async function run(p: Parsed): Promise<void> {
     }
     case 'detach': {
       const dir = resolve(p.args[0] as string);
-      const res = (await call(p.socket, 'detach', { dir }, MOUNT_TIMEOUT_MS)) as { dir: string; fs_id: string; tunnel_stopped: boolean };
+      const res = (await ask('detach', { dir }, MOUNT_TIMEOUT_MS)) as { dir: string; fs_id: string; tunnel_stopped: boolean };
       out(res, `${dir} unmounted; ${res.tunnel_stopped ? `the tunnel for ${res.fs_id} stopped (nothing else uses it)` : `the tunnel for ${res.fs_id} keeps running (still in use)`}`);
       return;
     }
     case 'stop': {
       const fsId = p.args[0] as string;
       checkFsId(fsId);
-      const res = (await call(p.socket, 'stop', { fs_id: fsId, force: p.force })) as TunnelView;
+      const res = (await ask('stop', { fs_id: fsId, force: p.force })) as TunnelView;
       // A forced stop leaves mounts without their tunnel: say what that means for them and how to recover.
       const left = res.mounts.length === 0 ? '' :
         `\n${res.mounts.join(', ')} still mounted through port ${res.port}: their I/O waits until \`efsctl add ${res.fs_id}\` gives the port back, or unmount them`;
@@ -186,7 +203,7 @@ async function run(p: Parsed): Promise<void> {
       let daemon: Record<string, unknown> | null = null;
       let unreachable: RelayError | null = null;
       try {
-        daemon = (await call(p.socket, 'version', {}, 5_000)) as Record<string, unknown>;
+        daemon = (await ask('version', {}, 5_000)) as Record<string, unknown>;
       } catch (err) {
         unreachable = asRelayError(err);
       }

@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { BIN, Daemon, run, tempDir } from './helpers/daemon.js';
+import { spawn } from 'node:child_process';
+import { BIN, Daemon, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
@@ -210,6 +211,45 @@ describe('efsctl', function () {
       expect(r.code, args.join(' ')).to.equal(3);
       expect(r.stderr).to.contain(`Cannot reach efs-relayd at ${sock}: no socket there (is the daemon running?) [DAEMON_UNREACHABLE]`);
       expect(r.stderr).to.contain('systemctl start efs-relayd');
+    }
+  });
+
+  it('--wait holds a request until a daemon that is still starting answers, saying once what it waits for', async () => {
+    const starting = new Daemon(daemonConfig(21700));
+    const child = spawn(join(BIN, 'efsctl'), ['--socket', starting.socket, '--wait', '30', 'add', 'fs-0000bbbb', '-o', OPTS], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', r));
+    try {
+      await waitFor('efsctl saying it waits', () => stderr.includes('waiting up to 30 s'));
+      await sleep(500); // several more tries
+      expect(child.exitCode, 'still waiting while no daemon runs').to.equal(null);
+      expect(stderr).to.equal(`efsctl: Cannot reach efs-relayd at ${starting.socket}: no socket there (is the daemon running?); waiting up to 30 s for it to start\n`);
+      await starting.start();
+      expect(await exited).to.equal(0);
+      expect(stdout).to.match(/^fs-0000bbbb: tunnel started on 127\.0\.0\.1:217\d\d → 127\.0\.0\.13:2049/);
+    } finally {
+      child.kill();
+      await starting.stop();
+    }
+  });
+
+  it('--wait gives up after its seconds with exit 3, and takes only a number of seconds', async () => {
+    const sock = join(tempDir('nosock'), 'control.sock');
+    const r = await run(join(BIN, 'efsctl'), ['--socket', sock, '--wait', '0.5', 'list']);
+    expect(r.code).to.equal(3);
+    expect(r.stderr.split('\n').filter((l) => l.includes('waiting up to 0.5 s'))).to.have.length(1);
+    expect(r.stderr).to.contain(`Cannot reach efs-relayd at ${sock}: no socket there (is the daemon running?) [DAEMON_UNREACHABLE]`);
+    for (const [args, msg] of [
+      [['--wait', 'soon', 'list'], '--wait takes a number of seconds, got "soon"'],
+      [['--wait=-1', 'list'], '--wait takes a number of seconds, got "-1"'],
+      [['--wait', '5', 'doctor'], '"doctor" does not take --wait'],
+    ] as Array<[string[], string]>) {
+      const bad = await run(join(BIN, 'efsctl'), ['--socket', sock, ...args]);
+      expect(bad.code, args.join(' ')).to.equal(2);
+      expect(bad.stderr).to.contain(`efsctl: ${msg} [USAGE]`);
     }
   });
 

@@ -3,11 +3,12 @@
 // to a stand-in outside, and a purge leaves nothing behind.
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ROOT, run, sleep, waitFor } from './helpers/daemon.js';
 import { FS_ID, testCerts } from './helpers/fixtures.js';
+import { openClient } from './helpers/client.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
 
@@ -80,9 +81,9 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
     treeBefore = before;
   }
 
-  async function startDaemon(what: string): Promise<void> {
+  async function startDaemon(what: string, argv = ['/usr/sbin/efs-relayd', '--config', '/root/test.yaml']): Promise<void> {
     let log = '';
-    daemon = spawn('chroot', [root, '/usr/sbin/efs-relayd', '--config', '/root/test.yaml'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon = spawn('chroot', [root, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
     daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
     await waitFor(what, () => log.includes('daemon.started'), 15_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${log}`);
@@ -154,6 +155,34 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
     const list = JSON.parse((await run('chroot', [root, 'efsctl', 'list', '--json'])).stdout) as { tunnels: Array<{ fs_id: string; port: number; state: string }> };
     expect(list.tunnels.map((t) => [t.fs_id, t.port, t.state])).to.deep.equal([[FS_ID, port, 'listening']]);
     expect((await nfsCatSha256(ganesha.v4Url('before-upgrade.bin', port))).sha256).to.equal(await sha256File(src));
+  });
+
+  it('starts as the unit does: ExecStartPost returns only once the daemon answers with every tunnel listening', async () => {
+    const port = await tunnel();
+    await stopDaemon();
+    const unit = readFileSync(join(root, 'lib/systemd/system/efs-relayd.service'), 'utf8');
+    // The unit's own command lines, with the test's config in place of the installed one (Amazon's CAs, default ports).
+    const command = (key: string): string[] => {
+      const line = unit.split('\n').find((l) => l.startsWith(`${key}=`));
+      expect(line, key).to.be.a('string');
+      expect(line, `${key} names the installed config`).to.contain('--config /etc/efs-relay/config.yaml');
+      return line!.slice(key.length + 1).replace('/etc/efs-relay/config.yaml', '/root/test.yaml').split(' ');
+    };
+    const post = spawn('chroot', [root, ...command('ExecStartPost')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    post.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    post.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const done = new Promise<number | null>((r) => post.on('exit', r));
+    await waitFor('ExecStartPost waiting for the daemon', () => err.includes('waiting up to'));
+    expect(post.exitCode, 'no daemon yet: still waiting').to.equal(null);
+    await startDaemon('the daemon started by the unit\'s ExecStart', command('ExecStart'));
+    expect(await done, err).to.equal(0);
+    expect(out).to.match(new RegExp(`^efsctl ${VERSION.replaceAll('.', '\\.')}\nefs-relayd ${VERSION.replaceAll('.', '\\.')} \\(pid \\d+`));
+    // What a mount ordered after the unit finds: its tunnel, listening on its port.
+    const list = JSON.parse((await run('chroot', [root, 'efsctl', '--config', '/root/test.yaml', 'list', '--json'])).stdout) as { tunnels: Array<{ fs_id: string; port: number; state: string }> };
+    expect(list.tunnels.map((t) => [t.fs_id, t.port, t.state])).to.deep.equal([[FS_ID, port, 'listening']]);
+    await openClient(port).then((s) => s.destroy());
   });
 
   it('purges to nothing but what was there before', async () => {

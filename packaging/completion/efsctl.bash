@@ -7,6 +7,7 @@ _efsctl() {
   verbs="add attach detach list status stop doctor version"
   case "$prev" in
     --socket|--config) COMPREPLY=( $(compgen -f -- "$cur") ); return 0 ;;
+    --wait) return 0 ;;
     -o) COMPREPLY=( $(compgen -W "tls tlsport= region= az= mounttargetip= cafile= verify= noocsp" -- "$cur") ); return 0 ;;
     status|stop)
       local ids
@@ -15,7 +16,7 @@ _efsctl() {
     detach) COMPREPLY=( $(compgen -d -- "$cur") ); return 0 ;;
   esac
   if [[ "$cur" == -* ]]; then
-    COMPREPLY=( $(compgen -W "--socket --config --json --force -o --help" -- "$cur") )
+    COMPREPLY=( $(compgen -W "--socket --config --wait --json --force -o --help" -- "$cur") )
     return 0
   fi
   local i verb=""
