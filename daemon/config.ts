@@ -24,6 +24,7 @@ export interface Config {
     unmount_reads: number;
     unmount_grace: number;
     network_check: string;
+    daemon_wait: number;
   };
   relay: { connect_timeout: number; close_timeout: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
@@ -90,6 +91,8 @@ const SCHEMA: Record<string, Field> = {
       unmount_grace: { kind: 'seconds', def: 30, zeroOk: true },
       // mount.efs: a shell command whose failure means "the network is not up yet" (efs-utils checks network.target).
       network_check: { kind: 'string', def: 'test ! -d /run/systemd/system || systemctl is-active --quiet network.target' },
+      // mount.efs: how long a daemon that is not listening yet (restarting) is waited for.
+      daemon_wait: { kind: 'seconds', def: 10, zeroOk: true },
     },
   },
   relay: {

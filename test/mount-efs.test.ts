@@ -3,8 +3,10 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { BIN, Daemon, run, tempDir } from './helpers/daemon.js';
+import { spawn } from 'node:child_process';
+import { BIN, Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig } from './helpers/fixtures.js';
+import type { TunnelView } from '../daemon/tunnels.js';
 
 describe('mount.efs', function () {
   let daemon: Daemon;
@@ -75,10 +77,32 @@ describe('mount.efs', function () {
   it('says how to start the daemon and exits 32 when it is not running', async () => {
     const cfgDir = tempDir('mountefs');
     const cfg = join(cfgDir, 'config.yaml');
-    writeFileSync(cfg, stringify({ state_dir: join(cfgDir, 'state'), mount: { network_check: '' } }));
+    writeFileSync(cfg, stringify({ state_dir: join(cfgDir, 'state'), mount: { network_check: '', daemon_wait: 0.5 } }));
     const r = await run(join(BIN, 'mount.efs'), [FS_ID, dir('nodaemon'), '-o', 'tls,region=us-east-1'], { env: { ...env, EFS_RELAY_CONFIG: cfg } });
     expect(r.code).to.equal(32);
+    const sock = join(cfgDir, 'state', 'control.sock');
+    expect(r.stderr.split('\n')[0]).to.equal(`mount.efs: Cannot reach efs-relayd at ${sock}: no socket there (is the daemon running?); waiting up to 0.5 s for it to start`);
     expect(r.stderr).to.contain('Cannot reach efs-relayd').and.contain('[DAEMON_UNREACHABLE]').and.contain('systemctl start efs-relayd');
+  });
+
+  it('waits for a daemon that is restarting, then mounts through its tunnel', async () => {
+    const later = new Daemon(daemonConfig(21750, { mount: { daemon_wait: 30 } }));
+    const target = dir('restarting');
+    const child = spawn(join(BIN, 'mount.efs'), [FS_ID, target, '-o', 'tls,region=us-east-1,mounttargetip=127.0.0.19'], { env: { ...env, EFS_RELAY_CONFIG: later.configFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', r));
+    try {
+      await waitFor('mount.efs saying it waits', () => stderr.includes('waiting up to 30 s for it to start'));
+      expect(child.exitCode, 'still waiting while no daemon runs').to.equal(null);
+      await later.start();
+      expect(await exited, stderr).to.equal(0);
+      const port = (await later.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === FS_ID)?.port;
+      expect(later.mount.mounts().find((l) => l.split(' ')[1] === target)).to.contain(`port=${port}`);
+    } finally {
+      child.kill();
+      await later.stop();
+    }
   });
 
   it('exits 0 with efs-utils\' message to add _netdev when the network is not up yet', async () => {

@@ -29,6 +29,7 @@ describe('config', () => {
         command: '/sbin/mount.nfs4', umount_command: '/bin/umount', proc_mounts: '/proc/mounts',
         poll_interval: 1, unmount_reads: 5, unmount_grace: 30,
         network_check: 'test ! -d /run/systemd/system || systemctl is-active --quiet network.target',
+        daemon_wait: 10,
       },
       relay: { connect_timeout: 15, close_timeout: 10 },
       log: { level: 'info' },
