@@ -1,6 +1,7 @@
 // The set of tunnels: one record and one relay per file system. All changes
 // go through one queue so concurrent requests never race for a port or make
 // two relays for one file system.
+import { resolve } from 'node:path';
 import type { SecureContext } from 'node:tls';
 import { RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
@@ -348,6 +349,11 @@ export class TunnelManager {
           'BAD_OPTION',
           `${req.fsId} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
         );
+      }
+      // A cafile= asked for must be the one the tunnel verifies with, never silently another.
+      const [has, asked] = [rec.options, options].map((o) => resolve(o.cafile || this.cfg.tls.ca_file));
+      if (has !== asked) {
+        throw new RelayError('BAD_OPTION', `${req.fsId} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`);
       }
       return { tunnel: existing.view(), created: false };
     }

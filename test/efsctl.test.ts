@@ -1,13 +1,13 @@
 // efsctl as a user runs it: verbs, human and --json output, exit codes, and
 // bad input that is refused with efs-utils' messages and changes nothing.
 import { expect } from 'chai';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { BIN, Daemon, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
-import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
+import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
 const FIRST = 20600;
@@ -57,6 +57,17 @@ describe('efsctl', function () {
     expect(b.tunnel.port).to.equal(a.tunnel.port);
     expect((await daemon.efsctl('add', FS_ID, '-o', OPTS)).stdout).to.contain('tunnel already running');
     expect(records()).to.deep.equal(recordsBefore);
+  });
+
+  it('add refuses to hand out a running tunnel that verifies against another CA bundle than the one asked for', async () => {
+    const other = join(tempDir('ca'), 'other-ca.pem');
+    writeFileSync(other, readFileSync(testCerts().ca.certFile));
+    const r = await daemon.efsctl('add', FS_ID, '-o', `${OPTS},cafile=${other}`);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has a tunnel that verifies against ${testCerts().ca.certFile}, not ${other}; stop it first to change its CA bundle [BAD_OPTION]`);
+    // The same bundle named explicitly is the same tunnel.
+    const same = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `${OPTS},cafile=${testCerts().ca.certFile}`);
+    expect(same.created).to.equal(false);
   });
 
   it('add --json has the documented shape', async () => {
