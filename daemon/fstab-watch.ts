@@ -12,6 +12,9 @@ import type { AddRequest, TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 100;
 
+/** The options that make a tunnel differ: its port, its target and the CA bundle it verifies with. */
+const TUNNEL_KEYS = ['tlsport', 'mounttargetip', 'az', 'region', 'cafile'] as const;
+
 export class FstabWatcher {
   private readonly watch: DirWatch;
   private running: Promise<void> = Promise.resolve();
@@ -59,9 +62,22 @@ export class FstabWatcher {
     const wanted = new Map<string, AddRequest>();
     const lineOf = new Map<string, number>();
     for (const e of parsed.entries) {
-      if (e.noauto || wanted.has(e.fsId)) continue;
+      if (e.noauto) continue;
       try {
-        wanted.set(e.fsId, { fsId: e.fsId, options: tunnelOptions({ tls: null, ...e.options }), env: {}, source: 'fstab' });
+        const options = tunnelOptions({ tls: null, ...e.options });
+        const first = wanted.get(e.fsId);
+        if (first) {
+          // One file system, one tunnel: a later line that wants another one would only fail at its mount.
+          const differ = TUNNEL_KEYS.filter((k) => (first.options[k] ?? '') !== (options[k] ?? ''));
+          if (differ.length > 0) {
+            this.log.warn('fstab.line_invalid', {
+              fs: e.fsId, code: 'BAD_OPTION', line: e.line,
+              msg: `${this.file}:${e.line}: ${e.fsId} is also on line ${lineOf.get(e.fsId)} with another ${differ.join(', ')}; a file system has one tunnel, made from line ${lineOf.get(e.fsId)}, so this line's mount would be refused`,
+            });
+          }
+          continue;
+        }
+        wanted.set(e.fsId, { fsId: e.fsId, options, env: {}, source: 'fstab' });
         lineOf.set(e.fsId, e.line);
       } catch (err) {
         const code = err instanceof RelayError ? err.code : 'INTERNAL';

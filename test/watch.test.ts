@@ -62,6 +62,19 @@ describe('fstab watching', function () {
     expect((await tunnels(daemon)).map((t) => t.fs_id).sort()).to.deep.equal(['fs-0f000001', 'fs-0f000002', 'fs-0f000007']);
   });
 
+  it('warns about a second line for a file system that wants another tunnel than its first line', async () => {
+    write([
+      'fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0',
+      'fs-0f000001:/sub /mnt/a-sub efs _netdev,tls,region=us-east-1 0 0',
+      'fs-0f000001:/other /mnt/a-other efs _netdev,tls,region=us-east-1,mounttargetip=127.0.0.60 0 0',
+      'fs-0f000007 /mnt/g efs tls,region=us-east-1 0 0',
+    ].join('\n') + '\n');
+    await waitFor('line 3 logged', () => daemon.logs.includes('fstab:3: fs-0f000001 is also on line 1'), 2_000);
+    expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=fs-0f000001 code=BAD_OPTION msg=".*fstab:3: fs-0f000001 is also on line 1 with another mounttargetip; a file system has one tunnel, made from line 1, so this line's mount would be refused"/);
+    expect(daemon.logs, 'a second line with the same tunnel options is fine').to.not.contain('fstab:2: fs-0f000001');
+    expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f000001')?.target.address).to.equal('fs-0f000001.efs.us-east-1.amazonaws.com');
+  });
+
   it('stops the tunnel of a removed line that nothing mounts', async () => {
     write('fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f000007 /mnt/g efs tls,region=us-east-1 0 0\n');
     await waitFor('fs-0f000002 stopped', async () => !(await has(daemon, 'fs-0f000002')), 2_000);
