@@ -7,13 +7,14 @@ import { asRelayError, RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { readFstab } from './fstab.js';
-import { tunnelOptions } from './options.js';
+import { tunnelOptions, type MountOptions } from './options.js';
+import { resolveTarget } from './target.js';
 import type { AddRequest, TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 100;
 
-/** The options that make a tunnel differ: its port, its target and the CA bundle it verifies with. */
-const TUNNEL_KEYS = ['tlsport', 'mounttargetip', 'az', 'region', 'cafile'] as const;
+/** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle. */
+interface TunnelIdentity { tlsport: string; target: string; cafile: string }
 
 export class FstabWatcher {
   private readonly watch: DirWatch;
@@ -21,7 +22,7 @@ export class FstabWatcher {
   private readonly file: string;
 
   constructor(
-    cfg: Config,
+    private readonly cfg: Config,
     private readonly manager: TunnelManager,
     private readonly log: Logger,
   ) {
@@ -36,6 +37,12 @@ export class FstabWatcher {
       });
     };
     this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, reload, log, 'fstab.watch_error');
+  }
+
+  private tunnelIdentity(fsId: string, o: MountOptions): TunnelIdentity {
+    const t = resolveTarget(fsId, o, {}, this.cfg);
+    const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
+    return { tlsport: o.tlsport ?? 'any', target, cafile: resolve(o.cafile || this.cfg.tls.ca_file) };
   }
 
   async start(): Promise<void> {
@@ -68,11 +75,12 @@ export class FstabWatcher {
         const first = wanted.get(e.fsId);
         if (first) {
           // One file system, one tunnel: a later line that wants another one would only fail at its mount.
-          const differ = TUNNEL_KEYS.filter((k) => (first.options[k] ?? '') !== (options[k] ?? ''));
+          const [a, b] = [first.options, options].map((o) => this.tunnelIdentity(e.fsId, o)) as [TunnelIdentity, TunnelIdentity];
+          const differ = (Object.keys(a) as Array<keyof TunnelIdentity>).filter((k) => a[k] !== b[k]);
           if (differ.length > 0) {
             this.log.warn('fstab.line_invalid', {
               fs: e.fsId, code: 'BAD_OPTION', line: e.line,
-              msg: `${this.file}:${e.line}: ${e.fsId} is also on line ${lineOf.get(e.fsId)} with another ${differ.join(', ')}; a file system has one tunnel, made from line ${lineOf.get(e.fsId)}, so this line's mount would be refused`,
+              msg: `${this.file}:${e.line}: ${e.fsId} is also on line ${lineOf.get(e.fsId)} with another ${differ.map((k) => `${k} (${b[k]} here, ${a[k]} there)`).join(', ')}; a file system has one tunnel, made from line ${lineOf.get(e.fsId)}, so this line's mount would be refused`,
             });
           }
           continue;

@@ -70,7 +70,7 @@ describe('fstab watching', function () {
       'fs-0f000007 /mnt/g efs tls,region=us-east-1 0 0',
     ].join('\n') + '\n');
     await waitFor('line 3 logged', () => daemon.logs.includes('fstab:3: fs-0f000001 is also on line 1'), 2_000);
-    expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=fs-0f000001 code=BAD_OPTION msg=".*fstab:3: fs-0f000001 is also on line 1 with another mounttargetip; a file system has one tunnel, made from line 1, so this line's mount would be refused"/);
+    expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=fs-0f000001 code=BAD_OPTION msg=".*fstab:3: fs-0f000001 is also on line 1 with another target \(127\.0\.0\.60 \(fs-0f000001\.efs\.us-east-1\.amazonaws\.com\) here, fs-0f000001\.efs\.us-east-1\.amazonaws\.com there\); a file system has one tunnel, made from line 1, so this line's mount would be refused"/);
     expect(daemon.logs, 'a second line with the same tunnel options is fine').to.not.contain('fstab:2: fs-0f000001');
     expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f000001')?.target.address).to.equal('fs-0f000001.efs.us-east-1.amazonaws.com');
   });
