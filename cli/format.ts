@@ -19,11 +19,11 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
-/** One word for a tunnel's health: ok, pending (no probe yet), or the failing code. */
+/** One word for a tunnel's health: ok, pending (no probe yet), off (probes off), or the failing code. */
 export function healthWord(t: TunnelView): string {
   const failing = t.health.mounts_failing[0];
   if (failing) return failing.code;
-  if (!t.health.probe) return 'pending';
+  if (!t.health.probe) return t.health.probing ? 'pending' : 'off';
   return t.health.probe.ok ? 'ok' : (t.health.probe.code ?? 'failed');
 }
 
@@ -53,7 +53,7 @@ export function tunnelTable(tunnels: TunnelView[], unencrypted: UnencryptedMount
 
 function probeLine(t: TunnelView): string {
   const p = t.health.probe;
-  if (!p) return 'none yet';
+  if (!p) return t.health.probing ? 'none yet' : 'off (health.probe_interval is 0)';
   const took = `${Math.round(p.duration_seconds * 1000)} ms`;
   return p.ok ? `ok at ${p.at} (${took})` : `failed at ${p.at} (${took}): ${p.code}: ${p.message}`;
 }

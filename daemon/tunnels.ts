@@ -52,6 +52,8 @@ export interface MountCheck {
 }
 
 export interface TunnelHealth {
+  /** false when health.probe_interval is 0: no probe ever comes. */
+  probing: boolean;
   /** The last health probe, or null before the first one. */
   probe: ProbeResult | null;
   /** Mounted directories whose stat failed or hung at the last check. */
@@ -88,7 +90,7 @@ class Tunnel {
   mountsFailing: MountCheck[] = [];
   restarts = 0;
 
-  constructor(record: TunnelRecord, relay: Relay) {
+  constructor(record: TunnelRecord, relay: Relay, readonly probing: boolean) {
     this.record = record;
     this.relay = relay;
   }
@@ -116,7 +118,7 @@ class Tunnel {
       bytes: { upstream: c.bytesUpstream, downstream: c.bytesDownstream },
       last_error: latest(this.listenError, relay.lastError),
       last_connected_at: relay.lastConnectedAt,
-      health: { probe: this.probe, mounts_failing: this.mountsFailing },
+      health: { probing: this.probing, probe: this.probe, mounts_failing: this.mountsFailing },
       restarts: this.restarts,
     };
   }
@@ -614,7 +616,7 @@ export class TunnelManager {
   }
 
   private track(record: TunnelRecord, relay: Relay): Tunnel {
-    const t = new Tunnel(record, relay);
+    const t = new Tunnel(record, relay, this.cfg.health.probe_interval > 0);
     t.restarts = this.restartCount.get(record.fs_id) ?? 0;
     // One line per new failure kind, then at most one a minute: a flapping
     // target, or an NFS client reconnecting into the same failure, must not flood the journal.

@@ -76,7 +76,7 @@ describe('efsctl', function () {
     expect(Object.keys(a.tunnel).sort()).to.deep.equal([
       'bytes', 'connections', 'created', 'fs_id', 'health', 'last_connected_at', 'last_error', 'mounts', 'options', 'port', 'restarts', 'source', 'state', 'target',
     ]);
-    expect(Object.keys(a.tunnel.health).sort()).to.deep.equal(['mounts_failing', 'probe']);
+    expect(Object.keys(a.tunnel.health).sort()).to.deep.equal(['mounts_failing', 'probe', 'probing']);
     expect(a.tunnel).to.deep.include({
       fs_id: FS_ID, state: 'listening', source: 'efsctl', mounts: [], last_error: null, last_connected_at: null,
       connections: { active: 0, ok: 0, failed: 0 }, bytes: { upstream: 0, downstream: 0 },
@@ -112,7 +112,12 @@ describe('efsctl', function () {
     expect(human.code).to.equal(0);
     expect(human.stdout).to.contain(`File system:   ${FS_ID}`).and.contain('State:         listening').and.contain(`certificate must name ${FS_NAME}`);
     expect(human.stdout).to.match(/History:\n {2}\S+ {2}listening/);
+    // This daemon runs with health.probe_interval 0: no probe is pending, none will come.
+    expect(human.stdout).to.contain('Health:        off\n').and.contain('Last probe:    off (health.probe_interval is 0)\n');
+    const list = await daemon.efsctl('list');
+    expect(list.stdout.split('\n').find((l) => l.startsWith(FS_ID))?.split(/\s+/)[4], 'HEALTH column').to.equal('off');
     const json = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+    expect(json.health).to.deep.include({ probing: false, probe: null });
     expect(json.handshake_failures).to.deep.equal({});
     expect(json.history[0]).to.include({ event: 'listening' });
   });
