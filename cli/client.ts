@@ -14,26 +14,31 @@ export function callerRegionEnv(): Record<string, string> {
 
 /** How often a waiting caller tries the socket again. */
 const WAIT_RETRY_MS = 100;
+/** A wait is reported once it lasts this long: a daemon's usual start (under a second) stays out of the log. */
+const WAIT_NOTICE_MS = 1_000;
 
 /**
  * One request. With waitMs, a daemon that is not listening yet (no socket,
  * or nothing accepting on it: it is starting) is tried again until waitMs
- * has passed; onWait hears once that the wait began. Nothing was sent in
- * such a try, so any request may be repeated.
+ * has passed; onWait hears once, after a second of waiting, what it waits
+ * for. Nothing was sent in such a try, so any request may be repeated.
  */
 export async function call(
   socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000,
   waitMs = 0, onWait?: (err: RelayError) => void,
 ): Promise<unknown> {
-  const deadline = Date.now() + waitMs;
+  const start = Date.now();
+  const deadline = start + waitMs;
   let told = false;
   for (;;) {
     try {
       return await callOnce(socketPath, method, params, timeoutMs);
     } catch (err) {
       if (!notListening(err) || Date.now() + WAIT_RETRY_MS > deadline) throw err;
-      if (!told) onWait?.(err as RelayError);
-      told = true;
+      if (!told && Date.now() - start >= WAIT_NOTICE_MS) {
+        onWait?.(err as RelayError);
+        told = true;
+      }
       await new Promise((r) => setTimeout(r, WAIT_RETRY_MS));
     }
   }

@@ -254,9 +254,12 @@ describe('efsctl', function () {
 
   it('--wait gives up after its seconds with exit 3, and takes only a number of seconds', async () => {
     const sock = join(tempDir('nosock'), 'control.sock');
-    const r = await run(join(BIN, 'efsctl'), ['--socket', sock, '--wait', '0.5', 'list']);
+    const r = await run(join(BIN, 'efsctl'), ['--socket', sock, '--wait', '1.5', 'list']);
     expect(r.code).to.equal(3);
-    expect(r.stderr.split('\n').filter((l) => l.includes('waiting up to 0.5 s'))).to.have.length(1);
+    expect(r.stderr.split('\n').filter((l) => l.includes('waiting up to 1.5 s')), 'said once, after a second').to.have.length(1);
+    const short = await run(join(BIN, 'efsctl'), ['--socket', sock, '--wait', '0.5', 'list']);
+    expect(short.code).to.equal(3);
+    expect(short.stderr, 'a wait under a second is not reported').to.not.contain('waiting up to');
     expect(r.stderr).to.contain(`Cannot reach efs-relayd at ${sock}: no socket there (is the daemon running?) [DAEMON_UNREACHABLE]`);
     for (const [args, msg] of [
       [['--wait', 'soon', 'list'], '--wait takes a number of seconds, got "soon"'],

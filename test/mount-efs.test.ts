@@ -77,11 +77,11 @@ describe('mount.efs', function () {
   it('says how to start the daemon and exits 32 when it is not running', async () => {
     const cfgDir = tempDir('mountefs');
     const cfg = join(cfgDir, 'config.yaml');
-    writeFileSync(cfg, stringify({ state_dir: join(cfgDir, 'state'), mount: { network_check: '', daemon_wait: 0.5 } }));
+    writeFileSync(cfg, stringify({ state_dir: join(cfgDir, 'state'), mount: { network_check: '', daemon_wait: 1.5 } }));
     const r = await run(join(BIN, 'mount.efs'), [FS_ID, dir('nodaemon'), '-o', 'tls,region=us-east-1'], { env: { ...env, EFS_RELAY_CONFIG: cfg } });
     expect(r.code).to.equal(32);
     const sock = join(cfgDir, 'state', 'control.sock');
-    expect(r.stderr.split('\n')[0]).to.equal(`mount.efs: Cannot reach efs-relayd at ${sock}: no socket there (is the daemon running?); waiting up to 0.5 s for it to start`);
+    expect(r.stderr.split('\n')[0]).to.equal(`mount.efs: Cannot reach efs-relayd at ${sock}: no socket there (is the daemon running?); waiting up to 1.5 s for it to start`);
     expect(r.stderr).to.contain('Cannot reach efs-relayd').and.contain('[DAEMON_UNREACHABLE]').and.contain('systemctl start efs-relayd');
   });
 
