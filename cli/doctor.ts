@@ -12,7 +12,7 @@ import { ERRORS } from '../daemon/errors.js';
 import { readFstab } from '../daemon/fstab.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore } from '../daemon/state.js';
-import { resolveTarget } from '../daemon/target.js';
+import { joinHost, resolveTarget } from '../daemon/target.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
@@ -276,12 +276,12 @@ async function dnsCheck(t: FsTarget): Promise<Check> {
 async function reachCheck(t: FsTarget, port: number): Promise<Check> {
   const name = `reach ${t.fsId}`;
   const r = await tcpConnect(t.address, port, TIMEOUT_MS);
-  if (r === 'connected') return ok(name, `TCP ${t.address}:${port} answers`);
+  if (r === 'connected') return ok(name, `TCP ${joinHost(t.address, port)} answers`);
   if (r === 'timeout') {
-    return bad(name, 'fail', `TCP ${t.address}:${port} did not answer within ${TIMEOUT_MS / 1000} s`,
+    return bad(name, 'fail', `TCP ${joinHost(t.address, port)} did not answer within ${TIMEOUT_MS / 1000} s`,
       'Allow TCP 2049 from this host in the mount target\'s security group. [CONNECT_TIMEOUT]');
   }
-  return bad(name, 'fail', `TCP ${t.address}:${port}: ${r.message}`,
+  return bad(name, 'fail', `TCP ${joinHost(t.address, port)}: ${r.message}`,
     'Check the mount target address and its security group (TCP 2049). [CONNECT_REFUSED]');
 }
 

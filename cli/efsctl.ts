@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../daemon/options.js';
-import { checkFsId, requireSpec } from '../daemon/target.js';
+import { checkFsId, joinHost, requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
@@ -148,7 +148,7 @@ async function run(p: Parsed): Promise<void> {
       out(
         res,
         `${t.fs_id}: ${res.created ? 'tunnel started' : 'tunnel already running'} on 127.0.0.1:${t.port} ` +
-          `→ ${t.target.address}:${t.target.port} (TLS, verified as ${t.target.dns_name})`,
+          `→ ${joinHost(t.target.address, t.target.port)} (TLS, verified as ${t.target.dns_name})`,
       );
       return;
     }
@@ -174,7 +174,7 @@ async function run(p: Parsed): Promise<void> {
       const t = res.tunnel;
       out(res, res.already_mounted
         ? `${dir} is already mounted from ${spec.fsId} through 127.0.0.1:${t?.port}`
-        : `${spec.fsId}:${spec.path} mounted at ${dir} through 127.0.0.1:${t?.port} (TLS to ${t?.target.address}:${t?.target.port})`);
+        : `${spec.fsId}:${spec.path} mounted at ${dir} through 127.0.0.1:${t?.port} (TLS to ${t ? joinHost(t.target.address, t.target.port) : '?'})`);
       return;
     }
     case 'detach': {

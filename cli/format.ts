@@ -1,6 +1,7 @@
 // Human output for efsctl: tables and detail blocks. --json bypasses this.
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
+import { joinHost } from '../daemon/target.js';
 
 export function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -39,7 +40,7 @@ export function tunnelTable(tunnels: TunnelView[], unencrypted: UnencryptedMount
     tunnels.map((t) => [
       t.fs_id,
       String(t.port),
-      `${t.target.address}:${t.target.port}`,
+      joinHost(t.target.address, t.target.port),
       t.state,
       healthWord(t),
       String(t.mounts.length),
@@ -64,7 +65,7 @@ export function tunnelDetail(t: TunnelDetail): string {
     `File system:   ${t.fs_id}`,
     `State:         ${t.state}`,
     `Local port:    127.0.0.1:${t.port}`,
-    `Target:        ${t.target.address}:${t.target.port} (certificate must name ${t.target.dns_name})`,
+    `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.dns_name})`,
     `Region:        ${t.target.region}`,
     `Source:        ${t.source}, created ${t.created}`,
     `Options:       ${Object.entries(t.options).map(([k, v]) => (v === null ? k : `${k}=${v}`)).join(',') || '-'}`,

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../daemon/config.js';
 import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions } from '../daemon/options.js';
-import { requireSpec } from '../daemon/target.js';
+import { joinHost, requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import { VERSION } from '../daemon/version.js';
 import { call, callerRegionEnv } from './client.js';
@@ -118,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (values.verbose || values.fake) {
     process.stdout.write(`${res.fake ? 'would run' : 'ran'}: ${res.command.join(' ')}\n`);
-    if (res.tunnel) process.stdout.write(`tunnel: 127.0.0.1:${res.tunnel.port} → ${res.tunnel.target.address}:${res.tunnel.target.port} (${res.tunnel.target.dns_name})\n`);
+    if (res.tunnel) process.stdout.write(`tunnel: 127.0.0.1:${res.tunnel.port} → ${joinHost(res.tunnel.target.address, res.tunnel.target.port)} (${res.tunnel.target.dns_name})\n`);
   }
   if (res.already_mounted) process.stdout.write(`mount.efs: ${res.dir} is already mounted from ${spec.fsId}\n`);
   return EXIT.ok;

@@ -12,7 +12,7 @@ import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import type { RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
-import { requireSpec, resolveTarget } from './target.js';
+import { joinHost, requireSpec, resolveTarget } from './target.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 
 export interface AttachRequest {
@@ -107,7 +107,7 @@ export class Mounter {
     await this.checkMountPoint(dir);
     const target = resolveTarget(fsId, all, req.env, this.cfg);
     // nfsOptions leaves the tunnel options (notls, region, …) out, as for a tunnelled mount.
-    const command = [this.cfg.mount.command, `${target.address}:${path}`, dir, '-o', nfsOptions(all, this.cfg.efs.port)];
+    const command = [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)];
     if (req.fake) return { already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };
     this.log.warn('mount.plaintext', { fs: fsId, code: 'UNENCRYPTED_MOUNT', dir, msg: 'notls with policy.require_tls off: this mount is not encrypted' });
     const { attempts } = await runMount(command, this.retry);

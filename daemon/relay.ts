@@ -10,6 +10,7 @@ import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type
 import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
 import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion } from './tls-policy.js';
+import { joinHost } from './target.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
 /** How long one diagnosis of a version/cipher refusal is reused. */
@@ -320,7 +321,7 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   private timeoutError(ms: number): RelayError {
-    return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${this.spec.address}:${this.spec.targetPort} after ${ms} ms`);
+    return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${joinHost(this.spec.address, this.spec.targetPort)} after ${ms} ms`);
   }
 
   /** Our code for a failed connection, asking the server once more when its alert was ambiguous. */
@@ -328,9 +329,9 @@ export class Relay extends EventEmitter<RelayEvents> {
     const { spec } = this;
     let code = classifyUpstreamError(err);
     // OpenSSL's reason, not its whole error line (tlsErrorText).
-    let message = err instanceof RelayError ? err.message : `TLS connection to ${spec.address}:${spec.targetPort} (${spec.dnsName}) refused: ${tlsErrorText(err)}`;
+    let message = err instanceof RelayError ? err.message : `TLS connection to ${joinHost(spec.address, spec.targetPort)} (${spec.dnsName}) refused: ${tlsErrorText(err)}`;
     // Nothing was refused: the daemon could not open a socket at all.
-    if (code === 'FD_LIMIT') message = `Cannot open a connection to ${spec.address}:${spec.targetPort}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
+    if (code === 'FD_LIMIT') message = `Cannot open a connection to ${joinHost(spec.address, spec.targetPort)}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
     if (AMBIGUOUS.has(code)) {
       const now = Date.now();
       if (!this.diagnosis || now - this.diagnosis.at > DIAGNOSIS_TTL_MS) {
@@ -350,7 +351,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     const code = classifySessionError(err);
     if (code === null) return;
     const { spec, counters } = this;
-    const message = `TLS session with ${spec.address}:${spec.targetPort} (${spec.dnsName}) ended: ${tlsErrorText(err)}`;
+    const message = `TLS session with ${joinHost(spec.address, spec.targetPort)} (${spec.dnsName}) ended: ${tlsErrorText(err)}`;
     counters.sessionFailures.set(code, (counters.sessionFailures.get(code) ?? 0) + 1);
     this.lastError = { code, message, at: new Date().toISOString() };
     this.emit('session_failed', new RelayError(code, message, { cause: err }));

@@ -1,10 +1,16 @@
 // Where a tunnel goes: the file system's DNS name (what the certificate must
 // name) and the address actually dialled (the name, or mounttargetip=).
+import { isIP } from 'node:net';
 import { RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { MountOptions } from './options.js';
 
 export const FS_ID = /^fs-[0-9a-f]+$/;
+
+/** "host:rest" (a port, or an NFS path), with an IPv6 address in brackets, as mount.nfs4 and every reader want it. */
+export function joinHost(host: string, rest: string | number): string {
+  return `${isIP(host) === 6 ? `[${host}]` : host}:${rest}`;
+}
 
 export interface Target {
   /** The name the server certificate must match, and the SNI sent. */

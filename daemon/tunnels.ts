@@ -9,7 +9,7 @@ import type { Logger } from './log.js';
 import { Relay, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
-import { resolveTarget, type RegionEnv } from './target.js';
+import { joinHost, resolveTarget, type RegionEnv } from './target.js';
 import { policyContext, readCaBundle } from './tls-policy.js';
 import { pickPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
@@ -401,7 +401,7 @@ export class TunnelManager {
       const t = this.track(record, relay);
       t.note('listening');
       this.log.info('tunnel.started', {
-        fs: record.fs_id, port, target: `${target.address}:${target.port}`, sni: target.dnsName,
+        fs: record.fs_id, port, target: joinHost(target.address, target.port), sni: target.dnsName,
         options: formatOptions(options) || undefined,
       });
       return { tunnel: t.view(), created: true };
@@ -681,7 +681,7 @@ export class TunnelManager {
         }
         t.listenError = null;
         t.note(why);
-        this.log.info(`tunnel.${why}`, { fs: rec.fs_id, port: rec.port, target: `${rec.target.address}:${rec.target.port}` });
+        this.log.info(`tunnel.${why}`, { fs: rec.fs_id, port: rec.port, target: joinHost(rec.target.address, rec.target.port) });
       } catch (err) {
         const e = err as RelayError;
         const first = t.listenError === null;

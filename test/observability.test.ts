@@ -263,6 +263,11 @@ describe('unencrypted mounts', function () {
       ]);
       expect((await d.efsctlJson<{ tunnels: unknown[] }>('list')).tunnels).to.deep.equal([]);
       await waitFor('counted', async () => (await get('http://127.0.0.1:19806/metrics')).body.includes('efs_relay_unencrypted_nfs_mounts 1'));
+      // An IPv6 mount target goes in brackets, as mount.nfs4 needs it.
+      const dir6 = join(d.dir, 'mnt6');
+      mkdirSync(dir6);
+      expect((await d.efsctl('attach', FS_ID, dir6, '-o', 'notls,region=us-east-1,mounttargetip=::1')).code).to.equal(0);
+      expect(d.mount.calls().at(-1)!.argv.slice(1, 3)).to.deep.equal(['[::1]:/', dir6]);
     } finally {
       await d.stop();
     }
