@@ -14,7 +14,7 @@ import { doctor, formatReport } from './doctor.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../daemon/config.js';
 import { tunnelDetail, tunnelTable } from './format.js';
 
-const USAGE = `Usage: efsctl [--socket PATH] VERB [ARGS] [--json]
+const USAGE = `Usage: efsctl [--socket PATH] [--config PATH] [--wait SECONDS] VERB [ARGS] [--json]
 
 Verbs:
   add FS_ID [-o OPTS]     start (or return the existing) TLS tunnel for a file system
