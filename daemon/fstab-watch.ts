@@ -39,8 +39,14 @@ export class FstabWatcher {
     this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, reload, log, 'fstab.watch_error');
   }
 
-  private tunnelIdentity(fsId: string, o: MountOptions): TunnelIdentity {
-    const t = resolveTarget(fsId, o, {}, this.cfg);
+  /** null when the target cannot be resolved (no region): that line's own error is reported where its tunnel is made. */
+  private tunnelIdentity(fsId: string, o: MountOptions): TunnelIdentity | null {
+    let t;
+    try {
+      t = resolveTarget(fsId, o, {}, this.cfg);
+    } catch {
+      return null;
+    }
     const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
     return { tlsport: o.tlsport ?? 'any', target, cafile: resolve(o.cafile || this.cfg.tls.ca_file) };
   }
@@ -75,9 +81,9 @@ export class FstabWatcher {
         const first = wanted.get(e.fsId);
         if (first) {
           // One file system, one tunnel: a later line that wants another one would only fail at its mount.
-          const [a, b] = [first.options, options].map((o) => this.tunnelIdentity(e.fsId, o)) as [TunnelIdentity, TunnelIdentity];
-          const differ = (Object.keys(a) as Array<keyof TunnelIdentity>).filter((k) => a[k] !== b[k]);
-          if (differ.length > 0) {
+          const [a, b] = [first.options, options].map((o) => this.tunnelIdentity(e.fsId, o));
+          const differ = a && b ? (Object.keys(a) as Array<keyof TunnelIdentity>).filter((k) => a[k] !== b[k]) : [];
+          if (a && b && differ.length > 0) {
             this.log.warn('fstab.line_invalid', {
               fs: e.fsId, code: 'BAD_OPTION', line: e.line,
               msg: `${this.file}:${e.line}: ${e.fsId} is also on line ${lineOf.get(e.fsId)} with another ${differ.map((k) => `${k} (${b[k]} here, ${a[k]} there)`).join(', ')}; a file system has one tunnel, made from line ${lineOf.get(e.fsId)}, so this line's mount would be refused`,
