@@ -21,11 +21,12 @@ const WAIT_NOTICE_MS = 1_000;
  * One request. With waitMs, a daemon that is not listening yet (no socket,
  * or nothing accepting on it: it is starting) is tried again until waitMs
  * has passed; onWait hears once, after a second of waiting, what it waits
- * for. Nothing was sent in such a try, so any request may be repeated.
+ * for ("Cannot reach …; waiting up to 10 s for it to start"). Nothing was
+ * sent in such a try, so any request may be repeated.
  */
 export async function call(
   socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 30_000,
-  waitMs = 0, onWait?: (err: RelayError) => void,
+  waitMs = 0, onWait?: (text: string) => void,
 ): Promise<unknown> {
   const start = Date.now();
   const deadline = start + waitMs;
@@ -36,7 +37,7 @@ export async function call(
     } catch (err) {
       if (!notListening(err) || Date.now() + WAIT_RETRY_MS > deadline) throw err;
       if (!told && Date.now() - start >= WAIT_NOTICE_MS) {
-        onWait?.(err as RelayError);
+        onWait?.(`${(err as RelayError).message}; waiting up to ${waitMs / 1000} s for it to start`);
         told = true;
       }
       await new Promise((r) => setTimeout(r, WAIT_RETRY_MS));

@@ -130,8 +130,8 @@ function print(text: string): void {
 async function run(p: Parsed): Promise<void> {
   const out = (json: unknown, human: string): void => print(p.json ? JSON.stringify(json, null, 2) : human);
   // Said once, on stderr, so that a boot log or a script shows what it is waiting for.
-  const waiting = (err: RelayError): void => {
-    process.stderr.write(`efsctl: ${err.message}; waiting up to ${p.waitMs / 1000} s for it to start\n`);
+  const waiting = (text: string): void => {
+    process.stderr.write(`efsctl: ${text}\n`);
   };
   const ask = (method: string, params: Record<string, unknown> = {}, timeoutMs?: number): Promise<unknown> =>
     call(p.socket, method, params, timeoutMs, p.waitMs, waiting);

@@ -107,10 +107,9 @@ async function main(argv: string[]): Promise<number> {
   let res: AttachResult;
   try {
     // A daemon that is restarting (systemctl restart, or a crash that systemd restarts) is waited for.
-    const waitMs = cfg.mount.daemon_wait * 1000;
     res = (await call(cfg.control_socket, 'attach', {
       spec: specText, dir: resolve(dirArg), options, env, source: 'mount.efs', fake: values.fake ?? false,
-    }, 150_000, waitMs, (err) => process.stderr.write(`mount.efs: ${err.message}; waiting up to ${waitMs / 1000} s for it to start\n`))) as AttachResult;
+    }, 150_000, cfg.mount.daemon_wait * 1000, (text) => process.stderr.write(`mount.efs: ${text}\n`))) as AttachResult;
   } catch (err) {
     const e = asRelayError(err);
     const usage = ['BAD_FS_ID', 'BAD_OPTION', 'UNKNOWN_OPTION', 'NO_REGION', 'BAD_MOUNT_POINT'].includes(e.code);

@@ -9,6 +9,7 @@ import type { Logger } from './log.js';
 import { readFstab } from './fstab.js';
 import { tunnelOptions, type MountOptions } from './options.js';
 import { resolveTarget } from './target.js';
+import { caFileFor } from './tls-policy.js';
 import type { AddRequest, TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 100;
@@ -39,16 +40,25 @@ export class FstabWatcher {
     this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, reload, log, 'fstab.watch_error');
   }
 
-  /** null when the target cannot be resolved (no region): that line's own error is reported where its tunnel is made. */
-  private tunnelIdentity(fsId: string, o: MountOptions): TunnelIdentity | null {
-    let t;
+  /**
+   * How a later line's tunnel options differ from the first line's, as the
+   * tunnel manager compares them (port asked for, target, CA bundle), each as
+   * "what (this line's, the first line's)". None when a target cannot be
+   * resolved (no region): that line's own error is reported where its tunnel is made.
+   */
+  private tunnelDifferences(fsId: string, first: MountOptions, later: MountOptions): string[] {
+    let a;
+    let b;
     try {
-      t = resolveTarget(fsId, o, {}, this.cfg);
+      [a, b] = [first, later].map((o) => {
+        const t = resolveTarget(fsId, o, {}, this.cfg);
+        const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
+        return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, this.cfg) };
+      }) as [TunnelIdentity, TunnelIdentity];
     } catch {
-      return null;
+      return [];
     }
-    const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
-    return { tlsport: o.tlsport ?? 'any', target, cafile: resolve(o.cafile || this.cfg.tls.ca_file) };
+    return (Object.keys(a) as Array<keyof TunnelIdentity>).filter((k) => a[k] !== b[k]).map((k) => `${k} (${b[k]} here, ${a[k]} there)`);
   }
 
   async start(): Promise<void> {
@@ -81,12 +91,11 @@ export class FstabWatcher {
         const first = wanted.get(e.fsId);
         if (first) {
           // One file system, one tunnel: a later line that wants another one would only fail at its mount.
-          const [a, b] = [first.options, options].map((o) => this.tunnelIdentity(e.fsId, o));
-          const differ = a && b ? (Object.keys(a) as Array<keyof TunnelIdentity>).filter((k) => a[k] !== b[k]) : [];
-          if (a && b && differ.length > 0) {
+          const differ = this.tunnelDifferences(e.fsId, first.options, options);
+          if (differ.length > 0) {
             this.log.warn('fstab.line_invalid', {
               fs: e.fsId, code: 'BAD_OPTION', line: e.line,
-              msg: `${this.file}:${e.line}: ${e.fsId} is also on line ${lineOf.get(e.fsId)} with another ${differ.map((k) => `${k} (${b[k]} here, ${a[k]} there)`).join(', ')}; a file system has one tunnel, made from line ${lineOf.get(e.fsId)}, so this line's mount would be refused`,
+              msg: `${this.file}:${e.line}: ${e.fsId} is also on line ${lineOf.get(e.fsId)} with another ${differ.join(', ')}; a file system has one tunnel, made from line ${lineOf.get(e.fsId)}, so this line's mount would be refused`,
             });
           }
           continue;

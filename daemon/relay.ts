@@ -320,8 +320,13 @@ export class Relay extends EventEmitter<RelayEvents> {
     return up;
   }
 
+  /** The mount target as messages name it: "10.0.1.25:2049", "[fd00::25]:2049". */
+  private get targetText(): string {
+    return joinHost(this.spec.address, this.spec.targetPort);
+  }
+
   private timeoutError(ms: number): RelayError {
-    return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${joinHost(this.spec.address, this.spec.targetPort)} after ${ms} ms`);
+    return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${this.targetText} after ${ms} ms`);
   }
 
   /** Our code for a failed connection, asking the server once more when its alert was ambiguous. */
@@ -329,9 +334,9 @@ export class Relay extends EventEmitter<RelayEvents> {
     const { spec } = this;
     let code = classifyUpstreamError(err);
     // OpenSSL's reason, not its whole error line (tlsErrorText).
-    let message = err instanceof RelayError ? err.message : `TLS connection to ${joinHost(spec.address, spec.targetPort)} (${spec.dnsName}) refused: ${tlsErrorText(err)}`;
+    let message = err instanceof RelayError ? err.message : `TLS connection to ${this.targetText} (${spec.dnsName}) refused: ${tlsErrorText(err)}`;
     // Nothing was refused: the daemon could not open a socket at all.
-    if (code === 'FD_LIMIT') message = `Cannot open a connection to ${joinHost(spec.address, spec.targetPort)}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
+    if (code === 'FD_LIMIT') message = `Cannot open a connection to ${this.targetText}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
     if (AMBIGUOUS.has(code)) {
       const now = Date.now();
       if (!this.diagnosis || now - this.diagnosis.at > DIAGNOSIS_TTL_MS) {
@@ -351,7 +356,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     const code = classifySessionError(err);
     if (code === null) return;
     const { spec, counters } = this;
-    const message = `TLS session with ${joinHost(spec.address, spec.targetPort)} (${spec.dnsName}) ended: ${tlsErrorText(err)}`;
+    const message = `TLS session with ${this.targetText} (${spec.dnsName}) ended: ${tlsErrorText(err)}`;
     counters.sessionFailures.set(code, (counters.sessionFailures.get(code) ?? 0) + 1);
     this.lastError = { code, message, at: new Date().toISOString() };
     this.emit('session_failed', new RelayError(code, message, { cause: err }));

@@ -4,7 +4,10 @@
 import { constants } from 'node:crypto';
 import { checkServerIdentity, connect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Config } from './config.js';
 import { RelayError, type ErrorCode } from './errors.js';
+import type { MountOptions } from './options.js';
 
 export const TLS12_CIPHERS = 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384';
 export const TLS13_CIPHERS = 'TLS_AES_256_GCM_SHA384';
@@ -37,6 +40,11 @@ export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureC
 }
 
 /** Hostname check against the file system's name, not the dialled address. */
+/** The CA bundle a tunnel verifies with: its cafile=, else tls.ca_file; normalised, so that one file compares equal. */
+export function caFileFor(options: MountOptions, cfg: Config): string {
+  return resolve(options.cafile || cfg.tls.ca_file);
+}
+
 export function identityChecker(dnsName: string): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => checkServerIdentity(dnsName, cert);
 }

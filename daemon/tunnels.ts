@@ -1,7 +1,6 @@
 // The set of tunnels: one record and one relay per file system. All changes
 // go through one queue so concurrent requests never race for a port or make
 // two relays for one file system.
-import { resolve } from 'node:path';
 import type { SecureContext } from 'node:tls';
 import { RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
@@ -10,7 +9,7 @@ import { Relay, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { joinHost, resolveTarget, type RegionEnv } from './target.js';
-import { policyContext, readCaBundle } from './tls-policy.js';
+import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
 import { pickPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
@@ -353,7 +352,7 @@ export class TunnelManager {
         );
       }
       // A cafile= asked for must be the one the tunnel verifies with, never silently another.
-      const [has, asked] = [rec.options, options].map((o) => resolve(o.cafile || this.cfg.tls.ca_file));
+      const [has, asked] = [rec.options, options].map((o) => caFileFor(o, this.cfg));
       if (has !== asked) {
         throw new RelayError('BAD_OPTION', `${req.fsId} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`);
       }
@@ -589,7 +588,7 @@ export class TunnelManager {
   }
 
   private contextFor(options: MountOptions): Promise<SecureContext> {
-    const caFile = options.cafile || this.cfg.tls.ca_file;
+    const caFile = caFileFor(options, this.cfg);
     const key = `${caFile}\0${this.cfg.tls.max_version}`;
     let ctx = this.contexts.get(key);
     if (!ctx) {
