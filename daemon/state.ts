@@ -153,7 +153,6 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
     return { left, invalid };
   }
 
-  /** Atomic replace: temp file in the same dir, fsync, rename, fsync the dir. */
   /** Temp file, fsync, rename, fsync of the directory. Fails with STATE_WRITE_FAILED, leaving no temp file behind. */
   private async writeAtomic(dir: string, name: string, data: unknown): Promise<void> {
     const final = join(dir, name);
@@ -167,12 +166,12 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
         await fh.close();
       }
       await rename(tmp, final);
+      await this.syncDir(dir);
     } catch (err) {
       // A half-written temp file on a full file system would only take more of its space.
       await rm(tmp, { force: true }).catch(() => {});
       throw new RelayError('STATE_WRITE_FAILED', `Cannot write ${final}: ${(err as Error).message}`, { cause: err });
     }
-    await this.syncDir(dir);
   }
 
   private async syncDir(dir: string): Promise<void> {

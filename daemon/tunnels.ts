@@ -394,7 +394,7 @@ export class TunnelManager {
         await this.store.write(record);
       } catch (err) {
         await relay.close();
-        throw err instanceof RelayError ? err : new RelayError('STATE_WRITE_FAILED', `Cannot write the tunnel record for ${req.fsId} in ${this.store.dir}: ${(err as Error).message}`);
+        throw err; // STATE_WRITE_FAILED, naming the file
       }
       if (this.leftMounted.get(port) === req.fsId) await this.forgetLeftMount(port); // its own port back
       const t = this.track(record, relay);
