@@ -39,6 +39,15 @@ async function throughTunnel(daemon: Daemon, addr: string, server: ServerCase) {
   }
 }
 
+/** Why IPv6 loopback cannot be used here, or null when it can. */
+function ipv6Unavailable(): Promise<string | null> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) => resolve(`no IPv6 loopback (::1: ${err.code})`));
+    srv.listen(0, '::1', () => srv.close(() => resolve(null)));
+  });
+}
+
 describe('TLS policy', function () {
   let daemon: Daemon;
   before(async () => {
@@ -113,43 +122,29 @@ describe('TLS policy', function () {
       expect(daemon.logs).to.match(new RegExp(`warn tunnel.handshake_failed fs=${FS_ID} code=${code} `));
     });
   }
-});
 
-/** Why IPv6 loopback cannot be used here, or null when it can. */
-function ipv6Unavailable(): Promise<string | null> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', (err: NodeJS.ErrnoException) => resolve(`no IPv6 loopback (::1: ${err.code})`));
-    srv.listen(0, '::1', () => srv.close(() => resolve(null)));
-  });
-}
+  describe('with an IPv6 mount target', function () {
+    before(async function () {
+      const why = await ipv6Unavailable();
+      if (why) {
+        console.log(`      skipped: ${why}`);
+        this.skip();
+      }
+    });
 
-describe('TLS policy with an IPv6 mount target', function () {
-  let daemon: Daemon;
-  before(async function () {
-    const why = await ipv6Unavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
-    daemon = await new Daemon(daemonConfig(21800)).start();
-  });
-  after(async () => {
-    await daemon?.stop();
-  });
+    it('relays to mounttargetip=::1 verified against the file system name, and shows it as [::1]:2049', async () => {
+      const { target, result, human } = await throughTunnel(daemon, '::1', { cert: (c) => c.good });
+      expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
+      expect(target.sessions).to.deep.equal([{ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384', servername: FS_NAME }]);
+      expect(human).to.contain(`Target:        [::1]:2049 (certificate must name ${FS_NAME})`);
+    });
 
-  it('relays to mounttargetip=::1 verified against the file system name, and shows it as [::1]:2049', async () => {
-    const { target, result, human } = await throughTunnel(daemon, '::1', { cert: (c) => c.good });
-    expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
-    expect(target.sessions).to.deep.equal([{ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384', servername: FS_NAME }]);
-    expect(human).to.contain(`Target:        [::1]:2049 (certificate must name ${FS_NAME})`);
-  });
-
-  it('refuses an IPv6 mount target whose certificate names another file system, naming it [::1]:2049', async () => {
-    const { target, status } = await throughTunnel(daemon, '::1', { cert: (c) => c.otherFs });
-    expect(target.received).to.have.length(0);
-    expect(status.last_error?.code).to.equal('TLS_HOSTNAME_MISMATCH');
-    expect(status.last_error?.message).to.match(new RegExp(`^TLS connection to \\[::1\\]:2049 \\(${FS_NAME.replaceAll('.', '\\.')}\\) refused: Hostname/IP does not match`));
+    it('refuses an IPv6 mount target whose certificate names another file system, naming it [::1]:2049', async () => {
+      const { target, status } = await throughTunnel(daemon, '::1', { cert: (c) => c.otherFs });
+      expect(target.received).to.have.length(0);
+      expect(status.last_error?.code).to.equal('TLS_HOSTNAME_MISMATCH');
+      expect(status.last_error?.message).to.match(new RegExp(`^TLS connection to \\[::1\\]:2049 \\(${FS_NAME.replaceAll('.', '\\.')}\\) refused: Hostname/IP does not match`));
+    });
   });
 });
 
