@@ -2,6 +2,7 @@
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { joinHost } from '../daemon/target.js';
+import { latestHandshake, problems } from '../daemon/health.js';
 
 export function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -20,12 +21,16 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
-/** One word for a tunnel's health: ok, pending (no probe yet), off (probes off), or the failing code. */
+/**
+ * One word for a tunnel's health: the code of what is wrong first; else ok
+ * once a handshake was verified, pending before the first probe, off while
+ * probes are off and no client has connected.
+ */
 export function healthWord(t: TunnelView): string {
-  const failing = t.health.mounts_failing[0];
-  if (failing) return failing.code;
-  if (!t.health.probe) return t.health.probing ? 'pending' : 'off';
-  return t.health.probe.ok ? 'ok' : (t.health.probe.code ?? 'failed');
+  const problem = problems(t)[0];
+  if (problem) return problem.code;
+  if (latestHandshake(t.health)) return 'ok';
+  return t.health.probing ? 'pending' : 'off';
 }
 
 function unencryptedWarning(mounts: UnencryptedMount[]): string[] {

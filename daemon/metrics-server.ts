@@ -7,27 +7,7 @@ import { splitListen, type Config } from './config.js';
 import type { Logger } from './log.js';
 import { isLoopback } from './relay.js';
 import type { TunnelManager } from './tunnels.js';
-
-export interface HealthBody {
-  status: 'ok' | 'failing';
-  tunnels: number;
-  failing: Array<{ fs_id: string; code: string; message: string }>;
-}
-
-/** Healthy: every tunnel listens, its last probe (if any yet) passed, and no mount of it hangs. */
-export function health(manager: TunnelManager): HealthBody {
-  const failing: HealthBody['failing'] = [];
-  const tunnels = manager.list();
-  for (const t of tunnels) {
-    if (t.state !== 'listening') {
-      failing.push({ fs_id: t.fs_id, code: t.last_error?.code ?? 'LISTEN_FAILED', message: t.last_error?.message ?? `not listening on ${t.port}` });
-    }
-    const probe = t.health.probe;
-    if (probe && !probe.ok) failing.push({ fs_id: t.fs_id, code: probe.code ?? 'INTERNAL', message: probe.message ?? 'probe failed' });
-    for (const m of t.health.mounts_failing) failing.push({ fs_id: t.fs_id, code: m.code, message: m.message });
-  }
-  return { status: failing.length ? 'failing' : 'ok', tunnels: tunnels.length, failing };
-}
+import { health } from './health.js';
 
 export class MetricsServer {
   private server: Server | null = null;

@@ -77,6 +77,9 @@ export interface ProbeResult {
   cert_expiry: string | null;
 }
 
+/** How a handshake with the mount target ended: a probe's, or a client connection's. */
+export type HandshakeOutcome = Pick<ProbeResult, 'ok' | 'at' | 'code' | 'message'>;
+
 /**
  * When the peer certificate expires (ISO time), or null when there is none
  * (yet). Read from the X509Certificate handle: getPeerCertificate() would
@@ -106,6 +109,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   };
   lastError: LastError | null = null;
   lastConnectedAt: string | null = null;
+  /** The handshake of the latest client connection: with probes off, the only word on the target's health. */
+  lastHandshake: HandshakeOutcome | null = null;
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private readonly verify: ReturnType<typeof identityChecker>;
@@ -246,6 +251,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       clearTimeout(connectTimer);
       counters.connectionsOk++;
       this.lastConnectedAt = new Date().toISOString();
+      this.lastHandshake = { ok: true, at: this.lastConnectedAt, code: null, message: null };
       this.emit('handshake', (performance.now() - started) / 1000);
 
       const halfClosed = (): void => {
@@ -369,6 +375,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     const { code, message } = await this.classify(err);
     counters.handshakeFailures.set(code, (counters.handshakeFailures.get(code) ?? 0) + 1);
     this.lastError = { code, message, at: new Date().toISOString() };
+    this.lastHandshake = { ok: false, at: this.lastError.at, code, message };
     this.emit('handshake_failed', new RelayError(code, message, { cause: err }));
   }
 }

@@ -5,7 +5,7 @@ import type { SecureContext } from 'node:tls';
 import { RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { Relay, type LastError, type ProbeResult } from './relay.js';
+import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { joinHost, resolveTarget, type RegionEnv } from './target.js';
@@ -55,6 +55,8 @@ export interface TunnelHealth {
   probing: boolean;
   /** The last health probe, or null before the first one. */
   probe: ProbeResult | null;
+  /** The handshake of the latest client connection, or null before the first one. */
+  connection: HandshakeOutcome | null;
   /** Mounted directories whose stat failed or hung at the last check. */
   mounts_failing: MountCheck[];
 }
@@ -117,7 +119,7 @@ class Tunnel {
       bytes: { upstream: c.bytesUpstream, downstream: c.bytesDownstream },
       last_error: latest(this.listenError, relay.lastError),
       last_connected_at: relay.lastConnectedAt,
-      health: { probing: this.probing, probe: this.probe, mounts_failing: this.mountsFailing },
+      health: { probing: this.probing, probe: this.probe, connection: relay.lastHandshake, mounts_failing: this.mountsFailing },
       restarts: this.restarts,
     };
   }

@@ -76,7 +76,7 @@ describe('efsctl', function () {
     expect(Object.keys(a.tunnel).sort()).to.deep.equal([
       'bytes', 'connections', 'created', 'fs_id', 'health', 'last_connected_at', 'last_error', 'mounts', 'options', 'port', 'restarts', 'source', 'state', 'target',
     ]);
-    expect(Object.keys(a.tunnel.health).sort()).to.deep.equal(['mounts_failing', 'probe', 'probing']);
+    expect(Object.keys(a.tunnel.health).sort()).to.deep.equal(['connection', 'mounts_failing', 'probe', 'probing']);
     expect(a.tunnel).to.deep.include({
       fs_id: FS_ID, state: 'listening', source: 'efsctl', mounts: [], last_error: null, last_connected_at: null,
       connections: { active: 0, ok: 0, failed: 0 }, bytes: { upstream: 0, downstream: 0 },

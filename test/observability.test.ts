@@ -134,6 +134,81 @@ describe('metrics endpoint and health probes', function () {
   });
 });
 
+describe('health from client connections', function () {
+  const base = 'http://127.0.0.1:19813';
+  const OPTS = 'mounttargetip=127.0.0.46,region=us-east-1';
+  const startTarget = (): Promise<MountTargetStandIn> =>
+    new MountTargetStandIn({ host: '127.0.0.46', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+  let target: MountTargetStandIn;
+  let daemon: Daemon | undefined;
+  beforeEach(async () => {
+    target = await startTarget();
+  });
+  afterEach(async () => {
+    await daemon?.stop();
+    daemon = undefined;
+    await target?.stop();
+  });
+
+  const healthz = async (): Promise<{ status: number; body: { status: string; failing: Array<{ fs_id: string; code: string; message: string }> } }> => {
+    const r = await get(`${base}/healthz`);
+    return { status: r.status, body: JSON.parse(r.body) };
+  };
+  const healthColumn = async (): Promise<string | undefined> =>
+    (await daemon!.efsctl('list')).stdout.split('\n').find((l) => l.startsWith(FS_ID))?.split(/\s+/)[4];
+
+  it('with probes off, a refused client connection fails /healthz and HEALTH with its code until a later connection is verified', async () => {
+    const { ECHO_TRAILER } = await import('./helpers/mount-target.js');
+    const { exchange } = await import('./helpers/client.js');
+    daemon = await new Daemon(daemonConfig(21800, { metrics: { listen: '127.0.0.1:19813' } })).start();
+    const { tunnel } = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', FS_ID, '-o', OPTS);
+    // Nothing is known yet: no probe will come, and no client has connected.
+    expect((await healthz()).status).to.equal(200);
+    expect(await healthColumn()).to.equal('off');
+
+    expect((await exchange(tunnel.port, 'one')).received.toString()).to.equal('one' + ECHO_TRAILER);
+    expect(await healthColumn()).to.equal('ok');
+    expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.connection).to.include({ ok: true, code: null, message: null });
+
+    await target.stop();
+    expect((await exchange(tunnel.port, 'two')).received.toString()).to.equal('');
+    const refused = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+    expect(refused.health.connection).to.include({ ok: false, code: 'CONNECT_REFUSED', message: refused.last_error!.message });
+    expect(refused.last_error!.message).to.contain('127.0.0.46:2049');
+    const down = await healthz();
+    expect(down.status).to.equal(503);
+    expect(down.body.failing).to.deep.equal([{ fs_id: FS_ID, code: 'CONNECT_REFUSED', message: refused.last_error!.message }]);
+    expect(await healthColumn()).to.equal('CONNECT_REFUSED');
+    expect((await daemon.efsctl('status', FS_ID)).stdout).to.contain('Health:        CONNECT_REFUSED\n');
+
+    // The target is back, but until a connection proves it the last word is the refusal.
+    target = await startTarget();
+    expect((await healthz()).status).to.equal(503);
+    expect((await exchange(tunnel.port, 'three')).received.toString()).to.equal('three' + ECHO_TRAILER);
+    expect(await healthz()).to.deep.equal({ status: 200, body: { status: 'ok', tunnels: 1, failing: [] } });
+    expect(await healthColumn()).to.equal('ok');
+  });
+
+  it('with probes on, a client connection refused after a passed probe fails /healthz at once, before the next probe', async () => {
+    const { exchange } = await import('./helpers/client.js');
+    // The first probe comes within a second, the next one 27–33 s later: long after this test.
+    daemon = await new Daemon(daemonConfig(21800, { metrics: { listen: '127.0.0.1:19813' }, health: { probe_interval: 30, probe_timeout: 2 } })).start();
+    const { tunnel } = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', FS_ID, '-o', OPTS);
+    await waitFor('first probe', async () => (await daemon!.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe !== null);
+    expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe).to.include({ ok: true });
+    expect((await healthz()).status).to.equal(200);
+
+    await target.stop();
+    await exchange(tunnel.port, 'x');
+    const down = await healthz();
+    expect(down.status).to.equal(503);
+    expect(down.body.failing.map((f) => [f.fs_id, f.code])).to.deep.equal([[FS_ID, 'CONNECT_REFUSED']]);
+    const s = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+    expect(s.health.probe).to.include({ ok: true }); // no probe has run since: the refusal is the news
+    expect(await healthColumn()).to.equal('CONNECT_REFUSED');
+  });
+});
+
 describe('metrics endpoint configuration', function () {
   it('serves nothing when metrics.listen is empty', async () => {
     const d = await new Daemon(daemonConfig(21150, { metrics: { listen: '' } })).start();
@@ -286,7 +361,7 @@ describe('alert rules', function () {
   it('pass promtool check rules', async () => {
     const r = await run('promtool', ['check', 'rules', join(ROOT, 'etc/prometheus/efs-relay-alerts.yml')]);
     expect(r.code, r.stdout + r.stderr).to.equal(0);
-    expect(r.stdout).to.contain('SUCCESS: 7 rules found');
+    expect(r.stdout).to.contain('SUCCESS: 8 rules found');
   });
 
   it('pass promtool unit tests: each alert fires when it should and stays silent otherwise', async () => {
