@@ -73,6 +73,27 @@ describe('packages', function () {
     expect(r.stdout).to.contain('0 errors, 0 warnings');
   });
 
+  it('ships a unit that systemd-analyze verify accepts without a warning, in both packages, with Restart=always and no start limit', async function () {
+    if ((await run('sh', ['-c', 'command -v systemd-analyze'])).code !== 0) {
+      console.log('      skipped: systemd-analyze is missing (as root: apt-get install systemd)');
+      this.skip();
+    }
+    for (const [pkg, unitDir] of [['deb-root', 'lib/systemd/system'], ['rpm-root', 'usr/lib/systemd/system']] as const) {
+      // The package's files, plus the host's targets that the unit orders itself against (a package never ships those).
+      const root = tempDir('unit');
+      expect((await run('cp', ['-a', `${join(PKG, pkg)}/.`, root])).code).to.equal(0);
+      expect((await run('sh', ['-c', `cp -a /lib/systemd/system/*.target ${join(root, unitDir)}/`])).code).to.equal(0);
+      const r = await run('systemd-analyze', ['verify', '--man=no', `--root=${root}`, 'efs-relayd.service']);
+      // verify exits 0 even on an unknown or misplaced key; it only says so on stderr.
+      expect(r.stderr + r.stdout, pkg).to.equal('');
+      expect(r.code, pkg).to.equal(0);
+      const unit = readFileSync(join(root, unitDir, 'efs-relayd.service'), 'utf8');
+      const section = (name: string): string => unit.split(/^\[/m).find((s) => s.startsWith(`${name}]`)) ?? '';
+      expect(section('Unit'), `${pkg}: no start limit`).to.match(/^StartLimitIntervalSec=0$/m);
+      expect(section('Service'), pkg).to.match(/^Restart=always$/m);
+    }
+  });
+
   it('lists exactly the expected files in the rpm, with config files marked noreplace', async () => {
     expect((await run('rpm', ['-qlp', RPM])).stdout.trim().split('\n')).to.deep.equal(RPM_FILES);
     expect((await run('rpm', ['-qcp', RPM])).stdout.trim().split('\n')).to.deep.equal(['/etc/efs-relay/amazon-root-cas.pem', '/etc/efs-relay/config.yaml']);
