@@ -2,7 +2,6 @@
 // each with ok, warn or fail and what to do. Runs on the CLI side only
 // (systeminformation runs shell commands; the daemon never does).
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { access, constants, readdir, readFile, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
@@ -13,6 +12,7 @@ import { readFstab } from '../daemon/fstab.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore } from '../daemon/state.js';
 import { joinHost, resolveTarget } from '../daemon/target.js';
+import { parseCaBundle } from '../daemon/tls-policy.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
@@ -133,14 +133,8 @@ async function caBundleCheck(cfg: Config): Promise<Check> {
   } catch (err) {
     return bad('ca_bundle', 'fail', `cannot read ${cfg.tls.ca_file}: ${(err as Error).message}`, 'Reinstall efs-relay, or point tls.ca_file at the Amazon root CAs.');
   }
-  const certs = (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).flatMap((c) => {
-    try {
-      return [new X509Certificate(c)];
-    } catch {
-      return [];
-    }
-  });
-  if (certs.length === 0) return bad('ca_bundle', 'fail', `${cfg.tls.ca_file} holds no certificate`, 'Restore the Amazon root CA bundle.');
+  const certs = parseCaBundle(pem);
+  if (typeof certs === 'string') return bad('ca_bundle', 'fail', `${cfg.tls.ca_file}: ${certs}; no tunnel can verify its mount target (CA_BUNDLE_UNREADABLE)`, 'Restore the Amazon root CA bundle (reinstall efs-relay), or fix the file tls.ca_file names.');
   const now = Date.now();
   const live = certs.filter((c) => Date.parse(c.validTo) > now);
   if (live.length === 0) return bad('ca_bundle', 'fail', `every certificate in ${cfg.tls.ca_file} has expired`, 'Check the clock; then update the bundle.');

@@ -14,6 +14,7 @@ import { MountWatcher } from './mount-watch.js';
 import { FstabWatcher } from './fstab-watch.js';
 import { StateWatcher } from './state-watch.js';
 import { Prober } from './prober.js';
+import { CaBundleWatcher } from './ca-watch.js';
 import { createMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
   const fstabWatcher = new FstabWatcher(cfg, manager, log);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
+  const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const metrics = new MetricsServer(cfg, createMetrics(cfg, manager), manager, log);
 
   // The socket answers last, so whoever waits for it finds the daemon fully started.
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
     await store.ensureDir();
     await control.ensureNotRunning();
     invalid = await manager.restore();
+    manager.onCaBundle((file) => caWatcher.add(file));
     await fstabWatcher.start();
     await stateWatcher.start();
     mountWatcher.start();
@@ -106,7 +109,7 @@ async function main(): Promise<void> {
     void (async () => {
       mountWatcher.stop();
       prober.stop();
-      await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), control.close(), metrics.stop()]);
+      await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), caWatcher.stop(), control.close(), metrics.stop()]);
       await manager.shutdown(cfg.relay.close_timeout * 1000);
       log.info('daemon.stopped', {});
       process.exit(0);

@@ -124,6 +124,16 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.verify = identityChecker(spec.dnsName);
   }
 
+  /**
+   * Verify new connections and probes against another CA bundle's context.
+   * Open connections keep the session they verified. The cached session goes:
+   * resuming it would skip verification under the new trust.
+   */
+  useContext(secureContext: SecureContext): void {
+    this.spec.secureContext = secureContext;
+    this.session = undefined;
+  }
+
   get listening(): boolean {
     return this.server?.listening ?? false;
   }
@@ -192,7 +202,11 @@ export class Relay extends EventEmitter<RelayEvents> {
 
     const started = performance.now();
     const up = this.dial(this.session, downstream.onread);
-    up.on('session', (s: Buffer) => (this.session = s));
+    // A session verified under a CA bundle that has since changed is not kept for resumption.
+    const trust = spec.secureContext;
+    up.on('session', (s: Buffer) => {
+      if (this.spec.secureContext === trust) this.session = s;
+    });
     this.sockets.add(up);
     downstream.connect(up, client);
 

@@ -1,7 +1,7 @@
 // The TLS policy, in one place: TLS 1.2 with AES-256-GCM (optionally TLS 1.3
 // with TLS_AES_256_GCM_SHA384), the configured CA bundle only, and the file
 // system's DNS name checked whatever address is dialled.
-import { constants } from 'node:crypto';
+import { constants, X509Certificate } from 'node:crypto';
 import { checkServerIdentity, connect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -14,14 +14,38 @@ export const TLS13_CIPHERS = 'TLS_AES_256_GCM_SHA384';
 
 export type TlsMaxVersion = 'TLSv1.2' | 'TLSv1.3';
 
-export async function readCaBundle(file: string): Promise<string> {
+/**
+ * The certificates of a PEM bundle, or why it is not one: each
+ * BEGIN/END CERTIFICATE block must parse. OpenSSL would skip or stop at a
+ * broken block without a word, leaving a tunnel that trusts less than the
+ * file says (or nothing), so a broken block is an error here.
+ */
+export function parseCaBundle(pem: string): X509Certificate[] | string {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) return 'no PEM certificate in the file';
+  const certs: X509Certificate[] = [];
+  for (const [i, block] of blocks.entries()) {
+    try {
+      certs.push(new X509Certificate(block));
+    } catch {
+      return `certificate ${i + 1} of ${blocks.length} does not parse (a file still being written, or damaged)`;
+    }
+  }
+  if ((pem.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length !== blocks.length) return 'a certificate has no END line (a file still being written, or damaged)';
+  return certs;
+}
+
+/** The bundle's text and how many certificates it holds; CA_BUNDLE_UNREADABLE when it cannot be used. */
+export async function readCaBundle(file: string): Promise<{ pem: string; certificates: number }> {
+  let pem: string;
   try {
-    const pem = await readFile(file, 'utf8');
-    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in the file');
-    return pem;
+    pem = await readFile(file, 'utf8');
   } catch (err) {
     throw new RelayError('CA_BUNDLE_UNREADABLE', `Cannot use CA bundle ${file}: ${(err as Error).message}`);
   }
+  const certs = parseCaBundle(pem);
+  if (typeof certs === 'string') throw new RelayError('CA_BUNDLE_UNREADABLE', `Cannot use CA bundle ${file}: ${certs}`);
+  return { pem, certificates: certs.length };
 }
 
 /** Built once per tunnel; every connection of the tunnel shares it. */

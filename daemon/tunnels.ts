@@ -2,7 +2,7 @@
 // go through one queue so concurrent requests never race for a port or make
 // two relays for one file system.
 import type { SecureContext } from 'node:tls';
-import { RelayError, type ErrorCode } from './errors.js';
+import { asRelayError, RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
@@ -138,7 +138,9 @@ function latest(a: LastError | null, b: LastError | null): LastError | null {
 
 export class TunnelManager {
   private readonly tunnels = new Map<string, Tunnel>();
-  private readonly contexts = new Map<string, Promise<SecureContext>>();
+  /** One TLS context per CA bundle file (with the text it was built from), shared by the bundle's tunnels. */
+  private readonly contexts = new Map<string, Promise<{ pem: string; ctx: SecureContext }>>();
+  private readonly caBundleListeners: Array<(file: string) => void> = [];
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
   /** Attaches in flight per fs: their tunnel must not be stopped under them. */
@@ -291,6 +293,49 @@ export class TunnelManager {
   onRelay(fn: (fsId: string, relay: Relay) => void): void {
     this.relayListeners.push(fn);
     for (const [fsId, t] of this.tunnels) fn(fsId, t.relay);
+  }
+
+  /** Call `fn` with every CA bundle file a tunnel verifies with, now and whenever another comes into use (main.ts watches them). */
+  onCaBundle(fn: (file: string) => void): void {
+    this.caBundleListeners.push(fn);
+    for (const file of this.contexts.keys()) fn(file);
+  }
+
+  /**
+   * A CA bundle changed on disk: its tunnels' new connections and probes
+   * verify against what it holds now, and open connections carry on. A
+   * bundle that cannot be used (missing, half written, no certificate) is not
+   * taken: its tunnels keep the trust they had, and the log says why.
+   */
+  reloadCaBundle(file: string): Promise<void> {
+    return this.serial(async () => {
+      const current = this.contexts.get(file);
+      if (!current || this.closed) return;
+      const before = await current.catch(() => null);
+      let read;
+      try {
+        read = await readCaBundle(file);
+      } catch (err) {
+        const e = asRelayError(err);
+        this.log.error('tls.ca_reload_failed', { code: e.code, msg: `${e.message}; its tunnels keep verifying against the bundle as it was before`, file });
+        return;
+      }
+      if (before?.pem === read.pem) return;
+      const ctx = policyContext(read.pem, this.cfg.tls.max_version);
+      this.contexts.set(file, Promise.resolve({ pem: read.pem, ctx }));
+      let tunnels = 0;
+      for (const t of this.tunnels.values()) {
+        // A tunnel still waiting for a readable bundle picks it up on its own retry.
+        if (t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || caFileFor(t.record.options, this.cfg) !== file) continue;
+        t.relay.useContext(ctx);
+        t.note('ca_reloaded');
+        tunnels++;
+      }
+      this.log.info('tls.ca_reloaded', {
+        file, certificates: read.certificates, tunnels,
+        msg: 'new connections and probes verify against the bundle as it is now; open connections keep their verified sessions',
+      });
+    });
   }
 
   /**
@@ -589,16 +634,16 @@ export class TunnelManager {
     return t;
   }
 
-  private contextFor(options: MountOptions): Promise<SecureContext> {
+  private async contextFor(options: MountOptions): Promise<SecureContext> {
     const caFile = caFileFor(options, this.cfg);
-    const key = `${caFile}\0${this.cfg.tls.max_version}`;
-    let ctx = this.contexts.get(key);
-    if (!ctx) {
-      ctx = readCaBundle(caFile).then((pem) => policyContext(pem, this.cfg.tls.max_version));
-      ctx.catch(() => this.contexts.delete(key));
-      this.contexts.set(key, ctx);
+    let entry = this.contexts.get(caFile);
+    if (!entry) {
+      entry = readCaBundle(caFile).then(({ pem }) => ({ pem, ctx: policyContext(pem, this.cfg.tls.max_version) }));
+      entry.catch(() => this.contexts.delete(caFile));
+      this.contexts.set(caFile, entry);
+      for (const fn of this.caBundleListeners) fn(caFile);
     }
-    return ctx;
+    return (await entry).ctx;
   }
 
   private makeRelay(rec: TunnelRecord, secureContext: SecureContext): Relay {

@@ -266,4 +266,21 @@ describe('bad config files', function () {
       await d.stop();
     }
   });
+
+  it('refuses a CA bundle with a certificate that does not parse, naming the file and which one, rather than a tunnel that trusts less than the file says', async () => {
+    const dir = tempDir('badca');
+    const damaged = join(dir, 'damaged.pem');
+    const good = readFileSync(testCerts().ca.certFile, 'utf8');
+    // The second certificate's body is cut short, as a copy interrupted half-way leaves it.
+    writeFileSync(damaged, good + good.replace(/\n[A-Za-z0-9+/=]+\n-----END/, '\n-----END'));
+    const d = await new Daemon(daemonConfig(21860, { tls: { ca_file: damaged } })).start();
+    try {
+      const r = await d.efsctl('add', 'fs-12345678', '-o', 'region=us-east-1');
+      expect(r.code).to.equal(1);
+      expect(r.stderr.split('\n')[0]).to.equal(`efsctl: Cannot use CA bundle ${damaged}: certificate 2 of 2 does not parse (a file still being written, or damaged) [CA_BUNDLE_UNREADABLE]`);
+      expect((await d.efsctlJson<{ tunnels: unknown[] }>('list')).tunnels).to.deep.equal([]);
+    } finally {
+      await d.stop();
+    }
+  });
 });

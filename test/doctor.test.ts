@@ -103,6 +103,22 @@ describe('efsctl doctor', function () {
     });
   });
 
+  it('fails the ca_bundle check for a bundle with a certificate that does not parse, saying which, as the daemon refuses it', async () => {
+    const config = parse(readFileSync(daemon.configFile, 'utf8')) as { tls: Record<string, unknown> };
+    const damaged = join(daemon.dir, 'damaged-ca.pem');
+    const good = readFileSync(testCerts().ca.certFile, 'utf8');
+    writeFileSync(damaged, good + good.replace(/\n[A-Za-z0-9+/=]+\n-----END/, '\n-----END'));
+    config.tls.ca_file = damaged;
+    writeFileSync(join(daemon.dir, 'doctor-ca-config.yaml'), stringify(config));
+    const r = await daemon.efsctl('--config', join(daemon.dir, 'doctor-ca-config.yaml'), 'doctor', '--json');
+    expect((JSON.parse(r.stdout) as DoctorReport).checks.find((c) => c.name === 'ca_bundle')).to.deep.equal({
+      name: 'ca_bundle',
+      status: 'fail',
+      message: `${damaged}: certificate 2 of 2 does not parse (a file still being written, or damaged); no tunnel can verify its mount target (CA_BUNDLE_UNREADABLE)`,
+      fix: 'Restore the Amazon root CA bundle (reinstall efs-relay), or fix the file tls.ca_file names.',
+    });
+  });
+
   /** doctor's mounts check over a mount list of its own (through a config of its own: the daemon keeps watching its list). */
   async function mountsCheckOver(lines: string[], ...efsctlArgs: string[]): Promise<Check> {
     const config = parse(readFileSync(daemon.configFile, 'utf8')) as { mount: Record<string, unknown> };

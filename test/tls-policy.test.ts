@@ -3,10 +3,12 @@
 // and without one byte of plaintext reaching the server.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
-import { Daemon, run, waitFor } from './helpers/daemon.js';
-import { exchange } from './helpers/client.js';
+import { Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
+import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
@@ -145,6 +147,80 @@ describe('TLS policy', function () {
       expect(status.last_error?.code).to.equal('TLS_HOSTNAME_MISMATCH');
       expect(status.last_error?.message).to.match(new RegExp(`^TLS connection to \\[::1\\]:2049 \\(${FS_NAME.replaceAll('.', '\\.')}\\) refused: Hostname/IP does not match`));
     });
+  });
+});
+
+describe('a CA bundle that changes while the daemon runs', function () {
+  const ADDR = '127.0.0.47';
+  let dir: string;
+  let bundle: string;
+  let daemon: Daemon;
+  let target: MountTargetStandIn;
+  /** Replace the bundle as a package upgrade or an editor does: a new file renamed over the old one. */
+  const replaceBundle = (pem: string): void => {
+    writeFileSync(`${bundle}.new`, pem);
+    renameSync(`${bundle}.new`, bundle);
+  };
+  const logged = (event: string): number => daemon.logs.split('\n').filter((l) => l.includes(` ${event} `)).length;
+  before(async () => {
+    dir = tempDir('ca-reload');
+    bundle = join(dir, 'cas.pem');
+    writeFileSync(bundle, testCerts().ca.cert);
+    target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    daemon = await new Daemon(daemonConfig(21850, { tls: { ca_file: bundle } })).start();
+  });
+  after(async () => {
+    await daemon?.stop();
+    await target?.stop();
+  });
+
+  it('verifies new connections against the bundle as it is now, resumes no session of the old trust, and keeps open connections', async () => {
+    const { ca, otherCa } = testCerts();
+    const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1`);
+    const port = add.tunnel.port;
+    expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
+    // A connection that stays open across every change below, as an NFS mount's does.
+    const held = await openClient(port);
+    const echoed = (text: string): Promise<string> => new Promise((resolve) => {
+      let got = '';
+      const onData = (d: Buffer): void => {
+        got += d.toString();
+        if (got.length >= text.length) {
+          held.off('data', onData);
+          resolve(got);
+        }
+      };
+      held.on('data', onData);
+      held.write(text);
+    });
+    expect(await echoed('held-1')).to.equal('held-1');
+
+    // Only another CA: the target's chain is no longer trusted. The first connection after the
+    // change could resume the session verified under the old bundle; it must not.
+    replaceBundle(otherCa.cert);
+    await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === 1, 5_000);
+    expect(daemon.logs).to.match(new RegExp(`info tls\\.ca_reloaded fs=- code=- msg="new connections and probes verify against the bundle as it is now; open connections keep their verified sessions" file=${bundle.replaceAll('.', '\\.')} certificates=1 tunnels=1$`, 'm'));
+    expect((await exchange(port, 'second')).received.toString()).to.equal('');
+    const refused = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+    expect(refused.last_error?.code).to.equal('TLS_UNTRUSTED_CHAIN');
+    expect(refused.history.map((h) => h.event)).to.include('ca_reloaded');
+    expect(await echoed('held-2')).to.equal('held-2');
+
+    // A bundle cut short while being written is not taken: the trust stays as it was, and the log says why.
+    replaceBundle(ca.cert + ca.cert.slice(0, 100));
+    await waitFor('the damaged bundle to be refused', async () => logged('tls.ca_reload_failed') === 1, 5_000);
+    expect(daemon.logs).to.match(new RegExp(`error tls\\.ca_reload_failed fs=- code=CA_BUNDLE_UNREADABLE msg="Cannot use CA bundle ${bundle.replaceAll('.', '\\.')}: a certificate has no END line \\(a file still being written, or damaged\\); its tunnels keep verifying against the bundle as it was before"`));
+    expect((await exchange(port, 'third')).received.toString()).to.equal('');
+
+    // Both CAs: trusted again, with a full handshake.
+    const sessionsBefore = target.sessions.length;
+    replaceBundle(otherCa.cert + ca.cert);
+    await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === 2, 5_000);
+    expect(daemon.logs).to.match(/info tls\.ca_reloaded fs=- code=- msg="[^"]+" file=\S+ certificates=2 tunnels=1$/m);
+    expect((await exchange(port, 'fourth')).received.toString()).to.equal('fourth' + ECHO_TRAILER);
+    expect(target.sessions.slice(sessionsBefore).map((s) => s.resumed ?? false)).to.deep.equal([false]);
+    expect(await echoed('held-3')).to.equal('held-3');
+    held.destroy();
   });
 });
 

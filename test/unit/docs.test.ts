@@ -1,7 +1,7 @@
 // The README is the user's manual: it must name every error code and every
 // config key the code has.
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig } from '../../daemon/config.js';
 import { ERRORS } from '../../daemon/errors.js';
@@ -23,6 +23,19 @@ describe('README', () => {
   it('documents every config key in the configuration table', () => {
     const missing = keys(defaultConfig() as unknown as Record<string, unknown>).filter((k) => !readme.includes(`| \`${k}\` |`));
     expect(missing).to.deep.equal([]);
+  });
+
+  it('lists every log event the daemon writes in the Logs section', () => {
+    const dir = join(import.meta.dirname, '../../../../daemon');
+    const source = readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
+    // Events are the literal first argument of a log call, or the last of a DirWatch (its watch errors).
+    const events = new Set([
+      ...[...source.matchAll(/\.(?:debug|info|warn|error)\(\s*'([a-z_]+\.[a-z0-9_]+)'/g)].map((m) => m[1]!),
+      ...[...source.matchAll(/new DirWatch\([^;]*'([a-z_]+\.[a-z0-9_]+)'\)/g)].map((m) => m[1]!),
+    ]);
+    expect(events.size).to.be.above(30);
+    const logs = readme.slice(readme.indexOf('\n## Logs'), readme.indexOf('\n## ', readme.indexOf('\n## Logs') + 1));
+    expect([...events].filter((e) => !logs.includes(`\`${e}\``)).sort()).to.deep.equal([]);
   });
 
   it('shows make demo and make test in its first 40 lines', () => {
