@@ -386,10 +386,12 @@ export class Relay extends EventEmitter<RelayEvents> {
     const { counters } = this;
     this.session = undefined;
     counters.connectionsFailed++;
+    const failedAt = new Date().toISOString();
     const { code, message } = await this.classify(err);
     counters.handshakeFailures.set(code, (counters.handshakeFailures.get(code) ?? 0) + 1);
     this.lastError = { code, message, at: new Date().toISOString() };
-    this.lastHandshake = { ok: false, at: this.lastError.at, code, message };
+    // Classifying can take a handshake of its own: a connection verified meanwhile is the later news.
+    if (!this.lastHandshake || this.lastHandshake.at <= failedAt) this.lastHandshake = { ok: false, at: failedAt, code, message };
     this.emit('handshake_failed', new RelayError(code, message, { cause: err }));
   }
 }
