@@ -639,7 +639,11 @@ export class TunnelManager {
     let entry = this.contexts.get(caFile);
     if (!entry) {
       entry = readCaBundle(caFile).then(({ pem }) => ({ pem, ctx: policyContext(pem, this.cfg.tls.max_version) }));
-      entry.catch(() => this.contexts.delete(caFile));
+      const made = entry;
+      // Forgotten on failure, so the next tunnel reads the file again (unless a reload has replaced it meanwhile).
+      made.catch(() => {
+        if (this.contexts.get(caFile) === made) this.contexts.delete(caFile);
+      });
       this.contexts.set(caFile, entry);
       for (const fn of this.caBundleListeners) fn(caFile);
     }
