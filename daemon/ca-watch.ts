@@ -2,7 +2,7 @@
 // cafile=), through their directories, so that a package upgrade, an
 // editor's save or a config-management run that replaces a bundle reaches
 // new connections without a restart, which would reset every NFS connection.
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { DirWatch } from './dir-watch.js';
 import type { Logger } from './log.js';
 
@@ -10,8 +10,8 @@ import type { Logger } from './log.js';
 const DEBOUNCE_MS = 300;
 
 export class CaBundleWatcher {
-  /** Directory → the bundle files in it that are watched, and its watch. */
-  private readonly dirs = new Map<string, { files: Set<string>; watch: DirWatch }>();
+  /** Directory → the names of the bundle files in it that are watched, and its watch. */
+  private readonly dirs = new Map<string, { names: Set<string>; watch: DirWatch }>();
   private stopped = false;
 
   constructor(
@@ -25,17 +25,16 @@ export class CaBundleWatcher {
     const dir = dirname(file);
     const known = this.dirs.get(dir);
     if (known) {
-      known.files.add(file);
+      known.names.add(basename(file));
       return;
     }
-    const files = new Set([file]);
+    const names = new Set([basename(file)]);
     // One change event for the directory re-reads each of its bundles; the manager ignores one whose text is the same.
     const changed = (): void => {
-      for (const f of files) this.onChange(f);
+      for (const name of names) this.onChange(join(dir, name));
     };
-    const names = (): Set<string> => new Set([...files].map((f) => basename(f)));
-    const watch = new DirWatch(dir, (p) => names().has(basename(p)), DEBOUNCE_MS, changed, this.log, 'tls.ca_watch_error');
-    this.dirs.set(dir, { files, watch });
+    const watch = new DirWatch(dir, (p) => names.has(basename(p)), DEBOUNCE_MS, changed, this.log, 'tls.ca_watch_error');
+    this.dirs.set(dir, { names, watch });
     watch.start().catch((err: unknown) => {
       this.log.warn('tls.ca_watch_error', { code: 'INTERNAL', msg: `cannot watch ${dir} for changes of ${file}: ${String(err)}; a changed bundle is read at the next restart` });
     });
