@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, run } from './helpers/daemon.js';
+import { commandMissing, ROOT, run, skipIf } from './helpers/daemon.js';
 import { Ganesha, requireNfs } from './helpers/nfs.js';
 
 const FIGURES = [
@@ -20,10 +20,7 @@ const TARGETED = [
 describe('benchmark smoke run', function () {
   before(async function () {
     requireNfs(this);
-    if ((await run('sh', ['-c', 'command -v stunnel'])).code !== 0) {
-      console.log('      skipped: stunnel is not installed (as root: apt-get install stunnel4)');
-      this.skip();
-    }
+    skipIf(this, await commandMissing('stunnel', 'as root: apt-get install stunnel4'));
   });
 
   it('produces every figure for every path it measures, a table on stdout and build/bench/results.json', async () => {

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startStunnelClient } from './bench/paths.js';
-import { Daemon, run, waitFor } from './helpers/daemon.js';
+import { commandMissing, Daemon, skipIf, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import type { Check, DoctorReport } from '../cli/doctor.js';
@@ -130,10 +130,7 @@ describe('efsctl doctor', function () {
   }
 
   it('warns of a mount served by an efs-utils stunnel, naming the stunnel process', async function () {
-    if ((await run('sh', ['-c', 'command -v stunnel'])).code !== 0) {
-      console.log('      skipped: stunnel is not installed (as root: apt-get install stunnel4)');
-      this.skip();
-    }
+    skipIf(this, await commandMissing('stunnel', 'as root: apt-get install stunnel4'));
     // A stunnel client exactly as efs-utils writes its config, on the port the mount names.
     const stunnel = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils', 21346, '127.0.0.24', FS_ID);
     try {

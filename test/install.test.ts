@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { ROOT, run, sleep, waitFor } from './helpers/daemon.js';
+import { ROOT, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
 import { FS_ID, testCerts } from './helpers/fixtures.js';
 import { openClient } from './helpers/client.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
@@ -44,15 +44,8 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
 
   before(async function () {
     requireNfs(this);
-    if (!existsSync(DEB)) {
-      console.log(`      skipped: ${DEB} not built (make package)`);
-      this.skip();
-    }
-    const why = await ensureMinbase();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    skipIf(this, existsSync(DEB) ? null : `${DEB} not built (make package)`);
+    skipIf(this, await ensureMinbase());
     root = '/var/tmp/efs-relay-install-root';
     await run('rm', ['-rf', root]);
     const cp = await run('cp', ['-a', DEBOOTSTRAP_CACHE, root], { timeoutMs: 120_000 });

@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { spawn } from 'node:child_process';
-import { BIN, Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig } from './helpers/fixtures.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 
@@ -19,10 +19,7 @@ describe('mount.efs', function () {
   };
 
   before(async function () {
-    if (process.getuid?.() !== 0) {
-      console.log('      skipped: mount.efs refuses non-root callers; run the tests as root');
-      this.skip();
-    }
+    skipIf(this, process.getuid?.() === 0 ? null : 'mount.efs refuses non-root callers; run the tests as root');
     daemon = await new Daemon(daemonConfig(20800)).start();
     env = { ...process.env, EFS_RELAY_CONFIG: daemon.configFile };
     delete env.AWS_REGION;

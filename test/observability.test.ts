@@ -5,9 +5,10 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { call } from '../cli/client.js';
-import { Daemon, ROOT, run, sleep, waitFor } from './helpers/daemon.js';
+import { Daemon, ROOT, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
-import { MountTargetStandIn } from './helpers/mount-target.js';
+import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
+import { exchange } from './helpers/client.js';
 import { Ganesha, nfsCatSha256, nfsCp, requireNfs } from './helpers/nfs.js';
 import { Prometheus, prometheusUnavailable } from './helpers/prometheus.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
@@ -44,7 +45,6 @@ describe('metrics endpoint and health probes', function () {
   });
 
   it('serves every documented metric with the efs_relay_ prefix, process metrics and the event-loop delay, on its own registry', async () => {
-    const { exchange } = await import('./helpers/client.js');
     const port = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels[0]!.port;
     await exchange(port, 'hello');
     const r = await get(`${base}/metrics`);
@@ -67,7 +67,6 @@ describe('metrics endpoint and health probes', function () {
     // The stand-in's certificate names fs-12345678, so a tunnel for another file system is refused.
     const other = 'fs-87654321';
     const { tunnel } = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', other, '-o', 'mounttargetip=127.0.0.20,region=us-east-1');
-    const { exchange } = await import('./helpers/client.js');
     await exchange(tunnel.port, 'x');
     const body = (await get(`${base}/metrics`)).body;
     expect(body).to.contain(`efs_relay_tls_handshake_failures_total{fs_id="${other}",code="TLS_HOSTNAME_MISMATCH"} 1`);
@@ -76,11 +75,7 @@ describe('metrics endpoint and health probes', function () {
   });
 
   it('passes promtool check metrics on a scrape', async function () {
-    const why = await prometheusUnavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    skipIf(this, await prometheusUnavailable());
     const scrape = (await get(`${base}/metrics`)).body;
     const r = await run('sh', ['-c', 'promtool check metrics'], { input: scrape });
     expect(r.code, r.stdout + r.stderr).to.equal(0);
@@ -158,8 +153,6 @@ describe('health from client connections', function () {
     (await daemon!.efsctl('list')).stdout.split('\n').find((l) => l.startsWith(FS_ID))?.split(/\s+/)[4];
 
   it('with probes off, a refused client connection fails /healthz and HEALTH with its code until a later connection is verified', async () => {
-    const { ECHO_TRAILER } = await import('./helpers/mount-target.js');
-    const { exchange } = await import('./helpers/client.js');
     daemon = await new Daemon(daemonConfig(21800, { metrics: { listen: '127.0.0.1:19813' } })).start();
     const { tunnel } = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', FS_ID, '-o', OPTS);
     // Nothing is known yet: no probe will come, and no client has connected.
@@ -190,7 +183,6 @@ describe('health from client connections', function () {
   });
 
   it('with probes on, a client connection refused after a passed probe fails /healthz at once, before the next probe', async () => {
-    const { exchange } = await import('./helpers/client.js');
     // The first probe comes within a second, the next one 27–33 s later: long after this test.
     daemon = await new Daemon(daemonConfig(21800, { metrics: { listen: '127.0.0.1:19813' }, health: { probe_interval: 30, probe_timeout: 2 } })).start();
     const { tunnel } = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', FS_ID, '-o', OPTS);
@@ -351,11 +343,7 @@ describe('unencrypted mounts', function () {
 
 describe('alert rules', function () {
   before(async function () {
-    const why = await prometheusUnavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    skipIf(this, await prometheusUnavailable());
   });
 
   it('pass promtool check rules', async () => {
@@ -383,11 +371,7 @@ describe('a real Prometheus scraping the daemon', function () {
   let daemon: Daemon;
   before(async function () {
     requireNfs(this);
-    const why = await prometheusUnavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    skipIf(this, await prometheusUnavailable());
     ganesha = await Ganesha.get();
     target = await new MountTargetStandIn({
       host: '127.0.0.23', port: 2049, cert: testCerts().good, backend: { host: '127.0.0.1', port: ganesha.nfsPort },

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { Daemon, ROOT, run, tempDir } from './helpers/daemon.js';
+import { commandMissing, Daemon, ROOT, run, skipIf, tempDir } from './helpers/daemon.js';
 import { daemonConfig } from './helpers/fixtures.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -25,10 +25,7 @@ describe('packages', function () {
   before(async function () {
     const missing = [DEB, RPM].filter((f) => !existsSync(f));
     const tools = (await run('sh', ['-c', 'command -v rpm && command -v dpkg-deb && command -v lintian && command -v rpmlint'])).code === 0;
-    if (missing.length || !tools) {
-      console.log(`      skipped: ${missing.length ? `${missing.join(', ')} not built (make package)` : 'rpm, dpkg-deb, lintian or rpmlint missing (apt-get install rpm lintian rpmlint)'}`);
-      this.skip();
-    }
+    skipIf(this, missing.length ? `${missing.join(', ')} not built (make package)` : tools ? null : 'rpm, dpkg-deb, lintian or rpmlint missing (apt-get install rpm lintian rpmlint)');
   });
 
   it('carries one version, package.json\'s, in the binary, both packages, the man pages and the changelogs', async () => {
@@ -74,10 +71,7 @@ describe('packages', function () {
   });
 
   it('ships a unit that systemd-analyze verify accepts without a warning, in both packages, with Restart=always and no start limit', async function () {
-    if ((await run('sh', ['-c', 'command -v systemd-analyze'])).code !== 0) {
-      console.log('      skipped: systemd-analyze is missing (as root: apt-get install systemd)');
-      this.skip();
-    }
+    skipIf(this, await commandMissing('systemd-analyze', 'as root: apt-get install systemd'));
     for (const [pkg, unitDir] of [['deb-root', 'lib/systemd/system'], ['rpm-root', 'usr/lib/systemd/system']] as const) {
       // The package's files, plus the host's targets that the unit orders itself against (a package never ships those).
       const root = tempDir('unit');

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { Daemon, run, waitFor } from './helpers/daemon.js';
+import { commandMissing, Daemon, run, skipIf, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -174,10 +174,7 @@ describe('relay behaviour', function () {
   });
 
   it('turns on TCP keep-alive on both sockets of a connection (seen by ss)', async function () {
-    if ((await run('sh', ['-c', 'command -v ss'])).code !== 0) {
-      console.log('      skipped: ss is not installed (apt-get install iproute2)');
-      this.skip();
-    }
+    skipIf(this, await commandMissing('ss', 'apt-get install iproute2'));
     const sock = await openClient(port);
     let echoed = '';
     sock.on('data', (d: Buffer) => (echoed += d.toString()));

@@ -7,7 +7,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
-import { Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
+import { commandMissing, Daemon, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -127,11 +127,7 @@ describe('TLS policy', function () {
 
   describe('with an IPv6 mount target', function () {
     before(async function () {
-      const why = await ipv6Unavailable();
-      if (why) {
-        console.log(`      skipped: ${why}`);
-        this.skip();
-      }
+      skipIf(this, await ipv6Unavailable());
     });
 
     it('relays to mounttargetip=::1 verified against the file system name, and shows it as [::1]:2049', async () => {
@@ -337,10 +333,7 @@ describe('TLS policy after the handshake', function () {
   }
 
   it('refuses a renegotiation that the mount target asks for (as efs-utils\' stunnel, renegotiation = no), resets the client and says why', async function () {
-    if ((await run('sh', ['-c', 'command -v openssl'])).code !== 0) {
-      console.log('      skipped: openssl is not installed (apt-get install openssl)');
-      this.skip();
-    }
+    skipIf(this, await commandMissing('openssl', 'apt-get install openssl'));
     const certs = testCerts();
     // openssl s_server can ask for a renegotiation mid-session ("r" on its stdin); Node's TLS server cannot.
     const server = spawn('openssl', ['s_server', '-accept', '127.0.0.40:2049', '-tls1_2', '-msg',

@@ -190,3 +190,15 @@ export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeout
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
 }
+
+/** Skip the running test or suite when `why` says something is missing, and print why: a skip always says why. */
+export function skipIf(ctx: Mocha.Context, why: string | null): void {
+  if (!why) return;
+  console.log(`      skipped: ${why}`);
+  ctx.skip();
+}
+
+/** "CMD is not installed (INSTALL)" when CMD is not on PATH, else null. */
+export async function commandMissing(cmd: string, install: string): Promise<string | null> {
+  return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0 ? null : `${cmd} is not installed (${install})`;
+}

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, createReadStream } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { run, sleep, tempDir } from './daemon.js';
+import { run, skipIf, sleep, tempDir } from './daemon.js';
 
 export const NFS_PORT = 12049;
 export const MOUNT_PORT = 13048;
@@ -30,10 +30,7 @@ export function nfsUnavailable(): string | null {
 
 /** Skip the calling suite, saying why, when the NFS tools or root are missing. */
 export function requireNfs(ctx: Mocha.Context): void {
-  const why = nfsUnavailable();
-  if (!why) return;
-  console.log(`      skipped: ${why}`);
-  ctx.skip();
+  skipIf(ctx, nfsUnavailable());
 }
 
 function portOpen(port: number): Promise<boolean> {
