@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
-  const metrics = new MetricsServer(cfg, createMetrics(cfg, manager), manager, log);
+  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager), manager, log);
 
   // The socket answers last, so whoever waits for it finds the daemon fully started.
   let invalid = 0;

@@ -14,7 +14,8 @@ export class MetricsServer {
 
   constructor(
     private readonly cfg: Config,
-    private readonly metrics: Metrics,
+    /** Called only when the endpoint is on: the metrics sample the event loop's delay on a timer. */
+    private readonly makeMetrics: () => Metrics,
     private readonly manager: TunnelManager,
     private readonly log: Logger,
   ) {}
@@ -31,6 +32,7 @@ export class MetricsServer {
       }
       this.log.warn('metrics.remote', { msg: `serving /metrics and /healthz on ${this.cfg.metrics.listen}, reachable from other hosts (metrics.allow_remote is on)` });
     }
+    const metrics = this.makeMetrics();
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path !== '/metrics' && path !== '/healthz') {
@@ -47,9 +49,9 @@ export class MetricsServer {
         res.end(req.method === 'HEAD' ? undefined : JSON.stringify(body) + '\n');
         return;
       }
-      this.metrics.scrape().then(
+      metrics.scrape().then(
         (text) => {
-          res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
           res.end(req.method === 'HEAD' ? undefined : text);
         },
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),

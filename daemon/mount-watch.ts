@@ -6,7 +6,7 @@
 import type { Config } from './config.js';
 import { RelayError } from './errors.js';
 import type { Logger } from './log.js';
-import { readProcMounts, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
+import { MountsFileReader, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
 import { ReportOnce } from './report-once.js';
 import type { TunnelRecord } from './state.js';
@@ -18,6 +18,7 @@ export class MountWatcher {
   /** fs + dir → since when and how many reads it has been missing. */
   private readonly missing = new Map<string, { since: number; reads: number }>();
   private lastReadError = '';
+  private readonly reader: MountsFileReader;
   /** Unencrypted mounts already logged (device + dir). */
   private readonly reported = new ReportOnce();
   /** Changes that failed (a full state dir), logged once while they keep failing. */
@@ -28,7 +29,9 @@ export class MountWatcher {
     private readonly manager: TunnelManager,
     private readonly mounter: Mounter,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.reader = new MountsFileReader(cfg.mount.proc_mounts);
+  }
 
   start(): void {
     this.stopped = false;
@@ -39,6 +42,7 @@ export class MountWatcher {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    void this.reader.close();
   }
 
   private schedule(ms: number): void {
@@ -63,7 +67,7 @@ export class MountWatcher {
   async tick(now = Date.now()): Promise<void> {
     let mounts: MountEntry[];
     try {
-      mounts = await readProcMounts(this.cfg.mount.proc_mounts);
+      mounts = await this.reader.read();
       this.lastReadError = '';
     } catch (err) {
       // Without a reading nothing is known to be gone: keep every tunnel.

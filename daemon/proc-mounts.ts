@@ -1,6 +1,6 @@
 // /proc/mounts: which NFS mounts exist, and which of them go through a
 // tunnel (device 127.0.0.1:… with port=<tunnel port>).
-import { readFile } from 'node:fs/promises';
+import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
 import { parseOptions, type MountOptions } from './options.js';
 import { unescapeOctal } from './fstab.js';
 
@@ -36,6 +36,65 @@ export function tunnelPortOf(m: MountEntry): number | null {
 
 export async function readProcMounts(file: string): Promise<MountEntry[]> {
   return parseProcMounts(await readFile(file, 'utf8'));
+}
+
+/** The file system type statfs(2) reports for /proc. */
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/**
+ * One mounts file read again and again (the mount watcher's poll). readFile
+ * costs five thread-pool operations (open, fstat, read, read, close), and
+ * each wakes the daemon twice: about 20 wakeups a second of an idle daemon.
+ * On procfs the file stays open instead, and every read starts over at
+ * offset 0, where the kernel lists the mount table as it is now: two
+ * operations (the table, then end of file). Any other file, such as a test's
+ * stand-in, is read afresh each time, since it may have been replaced.
+ */
+export class MountsFileReader {
+  private handle: FileHandle | null = null;
+  /** Decided at the first read that could stat the file. */
+  private onProcfs: boolean | null = null;
+  private buf = Buffer.allocUnsafe(16 * 1024);
+
+  constructor(readonly file: string) {}
+
+  async read(): Promise<MountEntry[]> {
+    if (this.onProcfs === null) {
+      const fs = await statfs(this.file).catch(() => null);
+      // A file that cannot be looked at now is read the plain way, whose error says why.
+      if (!fs) return readProcMounts(this.file);
+      this.onProcfs = fs.type === PROC_SUPER_MAGIC;
+    }
+    if (!this.onProcfs) return readProcMounts(this.file);
+    try {
+      this.handle ??= await open(this.file, 'r');
+      return parseProcMounts(await this.readAll(this.handle));
+    } catch (err) {
+      await this.close(); // opened anew at the next read
+      throw err;
+    }
+  }
+
+  /** The whole file from offset 0; a table bigger than the buffer doubles it. */
+  private async readAll(handle: FileHandle): Promise<string> {
+    let used = 0;
+    for (;;) {
+      if (used === this.buf.length) {
+        const bigger = Buffer.allocUnsafe(this.buf.length * 2);
+        this.buf.copy(bigger, 0, 0, used);
+        this.buf = bigger;
+      }
+      const { bytesRead } = await handle.read(this.buf, used, this.buf.length - used, used);
+      if (bytesRead === 0) return this.buf.toString('utf8', 0, used);
+      used += bytesRead;
+    }
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = null;
+    await handle?.close().catch(() => undefined);
+  }
 }
 
 export interface UnencryptedMount {

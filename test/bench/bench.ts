@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Daemon, ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
 import { Ganesha } from '../helpers/nfs.js';
 import {
-  BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
+  BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, RELAY_METRICS_PORT, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
   benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
 } from './paths.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
@@ -121,7 +121,8 @@ async function main(): Promise<void> {
     const stBulk = await startStunnelClient(dir, pki, 'stunnel-bulk', STUNNEL_BULK_PORT, BULK_TARGET, BULK_FS);
     const stNfs = await startStunnelClient(dir, pki, 'stunnel-nfs', STUNNEL_NFS_PORT, NFS_TARGET, NFS_FS);
     procs.push(stBulk, stNfs);
-    relay = await startRelay(pki);
+    // With its metrics endpoint on, as by default: its event-loop sampler counts in the idle wakeups.
+    relay = await startRelay(pki, { metrics: { listen: `127.0.0.1:${RELAY_METRICS_PORT}` } });
     const bulkPort = (await relay.efsctlJson<{ tunnel: { port: number } }>('add', BULK_FS, '-o', `mounttargetip=${BULK_TARGET},region=${REGION}`)).tunnel.port;
     const nfsPort = (await relay.efsctlJson<{ tunnel: { port: number } }>('add', NFS_FS, '-o', `mounttargetip=${NFS_TARGET},region=${REGION}`)).tunnel.port;
     const port: Record<Path, number> = { plain: SERVICE_PORT, stunnel: STUNNEL_BULK_PORT, relay: bulkPort };

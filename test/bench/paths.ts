@@ -18,6 +18,8 @@ export const NFS_TARGET = '127.0.0.31';
 export const SERVICE_PORT = 18001;
 export const STUNNEL_BULK_PORT = 18002;
 export const STUNNEL_NFS_PORT = 18003;
+/** The bench's efs-relayd serves /metrics here, as a daemon with its defaults does on 9792. */
+export const RELAY_METRICS_PORT = 18004;
 
 export type Path = 'plain' | 'stunnel' | 'relay';
 export const PATHS: readonly Path[] = ['plain', 'stunnel', 'relay'];
@@ -130,12 +132,13 @@ export async function startStunnelClient(dir: string, pki: Pki, name: string, po
 
 /**
  * efs-relayd's config in the bench: its defaults, but its own state dir,
- * ports and CA, no metrics endpoint, and the test harness's fstab and mount
- * stand-ins, read at the default one-second pace (the harness reads every
- * 0.1 s to keep tests fast).
+ * ports and CA, no metrics endpoint unless asked for, the test harness's
+ * fstab and mount command stand-ins, and the real /proc/mounts read at the
+ * default one-second pace (the harness reads a stand-in every 0.1 s to keep
+ * tests fast).
  */
 export function relayConfig(pki: Pki, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, mount: { poll_interval: 1 }, ...extra };
+  return { tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, mount: { poll_interval: 1, proc_mounts: '/proc/mounts' }, ...extra };
 }
 
 export async function startRelay(pki: Pki, extra: Record<string, unknown> = {}, dir?: string): Promise<Daemon> {
