@@ -20,6 +20,8 @@ export interface Logger {
   info(event: string, fields?: LogFields): void;
   warn(event: string, fields?: LogFields): void;
   error(event: string, fields?: LogFields): void;
+  /** From now on, log only lines of this level and above (a config reload). */
+  setLevel(level: Level): void;
 }
 
 function quote(v: string | number | boolean): string {
@@ -46,6 +48,9 @@ export function createLogger(
   };
   return {
     log,
+    setLevel: (level) => {
+      minLevel = level;
+    },
     debug: (e, f) => log('debug', e, f),
     info: (e, f) => log('info', e, f),
     warn: (e, f) => log('warn', e, f),

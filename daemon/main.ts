@@ -18,6 +18,7 @@ import { CaBundleWatcher } from './ca-watch.js';
 import { createMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
+import { reloadConfig } from './config-reload.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH]
@@ -53,9 +54,10 @@ async function main(): Promise<void> {
     return;
   }
 
+  const configFile = args.values.config ?? DEFAULT_CONFIG_PATH;
   let cfg: Config;
   try {
-    cfg = await loadConfig(args.values.config ?? DEFAULT_CONFIG_PATH);
+    cfg = await loadConfig(configFile);
   } catch (err) {
     const e = asRelayError(err);
     die(e.message, e.code, e.hint);
@@ -129,14 +131,16 @@ async function main(): Promise<void> {
     if (!internalErrors.admit(e.message)) return;
     log.error('daemon.internal_error', { code: e.code, msg: `${e.message}; the daemon keeps running. Please report this with the log`, stack: e.cause instanceof Error ? e.cause.stack : e.stack });
   });
-  // The default for SIGHUP and SIGUSR2 is to exit, which would reset every
-  // mount's connections on a habitual `kill -HUP` (reload) or `-USR2`. The
-  // config is read at start only.
-  for (const signal of ['SIGHUP', 'SIGUSR2'] as const) {
-    process.on(signal, () => {
-      log.warn('daemon.signal_ignored', { msg: `${signal} ignored: it does not reload the configuration, and every tunnel keeps running. To apply config changes, restart (systemctl restart efs-relayd): tunnels come back on their ports`, signal });
-    });
-  }
+  // SIGHUP (systemctl reload) reads the config file again; reloads run one at a time.
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    if (stopping) return; // a reload would start probes and polls that stop() has just ended
+    reloading = reloading.then(() => reloadConfig(configFile, cfg, log, { prober, mountWatcher })).then(() => undefined);
+  });
+  // The default for SIGUSR2 is to exit, which would reset every mount's connections on a habitual `kill -USR2`.
+  process.on('SIGUSR2', () => {
+    log.warn('daemon.signal_ignored', { msg: 'SIGUSR2 ignored: efs-relayd has no SIGUSR2 action, and every tunnel keeps running. SIGHUP (systemctl reload efs-relayd) reloads the configuration', signal: 'SIGUSR2' });
+  });
 }
 
 main().catch((err) => {

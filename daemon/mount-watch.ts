@@ -15,10 +15,12 @@ import type { TunnelManager } from './tunnels.js';
 export class MountWatcher {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** A read and what follows from it is under way. */
+  private ticking = false;
   /** fs + dir → since when and how many reads it has been missing. */
   private readonly missing = new Map<string, { since: number; reads: number }>();
   private lastReadError = '';
-  private readonly reader: MountsFileReader;
+  private reader: MountsFileReader;
   /** Unencrypted mounts already logged (device + dir). */
   private readonly reported = new ReportOnce();
   /** Changes that failed (a full state dir), logged once while they keep failing. */
@@ -45,10 +47,28 @@ export class MountWatcher {
     void this.reader.close();
   }
 
+  /**
+   * mount.* changed (a config reload): read now, then every poll_interval as
+   * it is now, rather than once the old interval is up. A read under way
+   * finishes first, and schedules the next under the new interval itself.
+   */
+  reconfigure(): void {
+    if (this.stopped || this.ticking || !this.timer) return;
+    clearTimeout(this.timer);
+    this.schedule(0);
+  }
+
   private schedule(ms: number): void {
     if (this.stopped) return;
     // Reads never overlap: the next one is scheduled when this one is done.
-    this.timer = setTimeout(() => void this.tick().finally(() => this.schedule(this.cfg.mount.poll_interval * 1000)), ms);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.ticking = true;
+      void this.tick().finally(() => {
+        this.ticking = false;
+        this.schedule(this.cfg.mount.poll_interval * 1000);
+      });
+    }, ms);
   }
 
   private checkUnencrypted(mounts: MountEntry[], tunnels: readonly Readonly<TunnelRecord>[]): void {
@@ -66,6 +86,11 @@ export class MountWatcher {
   /** One read of /proc/mounts and what follows from it. */
   async tick(now = Date.now()): Promise<void> {
     let mounts: MountEntry[];
+    if (this.reader.file !== this.cfg.mount.proc_mounts) {
+      // mount.proc_mounts changed at a config reload.
+      void this.reader.close();
+      this.reader = new MountsFileReader(this.cfg.mount.proc_mounts);
+    }
     try {
       mounts = await this.reader.read();
       this.lastReadError = '';

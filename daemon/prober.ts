@@ -21,6 +21,8 @@ export class Prober {
   private scanTimer: NodeJS.Timeout | null = null;
   /** Directories whose stat child is still stuck: no second one is started for them. */
   private readonly stuck = new Set<string>();
+  /** Bumped by stop(): a probe that was running then does not schedule another. */
+  private generation = 0;
 
   constructor(
     private readonly cfg: Config,
@@ -32,6 +34,7 @@ export class Prober {
   }
 
   stop(): void {
+    this.generation++;
     if (this.scanTimer) clearTimeout(this.scanTimer);
     this.scanTimer = null;
     for (const t of this.timers.values()) clearTimeout(t);
@@ -53,15 +56,26 @@ export class Prober {
     this.scanTimer = setTimeout(() => this.scan(), SCAN_MS);
   }
 
+  /**
+   * health.probe_interval changed (a config reload): every tunnel's next
+   * probe comes within the first-probe window under the new interval, or
+   * never when it is now 0, instead of after the old interval.
+   */
+  reconfigure(): void {
+    this.stop();
+    this.start();
+  }
+
   private intervalMs(): number {
     return this.cfg.health.probe_interval * 1000;
   }
 
   private schedule(fsId: string, delayMs: number): void {
-    this.timers.set(fsId, setTimeout(() => void this.run(fsId), delayMs));
+    const generation = this.generation;
+    this.timers.set(fsId, setTimeout(() => void this.run(fsId, generation), delayMs));
   }
 
-  private async run(fsId: string): Promise<void> {
+  private async run(fsId: string, generation: number): Promise<void> {
     const relay = this.manager.relay(fsId);
     if (!relay) {
       this.timers.delete(fsId);
@@ -76,7 +90,7 @@ export class Prober {
     } finally {
       // The next probe is scheduled only now, so probes of one tunnel never overlap; ±10% jitter
       // spreads them out. Even after a failure here, or the tunnel's probes would stop for good.
-      if (this.timers.has(fsId)) this.schedule(fsId, this.intervalMs() * (0.9 + Math.random() * 0.2));
+      if (generation === this.generation && this.timers.has(fsId)) this.schedule(fsId, this.intervalMs() * (0.9 + Math.random() * 0.2));
     }
   }
 

@@ -91,7 +91,8 @@ class Tunnel {
   mountsFailing: MountCheck[] = [];
   restarts = 0;
 
-  constructor(record: TunnelRecord, relay: Relay, readonly probing: boolean) {
+  /** @param probing whether probes run now (health.probe_interval can change at a config reload). */
+  constructor(record: TunnelRecord, relay: Relay, private readonly probing: () => boolean) {
     this.record = record;
     this.relay = relay;
   }
@@ -119,7 +120,7 @@ class Tunnel {
       bytes: { upstream: c.bytesUpstream, downstream: c.bytesDownstream },
       last_error: latest(this.listenError, relay.lastError),
       last_connected_at: relay.lastConnectedAt,
-      health: { probing: this.probing, probe: this.probe, connection: relay.lastHandshake, mounts_failing: this.mountsFailing },
+      health: { probing: this.probing(), probe: this.probe, connection: relay.lastHandshake, mounts_failing: this.mountsFailing },
       restarts: this.restarts,
     };
   }
@@ -666,7 +667,7 @@ export class TunnelManager {
   }
 
   private track(record: TunnelRecord, relay: Relay): Tunnel {
-    const t = new Tunnel(record, relay, this.cfg.health.probe_interval > 0);
+    const t = new Tunnel(record, relay, () => this.cfg.health.probe_interval > 0);
     t.restarts = this.restartCount.get(record.fs_id) ?? 0;
     // One line per new failure kind, then at most one a minute: a flapping
     // target, or an NFS client reconnecting into the same failure, must not flood the journal.

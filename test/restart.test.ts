@@ -1,7 +1,7 @@
 // Restarts: tunnel records survive SIGTERM and SIGKILL, every tunnel comes
 // back on its old port (NFS mounts keep pointing at it), and NFS works after.
 import { expect } from 'chai';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Daemon, waitFor } from './helpers/daemon.js';
@@ -9,6 +9,7 @@ import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
+import { parse, stringify } from 'yaml';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
 const FILESYSTEMS = [
@@ -112,22 +113,92 @@ describe('daemon signals', function () {
     }
   });
 
-  for (const signal of ['SIGHUP', 'SIGUSR2'] as const) {
-    it(`keeps running on ${signal}, with open connections untouched, and logs that it did not reload`, async () => {
-      await withOpenConnection(21500, async ({ daemon, tunnel, sock, got }) => {
-        daemon.proc!.kill(signal);
-        await waitFor('the warning', () => daemon.logs.includes('daemon.signal_ignored'));
-        expect(daemon.logs).to.match(new RegExp(`warn daemon\\.signal_ignored fs=- code=- msg="${signal} ignored: it does not reload the configuration, and every tunnel keeps running\\. To apply config changes, restart .*" signal=${signal}`));
-        sock.write('after');
-        await waitFor('the same connection still relays', () => got() === 'before-after');
-        expect(daemon.exitCode).to.equal(null);
-        expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.map((t) => [t.fs_id, t.port, t.connections.active]))
-          .to.deep.equal([[FS_ID, tunnel.port, 1]]);
-        sock.destroy();
-      });
+  it('keeps running on SIGUSR2, with open connections untouched, and logs that it has no SIGUSR2 action', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      daemon.proc!.kill('SIGUSR2');
+      await waitFor('the warning', () => daemon.logs.includes('daemon.signal_ignored'));
+      expect(daemon.logs).to.match(/warn daemon\.signal_ignored fs=- code=- msg="SIGUSR2 ignored: efs-relayd has no SIGUSR2 action, and every tunnel keeps running\. SIGHUP \(systemctl reload efs-relayd\) reloads the configuration" signal=SIGUSR2/);
+      await expectStillRelaying(daemon, sock, got);
+      sock.destroy();
     });
-  }
+  });
 });
+
+describe('config reload (SIGHUP)', function () {
+  it('applies changed log, health and mount keys at once, and the open connection carries on', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      const before = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+      expect(before.health).to.include({ probing: false, probe: null });
+      editConfig(daemon, (c) => ({ ...c, log: { level: 'warn' }, health: { probe_interval: 1 }, mount: { ...(c.mount as object), poll_interval: 0.5 } }));
+      daemon.proc!.kill('SIGHUP');
+      await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
+      expect(daemon.logs).to.contain(`info config.reloaded fs=- code=- msg="applied mount.poll_interval, log.level, health.probe_interval" file=${daemon.configFile} applied=mount.poll_interval,log.level,health.probe_interval`);
+      // Probes were off; now the tunnel is probed within a second or so.
+      const probed = await waitFor('a probe', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe);
+      expect(probed.ok).to.equal(true);
+      // log.level warn: a new tunnel's info line is no longer written.
+      const second = (await daemon.efsctlJson<AddResult>('add', 'fs-0abc1234', '-o', 'mounttargetip=127.0.0.10,region=us-east-1')).tunnel;
+      expect(daemon.logs).not.to.contain('tunnel.started fs=fs-0abc1234');
+      expect(second.port).to.be.within(21500, 21549);
+      await expectStillRelaying(daemon, sock, got, 2);
+      expect(daemon.logs).not.to.match(/config\.restart_needed|config\.reload_failed/);
+      sock.destroy();
+    });
+  });
+
+  it('keeps the running value of a key that needs a restart, and names the key', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      editConfig(daemon, (c) => ({ ...c, port_range: { first: 21950, last: 21999 }, tls: { ...(c.tls as object), max_version: 'TLSv1.3' } }));
+      daemon.proc!.kill('SIGHUP');
+      await waitFor('the warning', () => daemon.logs.includes('config.restart_needed'));
+      expect(daemon.logs).to.contain(`info config.reloaded fs=- code=- msg="no change that a reload applies" file=${daemon.configFile}\n`);
+      expect(daemon.logs).to.contain(`warn config.restart_needed fs=- code=- msg="port_range.first, port_range.last, tls.max_version changed, but take effect only when the daemon restarts (systemctl restart efs-relayd: tunnels come back on their ports, open NFS connections reconnect); until then the daemon keeps the values it started with" file=${daemon.configFile} keys=port_range.first,port_range.last,tls.max_version`);
+      // A new tunnel still gets a port from the range the daemon started with.
+      const second = (await daemon.efsctlJson<AddResult>('add', 'fs-0abc1234', '-o', 'mounttargetip=127.0.0.10,region=us-east-1')).tunnel;
+      expect(second.port).to.be.within(21500, 21549);
+      await expectStillRelaying(daemon, sock, got, 2);
+      sock.destroy();
+    });
+  });
+
+  it('changes nothing when the file does not load, says where it is wrong, and takes the next good file', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      editConfig(daemon, (c) => ({ ...c, health: { probe_intervall: 1 } }));
+      daemon.proc!.kill('SIGHUP');
+      await waitFor('the error', () => daemon.logs.includes('config.reload_failed'));
+      expect(daemon.logs).to.match(new RegExp(`error config\\.reload_failed fs=- code=CONFIG_INVALID msg="${escape(daemon.configFile)}:\\d+: key \\\\"health\\.probe_intervall\\\\": unknown key \\(known keys in health: [^)]*\\); nothing was changed, and the daemon carries on with the configuration it had" file=`));
+      expect(daemon.exitCode).to.equal(null);
+      await expectStillRelaying(daemon, sock, got);
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(false);
+      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 1 } }));
+      daemon.proc!.kill('SIGHUP');
+      await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
+      expect(daemon.logs).to.contain('msg="applied health.probe_interval"');
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(true);
+      sock.destroy();
+    });
+  });
+});
+
+/** Rewrite the daemon's config file through `change`. */
+function editConfig(daemon: Daemon, change: (c: Record<string, unknown>) => Record<string, unknown>): void {
+  writeFileSync(daemon.configFile, stringify(change(parse(readFileSync(daemon.configFile, 'utf8')) as Record<string, unknown>)));
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** The connection that withOpenConnection opened still relays, and the daemon still runs its tunnels. */
+async function expectStillRelaying(daemon: Daemon, sock: Socket, got: () => string, tunnels = 1): Promise<void> {
+  const sent = got();
+  sock.write('-after');
+  await waitFor('the same connection still relays', () => got() === `${sent}-after`);
+  expect(daemon.exitCode).to.equal(null);
+  const list = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
+  expect(list.length).to.equal(tunnels);
+  expect(list.find((t) => t.fs_id === FS_ID)?.connections.active).to.equal(1);
+}
 
 /**
  * A daemon with one tunnel to an echo target and a client connection through

@@ -1,0 +1,98 @@
+// What a reload of config.yaml (SIGHUP, systemctl reload) may change in a
+// running daemon. The keys of log, health, mount and policy are read where
+// they are used, so a new value takes effect without touching a tunnel or an
+// open connection. Every other key shapes tunnels, listeners or watched
+// paths that exist already (ports, targets, TLS contexts, the state dir), and
+// changing it under them could drop a mount's tunnel: those wait for a
+// restart, and the daemon says so.
+import { loadConfig, type Config } from './config.js';
+import { asRelayError } from './errors.js';
+import type { Logger } from './log.js';
+
+/** Sections whose keys a reload applies at once. */
+const LIVE_SECTIONS: ReadonlySet<string> = new Set(['log', 'health', 'mount', 'policy']);
+
+export interface ReloadPlan {
+  /** Changed keys applied now, dotted ("health.probe_interval"). */
+  applied: string[];
+  /** Changed keys that keep their running value until the daemon restarts. */
+  needRestart: string[];
+}
+
+type Tree = { [key: string]: unknown };
+
+/** Dotted names of the leaves whose values differ. */
+function changedLeaves(a: Tree, b: Tree, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(a)) {
+    const [x, y] = [a[key], b[key]];
+    if (x !== null && typeof x === 'object' && y !== null && typeof y === 'object') out.push(...changedLeaves(x as Tree, y as Tree, `${prefix}${key}.`));
+    else if (x !== y) out.push(`${prefix}${key}`);
+  }
+  return out;
+}
+
+export function planReload(running: Config, next: Config): ReloadPlan {
+  const plan: ReloadPlan = { applied: [], needRestart: [] };
+  for (const key of changedLeaves(running as unknown as Tree, next as unknown as Tree)) {
+    (LIVE_SECTIONS.has(key.split('.')[0] as string) ? plan.applied : plan.needRestart).push(key);
+  }
+  return plan;
+}
+
+/**
+ * Copy the plan's applied keys from `next` into `running`, in place: every
+ * module holds the same Config object and reads these keys at use.
+ */
+export function applyReload(running: Config, next: Config, plan: ReloadPlan): void {
+  for (const key of plan.applied) {
+    const [section, leaf] = key.split('.') as [string, string];
+    ((running as unknown as Record<string, Tree>)[section] as Tree)[leaf] = ((next as unknown as Record<string, Tree>)[section] as Tree)[leaf];
+  }
+}
+
+/** A part of the daemon that follows a changed key by itself once told. */
+export interface Reconfigurable {
+  reconfigure(): void;
+}
+
+/**
+ * Read `file` again and apply what may change now. A file that does not
+ * load changes nothing: the daemon carries on as it was, and the log says
+ * why. Returns the plan, or null when the file did not load.
+ */
+export async function reloadConfig(
+  file: string,
+  running: Config,
+  log: Logger,
+  followers: { prober: Reconfigurable; mountWatcher: Reconfigurable },
+): Promise<ReloadPlan | null> {
+  let next: Config;
+  try {
+    next = await loadConfig(file);
+  } catch (err) {
+    const e = asRelayError(err);
+    log.error('config.reload_failed', { code: e.code, msg: `${e.message}; nothing was changed, and the daemon carries on with the configuration it had`, file });
+    return null;
+  }
+  const plan = planReload(running, next);
+  const probeInterval = running.health.probe_interval;
+  applyReload(running, next, plan);
+  if (running.health.probe_interval !== probeInterval) followers.prober.reconfigure();
+  if (plan.applied.some((key) => key.startsWith('mount.'))) followers.mountWatcher.reconfigure();
+  // Said at the level the daemon had, so that a reload to log.level warn still confirms itself.
+  log.info('config.reloaded', {
+    msg: plan.applied.length > 0 ? `applied ${plan.applied.join(', ')}` : 'no change that a reload applies',
+    file,
+    applied: plan.applied.join(',') || undefined,
+  });
+  log.setLevel(running.log.level);
+  if (plan.needRestart.length > 0) {
+    log.warn('config.restart_needed', {
+      msg: `${plan.needRestart.join(', ')} changed, but take${plan.needRestart.length === 1 ? 's' : ''} effect only when the daemon restarts (systemctl restart efs-relayd: tunnels come back on their ports, open NFS connections reconnect); until then the daemon keeps the value${plan.needRestart.length === 1 ? '' : 's'} it started with`,
+      file,
+      keys: plan.needRestart.join(','),
+    });
+  }
+  return plan;
+}
