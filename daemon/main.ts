@@ -135,7 +135,11 @@ async function main(): Promise<void> {
   let reloading = Promise.resolve();
   process.on('SIGHUP', () => {
     if (stopping) return; // a reload would start probes and polls that stop() has just ended
-    reloading = reloading.then(() => reloadConfig(configFile, cfg, log, { prober, mountWatcher })).then(() => undefined);
+    reloading = reloading.then(() => reloadConfig(configFile, cfg, log, { prober, mountWatcher })).then(
+      () => undefined,
+      // Only a bug gets here; the next SIGHUP must still be served.
+      (err: unknown) => log.error('daemon.internal_error', { code: asRelayError(err).code, msg: `config reload: ${asRelayError(err).message}; the daemon keeps running. Please report this with the log` }),
+    );
   });
   // The default for SIGUSR2 is to exit, which would reset every mount's connections on a habitual `kill -USR2`.
   process.on('SIGUSR2', () => {
