@@ -3,7 +3,7 @@
 // tunnel manager which file systems fstab wants ready.
 import { basename, dirname, resolve } from 'node:path';
 import { DirWatch } from './dir-watch.js';
-import { asRelayError, RelayError } from './errors.js';
+import { asRelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { readFstab } from './fstab.js';
@@ -103,8 +103,8 @@ export class FstabWatcher {
         wanted.set(e.fsId, { fsId: e.fsId, options, env: {}, source: 'fstab' });
         lineOf.set(e.fsId, e.line);
       } catch (err) {
-        const code = err instanceof RelayError ? err.code : 'INTERNAL';
-        this.log.warn('fstab.line_invalid', { fs: e.fsId, code, msg: `${this.file}:${e.line}: ${(err as Error).message}; line skipped`, line: e.line });
+        const { code, message } = asRelayError(err);
+        this.log.warn('fstab.line_invalid', { fs: e.fsId, code, msg: `${this.file}:${e.line}: ${message}; line skipped`, line: e.line });
       }
     }
     const failed = await this.manager.setFstabWanted(wanted);

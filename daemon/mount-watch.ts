@@ -4,7 +4,7 @@
 // loses its tunnel or port. Mounts through a tunnel port that the record
 // lacks are adopted, so cleanup never stops a tunnel that is still mounted.
 import type { Config } from './config.js';
-import { RelayError } from './errors.js';
+import { asRelayError } from './errors.js';
 import type { Logger } from './log.js';
 import { MountsFileReader, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
@@ -146,8 +146,8 @@ export class MountWatcher {
     const fresh = this.failing.fresh(failed.keys());
     for (const [key, { what, fs, dir, err }] of failed) {
       if (!fresh.has(key)) continue;
-      const code = err instanceof RelayError ? err.code : 'INTERNAL';
-      this.log.warn('mounts.update_failed', { fs, code, dir, msg: `${what} the mount at ${dir} failed: ${(err as Error).message}; the tunnel keeps running, and this is tried again at every read of ${this.cfg.mount.proc_mounts}` });
+      const { code, message } = asRelayError(err);
+      this.log.warn('mounts.update_failed', { fs, code, dir, msg: `${what} the mount at ${dir} failed: ${message}; the tunnel keeps running, and this is tried again at every read of ${this.cfg.mount.proc_mounts}` });
     }
   }
 }

@@ -594,7 +594,7 @@ export class TunnelManager {
           await this.addLocked(req);
         } catch (err) {
           this.fstabWanted.delete(fsId);
-          failed.push({ fsId, error: err instanceof RelayError ? err : new RelayError('INTERNAL', String(err)) });
+          failed.push({ fsId, error: asRelayError(err) });
         }
       }
       for (const t of [...this.tunnels.values()]) {
