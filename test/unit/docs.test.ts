@@ -1,5 +1,5 @@
-// The README is the user's manual: it must name every error code and every
-// config key the code has.
+// The README is the user's manual: it must name every error code, config
+// key, log event and daemon module the code has.
 import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,6 +36,12 @@ describe('README', () => {
     expect(events.size).to.be.above(30);
     const logs = readme.slice(readme.indexOf('\n## Logs'), readme.indexOf('\n## ', readme.indexOf('\n## Logs') + 1));
     expect([...events].filter((e) => !logs.includes(`\`${e}\``)).sort()).to.deep.equal([]);
+  });
+
+  it('names every daemon module in its layout', () => {
+    const modules = readdirSync(join(import.meta.dirname, '../../../../daemon')).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3));
+    const layout = readme.slice(readme.indexOf('Layout: `daemon/`'), readme.indexOf('`cli/`', readme.indexOf('Layout: `daemon/`')));
+    expect(modules.filter((m) => !layout.includes(`\`${m}\``)).sort()).to.deep.equal([]);
   });
 
   it('shows make demo and make test in its first 40 lines', () => {
