@@ -24,6 +24,8 @@ Verbs:
   list [--json]           every tunnel: port, target, state, connections, bytes, last error
   status FS_ID [--json]   one tunnel in detail, with its history
   stop FS_ID [--force]    stop a tunnel (refused while mounted, unless --force)
+  reload [--json]         make the daemon read its config file again; says what it applied
+                          and what waits for a restart (systemctl reload runs this)
   version [--json]        versions of efsctl and of the running daemon
   doctor [--json]         check this host for what EFS over TLS needs, and say what to fix
 
@@ -63,6 +65,7 @@ const VERB_FLAGS: Record<string, { args: number; flags: string[]; usage: string 
   status: { args: 1, flags: ['json', 'wait'], usage: 'FS_ID' },
   stop: { args: 1, flags: ['force', 'json', 'wait'], usage: 'FS_ID' },
   version: { args: 0, flags: ['json', 'wait'], usage: '' },
+  reload: { args: 0, flags: ['json', 'wait'], usage: '' },
   // doctor reports a daemon that is down; it does not wait for one.
   doctor: { args: 0, flags: ['json'], usage: '' },
 };
@@ -191,6 +194,15 @@ async function run(p: Parsed): Promise<void> {
       const left = res.mounts.length === 0 ? '' :
         `\n${res.mounts.join(', ')} still mounted through port ${res.port}: their I/O waits until \`efsctl add ${res.fs_id}\` gives the port back, or unmount them`;
       out({ stopped: res }, `${res.fs_id}: tunnel on port ${res.port} stopped${left}`);
+      return;
+    }
+    case 'reload': {
+      // A file that does not load changes nothing. If --config names it, parse() has said so already; else the daemon does (CONFIG_INVALID).
+      const res = (await ask('reload')) as { file: string; applied: string[]; restart_needed: string[] };
+      const pending = res.restart_needed.length === 0 ? '' :
+        `\nNot applied until efs-relayd restarts: ${res.restart_needed.join(', ')} (the daemon keeps the value${res.restart_needed.length === 1 ? '' : 's'} it started with; ` +
+        'systemctl restart efs-relayd applies them, and open NFS connections then reconnect)';
+      out(res, `Reloaded ${res.file}: ${res.applied.length > 0 ? `applied ${res.applied.join(', ')}` : 'no change that a reload applies'}${pending}`);
       return;
     }
     case 'doctor': {

@@ -6,7 +6,7 @@
 // changing it under them could drop a mount's tunnel: those wait for a
 // restart, and the daemon says so.
 import { loadConfig, type Config } from './config.js';
-import { asRelayError } from './errors.js';
+import { asRelayError, RelayError } from './errors.js';
 import type { Logger } from './log.js';
 
 /** Sections whose keys a reload applies at once. */
@@ -56,24 +56,30 @@ export interface Reconfigurable {
   reconfigure(): void;
 }
 
+/** What a reload did, as `efsctl reload --json` prints it; or why it changed nothing. */
+export type ReloadOutcome =
+  | { ok: true; file: string; applied: string[]; restart_needed: string[] }
+  | { ok: false; error: RelayError };
+
 /**
  * Read `file` again and apply what may change now. A file that does not
  * load changes nothing: the daemon carries on as it was, and the log says
- * why. Returns the plan, or null when the file did not load.
+ * why. Either way the log has a line, and the outcome says the same.
  */
 export async function reloadConfig(
   file: string,
   running: Config,
   log: Logger,
   followers: { prober: Reconfigurable; mountWatcher: Reconfigurable },
-): Promise<ReloadPlan | null> {
+): Promise<ReloadOutcome> {
   let next: Config;
   try {
     next = await loadConfig(file);
   } catch (err) {
     const e = asRelayError(err);
-    log.error('config.reload_failed', { code: e.code, msg: `${e.message}; nothing was changed, and the daemon carries on with the configuration it had`, file });
-    return null;
+    const error = new RelayError(e.code, `${e.message}; nothing was changed, and the daemon carries on with the configuration it had`, { cause: e });
+    log.error('config.reload_failed', { code: error.code, msg: error.message, file });
+    return { ok: false, error };
   }
   const plan = planReload(running, next);
   const probeInterval = running.health.probe_interval;
@@ -94,5 +100,5 @@ export async function reloadConfig(
       keys: plan.needRestart.join(','),
     });
   }
-  return plan;
+  return { ok: true, file, applied: plan.applied, restart_needed: plan.needRestart };
 }

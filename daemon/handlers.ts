@@ -9,6 +9,7 @@ import type { TunnelManager } from './tunnels.js';
 import type { Mounter } from './mounter.js';
 import type { RegionEnv } from './target.js';
 import { VERSION } from './version.js';
+import type { ReloadOutcome } from './config-reload.js';
 
 const SOURCES: readonly RecordSource[] = ['efsctl', 'mount.efs', 'fstab', 'manual'];
 
@@ -45,7 +46,11 @@ function source(p: Record<string, unknown>): RecordSource {
   return s;
 }
 
-export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date): Record<string, Handler> {
+/**
+ * @param reload reads the config file again (config-reload.ts); the daemon
+ * runs one reload at a time, for this method and SIGHUP alike.
+ */
+export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date, reload: () => Promise<ReloadOutcome>): Record<string, Handler> {
   return {
     ping: () => ({ pong: true }),
     version: () => ({
@@ -77,6 +82,11 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
     status: (p) => manager.status(str(p, 'fs_id', true)),
     stop: (p) => {
       return manager.stop(str(p, 'fs_id', true), bool(p, 'force'));
+    },
+    reload: async () => {
+      const r = await reload();
+      if (!r.ok) throw r.error;
+      return { file: r.file, applied: r.applied, restart_needed: r.restart_needed };
     },
   };
 }

@@ -18,7 +18,7 @@ import { CaBundleWatcher } from './ca-watch.js';
 import { createMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
-import { reloadConfig } from './config-reload.js';
+import { reloadConfig, type ReloadOutcome } from './config-reload.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH]
@@ -68,13 +68,21 @@ async function main(): Promise<void> {
   const manager = new TunnelManager(cfg, store, log);
   const startedAt = new Date();
   const mounter = new Mounter(cfg, manager, log);
-  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt), log);
+  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, () => reload()), log);
   const mountWatcher = new MountWatcher(cfg, manager, mounter, log);
   const fstabWatcher = new FstabWatcher(cfg, manager, log);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager), manager, log);
+
+  // Reloads of the config file (efsctl reload, SIGHUP) run one at a time.
+  let reloading: Promise<unknown> = Promise.resolve();
+  function reload(): Promise<ReloadOutcome> {
+    const outcome = reloading.then(() => reloadConfig(configFile, cfg, log, { prober, mountWatcher }));
+    reloading = outcome.catch(() => undefined);
+    return outcome;
+  }
 
   // The socket answers last, so whoever waits for it finds the daemon fully started.
   let invalid = 0;
@@ -131,15 +139,14 @@ async function main(): Promise<void> {
     if (!internalErrors.admit(e.message)) return;
     log.error('daemon.internal_error', { code: e.code, msg: `${e.message}; the daemon keeps running. Please report this with the log`, stack: e.cause instanceof Error ? e.cause.stack : e.stack });
   });
-  // SIGHUP (systemctl reload) reads the config file again; reloads run one at a time.
-  let reloading = Promise.resolve();
+  // SIGHUP reads the config file again, as `efsctl reload` does (reload() above); the log says how it went.
   process.on('SIGHUP', () => {
     if (stopping) return; // a reload would start probes and polls that stop() has just ended
-    reloading = reloading.then(() => reloadConfig(configFile, cfg, log, { prober, mountWatcher })).then(
-      () => undefined,
-      // Only a bug gets here; the next SIGHUP must still be served.
-      (err: unknown) => log.error('daemon.internal_error', { code: asRelayError(err).code, msg: `config reload: ${asRelayError(err).message}; the daemon keeps running. Please report this with the log` }),
-    );
+    // Only a bug rejects; the log line says so, and the next reload is still served.
+    reload().catch((err: unknown) => {
+      const e = asRelayError(err);
+      log.error('daemon.internal_error', { code: e.code, msg: `config reload: ${e.message}; the daemon keeps running. Please report this with the log` });
+    });
   });
   // The default for SIGUSR2 is to exit, which would reset every mount's connections on a habitual `kill -USR2`.
   process.on('SIGUSR2', () => {

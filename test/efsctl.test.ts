@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { BIN, Daemon, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, ROOT, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
@@ -276,5 +276,15 @@ describe('efsctl', function () {
     const r = await run(join(BIN, 'efsctl'), ['--help']);
     expect(r.code).to.equal(0);
     expect(r.stdout).to.contain('Usage: efsctl').and.contain('Exit codes: 0 done, 1 the request failed, 2 bad usage, 3 the daemon cannot be reached.');
+  });
+
+  it('offers every verb of --help in the bash completion and in the README\'s verb table', async () => {
+    const help = (await run(join(BIN, 'efsctl'), ['--help'])).stdout;
+    const verbs = [...help.slice(help.indexOf('Verbs:'), help.indexOf('Options:')).matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]!).sort();
+    expect(verbs).to.include.members(['add', 'reload', 'version']);
+    const completion = readFileSync(join(ROOT, 'packaging/completion/efsctl.bash'), 'utf8');
+    expect((/verbs="([^"]*)"/.exec(completion)?.[1] ?? '').split(' ').sort()).to.deep.equal(verbs);
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    expect(verbs.filter((v) => !readme.includes(`| \`${v}`))).to.deep.equal([]);
   });
 });

@@ -180,6 +180,39 @@ describe('config reload (SIGHUP)', function () {
   });
 });
 
+describe('efsctl reload', function () {
+  it('reloads when asked, and prints what it applied and what waits for a restart; --json gives the same', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 1 }, port_range: { first: 21950, last: 21999 } }));
+      const r = await daemon.efsctl('reload');
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.equal(
+        `Reloaded ${daemon.configFile}: applied health.probe_interval\n` +
+        'Not applied until efs-relayd restarts: port_range.first, port_range.last (the daemon keeps the values it started with; ' +
+        'systemctl restart efs-relayd applies them, and open NFS connections then reconnect)\n');
+      // Done when efsctl returns: the probes it turned on are already under way.
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(true);
+      expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: [], restart_needed: ['port_range.first', 'port_range.last'] });
+      await expectStillRelaying(daemon, sock, got);
+      sock.destroy();
+    });
+  });
+
+  it('exits 1 naming the file, line and key when the file does not load, and the daemon changes nothing', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 'often' } }));
+      const r = await daemon.efsctl('reload');
+      expect(r.code).to.equal(1);
+      expect(r.stdout).to.equal('');
+      expect(r.stderr).to.match(new RegExp(`^efsctl: ${escape(daemon.configFile)}:\\d+: key "health\\.probe_interval": .*; nothing was changed, and the daemon carries on with the configuration it had \\[CONFIG_INVALID\\]\\n`));
+      expect(daemon.logs).to.contain('error config.reload_failed fs=- code=CONFIG_INVALID');
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(false);
+      await expectStillRelaying(daemon, sock, got);
+      sock.destroy();
+    });
+  });
+});
+
 /** Rewrite the daemon's config file through `change`. */
 function editConfig(daemon: Daemon, change: (c: Record<string, unknown>) => Record<string, unknown>): void {
   writeFileSync(daemon.configFile, stringify(change(parse(readFileSync(daemon.configFile, 'utf8')) as Record<string, unknown>)));

@@ -4,7 +4,7 @@ _efsctl() {
   COMPREPLY=()
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD-1]}"
-  verbs="add attach detach list status stop doctor version"
+  verbs="add attach detach list status stop reload doctor version"
   case "$prev" in
     --socket|--config) COMPREPLY=( $(compgen -f -- "$cur") ); return 0 ;;
     --wait) return 0 ;;
@@ -21,7 +21,7 @@ _efsctl() {
   fi
   local i verb=""
   for (( i=1; i<COMP_CWORD; i++ )); do
-    case "${COMP_WORDS[i]}" in add|attach|detach|list|status|stop|doctor|version) verb="${COMP_WORDS[i]}";; esac
+    case "${COMP_WORDS[i]}" in add|attach|detach|list|status|stop|reload|doctor|version) verb="${COMP_WORDS[i]}";; esac
   done
   if [[ -z "$verb" ]]; then
     COMPREPLY=( $(compgen -W "$verbs" -- "$cur") )
