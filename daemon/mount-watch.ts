@@ -17,6 +17,8 @@ export class MountWatcher {
   private stopped = false;
   /** A read and what follows from it is under way. */
   private ticking = false;
+  /** A reload came during a read, which may have used the old settings: read again at once after it. */
+  private readAgain = false;
   /** fs + dir → since when and how many reads it has been missing. */
   private readonly missing = new Map<string, { since: number; reads: number }>();
   private lastReadError = '';
@@ -50,10 +52,15 @@ export class MountWatcher {
   /**
    * mount.* changed (a config reload): read now, then every poll_interval as
    * it is now, rather than once the old interval is up. A read under way
-   * finishes first, and schedules the next under the new interval itself.
+   * finishes first, and the next follows it at once.
    */
   reconfigure(): void {
-    if (this.stopped || this.ticking || !this.timer) return;
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.readAgain = true;
+      return;
+    }
+    if (!this.timer) return; // not started
     clearTimeout(this.timer);
     this.schedule(0);
   }
@@ -66,7 +73,9 @@ export class MountWatcher {
       this.ticking = true;
       void this.tick().finally(() => {
         this.ticking = false;
-        this.schedule(this.cfg.mount.poll_interval * 1000);
+        const again = this.readAgain;
+        this.readAgain = false;
+        this.schedule(again ? 0 : this.cfg.mount.poll_interval * 1000);
       });
     }, ms);
   }

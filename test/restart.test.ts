@@ -198,6 +198,21 @@ describe('efsctl reload', function () {
     });
   });
 
+  it('follows a mounts file changed by a reload: a mount listed there through the tunnel\'s port is adopted', async () => {
+    await withOpenConnection(21500, async ({ daemon, tunnel, sock }) => {
+      const dir = join(daemon.dir, 'mounted-elsewhere');
+      const other = join(daemon.dir, 'other-mounts');
+      writeFileSync(other, `127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,port=${tunnel.port},addr=127.0.0.1 0 0\n`);
+      // First the poll an hour apart, so that only a read the next reload makes at once can find the mount in time.
+      editConfig(daemon, (c) => ({ ...c, mount: { ...(c.mount as object), poll_interval: 3600 } }));
+      expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: ['mount.poll_interval'], restart_needed: [] });
+      editConfig(daemon, (c) => ({ ...c, mount: { ...(c.mount as object), proc_mounts: other } }));
+      expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: ['mount.proc_mounts'], restart_needed: [] });
+      await waitFor('the mount adopted', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).mounts.includes(dir));
+      sock.destroy();
+    });
+  });
+
   it('exits 1 naming the file, line and key when the file does not load, and the daemon changes nothing', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
       editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 'often' } }));
