@@ -199,9 +199,10 @@ async function run(p: Parsed): Promise<void> {
     case 'reload': {
       // A file that does not load changes nothing. If --config names it, parse() has said so already; else the daemon does (CONFIG_INVALID).
       const res = (await ask('reload')) as { file: string; applied: string[]; restart_needed: string[] };
+      const one = res.restart_needed.length === 1;
       const pending = res.restart_needed.length === 0 ? '' :
-        `\nNot applied until efs-relayd restarts: ${res.restart_needed.join(', ')} (the daemon keeps the value${res.restart_needed.length === 1 ? '' : 's'} it started with; ` +
-        'systemctl restart efs-relayd applies them, and open NFS connections then reconnect)';
+        `\nNot applied until efs-relayd restarts: ${res.restart_needed.join(', ')} (the daemon keeps the value${one ? '' : 's'} it started with; ` +
+        `systemctl restart efs-relayd applies ${one ? 'it' : 'them'}, and open NFS connections then reconnect)`;
       out(res, `Reloaded ${res.file}: ${res.applied.length > 0 ? `applied ${res.applied.join(', ')}` : 'no change that a reload applies'}${pending}`);
       return;
     }
