@@ -58,12 +58,14 @@ export class Prober {
 
   /**
    * health.probe_interval changed (a config reload): every tunnel's next
-   * probe comes within the first-probe window under the new interval, or
-   * never when it is now 0, instead of after the old interval.
+   * probe comes within the first-probe window under the new interval,
+   * instead of after the old interval. At 0 probes stop, and the tunnels
+   * forget the results that nothing will renew.
    */
   reconfigure(): void {
     this.stop();
-    this.start();
+    if (this.cfg.health.probe_interval > 0) this.start();
+    else this.manager.forgetProbes();
   }
 
   private intervalMs(): number {
@@ -83,9 +85,12 @@ export class Prober {
     }
     try {
       const result = await relay.probe(this.cfg.health.probe_timeout * 1000);
+      // A probe that outlived a reconfigure() is not news any more: probes may be off now.
+      if (generation !== this.generation) return;
       this.manager.recordProbe(fsId, result);
       const mounts = this.manager.record(fsId)?.mounts ?? [];
       const checks = await Promise.all(mounts.map((dir) => this.checkMount(dir)));
+      if (generation !== this.generation) return;
       this.manager.recordMountChecks(fsId, checks.filter((c): c is MountCheck => c !== null));
     } finally {
       // The next probe is scheduled only now, so probes of one tunnel never overlap; ±10% jitter

@@ -480,6 +480,20 @@ export class TunnelManager {
     }
   }
 
+  /**
+   * Probes were turned off (health.probe_interval 0 at a config reload):
+   * each tunnel forgets its last probe and mount checks, which nothing will
+   * renew, as if the daemon had started with probes off. Otherwise a probe
+   * that failed once would fail /healthz, and hold efs_relay_upstream_up at
+   * 0, for good.
+   */
+  forgetProbes(): void {
+    for (const t of this.tunnels.values()) {
+      t.probe = null;
+      t.mountsFailing = [];
+    }
+  }
+
   recordMountChecks(fsId: string, failing: MountCheck[]): void {
     const t = this.tunnels.get(fsId);
     if (!t) return;

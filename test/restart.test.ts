@@ -213,6 +213,21 @@ describe('efsctl reload', function () {
     });
   });
 
+  it('turning probes off forgets each tunnel\'s last probe, so that no stale result holds /healthz or the gauge', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock }) => {
+      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 1 } }));
+      await daemon.efsctlJson('reload');
+      await waitFor('a probe', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe);
+      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 0 } }));
+      expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: ['health.probe_interval'], restart_needed: [] });
+      const { health } = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+      expect(health).to.include({ probing: false, probe: null });
+      expect(health.mounts_failing).to.deep.equal([]);
+      expect((await daemon.efsctl('status', FS_ID)).stdout).to.contain('off (health.probe_interval is 0)');
+      sock.destroy();
+    });
+  });
+
   it('exits 1 naming the file, line and key when the file does not load, and the daemon changes nothing', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
       editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 'often' } }));
