@@ -102,3 +102,24 @@ export async function reloadConfig(
   }
   return { ok: true, file, applied: plan.applied, restart_needed: plan.needRestart };
 }
+
+/**
+ * The latest reload, as the metrics show it (Prometheus's own
+ * prometheus_config_last_reload_* are the model): a file that did not load
+ * would stop the daemon at its next start, a reboot or an upgrade.
+ */
+export class ReloadStatus {
+  /** false while the latest reload found a file that does not load. */
+  successful = true;
+  /** When the file was last loaded, at start or at a reload (Unix seconds). */
+  loadedAt = Date.now() / 1000;
+  /** Changed keys that keep their running value until a restart, as of the latest reload that loaded. */
+  restartNeeded: string[] = [];
+
+  record(outcome: ReloadOutcome): void {
+    this.successful = outcome.ok;
+    if (!outcome.ok) return;
+    this.loadedAt = Date.now() / 1000;
+    this.restartNeeded = outcome.restart_needed;
+  }
+}

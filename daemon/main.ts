@@ -18,7 +18,7 @@ import { CaBundleWatcher } from './ca-watch.js';
 import { createMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
-import { reloadConfig, type ReloadOutcome } from './config-reload.js';
+import { ReloadStatus, reloadConfig, type ReloadOutcome } from './config-reload.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH]
@@ -74,12 +74,17 @@ async function main(): Promise<void> {
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
-  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager), manager, log);
+  const reloads = new ReloadStatus();
+  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloads), manager, log);
 
   // Reloads of the config file (efsctl reload, SIGHUP) run one at a time.
   let reloading: Promise<unknown> = Promise.resolve();
   function reload(): Promise<ReloadOutcome> {
-    const outcome = reloading.then(() => reloadConfig(configFile, cfg, log, { prober, mountWatcher }));
+    const outcome = reloading.then(async () => {
+      const o = await reloadConfig(configFile, cfg, log, { prober, mountWatcher });
+      reloads.record(o);
+      return o;
+    });
     reloading = outcome.catch(() => undefined);
     return outcome;
   }

@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import { SESSION_FAILURE_CODES } from './tls-policy.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 import { VERSION } from './version.js';
+import type { ReloadStatus } from './config-reload.js';
 
 const EVENT_LOOP_SAMPLE_MS = 100;
 
@@ -15,7 +16,7 @@ export interface Metrics {
   scrape(): Promise<string>;
 }
 
-export function createMetrics(cfg: Config, manager: TunnelManager): Metrics {
+export function createMetrics(cfg: Config, manager: TunnelManager, reloads: ReloadStatus): Metrics {
   const registry = new Registry();
   // The event-loop delay histogram samples on a timer: prom-client's default
   // (10 ms) woke an idle daemon 100 times a second; 100 ms still catches the
@@ -123,6 +124,9 @@ export function createMetrics(cfg: Config, manager: TunnelManager): Metrics {
   scalar('efs_relay_ports_free', 'Local ports of port_range that a new tunnel can be given.', () => rangeSize - snapshot.length - heldByMounts);
   scalar('efs_relay_state_files_invalid', 'Files in the state dir that are not valid tunnel records (skipped, never deleted).', () => manager.invalidStateFiles);
   scalar('efs_relay_unencrypted_nfs_mounts', 'NFS mounts on this host that reach EFS without going through a TLS tunnel.', () => manager.unencrypted.length);
+  scalar('efs_relay_config_last_reload_successful', '0 while the latest reload found a config file that does not load (the daemon would not start with it); else 1.', () => (reloads.successful ? 1 : 0));
+  scalar('efs_relay_config_last_reload_success_timestamp_seconds', 'When the config file was last loaded, at start or at a reload (Unix time).', () => reloads.loadedAt);
+  scalar('efs_relay_config_restart_needed', 'Changed config keys that keep their running value until the daemon restarts.', () => reloads.restartNeeded.length);
   return {
     registry,
     scrape: () => {

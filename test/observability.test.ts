@@ -2,7 +2,7 @@
 // probes, hung mounts, unencrypted-mount detection, a real Prometheus
 // scraping the daemon, and promtool on the metrics and the alert rules.
 import { expect } from 'chai';
-import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { call } from '../cli/client.js';
 import { Daemon, ROOT, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
@@ -18,6 +18,7 @@ const METRIC_NAMES = [
   'efs_relay_bytes_total', 'efs_relay_tls_handshake_duration_seconds', 'efs_relay_tls_handshake_failures_total',
   'efs_relay_upstream_cert_expiry_timestamp_seconds', 'efs_relay_probe_duration_seconds', 'efs_relay_tunnel_restarts_total',
   'efs_relay_ports_in_use', 'efs_relay_ports_held_by_mounts', 'efs_relay_ports_free', 'efs_relay_state_files_invalid', 'efs_relay_unencrypted_nfs_mounts',
+  'efs_relay_config_last_reload_successful', 'efs_relay_config_last_reload_success_timestamp_seconds', 'efs_relay_config_restart_needed',
 ];
 
 async function get(url: string, method = 'GET'): Promise<{ status: number; body: string; type: string | null }> {
@@ -61,6 +62,33 @@ describe('metrics endpoint and health probes', function () {
     expect(r.body).to.contain(`efs_relay_tls_handshake_duration_seconds_count{fs_id="${FS_ID}"} 1`);
     expect(r.body).to.contain('efs_relay_ports_in_use 1').and.contain('efs_relay_ports_held_by_mounts 0').and.contain('efs_relay_ports_free 49');
     expect(r.body).to.not.match(/client_port|remote_port/);
+  });
+
+  it('shows whether the latest config reload loaded, when the file last loaded, and how many changed keys wait for a restart', async () => {
+    const original = readFileSync(daemon.configFile, 'utf8');
+    const gauge = async (name: string): Promise<number> => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec((await get(`${base}/metrics`)).body)?.[1]);
+    try {
+      expect(await gauge('efs_relay_config_last_reload_successful')).to.equal(1);
+      const loaded = await gauge('efs_relay_config_last_reload_success_timestamp_seconds');
+      expect(loaded).to.be.within(Date.now() / 1000 - 600, Date.now() / 1000);
+      expect(await gauge('efs_relay_config_restart_needed')).to.equal(0);
+
+      daemon.editConfig((c) => ({ ...c, health: { probe_intervall: 1 } }));
+      expect((await daemon.efsctl('reload')).code).to.equal(1);
+      expect(await gauge('efs_relay_config_last_reload_successful')).to.equal(0);
+      expect(await gauge('efs_relay_config_last_reload_success_timestamp_seconds')).to.equal(loaded);
+
+      writeFileSync(daemon.configFile, original);
+      daemon.editConfig((c) => ({ ...c, port_range: { first: 21150, last: 21199 } }));
+      expect((await daemon.efsctl('reload')).code).to.equal(0);
+      expect(await gauge('efs_relay_config_last_reload_successful')).to.equal(1);
+      expect(await gauge('efs_relay_config_last_reload_success_timestamp_seconds')).to.be.above(loaded);
+      expect(await gauge('efs_relay_config_restart_needed')).to.equal(2);
+    } finally {
+      writeFileSync(daemon.configFile, original);
+      expect((await daemon.efsctl('reload')).code).to.equal(0);
+    }
+    expect(await gauge('efs_relay_config_restart_needed')).to.equal(0);
   });
 
   it('counts refused handshakes by error code', async () => {
@@ -349,7 +377,7 @@ describe('alert rules', function () {
   it('pass promtool check rules', async () => {
     const r = await run('promtool', ['check', 'rules', join(ROOT, 'etc/prometheus/efs-relay-alerts.yml')]);
     expect(r.code, r.stdout + r.stderr).to.equal(0);
-    expect(r.stdout).to.contain('SUCCESS: 8 rules found');
+    expect(r.stdout).to.contain('SUCCESS: 9 rules found');
   });
 
   it('pass promtool unit tests: each alert fires when it should and stays silent otherwise', async () => {

@@ -1,7 +1,7 @@
 // Restarts: tunnel records survive SIGTERM and SIGKILL, every tunnel comes
 // back on its old port (NFS mounts keep pointing at it), and NFS works after.
 import { expect } from 'chai';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Daemon, waitFor } from './helpers/daemon.js';
@@ -9,7 +9,6 @@ import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
-import { parse, stringify } from 'yaml';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
 const FILESYSTEMS = [
@@ -129,7 +128,7 @@ describe('config reload (SIGHUP)', function () {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
       const before = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
       expect(before.health).to.include({ probing: false, probe: null });
-      editConfig(daemon, (c) => ({ ...c, log: { level: 'warn' }, health: { probe_interval: 1 }, mount: { ...(c.mount as object), poll_interval: 0.5 } }));
+      daemon.editConfig((c) => ({ ...c, log: { level: 'warn' }, health: { probe_interval: 1 }, mount: { ...(c.mount as object), poll_interval: 0.5 } }));
       daemon.proc!.kill('SIGHUP');
       await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
       expect(daemon.logs).to.contain(`info config.reloaded fs=- code=- msg="applied mount.poll_interval, log.level, health.probe_interval" file=${daemon.configFile} applied=mount.poll_interval,log.level,health.probe_interval`);
@@ -148,7 +147,7 @@ describe('config reload (SIGHUP)', function () {
 
   it('keeps the running value of a key that needs a restart, and names the key', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
-      editConfig(daemon, (c) => ({ ...c, port_range: { first: 21950, last: 21999 }, tls: { ...(c.tls as object), max_version: 'TLSv1.3' } }));
+      daemon.editConfig((c) => ({ ...c, port_range: { first: 21950, last: 21999 }, tls: { ...(c.tls as object), max_version: 'TLSv1.3' } }));
       daemon.proc!.kill('SIGHUP');
       await waitFor('the warning', () => daemon.logs.includes('config.restart_needed'));
       expect(daemon.logs).to.contain(`info config.reloaded fs=- code=- msg="no change that a reload applies" file=${daemon.configFile}\n`);
@@ -163,14 +162,14 @@ describe('config reload (SIGHUP)', function () {
 
   it('changes nothing when the file does not load, says where it is wrong, and takes the next good file', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
-      editConfig(daemon, (c) => ({ ...c, health: { probe_intervall: 1 } }));
+      daemon.editConfig((c) => ({ ...c, health: { probe_intervall: 1 } }));
       daemon.proc!.kill('SIGHUP');
       await waitFor('the error', () => daemon.logs.includes('config.reload_failed'));
       expect(daemon.logs).to.match(new RegExp(`error config\\.reload_failed fs=- code=CONFIG_INVALID msg="${escape(daemon.configFile)}:\\d+: key \\\\"health\\.probe_intervall\\\\": unknown key \\(known keys in health: [^)]*\\); nothing was changed, and the daemon carries on with the configuration it had" file=`));
       expect(daemon.exitCode).to.equal(null);
       await expectStillRelaying(daemon, sock, got);
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(false);
-      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 1 } }));
+      daemon.editConfig((c) => ({ ...c, health: { probe_interval: 1 } }));
       daemon.proc!.kill('SIGHUP');
       await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
       expect(daemon.logs).to.contain('msg="applied health.probe_interval"');
@@ -183,7 +182,7 @@ describe('config reload (SIGHUP)', function () {
 describe('efsctl reload', function () {
   it('reloads when asked, and prints what it applied and what waits for a restart; --json gives the same', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
-      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 1 }, port_range: { first: 21950, last: 21999 } }));
+      daemon.editConfig((c) => ({ ...c, health: { probe_interval: 1 }, port_range: { first: 21950, last: 21999 } }));
       const r = await daemon.efsctl('reload');
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stdout).to.equal(
@@ -204,9 +203,9 @@ describe('efsctl reload', function () {
       const other = join(daemon.dir, 'other-mounts');
       writeFileSync(other, `127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,port=${tunnel.port},addr=127.0.0.1 0 0\n`);
       // First the poll an hour apart, so that only a read the next reload makes at once can find the mount in time.
-      editConfig(daemon, (c) => ({ ...c, mount: { ...(c.mount as object), poll_interval: 3600 } }));
+      daemon.editConfig((c) => ({ ...c, mount: { ...(c.mount as object), poll_interval: 3600 } }));
       expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: ['mount.poll_interval'], restart_needed: [] });
-      editConfig(daemon, (c) => ({ ...c, mount: { ...(c.mount as object), proc_mounts: other } }));
+      daemon.editConfig((c) => ({ ...c, mount: { ...(c.mount as object), proc_mounts: other } }));
       expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: ['mount.proc_mounts'], restart_needed: [] });
       await waitFor('the mount adopted', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).mounts.includes(dir));
       sock.destroy();
@@ -215,10 +214,10 @@ describe('efsctl reload', function () {
 
   it('turning probes off forgets each tunnel\'s last probe, so that no stale result holds /healthz or the gauge', async () => {
     await withOpenConnection(21500, async ({ daemon, sock }) => {
-      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 1 } }));
+      daemon.editConfig((c) => ({ ...c, health: { probe_interval: 1 } }));
       await daemon.efsctlJson('reload');
       await waitFor('a probe', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe);
-      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 0 } }));
+      daemon.editConfig((c) => ({ ...c, health: { probe_interval: 0 } }));
       expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: ['health.probe_interval'], restart_needed: [] });
       const { health } = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
       expect(health).to.include({ probing: false, probe: null });
@@ -230,7 +229,7 @@ describe('efsctl reload', function () {
 
   it('exits 1 naming the file, line and key when the file does not load, and the daemon changes nothing', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
-      editConfig(daemon, (c) => ({ ...c, health: { probe_interval: 'often' } }));
+      daemon.editConfig((c) => ({ ...c, health: { probe_interval: 'often' } }));
       const r = await daemon.efsctl('reload');
       expect(r.code).to.equal(1);
       expect(r.stdout).to.equal('');
@@ -242,11 +241,6 @@ describe('efsctl reload', function () {
     });
   });
 });
-
-/** Rewrite the daemon's config file through `change`. */
-function editConfig(daemon: Daemon, change: (c: Record<string, unknown>) => Record<string, unknown>): void {
-  writeFileSync(daemon.configFile, stringify(change(parse(readFileSync(daemon.configFile, 'utf8')) as Record<string, unknown>)));
-}
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

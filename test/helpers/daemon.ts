@@ -1,12 +1,12 @@
 // Runs the built executables the way a user does: build/bin/efs-relayd with
 // a config file in a temp dir, and build/bin/efsctl against its socket.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { MountStandIn } from './mount-stand-in.js';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 
 export const ROOT = resolve(import.meta.dirname, '../../../..');
 export const BIN = join(ROOT, 'build/bin');
@@ -137,6 +137,11 @@ export class Daemon {
       least = Math.min(least, this.fdCount());
     }
     return least;
+  }
+
+  /** Rewrite the config file through `change` (a reload or restart then reads it). */
+  editConfig(change: (c: Record<string, unknown>) => Record<string, unknown>): void {
+    writeFileSync(this.configFile, stringify(change(parse(readFileSync(this.configFile, 'utf8')) as Record<string, unknown>)));
   }
 
   efsctl(...args: string[]): Promise<RunResult> {
