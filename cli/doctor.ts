@@ -3,7 +3,7 @@
 // (systeminformation runs shell commands; the daemon never does).
 import { execFile } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
-import { access, constants, readdir, readFile, statfs } from 'node:fs/promises';
+import { access, constants, readdir, readFile, stat, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
@@ -94,6 +94,44 @@ async function fdCheck(pid: number): Promise<Check> {
     return bad('fds', 'warn', `${text}: near the limit, after which connections fail with FD_LIMIT`, ERRORS.FD_LIMIT.hint);
   }
   return ok('fds', text);
+}
+
+interface DaemonConfigStatus {
+  file: string;
+  loaded_at: string;
+  last_reload_at: string | null;
+  last_reload_successful: boolean;
+  restart_needed: string[];
+}
+
+/**
+ * Whether the daemon runs its config file as it is: an edit that no reload
+ * has read yet, or keys that wait for a restart, are not in effect, and a
+ * file that did not load would stop the next start.
+ */
+async function configCheck(c: DaemonConfigStatus | undefined): Promise<Check> {
+  if (!c) return ok('config', 'the daemon does not say which config it runs (an older efs-relayd)');
+  const reload = 'Run `systemctl reload efs-relayd` (or `efsctl reload`): it applies what it can and says what waits for a restart.';
+  let modified: Date | null = null;
+  try {
+    modified = (await stat(c.file)).mtime;
+  } catch {
+    // No file: the daemon runs the defaults, as it would after a restart.
+  }
+  const changedAfter = (iso: string | null): boolean => modified !== null && iso !== null && modified.getTime() > Date.parse(iso);
+  // The file that failed is still there, unchanged since.
+  if (!c.last_reload_successful && !changedAfter(c.last_reload_at)) {
+    return bad('config', 'fail', `${c.file} did not load at the last reload (${c.last_reload_at}): efs-relayd would not start with it (at the next reboot or upgrade)`,
+      `\`efsctl reload\` names the file, line and key; fix them, then reload. ${reload}`);
+  }
+  if (changedAfter(c.loaded_at)) {
+    return bad('config', 'warn', `${c.file} changed at ${modified?.toISOString()}, after efs-relayd last loaded it (${c.loaded_at}): the change is not in effect`, reload);
+  }
+  if (c.restart_needed.length > 0) {
+    return bad('config', 'warn', `${c.restart_needed.join(', ')} changed in ${c.file} but keep${c.restart_needed.length === 1 ? 's' : ''} the running value until efs-relayd restarts`,
+      'Run `systemctl restart efs-relayd` when a moment suits: tunnels come back on their ports, and open NFS connections reconnect.');
+  }
+  return ok('config', `efs-relayd runs ${c.file} as it is (loaded ${c.loaded_at})`);
 }
 
 /** Below this, a full state dir is near: records are small, but tmpfs gives each file a page. */
@@ -302,11 +340,11 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
   let tunnels: TunnelView[] = [];
   let daemonPid: number | null = null;
   try {
-    const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number };
+    const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number; config?: DaemonConfigStatus };
     tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
     daemonPid = v.pid;
     checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
-    checks.push(await fdCheck(v.pid));
+    checks.push(await fdCheck(v.pid), await configCheck(v.config));
   } catch (err) {
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }

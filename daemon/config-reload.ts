@@ -115,11 +115,23 @@ export class ReloadStatus {
   loadedAt = Date.now() / 1000;
   /** Changed keys that keep their running value until a restart, as of the latest reload that loaded. */
   restartNeeded: string[] = [];
+  /** When the latest reload ran, whatever came of it (Unix seconds); null before the first. */
+  reloadedAt: number | null = null;
+
+  /** As `efsctl version --json` shows it, for doctor. */
+  view(file: string): { file: string; loaded_at: string; last_reload_at: string | null; last_reload_successful: boolean; restart_needed: string[] } {
+    const iso = (s: number): string => new Date(s * 1000).toISOString();
+    return {
+      file, loaded_at: iso(this.loadedAt), last_reload_at: this.reloadedAt === null ? null : iso(this.reloadedAt),
+      last_reload_successful: this.successful, restart_needed: this.restartNeeded,
+    };
+  }
 
   record(outcome: ReloadOutcome): void {
+    this.reloadedAt = Date.now() / 1000;
     this.successful = outcome.ok;
     if (!outcome.ok) return;
-    this.loadedAt = Date.now() / 1000;
+    this.loadedAt = this.reloadedAt;
     this.restartNeeded = outcome.restart_needed;
   }
 }

@@ -9,7 +9,7 @@ import type { TunnelManager } from './tunnels.js';
 import type { Mounter } from './mounter.js';
 import type { RegionEnv } from './target.js';
 import { VERSION } from './version.js';
-import type { ReloadOutcome } from './config-reload.js';
+import type { ReloadOutcome, ReloadStatus } from './config-reload.js';
 
 const SOURCES: readonly RecordSource[] = ['efsctl', 'mount.efs', 'fstab', 'manual'];
 
@@ -46,11 +46,15 @@ function source(p: Record<string, unknown>): RecordSource {
   return s;
 }
 
-/**
- * @param reload reads the config file again (config-reload.ts); the daemon
- * runs one reload at a time, for this method and SIGHUP alike.
- */
-export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date, reload: () => Promise<ReloadOutcome>): Record<string, Handler> {
+/** The daemon's config file as `version` reports it, and how to read it again. */
+export interface ConfigControl {
+  /** Reads the file again (config-reload.ts); the daemon runs one reload at a time, for this method and SIGHUP alike. */
+  reload(): Promise<ReloadOutcome>;
+  /** The file, when it was last loaded, and what waits for a restart. */
+  status(): ReturnType<ReloadStatus['view']>;
+}
+
+export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date, config: ConfigControl): Record<string, Handler> {
   return {
     ping: () => ({ pong: true }),
     version: () => ({
@@ -60,6 +64,7 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
       openssl: process.versions.openssl,
       pid: process.pid,
       started_at: startedAt.toISOString(),
+      config: config.status(),
     }),
     add: async (p) => {
       const fsId = str(p, 'fs_id', true);
@@ -84,7 +89,7 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
       return manager.stop(str(p, 'fs_id', true), bool(p, 'force'));
     },
     reload: async () => {
-      const r = await reload();
+      const r = await config.reload();
       if (!r.ok) throw r.error;
       return { file: r.file, applied: r.applied, restart_needed: r.restart_needed };
     },

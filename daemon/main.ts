@@ -1,6 +1,7 @@
 // efs-relayd: wiring only. Config, state, relays, control each live in
 // their own module; this file connects them and handles signals.
 import { onIgnoredSigusr1 } from './inspector-guard.js'; // first: see the module
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
 import { asRelayError } from './errors.js';
@@ -54,7 +55,8 @@ async function main(): Promise<void> {
     return;
   }
 
-  const configFile = args.values.config ?? DEFAULT_CONFIG_PATH;
+  // Absolute, so that efsctl doctor, in another directory, finds the same file.
+  const configFile = resolve(args.values.config ?? DEFAULT_CONFIG_PATH);
   let cfg: Config;
   try {
     cfg = await loadConfig(configFile);
@@ -68,7 +70,7 @@ async function main(): Promise<void> {
   const manager = new TunnelManager(cfg, store, log);
   const startedAt = new Date();
   const mounter = new Mounter(cfg, manager, log);
-  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, () => reload()), log);
+  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, { reload: () => reload(), status: () => reloads.view(configFile) }), log);
   const mountWatcher = new MountWatcher(cfg, manager, mounter, log);
   const fstabWatcher = new FstabWatcher(cfg, manager, log);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);

@@ -50,7 +50,7 @@ describe('efsctl doctor', function () {
     const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
     const names = lines.map((l) => l.split(/\s{2,}/)[1]);
     expect(names).to.deep.equal([
-      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'mounts', 'state_dir', 'ca_bundle', 'clock',
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'config', 'mounts', 'state_dir', 'ca_bundle', 'clock',
       'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
     ]);
   });
@@ -85,6 +85,38 @@ describe('efsctl doctor', function () {
       expect(c.fix === null).to.equal(c.status === 'ok');
     }
     expect(report.summary.ok + report.summary.warn + report.summary.fail).to.equal(report.checks.length);
+  });
+
+  it('says whether the daemon runs its config file as it is: an edit no reload has read, keys waiting for a restart, a file that did not load', async () => {
+    const config = async (...args: string[]): Promise<Check> =>
+      (JSON.parse((await daemon.efsctl(...args, 'doctor', '--json')).stdout) as DoctorReport).checks.find((c) => c.name === 'config')!;
+    const original = readFileSync(daemon.configFile, 'utf8');
+    try {
+      expect(await config('--config', daemon.configFile)).to.deep.include({ status: 'ok' });
+      expect((await config('--config', daemon.configFile)).message).to.match(new RegExp(`^efs-relayd runs ${daemon.configFile} as it is \\(loaded \\d{4}-`));
+
+      daemon.editConfig((c) => ({ ...c, port_range: { first: 21350, last: 21398 } }));
+      const edited = await config('--config', daemon.configFile);
+      expect(edited.status).to.equal('warn');
+      expect(edited.message).to.match(new RegExp(`^${daemon.configFile} changed at \\S+, after efs-relayd last loaded it \\(\\S+\\): the change is not in effect$`));
+      expect(edited.fix).to.contain('systemctl reload efs-relayd');
+
+      expect((await daemon.efsctl('reload')).code).to.equal(0);
+      expect(await config('--config', daemon.configFile)).to.deep.include({
+        status: 'warn', message: `port_range.last changed in ${daemon.configFile} but keeps the running value until efs-relayd restarts`,
+      });
+
+      // efsctl itself could not read a broken file: doctor runs on its defaults, and asks the daemon.
+      daemon.editConfig((c) => ({ ...c, port_range: 'wide' }));
+      expect((await daemon.efsctl('reload')).code).to.equal(1);
+      const broken = await config();
+      expect(broken.status).to.equal('fail');
+      expect(broken.message).to.match(new RegExp(`^${daemon.configFile} did not load at the last reload \\(\\S+\\): efs-relayd would not start with it`));
+    } finally {
+      writeFileSync(daemon.configFile, original);
+      expect((await daemon.efsctl('reload')).code).to.equal(0);
+    }
+    expect((await config('--config', daemon.configFile)).status).to.equal('ok');
   });
 
   it('reports an unreachable daemon as a fail that says how to start it', async () => {
