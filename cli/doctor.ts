@@ -131,6 +131,7 @@ async function configCheck(c: DaemonConfigStatus | undefined): Promise<Check> {
     return bad('config', 'warn', `${c.restart_needed.join(', ')} changed in ${c.file} but keep${c.restart_needed.length === 1 ? 's' : ''} the running value until efs-relayd restarts`,
       'Run `systemctl restart efs-relayd` when a moment suits: tunnels come back on their ports, and open NFS connections reconnect.');
   }
+  if (modified === null) return ok('config', `${c.file} does not exist: efs-relayd runs the defaults, as it would after a restart`);
   return ok('config', `efs-relayd runs ${c.file} as it is (loaded ${c.loaded_at})`);
 }
 

@@ -21,7 +21,7 @@ export class Prober {
   private scanTimer: NodeJS.Timeout | null = null;
   /** Directories whose stat child is still stuck: no second one is started for them. */
   private readonly stuck = new Set<string>();
-  /** Bumped by stop(): a probe that was running then does not schedule another. */
+  /** Bumped by stop(): a probe that was running then is neither recorded nor followed by another. */
   private generation = 0;
 
   constructor(
