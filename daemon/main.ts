@@ -91,6 +91,28 @@ async function main(): Promise<void> {
     return outcome;
   }
 
+  let started = false;
+  let stopping = false;
+  let reloadWhenStarted = false;
+  const reloadOnSignal = (): void => {
+    // Only a bug rejects; the log line says so, and the next reload is still served.
+    reload().catch((err: unknown) => {
+      const e = asRelayError(err);
+      log.error('daemon.internal_error', { code: e.code, msg: `config reload: ${e.message}; the daemon keeps running. Please report this with the log` });
+    });
+  };
+  // Both are set before start-up, since Node's default for either is to exit. SIGHUP reads the config file again, as
+  // `efsctl reload` does; one that comes while the daemon starts is served once it has started.
+  process.on('SIGHUP', () => {
+    if (stopping) return; // a reload would start probes and polls that stop() has just ended
+    if (started) reloadOnSignal();
+    else reloadWhenStarted = true;
+  });
+  // SIGUSR2 would reset every mount's connections on a habitual `kill -USR2`.
+  process.on('SIGUSR2', () => {
+    log.warn('daemon.signal_ignored', { msg: 'SIGUSR2 ignored: efs-relayd has no SIGUSR2 action, and every tunnel keeps running. SIGHUP (systemctl reload efs-relayd) reloads the configuration', signal: 'SIGUSR2' });
+  });
+
   // The socket answers last, so whoever waits for it finds the daemon fully started.
   let invalid = 0;
   try {
@@ -117,8 +139,9 @@ async function main(): Promise<void> {
     socket: cfg.control_socket,
     metrics: cfg.metrics.listen || 'off',
   });
+  started = true;
+  if (reloadWhenStarted) reloadOnSignal();
 
-  let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
@@ -145,19 +168,6 @@ async function main(): Promise<void> {
     const e = asRelayError(reason);
     if (!internalErrors.admit(e.message)) return;
     log.error('daemon.internal_error', { code: e.code, msg: `${e.message}; the daemon keeps running. Please report this with the log`, stack: e.cause instanceof Error ? e.cause.stack : e.stack });
-  });
-  // SIGHUP reads the config file again, as `efsctl reload` does (reload() above); the log says how it went.
-  process.on('SIGHUP', () => {
-    if (stopping) return; // a reload would start probes and polls that stop() has just ended
-    // Only a bug rejects; the log line says so, and the next reload is still served.
-    reload().catch((err: unknown) => {
-      const e = asRelayError(err);
-      log.error('daemon.internal_error', { code: e.code, msg: `config reload: ${e.message}; the daemon keeps running. Please report this with the log` });
-    });
-  });
-  // The default for SIGUSR2 is to exit, which would reset every mount's connections on a habitual `kill -USR2`.
-  process.on('SIGUSR2', () => {
-    log.warn('daemon.signal_ignored', { msg: 'SIGUSR2 ignored: efs-relayd has no SIGUSR2 action, and every tunnel keeps running. SIGHUP (systemctl reload efs-relayd) reloads the configuration', signal: 'SIGUSR2' });
   });
 }
 

@@ -1,7 +1,7 @@
 // Restarts: tunnel records survive SIGTERM and SIGKILL, every tunnel comes
 // back on its old port (NFS mounts keep pointing at it), and NFS works after.
 import { expect } from 'chai';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Daemon, waitFor } from './helpers/daemon.js';
@@ -143,6 +143,40 @@ describe('config reload (SIGHUP)', function () {
       expect(daemon.logs).not.to.match(/config\.restart_needed|config\.reload_failed/);
       sock.destroy();
     });
+  });
+
+  it('serves a SIGHUP that comes while the daemon is still starting, once it has started, instead of dying of it', async () => {
+    // 1000 records to restore make a start-up long enough to signal into.
+    const daemon = new Daemon(daemonConfig(24000, { port_range: { first: 24000, last: 24999 } }));
+    mkdirSync(daemon.stateDir, { recursive: true });
+    for (let i = 0; i < 1000; i++) {
+      const fsId = `fs-${(0x20000000 + i).toString(16)}`;
+      writeFileSync(join(daemon.stateDir, `${fsId}.json`), JSON.stringify({
+        version: 1, fs_id: fsId, port: 24000 + i,
+        target: { dns_name: `${fsId}.efs.us-east-1.amazonaws.com`, address: '127.0.0.10', port: 2049, region: 'us-east-1' },
+        options: { mounttargetip: '127.0.0.10', region: 'us-east-1' }, created: new Date().toISOString(), source: 'manual', mounts: [],
+      }));
+    }
+    const starting = daemon.start();
+    try {
+      // As soon as the daemon catches SIGHUP (its bit in SigCgt), and before its control socket exists.
+      const catches = (): boolean => {
+        const mask = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1] ?? '0';
+        return (BigInt(`0x${mask}`) & 1n) === 1n;
+      };
+      await waitFor('the SIGHUP handler', () => catches() || existsSync(daemon.socket), 10_000);
+      const duringStart = !existsSync(daemon.socket);
+      daemon.proc!.kill('SIGHUP');
+      await starting;
+      expect(duringStart, 'the signal came before the control socket existed').to.equal(true);
+      await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
+      expect(daemon.logs.indexOf('config.reloaded')).to.be.above(daemon.logs.indexOf('daemon.started'));
+      expect(daemon.exitCode).to.equal(null);
+      expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels).to.have.length(1000);
+    } finally {
+      await starting.catch(() => undefined);
+      await daemon.stop();
+    }
   });
 
   it('keeps the running value of a key that needs a restart, and names the key', async () => {
