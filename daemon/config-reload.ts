@@ -1,7 +1,7 @@
 // What a reload of config.yaml (SIGHUP, systemctl reload) may change in a
-// running daemon. The keys of log, health, mount and policy are read where
-// they are used, so a new value takes effect without touching a tunnel or an
-// open connection. Every other key shapes tunnels, listeners or watched
+// running daemon. The keys of log, health, mount, policy and relay are read
+// where they are used (relay's timeouts are handed to each relay), so a new
+// value takes effect without touching a tunnel or an open connection. Every other key shapes tunnels, listeners or watched
 // paths that exist already (ports, targets, TLS contexts, the state dir), and
 // changing it under them could drop a mount's tunnel: those wait for a
 // restart, and the daemon says so.
@@ -10,7 +10,7 @@ import { asRelayError, RelayError } from './errors.js';
 import type { Logger } from './log.js';
 
 /** Sections whose keys a reload applies at once. */
-const LIVE_SECTIONS: ReadonlySet<string> = new Set(['log', 'health', 'mount', 'policy']);
+const LIVE_SECTIONS: ReadonlySet<string> = new Set(['log', 'health', 'mount', 'policy', 'relay']);
 
 export interface ReloadPlan {
   /** Changed keys applied now, dotted ("health.probe_interval"). */
@@ -70,7 +70,7 @@ export async function reloadConfig(
   file: string,
   running: Config,
   log: Logger,
-  followers: { prober: Reconfigurable; mountWatcher: Reconfigurable },
+  followers: { prober: Reconfigurable; mountWatcher: Reconfigurable; tunnels: Reconfigurable },
 ): Promise<ReloadOutcome> {
   let next: Config;
   try {
@@ -86,6 +86,7 @@ export async function reloadConfig(
   applyReload(running, next, plan);
   if (running.health.probe_interval !== probeInterval) followers.prober.reconfigure();
   if (plan.applied.some((key) => key.startsWith('mount.'))) followers.mountWatcher.reconfigure();
+  if (plan.applied.some((key) => key.startsWith('relay.'))) followers.tunnels.reconfigure();
   // Said at the level the daemon had, so that a reload to log.level warn still confirms itself.
   log.info('config.reloaded', {
     msg: plan.applied.length > 0 ? `applied ${plan.applied.join(', ')}` : 'no change that a reload applies',

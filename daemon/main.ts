@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   let reloading: Promise<unknown> = Promise.resolve();
   function reload(): Promise<ReloadOutcome> {
     const outcome = reloading.then(async () => {
-      const o = await reloadConfig(configFile, cfg, log, { prober, mountWatcher });
+      const o = await reloadConfig(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
       reloads.record(o);
       return o;
     });

@@ -134,6 +134,12 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.session = undefined;
   }
 
+  /** Timeouts from now on (a config reload): a connection's handshake or half-close that starts later gets these. */
+  useTimeouts(connectTimeoutMs: number, closeTimeoutMs: number): void {
+    this.spec.connectTimeoutMs = connectTimeoutMs;
+    this.spec.closeTimeoutMs = closeTimeoutMs;
+  }
+
   get listening(): boolean {
     return this.server?.listening ?? false;
   }

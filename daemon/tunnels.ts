@@ -480,6 +480,11 @@ export class TunnelManager {
     }
   }
 
+  /** relay.* changed (a config reload): every relay takes the new timeouts; relays made later read them from the config. */
+  reconfigure(): void {
+    for (const t of this.tunnels.values()) t.relay.useTimeouts(this.cfg.relay.connect_timeout * 1000, this.cfg.relay.close_timeout * 1000);
+  }
+
   /**
    * Probes were turned off (health.probe_interval 0 at a config reload):
    * each tunnel forgets its last probe and mount checks, which nothing will

@@ -179,6 +179,21 @@ describe('config reload (SIGHUP)', function () {
     }
   });
 
+  it('gives every tunnel a changed relay.connect_timeout: a target that never answers is given up after the new time', async () => {
+    // Takes TCP connections and never says a word of TLS.
+    const silent = createServer((s) => s.resume());
+    await new Promise<void>((r) => silent.listen(2049, '127.0.0.48', () => r()));
+    await withOpenConnection(21500, async ({ daemon, sock }) => {
+      const { tunnel } = await daemon.efsctlJson<AddResult>('add', 'fs-0abc1234', '-o', 'mounttargetip=127.0.0.48,region=us-east-1');
+      daemon.editConfig((c) => ({ ...c, relay: { connect_timeout: 1, close_timeout: 5 } }));
+      expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: ['relay.connect_timeout'], restart_needed: [] });
+      await exchange(tunnel.port, 'x', { timeoutMs: 4000 });
+      const last_error = await waitFor('the refusal', async () => (await daemon.efsctlJson<TunnelDetail>('status', 'fs-0abc1234')).last_error);
+      expect(last_error).to.include({ code: 'CONNECT_TIMEOUT', message: 'No TLS session with 127.0.0.48:2049 after 1000 ms' });
+      sock.destroy();
+    }).finally(() => new Promise<void>((r) => silent.close(() => r())));
+  });
+
   it('keeps the running value of a key that needs a restart, and names the key', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
       daemon.editConfig((c) => ({ ...c, port_range: { first: 21950, last: 21999 }, tls: { ...(c.tls as object), max_version: 'TLSv1.3' } }));

@@ -3,7 +3,7 @@ import { applyReload, planReload } from '../../daemon/config-reload.js';
 import { defaultConfig } from '../../daemon/config.js';
 
 describe('what a config reload changes', () => {
-  it('applies keys of log, health, mount and policy, and leaves every other changed key for a restart', () => {
+  it('applies keys of log, health, mount, policy and relay, and leaves every other changed key for a restart', () => {
     const running = defaultConfig();
     const next = defaultConfig();
     next.log.level = 'debug';
@@ -17,8 +17,8 @@ describe('what a config reload changes', () => {
     next.efs.region = 'eu-west-1';
     next.relay.close_timeout = 3;
     expect(planReload(running, next)).to.deep.equal({
-      applied: ['mount.unmount_grace', 'log.level', 'health.stat_timeout', 'policy.require_tls'],
-      needRestart: ['state_dir', 'port_range.last', 'metrics.listen', 'tls.ca_file', 'efs.region', 'relay.close_timeout'],
+      applied: ['mount.unmount_grace', 'relay.close_timeout', 'log.level', 'health.stat_timeout', 'policy.require_tls'],
+      needRestart: ['state_dir', 'port_range.last', 'metrics.listen', 'tls.ca_file', 'efs.region'],
     });
   });
 
