@@ -27,7 +27,10 @@ const USAGE = `Usage: efs-relayd [--config PATH]
 Runs in the foreground and logs to stderr. Keeps one TLS relay per EFS file system.
   --config PATH   configuration file (default ${DEFAULT_CONFIG_PATH}; missing = all defaults)
   --version       print the version
-  --help          this text`;
+  --help          this text
+
+Signals: SIGHUP reads the configuration file again, as \`efsctl reload\` does, without
+touching a tunnel; SIGTERM stops, letting open connections drain (relay.close_timeout).`;
 
 function die(message: string, code: string, hint?: string): never {
   process.stderr.write(`efs-relayd: ${message} [${code}]\n${hint ? `efs-relayd: ${hint}\n` : ''}`);
