@@ -8,6 +8,17 @@
 import { loadConfig, type Config } from './config.js';
 import { asRelayError, RelayError } from './errors.js';
 import type { Logger } from './log.js';
+import { metricsListenRefusal } from './metrics-server.js';
+
+/**
+ * Why the daemon would not start with `cfg`, beyond what loading it checks
+ * (a non-loopback metrics.listen without allow_remote); null when it would.
+ * `efs-relayd --check` and a reload ask this, so that neither calls good a
+ * file the next start refuses.
+ */
+export function startRefusal(cfg: Config): RelayError | null {
+  return metricsListenRefusal(cfg.metrics);
+}
 
 /** Sections whose keys a reload applies at once. */
 const LIVE_SECTIONS: ReadonlySet<string> = new Set(['log', 'health', 'mount', 'policy', 'relay']);
@@ -75,6 +86,8 @@ export async function reloadConfig(
   let next: Config;
   try {
     next = await loadConfig(file);
+    const refused = startRefusal(next);
+    if (refused) throw refused;
   } catch (err) {
     const e = asRelayError(err);
     const error = new RelayError(e.code, `${e.message}; nothing was changed, and the daemon carries on with the configuration it had`, { cause: e });

@@ -1,6 +1,7 @@
 // efs-relayd: wiring only. Config, state, relays, control each live in
 // their own module; this file connects them and handles signals.
 import { onIgnoredSigusr1 } from './inspector-guard.js'; // first: see the module
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config.js';
@@ -19,13 +20,15 @@ import { CaBundleWatcher } from './ca-watch.js';
 import { createMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
-import { ReloadStatus, reloadConfig, type ReloadOutcome } from './config-reload.js';
+import { ReloadStatus, reloadConfig, startRefusal, type ReloadOutcome } from './config-reload.js';
 import { VERSION } from './version.js';
 
-const USAGE = `Usage: efs-relayd [--config PATH]
+const USAGE = `Usage: efs-relayd [--config PATH] [--check]
 
 Runs in the foreground and logs to stderr. Keeps one TLS relay per EFS file system.
   --config PATH   configuration file (default ${DEFAULT_CONFIG_PATH}; missing = all defaults)
+  --check         only check the configuration file: exit 0 if the daemon would start with it,
+                  else 1 with the file, line and key (touches no tunnel, socket or state)
   --version       print the version
   --help          this text
 
@@ -41,7 +44,7 @@ async function main(): Promise<void> {
   let args;
   try {
     args = parseArgs({
-      options: { config: { type: 'string' }, help: { type: 'boolean' }, version: { type: 'boolean' } },
+      options: { config: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean' }, version: { type: 'boolean' } },
       strict: true,
       allowPositionals: false,
     });
@@ -66,6 +69,14 @@ async function main(): Promise<void> {
   } catch (err) {
     const e = asRelayError(err);
     die(e.message, e.code, e.hint);
+  }
+  if (args.values.check) {
+    const refused = startRefusal(cfg);
+    if (refused) die(`${configFile}: ${refused.message}`, refused.code, refused.hint);
+    process.stdout.write(existsSync(configFile)
+      ? `efs-relayd: ${configFile} is valid: the daemon would start with it\n`
+      : `efs-relayd: ${configFile} does not exist: the daemon would start with the defaults\n`);
+    return;
   }
 
   const log = createLogger(cfg.log.level);

@@ -9,6 +9,14 @@ import { isLoopback } from './relay.js';
 import type { TunnelManager } from './tunnels.js';
 import { health } from './health.js';
 
+/** Why metrics.listen may not be served: a non-loopback address without allow_remote. Null when it may. */
+export function metricsListenRefusal(metrics: Config['metrics']): RelayError | null {
+  if (metrics.listen === '' || metrics.allow_remote || isLoopback(splitListen(metrics.listen).host)) return null;
+  return new RelayError('CONFIG_INVALID', `metrics.listen ${metrics.listen} is not a loopback address`, {
+    hint: 'Set metrics.allow_remote: true to serve metrics beyond this host, or listen on 127.0.0.1.',
+  });
+}
+
 export class MetricsServer {
   private server: Server | null = null;
 
@@ -24,12 +32,9 @@ export class MetricsServer {
   async start(): Promise<void> {
     if (this.cfg.metrics.listen === '') return;
     const { host, port } = splitListen(this.cfg.metrics.listen);
+    const refused = metricsListenRefusal(this.cfg.metrics);
+    if (refused) throw refused;
     if (!isLoopback(host)) {
-      if (!this.cfg.metrics.allow_remote) {
-        throw new RelayError('CONFIG_INVALID', `metrics.listen ${this.cfg.metrics.listen} is not a loopback address`, {
-          hint: 'Set metrics.allow_remote: true to serve metrics beyond this host, or listen on 127.0.0.1.',
-        });
-      }
       this.log.warn('metrics.remote', { msg: `serving /metrics and /healthz on ${this.cfg.metrics.listen}, reachable from other hosts (metrics.allow_remote is on)` });
     }
     const metrics = this.makeMetrics();

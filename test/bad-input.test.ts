@@ -1,7 +1,7 @@
 // Bad input of every kind gets a clear error, changes nothing, and leaves
 // the daemon serving: config files, state files and control requests.
 import { expect } from 'chai';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { BIN, Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
@@ -236,6 +236,34 @@ describe('bad config files', function () {
     const r = await startWith('port_range:\n  first: 30000\n  last: 29000\n');
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain(`${r.file}:1: key "port_range": first (30000) is greater than last (29000) [CONFIG_INVALID]`);
+  });
+
+  it('--check says a good file is valid, and a missing one means the defaults, touching no state dir or socket', async () => {
+    const dir = tempDir('cfg');
+    const file = join(dir, 'config.yaml');
+    const stateDir = join(dir, 'state');
+    writeFileSync(file, `state_dir: ${stateDir}\nlog:\n  level: warn\n`);
+    const good = await run(join(BIN, 'efs-relayd'), ['--check', '--config', file]);
+    expect(good).to.deep.include({ code: 0, stdout: `efs-relayd: ${file} is valid: the daemon would start with it\n`, stderr: '' });
+    expect(existsSync(stateDir)).to.equal(false);
+    const missing = await run(join(BIN, 'efs-relayd'), ['--check', '--config', join(dir, 'none.yaml')]);
+    expect(missing).to.deep.include({ code: 0, stdout: `efs-relayd: ${join(dir, 'none.yaml')} does not exist: the daemon would start with the defaults\n` });
+  });
+
+  it('--check fails, as start-up would, on an unknown key and on a non-loopback metrics address without allow_remote', async () => {
+    const dir = tempDir('cfg');
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'port_range:\n  frist: 20049\n');
+    const bad = await run(join(BIN, 'efs-relayd'), ['--check', '--config', file]);
+    expect(bad.code).to.equal(1);
+    expect(bad.stdout).to.equal('');
+    expect(bad.stderr.split('\n')[0]).to.equal(`efs-relayd: ${file}:2: key "port_range.frist": unknown key (known keys in port_range: first, last) [CONFIG_INVALID]`);
+    writeFileSync(file, 'metrics:\n  listen: 0.0.0.0:19804\n');
+    const remote = await run(join(BIN, 'efs-relayd'), ['--check', '--config', file]);
+    expect(remote.code).to.equal(1);
+    expect(remote.stderr).to.equal(
+      `efs-relayd: ${file}: metrics.listen 0.0.0.0:19804 is not a loopback address [CONFIG_INVALID]\n` +
+      'efs-relayd: Set metrics.allow_remote: true to serve metrics beyond this host, or listen on 127.0.0.1.\n');
   });
 
   it('fails start-up on malformed YAML', async () => {

@@ -276,6 +276,20 @@ describe('efsctl reload', function () {
     });
   });
 
+  it('refuses, changing nothing, a file the next start would refuse: a non-loopback metrics address without allow_remote', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      daemon.editConfig((c) => ({ ...c, metrics: { listen: '0.0.0.0:19805' }, log: { level: 'warn' } }));
+      const r = await daemon.efsctl('reload');
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain('efsctl: metrics.listen 0.0.0.0:19805 is not a loopback address; nothing was changed, and the daemon carries on with the configuration it had [CONFIG_INVALID]');
+      // log.level stayed info: the tunnel added now is still logged.
+      await daemon.efsctlJson('add', 'fs-0abc1234', '-o', 'mounttargetip=127.0.0.10,region=us-east-1');
+      expect(daemon.logs).to.contain('info tunnel.started fs=fs-0abc1234');
+      await expectStillRelaying(daemon, sock, got, 2);
+      sock.destroy();
+    });
+  });
+
   it('exits 1 naming the file, line and key when the file does not load, and the daemon changes nothing', async () => {
     await withOpenConnection(21500, async ({ daemon, sock, got }) => {
       daemon.editConfig((c) => ({ ...c, health: { probe_interval: 'often' } }));
