@@ -48,7 +48,7 @@ export async function readCaBundle(file: string): Promise<{ pem: string; certifi
   return { pem, certificates: certs.length };
 }
 
-/** Built once per tunnel; every connection of the tunnel shares it. */
+/** Built once per CA bundle (TunnelManager keeps them); every tunnel and connection verifying with that bundle shares it. */
 export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureContext {
   // `ca` replaces Node's built-in store, so only the bundle is trusted.
   // TLS 1.3 suites are named explicitly so that no AES-128 or ChaCha suite is offered.
@@ -63,12 +63,12 @@ export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureC
   });
 }
 
-/** Hostname check against the file system's name, not the dialled address. */
 /** The CA bundle a tunnel verifies with: its cafile=, else tls.ca_file; normalised, so that one file compares equal. */
 export function caFileFor(options: MountOptions, cfg: Config): string {
   return resolve(options.cafile || cfg.tls.ca_file);
 }
 
+/** Hostname check against the file system's name, not the dialled address. */
 export function identityChecker(dnsName: string): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => checkServerIdentity(dnsName, cert);
 }
