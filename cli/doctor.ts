@@ -14,6 +14,7 @@ import { StateStore } from '../daemon/state.js';
 import { joinHost, resolveTarget } from '../daemon/target.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
 import type { TunnelView } from '../daemon/tunnels.js';
+import type { ConfigStatus } from '../daemon/config-reload.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
 
@@ -96,20 +97,12 @@ async function fdCheck(pid: number): Promise<Check> {
   return ok('fds', text);
 }
 
-interface DaemonConfigStatus {
-  file: string;
-  loaded_at: string;
-  last_reload_at: string | null;
-  last_reload_successful: boolean;
-  restart_needed: string[];
-}
-
 /**
  * Whether the daemon runs its config file as it is: an edit that no reload
  * has read yet, or keys that wait for a restart, are not in effect, and a
  * file that did not load would stop the next start.
  */
-async function configCheck(c: DaemonConfigStatus | undefined): Promise<Check> {
+async function configCheck(c: ConfigStatus | undefined): Promise<Check> {
   if (!c) return ok('config', 'the daemon does not say which config it runs (an older efs-relayd)');
   const reload = 'Run `systemctl reload efs-relayd` (or `efsctl reload`): it applies what it can and says what waits for a restart.';
   let modified: Date | null = null;
@@ -341,7 +334,7 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
   let tunnels: TunnelView[] = [];
   let daemonPid: number | null = null;
   try {
-    const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number; config?: DaemonConfigStatus };
+    const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number; config?: ConfigStatus };
     tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
     daemonPid = v.pid;
     checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));

@@ -6,6 +6,7 @@ import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../daemon/options.js';
 import { checkFsId, joinHost, requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
+import type { ReloadResult } from '../daemon/config-reload.js';
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
@@ -198,7 +199,7 @@ async function run(p: Parsed): Promise<void> {
     }
     case 'reload': {
       // A file that does not load changes nothing. If --config names it, parse() has said so already; else the daemon does (CONFIG_INVALID).
-      const res = (await ask('reload')) as { file: string; applied: string[]; restart_needed: string[] };
+      const res = (await ask('reload')) as ReloadResult;
       const one = res.restart_needed.length === 1;
       const pending = res.restart_needed.length === 0 ? '' :
         `\nNot applied until efs-relayd restarts: ${res.restart_needed.join(', ')} (the daemon keeps the value${one ? '' : 's'} it started with; ` +

@@ -67,10 +67,15 @@ export interface Reconfigurable {
   reconfigure(): void;
 }
 
-/** What a reload did, as `efsctl reload --json` prints it; or why it changed nothing. */
-export type ReloadOutcome =
-  | { ok: true; file: string; applied: string[]; restart_needed: string[] }
-  | { ok: false; error: RelayError };
+/** What a reload did, as `efsctl reload --json` prints it. */
+export interface ReloadResult {
+  file: string;
+  applied: string[];
+  restart_needed: string[];
+}
+
+/** A reload's result, or why it changed nothing. */
+export type ReloadOutcome = ({ ok: true } & ReloadResult) | { ok: false; error: RelayError };
 
 /**
  * Read `file` again and apply what may change now. A file that does not
@@ -117,31 +122,61 @@ export async function reloadConfig(
   return { ok: true, file, applied: plan.applied, restart_needed: plan.needRestart };
 }
 
+/** The file the daemon runs and how its reloads went, as `efsctl version --json` shows it (doctor reads it). */
+export interface ConfigStatus {
+  file: string;
+  /** When the file was last loaded, at start or at a reload. */
+  loaded_at: string;
+  /** When the latest reload ran, whatever came of it; null before the first. */
+  last_reload_at: string | null;
+  last_reload_successful: boolean;
+  restart_needed: string[];
+}
+
 /**
- * The latest reload, as the metrics show it (Prometheus's own
- * prometheus_config_last_reload_* are the model): a file that did not load
- * would stop the daemon at its next start, a reboot or an upgrade.
+ * The daemon's config file over its life: reloads run one at a time, for
+ * `efsctl reload` and SIGHUP alike, and what the latest one left is kept for
+ * the metrics (Prometheus's own prometheus_config_last_reload_* are the
+ * model) and for doctor. A file that did not load would stop the daemon at
+ * its next start, a reboot or an upgrade.
  */
-export class ReloadStatus {
+export class ConfigReloader {
   /** false while the latest reload found a file that does not load. */
   successful = true;
   /** When the file was last loaded, at start or at a reload (Unix seconds). */
   loadedAt = Date.now() / 1000;
   /** Changed keys that keep their running value until a restart, as of the latest reload that loaded. */
   restartNeeded: string[] = [];
-  /** When the latest reload ran, whatever came of it (Unix seconds); null before the first. */
-  reloadedAt: number | null = null;
+  /** When the latest reload ran (Unix seconds); null before the first. */
+  private reloadedAt: number | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
 
-  /** As `efsctl version --json` shows it, for doctor. */
-  view(file: string): { file: string; loaded_at: string; last_reload_at: string | null; last_reload_successful: boolean; restart_needed: string[] } {
+  constructor(
+    readonly file: string,
+    private readonly running: Config,
+    private readonly log: Logger,
+    private readonly followers: Parameters<typeof reloadConfig>[3],
+  ) {}
+
+  reload(): Promise<ReloadOutcome> {
+    const outcome = this.queue.then(async () => {
+      const o = await reloadConfig(this.file, this.running, this.log, this.followers);
+      this.record(o);
+      return o;
+    });
+    this.queue = outcome.catch(() => undefined);
+    return outcome;
+  }
+
+  status(): ConfigStatus {
     const iso = (s: number): string => new Date(s * 1000).toISOString();
     return {
-      file, loaded_at: iso(this.loadedAt), last_reload_at: this.reloadedAt === null ? null : iso(this.reloadedAt),
+      file: this.file, loaded_at: iso(this.loadedAt), last_reload_at: this.reloadedAt === null ? null : iso(this.reloadedAt),
       last_reload_successful: this.successful, restart_needed: this.restartNeeded,
     };
   }
 
-  record(outcome: ReloadOutcome): void {
+  private record(outcome: ReloadOutcome): void {
     this.reloadedAt = Date.now() / 1000;
     this.successful = outcome.ok;
     if (!outcome.ok) return;

@@ -9,7 +9,7 @@ import type { TunnelManager } from './tunnels.js';
 import type { Mounter } from './mounter.js';
 import type { RegionEnv } from './target.js';
 import { VERSION } from './version.js';
-import type { ReloadOutcome, ReloadStatus } from './config-reload.js';
+import type { ConfigStatus, ReloadOutcome, ReloadResult } from './config-reload.js';
 
 const SOURCES: readonly RecordSource[] = ['efsctl', 'mount.efs', 'fstab', 'manual'];
 
@@ -46,12 +46,10 @@ function source(p: Record<string, unknown>): RecordSource {
   return s;
 }
 
-/** The daemon's config file as `version` reports it, and how to read it again. */
+/** The daemon's config file as `version` reports it, and how to read it again (ConfigReloader). */
 export interface ConfigControl {
-  /** Reads the file again (config-reload.ts); the daemon runs one reload at a time, for this method and SIGHUP alike. */
   reload(): Promise<ReloadOutcome>;
-  /** The file, when it was last loaded, and what waits for a restart. */
-  status(): ReturnType<ReloadStatus['view']>;
+  status(): ConfigStatus;
 }
 
 export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date, config: ConfigControl): Record<string, Handler> {
@@ -88,7 +86,7 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
     stop: (p) => {
       return manager.stop(str(p, 'fs_id', true), bool(p, 'force'));
     },
-    reload: async () => {
+    reload: async (): Promise<ReloadResult> => {
       const r = await config.reload();
       if (!r.ok) throw r.error;
       return { file: r.file, applied: r.applied, restart_needed: r.restart_needed };

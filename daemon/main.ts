@@ -20,7 +20,7 @@ import { CaBundleWatcher } from './ca-watch.js';
 import { createMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
-import { ReloadStatus, reloadConfig, startRefusal, type ReloadOutcome } from './config-reload.js';
+import { ConfigReloader, startRefusal } from './config-reload.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH] [--check]
@@ -84,33 +84,21 @@ async function main(): Promise<void> {
   const manager = new TunnelManager(cfg, store, log);
   const startedAt = new Date();
   const mounter = new Mounter(cfg, manager, log);
-  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, { reload: () => reload(), status: () => reloads.view(configFile) }), log);
   const mountWatcher = new MountWatcher(cfg, manager, mounter, log);
   const fstabWatcher = new FstabWatcher(cfg, manager, log);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
-  const reloads = new ReloadStatus();
-  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloads), manager, log);
-
-  // Reloads of the config file (efsctl reload, SIGHUP) run one at a time.
-  let reloading: Promise<unknown> = Promise.resolve();
-  function reload(): Promise<ReloadOutcome> {
-    const outcome = reloading.then(async () => {
-      const o = await reloadConfig(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
-      reloads.record(o);
-      return o;
-    });
-    reloading = outcome.catch(() => undefined);
-    return outcome;
-  }
+  const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
+  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader), log);
+  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader), manager, log);
 
   let started = false;
   let stopping = false;
   let reloadWhenStarted = false;
   const reloadOnSignal = (): void => {
     // Only a bug rejects; the log line says so, and the next reload is still served.
-    reload().catch((err: unknown) => {
+    reloader.reload().catch((err: unknown) => {
       const e = asRelayError(err);
       log.error('daemon.internal_error', { code: e.code, msg: `config reload: ${e.message}; the daemon keeps running. Please report this with the log` });
     });

@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import { SESSION_FAILURE_CODES } from './tls-policy.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 import { VERSION } from './version.js';
-import type { ReloadStatus } from './config-reload.js';
+import type { ConfigReloader } from './config-reload.js';
 
 const EVENT_LOOP_SAMPLE_MS = 100;
 
@@ -16,7 +16,7 @@ export interface Metrics {
   scrape(): Promise<string>;
 }
 
-export function createMetrics(cfg: Config, manager: TunnelManager, reloads: ReloadStatus): Metrics {
+export function createMetrics(cfg: Config, manager: TunnelManager, reloads: ConfigReloader): Metrics {
   const registry = new Registry();
   // The event-loop delay histogram samples on a timer: prom-client's default
   // (10 ms) woke an idle daemon 100 times a second; 100 ms still catches the
