@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commandMissing, ROOT, run, skipIf } from './helpers/daemon.js';
+import { commandMissing, escapeRegExp, ROOT, run, skipIf } from './helpers/daemon.js';
 import { Ganesha, requireNfs } from './helpers/nfs.js';
 
 const FIGURES = [
@@ -58,7 +58,7 @@ describe('benchmark smoke run', function () {
     for (const f of TARGETED.filter((x) => !judged.includes(x))) expect(r.stdout).to.match(new RegExp(`^${f} .*  not judged \\(no ratio\\)$`, 'm'));
     for (const [f, t] of Object.entries(result.targets)) {
       expect(t.met, f).to.be.a('boolean');
-      expect(r.stdout).to.match(new RegExp(`^${f} .*  ${t.met ? 'met' : 'NOT met'} \\(${t.target.replace(/[./]/g, '\\$&')}\\)$`, 'm'));
+      expect(r.stdout).to.match(new RegExp(`^${f} .*  ${t.met ? 'met' : 'NOT met'} \\(${escapeRegExp(t.target)}\\)$`, 'm'));
     }
   });
 });

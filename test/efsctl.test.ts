@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { BIN, Daemon, ROOT, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, escapeRegExp, ROOT, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
@@ -45,7 +45,7 @@ describe('efsctl', function () {
     const r = await daemon.efsctl('add', 'fs-0000cafe', '-o', OPTS);
     expect(r.code).to.equal(0);
     const name = 'fs-0000cafe.efs.us-east-1.amazonaws.com';
-    expect(r.stdout).to.match(new RegExp(`^fs-0000cafe: tunnel started on 127\\.0\\.0\\.1:(\\d+) → 127\\.0\\.0\\.13:2049 \\(TLS, verified as ${name.replaceAll('.', '\\.')}\\)\\n$`));
+    expect(r.stdout).to.match(new RegExp(`^fs-0000cafe: tunnel started on 127\\.0\\.0\\.1:(\\d+) → 127\\.0\\.0\\.13:2049 \\(TLS, verified as ${escapeRegExp(name)}\\)\\n$`));
   });
 
   it('add is idempotent: a second add returns the same port and says the tunnel already runs', async () => {

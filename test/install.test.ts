@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { ROOT, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
+import { escapeRegExp, ROOT, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
 import { FS_ID, testCerts } from './helpers/fixtures.js';
 import { openClient } from './helpers/client.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
@@ -171,7 +171,7 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
     expect(post.exitCode, 'no daemon yet: still waiting').to.equal(null);
     await startDaemon('the daemon started by the unit\'s ExecStart', command('ExecStart'));
     expect(await done, err).to.equal(0);
-    expect(out).to.match(new RegExp(`^efsctl ${VERSION.replaceAll('.', '\\.')}\nefs-relayd ${VERSION.replaceAll('.', '\\.')} \\(pid \\d+`));
+    expect(out).to.match(new RegExp(`^efsctl ${escapeRegExp(VERSION)}\nefs-relayd ${escapeRegExp(VERSION)} \\(pid \\d+`));
     // What a mount ordered after the unit finds: its tunnel, listening on its port.
     const list = JSON.parse((await run('chroot', [root, 'efsctl', '--config', '/root/test.yaml', 'list', '--json'])).stdout) as { tunnels: Array<{ fs_id: string; port: number; state: string }> };
     expect(list.tunnels.map((t) => [t.fs_id, t.port, t.state])).to.deep.equal([[FS_ID, port, 'listening']]);

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { commandMissing, Daemon, ROOT, run, skipIf, tempDir } from './helpers/daemon.js';
+import { commandMissing, Daemon, escapeRegExp, ROOT, run, skipIf, tempDir } from './helpers/daemon.js';
 import { daemonConfig } from './helpers/fixtures.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -31,13 +31,13 @@ describe('packages', function () {
   it('carries one version, package.json\'s, in the binary, both packages, the man pages and the changelogs', async () => {
     const bin = join(PKG, 'deb-root/usr/sbin/efs-relayd');
     expect((await run(bin, ['--version'], { env: NO_NODE })).stdout).to.equal(`efs-relayd ${VERSION}\n`);
-    expect((await run(join(PKG, 'deb-root/usr/bin/efsctl'), ['version', '--socket', '/nonexistent'], { env: NO_NODE })).stdout).to.match(new RegExp(`^efsctl ${VERSION.replaceAll('.', '\\.')}\\n`));
+    expect((await run(join(PKG, 'deb-root/usr/bin/efsctl'), ['version', '--socket', '/nonexistent'], { env: NO_NODE })).stdout).to.match(new RegExp(`^efsctl ${escapeRegExp(VERSION)}\\n`));
     expect((await run(join(PKG, 'rpm-root/usr/sbin/mount.efs'), ['--version'], { env: NO_NODE })).stdout).to.equal(`mount.efs ${VERSION}\n`);
     expect((await run('dpkg-deb', ['-f', DEB, 'Version'])).stdout.trim()).to.equal(VERSION);
     expect((await run('rpm', ['-qp', '--qf', '%{VERSION}-%{RELEASE}', RPM])).stdout).to.equal(`${VERSION}-1`);
     for (const m of ['efs-relayd', 'efsctl', 'mount.efs']) {
       const page = gunzipSync(readFileSync(join(PKG, `deb-root/usr/share/man/man8/${m}.8.gz`))).toString();
-      expect(page.split('\n')[0], m).to.match(new RegExp(`^\\.TH \\S+ 8 "\\d{4}-\\d\\d-\\d\\d" "efs-relay ${VERSION.replaceAll('.', '\\.')}"`));
+      expect(page.split('\n')[0], m).to.match(new RegExp(`^\\.TH \\S+ 8 "\\d{4}-\\d\\d-\\d\\d" "efs-relay ${escapeRegExp(VERSION)}"`));
     }
     const changelog = gunzipSync(readFileSync(join(PKG, 'deb-root/usr/share/doc/efs-relay/changelog.gz'))).toString();
     expect(changelog.split('\n')[0]).to.equal(`efs-relay (${VERSION}) unstable; urgency=medium`);

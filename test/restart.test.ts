@@ -1,10 +1,10 @@
 // Restarts: tunnel records survive SIGTERM and SIGKILL, every tunnel comes
 // back on its old port (NFS mounts keep pointing at it), and NFS works after.
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Daemon, waitFor } from './helpers/daemon.js';
+import { Daemon, escapeRegExp, waitFor, writeRecords } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -148,15 +148,7 @@ describe('config reload (SIGHUP)', function () {
   it('serves a SIGHUP that comes while the daemon is still starting, once it has started, instead of dying of it', async () => {
     // 1000 records to restore make a start-up long enough to signal into.
     const daemon = new Daemon(daemonConfig(24000, { port_range: { first: 24000, last: 24999 } }));
-    mkdirSync(daemon.stateDir, { recursive: true });
-    for (let i = 0; i < 1000; i++) {
-      const fsId = `fs-${(0x20000000 + i).toString(16)}`;
-      writeFileSync(join(daemon.stateDir, `${fsId}.json`), JSON.stringify({
-        version: 1, fs_id: fsId, port: 24000 + i,
-        target: { dns_name: `${fsId}.efs.us-east-1.amazonaws.com`, address: '127.0.0.10', port: 2049, region: 'us-east-1' },
-        options: { mounttargetip: '127.0.0.10', region: 'us-east-1' }, created: new Date().toISOString(), source: 'manual', mounts: [],
-      }));
-    }
+    writeRecords(daemon.stateDir, 1000, 24000, '127.0.0.10');
     const starting = daemon.start();
     try {
       // As soon as the daemon catches SIGHUP (its bit in SigCgt), and before its control socket exists.
@@ -214,7 +206,7 @@ describe('config reload (SIGHUP)', function () {
       daemon.editConfig((c) => ({ ...c, health: { probe_intervall: 1 } }));
       daemon.proc!.kill('SIGHUP');
       await waitFor('the error', () => daemon.logs.includes('config.reload_failed'));
-      expect(daemon.logs).to.match(new RegExp(`error config\\.reload_failed fs=- code=CONFIG_INVALID msg="${escape(daemon.configFile)}:\\d+: key \\\\"health\\.probe_intervall\\\\": unknown key \\(known keys in health: [^)]*\\); nothing was changed, and the daemon carries on with the configuration it had" file=`));
+      expect(daemon.logs).to.match(new RegExp(`error config\\.reload_failed fs=- code=CONFIG_INVALID msg="${escapeRegExp(daemon.configFile)}:\\d+: key \\\\"health\\.probe_intervall\\\\": unknown key \\(known keys in health: [^)]*\\); nothing was changed, and the daemon carries on with the configuration it had" file=`));
       expect(daemon.exitCode).to.equal(null);
       await expectStillRelaying(daemon, sock, got);
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(false);
@@ -296,7 +288,7 @@ describe('efsctl reload', function () {
       const r = await daemon.efsctl('reload');
       expect(r.code).to.equal(1);
       expect(r.stdout).to.equal('');
-      expect(r.stderr).to.match(new RegExp(`^efsctl: ${escape(daemon.configFile)}:\\d+: key "health\\.probe_interval": .*; nothing was changed, and the daemon carries on with the configuration it had \\[CONFIG_INVALID\\]\\n`));
+      expect(r.stderr).to.match(new RegExp(`^efsctl: ${escapeRegExp(daemon.configFile)}:\\d+: key "health\\.probe_interval": .*; nothing was changed, and the daemon carries on with the configuration it had \\[CONFIG_INVALID\\]\\n`));
       expect(daemon.logs).to.contain('error config.reload_failed fs=- code=CONFIG_INVALID');
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(false);
       await expectStillRelaying(daemon, sock, got);
@@ -304,10 +296,6 @@ describe('efsctl reload', function () {
     });
   });
 });
-
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 /** The connection that withOpenConnection opened still relays, and the daemon still runs its tunnels. */
 async function expectStillRelaying(daemon: Daemon, sock: Socket, got: () => string, tunnels = 1): Promise<void> {

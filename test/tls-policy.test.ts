@@ -7,7 +7,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
-import { commandMissing, Daemon, skipIf, tempDir, waitFor } from './helpers/daemon.js';
+import { commandMissing, Daemon, escapeRegExp, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -141,7 +141,7 @@ describe('TLS policy', function () {
       const { target, status } = await throughTunnel(daemon, '::1', { cert: (c) => c.otherFs });
       expect(target.received).to.have.length(0);
       expect(status.last_error?.code).to.equal('TLS_HOSTNAME_MISMATCH');
-      expect(status.last_error?.message).to.match(new RegExp(`^TLS connection to \\[::1\\]:2049 \\(${FS_NAME.replaceAll('.', '\\.')}\\) refused: Hostname/IP does not match`));
+      expect(status.last_error?.message).to.match(new RegExp(`^TLS connection to \\[::1\\]:2049 \\(${escapeRegExp(FS_NAME)}\\) refused: Hostname/IP does not match`));
     });
   });
 });
@@ -195,7 +195,7 @@ describe('a CA bundle that changes while the daemon runs', function () {
     // change could resume the session verified under the old bundle; it must not.
     replaceBundle(otherCa.cert);
     await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === 1, 5_000);
-    expect(daemon.logs).to.match(new RegExp(`info tls\\.ca_reloaded fs=- code=- msg="new connections and probes verify against the bundle as it is now; open connections keep their verified sessions" file=${bundle.replaceAll('.', '\\.')} certificates=1 tunnels=1$`, 'm'));
+    expect(daemon.logs).to.match(new RegExp(`info tls\\.ca_reloaded fs=- code=- msg="new connections and probes verify against the bundle as it is now; open connections keep their verified sessions" file=${escapeRegExp(bundle)} certificates=1 tunnels=1$`, 'm'));
     expect((await exchange(port, 'second')).received.toString()).to.equal('');
     const refused = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
     expect(refused.last_error?.code).to.equal('TLS_UNTRUSTED_CHAIN');
@@ -205,7 +205,7 @@ describe('a CA bundle that changes while the daemon runs', function () {
     // A bundle cut short while being written is not taken: the trust stays as it was, and the log says why.
     replaceBundle(ca.cert + ca.cert.slice(0, 100));
     await waitFor('the damaged bundle to be refused', async () => logged('tls.ca_reload_failed') === 1, 5_000);
-    expect(daemon.logs).to.match(new RegExp(`error tls\\.ca_reload_failed fs=- code=CA_BUNDLE_UNREADABLE msg="Cannot use CA bundle ${bundle.replaceAll('.', '\\.')}: a certificate has no END line \\(a file still being written, or damaged\\); its tunnels keep verifying against the bundle as it was before"`));
+    expect(daemon.logs).to.match(new RegExp(`error tls\\.ca_reload_failed fs=- code=CA_BUNDLE_UNREADABLE msg="Cannot use CA bundle ${escapeRegExp(bundle)}: a certificate has no END line \\(a file still being written, or damaged\\); its tunnels keep verifying against the bundle as it was before"`));
     expect((await exchange(port, 'third')).received.toString()).to.equal('');
 
     // Both CAs: trusted again, with a full handshake.

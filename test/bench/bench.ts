@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { Daemon, ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
+import { Daemon, ROOT, removeTempDirs, sleep, writeRecords } from '../helpers/daemon.js';
 import { Ganesha } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, RELAY_METRICS_PORT, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
@@ -76,18 +76,6 @@ function listening(first: number, last: number): number {
     if (port >= first && port <= last) n++;
   }
   return n;
-}
-
-function writeRecords(stateDir: string, count: number, firstPort: number): void {
-  mkdirSync(stateDir, { recursive: true });
-  for (let i = 0; i < count; i++) {
-    const fsId = `fs-${(0x10000000 + i).toString(16)}`;
-    writeFileSync(join(stateDir, `${fsId}.json`), JSON.stringify({
-      version: 1, fs_id: fsId, port: firstPort + i,
-      target: { dns_name: `${fsId}.efs.${REGION}.amazonaws.com`, address: BULK_TARGET, port: 2049, region: REGION },
-      options: { mounttargetip: BULK_TARGET, region: REGION }, created: new Date().toISOString(), source: 'manual', mounts: [],
-    }));
-  }
 }
 
 async function main(): Promise<void> {
@@ -184,7 +172,7 @@ async function main(): Promise<void> {
       // efs-utils would run one stunnel per mount: its figure is one idle stunnel client's RSS times the count.
       record('idle_tunnels_rss_mib', 'stunnel', round, (rssBytes(stBulk.pid) * size.idle) / 2 ** 20);
       const idleDir = benchDir();
-      writeRecords(join(idleDir, 'state'), size.idle, 24000);
+      writeRecords(join(idleDir, 'state'), size.idle, 24000, BULK_TARGET);
       const idle = new Daemon(relayConfig(pki, { state_dir: join(idleDir, 'state'), port_range: { first: 24000, last: 24000 + size.idle - 1 } }), idleDir);
       const t0 = performance.now();
       await idle.start();
@@ -198,7 +186,7 @@ async function main(): Promise<void> {
       await idle.stop();
       // ... and `connTunnels` tunnels holding `connsPer` open TLS connections each.
       const connDir = benchDir();
-      writeRecords(join(connDir, 'state'), size.connTunnels, 26000);
+      writeRecords(join(connDir, 'state'), size.connTunnels, 26000, BULK_TARGET);
       const busy = new Daemon(relayConfig(pki, { state_dir: join(connDir, 'state'), port_range: { first: 26000, last: 26000 + size.connTunnels - 1 } }), connDir);
       await busy.start();
       const socks = await holdConnections(Array.from({ length: size.connTunnels }, (_, i) => 26000 + i), size.connsPer);

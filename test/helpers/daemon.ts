@@ -1,7 +1,7 @@
 // Runs the built executables the way a user does: build/bin/efs-relayd with
 // a config file in a temp dir, and build/bin/efsctl against its socket.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { MountStandIn } from './mount-stand-in.js';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -194,6 +194,28 @@ export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeout
     await sleep(25);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+/**
+ * `count` valid tunnel records in `stateDir` (fs-10000000, fs-10000001, …),
+ * on consecutive ports from `firstPort`, each to `address` port 2049 in
+ * us-east-1: a daemon with many tunnels to restore.
+ */
+export function writeRecords(stateDir: string, count: number, firstPort: number, address: string): void {
+  mkdirSync(stateDir, { recursive: true });
+  for (let i = 0; i < count; i++) {
+    const fsId = `fs-${(0x10000000 + i).toString(16)}`;
+    writeFileSync(join(stateDir, `${fsId}.json`), JSON.stringify({
+      version: 1, fs_id: fsId, port: firstPort + i,
+      target: { dns_name: `${fsId}.efs.us-east-1.amazonaws.com`, address, port: 2049, region: 'us-east-1' },
+      options: { mounttargetip: address, region: 'us-east-1' }, created: new Date().toISOString(), source: 'manual', mounts: [],
+    }));
+  }
+}
+
+/** `text` as a regular expression that matches exactly it. */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** Skip the running test or suite when `why` says something is missing, and print why: a skip always says why. */
