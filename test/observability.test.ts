@@ -210,6 +210,22 @@ describe('health from client connections', function () {
     expect(await healthColumn()).to.equal('ok');
   });
 
+  it('probes turned off at a reload take a failed probe\'s verdict with them: /healthz ok, no efs_relay_upstream_up, HEALTH off', async () => {
+    await target.stop(); // the first probe fails
+    daemon = await new Daemon(daemonConfig(21800, { metrics: { listen: '127.0.0.1:19813' }, health: { probe_interval: 30, probe_timeout: 2 } })).start();
+    await daemon.efsctlJson('add', FS_ID, '-o', OPTS);
+    await waitFor('a failed probe', async () => (await daemon!.efsctlJson<TunnelDetail>('status', FS_ID)).health.probe?.ok === false);
+    expect((await healthz()).status).to.equal(503);
+    expect((await get(`${base}/metrics`)).body).to.contain(`efs_relay_upstream_up{fs_id="${FS_ID}"} 0`);
+
+    daemon.editConfig((c) => ({ ...c, health: { probe_interval: 0 } }));
+    expect((await daemon.efsctl('reload')).code).to.equal(0);
+    expect(await healthz()).to.deep.equal({ status: 200, body: { status: 'ok', tunnels: 1, failing: [] } });
+    expect((await get(`${base}/metrics`)).body).not.to.contain('efs_relay_upstream_up{');
+    expect(await healthColumn()).to.equal('off');
+    target = await startTarget(); // for afterEach
+  });
+
   it('with probes on, a client connection refused after a passed probe fails /healthz at once, before the next probe', async () => {
     // The first probe comes within a second, the next one 27–33 s later: long after this test.
     daemon = await new Daemon(daemonConfig(21800, { metrics: { listen: '127.0.0.1:19813' }, health: { probe_interval: 30, probe_timeout: 2 } })).start();

@@ -253,7 +253,7 @@ describe('efsctl reload', function () {
     });
   });
 
-  it('turning probes off forgets each tunnel\'s last probe, so that no stale result holds /healthz or the gauge', async () => {
+  it('turning probes off forgets each tunnel\'s last probe and mount checks, and status says probes are off', async () => {
     await withOpenConnection(21500, async ({ daemon, sock }) => {
       daemon.editConfig((c) => ({ ...c, health: { probe_interval: 1 } }));
       await daemon.efsctlJson('reload');
