@@ -8,7 +8,8 @@ import { connect, isIP } from 'node:net';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
 import { ERRORS } from '../daemon/errors.js';
-import { readFstab } from '../daemon/fstab.js';
+import { readFstab, type FstabEntry } from '../daemon/fstab.js';
+import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore } from '../daemon/state.js';
 import { joinHost, resolveTarget } from '../daemon/target.js';
@@ -272,20 +273,42 @@ interface FsTarget {
   address: string;
 }
 
-async function targets(cfg: Config, tunnels: TunnelView[]): Promise<FsTarget[]> {
+function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[]): FsTarget[] {
   const out = new Map<string, FsTarget>();
   for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, address: t.target.address });
-  const { entries } = await readFstab(cfg.fstab).catch(() => ({ entries: [] }));
-  for (const e of entries) {
+  for (const e of fstab) {
     if (out.has(e.fsId)) continue;
     try {
       const t = resolveTarget(e.fsId, e.options, process.env, cfg);
       out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, address: t.address });
     } catch {
-      // No region known for this line: there is no name to check (the daemon reports NO_REGION for it).
+      // No region known for this line: there is no name to check (the fstab check reports NO_REGION for it).
     }
   }
   return [...out.values()];
+}
+
+/**
+ * The efs lines of fstab, judged as the daemon judges them (one check per
+ * line that gets no tunnel or whose mount would be refused), so a line the
+ * daemon only logged is seen before the next boot tries to mount it.
+ */
+async function fstabChecks(cfg: Config): Promise<{ checks: Check[]; entries: FstabEntry[] }> {
+  let parsed;
+  try {
+    parsed = await readFstab(cfg.fstab);
+  } catch (err) {
+    return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [] };
+  }
+  const { problems } = planFstab(parsed, cfg);
+  const lines = parsed.entries.length + parsed.problems.length;
+  if (problems.length === 0) {
+    const text = lines === 0 ? `no efs lines in ${cfg.fstab}` : `${lines} efs line${lines === 1 ? '' : 's'} in ${cfg.fstab}, each valid`;
+    return { checks: [ok('fstab', text)], entries: parsed.entries };
+  }
+  const checks = problems.map((p) => bad(`fstab line ${p.line}`, 'fail', `${cfg.fstab}:${p.line}: ${p.message}`,
+    `Correct the line or remove it; until then a mount of this line at boot fails. ${p.hint} [${p.code}]`));
+  return { checks, entries: parsed.entries };
 }
 
 async function dnsCheck(t: FsTarget): Promise<Check> {
@@ -343,8 +366,10 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }
   checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
+  const fstab = await fstabChecks(cfg);
+  checks.push(...fstab.checks);
   checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await clockCheck());
-  const fs = await targets(cfg, tunnels);
+  const fs = targets(cfg, tunnels, fstab.entries);
   if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   for (const t of fs) checks.push(await dnsCheck(t), await reachCheck(t, cfg.efs.port));
   checks.push(await metricsCheck(cfg));

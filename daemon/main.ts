@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
   const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader), log);
-  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader), manager, log);
+  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader, fstabWatcher), manager, log);
 
   let started = false;
   let stopping = false;

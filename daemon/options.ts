@@ -30,8 +30,8 @@ const AP_ID = /^fsap-[0-9a-f]{17}$/;
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 const AZ = /^[a-z]{2}(-[a-z]+)+-\d+[a-z]$/;
 
-const bad = (message: string): never => {
-  throw new RelayError('BAD_OPTION', message);
+const bad = (message: string, hint?: string): never => {
+  throw new RelayError('BAD_OPTION', message, { hint });
 };
 
 /** Parse `a,b=c,d=e=f`; a value that contains `=` is kept whole. */
@@ -101,8 +101,12 @@ export function tunnelOptions(opts: MountOptions): MountOptions {
   if (Object.hasOwn(opts, 'notls')) bad('The "notls" option cannot make a tunnel: efs-relay only carries EFS traffic over TLS');
   if (opts.verify === '0' || opts.verify === '1')
     bad(`verify=${opts.verify} is refused: efs-relay always verifies the certificate chain and the file system name`);
-  for (const [k, what] of Object.entries(NOT_YET))
-    if (Object.hasOwn(opts, k)) bad(`The "${k}" option is not supported yet: ${what} is not implemented in this release`);
+  for (const [k, what] of Object.entries(NOT_YET)) {
+    if (Object.hasOwn(opts, k)) {
+      bad(`The "${k}" option is not supported yet: this release does not implement ${what}`,
+        'Leave the option out if the mount does not need it; a mount that needs it cannot go through efs-relay in this release (the README lists the options it takes).');
+    }
+  }
   const out: MountOptions = {};
   for (const [k, v] of Object.entries(opts)) if ((TUNNEL_OPTIONS as readonly string[]).includes(k)) out[k] = v;
   return out;

@@ -69,6 +69,9 @@ export interface TunnelDetail extends TunnelView {
   history: HistoryEntry[];
 }
 
+/** What to do when a request asks an existing tunnel for another port, target or CA bundle (the code's own hint is about the option itself). */
+const RUNNING_TUNNEL_HINT = 'A running tunnel keeps its port, target and CA bundle: leave those options out to use it as it is (`efsctl status FS_ID` shows them), or unmount the file system, `efsctl stop FS_ID`, and add it again.';
+
 export interface AddRequest {
   fsId: string;
   options: MountOptions;
@@ -391,18 +394,19 @@ export class TunnelManager {
     if (existing) {
       const rec = existing.record;
       if (wantPort !== null && wantPort !== rec.port) {
-        throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`);
+        throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`, { hint: RUNNING_TUNNEL_HINT });
       }
       if (rec.target.address !== target.address || rec.target.dns_name !== target.dnsName) {
         throw new RelayError(
           'BAD_OPTION',
           `${req.fsId} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
+          { hint: RUNNING_TUNNEL_HINT },
         );
       }
       // A cafile= asked for must be the one the tunnel verifies with, never silently another.
       const [has, asked] = [rec.options, options].map((o) => caFileFor(o, this.cfg));
       if (has !== asked) {
-        throw new RelayError('BAD_OPTION', `${req.fsId} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`);
+        throw new RelayError('BAD_OPTION', `${req.fsId} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`, { hint: RUNNING_TUNNEL_HINT });
       }
       return { tunnel: existing.view(), created: false };
     }

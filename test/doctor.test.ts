@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startStunnelClient } from './bench/paths.js';
-import { commandMissing, Daemon, skipIf, waitFor } from './helpers/daemon.js';
+import { commandMissing, Daemon, escapeRegExp, skipIf, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import type { Check, DoctorReport } from '../cli/doctor.js';
@@ -50,7 +50,7 @@ describe('efsctl doctor', function () {
     const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
     const names = lines.map((l) => l.split(/\s{2,}/)[1]);
     expect(names).to.deep.equal([
-      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'config', 'mounts', 'state_dir', 'ca_bundle', 'clock',
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'config', 'mounts', 'fstab', 'state_dir', 'ca_bundle', 'clock',
       'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
     ]);
   });
@@ -117,6 +117,43 @@ describe('efsctl doctor', function () {
       expect((await daemon.efsctl('reload')).code).to.equal(0);
     }
     expect((await config('--config', daemon.configFile)).status).to.equal('ok');
+  });
+
+  it('fails each efs line of fstab that the daemon skips, with the log\'s words, its code and what to do; the daemon counts them in efs_relay_fstab_lines_invalid', async () => {
+    const fstabInvalid = async (): Promise<string | undefined> =>
+      /^efs_relay_fstab_lines_invalid (\S+)$/m.exec(await (await fetch('http://127.0.0.1:19810/metrics')).text())?.[1];
+    const report = async (): Promise<Check[]> =>
+      (JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport).checks.filter((c) => c.name.startsWith('fstab'));
+    expect(await report()).to.deep.equal([{ name: 'fstab', status: 'ok', message: `no efs lines in ${daemon.fstab}`, fix: null }]);
+    expect(await fstabInvalid()).to.equal('0');
+    try {
+      // No line here is valid, so the daemon makes no tunnel that later tests would see.
+      writeFileSync(daemon.fstab, [
+        '# test fstab',
+        'fs-0f0a0001 /mnt/a efs _netdev,tls,accesspoint=fsap-0123456789abcdef0,region=us-east-1 0 0',
+        'fs-0f0a0002 /mnt/b efs _netdev,tls 0 0',
+        'fs-0f0a0003 /mnt/c efs tls,noauto 0 0',
+        'fs-NOTHEX /mnt/d efs tls 0 0',
+      ].join('\n') + '\n');
+      await waitFor('the daemon counting 3 invalid fstab lines', async () => (await fstabInvalid()) === '3', 3_000);
+      const checks = await report();
+      expect(checks.map((c) => [c.name, c.status])).to.deep.equal([['fstab line 2', 'fail'], ['fstab line 3', 'fail'], ['fstab line 5', 'fail']]);
+      const [ap, region, parse] = checks as [Check, Check, Check];
+      expect(ap.message).to.equal(`${daemon.fstab}:2: The "accesspoint" option is not supported yet: this release does not implement access points (they need IAM-signed client certificates); line skipped`);
+      expect(ap.fix).to.match(/^Correct the line or remove it; until then a mount of this line at boot fails\. Leave the option out if the mount does not need it; .* \[BAD_OPTION\]$/);
+      expect(region.message).to.match(new RegExp(`^${escapeRegExp(daemon.fstab)}:3: Cannot determine the AWS region of fs-0f0a0002: `));
+      expect(region.fix).to.match(/set efs\.region in the config file\. \[NO_REGION\]$/);
+      expect(parse.message).to.equal(`${daemon.fstab}:5: "fs-NOTHEX" is not a file system id like fs-12345678 or fs-12345678:/path; line skipped`);
+      expect(parse.fix).to.contain('\\040');
+      // The same words as the daemon's log, so either place leads to the line.
+      for (const c of checks) expect(daemon.logs).to.contain(`warn fstab.line_invalid`).and.to.contain(`msg="${c.message.replaceAll('"', '\\"')}"`);
+      const text = (await daemon.efsctl('--config', daemon.configFile, 'doctor')).stdout;
+      expect(text).to.match(/^fail {2}fstab line 2 +\S+:2: The "accesspoint" option is not supported yet: .*\n +fix: Correct the line or remove it; /m);
+    } finally {
+      writeFileSync(daemon.fstab, '# test fstab\n');
+    }
+    await waitFor('the count back at 0', async () => (await fstabInvalid()) === '0', 3_000);
+    expect((await report()).map((c) => c.status)).to.deep.equal(['ok']);
   });
 
   it('reports an unreachable daemon as a fail that says how to start it', async () => {

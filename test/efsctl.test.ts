@@ -13,6 +13,9 @@ import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 const FIRST = 20600;
 const OPTS = 'mounttargetip=127.0.0.13,region=us-east-1';
 
+/** What a request that asks a running tunnel for another port, target or CA bundle is told to do. */
+const RUNNING_TUNNEL_HINT = 'A running tunnel keeps its port, target and CA bundle: leave those options out to use it as it is (`efsctl status FS_ID` shows them), or unmount the file system, `efsctl stop FS_ID`, and add it again.';
+
 describe('efsctl', function () {
   let daemon: Daemon;
   // Two tunnels that the tests read: fs-0000aaaa on a known port (FIRST + 7), and FS_ID. Any test that
@@ -64,7 +67,7 @@ describe('efsctl', function () {
     writeFileSync(other, readFileSync(testCerts().ca.certFile));
     const r = await daemon.efsctl('add', FS_ID, '-o', `${OPTS},cafile=${other}`);
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has a tunnel that verifies against ${testCerts().ca.certFile}, not ${other}; stop it first to change its CA bundle [BAD_OPTION]`);
+    expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has a tunnel that verifies against ${testCerts().ca.certFile}, not ${other}; stop it first to change its CA bundle [BAD_OPTION]\nefsctl: ${RUNNING_TUNNEL_HINT}\n`);
     // The same bundle named explicitly is the same tunnel.
     const same = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `${OPTS},cafile=${testCerts().ca.certFile}`);
     expect(same.created).to.equal(false);
@@ -158,12 +161,14 @@ describe('efsctl', function () {
       ['a tlsport used by another tunnel', ['add', 'fs-0000cccc', '-o', `tlsport=${FIRST + 7},region=us-east-1`], 1,
         `efsctl: Port ${FIRST + 7} is already used by the tunnel for fs-0000aaaa [PORT_TAKEN]`],
       ['a different port for an existing tunnel', ['add', 'fs-0000aaaa', '-o', `tlsport=${FIRST + 8},region=us-east-1`], 1,
-        `efsctl: fs-0000aaaa already has a tunnel on port ${FIRST + 7}; stop it first to move it to ${FIRST + 8} [PORT_TAKEN]`],
+        `efsctl: fs-0000aaaa already has a tunnel on port ${FIRST + 7}; stop it first to move it to ${FIRST + 8} [PORT_TAKEN]\nefsctl: ${RUNNING_TUNNEL_HINT}\n`],
       ['a different target for an existing tunnel', ['add', FS_ID, '-o', 'mounttargetip=127.0.0.99,region=us-east-1'], 1,
-        `efsctl: ${FS_ID} already has a tunnel to 127.0.0.13 (${FS_NAME}); stop it first to change its target [BAD_OPTION]`],
+        `efsctl: ${FS_ID} already has a tunnel to 127.0.0.13 (${FS_NAME}); stop it first to change its target [BAD_OPTION]\nefsctl: ${RUNNING_TUNNEL_HINT}\n`],
       ['no region', ['add', 'fs-0000cccc'], 1, 'efsctl: Cannot determine the AWS region of fs-0000cccc'],
       ['notls', ['add', 'fs-0000cccc', '-o', 'notls'], 1, 'efs-relay only carries EFS traffic over TLS [BAD_OPTION]'],
-      ['iam (not supported yet)', ['add', 'fs-0000cccc', '-o', 'tls,iam'], 1, 'efsctl: The "iam" option is not supported yet'],
+      ['iam (not supported yet)', ['add', 'fs-0000cccc', '-o', 'tls,iam'], 1,
+        'efsctl: The "iam" option is not supported yet: this release does not implement IAM authorization (it needs signed client certificates) [BAD_OPTION]\n'
+        + 'efsctl: Leave the option out if the mount does not need it; a mount that needs it cannot go through efs-relay in this release (the README lists the options it takes).\n'],
       ['no verb', [], 2, 'efsctl: No verb given'],
       ['an unknown verb', ['mount', FS_ID], 2, 'efsctl: Unknown verb "mount"'],
       ['a missing fs id', ['add'], 2, 'efsctl: "add" takes 1 argument (FS_ID), got 0'],

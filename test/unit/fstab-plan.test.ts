@@ -1,0 +1,71 @@
+// planFstab: which efs lines of fstab get a tunnel, and what is said of the others.
+import { expect } from 'chai';
+import { defaultConfig } from '../../daemon/config.js';
+import { parseFstab } from '../../daemon/fstab.js';
+import { planFstab } from '../../daemon/fstab-plan.js';
+
+const plan = (lines: string[]) => planFstab(parseFstab(lines.join('\n') + '\n'), defaultConfig());
+
+describe('fstab plan', () => {
+  it('wants one tunnel per file system, from its first line, and says nothing of a later line with the same tunnel options', () => {
+    const p = plan([
+      'fs-0a000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0',
+      'fs-0a000001:/sub /mnt/a-sub efs _netdev,tls,region=us-east-1,rsize=65536 0 0',
+      'fs-0a000002 /mnt/b efs tls,region=eu-west-1,tlsport=20100 0 0',
+    ]);
+    expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001', 'fs-0a000002']);
+    expect(p.wanted.get('fs-0a000002')).to.deep.equal({ tls: null, region: 'eu-west-1', tlsport: '20100' });
+    expect(Object.fromEntries(p.lineOf)).to.deep.equal({ 'fs-0a000001': 1, 'fs-0a000002': 3 });
+    expect(p.problems).to.deep.equal([]);
+  });
+
+  it('names a later line that wants another tunnel, with its first line, what differs and how to make them agree', () => {
+    const p = plan([
+      'fs-0a000001 /mnt/a efs tls,region=us-east-1 0 0',
+      'fs-0a000001:/x /mnt/x efs tls,region=us-east-1,mounttargetip=127.0.0.60,tlsport=20100 0 0',
+    ]);
+    expect(p.problems).to.deep.equal([{
+      line: 2, fsId: 'fs-0a000001', code: 'BAD_OPTION',
+      message: 'fs-0a000001 is also on line 1 with another tlsport (20100 here, any there), target (127.0.0.60 (fs-0a000001.efs.us-east-1.amazonaws.com) here, '
+        + 'fs-0a000001.efs.us-east-1.amazonaws.com there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused',
+      hint: 'Give every line of fs-0a000001 the same tlsport, target (mounttargetip, az, region) and cafile, or leave them out of the later lines.',
+    }]);
+    expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001']);
+  });
+
+  it('checks a noauto line\'s options but wants no tunnel for it, and leaves its region to the shell that mounts it', () => {
+    const p = plan([
+      'fs-0a000001 /mnt/a efs tls,noauto,region=us-east-1 0 0',
+      'fs-0a000002 /mnt/b efs tls,noauto 0 0',
+      'fs-0a000003 /mnt/c efs tls,noauto,iam,region=us-east-1 0 0',
+    ]);
+    expect(p.wanted.size).to.equal(0);
+    expect(p.problems.map((x) => [x.line, x.code])).to.deep.equal([[3, 'BAD_OPTION']]);
+    expect(p.problems[0]?.message).to.equal('The "iam" option is not supported yet: this release does not implement IAM authorization (it needs signed client certificates); line skipped');
+    expect(p.problems[0]?.hint).to.match(/^Leave the option out if the mount does not need it/);
+  });
+
+  it('reports lines that do not parse, options refused and a region nobody names, in line order, each with the error table\'s code', () => {
+    const p = plan([
+      'fs-0a000001 /mnt/a efs tls 0 0',
+      'fs-NOTHEX /mnt/b efs tls 0 0',
+      'fs-0a000003 /mnt/c efs tls,port=2049,region=us-east-1 0 0',
+      'fs-0a000004 /mnt/d efs tls,region=us-east-1 0 0',
+    ]);
+    expect(p.problems.map((x) => [x.line, x.fsId, x.code])).to.deep.equal([
+      [1, 'fs-0a000001', 'NO_REGION'], [2, null, 'BAD_OPTION'], [3, 'fs-0a000003', 'BAD_OPTION'],
+    ]);
+    expect(p.problems.map((x) => x.message)).to.satisfy((m: string[]) => m.every((s) => s.endsWith('; line skipped')));
+    expect(p.problems[1]?.message).to.equal('"fs-NOTHEX" is not a file system id like fs-12345678 or fs-12345678:/path; line skipped');
+    expect(p.problems[2]?.message).to.equal('The "port" and "tls" options are mutually exclusive; line skipped');
+    expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000004']);
+  });
+
+  it('takes the region from the config file for a line that names none', () => {
+    const cfg = defaultConfig();
+    cfg.efs.region = 'ap-south-1';
+    const p = planFstab(parseFstab('fs-0a000001 /mnt/a efs tls 0 0\n'), cfg);
+    expect(p.problems).to.deep.equal([]);
+    expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001']);
+  });
+});
