@@ -152,7 +152,7 @@ async function run(p: Parsed): Promise<void> {
       out(
         res,
         `${t.fs_id}: ${res.created ? 'tunnel started' : 'tunnel already running'} on 127.0.0.1:${t.port} ` +
-          `→ ${joinHost(t.target.address, t.target.port)} (TLS, verified as ${t.target.dns_name})`,
+          `→ ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`,
       );
       return;
     }

@@ -48,7 +48,7 @@ describe('efsctl', function () {
     const r = await daemon.efsctl('add', 'fs-0000cafe', '-o', OPTS);
     expect(r.code).to.equal(0);
     const name = 'fs-0000cafe.efs.us-east-1.amazonaws.com';
-    expect(r.stdout).to.match(new RegExp(`^fs-0000cafe: tunnel started on 127\\.0\\.0\\.1:(\\d+) → 127\\.0\\.0\\.13:2049 \\(TLS, verified as ${escapeRegExp(name)}\\)\\n$`));
+    expect(r.stdout).to.match(new RegExp(`^fs-0000cafe: tunnel started on 127\\.0\\.0\\.1:(\\d+) → 127\\.0\\.0\\.13:2049 \\(TLS; its certificate must name ${escapeRegExp(name)}\\)\\n$`));
   });
 
   it('add is idempotent: a second add returns the same port and says the tunnel already runs', async () => {
