@@ -14,6 +14,7 @@ import { DEFAULT_SOCKET, call, callerRegionEnv } from './client.js';
 import { doctor, formatReport } from './doctor.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../daemon/config.js';
 import { tunnelDetail, tunnelTable } from './format.js';
+import { daemonsRunning, type RunningDaemon } from './running-daemon.js';
 
 const USAGE = `Usage: efsctl [--socket PATH] [--config PATH] [--wait SECONDS] VERB [ARGS] [--json]
 
@@ -49,7 +50,11 @@ interface Parsed {
   verb: string;
   args: string[];
   socket: string;
+  /** --socket was given: the socket is the user's word, not the config file's. */
+  socketGiven: boolean;
   config: Config;
+  /** The config file, absolute. */
+  configFile: string;
   json: boolean;
   options: string | undefined;
   force: boolean;
@@ -111,12 +116,15 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
     throw new UsageError(`--wait takes a number of seconds, got "${values.wait}"`);
   }
   // --config names the daemon's config: its socket, and what doctor checks.
-  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
+  const configFile = resolve(values.config ?? DEFAULT_CONFIG_PATH);
+  const config = await loadConfig(configFile);
   return {
     verb,
     args,
     config,
+    configFile,
     socket: values.socket ?? config.control_socket,
+    socketGiven: values.socket !== undefined,
     json: values.json ?? false,
     options: values.options,
     force: values.force ?? false,
@@ -129,6 +137,26 @@ const MOUNT_TIMEOUT_MS = 150_000;
 
 function print(text: string): void {
   process.stdout.write(text + '\n');
+}
+
+/**
+ * Ask for a reload on the socket the config file names; if nothing answers
+ * there, on the one the daemon running that file listens on. After an edit
+ * of control_socket, that daemon still serves the socket it started with
+ * (the key applies at a restart), and `systemctl reload` must still reach it.
+ */
+async function reload(p: Parsed, ask: (method: string) => Promise<unknown>, say: (text: string) => void): Promise<unknown> {
+  try {
+    return await ask('reload');
+  } catch (err) {
+    if (p.socketGiven || asRelayError(err).code !== 'DAEMON_UNREACHABLE') throw err;
+    const running = (await daemonsRunning(p.configFile)).filter((d) => d.socket !== p.socket);
+    if (running.length !== 1) throw err;
+    const [{ pid, socket }] = running as [RunningDaemon];
+    say(`efs-relayd (pid ${pid}) runs ${p.configFile} but listens on ${socket}, not on ${p.socket}, which the file names now ` +
+      `(control_socket changes at a restart); reloading it there`);
+    return call(socket, 'reload');
+  }
 }
 
 async function run(p: Parsed): Promise<void> {
@@ -199,7 +227,7 @@ async function run(p: Parsed): Promise<void> {
     }
     case 'reload': {
       // A file that does not load changes nothing. If --config names it, parse() has said so already; else the daemon does (CONFIG_INVALID).
-      const res = (await ask('reload')) as ReloadResult;
+      const res = (await reload(p, ask, waiting)) as ReloadResult;
       const one = res.restart_needed.length === 1;
       const pending = res.restart_needed.length === 0 ? '' :
         `\nNot applied until efs-relayd restarts: ${res.restart_needed.join(', ')} (the daemon keeps the value${one ? '' : 's'} it started with; ` +

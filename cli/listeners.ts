@@ -15,7 +15,8 @@ export interface Listener {
 
 const ANY_OR_LOOPBACK = new Set(['127.0.0.1', '0.0.0.0', '*', '::', '::ffff:127.0.0.1']);
 
-async function runsRelayd(pid: number, name: string | null): Promise<boolean> {
+/** The process runs efs-relayd: by its name, or by its command line when Node runs the script. */
+export async function runsRelayd(pid: number, name: string | null): Promise<boolean> {
   if (name === 'efs-relayd') return true;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   return cmdline.split('\0').some((arg) => arg === 'efs-relayd' || arg.endsWith('/efs-relayd') || arg.endsWith('/efs-relayd.mjs'));

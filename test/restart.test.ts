@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Daemon, escapeRegExp, waitFor, writeRecords } from './helpers/daemon.js';
+import { BIN, Daemon, escapeRegExp, run, waitFor, writeRecords } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -233,6 +233,27 @@ describe('efsctl reload', function () {
       // Done when efsctl returns: the probes it turned on are already under way.
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).health.probing).to.equal(true);
       expect(await daemon.efsctlJson('reload')).to.deep.equal({ file: daemon.configFile, applied: [], restart_needed: ['port_range.first', 'port_range.last'] });
+      await expectStillRelaying(daemon, sock, got);
+      sock.destroy();
+    });
+  });
+
+  it('still reaches the daemon after control_socket was changed in the file: it reloads on the socket the daemon serves, and says so', async () => {
+    await withOpenConnection(21500, async ({ daemon, sock, got }) => {
+      const moved = join(daemon.dir, 'moved.sock');
+      daemon.editConfig((c) => ({ ...c, control_socket: moved }));
+      // As systemctl reload runs it: --config only, so the socket is the one the file names now.
+      const r = await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, 'reload']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.equal(`efsctl: efs-relayd (pid ${daemon.proc!.pid}) runs ${daemon.configFile} but listens on ${daemon.socket}, not on ${moved}, ` +
+        'which the file names now (control_socket changes at a restart); reloading it there\n');
+      expect(r.stdout).to.equal(`Reloaded ${daemon.configFile}: no change that a reload applies\n` +
+        'Not applied until efs-relayd restarts: control_socket (the daemon keeps the value it started with; ' +
+        'systemctl restart efs-relayd applies it, and open NFS connections then reconnect)\n');
+      // --socket is the user's word: no other socket is tried.
+      const given = await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, '--socket', moved, 'reload']);
+      expect(given.code).to.equal(3);
+      expect(given.stderr).to.contain(`efsctl: Cannot reach efs-relayd at ${moved}: no socket there`);
       await expectStillRelaying(daemon, sock, got);
       sock.destroy();
     });
