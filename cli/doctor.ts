@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { access, constants, readdir, readFile, stat, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
+import { resolve } from 'node:path';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
 import { ERRORS } from '../daemon/errors.js';
@@ -14,6 +15,7 @@ import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore } from '../daemon/state.js';
 import { joinHost, resolveTarget } from '../daemon/target.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
+import { whoElseCanChange } from '../daemon/file-trust.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import type { ConfigStatus } from '../daemon/config-reload.js';
 import { call } from './client.js';
@@ -175,6 +177,27 @@ async function caBundleCheck(cfg: Config): Promise<Check> {
   const text = `${cfg.tls.ca_file}: ${certs.length} certificate${certs.length > 1 ? 's' : ''}, ${live.length} valid, next expiry ${new Date(soonest).toISOString().slice(0, 10)}`;
   if (live.length < certs.length) return bad('ca_bundle', 'warn', text, 'Some CA certificates have expired; update the bundle.');
   return ok('ca_bundle', text);
+}
+
+/**
+ * The files the TLS verification rests on can be changed by root only:
+ * tls.ca_file, each tunnel's cafile=, and the config file (which names the
+ * bundle). The daemon logs the same finding each time it reads one.
+ */
+async function trustFilesCheck(cfg: Config, configFile: string, tunnels: TunnelView[]): Promise<Check> {
+  const bundles = new Set([resolve(cfg.tls.ca_file), ...tunnels.flatMap((t) => (t.options.cafile ? [resolve(t.options.cafile)] : []))]);
+  const files: Array<[string, string]> = [...[...bundles].map((f): [string, string] => [f, 'CA bundle']), [configFile, 'config file']];
+  const found: string[] = [];
+  for (const [file, what] of files) {
+    // Judged for efs-relayd, which runs as root, whoever runs doctor.
+    const why = await whoElseCanChange(file, 0);
+    if (why) found.push(`${what} ${file}: ${why}`);
+  }
+  if (found.length > 0) {
+    return bad('trust_files', 'fail', `a user other than root can change what the TLS verification trusts: ${found.join('; ')}`,
+      `${ERRORS.TRUST_FILE_WRITABLE.hint} [TRUST_FILE_WRITABLE]`);
+  }
+  return ok('trust_files', `only root can change the ${bundles.size === 1 ? 'CA bundle' : `${bundles.size} CA bundles`} and the config file`);
 }
 
 /**
@@ -351,7 +374,7 @@ async function metricsCheck(cfg: Config): Promise<Check> {
   }
 }
 
-export async function doctor(cfg: Config, socket: string): Promise<DoctorReport> {
+export async function doctor(cfg: Config, configFile: string, socket: string): Promise<DoctorReport> {
   const checks: Check[] = [];
   checks.push(await osCheck(), await kernelNfsCheck(), await mountHelperCheck(cfg));
   let tunnels: TunnelView[] = [];
@@ -368,7 +391,7 @@ export async function doctor(cfg: Config, socket: string): Promise<DoctorReport>
   checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
   const fstab = await fstabChecks(cfg);
   checks.push(...fstab.checks);
-  checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await clockCheck());
+  checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels), await clockCheck());
   const fs = targets(cfg, tunnels, fstab.entries);
   if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   for (const t of fs) checks.push(await dnsCheck(t), await reachCheck(t, cfg.efs.port));

@@ -236,7 +236,7 @@ async function run(p: Parsed): Promise<void> {
       return;
     }
     case 'doctor': {
-      const report = await doctor(p.config, p.socket);
+      const report = await doctor(p.config, p.configFile, p.socket);
       out(report, formatReport(report));
       if (report.summary.fail > 0) process.exitCode = EXIT.failed;
       return;

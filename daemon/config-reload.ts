@@ -6,6 +6,7 @@
 // changing it under them could drop a mount's tunnel: those wait for a
 // restart, and the daemon says so.
 import { loadConfig, type Config } from './config.js';
+import { warnIfExposed } from './file-trust.js';
 import { asRelayError, RelayError } from './errors.js';
 import type { Logger } from './log.js';
 import { metricsListenRefusal } from './metrics-server.js';
@@ -112,6 +113,7 @@ export async function reloadConfig(
     applied: plan.applied.join(',') || undefined,
   });
   log.setLevel(running.log.level);
+  await warnIfExposed(file, 'config file', log);
   if (plan.needRestart.length > 0) {
     log.warn('config.restart_needed', {
       msg: `${plan.needRestart.join(', ')} changed, but take${plan.needRestart.length === 1 ? 's' : ''} effect only when the daemon restarts (systemctl restart efs-relayd: tunnels come back on their ports, open NFS connections reconnect); until then the daemon keeps the value${plan.needRestart.length === 1 ? '' : 's'} it started with`,

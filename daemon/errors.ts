@@ -123,6 +123,10 @@ export const ERRORS = {
     title: 'the CA bundle cannot be read',
     hint: 'Check tls.ca_file; the package installs /etc/efs-relay/amazon-root-cas.pem.',
   },
+  TRUST_FILE_WRITABLE: {
+    title: 'a file the TLS verification depends on can be changed by a user other than root',
+    hint: 'Make the file and each directory above it owned by root and not writable by group or others (`chown root:root PATH`, `chmod go-w PATH`): whoever can change a CA bundle can make tunnels trust a CA of their own, and whoever can change the config file can point tls.ca_file at one. The daemon uses the file all the same, so that no tunnel is dropped.',
+  },
   TUNNEL_MOUNTED: {
     title: 'the tunnel is in use by a mount',
     hint: 'Unmount first, or pass --force to stop it anyway (the mount will hang until the tunnel returns).',

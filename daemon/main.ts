@@ -22,6 +22,7 @@ import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
 import { ConfigReloader, startRefusal } from './config-reload.js';
 import { VERSION } from './version.js';
+import { warnIfExposed } from './file-trust.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH] [--check]
 
@@ -141,6 +142,7 @@ async function main(): Promise<void> {
     socket: cfg.control_socket,
     metrics: cfg.metrics.listen || 'off',
   });
+  await warnIfExposed(configFile, 'config file', log);
   started = true;
   if (reloadWhenStarted) reloadOnSignal();
 

@@ -10,6 +10,7 @@ import { StateStore, RECORD_VERSION, type InvalidFile, type RecordSource, type T
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { joinHost, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
+import { warnIfExposed } from './file-trust.js';
 import { pickPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
@@ -325,6 +326,7 @@ export class TunnelManager {
         return;
       }
       if (before?.pem === read.pem) return;
+      await warnIfExposed(file, 'CA bundle', this.log);
       const ctx = policyContext(read.pem, this.cfg.tls.max_version);
       this.contexts.set(file, Promise.resolve({ pem: read.pem, ctx }));
       let tunnels = 0;
@@ -662,7 +664,10 @@ export class TunnelManager {
     const caFile = caFileFor(options, this.cfg);
     let entry = this.contexts.get(caFile);
     if (!entry) {
-      entry = readCaBundle(caFile).then(({ pem }) => ({ pem, ctx: policyContext(pem, this.cfg.tls.max_version) }));
+      entry = readCaBundle(caFile).then(async ({ pem }) => {
+        await warnIfExposed(caFile, 'CA bundle', this.log);
+        return { pem, ctx: policyContext(pem, this.cfg.tls.max_version) };
+      });
       const made = entry;
       // Forgotten on failure, so the next tunnel reads the file again (unless a reload has replaced it meanwhile).
       made.catch(() => {

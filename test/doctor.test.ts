@@ -1,6 +1,6 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startStunnelClient } from './bench/paths.js';
@@ -50,7 +50,7 @@ describe('efsctl doctor', function () {
     const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
     const names = lines.map((l) => l.split(/\s{2,}/)[1]);
     expect(names).to.deep.equal([
-      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'config', 'mounts', 'fstab', 'state_dir', 'ca_bundle', 'clock',
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'config', 'mounts', 'fstab', 'state_dir', 'ca_bundle', 'trust_files', 'clock',
       'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
     ]);
   });
@@ -154,6 +154,24 @@ describe('efsctl doctor', function () {
     }
     await waitFor('the count back at 0', async () => (await fstabInvalid()) === '0', 3_000);
     expect((await report()).map((c) => c.status)).to.deep.equal(['ok']);
+  });
+
+  it('fails trust_files when a user other than root could change the config file, which names the CA bundle, and says how to fix it', async () => {
+    const check = async (): Promise<Check> =>
+      (JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport).checks.find((c) => c.name === 'trust_files')!;
+    expect(await check()).to.deep.equal({ name: 'trust_files', status: 'ok', message: 'only root can change the CA bundle and the config file', fix: null });
+    chmodSync(daemon.configFile, 0o664);
+    chownSync(daemon.configFile, 0, 4242);
+    try {
+      const c = await check();
+      expect(c.status).to.equal('fail');
+      expect(c.message).to.equal(`a user other than root can change what the TLS verification trusts: config file ${daemon.configFile}: ${daemon.configFile} is writable by group 4242 (mode 0664)`);
+      expect(c.fix).to.match(/^Make the file and each directory above it owned by root and not writable by group or others .* \[TRUST_FILE_WRITABLE\]$/);
+    } finally {
+      chownSync(daemon.configFile, 0, 0);
+      chmodSync(daemon.configFile, 0o644);
+    }
+    expect((await check()).status).to.equal('ok');
   });
 
   it('reports an unreachable daemon as a fail that says how to start it', async () => {

@@ -3,7 +3,7 @@
 // and without one byte of plaintext reaching the server.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
@@ -217,6 +217,48 @@ describe('a CA bundle that changes while the daemon runs', function () {
     expect(target.sessions.slice(sessionsBefore).map((s) => s.resumed ?? false)).to.deep.equal([false]);
     expect(await echoed('held-3')).to.equal('held-3');
     held.destroy();
+  });
+});
+
+describe('files the TLS verification rests on, when a user other than root could change them', function () {
+  const ADDR = '127.0.0.49';
+  let target: MountTargetStandIn;
+  let daemon: Daemon;
+  let bundle: string;
+  before(async () => {
+    const dir = tempDir('trust');
+    bundle = join(dir, 'cas.pem');
+    writeFileSync(bundle, testCerts().ca.cert);
+    chmodSync(bundle, 0o666);
+    target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    daemon = new Daemon(daemonConfig(21910));
+    chmodSync(daemon.configFile, 0o646);
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon?.stop();
+    await target?.stop();
+  });
+
+  it('warns with TRUST_FILE_WRITABLE of a config file and a CA bundle that every user could write, and still uses them, so that no tunnel is dropped', async () => {
+    await waitFor('the config file warning', () => daemon.logs.includes('config.file_exposed'), 3_000);
+    expect(daemon.logs).to.contain(`warn config.file_exposed fs=- code=TRUST_FILE_WRITABLE msg="${daemon.configFile} is writable by every user (mode 0646): `
+      + `whoever can change config file ${daemon.configFile} can point tls.ca_file at a CA bundle of their own, applied at the next restart; it is used all the same" file=${daemon.configFile}\n`);
+    const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1,cafile=${bundle}`);
+    expect(daemon.logs).to.contain(`warn tls.ca_file_exposed fs=- code=TRUST_FILE_WRITABLE msg="${bundle} is writable by every user (mode 0666): `
+      + `whoever can change CA bundle ${bundle} can make the tunnels that verify with it trust a CA of their own; it is used all the same" file=${bundle}\n`);
+    expect((await exchange(add.tunnel.port, 'verified')).received.toString()).to.equal('verified' + ECHO_TRAILER);
+  });
+
+  it('says nothing of the files once only root can change them', async () => {
+    chmodSync(daemon.configFile, 0o644);
+    chmodSync(bundle, 0o644);
+    const before = daemon.logs.length;
+    expect((await daemon.efsctl('reload')).code).to.equal(0);
+    // A changed bundle is read again: its contents change, its mode does not matter to the watcher.
+    writeFileSync(bundle, testCerts().ca.cert + testCerts().otherCa.cert);
+    await waitFor('the bundle read again', () => daemon.logs.slice(before).includes('tls.ca_reloaded'), 5_000);
+    expect(daemon.logs.slice(before)).to.not.contain('_exposed');
   });
 });
 

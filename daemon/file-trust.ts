@@ -1,0 +1,70 @@
+// Whether a file the daemon trusts (a CA bundle, its config file) can be
+// changed by a user other than root. Whoever can change a CA bundle can make
+// tunnels trust a CA of their own, and whoever can change the config can
+// point tls.ca_file anywhere: the TLS verification is only as strong as them.
+import { lstat, realpath } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { Stats } from 'node:fs';
+import type { Logger } from './log.js';
+
+/** Why a file or directory can be changed by a user other than root and `owner`, or null. A sticky directory (/tmp) keeps others from replacing root's entries. */
+function exposure(path: string, st: Stats, owner: number): string | null {
+  if (st.uid !== 0 && st.uid !== owner) return `${path} is owned by uid ${st.uid}`;
+  const sticky = st.isDirectory() && (st.mode & 0o1000) !== 0;
+  const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+  if ((st.mode & 0o002) !== 0 && !sticky) return `${path} is writable by every user (mode ${mode})`;
+  if ((st.mode & 0o020) !== 0 && st.gid !== 0 && !sticky) return `${path} is writable by group ${st.gid} (mode ${mode})`;
+  return null;
+}
+
+/** The path and every directory above it. */
+function chain(path: string): string[] {
+  const out = [path];
+  for (let p = dirname(path); ; p = dirname(p)) {
+    out.push(p);
+    if (p === dirname(p)) return out;
+  }
+}
+
+/**
+ * The first reason a user other than root and `owner` (the daemon's own
+ * user, when it runs unprivileged) could change what `file` holds: the file,
+ * or a directory on its path (someone who can write a directory can replace
+ * the entries in it), both as named and after symbolic links. Null when only
+ * root can; null too when the file cannot be read, which the caller reports
+ * on its own.
+ */
+export async function whoElseCanChange(file: string, owner: number): Promise<string | null> {
+  const named = resolve(file);
+  const real = await realpath(named).catch(() => null);
+  if (real === null) return null;
+  const seen = new Set<string>();
+  for (const path of [...chain(named), ...chain(real)]) {
+    if (seen.has(path)) continue;
+    seen.add(path);
+    // A symbolic link's own owner and mode do not matter: the directory holding it and where it leads (the real path) do.
+    const st = await lstat(path).catch(() => null);
+    if (st === null || st.isSymbolicLink()) continue;
+    const why = exposure(path, st, owner);
+    if (why) return why;
+  }
+  return null;
+}
+
+/** What a trusted file is to the daemon, for the log line. */
+export type TrustedFile = 'CA bundle' | 'config file';
+
+const CONSEQUENCE: Record<TrustedFile, string> = {
+  'CA bundle': 'can make the tunnels that verify with it trust a CA of their own',
+  'config file': 'can point tls.ca_file at a CA bundle of their own, applied at the next restart',
+};
+
+/** A warning, each time the daemon reads the file, while another user could change it. */
+export async function warnIfExposed(file: string, what: TrustedFile, log: Logger): Promise<void> {
+  const why = await whoElseCanChange(file, process.getuid?.() ?? 0);
+  if (why === null) return;
+  log.warn(what === 'CA bundle' ? 'tls.ca_file_exposed' : 'config.file_exposed', {
+    code: 'TRUST_FILE_WRITABLE', file,
+    msg: `${why}: whoever can change ${what} ${file} ${CONSEQUENCE[what]}; it is used all the same`,
+  });
+}
