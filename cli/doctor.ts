@@ -13,7 +13,8 @@ import { readFstab, type FstabEntry } from '../daemon/fstab.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore } from '../daemon/state.js';
-import { joinHost, resolveTarget } from '../daemon/target.js';
+import { METADATA_NOT_ASKED, joinHost, resolveTarget } from '../daemon/target.js';
+import type { MetadataRegion } from '../daemon/instance-region.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import type { TunnelView } from '../daemon/tunnels.js';
@@ -296,13 +297,13 @@ interface FsTarget {
   address: string;
 }
 
-function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[]): FsTarget[] {
+function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metadata: MetadataRegion): FsTarget[] {
   const out = new Map<string, FsTarget>();
   for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, address: t.target.address });
   for (const e of fstab) {
     if (out.has(e.fsId)) continue;
     try {
-      const t = resolveTarget(e.fsId, e.options, process.env, cfg);
+      const t = resolveTarget(e.fsId, e.options, process.env, cfg, metadata);
       out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, address: t.address });
     } catch {
       // No region known for this line: there is no name to check (the fstab check reports NO_REGION for it).
@@ -316,14 +317,14 @@ function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[]): FsTar
  * line that gets no tunnel or whose mount would be refused), so a line the
  * daemon only logged is seen before the next boot tries to mount it.
  */
-async function fstabChecks(cfg: Config): Promise<{ checks: Check[]; entries: FstabEntry[] }> {
+async function fstabChecks(cfg: Config, metadata: MetadataRegion): Promise<{ checks: Check[]; entries: FstabEntry[] }> {
   let parsed;
   try {
     parsed = await readFstab(cfg.fstab);
   } catch (err) {
     return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [] };
   }
-  const { problems } = planFstab(parsed, cfg);
+  const { problems } = planFstab(parsed, cfg, metadata);
   const lines = parsed.entries.length + parsed.problems.length;
   if (problems.length === 0) {
     const text = lines === 0 ? `no efs lines in ${cfg.fstab}` : `${lines} efs line${lines === 1 ? '' : 's'} in ${cfg.fstab}, each valid`;
@@ -379,8 +380,11 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
   checks.push(await osCheck(), await kernelNfsCheck(), await mountHelperCheck(cfg));
   let tunnels: TunnelView[] = [];
   let daemonPid: number | null = null;
+  // The daemon's answer from instance metadata; without the daemon, fstab lines are judged without one.
+  let metadata: MetadataRegion = METADATA_NOT_ASKED;
   try {
-    const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number; config?: ConfigStatus };
+    const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number; config?: ConfigStatus; instance_region?: MetadataRegion };
+    metadata = v.instance_region ?? METADATA_NOT_ASKED;
     tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
     daemonPid = v.pid;
     checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
@@ -389,10 +393,10 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }
   checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
-  const fstab = await fstabChecks(cfg);
+  const fstab = await fstabChecks(cfg, metadata);
   checks.push(...fstab.checks);
   checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels), await clockCheck());
-  const fs = targets(cfg, tunnels, fstab.entries);
+  const fs = targets(cfg, tunnels, fstab.entries, metadata);
   if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   for (const t of fs) checks.push(await dnsCheck(t), await reachCheck(t, cfg.efs.port));
   checks.push(await metricsCheck(cfg));

@@ -15,7 +15,7 @@ export interface Config {
   port_range: { first: number; last: number };
   metrics: { listen: string; allow_remote: boolean };
   tls: { ca_file: string; max_version: 'TLSv1.2' | 'TLSv1.3' };
-  efs: { region: string; dns_name_format: string; dns_name_suffix: string; port: number };
+  efs: { region: string; metadata_url: string; dns_name_format: string; dns_name_suffix: string; port: number };
   mount: {
     command: string;
     umount_command: string;
@@ -69,6 +69,8 @@ const SCHEMA: Record<string, Field> = {
     kind: 'section',
     fields: {
       region: { kind: 'string', def: '', pattern: /^$|^[a-z]{2}(-[a-z]+)+-\d+$/, describe: 'an AWS region like us-east-1' },
+      // EC2 instance metadata, asked for the region when efs.region is not set ("" = never asked).
+      metadata_url: { kind: 'string', def: 'http://169.254.169.254', pattern: /^$|^http:\/\/[^/\s]+$/, describe: 'an http:// address with no path, like http://169.254.169.254, or "" for none' },
       dns_name_format: {
         kind: 'string',
         def: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}',

@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import type { FstabEntry, FstabProblem } from './fstab.js';
 import { tunnelOptions, type MountOptions } from './options.js';
 import { resolveTarget } from './target.js';
+import type { MetadataRegion } from './instance-region.js';
 import { caFileFor } from './tls-policy.js';
 
 /** An efs line that gets no tunnel, or whose mount would be refused. */
@@ -31,8 +32,8 @@ export interface FstabPlan {
 /** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle. */
 interface TunnelIdentity { tlsport: string; target: string; cafile: string }
 
-function identity(fsId: string, o: MountOptions, cfg: Config): TunnelIdentity {
-  const t = resolveTarget(fsId, o, {}, cfg);
+function identity(fsId: string, o: MountOptions, cfg: Config, metadata: MetadataRegion): TunnelIdentity {
+  const t = resolveTarget(fsId, o, {}, cfg, metadata);
   const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
   return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg) };
 }
@@ -47,10 +48,11 @@ function differences(first: TunnelIdentity, later: TunnelIdentity): string[] {
 /**
  * Judge the parsed lines. A noauto line gets no tunnel from fstab, but its
  * options are still checked: its mount would be refused just the same. The
- * region comes from the line or the config only, as for the daemon and for
- * mounts at boot, which have no user environment to take AWS_REGION from.
+ * region comes from the line, the config or instance metadata (what the
+ * daemon learnt at start), as for the daemon and for mounts at boot, which
+ * have no user environment to take AWS_REGION from.
  */
-export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProblem[] }, cfg: Config): FstabPlan {
+export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProblem[] }, cfg: Config, metadata: MetadataRegion): FstabPlan {
   const wanted = new Map<string, MountOptions>();
   const lineOf = new Map<string, number>();
   const identities = new Map<string, TunnelIdentity>();
@@ -63,7 +65,7 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
     let id: TunnelIdentity;
     try {
       options = tunnelOptions({ tls: null, ...e.options });
-      id = identity(e.fsId, options, cfg);
+      id = identity(e.fsId, options, cfg, metadata);
     } catch (err) {
       const { code, message, hint } = asRelayError(err);
       // A noauto line is mounted by hand, where AWS_REGION may name the region.

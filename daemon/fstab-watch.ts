@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { readFstab } from './fstab.js';
 import { planFstab } from './fstab-plan.js';
+import type { RegionSource } from './instance-region.js';
 import type { AddRequest, TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 100;
@@ -22,6 +23,7 @@ export class FstabWatcher {
     private readonly cfg: Config,
     private readonly manager: TunnelManager,
     private readonly log: Logger,
+    private readonly region: RegionSource,
   ) {
     this.file = resolve(cfg.fstab);
     const name = basename(this.file);
@@ -59,7 +61,7 @@ export class FstabWatcher {
       this.log.warn('fstab.read_failed', { code: 'INTERNAL', msg: `cannot read ${this.file}: ${(err as Error).message}` });
       return;
     }
-    const plan = planFstab(parsed, this.cfg);
+    const plan = planFstab(parsed, this.cfg, this.region.current);
     for (const p of plan.problems) {
       this.log.warn('fstab.line_invalid', { fs: p.fsId ?? undefined, code: p.code, msg: `${this.file}:${p.line}: ${p.message}`, line: p.line });
     }

@@ -10,6 +10,7 @@ import type { Mounter } from './mounter.js';
 import type { RegionEnv } from './target.js';
 import { VERSION } from './version.js';
 import type { ConfigStatus, ReloadOutcome, ReloadResult } from './config-reload.js';
+import type { RegionSource } from './instance-region.js';
 
 const SOURCES: readonly RecordSource[] = ['efsctl', 'mount.efs', 'fstab', 'manual'];
 
@@ -52,7 +53,7 @@ export interface ConfigControl {
   status(): ConfigStatus;
 }
 
-export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date, config: ConfigControl): Record<string, Handler> {
+export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date, config: ConfigControl, region: RegionSource): Record<string, Handler> {
   return {
     ping: () => ({ pong: true }),
     version: () => ({
@@ -63,6 +64,8 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
       pid: process.pid,
       started_at: startedAt.toISOString(),
       config: config.status(),
+      // What instance metadata said of the region, so that doctor judges fstab lines with the daemon's knowledge.
+      instance_region: region.current,
     }),
     add: async (p) => {
       const fsId = str(p, 'fs_id', true);

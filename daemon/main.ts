@@ -23,6 +23,7 @@ import { RateLimitedLog } from './report-once.js';
 import { ConfigReloader, startRefusal } from './config-reload.js';
 import { VERSION } from './version.js';
 import { warnIfExposed } from './file-trust.js';
+import { InstanceRegion } from './instance-region.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH] [--check]
 
@@ -82,16 +83,17 @@ async function main(): Promise<void> {
 
   const log = createLogger(cfg.log.level);
   const store = new StateStore(cfg.state_dir);
-  const manager = new TunnelManager(cfg, store, log);
+  const region = new InstanceRegion(cfg, log);
+  const manager = new TunnelManager(cfg, store, log, region);
   const startedAt = new Date();
-  const mounter = new Mounter(cfg, manager, log);
+  const mounter = new Mounter(cfg, manager, log, region);
   const mountWatcher = new MountWatcher(cfg, manager, mounter, log);
-  const fstabWatcher = new FstabWatcher(cfg, manager, log);
+  const fstabWatcher = new FstabWatcher(cfg, manager, log, region);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
-  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader), log);
+  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region), log);
   const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader, fstabWatcher), manager, log);
 
   let started = false;
@@ -123,6 +125,8 @@ async function main(): Promise<void> {
     await control.ensureNotRunning();
     invalid = await manager.restore();
     manager.onCaBundle((file) => caWatcher.add(file));
+    // After the restore (records name their targets already), before fstab's lines and the first request need a region.
+    await region.lookup();
     await fstabWatcher.start();
     await stateWatcher.start();
     mountWatcher.start();

@@ -13,6 +13,7 @@ import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js'
 import type { RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
 import { joinHost, requireSpec, resolveTarget } from './target.js';
+import type { RegionSource } from './instance-region.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 
 export interface AttachRequest {
@@ -42,6 +43,7 @@ export class Mounter {
     private readonly cfg: Config,
     private readonly manager: TunnelManager,
     private readonly log: Logger,
+    private readonly region: RegionSource,
     private readonly retry: RetryPolicy = EFS_UTILS_RETRY,
   ) {}
 
@@ -105,7 +107,7 @@ export class Mounter {
   /** policy.require_tls is off and the user asked for notls: mount straight to the target, as efs-utils does. */
   private async plaintextMount(fsId: string, path: string, dir: string, all: MountOptions, req: AttachRequest): Promise<AttachResult> {
     await this.checkMountPoint(dir);
-    const target = resolveTarget(fsId, all, req.env, this.cfg);
+    const target = resolveTarget(fsId, all, req.env, this.cfg, this.region.current);
     // nfsOptions leaves the tunnel options (notls, region, …) out, as for a tunnelled mount.
     const command = [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)];
     if (req.fake) return { already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };

@@ -27,7 +27,8 @@ const NOT_YET: Record<string, string> = {
 };
 
 const AP_ID = /^fsap-[0-9a-f]{17}$/;
-const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+/** An AWS region's name, like us-east-1. */
+export const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 const AZ = /^[a-z]{2}(-[a-z]+)+-\d+[a-z]$/;
 
 const bad = (message: string, hint?: string): never => {

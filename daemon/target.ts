@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { MountOptions } from './options.js';
+import type { MetadataRegion } from './instance-region.js';
 
 export const FS_ID = /^fs-[0-9a-f]+$/;
 
@@ -33,14 +34,17 @@ export interface RegionEnv {
   AWS_DEFAULT_REGION?: string | undefined;
 }
 
-/** efs-utils order: option, AWS_REGION, AWS_DEFAULT_REGION, config (instance metadata: not yet). */
-export function resolveRegion(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config): string {
-  const region = opts.region || env.AWS_REGION || env.AWS_DEFAULT_REGION || cfg.efs.region;
+/** What tools that run without the daemon know of instance metadata (doctor with the daemon down, tests). */
+export const METADATA_NOT_ASKED: MetadataRegion = { region: null, why: 'instance metadata was not asked' };
+
+/** efs-utils order: option, AWS_REGION, AWS_DEFAULT_REGION, config, instance metadata (asked by the daemon at start). */
+export function resolveRegion(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config, metadata: MetadataRegion): string {
+  const region = opts.region || env.AWS_REGION || env.AWS_DEFAULT_REGION || cfg.efs.region || metadata.region;
   if (region) return region;
   throw new RelayError(
     'NO_REGION',
     `Cannot determine the AWS region of ${fsId}: no region= option, AWS_REGION and AWS_DEFAULT_REGION are unset, ` +
-      'efs.region is not set in the config, and instance metadata lookup is not supported yet',
+      `efs.region is not set in the config, and ${metadata.why}`,
   );
 }
 
@@ -54,9 +58,9 @@ export function dnsNameFor(fsId: string, region: string, az: string | null, cfg:
     .replaceAll('{dns_name_suffix}', cfg.efs.dns_name_suffix);
 }
 
-export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config): Target {
+export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config, metadata: MetadataRegion): Target {
   checkFsId(fsId);
-  const region = resolveRegion(fsId, opts, env, cfg);
+  const region = resolveRegion(fsId, opts, env, cfg, metadata);
   const dnsName = dnsNameFor(fsId, region, opts.az ?? null, cfg);
   return { dnsName, address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
 }

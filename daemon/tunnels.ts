@@ -11,6 +11,7 @@ import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { joinHost, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
 import { warnIfExposed } from './file-trust.js';
+import type { RegionSource } from './instance-region.js';
 import { pickPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
@@ -182,6 +183,7 @@ export class TunnelManager {
     private readonly cfg: Config,
     private readonly store: StateStore,
     private readonly log: Logger,
+    private readonly region: RegionSource,
   ) {}
 
   /** Run one change at a time, in arrival order. */
@@ -385,7 +387,7 @@ export class TunnelManager {
 
   private async addLocked(req: AddRequest): Promise<AddResult> {
     const options = tunnelOptions(req.options);
-    const target = resolveTarget(req.fsId, options, req.env, this.cfg);
+    const target = resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current);
     const wantPort = options.tlsport === undefined ? null : Number(options.tlsport);
     const { first, last } = this.cfg.port_range;
     if (wantPort !== null && (wantPort < first || wantPort > last)) {

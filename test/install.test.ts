@@ -102,7 +102,7 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
     }).start();
     copyFileSync(testCerts().ca.certFile, join(root, 'root/test-ca.pem'));
     writeFileSync(join(root, 'root/test.yaml'), stringify({
-      tls: { ca_file: '/root/test-ca.pem' }, metrics: { listen: '' }, port_range: { first: 21400, last: 21449 },
+      tls: { ca_file: '/root/test-ca.pem' }, metrics: { listen: '' }, port_range: { first: 21400, last: 21449 }, efs: { metadata_url: '' },
       mount: { proc_mounts: procMounted ? '/proc/mounts' : '/root/no-mounts' }, health: { probe_interval: 0 },
     }));
     if (!procMounted) writeFileSync(join(root, 'root/no-mounts'), '');

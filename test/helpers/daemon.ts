@@ -71,6 +71,8 @@ export class Daemon {
       fstab: this.fstab,
       metrics: { listen: '' },
       ...config,
+      // Loopback only: no test asks the real instance metadata address.
+      efs: { metadata_url: '', ...(config.efs as Record<string, unknown> | undefined) },
       mount: {
         command: this.mount.mountCommand,
         umount_command: this.mount.umountCommand,

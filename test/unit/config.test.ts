@@ -24,7 +24,7 @@ describe('config', () => {
       port_range: { first: 20049, last: 21048 },
       metrics: { listen: '127.0.0.1:9792', allow_remote: false },
       tls: { ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.2' },
-      efs: { region: '', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: 'amazonaws.com', port: 2049 },
+      efs: { region: '', metadata_url: 'http://169.254.169.254', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: 'amazonaws.com', port: 2049 },
       mount: {
         command: '/sbin/mount.nfs4', umount_command: '/bin/umount', proc_mounts: '/proc/mounts',
         poll_interval: 1, unmount_reads: 5, unmount_grace: 30,
@@ -113,6 +113,14 @@ describe('config', () => {
 
   it('accepts an empty metrics.listen (endpoint off)', () => {
     expect(parseConfig('metrics:\n  listen: ""\n', 'f').metrics.listen).to.equal('');
+  });
+
+  it('takes an http:// metadata address without a path, or "" for none, and names the key of anything else', () => {
+    expect(parseConfig('efs:\n  metadata_url: "http://[fd00:ec2::254]"\n', '/c.yaml').efs.metadata_url).to.equal('http://[fd00:ec2::254]');
+    expect(parseConfig('efs:\n  metadata_url: ""\n', '/c.yaml').efs.metadata_url).to.equal('');
+    for (const bad of ['https://169.254.169.254', 'http://169.254.169.254/latest', '169.254.169.254']) {
+      expect(configError(`efs:\n  metadata_url: "${bad}"\n`).message).to.match(/:2: key "efs\.metadata_url": .*an http:\/\/ address with no path/);
+    }
   });
 
   it('writes its errors in one line', () => {

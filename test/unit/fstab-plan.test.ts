@@ -3,8 +3,9 @@ import { expect } from 'chai';
 import { defaultConfig } from '../../daemon/config.js';
 import { parseFstab } from '../../daemon/fstab.js';
 import { planFstab } from '../../daemon/fstab-plan.js';
+import { METADATA_NOT_ASKED } from '../../daemon/target.js';
 
-const plan = (lines: string[]) => planFstab(parseFstab(lines.join('\n') + '\n'), defaultConfig());
+const plan = (lines: string[]) => planFstab(parseFstab(lines.join('\n') + '\n'), defaultConfig(), METADATA_NOT_ASKED);
 
 describe('fstab plan', () => {
   it('wants one tunnel per file system, from its first line, and says nothing of a later line with the same tunnel options', () => {
@@ -61,11 +62,14 @@ describe('fstab plan', () => {
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000004']);
   });
 
-  it('takes the region from the config file for a line that names none', () => {
+  it('takes the region from the config file, or else from instance metadata, for a line that names none', () => {
     const cfg = defaultConfig();
     cfg.efs.region = 'ap-south-1';
-    const p = planFstab(parseFstab('fs-0a000001 /mnt/a efs tls 0 0\n'), cfg);
+    const p = planFstab(parseFstab('fs-0a000001 /mnt/a efs tls 0 0\n'), cfg, METADATA_NOT_ASKED);
     expect(p.problems).to.deep.equal([]);
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001']);
+    const m = planFstab(parseFstab('fs-0a000001 /mnt/a efs tls 0 0\n'), defaultConfig(), { region: 'sa-east-1', why: null });
+    expect(m.problems).to.deep.equal([]);
+    expect([...m.wanted.keys()]).to.deep.equal(['fs-0a000001']);
   });
 });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { defaultConfig } from '../../daemon/config.js';
 import { RelayError } from '../../daemon/errors.js';
-import { checkFsId, resolveTarget } from '../../daemon/target.js';
+import { METADATA_NOT_ASKED, checkFsId, resolveTarget } from '../../daemon/target.js';
 
 describe('targets', () => {
   const cfg = defaultConfig();
@@ -15,38 +15,42 @@ describe('targets', () => {
   });
 
   it('builds the DNS name from dns_name_format, dropping {az}. without an az', () => {
-    expect(resolveTarget('fs-12345678', { region: 'us-east-1' }, {}, cfg)).to.deep.equal({
+    expect(resolveTarget('fs-12345678', { region: 'us-east-1' }, {}, cfg, METADATA_NOT_ASKED)).to.deep.equal({
       dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com', address: 'fs-12345678.efs.us-east-1.amazonaws.com', port: 2049, region: 'us-east-1',
     });
-    expect(resolveTarget('fs-12345678', { region: 'eu-west-1', az: 'eu-west-1b' }, {}, cfg).dnsName).to.equal(
+    expect(resolveTarget('fs-12345678', { region: 'eu-west-1', az: 'eu-west-1b' }, {}, cfg, METADATA_NOT_ASKED).dnsName).to.equal(
       'eu-west-1b.fs-12345678.efs.eu-west-1.amazonaws.com',
     );
     const cn = { ...cfg, efs: { ...cfg.efs, dns_name_suffix: 'amazonaws.com.cn' } };
-    expect(resolveTarget('fs-1', { region: 'cn-north-1' }, {}, cn).dnsName).to.equal('fs-1.efs.cn-north-1.amazonaws.com.cn');
+    expect(resolveTarget('fs-1', { region: 'cn-north-1' }, {}, cn, METADATA_NOT_ASKED).dnsName).to.equal('fs-1.efs.cn-north-1.amazonaws.com.cn');
   });
 
   it('dials mounttargetip but still expects the file system name', () => {
-    const t = resolveTarget('fs-12345678', { region: 'us-east-1', mounttargetip: '127.0.0.2' }, {}, cfg);
+    const t = resolveTarget('fs-12345678', { region: 'us-east-1', mounttargetip: '127.0.0.2' }, {}, cfg, METADATA_NOT_ASKED);
     expect(t.address).to.equal('127.0.0.2');
     expect(t.dnsName).to.equal('fs-12345678.efs.us-east-1.amazonaws.com');
   });
 
-  it('takes the region from the option, then AWS_REGION, then AWS_DEFAULT_REGION, then the config', () => {
+  it('takes the region from the option, then AWS_REGION, then AWS_DEFAULT_REGION, then the config, then instance metadata', () => {
     const withCfg = { ...cfg, efs: { ...cfg.efs, region: 'ap-south-1' } };
     const env = { AWS_REGION: 'us-west-2', AWS_DEFAULT_REGION: 'eu-central-1' };
-    expect(resolveTarget('fs-1', { region: 'us-east-2' }, env, withCfg).region).to.equal('us-east-2');
-    expect(resolveTarget('fs-1', {}, env, withCfg).region).to.equal('us-west-2');
-    expect(resolveTarget('fs-1', {}, { AWS_DEFAULT_REGION: 'eu-central-1' }, withCfg).region).to.equal('eu-central-1');
-    expect(resolveTarget('fs-1', {}, {}, withCfg).region).to.equal('ap-south-1');
+    const metadata = { region: 'sa-east-1', why: null };
+    expect(resolveTarget('fs-1', { region: 'us-east-2' }, env, withCfg, metadata).region).to.equal('us-east-2');
+    expect(resolveTarget('fs-1', {}, env, withCfg, metadata).region).to.equal('us-west-2');
+    expect(resolveTarget('fs-1', {}, { AWS_DEFAULT_REGION: 'eu-central-1' }, withCfg, metadata).region).to.equal('eu-central-1');
+    expect(resolveTarget('fs-1', {}, {}, withCfg, metadata).region).to.equal('ap-south-1');
+    expect(resolveTarget('fs-1', {}, {}, cfg, metadata).region).to.equal('sa-east-1');
   });
 
-  it('says clearly that no region is known, and that instance metadata is not supported yet', () => {
+  it('says clearly that no region is known, and what instance metadata said', () => {
+    const why = 'instance metadata at http://127.0.0.50:8080 did not answer (connect ECONNREFUSED 127.0.0.50:8080)';
     try {
-      resolveTarget('fs-12345678', {}, {}, cfg);
+      resolveTarget('fs-12345678', {}, {}, cfg, { region: null, why });
       throw new Error('expected NO_REGION');
     } catch (err) {
       expect((err as RelayError).code).to.equal('NO_REGION');
-      expect((err as RelayError).message).to.contain('instance metadata lookup is not supported yet');
+      expect((err as RelayError).message).to.equal('Cannot determine the AWS region of fs-12345678: no region= option, AWS_REGION and AWS_DEFAULT_REGION are unset, '
+        + `efs.region is not set in the config, and ${why}`);
       expect((err as RelayError).hint).to.contain('-o region=REGION');
     }
   });

@@ -1,0 +1,122 @@
+// The region from EC2 instance metadata, as efs-utils takes it last: a
+// stand-in metadata service on loopback plays IMDS.
+import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN, Daemon, escapeRegExp, run, waitFor } from './helpers/daemon.js';
+import { daemonConfig } from './helpers/fixtures.js';
+import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
+import type { DoctorReport } from '../cli/doctor.js';
+import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
+import type { AddResult, TunnelView } from '../daemon/tunnels.js';
+
+const HOST = '127.0.0.50';
+/** What efsctl and mount.efs would pass on: nothing of AWS_REGION or AWS_DEFAULT_REGION. */
+const NO_REGION_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'AWS_REGION' && k !== 'AWS_DEFAULT_REGION'));
+
+async function withMetadata(
+  mode: 'v2' | 'v1' | 'silent', efs: (url: string) => Record<string, unknown>,
+  fn: (d: { daemon: Daemon; imds: InstanceMetadataStandIn; efsctl: (...args: string[]) => ReturnType<typeof run> }) => Promise<void>,
+): Promise<void> {
+  const imds = await new InstanceMetadataStandIn({ host: HOST, mode, region: 'sa-east-1' }).start();
+  const daemon = new Daemon(daemonConfig(21050, { efs: efs(imds.url) }));
+  try {
+    await daemon.start();
+    const efsctl = (...args: string[]) => run(join(BIN, 'efsctl'), ['--socket', daemon.socket, ...args], { env: NO_REGION_ENV });
+    await fn({ daemon, imds, efsctl });
+  } finally {
+    await daemon.stop();
+    await imds.stop();
+  }
+}
+
+describe('the region from instance metadata', function () {
+  it('gives an fstab line and an efsctl add that name no region the instance\'s region, asked with an IMDSv2 token', async () => {
+    await withMetadata('v2', (url) => ({ metadata_url: url }), async ({ daemon, imds, efsctl }) => {
+      expect(daemon.logs).to.contain(`info region.from_metadata fs=- code=- msg="file systems that name no region are in sa-east-1, the region of this instance" region=sa-east-1 url=${imds.url}\n`);
+      expect(imds.requests.map((r) => [r.method, r.path, r.ttl])).to.deep.equal([['PUT', '/latest/api/token', '60'], ['GET', '/latest/meta-data/placement/region', null]]);
+      // The stand-in answers the region only to its own token, as an instance that requires IMDSv2.
+      expect(imds.requests.map((r) => r.token)).to.deep.equal([null, imds.token]);
+
+      writeFileSync(daemon.fstab, `fs-0e000001 /mnt/a efs _netdev,tls,mounttargetip=${HOST} 0 0\n`);
+      await waitFor('the fstab line\'s tunnel', async () =>
+        JSON.parse((await efsctl('list', '--json')).stdout).tunnels.some((t: TunnelView) => t.fs_id === 'fs-0e000001'), 3_000);
+      const add = await efsctl('add', 'fs-0e000002', '-o', `mounttargetip=${HOST}`, '--json');
+      expect(add.code, add.stderr).to.equal(0);
+      const tunnels = (JSON.parse((await efsctl('list', '--json')).stdout) as { tunnels: TunnelView[] }).tunnels;
+      expect(tunnels.map((t) => [t.fs_id, t.target.dns_name, t.target.region])).to.deep.equal([
+        ['fs-0e000001', 'fs-0e000001.efs.sa-east-1.amazonaws.com', 'sa-east-1'],
+        ['fs-0e000002', 'fs-0e000002.efs.sa-east-1.amazonaws.com', 'sa-east-1'],
+      ]);
+      // An explicit region still wins over the instance's.
+      const other = JSON.parse((await efsctl('add', 'fs-0e000003', '-o', `mounttargetip=${HOST},region=eu-west-1`, '--json')).stdout) as AddResult;
+      expect(other.tunnel.target.region).to.equal('eu-west-1');
+      expect(imds.requests, 'asked once, at start').to.have.length(2);
+
+      // doctor judges fstab lines with what the daemon learnt.
+      const version = JSON.parse((await efsctl('version', '--json')).stdout) as { daemon: { instance_region: MetadataRegion } };
+      expect(version.daemon.instance_region).to.deep.equal({ region: 'sa-east-1', why: null });
+      const report = JSON.parse((await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, 'doctor', '--json'], { env: NO_REGION_ENV })).stdout) as DoctorReport;
+      expect(report.checks.find((c) => c.name === 'fstab')).to.deep.include({ status: 'ok', message: `1 efs line in ${daemon.fstab}, each valid` });
+    });
+  });
+
+  it('asks without a token when the metadata service has no token endpoint (IMDSv1), as efs-utils does', async () => {
+    await withMetadata('v1', (url) => ({ metadata_url: url }), async ({ daemon, imds, efsctl }) => {
+      expect(imds.requests.map((r) => [r.method, r.path, r.token])).to.deep.equal([
+        ['PUT', '/latest/api/token', null], ['GET', '/latest/meta-data/placement/region', null],
+      ]);
+      expect(daemon.logs).to.contain('info region.from_metadata fs=- code=- msg="file systems that name no region are in sa-east-1');
+      const add = JSON.parse((await efsctl('add', 'fs-0e000004', '-o', `mounttargetip=${HOST}`, '--json')).stdout) as AddResult;
+      expect(add.tunnel.target.region).to.equal('sa-east-1');
+    });
+  });
+
+  it('starts all the same when the metadata service never answers, and NO_REGION then says what metadata did', async () => {
+    await withMetadata('silent', (url) => ({ metadata_url: url }), async ({ daemon, imds, efsctl }) => {
+      const why = `instance metadata at ${imds.url} did not answer (no answer within 1 s)`;
+      expect(daemon.logs).to.match(new RegExp(`info region\\.metadata_unavailable fs=- code=- msg="${escapeRegExp(why)}; a file system that names no region needs region=, AWS_REGION or efs\\.region \\(set efs\\.metadata_url: \\\\"\\\\" off EC2 to skip asking\\)" url=`));
+      const r = await efsctl('add', 'fs-0e000005', '-o', `mounttargetip=${HOST}`);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`efsctl: Cannot determine the AWS region of fs-0e000005: no region= option, AWS_REGION and AWS_DEFAULT_REGION are unset, efs.region is not set in the config, and ${why} [NO_REGION]\n`);
+    });
+  });
+
+  it('asks nothing when efs.region names the region, or when efs.metadata_url is empty', async () => {
+    await withMetadata('v2', (url) => ({ metadata_url: url, region: 'us-east-1' }), async ({ daemon, imds, efsctl }) => {
+      expect(imds.requests).to.deep.equal([]);
+      expect(daemon.logs).to.not.contain('region.');
+      const add = JSON.parse((await efsctl('add', 'fs-0e000006', '-o', `mounttargetip=${HOST}`, '--json')).stdout) as AddResult;
+      expect(add.tunnel.target.region).to.equal('us-east-1');
+    });
+    await withMetadata('v2', () => ({ metadata_url: '' }), async ({ imds, efsctl }) => {
+      expect(imds.requests).to.deep.equal([]);
+      const r = await efsctl('add', 'fs-0e000007', '-o', `mounttargetip=${HOST}`);
+      expect(r.stderr).to.contain('efs.region is not set in the config, and instance metadata is not asked (efs.metadata_url is "") [NO_REGION]');
+    });
+  });
+});
+
+describe('asking instance metadata for the region', function () {
+  it('says what was wrong: an answer that is not a region, a refused token and region, a closed port', async () => {
+    const odd = await new InstanceMetadataStandIn({ host: HOST, mode: 'v2', region: '<html>captive portal</html>' }).start();
+    try {
+      expect(await regionFromMetadata(odd.url)).to.deep.equal({ region: null, why: `instance metadata at ${odd.url} gave "<html>captive portal</html>", which is not a region` });
+    } finally {
+      await odd.stop();
+    }
+    // A metadata service that refuses both the token and a request without one (HTTP 404 for each here).
+    const none = await new InstanceMetadataStandIn({ host: HOST, mode: 'v1', region: 'sa-east-1' }).start();
+    const closed = none.url;
+    try {
+      expect(await regionFromMetadata(`${none.url}/nothing-here`)).to.deep.equal({
+        region: null, why: `instance metadata at ${none.url}/nothing-here answered HTTP 404 for the region (without a token, which it refused)`,
+      });
+    } finally {
+      await none.stop();
+    }
+    const gone = await regionFromMetadata(closed);
+    expect(gone.region).to.equal(null);
+    expect(gone.why).to.equal(`instance metadata at ${closed} did not answer (connect ECONNREFUSED ${closed.slice('http://'.length)})`);
+  });
+});
