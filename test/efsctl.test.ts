@@ -223,7 +223,7 @@ describe('efsctl', function () {
     const j = await daemon.efsctlJson<{ efsctl: string; daemon: { version: string; protocol: number; config: Record<string, unknown> } }>('version');
     expect(j.efsctl).to.equal('0.1.0');
     expect(j.daemon).to.include({ version: '0.1.0', protocol: 1 });
-    expect(Object.keys(j.daemon).sort()).to.deep.equal(['config', 'node', 'openssl', 'pid', 'protocol', 'started_at', 'version']);
+    expect(Object.keys(j.daemon).sort()).to.deep.equal(['config', 'instance_region', 'node', 'openssl', 'pid', 'protocol', 'started_at', 'version']);
     expect(j.daemon.config).to.deep.include({ file: daemon.configFile, last_reload_successful: true, restart_needed: [] });
     expect(Object.keys(j.daemon.config).sort()).to.deep.equal(['file', 'last_reload_at', 'last_reload_successful', 'loaded_at', 'restart_needed']);
   });

@@ -47,6 +47,8 @@ describe('install into a minimal Debian 12 root without Node.js', function () {
     skipIf(this, existsSync(DEB) ? null : `${DEB} not built (make package)`);
     skipIf(this, await ensureMinbase());
     root = '/var/tmp/efs-relay-install-root';
+    // A run that was killed may have left /proc mounted in the root; rm cannot remove a mount point, and cp would then copy into the old root.
+    while ((await run('mountpoint', ['-q', join(root, 'proc')])).code === 0) await run('umount', ['-l', join(root, 'proc')]);
     await run('rm', ['-rf', root]);
     const cp = await run('cp', ['-a', DEBOOTSTRAP_CACHE, root], { timeoutMs: 120_000 });
     expect(cp.code, cp.stderr).to.equal(0);
