@@ -78,9 +78,9 @@ export class InstanceRegion implements RegionSource {
   current: MetadataRegion;
 
   constructor(private readonly cfg: Config, private readonly log: Logger) {
-    this.current = cfg.efs.metadata_url === ''
-      ? { region: null, why: 'instance metadata is not asked (efs.metadata_url is "")' }
-      : { region: null, why: 'instance metadata has not answered yet' };
+    this.current = cfg.efs.region !== '' ? { region: null, why: 'instance metadata is not asked (efs.region is set)' }
+      : cfg.efs.metadata_url === '' ? { region: null, why: 'instance metadata is not asked (efs.metadata_url is "")' }
+        : { region: null, why: 'instance metadata has not answered yet' };
   }
 
   /** Ask, unless efs.region names the region already or metadata is off. */

@@ -86,6 +86,8 @@ describe('the region from instance metadata', function () {
     await withMetadata('v2', (url) => ({ metadata_url: url, region: 'us-east-1' }), async ({ daemon, imds, efsctl }) => {
       expect(imds.requests).to.deep.equal([]);
       expect(daemon.logs).to.not.contain('region.');
+      const version = JSON.parse((await efsctl('version', '--json')).stdout) as { daemon: { instance_region: MetadataRegion } };
+      expect(version.daemon.instance_region).to.deep.equal({ region: null, why: 'instance metadata is not asked (efs.region is set)' });
       const add = JSON.parse((await efsctl('add', 'fs-0e000006', '-o', `mounttargetip=${HOST}`, '--json')).stdout) as AddResult;
       expect(add.tunnel.target.region).to.equal('us-east-1');
     });
