@@ -313,6 +313,18 @@ function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metada
 }
 
 /**
+ * Where the region of a file system that names none comes from: efs.region,
+ * or what instance metadata told the daemon. Informational: a mount that
+ * names its region needs neither, and fstab lines that need one are judged
+ * by the fstab check.
+ */
+function regionCheck(cfg: Config, metadata: MetadataRegion): Check {
+  if (cfg.efs.region !== '') return ok('region', `file systems that name no region are in ${cfg.efs.region} (efs.region)`);
+  if (metadata.region !== null) return ok('region', `file systems that name no region are in ${metadata.region} (instance metadata, asked by efs-relayd at start)`);
+  return ok('region', `no default region: ${metadata.why}; each mount names its region (region= or AWS_REGION), or set efs.region`);
+}
+
+/**
  * The efs lines of fstab, judged as the daemon judges them (one check per
  * line that gets no tunnel or whose mount would be refused), so a line the
  * daemon only logged is seen before the next boot tries to mount it.
@@ -393,6 +405,7 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
   }
   checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
+  checks.push(regionCheck(cfg, metadata));
   const fstab = await fstabChecks(cfg, metadata);
   checks.push(...fstab.checks);
   checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels), await clockCheck());

@@ -50,7 +50,7 @@ describe('efsctl doctor', function () {
     const lines = (await doctor()).stdout.split('\n').filter((l) => /^(ok|warn|fail)\s/.test(l));
     const names = lines.map((l) => l.split(/\s{2,}/)[1]);
     expect(names).to.deep.equal([
-      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'config', 'mounts', 'fstab', 'state_dir', 'ca_bundle', 'trust_files', 'clock',
+      'os', 'kernel_nfs4', 'mount_nfs4', 'daemon', 'fds', 'config', 'mounts', 'region', 'fstab', 'state_dir', 'ca_bundle', 'trust_files', 'clock',
       'dns fs-0badbad0', 'reach fs-0badbad0', `dns ${FS_ID}`, `reach ${FS_ID}`, 'metrics',
     ]);
   });

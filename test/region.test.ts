@@ -58,6 +58,7 @@ describe('the region from instance metadata', function () {
       expect(version.daemon.instance_region).to.deep.equal({ region: 'sa-east-1', why: null });
       const report = JSON.parse((await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, 'doctor', '--json'], { env: NO_REGION_ENV })).stdout) as DoctorReport;
       expect(report.checks.find((c) => c.name === 'fstab')).to.deep.include({ status: 'ok', message: `1 efs line in ${daemon.fstab}, each valid` });
+      expect(report.checks.find((c) => c.name === 'region')).to.deep.include({ status: 'ok', message: 'file systems that name no region are in sa-east-1 (instance metadata, asked by efs-relayd at start)' });
     });
   });
 
@@ -78,6 +79,10 @@ describe('the region from instance metadata', function () {
       expect(daemon.logs).to.match(new RegExp(`info region\\.metadata_unavailable fs=- code=- msg="${escapeRegExp(why)}; a file system that names no region needs region=, AWS_REGION or efs\\.region \\(set efs\\.metadata_url: \\\\"\\\\" off EC2 to skip asking\\)" url=`));
       const r = await efsctl('add', 'fs-0e000005', '-o', `mounttargetip=${HOST}`);
       expect(r.code).to.equal(1);
+      const report = JSON.parse((await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, 'doctor', '--json'], { env: NO_REGION_ENV })).stdout) as DoctorReport;
+      expect(report.checks.find((c) => c.name === 'region')).to.deep.include({
+        status: 'ok', message: `no default region: ${why}; each mount names its region (region= or AWS_REGION), or set efs.region`,
+      });
       expect(r.stderr).to.contain(`efsctl: Cannot determine the AWS region of fs-0e000005: no region= option, AWS_REGION and AWS_DEFAULT_REGION are unset, efs.region is not set in the config, and ${why} [NO_REGION]\n`);
     });
   });
