@@ -182,11 +182,13 @@ async function caBundleCheck(cfg: Config): Promise<Check> {
 
 /**
  * The files the TLS verification rests on can be changed by root only:
- * tls.ca_file, each tunnel's cafile=, and the config file (which names the
- * bundle). The daemon logs the same finding each time it reads one.
+ * tls.ca_file, the cafile= of each tunnel and fstab line, and the config file
+ * (which names the bundle). The daemon logs the same finding each time it
+ * reads one.
  */
-async function trustFilesCheck(cfg: Config, configFile: string, tunnels: TunnelView[]): Promise<Check> {
-  const bundles = new Set([resolve(cfg.tls.ca_file), ...tunnels.flatMap((t) => (t.options.cafile ? [resolve(t.options.cafile)] : []))]);
+async function trustFilesCheck(cfg: Config, configFile: string, tunnels: TunnelView[], fstab: FstabEntry[]): Promise<Check> {
+  const named = [...tunnels.map((t) => t.options.cafile), ...fstab.map((e) => e.options.cafile)];
+  const bundles = new Set([resolve(cfg.tls.ca_file), ...named.flatMap((f) => (f ? [resolve(f)] : []))]);
   const files: Array<[string, string]> = [...[...bundles].map((f): [string, string] => [f, 'CA bundle']), [configFile, 'config file']];
   const found: string[] = [];
   for (const [file, what] of files) {
@@ -408,7 +410,7 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
   checks.push(regionCheck(cfg, metadata));
   const fstab = await fstabChecks(cfg, metadata);
   checks.push(...fstab.checks);
-  checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels), await clockCheck());
+  checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels, fstab.entries), await clockCheck());
   const fs = targets(cfg, tunnels, fstab.entries, metadata);
   if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   for (const t of fs) checks.push(await dnsCheck(t), await reachCheck(t, cfg.efs.port));

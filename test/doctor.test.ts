@@ -157,7 +157,7 @@ describe('efsctl doctor', function () {
     expect((await report()).map((c) => c.status)).to.deep.equal(['ok']);
   });
 
-  it('fails trust_files when a user other than root could change the config file, which names the CA bundle, and says how to fix it', async () => {
+  it('fails trust_files when a user other than root could change the config file (which names the CA bundle) or a CA bundle an fstab line names, and says how to fix it', async () => {
     const check = async (): Promise<Check> =>
       (JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport).checks.find((c) => c.name === 'trust_files')!;
     expect(await check()).to.deep.equal({ name: 'trust_files', status: 'ok', message: 'only root can change the CA bundle and the config file', fix: null });
@@ -173,6 +173,20 @@ describe('efsctl doctor', function () {
       chmodSync(daemon.configFile, 0o644);
     }
     expect((await check()).status).to.equal('ok');
+
+    // A bundle that only an fstab line names, before any tunnel uses it: every user could write it.
+    const bundle = join(daemon.dir, 'open-ca.pem');
+    writeFileSync(bundle, readFileSync(testCerts().ca.certFile));
+    chmodSync(bundle, 0o666);
+    // noauto, so that the daemon makes no tunnel that later tests would see.
+    writeFileSync(daemon.fstab, `fs-0f0b0001 /mnt/t efs tls,noauto,region=us-east-1,mounttargetip=127.0.0.24,cafile=${bundle} 0 0\n`);
+    try {
+      expect(await check()).to.deep.include({
+        status: 'fail', message: `a user other than root can change what the TLS verification trusts: CA bundle ${bundle}: ${bundle} is writable by every user (mode 0666)`,
+      });
+    } finally {
+      writeFileSync(daemon.fstab, '# test fstab\n');
+    }
   });
 
   it('reports an unreachable daemon as a fail that says how to start it', async () => {
