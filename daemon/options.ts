@@ -7,10 +7,12 @@ import { RelayError } from './errors.js';
 /** key → value; a flag option (`tls`) has the value null. Order is kept. */
 export type MountOptions = Record<string, string | null>;
 
-/** Options that configure the tunnel, not mount.nfs4 (efs-utils' NON_NFS_OPTIONS). */
+/** Options that configure the tunnel, not mount.nfs4 (efs-utils' EFS_ONLY_OPTIONS, so none of them reaches mount.nfs4). */
 export const TUNNEL_OPTIONS = [
   'tls', 'notls', 'tlsport', 'region', 'az', 'mounttargetip', 'verify', 'cafile', 'ocsp', 'noocsp',
-  'accesspoint', 'iam', 'awsprofile', 'awscredsuri', 'netns',
+  'accesspoint', 'iam', 'awsprofile', 'awscredsuri', 'netns', 'rolearn', 'jwtpath', 'crossaccount', 'fsap',
+  // efs-utils 2's choice of stunnel over efs-proxy: efs-relay is the tunnel either way.
+  'stunnel',
 ] as const;
 
 // efs-utils rejects these outright.
@@ -24,6 +26,10 @@ const NOT_YET: Record<string, string> = {
   awsprofile: 'IAM authorization with a named profile',
   awscredsuri: 'IAM authorization with ECS task credentials',
   netns: 'tunnels inside another network namespace',
+  rolearn: 'IAM authorization with a web identity role',
+  jwtpath: 'IAM authorization with a web identity token',
+  crossaccount: 'cross-account mounts (the mount target is found by the availability zone ID of this instance)',
+  fsap: 'efs-utils\' "fsap" option',
 };
 
 const AP_ID = /^fsap-[0-9a-f]{17}$/;

@@ -67,7 +67,8 @@ describe('efsctl attach and detach', function () {
 
   it('lets a user option replace its default in place, and appends other NFS options', async () => {
     const dir = mnt('override');
-    const r = await daemon.efsctlJson<AttachResult>('attach', FS_ID, dir, '-o', `${OPTS},rsize=65536,soft,vers=4.0,noac,timeo=100`);
+    // stunnel (efs-utils 2's choice of tunnel) is efs-utils' own option: it never reaches mount.nfs4.
+    const r = await daemon.efsctlJson<AttachResult>('attach', FS_ID, dir, '-o', `${OPTS},rsize=65536,soft,vers=4.0,noac,stunnel,timeo=100`);
     expect(r.command).to.deep.equal([
       daemon.mount.mountCommand, '127.0.0.1:/', dir, '-o',
       `vers=4.0,rsize=65536,wsize=1048576,soft,timeo=100,retrans=2,noresvport,port=${r.tunnel!.port},noac`,
@@ -149,6 +150,11 @@ describe('efsctl attach and detach', function () {
     ['awsprofile without iam', 'awsprofile=dev', 'The "iam" option is required when mounting with named profile option, "awsprofile" [BAD_OPTION]'],
     ['iam (not supported yet)', 'iam', 'The "iam" option is not supported yet'],
     ['an access point (not supported yet)', 'accesspoint=fsap-0123456789abcdef0', 'The "accesspoint" option is not supported yet'],
+    ['crossaccount (not supported yet), instead of handing it to mount.nfs4', 'crossaccount',
+      'The "crossaccount" option is not supported yet: this release does not implement cross-account mounts'],
+    ['a web identity role (not supported yet), instead of handing it to mount.nfs4', 'iam,rolearn=arn:aws:iam::123456789012:role/efs,jwtpath=/var/run/token',
+      'The "iam" option is not supported yet'],
+    ['jwtpath alone (not supported yet)', 'jwtpath=/var/run/token', 'The "jwtpath" option is not supported yet'],
     ['ocsp with noocsp', 'ocsp,noocsp', 'The "ocsp" and "noocsp" options are mutually exclusive [BAD_OPTION]'],
     ['a non-integer tlsport', 'tlsport=x', 'tlsport option [x] is not an integer [BAD_OPTION]'],
   ];
