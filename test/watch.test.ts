@@ -111,6 +111,28 @@ describe('fstab watching', function () {
   });
 });
 
+describe('fstab lines whose tunnel cannot be made', function () {
+  it('count in efs_relay_fstab_lines_invalid with the cause in the log, and get their tunnel at the next change of fstab', async () => {
+    // One port only, taken by an efsctl tunnel: the fstab line's tunnel fails with PORTS_EXHAUSTED.
+    const daemon = await new Daemon(daemonConfig(20660, { port_range: { first: 20660, last: 20660 }, metrics: { listen: '127.0.0.1:19814' } })).start();
+    const invalid = async (): Promise<string | undefined> =>
+      /^efs_relay_fstab_lines_invalid (\S+)$/m.exec(await (await fetch('http://127.0.0.1:19814/metrics')).text())?.[1];
+    try {
+      expect((await daemon.efsctl('add', 'fs-0f0c0001', '-o', 'region=us-east-1')).code).to.equal(0);
+      writeFileSync(daemon.fstab, 'fs-0f0c0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');
+      await waitFor('the line counted', async () => (await invalid()) === '1', 3_000);
+      expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=fs-0f0c0002 code=PORTS_EXHAUSTED msg=".*fstab:1: [^"]*; no tunnel for this line" line=1/);
+      // A freed port is not taken by itself: the line is read again when fstab changes (or at mount, which makes the tunnel).
+      expect((await daemon.efsctl('stop', 'fs-0f0c0001')).code).to.equal(0);
+      writeFileSync(daemon.fstab, '# edited\nfs-0f0c0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');
+      await waitFor('the line\'s tunnel', () => has(daemon, 'fs-0f0c0002'), 3_000);
+      expect(await invalid()).to.equal('0');
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
 describe('/proc/mounts watching', function () {
   let daemon: Daemon;
   before(async () => {
