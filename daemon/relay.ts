@@ -306,7 +306,8 @@ export class Relay extends EventEmitter<RelayEvents> {
         done = true;
         clearTimeout(timer);
         sock.destroy();
-        resolve({ ...r, at, duration_seconds: (performance.now() - started) / 1000 });
+        // Whole microseconds, so that JSON and /metrics show 0.005543, not 0.0055426499999994125.
+        resolve({ ...r, at, duration_seconds: Math.round((performance.now() - started) * 1000) / 1e6 });
       };
       const timer = setTimeout(() => {
         const e = this.timeoutError(timeoutMs);

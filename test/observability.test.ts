@@ -109,9 +109,11 @@ describe('metrics endpoint and health probes', function () {
     expect(r.code, r.stdout + r.stderr).to.equal(0);
   });
 
-  it('records the probe result and the certificate expiry, shown by list and status', async () => {
+  it('records the probe result, its duration in whole microseconds and the certificate expiry, shown by list and status', async () => {
     const s = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
     expect(s.health.probe).to.include({ ok: true, code: null });
+    expect(s.health.probe!.duration_seconds).to.be.above(0);
+    expect(String(s.health.probe!.duration_seconds), 'no float noise such as 0.0055426499999994125').to.match(/^\d+(\.\d{1,6})?$/);
     const expiry = Date.parse(s.health.probe!.cert_expiry!);
     expect(expiry - Date.now()).to.be.within(25 * 86400e3, 31 * 86400e3); // the test leaf is valid for 30 days
     const human = (await daemon.efsctl('status', FS_ID)).stdout;
