@@ -740,13 +740,24 @@ export class TunnelManager {
         t.note('start_failed', e);
         this.log.error('tunnel.start_failed', { fs: rec.fs_id, code: e.code, msg: `${e.message}; retrying every ${LISTEN_RETRY_MS / 1000} s`, port: rec.port });
       }
-      if (!this.closed) {
+      const retry = (): void => {
         t.retryTimer = setTimeout(() => void this.serial(async () => {
           if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
+          // The bundle is read while the waiting tunnel still stands in the table: list, status and metrics
+          // must never miss it. Once read, start() finds the context cached, and tracks the new tunnel
+          // before any request can come in.
+          const failed = await this.contextFor(rec.options).then(() => null, (err: unknown) => asRelayError(err));
+          if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
+          if (failed) {
+            // Still unusable, maybe for another reason now (a file that appeared but does not parse): status says which.
+            t.listenError = { code: failed.code, message: failed.message, at: new Date().toISOString() };
+            return retry();
+          }
           this.untrack(t);
           await this.start(rec, why, true);
         }), LISTEN_RETRY_MS);
-      }
+      };
+      if (!this.closed) retry();
       return;
     }
     const t = this.track(rec, this.makeRelay(rec, ctx));

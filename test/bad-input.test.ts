@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { BIN, Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
+import { call } from '../cli/client.js';
 import { daemonConfig, testCerts } from './helpers/fixtures.js';
 
 /** A raw control-socket client: send lines, read response lines. */
@@ -183,8 +184,11 @@ describe('bad state files', function () {
   });
 });
 
+/** The daemon tries an unreadable CA bundle again this often (README, Troubleshooting). */
+const LISTEN_RETRY_S = 5;
+
 describe('a missing CA bundle', function () {
-  it('keeps a restored tunnel in error with CA_BUNDLE_UNREADABLE, and starts it once the bundle appears', async () => {
+  it('keeps a restored tunnel in error with CA_BUNDLE_UNREADABLE, and starts it once the bundle appears, listed all along', async () => {
     const dir = tempDir('nocafile');
     const state = join(dir, 'state');
     mkdirSync(state);
@@ -200,9 +204,29 @@ describe('a missing CA bundle', function () {
       expect(before.state).to.equal('error');
       expect(before.last_error?.code).to.equal('CA_BUNDLE_UNREADABLE');
       expect(daemon.logs).to.match(/error tunnel\.start_failed fs=fs-0cafe000 code=CA_BUNDLE_UNREADABLE msg=".*; retrying every 5 s"/);
-      copyFileSync(testCerts().ca.certFile, caFile);
-      await waitFor('the tunnel to start', async () =>
-        (await daemon.efsctlJson<{ state: string }>('status', 'fs-0cafe000')).state === 'listening', 10_000);
+      // list, as fast as the daemon answers, while the tunnel waits for its bundle and then starts: the tunnel
+      // must never be missing from it (it used to be, for the moment its retry read the bundle).
+      let polling = true;
+      let answers = 0;
+      const missing: number[] = [];
+      const poll = (async () => {
+        while (polling) {
+          const { tunnels } = (await call(daemon.socket, 'list')) as { tunnels: Array<{ fs_id: string }> };
+          if (!tunnels.some((t) => t.fs_id === 'fs-0cafe000')) missing.push(answers);
+          answers++;
+        }
+      })();
+      try {
+        await sleep(LISTEN_RETRY_S * 1000 + 500); // one retry that still finds no bundle
+        copyFileSync(testCerts().ca.certFile, caFile);
+        await waitFor('the tunnel to start', async () =>
+          (await daemon.efsctlJson<{ state: string }>('status', 'fs-0cafe000')).state === 'listening', 10_000);
+      } finally {
+        polling = false;
+        await poll;
+      }
+      expect(answers).to.be.above(100);
+      expect(missing, 'answers of list without the tunnel').to.deep.equal([]);
       expect(daemon.logs.split('tunnel.start_failed').length - 1, 'the failure is logged once').to.equal(1);
     } finally {
       await daemon.stop();
