@@ -726,7 +726,7 @@ export class TunnelManager {
   }
 
   /** Bring a stored record up on its own port; if the port is busy, keep retrying it (never move it). */
-  private async start(rec: TunnelRecord, why: string, failedBefore = false): Promise<void> {
+  private async start(rec: TunnelRecord, why: string): Promise<void> {
     let ctx: SecureContext;
     try {
       ctx = await this.contextFor(rec.options);
@@ -736,10 +736,8 @@ export class TunnelManager {
       // every few seconds, so fixing the file is enough.
       const t = this.track(rec, this.makeRelay(rec, policyContext('', this.cfg.tls.max_version)));
       t.listenError = { code: e.code, message: e.message, at: new Date().toISOString() };
-      if (!failedBefore) {
-        t.note('start_failed', e);
-        this.log.error('tunnel.start_failed', { fs: rec.fs_id, code: e.code, msg: `${e.message}; retrying every ${LISTEN_RETRY_MS / 1000} s`, port: rec.port });
-      }
+      t.note('start_failed', e);
+      this.log.error('tunnel.start_failed', { fs: rec.fs_id, code: e.code, msg: `${e.message}; retrying every ${LISTEN_RETRY_MS / 1000} s`, port: rec.port });
       const retry = (): void => {
         t.retryTimer = setTimeout(() => void this.serial(async () => {
           if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
@@ -754,7 +752,7 @@ export class TunnelManager {
             return retry();
           }
           this.untrack(t);
-          await this.start(rec, why, true);
+          await this.start(rec, why);
         }), LISTEN_RETRY_MS);
       };
       if (!this.closed) retry();
