@@ -15,11 +15,15 @@ export interface Listener {
 
 const ANY_OR_LOOPBACK = new Set(['127.0.0.1', '0.0.0.0', '*', '::', '::ffff:127.0.0.1']);
 
-/** The process runs efs-relayd: by its name, or by its command line when Node runs the script. */
-export async function runsRelayd(pid: number, name: string | null): Promise<boolean> {
+/** A command-line word that starts efs-relayd: the binary, or the script Node runs. */
+export function isRelaydArg(arg: string): boolean {
+  return arg === 'efs-relayd' || arg.endsWith('/efs-relayd') || arg.endsWith('/efs-relayd.mjs');
+}
+
+async function runsRelayd(pid: number, name: string | null): Promise<boolean> {
   if (name === 'efs-relayd') return true;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.split('\0').some((arg) => arg === 'efs-relayd' || arg.endsWith('/efs-relayd') || arg.endsWith('/efs-relayd.mjs'));
+  return cmdline.split('\0').some(isRelaydArg);
 }
 
 /** The listener on 127.0.0.1 for each of the ports; a port nobody could be found for is left out. */

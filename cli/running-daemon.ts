@@ -6,7 +6,7 @@ import { readdir, readFile, readlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../daemon/config.js';
-import { runsRelayd } from './listeners.js';
+import { isRelaydArg } from './listeners.js';
 
 export interface RunningDaemon {
   pid: number;
@@ -20,7 +20,7 @@ const ACCEPTING = 0x10000;
 /** The config file a daemon's command line names, as an absolute path; null when the arguments are not the daemon's. */
 function configOf(argv: string[], cwd: string): string | null {
   // argv[0] is node or efs-relayd; for node, argv[1] is the script.
-  const at = argv.findIndex((a) => a === 'efs-relayd' || a.endsWith('/efs-relayd') || a.endsWith('/efs-relayd.mjs'));
+  const at = argv.findIndex(isRelaydArg);
   if (at < 0) return null;
   try {
     const { values } = parseArgs({ args: argv.slice(at + 1), options: { config: { type: 'string' } }, strict: false });
@@ -56,8 +56,9 @@ export async function daemonsRunning(configFile: string): Promise<RunningDaemon[
   for (const entry of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
-    if (pid === process.pid || !(await runsRelayd(pid, null))) continue;
+    if (pid === process.pid) continue;
     const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter((a) => a !== '');
+    if (!argv.some(isRelaydArg)) continue;
     const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => '/');
     if (configOf(argv, cwd) !== want) continue;
     for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
