@@ -120,8 +120,7 @@ describe('efsctl doctor', function () {
   });
 
   it('fails each efs line of fstab that the daemon skips, with the log\'s words, its code and what to do; the daemon counts them in efs_relay_fstab_lines_invalid', async () => {
-    const fstabInvalid = async (): Promise<string | undefined> =>
-      /^efs_relay_fstab_lines_invalid (\S+)$/m.exec(await (await fetch('http://127.0.0.1:19810/metrics')).text())?.[1];
+    const fstabInvalid = (): Promise<string | undefined> => daemon.scrapedValue('efs_relay_fstab_lines_invalid');
     const report = async (): Promise<Check[]> =>
       (JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport).checks.filter((c) => c.name.startsWith('fstab'));
     expect(await report()).to.deep.equal([{ name: 'fstab', status: 'ok', message: `no efs lines in ${daemon.fstab}`, fix: null }]);

@@ -66,7 +66,7 @@ describe('metrics endpoint and health probes', function () {
 
   it('shows whether the latest config reload loaded, when the file last loaded, and how many changed keys wait for a restart', async () => {
     const original = readFileSync(daemon.configFile, 'utf8');
-    const gauge = async (name: string): Promise<number> => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec((await get(`${base}/metrics`)).body)?.[1]);
+    const gauge = async (name: string): Promise<number> => Number(await daemon.scrapedValue(name));
     try {
       expect(await gauge('efs_relay_config_last_reload_successful')).to.equal(1);
       const loaded = await gauge('efs_relay_config_last_reload_success_timestamp_seconds');

@@ -115,8 +115,7 @@ describe('fstab lines whose tunnel cannot be made', function () {
   it('count in efs_relay_fstab_lines_invalid with the cause in the log, and get their tunnel at the next change of fstab', async () => {
     // One port only, taken by an efsctl tunnel: the fstab line's tunnel fails with PORTS_EXHAUSTED.
     const daemon = await new Daemon(daemonConfig(20660, { port_range: { first: 20660, last: 20660 }, metrics: { listen: '127.0.0.1:19814' } })).start();
-    const invalid = async (): Promise<string | undefined> =>
-      /^efs_relay_fstab_lines_invalid (\S+)$/m.exec(await (await fetch('http://127.0.0.1:19814/metrics')).text())?.[1];
+    const invalid = (): Promise<string | undefined> => daemon.scrapedValue('efs_relay_fstab_lines_invalid');
     try {
       expect((await daemon.efsctl('add', 'fs-0f0c0001', '-o', 'region=us-east-1')).code).to.equal(0);
       writeFileSync(daemon.fstab, 'fs-0f0c0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');

@@ -146,6 +146,13 @@ export class Daemon {
     writeFileSync(this.configFile, stringify(change(parse(readFileSync(this.configFile, 'utf8')) as Record<string, unknown>)));
   }
 
+  /** An unlabelled series' value in the daemon's /metrics now (metrics.listen must be set), or undefined when absent. */
+  async scrapedValue(name: string): Promise<string | undefined> {
+    const listen = (this.config.metrics as { listen: string }).listen;
+    const text = await (await fetch(`http://${listen}/metrics`)).text();
+    return new RegExp(`^${escapeRegExp(name)} (\\S+)$`, 'm').exec(text)?.[1];
+  }
+
   efsctl(...args: string[]): Promise<RunResult> {
     return run(join(BIN, 'efsctl'), ['--socket', this.socket, ...args]);
   }
