@@ -322,7 +322,7 @@ function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metada
  */
 function regionCheck(cfg: Config, metadata: MetadataRegion): Check {
   if (cfg.efs.region !== '') return ok('region', `file systems that name no region are in ${cfg.efs.region} (efs.region)`);
-  if (metadata.region !== null) return ok('region', `file systems that name no region are in ${metadata.region} (instance metadata, asked by efs-relayd at start)`);
+  if (metadata.region !== null) return ok('region', `file systems that name no region are in ${metadata.region} (instance metadata, as efs-relayd last heard it)`);
   return ok('region', `no default region: ${metadata.why}; each mount names its region (region= or AWS_REGION), or set efs.region`);
 }
 

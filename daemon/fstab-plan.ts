@@ -49,7 +49,7 @@ function differences(first: TunnelIdentity, later: TunnelIdentity): string[] {
  * Judge the parsed lines. A noauto line gets no tunnel from fstab, but its
  * options are still checked: its mount would be refused just the same. The
  * region comes from the line, the config or instance metadata (what the
- * daemon learnt at start), as for the daemon and for mounts at boot, which
+ * daemon last heard from it), as for the daemon and for mounts at boot, which
  * have no user environment to take AWS_REGION from.
  */
 export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProblem[] }, cfg: Config, metadata: MetadataRegion): FstabPlan {

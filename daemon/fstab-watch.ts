@@ -1,6 +1,9 @@
 // Watches the fstab file (through its directory, so an editor's
 // write-then-rename and a delete-then-recreate are both seen) and tells the
-// tunnel manager which file systems fstab wants ready.
+// tunnel manager which file systems fstab wants ready. A line whose tunnel
+// could not be made (no free port, a full state dir, an unreadable CA bundle)
+// is tried again on its own, since what stopped it usually passes without
+// anyone editing fstab.
 import { basename, dirname, resolve } from 'node:path';
 import { DirWatch } from './dir-watch.js';
 import { asRelayError } from './errors.js';
@@ -9,15 +12,27 @@ import type { Logger } from './log.js';
 import { readFstab } from './fstab.js';
 import { planFstab } from './fstab-plan.js';
 import type { RegionSource } from './instance-region.js';
+import { ReportOnce } from './report-once.js';
 import type { AddRequest, TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 100;
+/** Tries of lines whose tunnel failed: 5 s, doubling, then every minute. */
+const RETRY_FIRST_MS = 5_000;
+const RETRY_MAX_MS = 60_000;
+
+/** Why fstab is applied: the file changed (or start), a retry of failed lines, or the instance's region became known. */
+type Cause = 'changed' | 'retry' | 'region';
 
 export class FstabWatcher {
   private readonly watch: DirWatch;
   private running: Promise<void> = Promise.resolve();
   private readonly file: string;
   private invalid = 0;
+  /** Problems logged since fstab last changed: a retry logs only what is new, a change of the file all again. */
+  private reported = new ReportOnce();
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryMs = RETRY_FIRST_MS;
+  private stopped = false;
 
   constructor(
     private readonly cfg: Config,
@@ -27,20 +42,26 @@ export class FstabWatcher {
   ) {
     this.file = resolve(cfg.fstab);
     const name = basename(this.file);
-    // Reloads run one after another, so an older read never applies after a newer one.
-    const reload = (): void => {
-      // A reload that fails must not end the chain: the next change of fstab is applied all the same.
-      this.running = this.running.then(() => this.reload()).catch((err: unknown) => {
-        const e = asRelayError(err);
-        this.log.warn('fstab.apply_failed', { code: e.code, msg: `applying ${this.file} failed: ${e.message}; the next change of the file is applied` });
-      });
-    };
-    this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, reload, log, 'fstab.watch_error');
+    this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, () => this.apply('changed'), log, 'fstab.watch_error');
   }
 
   async start(): Promise<void> {
     await this.watch.start();
-    await this.reload();
+    await this.reload('changed');
+  }
+
+  /** Apply fstab again, for lines that wait for the instance's region. */
+  regionKnown(): void {
+    this.apply('region');
+  }
+
+  /** Applies run one after another, so an older read never applies after a newer one. */
+  private apply(cause: Cause): void {
+    // One that fails must not end the chain: the next change of fstab is applied all the same.
+    this.running = this.running.then(() => this.reload(cause)).catch((err: unknown) => {
+      const e = asRelayError(err);
+      this.log.warn('fstab.apply_failed', { code: e.code, msg: `applying ${this.file} failed: ${e.message}; the next change of the file is applied` });
+    });
   }
 
   /** efs lines that got no tunnel, or whose mount would be refused, at the latest read (log: fstab.line_invalid). */
@@ -49,11 +70,19 @@ export class FstabWatcher {
   }
 
   stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     return this.watch.stop();
   }
 
   /** Read fstab and apply it. */
-  async reload(): Promise<void> {
+  private async reload(cause: Cause): Promise<void> {
+    if (this.stopped) return;
+    if (cause === 'changed') {
+      this.reported = new ReportOnce();
+      this.retryMs = RETRY_FIRST_MS;
+    }
     let parsed;
     try {
       parsed = await readFstab(this.file);
@@ -62,15 +91,38 @@ export class FstabWatcher {
       return;
     }
     const plan = planFstab(parsed, this.cfg, this.region.current);
-    for (const p of plan.problems) {
-      this.log.warn('fstab.line_invalid', { fs: p.fsId ?? undefined, code: p.code, msg: `${this.file}:${p.line}: ${p.message}`, line: p.line });
-    }
     const wanted = new Map<string, AddRequest>();
     for (const [fsId, options] of plan.wanted) wanted.set(fsId, { fsId, options, env: {}, source: 'fstab' });
     const failed = await this.manager.setFstabWanted(wanted);
-    for (const f of failed) {
-      this.log.warn('fstab.line_invalid', { fs: f.fsId, code: f.error.code, msg: `${this.file}:${plan.lineOf.get(f.fsId)}: ${f.error.message}; no tunnel for this line`, line: plan.lineOf.get(f.fsId) });
+    const retryS = this.retryMs / 1000;
+    const found = [
+      ...plan.problems.map((p) => ({ fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
+      ...failed.map((f) => {
+        const line = plan.lineOf.get(f.fsId) as number;
+        return { fs: f.fsId, code: f.error.code, line, msg: `${this.file}:${line}: ${f.error.message}; no tunnel for this line yet: tried again in ${retryS} s, then less often, and at each change of fstab` };
+      }),
+    ].sort((a, b) => a.line - b.line);
+    // Keyed without the retry interval, which grows: one problem that lasts is logged once.
+    const key = (p: (typeof found)[number]): string => `${p.line} ${p.code} ${p.msg.replace(/; no tunnel for this line yet: .*$/, '')}`;
+    const fresh = this.reported.fresh(found.map(key));
+    for (const p of found) if (fresh.has(key(p))) this.log.warn('fstab.line_invalid', p);
+    if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${failed.length} still without a tunnel`, failed: failed.length });
+    this.invalid = found.length;
+    this.scheduleRetry(failed.length > 0);
+  }
+
+  private scheduleRetry(needed: boolean): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (!needed) {
+      this.retryMs = RETRY_FIRST_MS;
+      return;
     }
-    this.invalid = plan.problems.length + failed.length;
+    if (this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.apply('retry');
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
   }
 }

@@ -1,8 +1,10 @@
 // The AWS region from EC2 instance metadata: efs-utils' last source of a
 // region, after the region= option, AWS_REGION, AWS_DEFAULT_REGION and the
 // config file. Without it, the plain fstab line `fs-12345678 /mnt efs
-// _netdev,tls 0 0` would need efs.region on every EC2 instance. Asked once,
-// at start, and only when efs.region is not set.
+// _netdev,tls 0 0` would need efs.region on every EC2 instance. Asked at
+// start, and only when efs.region is not set; when the service did not
+// answer, asked again in the background and when a request needs the region,
+// so that one slow answer at boot does not fail every such mount until a restart.
 import { request } from 'node:http';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -10,6 +12,12 @@ import { REGION } from './options.js';
 
 /** What instance metadata said of the region: the region, or why there is none (for the NO_REGION message). */
 export type MetadataRegion = { region: string; why: null } | { region: null; why: string };
+
+/** One ask's outcome; `again`: it may answer another time (no answer, or a server error), so it is worth asking again. */
+export interface MetadataLookup {
+  result: MetadataRegion;
+  again: boolean;
+}
 
 /** Each request's limit, connect to last byte: where there is no metadata service (off EC2), start-up waits this long at most twice. */
 const REQUEST_TIMEOUT_MS = 1_000;
@@ -43,39 +51,64 @@ function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, string>
   });
 }
 
+/** 429 (throttled) and 5xx pass; a 401, 403 or 404 is how this instance's metadata is set up, and stays. */
+function passes(status: number): boolean {
+  return status === 429 || status >= 500;
+}
+
 /**
  * IMDSv2 (a session token, then the region with it), falling back to a
  * request without a token (IMDSv1) when the token is refused, as efs-utils does.
  */
-export async function regionFromMetadata(base: string): Promise<MetadataRegion> {
+export async function regionFromMetadata(base: string): Promise<MetadataLookup> {
   const at = `instance metadata at ${base}`;
+  const none = (why: string, again: boolean): MetadataLookup => ({ result: { region: null, why }, again });
   let token: string | null = null;
   try {
     const t = await ask(`${base}/latest/api/token`, 'PUT', { 'X-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_S) });
+    // A busy service is not one that refuses tokens: asking without one would only mislead the message.
+    if (passes(t.status)) return none(`${at} answered HTTP ${t.status} for a token`, true);
     if (t.status === 200 && t.body !== '') token = t.body;
   } catch (err) {
-    return { region: null, why: `${at} did not answer (${(err as Error).message})` };
+    return none(`${at} did not answer (${(err as Error).message})`, true);
   }
   let r: Answer;
   try {
     r = await ask(`${base}/latest/meta-data/placement/region`, 'GET', token === null ? {} : { 'X-aws-ec2-metadata-token': token });
   } catch (err) {
-    return { region: null, why: `${at} did not answer (${(err as Error).message})` };
+    return none(`${at} did not answer (${(err as Error).message})`, true);
   }
-  if (r.status !== 200) return { region: null, why: `${at} answered HTTP ${r.status} for the region${token === null ? ' (without a token, which it refused)' : ''}` };
+  if (r.status !== 200) return none(`${at} answered HTTP ${r.status} for the region${token === null ? ' (without a token, which it refused)' : ''}`, passes(r.status));
   const region = r.body.trim();
-  if (!REGION.test(region)) return { region: null, why: `${at} gave "${region.slice(0, 40)}", which is not a region` };
-  return { region, why: null };
+  if (!REGION.test(region)) return none(`${at} gave "${region.slice(0, 40)}", which is not a region`, false);
+  return { result: { region, why: null }, again: false };
 }
 
 /** What the daemon knows of the instance's region, as those who resolve targets read it. */
 export interface RegionSource {
   readonly current: MetadataRegion;
+  /**
+   * Before a request that can only take its region from instance metadata: ask again now if the last ask went
+   * unanswered (waits for an ask already under way). Does nothing once the region is known, or when metadata
+   * answered that it has none.
+   */
+  askAgainIfUnanswered(): Promise<void>;
 }
 
-/** The daemon's one answer from instance metadata. */
+/** Background asks after an unanswered one: 5 s, doubling, then every 5 minutes. */
+const RETRY_FIRST_MS = 5_000;
+const RETRY_MAX_MS = 300_000;
+
+/** The daemon's knowledge of the instance's region from metadata. */
 export class InstanceRegion implements RegionSource {
   current: MetadataRegion;
+  private again = false;
+  private asking: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private retryMs = RETRY_FIRST_MS;
+  private stopped = false;
+  private asks = 0;
+  private readonly listeners: Array<(region: string) => void> = [];
 
   constructor(private readonly cfg: Config, private readonly log: Logger) {
     this.current = cfg.efs.region !== '' ? { region: null, why: 'instance metadata is not asked (efs.region is set)' }
@@ -83,17 +116,57 @@ export class InstanceRegion implements RegionSource {
         : { region: null, why: 'instance metadata has not answered yet' };
   }
 
-  /** Ask, unless efs.region names the region already or metadata is off. */
+  /** Called once the region is known, after an ask that did not find it at start. */
+  onRegion(fn: (region: string) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** The first ask, at start; unless efs.region names the region already or metadata is off. */
   async lookup(): Promise<void> {
+    if (this.cfg.efs.region !== '' || this.cfg.efs.metadata_url === '') return;
+    await this.ask('at start');
+  }
+
+  askAgainIfUnanswered(): Promise<void> {
+    if (this.asking) return this.asking;
+    if (!this.again || this.stopped) return Promise.resolve();
+    return this.ask('for a request');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private ask(why: 'at start' | 'for a request' | 'in the background'): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     const url = this.cfg.efs.metadata_url;
-    if (this.cfg.efs.region !== '' || url === '') return;
-    this.current = await regionFromMetadata(url);
-    if (this.current.region !== null) {
-      this.log.info('region.from_metadata', { msg: `file systems that name no region are in ${this.current.region}, the region of this instance`, region: this.current.region, url });
-    } else {
-      this.log.info('region.metadata_unavailable', {
-        msg: `${this.current.why}; a file system that names no region needs region=, AWS_REGION or efs.region (set efs.metadata_url: "" off EC2 to skip asking)`, url,
-      });
-    }
+    const first = this.asks++ === 0;
+    this.asking = regionFromMetadata(url).then(({ result, again }) => {
+      this.asking = null;
+      this.current = result;
+      this.again = again;
+      if (result.region !== null) {
+        this.log.info('region.from_metadata', { msg: `file systems that name no region are in ${result.region}, the region of this instance`, region: result.region, url, asked: why });
+        if (!first) for (const fn of this.listeners) fn(result.region);
+        return;
+      }
+      // Logged once: a service that stays silent (off EC2) would otherwise fill the log every 5 minutes.
+      if (first) {
+        this.log.info('region.metadata_unavailable', {
+          msg: `${result.why}; a file system that names no region needs region=, AWS_REGION or efs.region (set efs.metadata_url: "" off EC2 to skip asking)` +
+            (again ? `; asked again in ${RETRY_FIRST_MS / 1000} s, then less often, and whenever a request needs the region` : ''),
+          url,
+        });
+      }
+      if (again && !this.stopped) {
+        this.timer = setTimeout(() => void this.ask('in the background'), this.retryMs);
+        this.timer.unref();
+        this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+      }
+    });
+    return this.asking;
   }
 }

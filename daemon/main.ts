@@ -127,6 +127,7 @@ async function main(): Promise<void> {
     manager.onCaBundle((file) => caWatcher.add(file));
     // After the restore (records name their targets already), before fstab's lines and the first request need a region.
     await region.lookup();
+    region.onRegion(() => fstabWatcher.regionKnown());
     await fstabWatcher.start();
     await stateWatcher.start();
     mountWatcher.start();
@@ -157,6 +158,7 @@ async function main(): Promise<void> {
     void (async () => {
       mountWatcher.stop();
       prober.stop();
+      region.stop();
       await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), caWatcher.stop(), control.close(), metrics.stop()]);
       await manager.shutdown(cfg.relay.close_timeout * 1000);
       log.info('daemon.stopped', {});

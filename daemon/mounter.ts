@@ -12,7 +12,7 @@ import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import type { RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
-import { joinHost, requireSpec, resolveTarget } from './target.js';
+import { joinHost, namedRegion, requireSpec, resolveTarget } from './target.js';
 import type { RegionSource } from './instance-region.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 
@@ -107,6 +107,7 @@ export class Mounter {
   /** policy.require_tls is off and the user asked for notls: mount straight to the target, as efs-utils does. */
   private async plaintextMount(fsId: string, path: string, dir: string, all: MountOptions, req: AttachRequest): Promise<AttachResult> {
     await this.checkMountPoint(dir);
+    if (!namedRegion(all, req.env, this.cfg)) await this.region.askAgainIfUnanswered();
     const target = resolveTarget(fsId, all, req.env, this.cfg, this.region.current);
     // nfsOptions leaves the tunnel options (notls, region, …) out, as for a tunnelled mount.
     const command = [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)];

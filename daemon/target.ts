@@ -37,9 +37,14 @@ export interface RegionEnv {
 /** What tools that run without the daemon know of instance metadata (doctor with the daemon down, tests). */
 export const METADATA_NOT_ASKED: MetadataRegion = { region: null, why: 'instance metadata was not asked' };
 
-/** efs-utils order: option, AWS_REGION, AWS_DEFAULT_REGION, config, instance metadata (asked by the daemon at start). */
+/** The region a request names without instance metadata: option, AWS_REGION, AWS_DEFAULT_REGION, config, in efs-utils' order. */
+export function namedRegion(opts: MountOptions, env: RegionEnv, cfg: Config): string | undefined {
+  return opts.region || env.AWS_REGION || env.AWS_DEFAULT_REGION || cfg.efs.region || undefined;
+}
+
+/** efs-utils order: namedRegion, then instance metadata (as the daemon last heard it). */
 export function resolveRegion(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config, metadata: MetadataRegion): string {
-  const region = opts.region || env.AWS_REGION || env.AWS_DEFAULT_REGION || cfg.efs.region || metadata.region;
+  const region = namedRegion(opts, env, cfg) || metadata.region;
   if (region) return region;
   throw new RelayError(
     'NO_REGION',

@@ -8,7 +8,7 @@ import type { Logger } from './log.js';
 import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
-import { joinHost, resolveTarget, type RegionEnv } from './target.js';
+import { joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
 import { warnIfExposed } from './file-trust.js';
 import type { RegionSource } from './instance-region.js';
@@ -377,7 +377,9 @@ export class TunnelManager {
   }
 
   /** Start (or return) the tunnel. With `claim`, the caller holds it until release(): nothing stops it meanwhile. */
-  add(req: AddRequest, claim = false): Promise<AddResult> {
+  async add(req: AddRequest, claim = false): Promise<AddResult> {
+    // Outside the queue: an ask of instance metadata may take seconds, and other requests need not wait for it.
+    if (!namedRegion(req.options, req.env, this.cfg)) await this.region.askAgainIfUnanswered();
     return this.serial(async () => {
       const result = await this.addLocked(req);
       if (claim) this.claims.set(req.fsId, (this.claims.get(req.fsId) ?? 0) + 1);

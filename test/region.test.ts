@@ -8,7 +8,7 @@ import { daemonConfig } from './helpers/fixtures.js';
 import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
 import type { DoctorReport } from '../cli/doctor.js';
 import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
-import type { AddResult, TunnelView } from '../daemon/tunnels.js';
+import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
 const HOST = '127.0.0.50';
 /** What efsctl and mount.efs would pass on: nothing of AWS_REGION or AWS_DEFAULT_REGION. */
@@ -33,7 +33,7 @@ async function withMetadata(
 describe('the region from instance metadata', function () {
   it('gives an fstab line and an efsctl add that name no region the instance\'s region, asked with an IMDSv2 token', async () => {
     await withMetadata('v2', (url) => ({ metadata_url: url }), async ({ daemon, imds, efsctl }) => {
-      expect(daemon.logs).to.contain(`info region.from_metadata fs=- code=- msg="file systems that name no region are in sa-east-1, the region of this instance" region=sa-east-1 url=${imds.url}\n`);
+      expect(daemon.logs).to.contain(`info region.from_metadata fs=- code=- msg="file systems that name no region are in sa-east-1, the region of this instance" region=sa-east-1 url=${imds.url} asked="at start"\n`);
       expect(imds.requests.map((r) => [r.method, r.path, r.ttl])).to.deep.equal([['PUT', '/latest/api/token', '60'], ['GET', '/latest/meta-data/placement/region', null]]);
       // The stand-in answers the region only to its own token, as an instance that requires IMDSv2.
       expect(imds.requests.map((r) => r.token)).to.deep.equal([null, imds.token]);
@@ -58,7 +58,7 @@ describe('the region from instance metadata', function () {
       expect(version.daemon.instance_region).to.deep.equal({ region: 'sa-east-1', why: null });
       const report = JSON.parse((await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, 'doctor', '--json'], { env: NO_REGION_ENV })).stdout) as DoctorReport;
       expect(report.checks.find((c) => c.name === 'fstab')).to.deep.include({ status: 'ok', message: `1 efs line in ${daemon.fstab}, each valid` });
-      expect(report.checks.find((c) => c.name === 'region')).to.deep.include({ status: 'ok', message: 'file systems that name no region are in sa-east-1 (instance metadata, asked by efs-relayd at start)' });
+      expect(report.checks.find((c) => c.name === 'region')).to.deep.include({ status: 'ok', message: 'file systems that name no region are in sa-east-1 (instance metadata, as efs-relayd last heard it)' });
     });
   });
 
@@ -76,7 +76,7 @@ describe('the region from instance metadata', function () {
   it('starts all the same when the metadata service never answers, and NO_REGION then says what metadata did', async () => {
     await withMetadata('silent', (url) => ({ metadata_url: url }), async ({ daemon, imds, efsctl }) => {
       const why = `instance metadata at ${imds.url} did not answer (no answer within 1 s)`;
-      expect(daemon.logs).to.match(new RegExp(`info region\\.metadata_unavailable fs=- code=- msg="${escapeRegExp(why)}; a file system that names no region needs region=, AWS_REGION or efs\\.region \\(set efs\\.metadata_url: \\\\"\\\\" off EC2 to skip asking\\)" url=`));
+      expect(daemon.logs).to.match(new RegExp(`info region\\.metadata_unavailable fs=- code=- msg="${escapeRegExp(why)}; a file system that names no region needs region=, AWS_REGION or efs\\.region \\(set efs\\.metadata_url: \\\\"\\\\" off EC2 to skip asking\\); asked again in 5 s, then less often, and whenever a request needs the region" url=`));
       const r = await efsctl('add', 'fs-0e000005', '-o', `mounttargetip=${HOST}`);
       expect(r.code).to.equal(1);
       const report = JSON.parse((await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, 'doctor', '--json'], { env: NO_REGION_ENV })).stdout) as DoctorReport;
@@ -84,6 +84,38 @@ describe('the region from instance metadata', function () {
         status: 'ok', message: `no default region: ${why}; each mount names its region (region= or AWS_REGION), or set efs.region`,
       });
       expect(r.stderr).to.contain(`efsctl: Cannot determine the AWS region of fs-0e000005: no region= option, AWS_REGION and AWS_DEFAULT_REGION are unset, efs.region is not set in the config, and ${why} [NO_REGION]\n`);
+    });
+  });
+
+  it('asks again when metadata did not answer at start: a waiting fstab line gets its tunnel once the service answers, without a restart or an edit', async () => {
+    await withMetadata('silent', (url) => ({ metadata_url: url }), async ({ daemon, imds, efsctl }) => {
+      writeFileSync(daemon.fstab, `fs-0e000008 /mnt/a efs _netdev,tls,mounttargetip=${HOST} 0 0\n`);
+      await waitFor('the line refused for want of a region', () => /warn fstab\.line_invalid fs=fs-0e000008 code=NO_REGION /.test(daemon.logs), 3_000);
+      imds.mode = 'v2'; // the service comes up late, as it may at boot
+      await waitFor('the fstab line\'s tunnel', async () =>
+        JSON.parse((await efsctl('list', '--json')).stdout).tunnels.some((t: TunnelView) => t.fs_id === 'fs-0e000008'), 15_000);
+      expect(daemon.logs).to.contain('info region.from_metadata fs=- code=- msg="file systems that name no region are in sa-east-1, the region of this instance" region=sa-east-1 ' +
+        `url=${imds.url} asked="in the background"\n`);
+      expect((JSON.parse((await efsctl('status', 'fs-0e000008', '--json')).stdout) as TunnelDetail).target.region).to.equal('sa-east-1');
+      expect(daemon.logs.match(/region\.metadata_unavailable/g), 'the silence logged once').to.have.length(1);
+      const answered = imds.requests.length;
+      await new Promise((r) => setTimeout(r, 200));
+      expect(imds.requests, 'not asked once the region is known').to.have.length(answered);
+    });
+  });
+
+  it('asks again at once for a request that needs the region when metadata did not answer before', async () => {
+    await withMetadata('silent', (url) => ({ metadata_url: url }), async ({ daemon, imds, efsctl }) => {
+      // A request that names its region never waits for metadata.
+      const before = imds.requests.length;
+      expect((await efsctl('add', 'fs-0e00000a', '-o', `mounttargetip=${HOST},region=eu-west-1`)).code).to.equal(0);
+      expect(imds.requests).to.have.length(before);
+
+      imds.mode = 'v2';
+      const add = await efsctl('add', 'fs-0e000009', '-o', `mounttargetip=${HOST}`, '--json');
+      expect(add.code, add.stderr).to.equal(0);
+      expect((JSON.parse(add.stdout) as AddResult).tunnel.target.region).to.equal('sa-east-1');
+      expect(daemon.logs).to.contain(`region=sa-east-1 url=${imds.url} asked="for a request"\n`);
     });
   });
 
@@ -105,10 +137,12 @@ describe('the region from instance metadata', function () {
 });
 
 describe('asking instance metadata for the region', function () {
-  it('says what was wrong: an answer that is not a region, a refused token and region, a closed port', async () => {
+  it('says what was wrong, and whether it may pass: an answer that is not a region, a refused token and region, a busy service, a closed port', async () => {
     const odd = await new InstanceMetadataStandIn({ host: HOST, mode: 'v2', region: '<html>captive portal</html>' }).start();
     try {
-      expect(await regionFromMetadata(odd.url)).to.deep.equal({ region: null, why: `instance metadata at ${odd.url} gave "<html>captive portal</html>", which is not a region` });
+      expect(await regionFromMetadata(odd.url)).to.deep.equal({
+        result: { region: null, why: `instance metadata at ${odd.url} gave "<html>captive portal</html>", which is not a region` }, again: false,
+      });
     } finally {
       await odd.stop();
     }
@@ -117,13 +151,16 @@ describe('asking instance metadata for the region', function () {
     const closed = none.url;
     try {
       expect(await regionFromMetadata(`${none.url}/nothing-here`)).to.deep.equal({
-        region: null, why: `instance metadata at ${none.url}/nothing-here answered HTTP 404 for the region (without a token, which it refused)`,
+        result: { region: null, why: `instance metadata at ${none.url}/nothing-here answered HTTP 404 for the region (without a token, which it refused)` }, again: false,
       });
+      // A busy service (503) is asked again later; it is not taken for one that refuses tokens.
+      none.mode = 'busy';
+      expect(await regionFromMetadata(none.url)).to.deep.equal({ result: { region: null, why: `instance metadata at ${none.url} answered HTTP 503 for a token` }, again: true });
     } finally {
       await none.stop();
     }
-    const gone = await regionFromMetadata(closed);
-    expect(gone.region).to.equal(null);
-    expect(gone.why).to.equal(`instance metadata at ${closed} did not answer (connect ECONNREFUSED ${closed.slice('http://'.length)})`);
+    expect(await regionFromMetadata(closed)).to.deep.equal({
+      result: { region: null, why: `instance metadata at ${closed} did not answer (connect ECONNREFUSED ${closed.slice('http://'.length)})` }, again: true,
+    });
   });
 });

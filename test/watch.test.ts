@@ -112,20 +112,39 @@ describe('fstab watching', function () {
 });
 
 describe('fstab lines whose tunnel cannot be made', function () {
-  it('count in efs_relay_fstab_lines_invalid with the cause in the log, and get their tunnel at the next change of fstab', async () => {
+  it('count in efs_relay_fstab_lines_invalid with the cause logged once, and get their tunnel once the cause is gone, without an edit of fstab', async () => {
     // One port only, taken by an efsctl tunnel: the fstab line's tunnel fails with PORTS_EXHAUSTED.
-    const daemon = await new Daemon(daemonConfig(20660, { port_range: { first: 20660, last: 20660 }, metrics: { listen: '127.0.0.1:19814' } })).start();
+    const daemon = await new Daemon(daemonConfig(20660, { port_range: { first: 20660, last: 20660 }, metrics: { listen: '127.0.0.1:19814' }, log: { level: 'debug' } })).start();
     const invalid = (): Promise<string | undefined> => daemon.scrapedValue('efs_relay_fstab_lines_invalid');
+    const warned = (): number => daemon.logs.split('warn fstab.line_invalid fs=fs-0f0c0002 code=PORTS_EXHAUSTED').length - 1;
     try {
       expect((await daemon.efsctl('add', 'fs-0f0c0001', '-o', 'region=us-east-1')).code).to.equal(0);
       writeFileSync(daemon.fstab, 'fs-0f0c0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');
       await waitFor('the line counted', async () => (await invalid()) === '1', 3_000);
-      expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=fs-0f0c0002 code=PORTS_EXHAUSTED msg=".*fstab:1: [^"]*; no tunnel for this line" line=1/);
-      // A freed port is not taken by itself: the line is read again when fstab changes (or at mount, which makes the tunnel).
+      expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=fs-0f0c0002 code=PORTS_EXHAUSTED msg=".*fstab:1: [^"]*; no tunnel for this line yet: tried again in 5 s, then less often, and at each change of fstab" line=1/);
+      // Tried again (after 5 s), the cause unchanged: logged once while it lasts.
+      await waitFor('a try again', () => daemon.logs.includes('debug fstab.retried fs=- code=- msg="tried again the lines whose tunnel failed: 1 still without a tunnel" failed=1'), 15_000);
+      expect(warned(), 'logged once while it lasts').to.equal(1);
+      expect(await invalid()).to.equal('1');
+      // The port freed, the line gets its tunnel on the next try, with fstab untouched.
       expect((await daemon.efsctl('stop', 'fs-0f0c0001')).code).to.equal(0);
-      writeFileSync(daemon.fstab, '# edited\nfs-0f0c0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');
-      await waitFor('the line\'s tunnel', () => has(daemon, 'fs-0f0c0002'), 3_000);
+      await waitFor('the line\'s tunnel', () => has(daemon, 'fs-0f0c0002'), 30_000);
       expect(await invalid()).to.equal('0');
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('log every problem again when fstab is edited', async () => {
+    const daemon = await new Daemon(daemonConfig(20660, { port_range: { first: 20660, last: 20660 } })).start();
+    const count = (s: string): number => daemon.logs.split(s).length - 1;
+    try {
+      expect((await daemon.efsctl('add', 'fs-0f0c0003', '-o', 'region=us-east-1')).code).to.equal(0);
+      writeFileSync(daemon.fstab, 'fs-0f0c0004 /mnt/b efs _netdev,tls,region=us-east-1 0 0\nfs-0f0c0005 /mnt/c efs _netdev,tls,accesspoint=fsap-1,region=us-east-1 0 0\n');
+      await waitFor('both lines logged', () => count('code=PORTS_EXHAUSTED') === 1 && count('fs=fs-0f0c0005 code=BAD_OPTION') === 1, 3_000);
+      writeFileSync(daemon.fstab, '# edited\nfs-0f0c0004 /mnt/b efs _netdev,tls,region=us-east-1 0 0\nfs-0f0c0005 /mnt/c efs _netdev,tls,accesspoint=fsap-1,region=us-east-1 0 0\n');
+      await waitFor('both logged again after the edit', () => count('code=PORTS_EXHAUSTED') === 2 && count('fs=fs-0f0c0005 code=BAD_OPTION') === 2, 3_000);
+      expect(daemon.logs).to.contain('fstab:2: ');
     } finally {
       await daemon.stop();
     }

@@ -1,7 +1,9 @@
 // An EC2 instance metadata service stand-in on loopback: the token and the
 // region, as IMDS answers them. `v2` refuses a request without a valid token
 // (an instance that requires IMDSv2); `v1` has no token endpoint (the
-// fallback efs-utils takes); `silent` accepts the connection and never answers.
+// fallback efs-utils takes); `silent` accepts the connection and never answers;
+// `busy` answers HTTP 503 to everything. `mode` may change while it runs, as a
+// service that comes up late does.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -12,13 +14,19 @@ export interface MetadataRequest {
   ttl: string | null;
 }
 
+export type MetadataMode = 'v2' | 'v1' | 'silent' | 'busy';
+
 export class InstanceMetadataStandIn {
   readonly requests: MetadataRequest[] = [];
   private server: Server | null = null;
   /** The session token it hands out, and the only one it answers the region to in v2 mode. */
   readonly token = `token-${Math.random().toString(36).slice(2)}`;
 
-  constructor(private readonly opts: { host: string; mode: 'v2' | 'v1' | 'silent'; region: string }) {}
+  constructor(private readonly opts: { host: string; mode: MetadataMode; region: string }) {}
+
+  set mode(mode: MetadataMode) {
+    this.opts.mode = mode;
+  }
 
   get url(): string {
     return `http://${this.opts.host}:${(this.server!.address() as AddressInfo).port}`;
@@ -37,6 +45,7 @@ export class InstanceMetadataStandIn {
     const header = (name: string): string | null => (typeof req.headers[name] === 'string' ? req.headers[name] : null);
     this.requests.push({ method: req.method ?? '', path: req.url ?? '', token: header('x-aws-ec2-metadata-token'), ttl: header('x-aws-ec2-metadata-token-ttl-seconds') });
     if (this.opts.mode === 'silent') return; // the request hangs until the client gives up
+    if (this.opts.mode === 'busy') return void res.writeHead(503).end();
     if (req.method === 'PUT' && req.url === '/latest/api/token') {
       if (this.opts.mode === 'v1') return void res.writeHead(404).end();
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end(this.token);
