@@ -14,7 +14,7 @@ import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore } from '../daemon/state.js';
 import { METADATA_NOT_ASKED, joinHost, resolveTarget } from '../daemon/target.js';
-import type { MetadataRegion } from '../daemon/instance-region.js';
+import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import type { TunnelView } from '../daemon/tunnels.js';
@@ -316,13 +316,15 @@ function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metada
 
 /**
  * Where the region of a file system that names none comes from: efs.region,
- * or what instance metadata told the daemon. Informational: a mount that
+ * or what instance metadata told the daemon (or doctor, when the daemon is down). Informational: a mount that
  * names its region needs neither, and fstab lines that need one are judged
  * by the fstab check.
  */
-function regionCheck(cfg: Config, metadata: MetadataRegion): Check {
+function regionCheck(cfg: Config, metadata: MetadataRegion, from: 'efs-relayd' | 'doctor'): Check {
   if (cfg.efs.region !== '') return ok('region', `file systems that name no region are in ${cfg.efs.region} (efs.region)`);
-  if (metadata.region !== null) return ok('region', `file systems that name no region are in ${metadata.region} (instance metadata, as efs-relayd last heard it)`);
+  if (metadata.region !== null) {
+    return ok('region', `file systems that name no region are in ${metadata.region} (instance metadata, ${from === 'doctor' ? 'asked by doctor, since efs-relayd does not answer' : 'as efs-relayd last heard it'})`);
+  }
   return ok('region', `no default region: ${metadata.why}; each mount names its region (region= or AWS_REGION), or set efs.region`);
 }
 
@@ -394,8 +396,9 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
   checks.push(await osCheck(), await kernelNfsCheck(), await mountHelperCheck(cfg));
   let tunnels: TunnelView[] = [];
   let daemonPid: number | null = null;
-  // The daemon's answer from instance metadata; without the daemon, fstab lines are judged without one.
+  // The daemon's answer from instance metadata; without the daemon, doctor asks it the same way.
   let metadata: MetadataRegion = METADATA_NOT_ASKED;
+  let metadataFrom: 'efs-relayd' | 'doctor' = 'efs-relayd';
   try {
     const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number; config?: ConfigStatus; instance_region?: MetadataRegion };
     metadata = v.instance_region ?? METADATA_NOT_ASKED;
@@ -405,9 +408,14 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
     checks.push(await fdCheck(v.pid), await configCheck(v.config));
   } catch (err) {
     checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
+    // So that fstab lines that name no region are judged as the daemon will judge them at the next boot.
+    if (cfg.efs.region === '' && cfg.efs.metadata_url !== '') {
+      metadata = (await regionFromMetadata(cfg.efs.metadata_url)).result;
+      metadataFrom = 'doctor';
+    }
   }
   checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
-  checks.push(regionCheck(cfg, metadata));
+  checks.push(regionCheck(cfg, metadata, metadataFrom));
   const fstab = await fstabChecks(cfg, metadata);
   checks.push(...fstab.checks);
   checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels, fstab.entries), await clockCheck());

@@ -136,6 +136,33 @@ describe('the region from instance metadata', function () {
   });
 });
 
+describe('efsctl doctor with efs-relayd down', function () {
+  it('asks instance metadata itself, so that an fstab line that names no region is judged as the daemon will judge it at boot', async () => {
+    const imds = await new InstanceMetadataStandIn({ host: HOST, mode: 'v2', region: 'sa-east-1' }).start();
+    const daemon = new Daemon(daemonConfig(21050, { efs: { metadata_url: imds.url } })); // never started
+    try {
+      writeFileSync(daemon.fstab, `fs-0e00000b /mnt/a efs _netdev,tls,mounttargetip=${HOST} 0 0\n`);
+      const doctor = async (): Promise<DoctorReport> =>
+        JSON.parse((await run(join(BIN, 'efsctl'), ['--config', daemon.configFile, 'doctor', '--json'], { env: NO_REGION_ENV })).stdout) as DoctorReport;
+      const report = await doctor();
+      expect(report.checks.find((c) => c.name === 'daemon')?.status).to.equal('fail');
+      expect(report.checks.find((c) => c.name === 'region')).to.deep.include({
+        status: 'ok', message: 'file systems that name no region are in sa-east-1 (instance metadata, asked by doctor, since efs-relayd does not answer)',
+      });
+      expect(report.checks.find((c) => c.name === 'fstab')).to.deep.include({ status: 'ok', message: `1 efs line in ${daemon.fstab}, each valid` });
+      expect(imds.requests.map((r) => r.path)).to.deep.equal(['/latest/api/token', '/latest/meta-data/placement/region']);
+
+      // A metadata service that refuses: the line fails as it would at boot, saying why.
+      imds.mode = 'busy';
+      const refused = await doctor();
+      expect(refused.checks.find((c) => c.name === 'fstab line 1')).to.deep.include({ status: 'fail' });
+      expect(refused.checks.find((c) => c.name === 'fstab line 1')?.message).to.contain(`instance metadata at ${imds.url} answered HTTP 503 for a token; line skipped`);
+    } finally {
+      await imds.stop();
+    }
+  });
+});
+
 describe('asking instance metadata for the region', function () {
   it('says what was wrong, and whether it may pass: an answer that is not a region, a refused token and region, a busy service, a closed port', async () => {
     const odd = await new InstanceMetadataStandIn({ host: HOST, mode: 'v2', region: '<html>captive portal</html>' }).start();
