@@ -19,6 +19,7 @@ import { parseCaBundle } from '../daemon/tls-policy.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import type { ConfigStatus } from '../daemon/config-reload.js';
+import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
 
@@ -333,7 +334,7 @@ function regionCheck(cfg: Config, metadata: MetadataRegion, from: 'efs-relayd' |
  * line that gets no tunnel or whose mount would be refused), so a line the
  * daemon only logged is seen before the next boot tries to mount it.
  */
-async function fstabChecks(cfg: Config, metadata: MetadataRegion): Promise<{ checks: Check[]; entries: FstabEntry[] }> {
+async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: FstabStatus | null): Promise<{ checks: Check[]; entries: FstabEntry[] }> {
   let parsed;
   try {
     parsed = await readFstab(cfg.fstab);
@@ -341,14 +342,21 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion): Promise<{ che
     return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [] };
   }
   const { problems } = planFstab(parsed, cfg, metadata);
-  const lines = parsed.entries.length + parsed.problems.length;
-  if (problems.length === 0) {
+  const checks = problems.map((p) => ({ line: p.line, check: bad(`fstab line ${p.line}`, 'fail', `${cfg.fstab}:${p.line}: ${p.message}`,
+    `Correct the line or remove it; until then a mount of this line at boot fails. ${p.hint} [${p.code}]`) }));
+  // What only the daemon knows: a valid line whose tunnel could not be made (no free port, a full state dir).
+  const judged = new Set(problems.map((p) => p.line));
+  for (const f of daemonSaw?.file === resolve(cfg.fstab) ? daemonSaw.failures : []) {
+    if (judged.has(f.line)) continue;
+    checks.push({ line: f.line, check: bad(`fstab line ${f.line}`, 'fail', `${cfg.fstab}:${f.line}: ${f.message}; efs-relayd has no tunnel for this line yet`,
+      `${f.hint} efs-relayd tries the line again on its own; until it succeeds, a mount of this line fails. [${f.code}]`) });
+  }
+  if (checks.length === 0) {
+    const lines = parsed.entries.length + parsed.problems.length;
     const text = lines === 0 ? `no efs lines in ${cfg.fstab}` : `${lines} efs line${lines === 1 ? '' : 's'} in ${cfg.fstab}, each valid`;
     return { checks: [ok('fstab', text)], entries: parsed.entries };
   }
-  const checks = problems.map((p) => bad(`fstab line ${p.line}`, 'fail', `${cfg.fstab}:${p.line}: ${p.message}`,
-    `Correct the line or remove it; until then a mount of this line at boot fails. ${p.hint} [${p.code}]`));
-  return { checks, entries: parsed.entries };
+  return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: parsed.entries };
 }
 
 async function dnsCheck(t: FsTarget): Promise<Check> {
@@ -399,10 +407,13 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
   // The daemon's answer from instance metadata; without the daemon, doctor asks it the same way.
   let metadata: MetadataRegion = METADATA_NOT_ASKED;
   let metadataFrom: 'efs-relayd' | 'doctor' = 'efs-relayd';
+  let fstabSeen: FstabStatus | null = null;
   try {
     const v = (await call(socket, 'version', {}, TIMEOUT_MS)) as { version: string; pid: number; config?: ConfigStatus; instance_region?: MetadataRegion };
     metadata = v.instance_region ?? METADATA_NOT_ASKED;
     tunnels = ((await call(socket, 'list', {}, TIMEOUT_MS)) as { tunnels: TunnelView[] }).tunnels;
+    // An older daemon has no `fstab` method: doctor then judges the lines alone.
+    fstabSeen = (await call(socket, 'fstab', {}, TIMEOUT_MS).catch(() => null)) as FstabStatus | null;
     daemonPid = v.pid;
     checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
     checks.push(await fdCheck(v.pid), await configCheck(v.config));
@@ -416,7 +427,7 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
   }
   checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
   checks.push(regionCheck(cfg, metadata, metadataFrom));
-  const fstab = await fstabChecks(cfg, metadata);
+  const fstab = await fstabChecks(cfg, metadata, fstabSeen);
   checks.push(...fstab.checks);
   checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels, fstab.entries), await clockCheck());
   const fs = targets(cfg, tunnels, fstab.entries, metadata);

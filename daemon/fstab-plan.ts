@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import type { FstabEntry, FstabProblem } from './fstab.js';
 import { tunnelOptions, type MountOptions } from './options.js';
 import { resolveTarget } from './target.js';
+import { requestedPort } from './ports.js';
 import type { MetadataRegion } from './instance-region.js';
 import { caFileFor } from './tls-policy.js';
 
@@ -56,6 +57,8 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
   const wanted = new Map<string, MountOptions>();
   const lineOf = new Map<string, number>();
   const identities = new Map<string, TunnelIdentity>();
+  /** tlsport= of each wanted file system's line: a port serves one file system. */
+  const portOwners = new Map<number, string>();
   const problems: FstabLineProblem[] = parsed.problems.map((p) => ({
     line: p.line, fsId: null, code: 'BAD_OPTION', message: `${p.message}; line skipped`,
     hint: 'An efs line is `FS_ID[:/PATH] DIR efs OPTIONS 0 0`, as fstab(5) describes; escape a space in a path as \\040.',
@@ -63,9 +66,11 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
   for (const e of parsed.entries) {
     let options: MountOptions;
     let id: TunnelIdentity;
+    let port: number | null;
     try {
       options = tunnelOptions({ tls: null, ...e.options });
       id = identity(e.fsId, options, cfg, metadata);
+      port = requestedPort(options, cfg);
     } catch (err) {
       const { code, message, hint } = asRelayError(err);
       // A noauto line is mounted by hand, where AWS_REGION may name the region.
@@ -88,6 +93,16 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
       }
       continue;
     }
+    const owner = port === null ? undefined : portOwners.get(port);
+    if (port !== null && owner !== undefined) {
+      problems.push({
+        line: e.line, fsId: e.fsId, code: 'PORT_TAKEN',
+        message: `tlsport ${port} is also asked for ${owner} on line ${lineOf.get(owner)}; a port serves one file system, so this line gets no tunnel and its mount would be refused`,
+        hint: 'Give each file system its own tlsport=, or leave tlsport= out so that the daemon picks a free port.',
+      });
+      continue;
+    }
+    if (port !== null) portOwners.set(port, e.fsId);
     wanted.set(e.fsId, options);
     lineOf.set(e.fsId, e.line);
     identities.set(e.fsId, id);

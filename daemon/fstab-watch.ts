@@ -6,7 +6,7 @@
 // anyone editing fstab.
 import { basename, dirname, resolve } from 'node:path';
 import { DirWatch } from './dir-watch.js';
-import { asRelayError } from './errors.js';
+import { asRelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { readFstab } from './fstab.js';
@@ -20,13 +20,29 @@ const DEBOUNCE_MS = 100;
 const RETRY_FIRST_MS = 5_000;
 const RETRY_MAX_MS = 60_000;
 
+/** An fstab line the daemon could not make a tunnel for, though the line itself is valid; tried again on its own. */
+export interface FstabFailure {
+  line: number;
+  fs_id: string;
+  code: ErrorCode;
+  message: string;
+  hint: string;
+}
+
+/** What the control socket tells of fstab (doctor shows it beside the lines it judges itself). */
+export interface FstabStatus {
+  readonly file: string;
+  readonly failures: readonly FstabFailure[];
+}
+
 /** Why fstab is applied: the file changed (or start), a retry of failed lines, or the instance's region became known. */
 type Cause = 'changed' | 'retry' | 'region';
 
-export class FstabWatcher {
+export class FstabWatcher implements FstabStatus {
   private readonly watch: DirWatch;
   private running: Promise<void> = Promise.resolve();
-  private readonly file: string;
+  readonly file: string;
+  failures: FstabFailure[] = [];
   private invalid = 0;
   /** Problems logged since fstab last changed: a retry logs only what is new, a change of the file all again. */
   private reported = new ReportOnce();
@@ -108,6 +124,7 @@ export class FstabWatcher {
     for (const p of found) if (fresh.has(key(p))) this.log.warn('fstab.line_invalid', p);
     if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${failed.length} still without a tunnel`, failed: failed.length });
     this.invalid = found.length;
+    this.failures = failed.map((f) => ({ line: plan.lineOf.get(f.fsId) as number, fs_id: f.fsId, code: f.error.code, message: f.error.message, hint: f.error.hint }));
     this.scheduleRetry(failed.length > 0);
   }
 

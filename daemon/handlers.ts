@@ -11,6 +11,7 @@ import type { RegionEnv } from './target.js';
 import { VERSION } from './version.js';
 import type { ConfigStatus, ReloadOutcome, ReloadResult } from './config-reload.js';
 import type { RegionSource } from './instance-region.js';
+import type { FstabStatus } from './fstab-watch.js';
 
 const SOURCES: readonly RecordSource[] = ['efsctl', 'mount.efs', 'fstab', 'manual'];
 
@@ -53,7 +54,9 @@ export interface ConfigControl {
   status(): ConfigStatus;
 }
 
-export function controlHandlers(manager: TunnelManager, mounter: Mounter, startedAt: Date, config: ConfigControl, region: RegionSource): Record<string, Handler> {
+export function controlHandlers(
+  manager: TunnelManager, mounter: Mounter, startedAt: Date, config: ConfigControl, region: RegionSource, fstab: FstabStatus,
+): Record<string, Handler> {
   return {
     ping: () => ({ pong: true }),
     version: () => ({
@@ -86,6 +89,8 @@ export function controlHandlers(manager: TunnelManager, mounter: Mounter, starte
     detach: (p) => mounter.detach(str(p, 'dir', true)),
     list: () => ({ tunnels: manager.list(), unencrypted_mounts: manager.unencrypted }),
     status: (p) => manager.status(str(p, 'fs_id', true)),
+    // Valid fstab lines that got no tunnel at the latest try, so that doctor shows what only the daemon can know.
+    fstab: () => ({ file: fstab.file, failures: fstab.failures }),
     stop: (p) => {
       return manager.stop(str(p, 'fs_id', true), bool(p, 'force'));
     },

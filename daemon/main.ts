@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   const prober = new Prober(cfg, manager);
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
-  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region), log);
+  const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region, fstabWatcher), log);
   const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader, fstabWatcher), manager, log);
 
   let started = false;

@@ -12,7 +12,7 @@ import { joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.j
 import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
 import { warnIfExposed } from './file-trust.js';
 import type { RegionSource } from './instance-region.js';
-import { pickPort } from './ports.js';
+import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
 
@@ -390,11 +390,8 @@ export class TunnelManager {
   private async addLocked(req: AddRequest): Promise<AddResult> {
     const options = tunnelOptions(req.options);
     const target = resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current);
-    const wantPort = options.tlsport === undefined ? null : Number(options.tlsport);
+    const wantPort = requestedPort(options, this.cfg);
     const { first, last } = this.cfg.port_range;
-    if (wantPort !== null && (wantPort < first || wantPort > last)) {
-      throw new RelayError('PORT_OUT_OF_RANGE', `tlsport ${wantPort} is outside the configured port range ${first}-${last}`);
-    }
 
     const existing = this.tunnels.get(req.fsId);
     if (existing) {

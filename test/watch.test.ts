@@ -7,6 +7,7 @@ import { Daemon, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
 import { daemonConfig } from './helpers/fixtures.js';
 import type { TunnelView } from '../daemon/tunnels.js';
+import type { DoctorReport } from '../cli/doctor.js';
 
 async function tunnels(d: Daemon): Promise<TunnelView[]> {
   return (await d.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
@@ -122,6 +123,14 @@ describe('fstab lines whose tunnel cannot be made', function () {
       writeFileSync(daemon.fstab, 'fs-0f0c0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');
       await waitFor('the line counted', async () => (await invalid()) === '1', 3_000);
       expect(daemon.logs).to.match(/warn fstab\.line_invalid fs=fs-0f0c0002 code=PORTS_EXHAUSTED msg=".*fstab:1: [^"]*; no tunnel for this line yet: tried again in 5 s, then less often, and at each change of fstab" line=1/);
+      // doctor shows it too, though by its own rules the line is valid: only the daemon knows the port is gone.
+      const doctor = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      expect(doctor.checks.find((c) => c.name.startsWith('fstab'))).to.deep.equal({
+        name: 'fstab line 1', status: 'fail',
+        message: `${daemon.fstab}:1: Every port in 20660-20660 is in use; efs-relayd has no tunnel for this line yet`,
+        fix: 'Stop unused tunnels (`efsctl list`), unmount what `efsctl stop --force` left mounted, or widen port_range in the config file. ' +
+          'efs-relayd tries the line again on its own; until it succeeds, a mount of this line fails. [PORTS_EXHAUSTED]',
+      });
       // Tried again (after 5 s), the cause unchanged: logged once while it lasts.
       await waitFor('a try again', () => daemon.logs.includes('debug fstab.retried fs=- code=- msg="tried again the lines whose tunnel failed: 1 still without a tunnel" failed=1'), 15_000);
       expect(warned(), 'logged once while it lasts').to.equal(1);

@@ -62,6 +62,27 @@ describe('fstab plan', () => {
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000004']);
   });
 
+  it('refuses a tlsport outside port_range, and a tlsport another file system\'s line asked for first, as the daemon would', () => {
+    const p = plan([
+      'fs-0a000001 /mnt/a efs tls,region=us-east-1,tlsport=30000 0 0',
+      'fs-0a000002 /mnt/b efs tls,region=us-east-1,tlsport=20100 0 0',
+      'fs-0a000003 /mnt/c efs tls,region=us-east-1,tlsport=20100 0 0',
+      'fs-0a000002:/sub /mnt/b2 efs tls,region=us-east-1,tlsport=20100 0 0',
+    ]);
+    expect(p.problems).to.deep.equal([
+      {
+        line: 1, fsId: 'fs-0a000001', code: 'PORT_OUT_OF_RANGE', message: 'tlsport 30000 is outside the configured port range 20049-21048; line skipped',
+        hint: 'Pick a tlsport= inside port_range, or widen port_range in the config file.',
+      },
+      {
+        line: 3, fsId: 'fs-0a000003', code: 'PORT_TAKEN',
+        message: 'tlsport 20100 is also asked for fs-0a000002 on line 2; a port serves one file system, so this line gets no tunnel and its mount would be refused',
+        hint: 'Give each file system its own tlsport=, or leave tlsport= out so that the daemon picks a free port.',
+      },
+    ]);
+    expect([...p.wanted.keys()], 'a later line of the same file system shares its port').to.deep.equal(['fs-0a000002']);
+  });
+
   it('takes the region from the config file, or else from instance metadata, for a line that names none', () => {
     const cfg = defaultConfig();
     cfg.efs.region = 'ap-south-1';
