@@ -39,6 +39,25 @@ export interface DoctorReport {
 }
 
 const TIMEOUT_MS = 3_000;
+/** File systems whose name and port are checked at the same time. */
+const FS_CHECKS_AT_ONCE = 8;
+
+/** Run the tasks, at most `n` at a time; their results in the tasks' order. */
+function pooled<T>(tasks: Array<() => Promise<T>>, n: number): Array<Promise<T>> {
+  const done: Array<(r: Promise<T>) => void> = [];
+  const results = tasks.map(() => new Promise<T>((resolve) => done.push(resolve)));
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < tasks.length) {
+      const i = next++;
+      const r = (tasks[i] as () => Promise<T>)();
+      (done[i] as (r: Promise<T>) => void)(r);
+      await r.catch(() => undefined); // the caller sees the failure through results[i]
+    }
+  };
+  for (let k = 0; k < Math.min(n, tasks.length); k++) void worker();
+  return results;
+}
 
 const ok = (name: string, message: string): Check => ({ name, status: 'ok', message, fix: null });
 const bad = (name: string, status: 'warn' | 'fail', message: string, fix: string): Check => ({ name, status, message, fix });
@@ -399,9 +418,21 @@ async function metricsCheck(cfg: Config): Promise<Check> {
   }
 }
 
-export async function doctor(cfg: Config, configFile: string, socket: string): Promise<DoctorReport> {
+/**
+ * Every check, in a fixed order. `onCheck` sees each one as soon as it is made, so that a person watching sees
+ * progress while a name or port that does not answer takes its few seconds.
+ */
+export async function doctor(cfg: Config, configFile: string, socket: string, onCheck: (c: Check) => void = () => {}): Promise<DoctorReport> {
   const checks: Check[] = [];
-  checks.push(await osCheck(), await kernelNfsCheck(), await mountHelperCheck(cfg));
+  const add = (...made: Check[]): void => {
+    for (const c of made) {
+      checks.push(c);
+      onCheck(c);
+    }
+  };
+  add(await osCheck());
+  add(await kernelNfsCheck());
+  add(await mountHelperCheck(cfg));
   let tunnels: TunnelView[] = [];
   let daemonPid: number | null = null;
   // The daemon's answer from instance metadata; without the daemon, doctor asks it the same way.
@@ -415,36 +446,46 @@ export async function doctor(cfg: Config, configFile: string, socket: string): P
     // An older daemon has no `fstab` method: doctor then judges the lines alone.
     fstabSeen = (await call(socket, 'fstab', {}, TIMEOUT_MS).catch(() => null)) as FstabStatus | null;
     daemonPid = v.pid;
-    checks.push(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
-    checks.push(await fdCheck(v.pid), await configCheck(v.config));
+    add(ok('daemon', `efs-relayd ${v.version} (pid ${v.pid}) answers on ${socket}, ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}`));
+    add(await fdCheck(v.pid));
+    add(await configCheck(v.config));
   } catch (err) {
-    checks.push(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
+    add(bad('daemon', 'fail', (err as Error).message, 'Start it with `systemctl start efs-relayd` (or run `efs-relayd` as root).'));
     // So that fstab lines that name no region are judged as the daemon will judge them at the next boot.
     if (cfg.efs.region === '' && cfg.efs.metadata_url !== '') {
       metadata = (await regionFromMetadata(cfg.efs.metadata_url)).result;
       metadataFrom = 'doctor';
     }
   }
-  checks.push(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
-  checks.push(regionCheck(cfg, metadata, metadataFrom));
+  add(await tunnelMountsCheck(cfg, tunnels, { socket, pid: daemonPid }));
+  add(regionCheck(cfg, metadata, metadataFrom));
   const fstab = await fstabChecks(cfg, metadata, fstabSeen);
-  checks.push(...fstab.checks);
-  checks.push(await stateDirCheck(cfg), await caBundleCheck(cfg), await trustFilesCheck(cfg, configFile, tunnels, fstab.entries), await clockCheck());
+  add(...fstab.checks);
+  add(await stateDirCheck(cfg));
+  add(await caBundleCheck(cfg));
+  add(await trustFilesCheck(cfg, configFile, tunnels, fstab.entries));
+  add(await clockCheck());
   const fs = targets(cfg, tunnels, fstab.entries, metadata);
-  if (fs.length === 0) checks.push(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
-  for (const t of fs) checks.push(await dnsCheck(t), await reachCheck(t, cfg.efs.port));
-  checks.push(await metricsCheck(cfg));
+  if (fs.length === 0) add(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
+  // Several file systems at once: each one that does not answer costs up to TIMEOUT_MS per check.
+  const perFs = pooled(fs.map((t) => () => Promise.all([dnsCheck(t), reachCheck(t, cfg.efs.port)])), FS_CHECKS_AT_ONCE);
+  for (const both of perFs) add(...(await both));
+  add(await metricsCheck(cfg));
   const summary: Record<Status, number> = { ok: 0, warn: 0, fail: 0 };
   for (const c of checks) summary[c.status]++;
   return { checks, summary };
 }
 
-export function formatReport(r: DoctorReport): string {
-  const width = Math.max(...r.checks.map((c) => c.name.length));
-  const lines = r.checks.flatMap((c) => [
-    `${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.message}`,
-    ...(c.fix ? [`${' '.repeat(6 + width)}  fix: ${c.fix}`] : []),
-  ]);
-  lines.push('', `${r.summary.ok} ok, ${r.summary.warn} warn, ${r.summary.fail} fail`);
-  return lines.join('\n');
+/** The name column fits every fixed check name; a longer one (a file system's) pushes its message right. */
+const NAME_WIDTH = 12;
+
+/** One check as doctor prints it, printed as soon as it is made: the fix under a problem. */
+export function formatCheck(c: Check): string {
+  const width = Math.max(NAME_WIDTH, c.name.length);
+  return [`${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.message}`, ...(c.fix ? [`${' '.repeat(6 + NAME_WIDTH)}  fix: ${c.fix}`] : [])].join('\n');
+}
+
+/** The count that ends doctor's output. */
+export function formatSummary(r: DoctorReport): string {
+  return `\n${r.summary.ok} ok, ${r.summary.warn} warn, ${r.summary.fail} fail`;
 }

@@ -11,7 +11,7 @@ import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
 import { DEFAULT_SOCKET, call, callerRegionEnv } from './client.js';
-import { doctor, formatReport } from './doctor.js';
+import { doctor, formatCheck, formatSummary } from './doctor.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../daemon/config.js';
 import { tunnelDetail, tunnelTable } from './format.js';
 import { daemonsRunning, type RunningDaemon } from './running-daemon.js';
@@ -236,8 +236,10 @@ async function run(p: Parsed): Promise<void> {
       return;
     }
     case 'doctor': {
-      const report = await doctor(p.config, p.configFile, p.socket);
-      out(report, formatReport(report));
+      // A person sees each check as it is made; a script gets the whole report at the end.
+      const report = await doctor(p.config, p.configFile, p.socket, p.json ? undefined : (c) => print(formatCheck(c)));
+      if (p.json) out(report, '');
+      else print(formatSummary(report));
       if (report.summary.fail > 0) process.exitCode = EXIT.failed;
       return;
     }

@@ -1,10 +1,12 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startStunnelClient } from './bench/paths.js';
-import { commandMissing, Daemon, escapeRegExp, skipIf, waitFor } from './helpers/daemon.js';
+import { BIN, commandMissing, Daemon, escapeRegExp, skipIf, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import type { Check, DoctorReport } from '../cli/doctor.js';
@@ -270,6 +272,40 @@ describe('efsctl doctor', function () {
       message: `/mnt/live (port ${port}, served by efs-relayd pid ${daemon.pid}): that efs-relayd does not answer on /nonexistent/control.sock`,
       fix: 'Point efsctl at the control socket that daemon uses (--socket, or control_socket in the file given with --config).',
     });
+  });
+
+  it('prints each check as it is made, so that a mount target that does not answer shows progress, not silence, and fails with CONNECT_TIMEOUT', async () => {
+    // A listener that never accepts: once its queue of 2 is full, the kernel drops every further SYN, as a security group does.
+    const host = '127.0.0.61';
+    const stuck = spawn(process.execPath, ['-e', `require('node:net').createServer().listen({ port: 2049, host: '${host}', backlog: 1 }, () => {
+      process.stdout.write('ready\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); })`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const fillers: Socket[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stuck.stdout.once('data', () => resolve());
+        stuck.once('exit', (c) => reject(new Error(`the listener on ${host}:2049 exited with ${c} before it listened`)));
+      });
+      for (let i = 0; i < 2; i++) fillers.push(await new Promise<Socket>((resolve) => { const c: Socket = connect(2049, host, () => resolve(c)); }));
+      const config = parse(readFileSync(daemon.configFile, 'utf8')) as Record<string, unknown>;
+      config.fstab = join(daemon.dir, 'doctor-stuck-fstab');
+      writeFileSync(config.fstab as string, `fs-0f0d0001 /mnt/s efs _netdev,tls,region=us-east-1,mounttargetip=${host} 0 0\n`);
+      writeFileSync(join(daemon.dir, 'doctor-stuck-config.yaml'), stringify(config));
+
+      const doctor = spawn(join(BIN, 'efsctl'), ['--config', join(daemon.dir, 'doctor-stuck-config.yaml'), 'doctor'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const chunks: string[] = [];
+      doctor.stdout.setEncoding('utf8').on('data', (d: string) => chunks.push(d));
+      const code = await new Promise<number | null>((resolve) => doctor.on('close', resolve));
+      const all = chunks.join('');
+      expect(code).to.equal(1);
+      expect(all).to.match(new RegExp(`^fail {2}reach fs-0f0d0001 {2}TCP ${escapeRegExp(host)}:2049 did not answer within 3 s\n +fix: Allow TCP 2049 from this host in the mount target's security group\. \\[CONNECT_TIMEOUT\\]$`, 'm'));
+      // The checks before it were out while it waited, not all at the end.
+      const reachAt = chunks.findIndex((c) => c.includes('reach fs-0f0d0001'));
+      expect(chunks.slice(0, reachAt).join('')).to.match(/^ok {4}os {12}\S/m).and.to.contain('clock');
+      expect(all.trimEnd().split('\n').at(-1)).to.match(/^\d+ ok, \d+ warn, \d+ fail$/);
+    } finally {
+      for (const c of fillers) c.destroy();
+      stuck.kill('SIGKILL');
+    }
   });
 
   it('says that every mount through a tunnel port waits while the daemon is not answering', async () => {
