@@ -12,6 +12,7 @@ import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
 import { DEFAULT_SOCKET, call, callerRegionEnv } from './client.js';
 import { doctor, formatCheck, formatSummary } from './doctor.js';
+import { takeover } from './takeover.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../daemon/config.js';
 import { tunnelDetail, tunnelTable } from './format.js';
 import { daemonsRunning, type RunningDaemon } from './running-daemon.js';
@@ -28,6 +29,8 @@ Verbs:
   stop FS_ID [--force]    stop a tunnel (refused while mounted, unless --force)
   reload [--json]         make the daemon read its config file again; says what it applied
                           and what waits for a restart (systemctl reload runs this)
+  takeover DIR [--json]   move a mount that an amazon-efs-utils stunnel serves onto an efs-relay
+                          tunnel on the same local port, without unmounting it
   version [--json]        versions of efsctl and of the running daemon
   doctor [--json]         check this host for what EFS over TLS needs, and say what to fix
 
@@ -72,6 +75,7 @@ const VERB_FLAGS: Record<string, { args: number; flags: string[]; usage: string 
   stop: { args: 1, flags: ['force', 'json', 'wait'], usage: 'FS_ID' },
   version: { args: 0, flags: ['json', 'wait'], usage: '' },
   reload: { args: 0, flags: ['json', 'wait'], usage: '' },
+  takeover: { args: 1, flags: ['json', 'wait'], usage: 'DIR' },
   // doctor reports a daemon that is down; it does not wait for one.
   doctor: { args: 0, flags: ['json'], usage: '' },
 };
@@ -233,6 +237,16 @@ async function run(p: Parsed): Promise<void> {
         `\nNot applied until efs-relayd restarts: ${res.restart_needed.join(', ')} (the daemon keeps the value${one ? '' : 's'} it started with; ` +
         `systemctl restart efs-relayd applies ${one ? 'it' : 'them'}, and open NFS connections then reconnect)`;
       out(res, `Reloaded ${res.file}: ${res.applied.length > 0 ? `applied ${res.applied.join(', ')}` : 'no change that a reload applies'}${pending}`);
+      return;
+    }
+    case 'takeover': {
+      const dir = resolve(p.args[0] as string);
+      const res = await takeover(dir, p.config, ask, waiting);
+      const t = res.tunnel;
+      const tunnel = `the tunnel of ${t.fs_id} on 127.0.0.1:${t.port} → ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`;
+      out(res, res.already
+        ? `${dir} already goes through efs-relay: ${tunnel}`
+        : `${dir} moved from stunnel pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`);
       return;
     }
     case 'doctor': {

@@ -2,7 +2,7 @@
 // that goes through a port no tunnel of the answering daemon has (an
 // efs-utils stunnel, or an efs-relayd that efsctl is not talking to).
 // CLI side only: systeminformation runs netstat or ss.
-import { readFile } from 'node:fs/promises';
+import { commandLine } from './processes.js';
 import si from 'systeminformation';
 
 export interface Listener {
@@ -22,8 +22,7 @@ export function isRelaydArg(arg: string): boolean {
 
 async function runsRelayd(pid: number, name: string | null): Promise<boolean> {
   if (name === 'efs-relayd') return true;
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.split('\0').some(isRelaydArg);
+  return (await commandLine(pid)).some(isRelaydArg);
 }
 
 /** The listener on 127.0.0.1 for each of the ports; a port nobody could be found for is left out. */

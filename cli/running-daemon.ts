@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../daemon/config.js';
 import { isRelaydArg } from './listeners.js';
+import { processes } from './processes.js';
 
 export interface RunningDaemon {
   pid: number;
@@ -53,11 +54,7 @@ export async function daemonsRunning(configFile: string): Promise<RunningDaemon[
   const want = resolve(configFile);
   const sockets = await listeningUnixSockets();
   const found: RunningDaemon[] = [];
-  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter((a) => a !== '');
+  for await (const { pid, argv } of processes()) {
     if (!argv.some(isRelaydArg)) continue;
     const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => '/');
     if (configOf(argv, cwd) !== want) continue;

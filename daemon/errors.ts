@@ -127,6 +127,14 @@ export const ERRORS = {
     title: 'a file the TLS verification depends on can be changed by a user other than root',
     hint: 'Make the file and each directory above it owned by root and not writable by group or others (`chown root:root PATH`, `chmod go-w PATH`): whoever can change a CA bundle can make tunnels trust a CA of their own, and whoever can change the config file can point tls.ca_file at one. The daemon uses the file all the same, so that no tunnel is dropped.',
   },
+  TAKEOVER_NOT_STUNNEL: {
+    title: 'the directory is not an NFS mount that an efs-utils stunnel serves',
+    hint: '`efsctl takeover` moves mounts made by amazon-efs-utils (mount -t efs -o tls with stunnel); `efsctl doctor` (the mounts check) names what serves each mount\'s local port.',
+  },
+  TAKEOVER_UNSAFE: {
+    title: 'taking the mount over could leave it without a working tunnel',
+    hint: 'Nothing was changed. Unmount the directory and mount it again through efs-relay (`mount -t efs -o tls FS_ID DIR` or `efsctl attach`), or remove the cause the message names and try again.',
+  },
   TUNNEL_MOUNTED: {
     title: 'the tunnel is in use by a mount',
     hint: 'Unmount first, or pass --force to stop it anyway (the mount will hang until the tunnel returns).',

@@ -1,0 +1,101 @@
+// What an efs-utils stunnel serves, read from the config file efs-utils
+// wrote for it (/var/run/efs/stunnel-config.FS.MOUNT.PORT): the local port
+// it accepts on, the mount target it connects to and the name the
+// certificate must carry (checkHost). Pure, so that `efsctl takeover` can
+// show exactly which tunnel options replace it before touching anything.
+import { isIP } from 'node:net';
+import type { Config } from '../daemon/config.js';
+import { RelayError } from '../daemon/errors.js';
+import { parseOptions } from '../daemon/options.js';
+import { METADATA_NOT_ASKED, resolveTarget } from '../daemon/target.js';
+
+export interface StunnelService {
+  /** The [section] it is in; '' for the global part. */
+  section: string;
+  accept: string;
+  connect: string | null;
+  checkHost: string | null;
+}
+
+/** Every service of a stunnel config (a section, or the global part, that has `accept`). */
+export function parseStunnelConfig(text: string): StunnelService[] {
+  const sections = new Map<string, Record<string, string>>([['', {}]]);
+  let current = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith(';') || line.startsWith('#')) continue;
+    const header = /^\[(.*)\]$/.exec(line);
+    if (header) {
+      current = (header[1] as string).trim();
+      if (!sections.has(current)) sections.set(current, {});
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (eq < 0) continue;
+    // stunnel's keys are case-insensitive (checkHost, CAfile, ...).
+    (sections.get(current) as Record<string, string>)[line.slice(0, eq).trim().toLowerCase()] = line.slice(eq + 1).trim();
+  }
+  const out: StunnelService[] = [];
+  for (const [section, keys] of sections) {
+    if (keys.accept === undefined) continue;
+    out.push({ section, accept: keys.accept, connect: keys.connect ?? null, checkHost: keys.checkhost ?? null });
+  }
+  return out;
+}
+
+/** host:port, [v6]:port, or a bare port (stunnel's forms of accept and connect). */
+function splitHostPort(value: string): { host: string | null; port: number } {
+  const m = /^(?:\[([^\]]+)\]|(.*)):(\d+)$/.exec(value);
+  if (m) return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
+  return { host: null, port: Number(value) };
+}
+
+/** The tunnel that replaces a stunnel: the file system, its efsctl options, and what it will connect to and verify. */
+export interface TunnelFromStunnel {
+  fsId: string;
+  /** -o for `efsctl add`: region, tlsport, and mounttargetip or az when the stunnel connected to one. */
+  options: string;
+  /** The name the tunnel checks in the mount target's certificate (the stunnel's checkHost, or its availability zone's name). */
+  dnsName: string;
+  /** Where the stunnel connected. */
+  connectHost: string;
+}
+
+/**
+ * The tunnel options that make efs-relay do what the stunnel on `port` did.
+ * Refuses (TAKEOVER_UNSAFE) anything it cannot carry over exactly, since a
+ * tunnel to another place, or one that checks another name, would leave
+ * the mount hanging once the stunnel is gone.
+ */
+export function tunnelFromStunnel(services: StunnelService[], port: number, file: string, cfg: Config): TunnelFromStunnel {
+  const refuse = (why: string): never => {
+    throw new RelayError('TAKEOVER_UNSAFE', `${file}: ${why}`);
+  };
+  const svc = services.find((s) => splitHostPort(s.accept).port === port);
+  if (!svc) return refuse(`no service accepts on port ${port}`);
+  if (svc.connect === null) return refuse(`the service${svc.section ? ` [${svc.section}]` : ''} has no connect`);
+  if (svc.checkHost === null) {
+    return refuse('the service has no checkHost, so the name its mount target\'s certificate must carry is unknown (efs-utils leaves it out when stunnel cannot check host names)');
+  }
+  const named = /^(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.(.+)$/.exec(svc.checkHost);
+  if (!named) return refuse(`checkHost ${svc.checkHost} is not an EFS file system name like fs-12345678.efs.us-east-1.amazonaws.com`);
+  const [, fsId, region, suffix] = named as unknown as [string, string, string, string];
+  if (suffix !== cfg.efs.dns_name_suffix) {
+    return refuse(`checkHost ${svc.checkHost} ends in ${suffix}, but efs.dns_name_suffix is ${cfg.efs.dns_name_suffix}, so the tunnel would check another name`);
+  }
+  const to = splitHostPort(svc.connect);
+  if (to.host === null || to.port !== cfg.efs.port) return refuse(`connect = ${svc.connect} is not a host and port ${cfg.efs.port} (efs.port)`);
+  const options = [`region=${region}`, `tlsport=${port}`];
+  if (isIP(to.host)) options.push(`mounttargetip=${to.host}`);
+  else if (to.host !== svc.checkHost) {
+    // efs-utils connects to AZ.FS.efs.REGION.SUFFIX for an az= mount, and checks FS.efs.REGION.SUFFIX.
+    const az = new RegExp(`^([a-z0-9-]+)\\.${svc.checkHost.replaceAll('.', '\\.')}$`).exec(to.host)?.[1];
+    if (az === undefined) return refuse(`connect = ${svc.connect} names neither ${svc.checkHost}, an availability zone's name of it, nor an address`);
+    options.push(`az=${az}`);
+  }
+  const target = resolveTarget(fsId, parseOptions(options.join(',')), {}, cfg, METADATA_NOT_ASKED);
+  if (target.address !== to.host) {
+    return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would connect to ${target.address}, not to ${to.host} as the stunnel does`);
+  }
+  return { fsId, options: options.join(','), dnsName: target.dnsName, connectHost: to.host };
+}

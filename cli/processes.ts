@@ -1,0 +1,24 @@
+// The processes of this host and their command lines, from /proc. Another
+// user's are readable as root only, as efsctl's verbs that need them run.
+import { readdir, readFile } from 'node:fs/promises';
+
+export interface ProcessInfo {
+  pid: number;
+  /** The command line, word by word; empty for a kernel thread or a process that went meanwhile. */
+  argv: string[];
+}
+
+/** A process's command line, word by word ([] when it is gone or unreadable). */
+export async function commandLine(pid: number): Promise<string[]> {
+  return (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter((a) => a !== '');
+}
+
+/** Every process but this one. */
+export async function* processes(): AsyncGenerator<ProcessInfo> {
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    yield { pid, argv: await commandLine(pid) };
+  }
+}

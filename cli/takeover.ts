@@ -1,0 +1,160 @@
+// `efsctl takeover DIR`: move a mount that an amazon-efs-utils stunnel
+// serves onto an efs-relay tunnel on the same local port, without
+// unmounting it. The mount names its port (port=N in /proc/mounts), so a
+// tunnel that listens there instead of the stunnel carries it on: the NFS
+// client sees its TCP connection close and reconnects, as it does after a
+// network blip. Everything that could make the tunnel differ from the
+// stunnel is checked before the stunnel is stopped; if the tunnel still
+// cannot start, the stunnel is started again with its own command line.
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../daemon/config.js';
+import { asRelayError, RelayError } from '../daemon/errors.js';
+import { parseOptions } from '../daemon/options.js';
+import { requestedPort } from '../daemon/ports.js';
+import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
+import type { AddResult, TunnelView } from '../daemon/tunnels.js';
+import { parseStunnelConfig, tunnelFromStunnel } from './efs-utils-stunnel.js';
+import { describeListener, listenersOn } from './listeners.js';
+import { commandLine, processes } from './processes.js';
+
+export interface TakeoverResult {
+  dir: string;
+  fs_id: string;
+  port: number;
+  /** True when the mount already went through efs-relay: nothing was done. */
+  already: boolean;
+  /** The stunnel that served the mount; null when `already`. */
+  stunnel: { pid: number; config: string } | null;
+  tunnel: TunnelView;
+}
+
+type Ask = (method: string, params?: Record<string, unknown>) => Promise<unknown>;
+
+/** How long the stunnel may take to exit, and the port to come free, before the takeover is undone. */
+const HANDOVER_MS = 5_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, 'SIGTERM');
+  for (let waited = 0; alive(pid) && waited < HANDOVER_MS; waited += 20) await sleep(20);
+  if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (let waited = 0; alive(pid) && waited < 1_000; waited += 20) await sleep(20);
+}
+
+/** The efs-utils watchdog restarts any stunnel of a mount it knows: it would fight the tunnel for the port. */
+async function watchdogPid(): Promise<number | null> {
+  for await (const p of processes()) if (p.argv.some((a) => basename(a) === 'amazon-efs-mount-watchdog')) return p.pid;
+  return null;
+}
+
+/** Whether something listens on 127.0.0.1 (or any address) at `port`, from /proc/net/tcp: cheap enough to poll. */
+async function listening(port: number): Promise<boolean> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => '');
+    // sl local_address rem_address st ...; st 0A is LISTEN
+    if (text.split('\n').some((l) => { const f = l.trim().split(/\s+/); return f[1]?.endsWith(hex) === true && f[3] === '0A'; })) return true;
+  }
+  return false;
+}
+
+/** Start the stunnel again as it ran, detached from efsctl, and wait for its port. */
+async function restart(argv: string[], port: number): Promise<string | null> {
+  try {
+    const child = spawn(argv[0] as string, argv.slice(1), { detached: true, stdio: 'ignore' });
+    const failed = new Promise<string>((resolve) => child.once('error', (err) => resolve(err.message)));
+    child.unref();
+    for (let waited = 0; waited < HANDOVER_MS; waited += 50) {
+      const why = await Promise.race([failed, sleep(50, null)]);
+      if (why !== null) return why;
+      if (await listening(port)) return null;
+    }
+    return `nothing listens on port ${port} ${HANDOVER_MS / 1000} s after it started`;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: string) => void): Promise<TakeoverResult> {
+  // Stopping efs-utils' stunnel, and naming who listens on a port, need root.
+  if (process.getuid?.() !== 0) throw new RelayError('NOT_ROOT', 'only root can take a mount over from an efs-utils stunnel');
+  const mount = (await readProcMounts(cfg.mount.proc_mounts)).findLast((m) => m.dir === dir && m.type.startsWith('nfs'));
+  if (!mount) throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} is not an NFS mount (${cfg.mount.proc_mounts})`);
+  const port = tunnelPortOf(mount);
+  if (port === null) {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} is an NFS mount of ${mount.device}, not through a local port: it is not encrypted, and only a remount can put a tunnel under it`, {
+      hint: 'Unmount it and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
+    });
+  }
+  const { tunnels } = (await ask('list')) as { tunnels: TunnelView[] };
+  const mine = tunnels.find((t) => t.port === port);
+  if (mine) return { dir, fs_id: mine.fs_id, port, already: true, stunnel: null, tunnel: mine };
+
+  const listener = (await listenersOn([port])).get(port);
+  if (!listener || listener.pid === null) {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, where ${listener ? describeListener(listener) : 'nothing'} listens: no stunnel to take over`, {
+      hint: 'Its I/O waits: unmount it (`umount -f -l DIR`) and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
+    });
+  }
+  const pid = listener.pid;
+  const argv = await commandLine(pid);
+  if (!basename(argv[0] ?? '').startsWith('stunnel')) {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, which ${describeListener(listener)} serves, not an efs-utils stunnel`);
+  }
+  // efs-utils runs `stunnel CONFIG`.
+  const file = argv.slice(1).findLast((a) => !a.startsWith('-'));
+  if (file === undefined) throw new RelayError('TAKEOVER_UNSAFE', `stunnel pid ${pid} (${argv.join(' ')}) names no config file to read its mount target from`);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, the config of stunnel pid ${pid}: ${(err as Error).message}`);
+  }
+  const plan = tunnelFromStunnel(parseStunnelConfig(text), port, file, cfg);
+  requestedPort(parseOptions(plan.options), cfg); // PORT_OUT_OF_RANGE, before anything is stopped
+  const other = tunnels.find((t) => t.fs_id === plan.fsId);
+  if (other) {
+    throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${other.port}, and a file system has one tunnel: ${dir}, which goes through port ${port}, can only move to it by a remount`);
+  }
+  const watchdog = await watchdogPid();
+  if (watchdog !== null) {
+    throw new RelayError('TAKEOVER_UNSAFE', `the efs-utils watchdog (amazon-efs-mount-watchdog, pid ${watchdog}) runs, and would start the stunnel again on port ${port}`, {
+      hint: 'Nothing was changed. Stop it first (`systemctl stop amazon-efs-mount-watchdog`, or remove amazon-efs-utils), then try again.',
+    });
+  }
+
+  say(`${dir}: stopping stunnel pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${plan.options}`);
+  await stopProcess(pid);
+  let added: AddResult | null = null;
+  let failure: RelayError | null = null;
+  for (let waited = 0; added === null && failure === null; waited += 50) {
+    try {
+      added = (await ask('add', { fs_id: plan.fsId, options: plan.options, env: {}, source: 'efsctl' })) as AddResult;
+    } catch (err) {
+      const e = asRelayError(err);
+      // The stunnel's socket may outlive it by a moment.
+      if (e.code !== 'PORT_TAKEN' || waited >= HANDOVER_MS) failure = e;
+      else await sleep(50);
+    }
+  }
+  if (failure !== null || added === null) {
+    const e = failure ?? new RelayError('INTERNAL', 'no answer to add');
+    const why = await restart(argv, port);
+    const after = why === null
+      ? `stunnel was started again (${argv.join(' ')}), so ${dir} keeps its tunnel`
+      : `starting stunnel again (${argv.join(' ')}) failed too: ${why}. ${dir} has no tunnel: its I/O waits until something listens on port ${port}`;
+    throw new RelayError(e.code, `efs-relay could not take port ${port} over: ${e.message}; ${after}`, { hint: e.hint });
+  }
+  return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid, config: file }, tunnel: added.tunnel };
+}

@@ -1,0 +1,162 @@
+// efsctl takeover: a mount that an efs-utils stunnel serves (a real stunnel,
+// configured as efs-utils writes it) moves onto an efs-relay tunnel on the
+// same port without being unmounted, and NFS traffic through that port
+// carries on through efs-relay to a real ganesha.
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { startStunnelClient, type Proc } from './bench/paths.js';
+import { Daemon, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
+import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
+import { MountTargetStandIn } from './helpers/mount-target.js';
+import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
+import type { TakeoverResult } from '../cli/takeover.js';
+import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
+import { processes } from '../cli/processes.js';
+
+const TARGET = '127.0.0.62';
+const FS_NAME = `${FS_ID}.efs.us-east-1.amazonaws.com`;
+const PORT = 20360;
+
+function exited(p: Proc): Promise<void> {
+  return p.child.exitCode !== null || p.child.signalCode !== null ? Promise.resolve() : new Promise((r) => p.child.once('exit', () => r()));
+}
+
+/** Stunnels started again by a takeover that was undone run detached from the test: found by their config file. */
+async function killStunnelsOf(config: string): Promise<void> {
+  for await (const p of processes()) if (p.argv.includes(config) && p.argv[0]?.includes('stunnel')) process.kill(p.pid, 'SIGKILL');
+}
+
+describe('efsctl takeover', function () {
+  let ganesha: Ganesha;
+  let target: MountTargetStandIn;
+  before(async function () {
+    requireNfs(this);
+    ganesha = await Ganesha.get();
+    target = await new MountTargetStandIn({ host: TARGET, port: 2049, cert: testCerts().good, backend: { host: '127.0.0.1', port: ganesha.nfsPort } }).start();
+    writeFileSync(join(ganesha.exportPath, 'takeover.bin'), Buffer.alloc(3 << 20, 7));
+  });
+  after(async () => {
+    await target?.stop();
+  });
+
+  /** A daemon, and an efs-utils stunnel on PORT carrying a mount at DIR (the mount command's stand-in lists it). */
+  async function withStunnelMount(config: Record<string, unknown>, fn: (d: { daemon: Daemon; stunnel: Proc; dir: string }) => Promise<void>): Promise<void> {
+    const daemon = await new Daemon(daemonConfig(20350, config)).start();
+    const stunnel = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils', PORT, TARGET, FS_ID);
+    const dir = join(daemon.dir, 'mnt', 'efs');
+    daemon.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${PORT},addr=127.0.0.1 0 0`);
+    try {
+      await fn({ daemon, stunnel, dir });
+    } finally {
+      await stunnel.stop();
+      await killStunnelsOf(join(daemon.dir, 'efs-utils.conf'));
+      await daemon.stop();
+    }
+  }
+
+  it('moves a mount from its stunnel onto a tunnel on the same port without unmounting it, and NFS reads go on through efs-relay', async () => {
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      const want = await sha256File(join(ganesha.exportPath, 'takeover.bin'));
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).sha256, 'read through the stunnel').to.equal(want);
+
+      const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir, '--json');
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.equal(`efsctl: ${dir}: stopping stunnel pid ${stunnel.pid} (${join(daemon.dir, 'efs-utils.conf')}); efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET}\n`);
+      const res = JSON.parse(r.stdout) as TakeoverResult;
+      expect(res).to.deep.include({ dir, fs_id: FS_ID, port: PORT, already: false, stunnel: { pid: stunnel.pid, config: join(daemon.dir, 'efs-utils.conf') } });
+      expect(res.tunnel).to.deep.include({ fs_id: FS_ID, port: PORT, target: { dns_name: FS_NAME, address: TARGET, port: 2049, region: 'us-east-1' } });
+      await exited(stunnel);
+      expect(daemon.mount.mounts(), 'the mount is untouched').to.deep.equal([`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${PORT},addr=127.0.0.1 0 0`]);
+
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).sha256, 'read through efs-relay').to.equal(want);
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).connections.ok).to.be.at.least(1);
+      // The mount watcher records the mount in the tunnel, which then lives as long as the mount.
+      await waitFor('the mount in the tunnel\'s record', async () =>
+        (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === FS_ID)?.mounts.includes(dir) === true, 3_000);
+
+      const again = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+      expect(again.code).to.equal(0);
+      expect(again.stdout).to.equal(`${dir} already goes through efs-relay: the tunnel of ${FS_ID} on 127.0.0.1:${PORT} → ${TARGET}:2049 (TLS; its certificate must name ${FS_NAME})\n`);
+    });
+  });
+
+  it('refuses, leaving the stunnel serving the mount, while the efs-utils watchdog runs, or when the file system has a tunnel on another port', async () => {
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      const bin = tempDir('watchdog');
+      // As the real one runs (python3 /usr/bin/amazon-efs-mount-watchdog): its name is an argument of an interpreter.
+      writeFileSync(join(bin, 'amazon-efs-mount-watchdog'), '#!/bin/sh\nsleep 600\n');
+      chmodSync(join(bin, 'amazon-efs-mount-watchdog'), 0o755);
+      const watchdog = spawn(join(bin, 'amazon-efs-mount-watchdog'), [], { stdio: 'ignore' });
+      try {
+        await waitFor('the watchdog stand-in', async () => {
+          for await (const p of processes()) if (p.argv.some((a) => a.endsWith('/amazon-efs-mount-watchdog'))) return true;
+          return false;
+        }, 3_000);
+        const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.match(new RegExp(`^efsctl: the efs-utils watchdog \\(amazon-efs-mount-watchdog, pid \\d+\\) runs, and would start the stunnel again on port ${PORT} \\[TAKEOVER_UNSAFE\\]\\nefsctl: Nothing was changed\\. Stop it first`));
+      } finally {
+        watchdog.kill('SIGKILL');
+        await run('pkill', ['-KILL', '-f', join(bin, 'amazon-efs-mount-watchdog')]);
+      }
+      expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
+
+      expect((await daemon.efsctl('add', FS_ID, '-o', `region=us-east-1,mounttargetip=${TARGET}`)).code).to.equal(0);
+      const other = (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).port;
+      const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has an efs-relay tunnel on port ${other}, and a file system has one tunnel: ${dir}, which goes through port ${PORT}, can only move to it by a remount [TAKEOVER_UNSAFE]\n`);
+      expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'the mount\'s port still carries NFS').to.be.greaterThan(0);
+    });
+  });
+
+  it('refuses a directory that is not a stunnel\'s mount: not mounted, or served by another process', async () => {
+    await withStunnelMount({}, async ({ daemon, dir }) => {
+      const none = await daemon.efsctl('--config', daemon.configFile, 'takeover', join(daemon.dir, 'mnt', 'nothing'));
+      expect(none.code).to.equal(1);
+      expect(none.stderr).to.equal(`efsctl: ${join(daemon.dir, 'mnt', 'nothing')} is not an NFS mount (${daemon.mount.procMounts}) [TAKEOVER_NOT_STUNNEL]\n` +
+        'efsctl: `efsctl takeover` moves mounts made by amazon-efs-utils (mount -t efs -o tls with stunnel); `efsctl doctor` (the mounts check) names what serves each mount\'s local port.\n');
+
+      const other: Server = createServer();
+      await new Promise<void>((r) => other.listen(PORT + 1, '127.0.0.1', r));
+      try {
+        const odd = `${dir}-odd`;
+        daemon.mount.addMountLine(`127.0.0.1:/ ${odd} nfs4 rw,vers=4.1,port=${PORT + 1},addr=127.0.0.1 0 0`);
+        const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', odd);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.match(new RegExp(`^efsctl: ${odd} goes through 127\\.0\\.0\\.1:${PORT + 1}, which node pid ${process.pid} serves, not an efs-utils stunnel \\[TAKEOVER_NOT_STUNNEL\\]\\n`));
+      } finally {
+        other.close();
+      }
+    });
+  });
+
+  it('starts the stunnel again when the tunnel cannot start (a read-only state dir), so the mount keeps a tunnel', async function () {
+    const small = tempDir('takeover-state');
+    const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', small]);
+    skipIf(this, m.code === 0 ? null : `cannot mount a tmpfs to make read-only (${m.stderr.trim() || `mount exited ${m.code}`}); needs root with CAP_SYS_ADMIN`);
+    try {
+      await withStunnelMount({ state_dir: join(small, 'state') }, async ({ daemon, stunnel, dir }) => {
+        const ro = await run('mount', ['-o', 'remount,ro', small]);
+        expect(ro.code, ro.stderr).to.equal(0);
+        try {
+          const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+          expect(r.code).to.equal(1);
+          const config = join(daemon.dir, 'efs-utils.conf');
+          expect(r.stderr).to.match(new RegExp(`^efsctl: efs-relay could not take port ${PORT} over: .*; stunnel was started again \\(stunnel ${config.replaceAll('.', '\\.')}\\), so ${dir.replaceAll('.', '\\.')} keeps its tunnel \\[STATE_WRITE_FAILED\\]\\n`, 'm'));
+          await exited(stunnel);
+          expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels).to.deep.equal([]);
+          expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'NFS through the restarted stunnel').to.be.greaterThan(0);
+        } finally {
+          await run('mount', ['-o', 'remount,rw', small]);
+        }
+      });
+    } finally {
+      await run('umount', [small]);
+    }
+  });
+});

@@ -1,0 +1,66 @@
+// Reading an efs-utils stunnel config, and the tunnel that replaces it (efsctl takeover).
+import { expect } from 'chai';
+import { defaultConfig } from '../../daemon/config.js';
+import { RelayError } from '../../daemon/errors.js';
+import { parseStunnelConfig, tunnelFromStunnel } from '../../cli/efs-utils-stunnel.js';
+
+/** A config as efs-utils writes it: global options, then one [efs] service. */
+function efsUtilsConfig(port: number, connect: string, checkHost: string | null): string {
+  return [
+    'fips = no', 'foreground = quiet', 'socket = l:SO_REUSEADDR=yes', 'socket = a:SO_BINDTODEVICE=lo',
+    'pid = /var/run/efs/fs-12345678.mnt.efs.20050+/stunnel.pid', '[efs]', 'client = yes', `accept = 127.0.0.1:${port}`,
+    `connect = ${connect}`, 'sslVersion = TLSv1.2', 'renegotiation = no', 'TIMEOUTbusy = 20', 'TIMEOUTclose = 0',
+    'TIMEOUTidle = 70', 'delay = yes', 'verify = 2', 'CAfile = /etc/amazon/efs/efs-utils.crt',
+    ...(checkHost === null ? [] : [`checkHost = ${checkHost}`]), 'libwrap = no', '',
+  ].join('\n');
+}
+
+describe('efs-utils stunnel configs', () => {
+  const cfg = defaultConfig();
+  const FILE = '/var/run/efs/stunnel-config.fs-12345678.mnt.efs.20050';
+  const from = (text: string, port = 20050) => tunnelFromStunnel(parseStunnelConfig(text), port, FILE, cfg);
+
+  it('reads each service\'s accept, connect and checkHost, whatever the case of the keys, skipping comments', () => {
+    expect(parseStunnelConfig('; comment\n# another\nfoo = 1\n[a]\nACCEPT = 1\nConnect = h:2\nCHECKHOST = n\n[b]\naccept = 127.0.0.1:3\n')).to.deep.equal([
+      { section: 'a', accept: '1', connect: 'h:2', checkHost: 'n' },
+      { section: 'b', accept: '127.0.0.1:3', connect: null, checkHost: null },
+    ]);
+  });
+
+  it('carries over the file system, region and port, and the address or availability zone the stunnel connects to', () => {
+    expect(from(efsUtilsConfig(20050, 'fs-12345678.efs.us-east-1.amazonaws.com:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.equal({
+      fsId: 'fs-12345678', options: 'region=us-east-1,tlsport=20050',
+      dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com', connectHost: 'fs-12345678.efs.us-east-1.amazonaws.com',
+    });
+    expect(from(efsUtilsConfig(20050, '10.0.1.25:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.include({
+      options: 'region=us-east-1,tlsport=20050,mounttargetip=10.0.1.25', dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com',
+    });
+    expect(from(efsUtilsConfig(20050, 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.include({
+      options: 'region=us-east-1,tlsport=20050,az=us-east-1a', connectHost: 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com',
+    });
+  });
+
+  it('refuses what the tunnel could not do exactly as the stunnel did, saying why', () => {
+    const refused = (text: string, port = 20050): string => {
+      try {
+        from(text, port);
+      } catch (err) {
+        expect(err).to.be.instanceOf(RelayError).with.property('code', 'TAKEOVER_UNSAFE');
+        return (err as Error).message;
+      }
+      throw new Error('not refused');
+    };
+    const name = 'fs-12345678.efs.us-east-1.amazonaws.com';
+    expect(refused(efsUtilsConfig(20050, `${name}:2049`, null))).to.equal(`${FILE}: the service has no checkHost, so the name its mount target's certificate must carry is unknown (efs-utils leaves it out when stunnel cannot check host names)`);
+    expect(refused(efsUtilsConfig(20050, `${name}:2049`, name), 20051)).to.equal(`${FILE}: no service accepts on port 20051`);
+    expect(refused(efsUtilsConfig(20050, 'fs-12345678.efs.cn-north-1.amazonaws.com.cn:2049', 'fs-12345678.efs.cn-north-1.amazonaws.com.cn')))
+      .to.equal(`${FILE}: checkHost fs-12345678.efs.cn-north-1.amazonaws.com.cn ends in amazonaws.com.cn, but efs.dns_name_suffix is amazonaws.com, so the tunnel would check another name`);
+    expect(refused(efsUtilsConfig(20050, `${name}:3049`, name))).to.equal(`${FILE}: connect = ${name}:3049 is not a host and port 2049 (efs.port)`);
+    expect(refused(efsUtilsConfig(20050, 'nfs.example.internal:2049', name))).to.equal(`${FILE}: connect = nfs.example.internal:2049 names neither ${name}, an availability zone's name of it, nor an address`);
+    expect(refused(efsUtilsConfig(20050, `${name}:2049`, 'files.example.com'))).to.match(/checkHost files\.example\.com is not an EFS file system name/);
+    const custom = defaultConfig();
+    custom.efs.dns_name_format = '{fs_id}.{region}.{dns_name_suffix}';
+    expect(() => tunnelFromStunnel(parseStunnelConfig(efsUtilsConfig(20050, `${name}:2049`, name)), 20050, FILE, custom))
+      .to.throw(RelayError, `with efs.dns_name_format {fs_id}.{region}.{dns_name_suffix} the tunnel would connect to fs-12345678.us-east-1.amazonaws.com, not to ${name} as the stunnel does`);
+  });
+});
