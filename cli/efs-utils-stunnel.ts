@@ -1,7 +1,7 @@
 // What an efs-utils stunnel serves, read from the config file efs-utils
-// wrote for it (/var/run/efs/stunnel-config.FS.MOUNT.PORT): the local port
-// it accepts on, the mount target it connects to and the name the
-// certificate must carry (checkHost). Pure, so that `efsctl takeover` can
+// wrote for it (/var/run/efs/stunnel-config.FS.MOUNT.PORT; efs-utils 2's
+// efs-proxy reads the same file): the local port it accepts on, the mount
+// target it connects to and the name the certificate must carry (checkHost). Pure, so that `efsctl takeover` can
 // show exactly which tunnel options replace it before touching anything.
 import { isIP } from 'node:net';
 import type { Config } from '../daemon/config.js';
@@ -15,6 +15,8 @@ export interface StunnelService {
   accept: string;
   connect: string | null;
   checkHost: string | null;
+  /** A client certificate it presents (efs-utils writes one for access points and IAM). */
+  cert: string | null;
 }
 
 /** Every service of a stunnel config (a section, or the global part, that has `accept`). */
@@ -38,7 +40,7 @@ export function parseStunnelConfig(text: string): StunnelService[] {
   const out: StunnelService[] = [];
   for (const [section, keys] of sections) {
     if (keys.accept === undefined) continue;
-    out.push({ section, accept: keys.accept, connect: keys.connect ?? null, checkHost: keys.checkhost ?? null });
+    out.push({ section, accept: keys.accept, connect: keys.connect ?? null, checkHost: keys.checkhost ?? null, cert: keys.cert ?? null });
   }
   return out;
 }
@@ -74,6 +76,9 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   const svc = services.find((s) => splitHostPort(s.accept).port === port);
   if (!svc) return refuse(`no service accepts on port ${port}`);
   if (svc.connect === null) return refuse(`the service${svc.section ? ` [${svc.section}]` : ''} has no connect`);
+  if (svc.cert !== null) {
+    return refuse(`the service presents a client certificate (cert = ${svc.cert}), as efs-utils sets up an access point or IAM mount; efs-relay does not present one yet, and the mount target would refuse the mount`);
+  }
   if (svc.checkHost === null) {
     return refuse('the service has no checkHost, so the name its mount target\'s certificate must carry is unknown (efs-utils leaves it out when stunnel cannot check host names)');
   }

@@ -29,8 +29,8 @@ Verbs:
   stop FS_ID [--force]    stop a tunnel (refused while mounted, unless --force)
   reload [--json]         make the daemon read its config file again; says what it applied
                           and what waits for a restart (systemctl reload runs this)
-  takeover DIR [--json]   move a mount that an amazon-efs-utils stunnel serves onto an efs-relay
-                          tunnel on the same local port, without unmounting it
+  takeover DIR [--json]   move a mount that an amazon-efs-utils stunnel (or efs-proxy) serves
+                          onto an efs-relay tunnel on the same local port, without unmounting it
   version [--json]        versions of efsctl and of the running daemon
   doctor [--json]         check this host for what EFS over TLS needs, and say what to fix
 
@@ -246,7 +246,7 @@ async function run(p: Parsed): Promise<void> {
       const tunnel = `the tunnel of ${t.fs_id} on 127.0.0.1:${t.port} → ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`;
       out(res, res.already
         ? `${dir} already goes through efs-relay: ${tunnel}`
-        : `${dir} moved from stunnel pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`);
+        : `${dir} moved from ${res.stunnel?.program} pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`);
       return;
     }
     case 'doctor': {

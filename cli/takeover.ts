@@ -1,5 +1,5 @@
-// `efsctl takeover DIR`: move a mount that an amazon-efs-utils stunnel
-// serves onto an efs-relay tunnel on the same local port, without
+// `efsctl takeover DIR`: move a mount that an amazon-efs-utils stunnel (or
+// efs-utils 2's efs-proxy) serves onto an efs-relay tunnel on the same local port, without
 // unmounting it. The mount names its port (port=N in /proc/mounts), so a
 // tunnel that listens there instead of the stunnel carries it on: the NFS
 // client sees its TCP connection close and reconnects, as it does after a
@@ -26,8 +26,8 @@ export interface TakeoverResult {
   port: number;
   /** True when the mount already went through efs-relay: nothing was done. */
   already: boolean;
-  /** The stunnel that served the mount; null when `already`. */
-  stunnel: { pid: number; config: string } | null;
+  /** The stunnel (or efs-proxy) that served the mount; null when `already`. */
+  stunnel: { pid: number; program: string; config: string } | null;
   tunnel: TunnelView;
 }
 
@@ -109,10 +109,11 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   }
   const pid = listener.pid;
   const argv = await commandLine(pid);
-  if (!basename(argv[0] ?? '').startsWith('stunnel')) {
-    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, which ${describeListener(listener)} serves, not an efs-utils stunnel`);
+  const program = basename(argv[0] ?? '');
+  if (!program.startsWith('stunnel') && program !== 'efs-proxy') {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, which ${describeListener(listener)} serves, not an efs-utils stunnel or efs-proxy`);
   }
-  // efs-utils runs `stunnel CONFIG`.
+  // efs-utils runs `stunnel CONFIG` (or `efs-proxy CONFIG`, which reads the same file).
   const file = argv.slice(1).findLast((a) => !a.startsWith('-'));
   if (file === undefined) throw new RelayError('TAKEOVER_UNSAFE', `stunnel pid ${pid} (${argv.join(' ')}) names no config file to read its mount target from`);
   let text: string;
@@ -134,7 +135,7 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
     });
   }
 
-  say(`${dir}: stopping stunnel pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${plan.options}`);
+  say(`${dir}: stopping ${program} pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${plan.options}`);
   await stopProcess(pid);
   let added: AddResult | null = null;
   let failure: RelayError | null = null;
@@ -152,9 +153,9 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
     const e = failure ?? new RelayError('INTERNAL', 'no answer to add');
     const why = await restart(argv, port);
     const after = why === null
-      ? `stunnel was started again (${argv.join(' ')}), so ${dir} keeps its tunnel`
-      : `starting stunnel again (${argv.join(' ')}) failed too: ${why}. ${dir} has no tunnel: its I/O waits until something listens on port ${port}`;
+      ? `${program} was started again (${argv.join(' ')}), so ${dir} keeps its tunnel`
+      : `starting ${program} again (${argv.join(' ')}) failed too: ${why}. ${dir} has no tunnel: its I/O waits until something listens on port ${port}`;
     throw new RelayError(e.code, `efs-relay could not take port ${port} over: ${e.message}; ${after}`, { hint: e.hint });
   }
-  return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid, config: file }, tunnel: added.tunnel };
+  return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid, program, config: file }, tunnel: added.tunnel };
 }

@@ -66,7 +66,7 @@ describe('efsctl takeover', function () {
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stderr).to.equal(`efsctl: ${dir}: stopping stunnel pid ${stunnel.pid} (${join(daemon.dir, 'efs-utils.conf')}); efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET}\n`);
       const res = JSON.parse(r.stdout) as TakeoverResult;
-      expect(res).to.deep.include({ dir, fs_id: FS_ID, port: PORT, already: false, stunnel: { pid: stunnel.pid, config: join(daemon.dir, 'efs-utils.conf') } });
+      expect(res).to.deep.include({ dir, fs_id: FS_ID, port: PORT, already: false, stunnel: { pid: stunnel.pid, program: 'stunnel', config: join(daemon.dir, 'efs-utils.conf') } });
       expect(res.tunnel).to.deep.include({ fs_id: FS_ID, port: PORT, target: { dns_name: FS_NAME, address: TARGET, port: 2049, region: 'us-east-1' } });
       await exited(stunnel);
       expect(daemon.mount.mounts(), 'the mount is untouched').to.deep.equal([`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${PORT},addr=127.0.0.1 0 0`]);
@@ -128,7 +128,7 @@ describe('efsctl takeover', function () {
         daemon.mount.addMountLine(`127.0.0.1:/ ${odd} nfs4 rw,vers=4.1,port=${PORT + 1},addr=127.0.0.1 0 0`);
         const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', odd);
         expect(r.code).to.equal(1);
-        expect(r.stderr).to.match(new RegExp(`^efsctl: ${odd} goes through 127\\.0\\.0\\.1:${PORT + 1}, which node pid ${process.pid} serves, not an efs-utils stunnel \\[TAKEOVER_NOT_STUNNEL\\]\\n`));
+        expect(r.stderr).to.match(new RegExp(`^efsctl: ${odd} goes through 127\\.0\\.0\\.1:${PORT + 1}, which node pid ${process.pid} serves, not an efs-utils stunnel or efs-proxy \\[TAKEOVER_NOT_STUNNEL\\]\\n`));
       } finally {
         other.close();
       }

@@ -22,8 +22,8 @@ describe('efs-utils stunnel configs', () => {
 
   it('reads each service\'s accept, connect and checkHost, whatever the case of the keys, skipping comments', () => {
     expect(parseStunnelConfig('; comment\n# another\nfoo = 1\n[a]\nACCEPT = 1\nConnect = h:2\nCHECKHOST = n\n[b]\naccept = 127.0.0.1:3\n')).to.deep.equal([
-      { section: 'a', accept: '1', connect: 'h:2', checkHost: 'n' },
-      { section: 'b', accept: '127.0.0.1:3', connect: null, checkHost: null },
+      { section: 'a', accept: '1', connect: 'h:2', checkHost: 'n', cert: null },
+      { section: 'b', accept: '127.0.0.1:3', connect: null, checkHost: null, cert: null },
     ]);
   });
 
@@ -58,6 +58,9 @@ describe('efs-utils stunnel configs', () => {
     expect(refused(efsUtilsConfig(20050, `${name}:3049`, name))).to.equal(`${FILE}: connect = ${name}:3049 is not a host and port 2049 (efs.port)`);
     expect(refused(efsUtilsConfig(20050, 'nfs.example.internal:2049', name))).to.equal(`${FILE}: connect = nfs.example.internal:2049 names neither ${name}, an availability zone's name of it, nor an address`);
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, 'files.example.com'))).to.match(/checkHost files\.example\.com is not an EFS file system name/);
+    // efs-utils (stunnel or efs-proxy) presents a client certificate for access point and IAM mounts.
+    expect(refused(efsUtilsConfig(20050, `${name}:2049`, name).replace('[efs]\n', '[efs]\ncert = /var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem\n')))
+      .to.equal(`${FILE}: the service presents a client certificate (cert = /var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem), as efs-utils sets up an access point or IAM mount; efs-relay does not present one yet, and the mount target would refuse the mount`);
     const custom = defaultConfig();
     custom.efs.dns_name_format = '{fs_id}.{region}.{dns_name_suffix}';
     expect(() => tunnelFromStunnel(parseStunnelConfig(efsUtilsConfig(20050, `${name}:2049`, name)), 20050, FILE, custom))
