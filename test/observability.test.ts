@@ -141,10 +141,15 @@ describe('metrics endpoint and health probes', function () {
 
   it('answers /healthz 503 naming the tunnel and its code once the mount target is gone', async () => {
     await target.stop();
-    await waitFor('a failed probe', async () => (await get(`${base}/healthz`)).status === 503, 5_000);
-    const body = JSON.parse((await get(`${base}/healthz`)).body) as { status: string; failing: Array<{ fs_id: string; code: string }> };
-    expect(body.status).to.equal('failing');
-    expect(body.failing.map((f) => [f.fs_id, f.code])).to.deep.equal([[FS_ID, 'CONNECT_REFUSED']]);
+    // A probe cut off while the target stops fails as UPSTREAM_RESET; every probe after it is refused.
+    let body: { status: string; failing: Array<{ fs_id: string; code: string }> } | null = null;
+    await waitFor('a refused probe', async () => {
+      const r = await get(`${base}/healthz`);
+      body = r.status === 503 ? JSON.parse(r.body) as NonNullable<typeof body> : null;
+      return body?.failing.some((f) => f.code === 'CONNECT_REFUSED') === true;
+    }, 5_000);
+    expect(body!.status).to.equal('failing');
+    expect(body!.failing.map((f) => [f.fs_id, f.code])).to.deep.equal([[FS_ID, 'CONNECT_REFUSED']]);
     expect((await get(`${base}/metrics`)).body).to.contain(`efs_relay_upstream_up{fs_id="${FS_ID}"} 0`);
     expect(daemon.logs).to.match(new RegExp(`warn tunnel\\.probe_failed fs=${FS_ID} code=CONNECT_REFUSED`));
     target = await new MountTargetStandIn({ host: '127.0.0.20', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
