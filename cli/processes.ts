@@ -22,3 +22,13 @@ export async function* processes(): AsyncGenerator<ProcessInfo> {
     yield { pid, argv: await commandLine(pid) };
   }
 }
+
+/** Whether the process exists (signal 0 checks without signalling). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

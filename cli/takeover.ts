@@ -18,7 +18,7 @@ import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import { parseStunnelConfig, tunnelFromStunnel } from './efs-utils-stunnel.js';
 import { describeListener, listenersOn } from './listeners.js';
-import { commandLine, processes } from './processes.js';
+import { alive, commandLine, processes } from './processes.js';
 
 export interface TakeoverResult {
   dir: string;
@@ -35,15 +35,6 @@ type Ask = (method: string, params?: Record<string, unknown>) => Promise<unknown
 
 /** How long the stunnel may take to exit, and the port to come free, before the takeover is undone. */
 const HANDOVER_MS = 5_000;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function stopProcess(pid: number): Promise<void> {
   process.kill(pid, 'SIGTERM');

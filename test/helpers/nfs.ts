@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, createReadS
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { run, skipIf, sleep, tempDir } from './daemon.js';
+import { alive } from '../../cli/processes.js';
 
 export const NFS_PORT = 12049;
 export const MOUNT_PORT = 13048;
@@ -42,15 +43,6 @@ function portOpen(port: number): Promise<boolean> {
     });
     s.on('error', () => r(false));
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export class Ganesha {
