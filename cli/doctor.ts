@@ -3,7 +3,7 @@
 // (systeminformation runs shell commands; the daemon never does).
 import { execFile } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
-import { access, constants, readdir, readFile, stat, statfs } from 'node:fs/promises';
+import { access, constants, readFile, stat, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import si from 'systeminformation';
@@ -17,6 +17,7 @@ import { METADATA_NOT_ASKED, joinHost, resolveTarget } from '../daemon/target.js
 import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
+import { fdUsage } from '../daemon/fd-watch.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
@@ -105,15 +106,13 @@ const FD_WARN_SHARE = 0.8;
 /** The daemon's open file descriptors against its limit: each relayed connection takes two. */
 async function fdCheck(pid: number): Promise<Check> {
   let open: number;
-  let limit: number;
+  let limit: number | null;
   try {
-    open = (await readdir(`/proc/${pid}/fd`)).length;
-    const limits = await readFile(`/proc/${pid}/limits`, 'utf8');
-    limit = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1]);
+    ({ open, limit } = await fdUsage(pid));
   } catch (err) {
     return bad('fds', 'warn', `cannot read the daemon's descriptors (pid ${pid}): ${(err as Error).message}`, 'Run efsctl doctor as root, on the daemon\'s host.');
   }
-  if (!Number.isFinite(limit) || limit <= 0) return ok('fds', `${open} open, no limit`);
+  if (limit === null) return ok('fds', `${open} open, no limit`);
   const text = `${open} of ${limit} file descriptors open (each relayed connection takes two)`;
   if (open >= limit * FD_WARN_SHARE) {
     return bad('fds', 'warn', `${text}: near the limit, after which connections fail with FD_LIMIT`, ERRORS.FD_LIMIT.hint);

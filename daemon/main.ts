@@ -24,6 +24,7 @@ import { ConfigReloader, startRefusal } from './config-reload.js';
 import { VERSION } from './version.js';
 import { warnIfExposed } from './file-trust.js';
 import { InstanceRegion } from './instance-region.js';
+import { FdWatcher } from './fd-watch.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH] [--check]
 
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
   const fstabWatcher = new FstabWatcher(cfg, manager, log, region);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
+  const fdWatcher = new FdWatcher(log, (e) => manager.recordDaemonError(e));
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
   const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region, fstabWatcher), log);
@@ -132,6 +134,7 @@ async function main(): Promise<void> {
     await stateWatcher.start();
     mountWatcher.start();
     prober.start();
+    fdWatcher.start();
     await metrics.start();
     await control.listen();
   } catch (err) {
@@ -159,6 +162,7 @@ async function main(): Promise<void> {
       mountWatcher.stop();
       prober.stop();
       region.stop();
+      fdWatcher.stop();
       await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), caWatcher.stop(), control.close(), metrics.stop()]);
       await manager.shutdown(cfg.relay.close_timeout * 1000);
       log.info('daemon.stopped', {});

@@ -473,6 +473,15 @@ export class TunnelManager {
   }
 
   /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */
+  /** A failure of the whole daemon that every tunnel's new connections meet (no file descriptor left). */
+  recordDaemonError(e: RelayError): void {
+    const at = new Date().toISOString();
+    for (const t of this.tunnels.values()) {
+      t.relay.lastError = { code: e.code, message: e.message, at };
+      t.note('daemon_error', e);
+    }
+  }
+
   recordProbe(fsId: string, result: ProbeResult): void {
     const t = this.tunnels.get(fsId);
     if (!t) return;

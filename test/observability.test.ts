@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse } from 'yaml';
 import { call } from '../cli/client.js';
 import { Daemon, ROOT, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
@@ -119,6 +120,15 @@ describe('metrics endpoint and health probes', function () {
     const human = (await daemon.efsctl('status', FS_ID)).stdout;
     expect(human).to.match(/Health: +ok\nLast probe: +ok at \S+ \(\d+ ms\)\nCertificate: +expires \S+/);
     expect((await daemon.efsctl('list')).stdout).to.match(new RegExp(`${FS_ID}\\s+\\d+\\s+127\\.0\\.0\\.20:2049\\s+listening\\s+ok\\s`));
+  });
+
+  it('exports every metric that an alert rule reads', async () => {
+    const rules = (parse(readFileSync(join(ROOT, 'etc/prometheus/efs-relay-alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ expr: string }> }> }).groups.flatMap((g) => g.rules);
+    // up is Prometheus' own; time() and label values are not metric names.
+    const read = new Set(rules.flatMap((r) => [...r.expr.replace(/"[^"]*"/g, '').matchAll(/\b([a-z_]+)\s*(?=[{[)<>=!/*+-]|$)/gm)].map((m) => m[1] as string)).filter((n) => n !== 'up' && n.includes('_')));
+    expect([...read], 'the new alert reads the process metrics').to.include.members(['process_open_fds', 'process_max_fds']);
+    const body = (await get(`${base}/metrics`)).body;
+    expect([...read].filter((n) => !new RegExp(`^# TYPE ${n} `, 'm').test(body))).to.deep.equal([]);
   });
 
   it('answers /healthz 200 with a JSON body while every tunnel is up', async () => {
@@ -400,7 +410,7 @@ describe('alert rules', function () {
   it('pass promtool check rules', async () => {
     const r = await run('promtool', ['check', 'rules', join(ROOT, 'etc/prometheus/efs-relay-alerts.yml')]);
     expect(r.code, r.stdout + r.stderr).to.equal(0);
-    expect(r.stdout).to.contain('SUCCESS: 10 rules found');
+    expect(r.stdout).to.contain('SUCCESS: 11 rules found');
   });
 
   it('pass promtool unit tests: each alert fires when it should and stays silent otherwise', async () => {
