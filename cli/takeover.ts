@@ -12,7 +12,7 @@ import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../daemon/config.js';
 import { asRelayError, RelayError } from '../daemon/errors.js';
-import { parseOptions } from '../daemon/options.js';
+import { formatOptions, parseOptions } from '../daemon/options.js';
 import { requestedPort } from '../daemon/ports.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
@@ -115,9 +115,11 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   }
   const plan = tunnelFromStunnel(parseStunnelConfig(text), port, file, cfg);
   requestedPort(parseOptions(plan.options), cfg); // PORT_OUT_OF_RANGE, before anything is stopped
-  const other = tunnels.find((t) => t.fs_id === plan.fsId);
-  if (other) {
-    throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${other.port}, and a file system has one tunnel: ${dir}, which goes through port ${port}, can only move to it by a remount`);
+  // A tunnel the daemon made for the file system's fstab line, which nothing uses yet, moves to the mount's port.
+  const idle = tunnels.find((t) => t.fs_id === plan.fsId) ?? null;
+  if (idle && (idle.mounts.length > 0 || idle.connections.active > 0)) {
+    const uses = idle.mounts.length > 0 ? `mounted at ${idle.mounts.join(', ')}` : `${idle.connections.active} open connection${idle.connections.active === 1 ? '' : 's'}`;
+    throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${idle.port} (${uses}), and a file system has one tunnel: ${dir}, which goes through port ${port}, can only move to it by a remount`);
   }
   const watchdog = await watchdogPid();
   if (watchdog !== null) {
@@ -126,6 +128,10 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
     });
   }
 
+  if (idle) {
+    say(`${dir}: ${plan.fsId}'s tunnel on port ${idle.port}, which nothing uses, moves to port ${port}`);
+    await ask('stop', { fs_id: plan.fsId, force: false });
+  }
   say(`${dir}: stopping ${program} pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${plan.options}`);
   await stopProcess(pid);
   let added: AddResult | null = null;
@@ -143,9 +149,13 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   if (failure !== null || added === null) {
     const e = failure ?? new RelayError('INTERNAL', 'no answer to add');
     const why = await restart(argv, port);
-    const after = why === null
+    let after = why === null
       ? `${program} was started again (${argv.join(' ')}), so ${dir} keeps its tunnel`
       : `starting ${program} again (${argv.join(' ')}) failed too: ${why}. ${dir} has no tunnel: its I/O waits until something listens on port ${port}`;
+    if (idle) {
+      const back = await ask('add', { fs_id: idle.fs_id, options: formatOptions(idle.options), env: {}, source: idle.source }).then(() => null, (err: unknown) => asRelayError(err).message);
+      after += back === null ? `; ${idle.fs_id}'s unused tunnel is back` : `; ${idle.fs_id}'s unused tunnel could not be started again (${back}): the next change of fstab, or a mount, makes it`;
+    }
     throw new RelayError(e.code, `efs-relay could not take port ${port} over: ${e.message}; ${after}`, { hint: e.hint });
   }
   return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid, program, config: file }, tunnel: added.tunnel };

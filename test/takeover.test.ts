@@ -83,7 +83,7 @@ describe('efsctl takeover', function () {
     });
   });
 
-  it('refuses, leaving the stunnel serving the mount, while the efs-utils watchdog runs, or when the file system has a tunnel on another port', async () => {
+  it('refuses, leaving the stunnel serving the mount, while the efs-utils watchdog runs, or when the file system has a tunnel on another port that a mount uses', async () => {
     await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
       const bin = tempDir('watchdog');
       // As the real one runs (python3 /usr/bin/amazon-efs-mount-watchdog): its name is an argument of an interpreter.
@@ -104,13 +104,34 @@ describe('efsctl takeover', function () {
       }
       expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
 
+      // A tunnel of the same file system that a mount uses cannot move to the stunnel's port.
       expect((await daemon.efsctl('add', FS_ID, '-o', `region=us-east-1,mounttargetip=${TARGET}`)).code).to.equal(0);
       const other = (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).port;
+      const second = join(daemon.dir, 'mnt', 'second');
+      daemon.mount.addMountLine(`127.0.0.1:/ ${second} nfs4 rw,vers=4.1,port=${other},addr=127.0.0.1 0 0`);
+      await waitFor('the second mount recorded', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).mounts.includes(second), 3_000);
       const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
       expect(r.code).to.equal(1);
-      expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has an efs-relay tunnel on port ${other}, and a file system has one tunnel: ${dir}, which goes through port ${PORT}, can only move to it by a remount [TAKEOVER_UNSAFE]\n`);
+      expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has an efs-relay tunnel on port ${other} (mounted at ${second}), and a file system has one tunnel: ${dir}, which goes through port ${PORT}, can only move to it by a remount [TAKEOVER_UNSAFE]\n`);
       expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
       expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'the mount\'s port still carries NFS').to.be.greaterThan(0);
+    });
+  });
+
+  it('moves the tunnel the daemon made for the file system\'s fstab line, which nothing uses yet, to the mount\'s port', async () => {
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      writeFileSync(daemon.fstab, `${FS_ID} ${dir} efs _netdev,tls,region=us-east-1,mounttargetip=${TARGET} 0 0\n`);
+      await waitFor('the fstab line\'s tunnel', async () => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.length === 1, 3_000);
+      const before = (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).port;
+      expect(before).to.not.equal(PORT);
+      const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.equal(`efsctl: ${dir}: ${FS_ID}'s tunnel on port ${before}, which nothing uses, moves to port ${PORT}\n` +
+        `efsctl: ${dir}: stopping stunnel pid ${stunnel.pid} (${join(daemon.dir, 'efs-utils.conf')}); efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET}\n`);
+      await exited(stunnel);
+      const tunnels = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
+      expect(tunnels.map((t) => [t.fs_id, t.port])).to.deep.equal([[FS_ID, PORT]]);
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'read through efs-relay').to.equal(3 << 20);
     });
   });
 
