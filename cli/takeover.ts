@@ -80,7 +80,8 @@ async function restart(argv: string[], port: number): Promise<string | null> {
 export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: string) => void): Promise<TakeoverResult> {
   // Stopping efs-utils' stunnel, and naming who listens on a port, need root.
   if (process.getuid?.() !== 0) throw new RelayError('NOT_ROOT', 'only root can take a mount over from an efs-utils stunnel');
-  const mount = (await readProcMounts(cfg.mount.proc_mounts)).findLast((m) => m.dir === dir && m.type.startsWith('nfs'));
+  const mounts = await readProcMounts(cfg.mount.proc_mounts);
+  const mount = mounts.findLast((m) => m.dir === dir && m.type.startsWith('nfs'));
   if (!mount) throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} is not an NFS mount (${cfg.mount.proc_mounts})`);
   const port = tunnelPortOf(mount);
   if (port === null) {
@@ -117,8 +118,10 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   requestedPort(parseOptions(plan.options), cfg); // PORT_OUT_OF_RANGE, before anything is stopped
   // A tunnel the daemon made for the file system's fstab line, which nothing uses yet, moves to the mount's port.
   const idle = tunnels.find((t) => t.fs_id === plan.fsId) ?? null;
-  if (idle && (idle.mounts.length > 0 || idle.connections.active > 0)) {
-    const uses = idle.mounts.length > 0 ? `mounted at ${idle.mounts.join(', ')}` : `${idle.connections.active} open connection${idle.connections.active === 1 ? '' : 's'}`;
+  // /proc/mounts too: the daemon records a mount a moment after it appears (a takeover just before this one).
+  const mountedAt = idle ? [...new Set([...idle.mounts, ...mounts.filter((m) => tunnelPortOf(m) === idle.port).map((m) => m.dir)])] : [];
+  if (idle && (mountedAt.length > 0 || idle.connections.active > 0)) {
+    const uses = mountedAt.length > 0 ? `mounted at ${mountedAt.join(', ')}` : `${idle.connections.active} open connection${idle.connections.active === 1 ? '' : 's'}`;
     throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${idle.port} (${uses}), and a file system has one tunnel: ${dir}, which goes through port ${port}, can only move to it by a remount`);
   }
   const watchdog = await watchdogPid();
