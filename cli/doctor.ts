@@ -307,7 +307,7 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     const stunnel = foreign.some((m) => /stunnel/.test(servers.get(m.port)?.name ?? ''));
     problems.push(`${foreign.map(by).join(', ')}: mounted through a local port that another process serves, not efs-relayd${stunnel ? ' (an efs-utils stunnel)' : ''}`);
     fixes.push(stunnel
-      ? 'To carry them through efs-relay without unmounting, run `efsctl takeover DIR` for each; or unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`'
+      ? 'To carry them through efs-relay without unmounting, run `efsctl takeover DIR` for each, or `efsctl takeover --all`; or unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`'
       : 'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`');
   }
   if (problems.length > 0) return bad('mounts', 'warn', problems.join('; '), `${fixes.join('. ')}.`);

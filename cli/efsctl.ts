@@ -12,7 +12,7 @@ import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
 import { DEFAULT_SOCKET, call, callerRegionEnv } from './client.js';
 import { doctor, formatCheck, formatSummary } from './doctor.js';
-import { takeover } from './takeover.js';
+import { takeover, takeoverAll, type TakeoverResult } from './takeover.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../daemon/config.js';
 import { tunnelDetail, tunnelTable } from './format.js';
 import { daemonsRunning, type RunningDaemon } from './running-daemon.js';
@@ -29,8 +29,10 @@ Verbs:
   stop FS_ID [--force]    stop a tunnel (refused while mounted, unless --force)
   reload [--json]         make the daemon read its config file again; says what it applied
                           and what waits for a restart (systemctl reload runs this)
-  takeover DIR [--json]   move a mount that an amazon-efs-utils stunnel (or efs-proxy) serves
-                          onto an efs-relay tunnel on the same local port, without unmounting it
+  takeover DIR|--all [--json]
+                          move a mount that an amazon-efs-utils stunnel (or efs-proxy) serves
+                          onto an efs-relay tunnel on the same local port, without unmounting it;
+                          --all: every NFS mount through a local port
   version [--json]        versions of efsctl and of the running daemon
   doctor [--json]         check this host for what EFS over TLS needs, and say what to fix
 
@@ -61,6 +63,8 @@ interface Parsed {
   json: boolean;
   options: string | undefined;
   force: boolean;
+  /** takeover --all: every mount a stunnel serves. */
+  all: boolean;
   /** --wait: how long a daemon that is not listening yet is waited for. */
   waitMs: number;
 }
@@ -75,7 +79,8 @@ const VERB_FLAGS: Record<string, { args: number; flags: string[]; usage: string 
   stop: { args: 1, flags: ['force', 'json', 'wait'], usage: 'FS_ID' },
   version: { args: 0, flags: ['json', 'wait'], usage: '' },
   reload: { args: 0, flags: ['json', 'wait'], usage: '' },
-  takeover: { args: 1, flags: ['json', 'wait'], usage: 'DIR' },
+  // DIR, or --all without one.
+  takeover: { args: 1, flags: ['all', 'json', 'wait'], usage: 'DIR' },
   // doctor reports a daemon that is down; it does not wait for one.
   doctor: { args: 0, flags: ['json'], usage: '' },
 };
@@ -91,6 +96,7 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
         json: { type: 'boolean' },
         options: { type: 'string', short: 'o' },
         force: { type: 'boolean' },
+        all: { type: 'boolean' },
         wait: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -106,11 +112,13 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
   if (!verb) throw new UsageError('No verb given');
   const spec = VERB_FLAGS[verb];
   if (!spec) throw new UsageError(`Unknown verb "${verb}"`);
-  if (args.length !== spec.args) {
+  if (values.all && spec.flags.includes('all')) {
+    if (args.length !== 0) throw new UsageError(`"${verb} --all" takes no ${spec.usage}, got ${args.join(' ')}`);
+  } else if (args.length !== spec.args) {
     const what = spec.args === 0 ? 'no arguments' : `${spec.args} argument${spec.args > 1 ? 's' : ''} (${spec.usage})`;
     throw new UsageError(`"${verb}" takes ${what}, got ${args.length}`);
   }
-  for (const flag of ['json', 'options', 'force', 'wait'] as const) {
+  for (const flag of ['json', 'options', 'force', 'wait', 'all'] as const) {
     if (values[flag] !== undefined && !spec.flags.includes(flag)) {
       throw new UsageError(`"${verb}" does not take ${flag === 'options' ? '-o' : `--${flag}`}`);
     }
@@ -132,6 +140,7 @@ async function parse(argv: string[]): Promise<Parsed | 'help'> {
     json: values.json ?? false,
     options: values.options,
     force: values.force ?? false,
+    all: values.all ?? false,
     waitMs: wait * 1000,
   };
 }
@@ -161,6 +170,15 @@ async function reload(p: Parsed, ask: (method: string) => Promise<unknown>, say:
       `(control_socket changes at a restart); reloading it there`);
     return call(socket, 'reload');
   }
+}
+
+/** One taken-over mount, as takeover prints it. */
+function takeoverText(res: TakeoverResult): string {
+  const t = res.tunnel;
+  const tunnel = `the tunnel of ${t.fs_id} on 127.0.0.1:${t.port} → ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`;
+  return res.already
+    ? `${res.dir} already goes through efs-relay: ${tunnel}`
+    : `${res.dir} moved from ${res.stunnel?.program} pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`;
 }
 
 async function run(p: Parsed): Promise<void> {
@@ -240,13 +258,22 @@ async function run(p: Parsed): Promise<void> {
       return;
     }
     case 'takeover': {
-      const dir = resolve(p.args[0] as string);
-      const res = await takeover(dir, p.config, ask, waiting);
-      const t = res.tunnel;
-      const tunnel = `the tunnel of ${t.fs_id} on 127.0.0.1:${t.port} → ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`;
-      out(res, res.already
-        ? `${dir} already goes through efs-relay: ${tunnel}`
-        : `${dir} moved from ${res.stunnel?.program} pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`);
+      if (p.all) {
+        // Each mount is printed as it is done: a host with many mounts sees progress.
+        const res = await takeoverAll(p.config, ask, waiting, (r) => {
+          if (p.json) return;
+          print('result' in r ? takeoverText(r.result) : `${r.dir} not moved: ${r.error.message} [${r.error.code}]`);
+        });
+        const already = res.moved.filter((r) => r.already).length;
+        const total = res.moved.length + res.failed.length;
+        out(res, total === 0
+          ? `no NFS mount goes through a local port (${p.config.mount.proc_mounts}): nothing to take over`
+          : `${res.moved.length - already} moved, ${already} already through efs-relay, ${res.failed.length} not moved`);
+        if (res.failed.length > 0) process.exitCode = EXIT.failed;
+        return;
+      }
+      const res = await takeover(resolve(p.args[0] as string), p.config, ask, waiting);
+      out(res, takeoverText(res));
       return;
     }
     case 'doctor': {

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../daemon/config.js';
-import { asRelayError, RelayError } from '../daemon/errors.js';
+import { asRelayError, RelayError, type ErrorBody } from '../daemon/errors.js';
 import { formatOptions, parseOptions } from '../daemon/options.js';
 import { requestedPort } from '../daemon/ports.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
@@ -162,4 +162,38 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
     throw new RelayError(e.code, `efs-relay could not take port ${port} over: ${e.message}; ${after}`, { hint: e.hint });
   }
   return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid, program, config: file }, tunnel: added.tunnel };
+}
+
+export interface TakeoverAllResult {
+  /** Mounts moved, and those that went through efs-relay already (`already`). */
+  moved: TakeoverResult[];
+  /** Mounts through a local port that were not moved, and why. */
+  failed: Array<{ dir: string; error: ErrorBody }>;
+}
+
+/**
+ * `takeover --all`: every NFS mount through a local port, one after another,
+ * each as `takeover DIR` would (a mount efs-relay carries already is left as it is).
+ * `each` hears of every mount as it is done.
+ */
+export async function takeoverAll(
+  cfg: Config, ask: Ask, say: (text: string) => void,
+  each: (r: { dir: string; result: TakeoverResult } | { dir: string; error: RelayError }) => void,
+): Promise<TakeoverAllResult> {
+  const dirs = [...new Set((await readProcMounts(cfg.mount.proc_mounts)).filter((m) => tunnelPortOf(m) !== null).map((m) => m.dir))];
+  const out: TakeoverAllResult = { moved: [], failed: [] };
+  for (const dir of dirs) {
+    try {
+      const result = await takeover(dir, cfg, ask, say);
+      out.moved.push(result);
+      each({ dir, result });
+    } catch (err) {
+      const error = asRelayError(err);
+      // Without the daemon, or as another user than root, no mount can move: say so once.
+      if (error.code === 'DAEMON_UNREACHABLE' || error.code === 'NOT_ROOT') throw error;
+      out.failed.push({ dir, error: error.toJSON() });
+      each({ dir, error });
+    }
+  }
+  return out;
 }

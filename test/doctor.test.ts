@@ -241,7 +241,7 @@ describe('efsctl doctor', function () {
         name: 'mounts',
         status: 'warn',
         message: `/mnt/old (port 21346, served by stunnel pid ${stunnel.pid}): mounted through a local port that another process serves, not efs-relayd (an efs-utils stunnel)`,
-        fix: 'To carry them through efs-relay without unmounting, run `efsctl takeover DIR` for each; or unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
+        fix: 'To carry them through efs-relay without unmounting, run `efsctl takeover DIR` for each, or `efsctl takeover --all`; or unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
       });
     } finally {
       await stunnel.stop();

@@ -12,7 +12,7 @@ import { Daemon, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
-import type { TakeoverResult } from '../cli/takeover.js';
+import type { TakeoverAllResult, TakeoverResult } from '../cli/takeover.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { processes } from '../cli/processes.js';
 
@@ -132,6 +132,42 @@ describe('efsctl takeover', function () {
       const tunnels = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
       expect(tunnels.map((t) => [t.fs_id, t.port])).to.deep.equal([[FS_ID, PORT]]);
       expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'read through efs-relay').to.equal(3 << 20);
+    });
+  });
+
+  it('--all takes over every mount through a local port, printing each as it goes, and exits 1 naming those it could not move', async () => {
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      // A second efs-utils mount of the same file system (its own stunnel), and a mount whose port nothing serves.
+      const second = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils-b', PORT + 1, TARGET, FS_ID);
+      const b = join(daemon.dir, 'mnt', 'b');
+      const c = join(daemon.dir, 'mnt', 'c');
+      daemon.mount.addMountLine(`127.0.0.1:/ ${b} nfs4 rw,vers=4.1,port=${PORT + 1},addr=127.0.0.1 0 0`);
+      daemon.mount.addMountLine(`127.0.0.1:/ ${c} nfs4 rw,vers=4.1,port=${PORT + 2},addr=127.0.0.1 0 0`);
+      daemon.mount.addMountLine('10.0.0.9:/ /mnt/plain nfs4 rw,vers=4.1,addr=10.0.0.9 0 0');
+      try {
+        const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', '--all');
+        expect(r.code, r.stderr).to.equal(1);
+        const tunnel = `the tunnel of ${FS_ID} on 127.0.0.1:${PORT} → ${TARGET}:2049 (TLS; its certificate must name ${FS_NAME})`;
+        expect(r.stdout.split('\n')).to.deep.equal([
+          `${dir} moved from stunnel pid ${stunnel.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`,
+          `${b} not moved: ${FS_ID} already has an efs-relay tunnel on port ${PORT} (mounted at ${dir}), and a file system has one tunnel: ${b}, which goes through port ${PORT + 1}, can only move to it by a remount [TAKEOVER_UNSAFE]`,
+          `${c} not moved: ${c} goes through 127.0.0.1:${PORT + 2}, where nothing listens: no stunnel to take over [TAKEOVER_NOT_STUNNEL]`,
+          '1 moved, 0 already through efs-relay, 2 not moved', '',
+        ]);
+        expect(second.child.exitCode, 'the stunnel it did not move still runs').to.equal(null);
+        expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes).to.equal(3 << 20);
+        expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT + 1))).bytes).to.equal(3 << 20);
+
+        const again = await daemon.efsctl('--config', daemon.configFile, 'takeover', '--all', '--json');
+        expect(again.code).to.equal(1);
+        const res = JSON.parse(again.stdout) as TakeoverAllResult;
+        expect(res.moved.map((m) => [m.dir, m.already])).to.deep.equal([[dir, true]]);
+        expect(res.failed.map((f) => [f.dir, f.error.code])).to.deep.equal([[b, 'TAKEOVER_UNSAFE'], [c, 'TAKEOVER_NOT_STUNNEL']]);
+      } finally {
+        await second.stop();
+      }
+      expect((await daemon.efsctl('takeover', '--all', dir)).code, 'DIR and --all').to.equal(2);
+      expect((await daemon.efsctl('add', FS_ID, '--all')).stderr).to.contain('"add" does not take --all');
     });
   });
 

@@ -16,7 +16,7 @@ _efsctl() {
     detach|takeover) COMPREPLY=( $(compgen -d -- "$cur") ); return 0 ;;
   esac
   if [[ "$cur" == -* ]]; then
-    COMPREPLY=( $(compgen -W "--socket --config --wait --json --force -o --help" -- "$cur") )
+    COMPREPLY=( $(compgen -W "--socket --config --wait --json --force --all -o --help" -- "$cur") )
     return 0
   fi
   local i verb=""
