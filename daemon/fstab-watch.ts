@@ -110,18 +110,17 @@ export class FstabWatcher implements FstabStatus {
     const wanted = new Map<string, AddRequest>();
     for (const [fsId, options] of plan.wanted) wanted.set(fsId, { fsId, options, env: {}, source: 'fstab' });
     const failed = await this.manager.setFstabWanted(wanted);
-    const retryS = this.retryMs / 1000;
+    const retry = `; no tunnel for this line yet: tried again in ${this.retryMs / 1000} s, then less often, and at each change of fstab`;
+    // Keyed without the retry interval, which grows: one problem that lasts is logged once.
     const found = [
-      ...plan.problems.map((p) => ({ fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
+      ...plan.problems.map((p) => ({ key: `${p.line} ${p.code} ${p.message}`, fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
       ...failed.map((f) => {
         const line = plan.lineOf.get(f.fsId) as number;
-        return { fs: f.fsId, code: f.error.code, line, msg: `${this.file}:${line}: ${f.error.message}; no tunnel for this line yet: tried again in ${retryS} s, then less often, and at each change of fstab` };
+        return { key: `${line} ${f.error.code} ${f.error.message}`, fs: f.fsId, code: f.error.code, line, msg: `${this.file}:${line}: ${f.error.message}${retry}` };
       }),
     ].sort((a, b) => a.line - b.line);
-    // Keyed without the retry interval, which grows: one problem that lasts is logged once.
-    const key = (p: (typeof found)[number]): string => `${p.line} ${p.code} ${p.msg.replace(/; no tunnel for this line yet: .*$/, '')}`;
-    const fresh = this.reported.fresh(found.map(key));
-    for (const p of found) if (fresh.has(key(p))) this.log.warn('fstab.line_invalid', p);
+    const fresh = this.reported.fresh(found.map((p) => p.key));
+    for (const { key, ...fields } of found) if (fresh.has(key)) this.log.warn('fstab.line_invalid', fields);
     if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${failed.length} still without a tunnel`, failed: failed.length });
     this.invalid = found.length;
     this.failures = failed.map((f) => ({ line: plan.lineOf.get(f.fsId) as number, fs_id: f.fsId, code: f.error.code, message: f.error.message, hint: f.error.hint }));
