@@ -32,3 +32,10 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+/** The real user id a process runs as, or null when it is gone. */
+export async function processUid(pid: number): Promise<number | null> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+  return uid === undefined ? null : Number(uid);
+}

@@ -14,11 +14,12 @@ import type { Config } from '../daemon/config.js';
 import { asRelayError, RelayError, type ErrorBody } from '../daemon/errors.js';
 import { formatOptions, parseOptions } from '../daemon/options.js';
 import { requestedPort } from '../daemon/ports.js';
+import { whoElseCanChange } from '../daemon/file-trust.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import { parseStunnelConfig, tunnelFromStunnel } from './efs-utils-stunnel.js';
 import { describeListener, listenersOn } from './listeners.js';
-import { alive, commandLine, processes } from './processes.js';
+import { alive, commandLine, processes, processUid } from './processes.js';
 
 export interface TakeoverResult {
   dir: string;
@@ -108,6 +109,16 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   // efs-utils runs `stunnel CONFIG` (or `efs-proxy CONFIG`, which reads the same file).
   const file = argv.slice(1).findLast((a) => !a.startsWith('-'));
   if (file === undefined) throw new RelayError('TAKEOVER_UNSAFE', `stunnel pid ${pid} (${argv.join(' ')}) names no config file to read its mount target from`);
+  // efs-utils runs its stunnels as root from root's files. Anything else could name another file system or target
+  // for a root mount: a process another user started on a port a dead stunnel left, or a config another user can edit.
+  const uid = await processUid(pid);
+  if (uid !== 0) {
+    throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} on port ${port} runs as uid ${uid ?? '?'}, not as root as efs-utils runs it, so its config cannot be trusted to name the file system of ${dir}`);
+  }
+  const exposed = await whoElseCanChange(file, 0);
+  if (exposed !== null) {
+    throw new RelayError('TAKEOVER_UNSAFE', `${exposed}: a user other than root could have changed ${file}, so it cannot be trusted to name the file system and mount target of ${dir}`);
+  }
   let text: string;
   try {
     text = await readFile(file, 'utf8');

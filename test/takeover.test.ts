@@ -4,10 +4,10 @@
 // carries on through efs-relay to a real ganesha.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { startStunnelClient, type Proc } from './bench/paths.js';
+import { startStunnelClient, waitPort, type Proc } from './bench/paths.js';
 import { Daemon, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
@@ -168,6 +168,41 @@ describe('efsctl takeover', function () {
       }
       expect((await daemon.efsctl('takeover', '--all', dir)).code, 'DIR and --all').to.equal(2);
       expect((await daemon.efsctl('add', FS_ID, '--all')).stderr).to.contain('"add" does not take --all');
+    });
+  });
+
+  it('refuses a stunnel that runs as another user than root, or whose config another user can change: it could name any file system', async () => {
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      const config = join(daemon.dir, 'efs-utils.conf');
+      chmodSync(config, 0o666);
+      try {
+        const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.contain(`efsctl: ${config} is writable by every user (mode 0666): a user other than root could have changed ${config}, so it cannot be trusted to name the file system and mount target of ${dir} [TAKEOVER_UNSAFE]\n`);
+      } finally {
+        chmodSync(config, 0o644);
+      }
+      expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
+
+      // A stunnel of user nobody, with its own copy of the config and the CA (which nobody can read there).
+      const open = tempDir('nobody-stunnel');
+      chmodSync(open, 0o755);
+      copyFileSync(testCerts().ca.certFile, join(open, 'ca.pem'));
+      const mine = join(open, 'stunnel.conf');
+      writeFileSync(mine, readFileSync(config, 'utf8').replace(`accept = 127.0.0.1:${PORT}`, `accept = 127.0.0.1:${PORT + 3}`).replace(/^CAfile = .*$/m, `CAfile = ${join(open, 'ca.pem')}`));
+      chmodSync(mine, 0o644);
+      const nobody = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'stunnel', mine], { stdio: 'ignore' });
+      try {
+        await waitPort(PORT + 3);
+        const other = join(daemon.dir, 'mnt', 'nobody');
+        daemon.mount.addMountLine(`127.0.0.1:/ ${other} nfs4 rw,vers=4.1,port=${PORT + 3},addr=127.0.0.1 0 0`);
+        const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', other);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.contain(`efsctl: stunnel pid ${nobody.pid} on port ${PORT + 3} runs as uid 65534, not as root as efs-utils runs it, so its config cannot be trusted to name the file system of ${other} [TAKEOVER_UNSAFE]\n`);
+        expect(nobody.exitCode, 'that stunnel still runs').to.equal(null);
+      } finally {
+        nobody.kill('SIGKILL');
+      }
     });
   });
 
