@@ -108,7 +108,7 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   }
   // efs-utils runs `stunnel CONFIG` (or `efs-proxy CONFIG`, which reads the same file).
   const file = argv.slice(1).findLast((a) => !a.startsWith('-'));
-  if (file === undefined) throw new RelayError('TAKEOVER_UNSAFE', `stunnel pid ${pid} (${argv.join(' ')}) names no config file to read its mount target from`);
+  if (file === undefined) throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} (${argv.join(' ')}) names no config file to read its mount target from`);
   // efs-utils runs its stunnels as root from root's files. Anything else could name another file system or target
   // for a root mount: a process another user started on a port a dead stunnel left, or a config another user can edit.
   const uid = await processUid(pid);
@@ -123,7 +123,7 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, the config of stunnel pid ${pid}: ${(err as Error).message}`);
+    throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, the config of ${program} pid ${pid}: ${(err as Error).message}`);
   }
   const plan = tunnelFromStunnel(parseStunnelConfig(text), port, file, cfg);
   requestedPort(parseOptions(plan.options), cfg); // PORT_OUT_OF_RANGE, before anything is stopped
