@@ -2,7 +2,9 @@
 // left, libuv accepts and closes the connections waiting on a listener by
 // itself (its EMFILE trick, which keeps the listener from spinning) and Node
 // never hears of them: a relay cannot report a connection it never saw. So
-// the daemon counts its open descriptors every few seconds against its limit.
+// the daemon counts its open descriptors every few seconds against its limit,
+// once its tunnels and connections alone could take half of it: an idle
+// daemon does not wake for the count.
 import { readdir, readFile } from 'node:fs/promises';
 import { ERRORS, RelayError } from './errors.js';
 import type { Logger } from './log.js';
@@ -28,11 +30,18 @@ const PER_CONNECTION = 2;
 export class FdWatcher {
   private timer: NodeJS.Timeout | null = null;
   private readonly full = new RateLimitedLog(60_000);
+  private atLimit = false;
+  /** The limit as last read; counted again at every precise check (prlimit can change it). */
+  private limit: number | null = null;
 
-  /** `onFull` hears of each episode, as it is logged (at most once a minute while it lasts). */
-  constructor(private readonly log: Logger, private readonly onFull: (e: RelayError) => void) {}
+  /**
+   * `inUse`: the descriptors the daemon's tunnels and connections hold by its own count, without a system call.
+   * `onFull` hears of each episode, as it is logged (at most once a minute while it lasts).
+   */
+  constructor(private readonly log: Logger, private readonly inUse: () => number, private readonly onFull: (e: RelayError) => void) {}
 
-  start(): void {
+  async start(): Promise<void> {
+    this.limit = await fdUsage().then((u) => u.limit, () => null);
     this.timer = setInterval(() => void this.check(), CHECK_MS);
     this.timer.unref();
   }
@@ -43,14 +52,17 @@ export class FdWatcher {
   }
 
   async check(): Promise<void> {
+    if (!this.atLimit && (this.limit === null || this.inUse() < this.limit / 2)) return;
     let u: FdUsage;
     try {
       u = await fdUsage();
     } catch {
       return; // no /proc: nothing to count with
     }
+    this.limit = u.limit;
     if (u.limit === null) return;
-    if (u.limit - u.open < PER_CONNECTION) {
+    this.atLimit = u.limit - u.open < PER_CONNECTION;
+    if (this.atLimit) {
       if (!this.full.admit('FD_LIMIT')) return;
       const e = new RelayError('FD_LIMIT', `efs-relayd has ${u.open} of ${u.limit} file descriptors open: no room for another relayed connection (each takes two), so new NFS connections are refused or dropped`);
       this.log.warn('daemon.fd_limit', { code: e.code, msg: `${e.message}. ${ERRORS.FD_LIMIT.hint}`, open: u.open, limit: u.limit });

@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const fstabWatcher = new FstabWatcher(cfg, manager, log, region);
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
-  const fdWatcher = new FdWatcher(log, (e) => manager.recordDaemonError(e));
+  const fdWatcher = new FdWatcher(log, () => manager.descriptorsInUse(), (e) => manager.recordDaemonError(e));
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
   const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region, fstabWatcher), log);
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     await stateWatcher.start();
     mountWatcher.start();
     prober.start();
-    fdWatcher.start();
+    await fdWatcher.start();
     await metrics.start();
     await control.listen();
   } catch (err) {

@@ -473,6 +473,13 @@ export class TunnelManager {
   }
 
   /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */
+  /** File descriptors the tunnels hold by their own count: one listener each, two per relayed connection. */
+  descriptorsInUse(): number {
+    let n = 0;
+    for (const t of this.tunnels.values()) n += 1 + 2 * t.relay.counters.connectionsActive;
+    return n;
+  }
+
   /** A failure of the whole daemon that every tunnel's new connections meet (no file descriptor left). */
   recordDaemonError(e: RelayError): void {
     const at = new Date().toISOString();
