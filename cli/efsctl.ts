@@ -176,9 +176,9 @@ async function reload(p: Parsed, ask: (method: string) => Promise<unknown>, say:
 function takeoverText(res: TakeoverResult): string {
   const t = res.tunnel;
   const tunnel = `the tunnel of ${t.fs_id} on 127.0.0.1:${t.port} → ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`;
-  return res.already
-    ? `${res.dir} already goes through efs-relay: ${tunnel}`
-    : `${res.dir} moved from ${res.stunnel?.program} pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`;
+  if (res.already) return `${res.dir} already goes through efs-relay: ${tunnel}`;
+  if (res.stunnel?.pid === null) return `${res.dir}, whose stunnel had died, now goes through ${tunnel}, made from ${res.stunnel.config}; its NFS client reconnects through efs-relay`;
+  return `${res.dir} moved from ${res.stunnel?.program} pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`;
 }
 
 async function run(p: Parsed): Promise<void> {

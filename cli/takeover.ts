@@ -7,17 +7,17 @@
 // stunnel is checked before the stunnel is stopped; if the tunnel still
 // cannot start, the stunnel is started again with its own command line.
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../daemon/config.js';
 import { asRelayError, RelayError, type ErrorBody } from '../daemon/errors.js';
 import { formatOptions, parseOptions } from '../daemon/options.js';
 import { requestedPort } from '../daemon/ports.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
-import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
+import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
-import { parseStunnelConfig, tunnelFromStunnel } from './efs-utils-stunnel.js';
+import { parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { describeListener, listenersOn } from './listeners.js';
 import { alive, commandLine, processes, processUid } from './processes.js';
 
@@ -27,8 +27,11 @@ export interface TakeoverResult {
   port: number;
   /** True when the mount already went through efs-relay: nothing was done. */
   already: boolean;
-  /** The stunnel (or efs-proxy) that served the mount; null when `already`. */
-  stunnel: { pid: number; program: string; config: string } | null;
+  /**
+   * The stunnel (or efs-proxy) that served the mount; null when `already`. `pid` and `program` are null when it
+   * had died: its config was found in mount.efs_utils_state_dir.
+   */
+  stunnel: { pid: number | null; program: string | null; config: string } | null;
   tunnel: TunnelView;
 }
 
@@ -78,43 +81,14 @@ async function restart(argv: string[], port: number): Promise<string | null> {
   }
 }
 
-export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: string) => void): Promise<TakeoverResult> {
-  // Stopping efs-utils' stunnel, and naming who listens on a port, need root.
-  if (process.getuid?.() !== 0) throw new RelayError('NOT_ROOT', 'only root can take a mount over from an efs-utils stunnel');
-  const mounts = await readProcMounts(cfg.mount.proc_mounts);
-  const mount = mounts.findLast((m) => m.dir === dir && m.type.startsWith('nfs'));
-  if (!mount) throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} is not an NFS mount (${cfg.mount.proc_mounts})`);
-  const port = tunnelPortOf(mount);
-  if (port === null) {
-    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} is an NFS mount of ${mount.device}, not through a local port: it is not encrypted, and only a remount can put a tunnel under it`, {
-      hint: 'Unmount it and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
-    });
-  }
-  const { tunnels } = (await ask('list')) as { tunnels: TunnelView[] };
-  const mine = tunnels.find((t) => t.port === port);
-  if (mine) return { dir, fs_id: mine.fs_id, port, already: true, stunnel: null, tunnel: mine };
-
-  const listener = (await listenersOn([port])).get(port);
-  if (!listener || listener.pid === null) {
-    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, where ${listener ? describeListener(listener) : 'nothing'} listens: no stunnel to take over`, {
-      hint: 'Its I/O waits: unmount it (`umount -f -l DIR`) and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
-    });
-  }
-  const pid = listener.pid;
-  const argv = await commandLine(pid);
-  const program = basename(argv[0] ?? '');
-  if (!program.startsWith('stunnel') && program !== 'efs-proxy') {
-    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, which ${describeListener(listener)} serves, not an efs-utils stunnel or efs-proxy`);
-  }
-  // efs-utils runs `stunnel CONFIG` (or `efs-proxy CONFIG`, which reads the same file).
-  const file = argv.slice(1).findLast((a) => !a.startsWith('-'));
-  if (file === undefined) throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} (${argv.join(' ')}) names no config file to read its mount target from`);
-  // efs-utils runs its stunnels as root from root's files. Anything else could name another file system or target
-  // for a root mount: a process another user started on a port a dead stunnel left, or a config another user can edit.
-  const uid = await processUid(pid);
-  if (uid !== 0) {
-    throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} on port ${port} runs as uid ${uid ?? '?'}, not as root as efs-utils runs it, so its config cannot be trusted to name the file system of ${dir}`);
-  }
+/**
+ * What every takeover checks before it changes anything: the config only root could have written, the tunnel it
+ * makes (TAKEOVER_UNSAFE when the tunnel could not do the same), the port inside port_range, no tunnel of the file
+ * system in use on another port, no efs-utils watchdog. Then the file system's unused tunnel, if any, is stopped.
+ */
+async function prepare(
+  dir: string, port: number, file: string, whose: string, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void,
+): Promise<{ plan: TunnelFromStunnel; idle: TunnelView | null }> {
   const exposed = await whoElseCanChange(file, 0);
   if (exposed !== null) {
     throw new RelayError('TAKEOVER_UNSAFE', `${exposed}: a user other than root could have changed ${file}, so it cannot be trusted to name the file system and mount target of ${dir}`);
@@ -123,7 +97,7 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, the config of ${program} pid ${pid}: ${(err as Error).message}`);
+    throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, ${whose}: ${(err as Error).message}`);
   }
   const plan = tunnelFromStunnel(parseStunnelConfig(text), port, file, cfg);
   requestedPort(parseOptions(plan.options), cfg); // PORT_OUT_OF_RANGE, before anything is stopped
@@ -141,11 +115,80 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
       hint: 'Nothing was changed. Stop it first (`systemctl stop amazon-efs-mount-watchdog`, or remove amazon-efs-utils), then try again.',
     });
   }
-
   if (idle) {
     say(`${dir}: ${plan.fsId}'s tunnel on port ${idle.port}, which nothing uses, moves to port ${port}`);
     await ask('stop', { fs_id: plan.fsId, force: false });
   }
+  return { plan, idle };
+}
+
+/**
+ * A mount whose stunnel has died: nothing listens on its port, and its I/O waits. efs-utils' config for it
+ * (stunnel-config.FS.MOUNT.PORT in mount.efs_utils_state_dir) still says what the stunnel did, so a tunnel on that
+ * port revives the mount, with the same checks as a takeover.
+ */
+async function revive(dir: string, port: number, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void): Promise<TakeoverResult> {
+  // efs-utils names the file after the mount point, its slashes as dots.
+  const suffix = `.${dir.replace(/^\/+/, '').replaceAll('/', '.')}.${port}`;
+  const stateDir = cfg.mount.efs_utils_state_dir;
+  const names = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => /^stunnel-config\.fs-[0-9a-f]+\./.test(n) && n.endsWith(suffix));
+  if (names.length !== 1) {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, where nothing listens, and ${stateDir} has ${names.length === 0 ? 'no' : 'more than one'} efs-utils config for it (stunnel-config.FS${suffix})`, {
+      hint: 'Its I/O waits: unmount it (`umount -f -l DIR`) and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
+    });
+  }
+  const file = join(stateDir, names[0] as string);
+  const { plan, idle } = await prepare(dir, port, file, 'efs-utils\' config of the mount', mounts, tunnels, cfg, ask, say);
+  say(`${dir}: nothing listens on 127.0.0.1:${port} (its stunnel is gone); efs-relay takes the port with -o ${plan.options} from ${file}`);
+  try {
+    const added = (await ask('add', { fs_id: plan.fsId, options: plan.options, env: {}, source: 'efsctl' })) as AddResult;
+    return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid: null, program: null, config: file }, tunnel: added.tunnel };
+  } catch (err) {
+    const e = asRelayError(err);
+    if (idle) await ask('add', { fs_id: idle.fs_id, options: formatOptions(idle.options), env: {}, source: idle.source }).catch(() => undefined);
+    throw new RelayError(e.code, `efs-relay could not take port ${port}: ${e.message}; ${dir} still has no tunnel`, { hint: e.hint });
+  }
+}
+
+export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: string) => void): Promise<TakeoverResult> {
+  // Stopping efs-utils' stunnel, and naming who listens on a port, need root.
+  if (process.getuid?.() !== 0) throw new RelayError('NOT_ROOT', 'only root can take a mount over from an efs-utils stunnel');
+  const mounts = await readProcMounts(cfg.mount.proc_mounts);
+  const mount = mounts.findLast((m) => m.dir === dir && m.type.startsWith('nfs'));
+  if (!mount) throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} is not an NFS mount (${cfg.mount.proc_mounts})`);
+  const port = tunnelPortOf(mount);
+  if (port === null) {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} is an NFS mount of ${mount.device}, not through a local port: it is not encrypted, and only a remount can put a tunnel under it`, {
+      hint: 'Unmount it and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
+    });
+  }
+  const { tunnels } = (await ask('list')) as { tunnels: TunnelView[] };
+  const mine = tunnels.find((t) => t.port === port);
+  if (mine) return { dir, fs_id: mine.fs_id, port, already: true, stunnel: null, tunnel: mine };
+
+  const listener = (await listenersOn([port])).get(port);
+  if (!listener && !(await listening(port))) return revive(dir, port, mounts, tunnels, cfg, ask, say);
+  if (!listener || listener.pid === null) {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, where ${describeListener(listener)} listens`, {
+      hint: 'efsctl names the process that serves a port with ss or netstat (iproute2, net-tools), as root: install one and try again.',
+    });
+  }
+  const pid = listener.pid;
+  const argv = await commandLine(pid);
+  const program = basename(argv[0] ?? '');
+  if (!program.startsWith('stunnel') && program !== 'efs-proxy') {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, which ${describeListener(listener)} serves, not an efs-utils stunnel or efs-proxy`);
+  }
+  // efs-utils runs `stunnel CONFIG` (or `efs-proxy CONFIG`, which reads the same file).
+  const file = argv.slice(1).findLast((a) => !a.startsWith('-'));
+  if (file === undefined) throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} (${argv.join(' ')}) names no config file to read its mount target from`);
+  // efs-utils runs its stunnels as root from root's files. Anything else could name another file system or target
+  // for a root mount: a process another user started on a port a dead stunnel left, or a config another user can edit.
+  const uid = await processUid(pid);
+  if (uid !== 0) {
+    throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} on port ${port} runs as uid ${uid ?? '?'}, not as root as efs-utils runs it, so its config cannot be trusted to name the file system of ${dir}`);
+  }
+  const { plan, idle } = await prepare(dir, port, file, `the config of ${program} pid ${pid}`, mounts, tunnels, cfg, ask, say);
   say(`${dir}: stopping ${program} pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${plan.options}`);
   await stopProcess(pid);
   let added: AddResult | null = null;

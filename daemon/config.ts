@@ -25,6 +25,7 @@ export interface Config {
     unmount_grace: number;
     network_check: string;
     daemon_wait: number;
+    efs_utils_state_dir: string;
   };
   relay: { connect_timeout: number; close_timeout: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
@@ -95,6 +96,8 @@ const SCHEMA: Record<string, Field> = {
       network_check: { kind: 'string', def: 'test ! -d /run/systemd/system || systemctl is-active --quiet network.target' },
       // mount.efs: how long a daemon that is not listening yet (restarting) is waited for.
       daemon_wait: { kind: 'seconds', def: 10, zeroOk: true },
+      // efsctl takeover: where amazon-efs-utils kept its stunnel configs, to revive a mount whose stunnel died.
+      efs_utils_state_dir: { kind: 'path', def: '/var/run/efs' },
     },
   },
   relay: {

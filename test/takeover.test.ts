@@ -4,7 +4,7 @@
 // carries on through efs-relay to a real ganesha.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { startStunnelClient, waitPort, type Proc } from './bench/paths.js';
@@ -151,7 +151,7 @@ describe('efsctl takeover', function () {
         expect(r.stdout.split('\n')).to.deep.equal([
           `${dir} moved from stunnel pid ${stunnel.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`,
           `${b} not moved: ${FS_ID} already has an efs-relay tunnel on port ${PORT} (mounted at ${dir}), and a file system has one tunnel: ${b}, which goes through port ${PORT + 1}, can only move to it by a remount [TAKEOVER_UNSAFE]`,
-          `${c} not moved: ${c} goes through 127.0.0.1:${PORT + 2}, where nothing listens: no stunnel to take over [TAKEOVER_NOT_STUNNEL]`,
+          `${c} not moved: ${c} goes through 127.0.0.1:${PORT + 2}, where nothing listens, and ${join(daemon.dir, 'efs-utils')} has no efs-utils config for it (stunnel-config.FS.${c.slice(1).replaceAll('/', '.')}.${PORT + 2}) [TAKEOVER_NOT_STUNNEL]`,
           '1 moved, 0 already through efs-relay, 2 not moved', '',
         ]);
         expect(second.child.exitCode, 'the stunnel it did not move still runs').to.equal(null);
@@ -203,6 +203,31 @@ describe('efsctl takeover', function () {
       } finally {
         nobody.kill('SIGKILL');
       }
+    });
+  });
+
+  it('revives a mount whose stunnel has died, from the config efs-utils left for it, and NFS reads go on through efs-relay', async () => {
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      // As efs-utils leaves it in /var/run/efs: stunnel-config.FS.MOUNT.PORT, the mount point's slashes as dots.
+      mkdirSync(join(daemon.dir, 'efs-utils'));
+      const config = join(daemon.dir, 'efs-utils', `stunnel-config.${FS_ID}.${dir.slice(1).replaceAll('/', '.')}.${PORT}`);
+      copyFileSync(join(daemon.dir, 'efs-utils.conf'), config);
+      await stunnel.stop();
+      const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.equal(`efsctl: ${dir}: nothing listens on 127.0.0.1:${PORT} (its stunnel is gone); efs-relay takes the port with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET} from ${config}\n`);
+      expect(r.stdout).to.equal(`${dir}, whose stunnel had died, now goes through the tunnel of ${FS_ID} on 127.0.0.1:${PORT} → ${TARGET}:2049 (TLS; its certificate must name ${FS_NAME}), made from ${config}; its NFS client reconnects through efs-relay\n`);
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'read through efs-relay').to.equal(3 << 20);
+
+      // A config another user could have written is not trusted to name the file system.
+      const other = join(daemon.dir, 'mnt', 'other');
+      daemon.mount.addMountLine(`127.0.0.1:/ ${other} nfs4 rw,vers=4.1,port=${PORT + 4},addr=127.0.0.1 0 0`);
+      const open = join(daemon.dir, 'efs-utils', `stunnel-config.fs-0e0e0e0e.${other.slice(1).replaceAll('/', '.')}.${PORT + 4}`);
+      writeFileSync(open, readFileSync(config, 'utf8').replace(`127.0.0.1:${PORT}`, `127.0.0.1:${PORT + 4}`));
+      chmodSync(open, 0o666);
+      const refused = await daemon.efsctl('--config', daemon.configFile, 'takeover', other);
+      expect(refused.code).to.equal(1);
+      expect(refused.stderr).to.contain(`efsctl: ${open} is writable by every user (mode 0666): a user other than root could have changed ${open}, so it cannot be trusted to name the file system and mount target of ${other} [TAKEOVER_UNSAFE]\n`);
     });
   });
 

@@ -79,6 +79,7 @@ export class Daemon {
         proc_mounts: this.mount.procMounts,
         poll_interval: 0.1,
         network_check: '',
+        efs_utils_state_dir: join(this.dir, 'efs-utils'),
         ...(config.mount as Record<string, unknown> | undefined),
       },
     };

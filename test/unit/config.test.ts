@@ -30,6 +30,7 @@ describe('config', () => {
         poll_interval: 1, unmount_reads: 5, unmount_grace: 30,
         network_check: 'test ! -d /run/systemd/system || systemctl is-active --quiet network.target',
         daemon_wait: 10,
+        efs_utils_state_dir: '/var/run/efs',
       },
       relay: { connect_timeout: 15, close_timeout: 10 },
       log: { level: 'info' },
