@@ -23,6 +23,7 @@ import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
+import { efsUtilsConfigs } from './takeover.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
 
@@ -282,9 +283,13 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     const left = await new StateStore(cfg.state_dir).loadLeftMounts().catch(() => ({ left: [] }));
     const owners = new Map(left.left.map((l) => [l.port, l.fs_id]));
     const what = orphans.map((m) => `${m.dir} (port ${m.port}${owners.has(m.port) ? `, ${owners.get(m.port)}` : ''})`);
-    const fixes = orphans.map((m) => owners.has(m.port)
-      ? `\`efsctl add ${owners.get(m.port)}\` gives ${m.dir} its port back`
-      : `\`efsctl add FS_ID -o tlsport=${m.port}\` with the file system mounted at ${m.dir}`);
+    const fixes = await Promise.all(orphans.map(async (m) => {
+      if (owners.has(m.port)) return `\`efsctl add ${owners.get(m.port)}\` gives ${m.dir} its port back`;
+      // An efs-utils mount whose stunnel died: its config says what to revive it with.
+      const { files } = await efsUtilsConfigs(m.dir, m.port, cfg.mount.efs_utils_state_dir);
+      if (files.length === 1) return `\`efsctl takeover ${m.dir}\` revives it from efs-utils' config ${files[0]}`;
+      return `\`efsctl add FS_ID -o tlsport=${m.port}\` with the file system mounted at ${m.dir}`;
+    }));
     const cause = daemonUp ? 'no tunnel listens there' : 'efs-relayd is not answering';
     return bad('mounts', 'fail', `${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`,
       `${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`);

@@ -122,22 +122,26 @@ async function prepare(
   return { plan, idle };
 }
 
+/** efs-utils' stunnel configs for the mount at `dir` through `port`: it names each after the mount point, its slashes as dots. */
+export async function efsUtilsConfigs(dir: string, port: number, stateDir: string): Promise<{ files: string[]; pattern: string }> {
+  const suffix = `.${dir.replace(/^\/+/, '').replaceAll('/', '.')}.${port}`;
+  const names = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => /^stunnel-config\.fs-[0-9a-f]+\./.test(n) && n.endsWith(suffix));
+  return { files: names.map((n) => join(stateDir, n)), pattern: `stunnel-config.FS${suffix}` };
+}
+
 /**
  * A mount whose stunnel has died: nothing listens on its port, and its I/O waits. efs-utils' config for it
  * (stunnel-config.FS.MOUNT.PORT in mount.efs_utils_state_dir) still says what the stunnel did, so a tunnel on that
  * port revives the mount, with the same checks as a takeover.
  */
 async function revive(dir: string, port: number, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void): Promise<TakeoverResult> {
-  // efs-utils names the file after the mount point, its slashes as dots.
-  const suffix = `.${dir.replace(/^\/+/, '').replaceAll('/', '.')}.${port}`;
-  const stateDir = cfg.mount.efs_utils_state_dir;
-  const names = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => /^stunnel-config\.fs-[0-9a-f]+\./.test(n) && n.endsWith(suffix));
-  if (names.length !== 1) {
-    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, where nothing listens, and ${stateDir} has ${names.length === 0 ? 'no' : 'more than one'} efs-utils config for it (stunnel-config.FS${suffix})`, {
+  const found = await efsUtilsConfigs(dir, port, cfg.mount.efs_utils_state_dir);
+  if (found.files.length !== 1) {
+    throw new RelayError('TAKEOVER_NOT_STUNNEL', `${dir} goes through 127.0.0.1:${port}, where nothing listens, and ${cfg.mount.efs_utils_state_dir} has ${found.files.length === 0 ? 'no' : 'more than one'} efs-utils config for it (${found.pattern})`, {
       hint: 'Its I/O waits: unmount it (`umount -f -l DIR`) and mount it again with `mount -t efs -o tls` or `efsctl attach`.',
     });
   }
-  const file = join(stateDir, names[0] as string);
+  const file = found.files[0] as string;
   const { plan, idle } = await prepare(dir, port, file, 'efs-utils\' config of the mount', mounts, tunnels, cfg, ask, say);
   say(`${dir}: nothing listens on 127.0.0.1:${port} (its stunnel is gone); efs-relay takes the port with -o ${plan.options} from ${file}`);
   try {

@@ -13,6 +13,7 @@ import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
 import type { TakeoverAllResult, TakeoverResult } from '../cli/takeover.js';
+import type { DoctorReport } from '../cli/doctor.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { processes } from '../cli/processes.js';
 
@@ -213,6 +214,12 @@ describe('efsctl takeover', function () {
       const config = join(daemon.dir, 'efs-utils', `stunnel-config.${FS_ID}.${dir.slice(1).replaceAll('/', '.')}.${PORT}`);
       copyFileSync(join(daemon.dir, 'efs-utils.conf'), config);
       await stunnel.stop();
+      // doctor sees the hung mount and says how to revive it.
+      const report = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      expect(report.checks.find((c) => c.name === 'mounts')).to.deep.include({
+        status: 'fail', message: `${dir} (port ${PORT}): mounted through a local port, but no tunnel listens there; NFS I/O there waits`,
+        fix: `\`efsctl takeover ${dir}\` revives it from efs-utils' config ${config}; or unmount.`,
+      });
       const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stderr).to.equal(`efsctl: ${dir}: nothing listens on 127.0.0.1:${PORT} (its stunnel is gone); efs-relay takes the port with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET} from ${config}\n`);
