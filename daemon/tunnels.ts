@@ -472,7 +472,6 @@ export class TunnelManager {
     return [];
   }
 
-  /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */
   /** File descriptors the tunnels hold by their own count: one listener each, two per relayed connection. */
   descriptorsInUse(): number {
     let n = 0;
@@ -489,6 +488,7 @@ export class TunnelManager {
     }
   }
 
+  /** The last health probe of a tunnel; a change of outcome goes into its history and the log. */
   recordProbe(fsId: string, result: ProbeResult): void {
     const t = this.tunnels.get(fsId);
     if (!t) return;
