@@ -25,6 +25,19 @@ async function runsRelayd(pid: number, name: string | null): Promise<boolean> {
   return (await commandLine(pid)).some(isRelaydArg);
 }
 
+/**
+ * The local port of each socket in LISTEN state in a /proc/net/tcp or tcp6 table (`sl local_address rem_address
+ * st …`, the port in hex after the colon, st 0A for LISTEN): who listens, without a connection or a process list.
+ */
+export function listeningPorts(table: string): number[] {
+  const ports: number[] = [];
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] === '0A') ports.push(parseInt((f[1] ?? '').split(':').at(-1) ?? '', 16));
+  }
+  return ports;
+}
+
 /** The listener on 127.0.0.1 for each of the ports; a port nobody could be found for is left out. */
 export async function listenersOn(ports: readonly number[]): Promise<Map<number, Listener>> {
   const wanted = new Set(ports);

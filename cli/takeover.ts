@@ -18,7 +18,7 @@ import { whoElseCanChange } from '../daemon/file-trust.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import { parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
-import { describeListener, listenersOn } from './listeners.js';
+import { describeListener, listenersOn, listeningPorts } from './listeners.js';
 import { alive, commandLine, processes, processUid } from './processes.js';
 
 export interface TakeoverResult {
@@ -55,11 +55,8 @@ async function watchdogPid(): Promise<number | null> {
 
 /** Whether something listens on 127.0.0.1 (or any address) at `port`, from /proc/net/tcp: cheap enough to poll. */
 async function listening(port: number): Promise<boolean> {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const text = await readFile(table, 'utf8').catch(() => '');
-    // sl local_address rem_address st ...; st 0A is LISTEN
-    if (text.split('\n').some((l) => { const f = l.trim().split(/\s+/); return f[1]?.endsWith(hex) === true && f[3] === '0A'; })) return true;
+    if (listeningPorts(await readFile(table, 'utf8').catch(() => '')).includes(port)) return true;
   }
   return false;
 }

@@ -16,6 +16,7 @@ import {
 } from './paths.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
 import { BulkConnection, connectSetup, holdConnections, NfsFiles, RpcConnection, rssBytes, switchesBetween, threadSwitches, type Throughput } from './workloads.js';
+import { listeningPorts } from '../../cli/listeners.js';
 
 type Mode = 'full' | 'quick' | 'smoke';
 const SIZES = {
@@ -68,14 +69,7 @@ function version(cmd: string, args: string[], name: string): string {
 
 /** Ports of the range in LISTEN state, read from /proc/net/tcp (no connection is made). */
 function listening(first: number, last: number): number {
-  let n = 0;
-  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[3] !== '0A') continue;
-    const port = parseInt((f[1] ?? '').split(':')[1] ?? '', 16);
-    if (port >= first && port <= last) n++;
-  }
-  return n;
+  return listeningPorts(readFileSync('/proc/net/tcp', 'utf8')).filter((port) => port >= first && port <= last).length;
 }
 
 async function main(): Promise<void> {
