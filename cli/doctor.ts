@@ -23,7 +23,7 @@ import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
-import { efsUtilsConfigs } from './takeover.js';
+import { efsUtilsConfigs } from './efs-utils-stunnel.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
 

@@ -7,8 +7,8 @@
 // stunnel is checked before the stunnel is stopped; if the tunnel still
 // cannot start, the stunnel is started again with its own command line.
 import { spawn } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../daemon/config.js';
 import { asRelayError, RelayError, type ErrorBody } from '../daemon/errors.js';
@@ -17,7 +17,7 @@ import { requestedPort } from '../daemon/ports.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mounts.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
-import { parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
+import { efsUtilsConfigs, parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { describeListener, listenersOn, listeningPorts } from './listeners.js';
 import { alive, commandLine, processes, processUid } from './processes.js';
 
@@ -117,13 +117,6 @@ async function prepare(
     await ask('stop', { fs_id: plan.fsId, force: false });
   }
   return { plan, idle };
-}
-
-/** efs-utils' stunnel configs for the mount at `dir` through `port`: it names each after the mount point, its slashes as dots. */
-export async function efsUtilsConfigs(dir: string, port: number, stateDir: string): Promise<{ files: string[]; pattern: string }> {
-  const suffix = `.${dir.replace(/^\/+/, '').replaceAll('/', '.')}.${port}`;
-  const names = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => /^stunnel-config\.fs-[0-9a-f]+\./.test(n) && n.endsWith(suffix));
-  return { files: names.map((n) => join(stateDir, n)), pattern: `stunnel-config.FS${suffix}` };
 }
 
 /**
