@@ -116,7 +116,7 @@ export const ERRORS = {
     hint: 'Usually transient; if it repeats, check the network path to the mount target.',
   },
   DNS_FAILED: {
-    title: 'the file system name does not resolve',
+    title: 'DNS gave no address for the file system name: it answered that there is none, or did not answer',
     hint: 'Check the VPC DNS settings, or pass -o mounttargetip=ADDRESS.',
   },
   CA_BUNDLE_UNREADABLE: {

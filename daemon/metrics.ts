@@ -78,6 +78,9 @@ export function createMetrics(cfg: Config, manager: TunnelManager, reloads: Conf
       for (const code of SESSION_FAILURE_CODES) set({ fs_id: fsId, code }, relay.counters.sessionFailures.get(code) ?? 0);
     }
   }, 'counter');
+  perTunnel('efs_relay_dns_fallbacks_total', 'Connections and probes that DNS gave no address for in time, sent to the address of its last answer (log: tunnel.dns_fallback).', [], (set) => {
+    for (const [fsId, relay] of manager.relays()) set({ fs_id: fsId }, relay.dnsFallbacks);
+  }, 'counter');
   perTunnel('efs_relay_upstream_cert_expiry_timestamp_seconds', 'When the mount target certificate seen by the last probe expires (Unix time).', [], (set) => {
     for (const t of snapshot) {
       const expiry = t.health.probe?.cert_expiry;

@@ -5,12 +5,13 @@
 // return traffic may drain until the close timeout; an error on either side
 // closes both.
 import { EventEmitter } from 'node:events';
-import { createServer, isIPv4, type OnReadOpts, type Server, type Socket } from 'node:net';
+import { createServer, isIP, isIPv4, type OnReadOpts, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
 import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion } from './tls-policy.js';
 import { joinHost } from './target.js';
+import { TargetLookup } from './target-lookup.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
 /** How long one diagnosis of a version/cipher refusal is reused. */
@@ -57,6 +58,10 @@ export interface RelayEvents {
   /** A connection could not be accepted (most often: no file descriptor left); the NFS client sees it closed. */
   accept_failed: [error: RelayError];
   connection_closed: [];
+  /** DNS gave no answer for the target's name, and a connection or probe went to the address of its last answer. */
+  dns_fallback: [error: RelayError];
+  /** DNS answers again after fallbacks. */
+  dns_answered: [address: string];
 }
 
 /** Pass the source's end on as a half-close of the destination. */
@@ -117,11 +122,29 @@ export class Relay extends EventEmitter<RelayEvents> {
   private diagnosis: { at: number; result: Promise<{ code: ErrorCode; detail: string } | null> } | null = null;
   /** The last TLS session the target gave us: the next connection resumes it, skipping a full handshake. */
   private session: Buffer | undefined;
+  /** Finds the target's address when it is a DNS name (no mounttargetip); null for an address. */
+  private readonly names: TargetLookup | null;
+  /** Connections and probes still waiting for DNS: a timeout then blames DNS, not the mount target. */
+  private readonly resolving = new WeakSet<TLSSocket>();
 
   constructor(spec: RelaySpec) {
     super();
     this.spec = spec;
     this.verify = identityChecker(spec.dnsName);
+    this.names = isIP(spec.address) === 0
+      ? new TargetLookup(spec.address, {
+        fallback: (e) => {
+          this.lastError = { code: e.code, message: e.message, at: new Date().toISOString() };
+          this.emit('dns_fallback', e);
+        },
+        answered: (address) => this.emit('dns_answered', address),
+      })
+      : null;
+  }
+
+  /** Connections and probes that went to DNS's last answer because DNS gave none (0 for a target given by address). */
+  get dnsFallbacks(): number {
+    return this.names?.fallbacks ?? 0;
   }
 
   /**
@@ -220,7 +243,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     let established = false;
     let closeTimer: NodeJS.Timeout | null = null;
     let open = 2;
-    const connectTimer = setTimeout(() => fail(this.timeoutError(spec.connectTimeoutMs)), spec.connectTimeoutMs);
+    const connectTimer = setTimeout(() => fail(this.timeoutError(spec.connectTimeoutMs, up)), spec.connectTimeoutMs);
 
     const fail = (err: unknown): void => {
       up.destroy();
@@ -310,7 +333,7 @@ export class Relay extends EventEmitter<RelayEvents> {
         resolve({ ...r, at, duration_seconds: Math.round((performance.now() - started) * 1000) / 1e6 });
       };
       const timer = setTimeout(() => {
-        const e = this.timeoutError(timeoutMs);
+        const e = this.timeoutError(timeoutMs, sock);
         finish({ ok: false, code: e.code, message: e.message, cert_expiry: null });
       }, timeoutMs);
       sock.once('secureConnect', () => finish({ ok: true, code: null, message: null, cert_expiry: certExpiry(sock) }));
@@ -330,9 +353,10 @@ export class Relay extends EventEmitter<RelayEvents> {
    * `onread` only then.
    */
   private dial(session: Buffer | undefined, onread?: OnReadOpts): TLSSocket {
-    const { spec } = this;
+    const { spec, names, resolving } = this;
     // tls.connect honours allowHalfOpen and onread (Node passes them to the TLSSocket) though @types/node omits them.
-    const up = tlsConnect({
+    // The lookup answers asynchronously, so its callback finds `up` assigned.
+    const up: TLSSocket = tlsConnect({
       host: spec.address,
       port: spec.targetPort,
       secureContext: spec.secureContext,
@@ -341,7 +365,9 @@ export class Relay extends EventEmitter<RelayEvents> {
       allowHalfOpen: true,
       session,
       ...(onread ? { onread } : {}),
+      ...(names ? { lookup: names.netLookup(() => resolving.delete(up)) } : {}),
     } as ConnectionOptions);
+    if (names) resolving.add(up);
     up.setNoDelay(true);
     up.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     return up;
@@ -352,7 +378,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     return joinHost(this.spec.address, this.spec.targetPort);
   }
 
-  private timeoutError(ms: number): RelayError {
+  private timeoutError(ms: number, sock: TLSSocket): RelayError {
+    if (this.resolving.has(sock)) return new RelayError('DNS_FAILED', `DNS has not answered for ${this.spec.address} after ${ms} ms`);
     return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${this.targetText} after ${ms} ms`);
   }
 

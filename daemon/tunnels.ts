@@ -723,6 +723,17 @@ export class TunnelManager {
         if (limiter.admit(err.code)) this.log.warn(`tunnel.${kind}`, { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
       });
     }
+    // While DNS gives no answer, connections go on to its last address: said once, then at most once a minute.
+    const dnsLog = new RateLimitedLog(60_000);
+    relay.on('dns_fallback', (err) => {
+      t.note('dns_fallback', err);
+      if (dnsLog.admit(err.code)) this.log.warn('tunnel.dns_fallback', { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
+    });
+    relay.on('dns_answered', (address) => {
+      dnsLog.reset();
+      t.note('dns_answered');
+      this.log.info('tunnel.dns_answered', { fs: record.fs_id, msg: `DNS answers for ${record.target.dns_name} again`, address, port: record.port });
+    });
     relay.on('handshake', () => {
       if (logs.handshake_failed.reset()) {
         this.log.info('tunnel.handshake_ok', { fs: record.fs_id, port: record.port });

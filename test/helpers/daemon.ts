@@ -86,11 +86,16 @@ export class Daemon {
     writeFileSync(this.configFile, stringify(full));
   }
 
-  /** Start the daemon: build/bin/efs-relayd, or another binary of it (the packaged one). */
-  async start(bin = join(BIN, 'efs-relayd')): Promise<this> {
+  /**
+   * Start the daemon: build/bin/efs-relayd, or another binary of it (the packaged one). With `resolver` (a loopback
+   * address serving DNS on port 53), it runs in a mount namespace of its own whose /etc/resolv.conf names only that
+   * server and whose /etc/hosts names only localhost, so that it looks mount targets up as on a host, by name.
+   */
+  async start(bin = join(BIN, 'efs-relayd'), resolver?: string): Promise<this> {
     this.logs = '';
     this.exitCode = null;
-    const proc = spawn(bin, ['--config', this.configFile], {
+    const [cmd, args] = resolver ? this.inOwnResolver(resolver, bin) : [bin, ['--config', this.configFile]];
+    const proc = spawn(cmd, args, {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, JOURNAL_STREAM: '' },
     });
@@ -105,6 +110,16 @@ export class Daemon {
       await sleep(50);
     }
     throw new Error(`efs-relayd did not answer on ${this.socket} within 10 s:\n${this.logs}`);
+  }
+
+  // unshare execs sh, which execs the daemon: the child's pid stays the daemon's, for signals and /proc.
+  private inOwnResolver(resolver: string, bin: string): [string, string[]] {
+    const files = { hosts: '127.0.0.1 localhost\n', 'resolv.conf': `nameserver ${resolver}\noptions timeout:5 attempts:1\n`, 'nsswitch.conf': 'hosts: files dns\n' };
+    const binds = Object.entries(files).map(([name, text]) => {
+      writeFileSync(join(this.dir, name), text);
+      return `mount --bind ${join(this.dir, name)} /etc/${name}`;
+    });
+    return ['unshare', ['-m', 'sh', '-c', `${binds.join(' && ')} && exec "$0" --config "$1"`, bin, this.configFile]];
   }
 
   private ping(): Promise<boolean> {

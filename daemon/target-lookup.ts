@@ -1,0 +1,117 @@
+// Finding a mount target's address by its DNS name, for one tunnel.
+//
+// The system resolver (getaddrinfo, so /etc/hosts and nsswitch apply, as for
+// efs-utils) is asked at every connection, as stunnel's `delay = yes` does.
+// Two things are added for the NFS client that reconnects:
+// - One question at a time per name: a resolver that does not answer would
+//   otherwise gather one stuck lookup per connection and probe in libuv's
+//   queue, which runs only two at a time.
+// - When DNS gives no answer (no reply in time, SERVFAIL, EAI_AGAIN) the
+//   connection goes to the address of DNS's last answer. The certificate is
+//   verified against the name as always, so the address only decides where
+//   the handshake is tried. An answer that the name has no address (NXDOMAIN,
+//   NODATA: the mount target was deleted) is final and forgets the last
+//   answer, so that a later outage cannot revive an address DNS withdrew.
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { RelayError } from './errors.js';
+
+/** How long a connection waits for DNS before it takes the last answer, when there is one. */
+export const DNS_ANSWER_BUDGET_MS = 2_000;
+
+/** getaddrinfo's word that the name has no address: DNS answered, and the answer is no. */
+const NO_ADDRESS: ReadonlySet<string> = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NONAME', 'EAI_NODATA']);
+
+type Callback = (err: Error | null, addresses: LookupAddress[]) => void;
+/** net's `lookup` option, as net calls it: with `all` it wants every address, else the first. */
+export type NetLookup = (hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => void;
+
+export interface LookupEvents {
+  /** DNS gave no answer and a connection went to `address`, from an answer `ageMs` old. */
+  fallback(error: RelayError, address: string, ageMs: number): void;
+  /** DNS answered again after one or more fallbacks. */
+  answered(address: string): void;
+}
+
+export class TargetLookup {
+  /** Connections and probes that went to the last answer because DNS gave none. */
+  fallbacks = 0;
+  private last: { addresses: LookupAddress[]; at: number } | null = null;
+  private asking: { waiting: Waiter[] } | null = null;
+  private fallingBack = false;
+
+  constructor(readonly name: string, private readonly events: LookupEvents) {}
+
+  /** For net/tls.connect's `lookup` option. `answered` runs once this connection has its addresses or its error. */
+  netLookup(answered: () => void): NetLookup {
+    return (_hostname, options, callback) => {
+      this.resolve((err, addresses) => {
+        answered();
+        if (err) callback(err);
+        else if (options.all) callback(null, addresses);
+        else callback(null, addresses[0]!.address, addresses[0]!.family);
+      });
+    };
+  }
+
+  private resolve(done: Callback): void {
+    const waiter: Waiter = { done, settled: false, budget: undefined };
+    // With an earlier answer in hand, a slow DNS costs this connection at most the budget.
+    if (this.last) waiter.budget = setTimeout(() => this.fallBack(waiter, `no answer within ${DNS_ANSWER_BUDGET_MS} ms`), DNS_ANSWER_BUDGET_MS);
+    if (this.asking) {
+      this.asking.waiting.push(waiter);
+      return;
+    }
+    const asking = { waiting: [waiter] };
+    this.asking = asking;
+    dnsLookup(this.name, { all: true }, (err, addresses) => {
+      this.asking = null;
+      if (!err && addresses.length > 0) {
+        this.last = { addresses, at: performance.now() };
+        if (this.fallingBack) {
+          this.fallingBack = false;
+          this.events.answered(addresses[0]!.address);
+        }
+        for (const w of asking.waiting) settle(w, null, addresses);
+        return;
+      }
+      const code = err?.code ?? 'ENODATA';
+      if (NO_ADDRESS.has(code)) {
+        this.last = null;
+        const e = new RelayError('DNS_FAILED', `DNS has no address for ${this.name} (${code}): no file system or mount target of that name is known to DNS`, { cause: err });
+        for (const w of asking.waiting) settle(w, e, []);
+        return;
+      }
+      for (const w of asking.waiting) this.fallBack(w, code);
+    });
+  }
+
+  /** DNS gave no answer: the last answer if there is one, else DNS_FAILED. */
+  private fallBack(waiter: Waiter, why: string): void {
+    if (waiter.settled) return;
+    const last = this.last;
+    if (!last) {
+      settle(waiter, new RelayError('DNS_FAILED', `DNS gave no answer for ${this.name} (${why})`), []);
+      return;
+    }
+    const ageMs = performance.now() - last.at;
+    const address = last.addresses[0]!.address;
+    this.fallbacks++;
+    this.fallingBack = true;
+    const e = new RelayError('DNS_FAILED', `DNS gave no answer for ${this.name} (${why}); connecting to ${address}, its answer of ${Math.round(ageMs / 1000)} s ago. The certificate is still verified against ${this.name}`);
+    this.events.fallback(e, address, ageMs);
+    settle(waiter, null, last.addresses);
+  }
+}
+
+interface Waiter {
+  done: Callback;
+  settled: boolean;
+  budget: NodeJS.Timeout | undefined;
+}
+
+function settle(w: Waiter, err: Error | null, addresses: LookupAddress[]): void {
+  if (w.settled) return;
+  w.settled = true;
+  clearTimeout(w.budget);
+  w.done(err, addresses);
+}

@@ -1,0 +1,172 @@
+// Mount targets found by their DNS name, as on a host without mounttargetip=:
+// the daemon runs with a resolver of its own (a mount namespace whose
+// /etc/resolv.conf names the test's DNS server), and the names point at
+// TLS stand-ins on loopback.
+import { expect } from 'chai';
+import { exchange } from './helpers/client.js';
+import { Daemon, escapeRegExp, run, skipIf, waitFor } from './helpers/daemon.js';
+import { DnsServer } from './helpers/dns-server.js';
+import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
+import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
+import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
+
+const DNS_HOST = '127.0.0.63';
+const TARGET_HOST = '127.0.0.64';
+const METRICS = '127.0.0.1:19815';
+const nameOf = (fsId: string): string => `${fsId}.efs.${REGION}.amazonaws.com`;
+
+/** Why the daemon cannot get a resolver of its own here, or null. */
+async function ownResolverUnavailable(): Promise<string | null> {
+  if (process.getuid?.() !== 0) return 'a mount namespace for the daemon\'s own /etc/resolv.conf needs root';
+  const r = await run('unshare', ['-m', 'sh', '-c', 'mount --bind /etc/hostname /etc/hostname']);
+  return r.code === 0 ? null : `unshare -m with a bind mount failed here (${r.stderr.trim() || `exit ${r.code}`})`;
+}
+
+describe('Mount targets by DNS name', function () {
+  this.timeout(60_000);
+  let daemon: Daemon;
+  let dns: DnsServer;
+  let target: MountTargetStandIn | null = null;
+
+  before(async function () {
+    skipIf(this, await ownResolverUnavailable());
+    dns = await new DnsServer(DNS_HOST).start();
+    daemon = await new Daemon(daemonConfig(24200, {
+      relay: { connect_timeout: 3, close_timeout: 5 },
+      metrics: { listen: METRICS },
+    })).start(undefined, DNS_HOST);
+  });
+  after(async () => {
+    await daemon?.stop();
+    await dns?.stop();
+  });
+  afterEach(async () => {
+    dns.mode = 'answer';
+    await target?.stop();
+    target = null;
+  });
+
+  /** A tunnel for `fsId` with no mounttargetip, and a stand-in at TARGET_HOST that DNS names for it. */
+  async function tunnelByName(fsId: string, cert = certFor(nameOf(fsId))): Promise<number> {
+    dns.names.set(nameOf(fsId), TARGET_HOST);
+    target = await new MountTargetStandIn({ host: TARGET_HOST, port: 2049, cert, backend: 'echo' }).start();
+    const add = await daemon.efsctlJson<AddResult>('add', fsId, '-o', `region=${REGION}`);
+    expect(add.tunnel.target.address).to.equal(nameOf(fsId));
+    return add.tunnel.port;
+  }
+
+  const status = (fsId: string): Promise<TunnelDetail> => daemon.efsctlJson<TunnelDetail>('status', fsId);
+  const logLines = (event: string, fsId: string): string[] =>
+    daemon.logs.split('\n').filter((l) => new RegExp(` ${escapeRegExp(event)} fs=${fsId} `).test(l));
+  async function fallbacks(fsId: string): Promise<number> {
+    const text = await (await fetch(`http://${METRICS}/metrics`)).text();
+    const m = new RegExp(`^efs_relay_dns_fallbacks_total\\{fs_id="${fsId}"\\} (\\S+)$`, 'm').exec(text);
+    if (!m) throw new Error(`no efs_relay_dns_fallbacks_total for ${fsId} in the scrape`);
+    return Number(m[1]);
+  }
+
+  it('reaches the mount target that DNS names for the file system when no mounttargetip is given, verified against that name with SNI', async () => {
+    const fsId = 'fs-0000d001';
+    const port = await tunnelByName(fsId);
+    const r = await exchange(port, 'over DNS');
+    expect(r.received.toString()).to.equal('over DNS' + ECHO_TRAILER);
+    expect(target!.sessions.map((s) => s.servername)).to.deep.equal([nameOf(fsId)]);
+    expect(dns.asked(nameOf(fsId))).to.be.greaterThan(0);
+    expect((await daemon.efsctl('list')).stdout).to.match(new RegExp(`${fsId} +${port} +${escapeRegExp(nameOf(fsId))}:2049 `));
+  });
+
+  it('keeps taking connections to the address of DNS\'s last answer while DNS does not answer, says so once in the log, in status and in efs_relay_dns_fallbacks_total, and says when DNS answers again', async () => {
+    const fsId = 'fs-0000d002';
+    const port = await tunnelByName(fsId);
+    expect((await exchange(port, 'before')).received.toString()).to.equal('before' + ECHO_TRAILER);
+    expect(await fallbacks(fsId)).to.equal(0);
+
+    dns.mode = 'silent';
+    for (const text of ['during 1', 'during 2']) expect((await exchange(port, text)).received.toString()).to.equal(text + ECHO_TRAILER);
+    const lines = logLines('tunnel.dns_fallback', fsId);
+    expect(lines, daemon.logs).to.have.length(1);
+    expect(lines[0]).to.include('code=DNS_FAILED').and.include(`DNS gave no answer for ${nameOf(fsId)}`).and.include(`connecting to ${TARGET_HOST}`);
+    const s = await status(fsId);
+    expect(s.last_error?.code).to.equal('DNS_FAILED');
+    expect(s.last_error?.message).to.include(`The certificate is still verified against ${nameOf(fsId)}`);
+    expect(s.connections).to.deep.equal({ active: 0, ok: 3, failed: 0 });
+    expect(await fallbacks(fsId)).to.equal(2);
+    // The first a full handshake for the name; the others resumed its session, which only that server holds.
+    expect(target!.sessions.map((x) => x.resumed ?? false)).to.deep.equal([false, true, true]);
+    expect(target!.sessions[0]!.servername).to.equal(nameOf(fsId));
+
+    // A connection may still join the question asked while DNS was silent (it gives up after resolv.conf's 5 s),
+    // and go to the last answer once more; the first question after it gets DNS's answer.
+    dns.mode = 'answer';
+    await waitFor('tunnel.dns_answered in the log', async () => {
+      expect((await exchange(port, 'after')).received.toString()).to.equal('after' + ECHO_TRAILER);
+      return logLines('tunnel.dns_answered', fsId).length === 1;
+    }, 15_000);
+    expect(logLines('tunnel.dns_answered', fsId)[0]).to.include(`msg="DNS answers for ${nameOf(fsId)} again"`).and.include(`address=${TARGET_HOST}`);
+    const settled = await fallbacks(fsId);
+    expect((await exchange(port, 'after')).received.toString()).to.equal('after' + ECHO_TRAILER);
+    expect(await fallbacks(fsId)).to.equal(settled);
+  });
+
+  it('still refuses, at the address of DNS\'s last answer, a server that cannot prove the file system name', async () => {
+    const fsId = 'fs-0000d003';
+    const port = await tunnelByName(fsId);
+    expect((await exchange(port, 'x')).received.toString()).to.equal('x' + ECHO_TRAILER);
+    await target!.stop();
+    target = await new MountTargetStandIn({ host: TARGET_HOST, port: 2049, cert: certFor(nameOf('fs-0000d0ff')), backend: 'echo' }).start();
+
+    dns.mode = 'servfail';
+    const r = await exchange(port, 'SECRET');
+    expect(r.received.toString()).to.equal('');
+    expect(target.received).to.deep.equal([]);
+    const s = await status(fsId);
+    expect(s.last_error?.code).to.equal('TLS_HOSTNAME_MISMATCH');
+    expect(s.connections.failed).to.equal(1);
+    expect(await fallbacks(fsId)).to.equal(1);
+  });
+
+  it('says DNS_FAILED, not CONNECT_TIMEOUT, when DNS has not answered for a new tunnel by the connect timeout', async () => {
+    const fsId = 'fs-0000d004';
+    dns.mode = 'silent';
+    const port = await tunnelByName(fsId);
+    const r = await exchange(port, 'SECRET');
+    expect(r.received.toString()).to.equal('');
+    const s = await status(fsId);
+    expect(s.last_error?.code).to.equal('DNS_FAILED');
+    expect(s.last_error?.message).to.equal(`DNS has not answered for ${nameOf(fsId)} after 3000 ms`);
+    expect(target!.handshakes).to.equal(0);
+  });
+
+  it('fails with DNS_FAILED when DNS says the name has no address, and then falls back to no earlier answer', async () => {
+    const fsId = 'fs-0000d005';
+    const port = await tunnelByName(fsId);
+    expect((await exchange(port, 'x')).received.toString()).to.equal('x' + ECHO_TRAILER);
+
+    dns.names.delete(nameOf(fsId)); // the mount target was deleted: NXDOMAIN
+    expect((await exchange(port, 'SECRET')).received.toString()).to.equal('');
+    let s = await status(fsId);
+    expect(s.last_error?.code).to.equal('DNS_FAILED');
+    expect(s.last_error?.message).to.match(new RegExp(`^DNS has no address for ${escapeRegExp(nameOf(fsId))} \\(ENOTFOUND\\)`));
+
+    dns.mode = 'silent';
+    expect((await exchange(port, 'SECRET')).received.toString()).to.equal('');
+    s = await status(fsId);
+    expect(s.last_error?.message).to.equal(`DNS has not answered for ${nameOf(fsId)} after 3000 ms`);
+    expect(s.connections).to.deep.equal({ active: 0, ok: 1, failed: 2 });
+    expect(await fallbacks(fsId)).to.equal(0);
+    expect(target!.handshakes).to.equal(1);
+  });
+
+  it('asks DNS once for the connections that wait on it together, not once per connection', async () => {
+    const fsId = 'fs-0000d006';
+    const port = await tunnelByName(fsId);
+    expect((await exchange(port, 'x')).received.toString()).to.equal('x' + ECHO_TRAILER);
+    dns.mode = 'silent';
+    const before = dns.asked(nameOf(fsId));
+    const results = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => exchange(port, `c${i}`)));
+    expect(results.map((r) => r.received.toString())).to.deep.equal([1, 2, 3, 4, 5, 6].map((i) => `c${i}${ECHO_TRAILER}`));
+    // One lookup is one A and one AAAA question.
+    expect(dns.asked(nameOf(fsId)) - before).to.equal(2);
+    expect(await fallbacks(fsId)).to.equal(6);
+  });
+});
