@@ -3,7 +3,7 @@
 // changed only through the TunnelManager's queue.
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { RelayError } from './errors.js';
+import { asRelayError, ERRORS, RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -86,11 +86,13 @@ export class Mounter {
           return { already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.manager.view(fsId) };
         }
         let attempts: number;
+        const since = new Date().toISOString();
         try {
           ({ attempts } = await runMount(command, this.retry));
         } catch (err) {
-          this.log.warn('mount.failed', { fs: fsId, code: (err as RelayError).code, dir, msg: (err as Error).message });
-          throw err;
+          const e = withTunnelCause(err, this.manager.view(fsId), since);
+          this.log.warn('mount.failed', { fs: fsId, code: e.code, dir, msg: e.message });
+          throw e;
         }
         unrecorded = !(await this.recordMade(fsId, dir));
         this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });
@@ -209,4 +211,18 @@ export class Mounter {
       return [];
     }
   }
+}
+
+/**
+ * mount.nfs4 only sees its connection to the tunnel close ("Connection reset by peer"). When the tunnel's own
+ * connections to the mount target failed during the mount, that is the cause: the message says it, and the hint
+ * is the one for its code.
+ */
+function withTunnelCause(err: unknown, tunnel: TunnelView | null, since: string): RelayError {
+  const e = asRelayError(err);
+  const hs = tunnel?.health.connection;
+  if (e.code !== 'MOUNT_FAILED' || !hs || hs.ok || hs.at < since || !hs.code) return e;
+  return new RelayError('MOUNT_FAILED', `${e.message}. The tunnel could not connect to the mount target (${hs.code}): ${hs.message ?? ''}`, {
+    cause: err, hint: ERRORS[hs.code].hint,
+  });
 }

@@ -3,6 +3,8 @@
 // /etc/resolv.conf names the test's DNS server), and the names point at
 // TLS stand-ins on loopback.
 import { expect } from 'chai';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { Daemon, escapeRegExp, run, skipIf, waitFor } from './helpers/daemon.js';
 import { DnsServer } from './helpers/dns-server.js';
@@ -155,6 +157,29 @@ describe('Mount targets by DNS name', function () {
     expect(s.connections).to.deep.equal({ active: 0, ok: 1, failed: 2 });
     expect(await fallbacks(fsId)).to.equal(0);
     expect(target!.handshakes).to.equal(1);
+  });
+
+  it('fails a mount whose tunnel cannot reach the mount target with the cause: MOUNT_FAILED says DNS has no address for the name, with the DNS hint', async () => {
+    daemon.mount.behave('mount', { reach: true });
+    try {
+      // The stand-in talks to the tunnel port first, as mount.nfs4 does: through a name DNS knows, that works.
+      const good = 'fs-0000d008';
+      await tunnelByName(good);
+      const dir = join(daemon.dir, 'mnt-good');
+      mkdirSync(dir);
+      expect((await daemon.efsctl('attach', good, dir, '-o', `region=${REGION}`)).code).to.equal(0);
+
+      const unknown = 'fs-0000d007';
+      const missing = join(daemon.dir, 'mnt-unknown');
+      mkdirSync(missing);
+      const r = await daemon.efsctl('attach', unknown, missing, '-o', `region=${REGION}`);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`after 3 attempts: mount.nfs4: Connection reset by peer. The tunnel could not connect to the mount target (DNS_FAILED): DNS has no address for ${nameOf(unknown)} (ENOTFOUND)`);
+      expect(r.stderr).to.contain('[MOUNT_FAILED]').and.contain('Check the VPC DNS settings, or pass -o mounttargetip=ADDRESS.');
+      expect(logLines('mount.failed', unknown)[0]).to.include('code=MOUNT_FAILED').and.include('DNS has no address');
+    } finally {
+      daemon.mount.behave('mount', {});
+    }
   });
 
   it('asks DNS once for the connections that wait on it together, not once per connection', async () => {

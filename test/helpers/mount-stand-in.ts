@@ -16,6 +16,11 @@ export interface Behaviour {
   code?: number;
   /** On success, write zeros to this file until its file system is full (ENOSPC). */
   fillFile?: string;
+  /**
+   * Before mounting, talk to 127.0.0.1 at the options' port= as mount.nfs4 talks to the server: send a byte and wait
+   * for one. A connection closed before any reply fails as mount.nfs4 reports it, "Connection reset by peer".
+   */
+  reach?: boolean;
 }
 
 const SCRIPT = `#!/usr/bin/env node
@@ -32,11 +37,13 @@ function locked(fn) {
   try { return fn(); } finally { fs.rmdirSync(lock); }
 }
 let fillFile = null;
+let reach = false;
 const failed = locked(() => {
   const file = path.join(dir, role + '-behaviour.json');
   if (!fs.existsSync(file)) return null;
   const b = JSON.parse(fs.readFileSync(file, 'utf8'));
   fillFile = b.fillFile || null;
+  reach = Boolean(b.reach);
   if (!b.fail) return null;
   b.fail--;
   fs.writeFileSync(file, JSON.stringify(b));
@@ -46,6 +53,24 @@ if (failed) {
   process.stderr.write((failed.message || role + ': failed') + '\\n');
   process.exit(failed.code || 32);
 }
+if (reach && role === 'mount') {
+  const port = Number(/(?:^|,)port=(\\d+)/.exec(args[3] || '')?.[1]);
+  const sock = require('node:net').connect({ host: '127.0.0.1', port });
+  let answered = false;
+  const timer = setTimeout(() => { process.stderr.write('mount.nfs4: Connection timed out\\n'); process.exit(32); }, 10000);
+  sock.on('connect', () => sock.write('x'));
+  sock.on('data', () => { answered = true; clearTimeout(timer); sock.destroy(); mount(); });
+  sock.on('error', () => {});
+  sock.on('close', () => {
+    if (answered) return;
+    clearTimeout(timer);
+    process.stderr.write('mount.nfs4: Connection reset by peer\\n');
+    process.exit(32);
+  });
+} else {
+  mount();
+}
+function mount() {
 const esc = (s) => s.replace(/[ \\t\\n\\\\]/g, (c) => '\\\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
 const procMounts = path.join(dir, 'proc-mounts');
 locked(() => {
@@ -65,6 +90,7 @@ locked(() => {
 if (fillFile) {
   const fd = fs.openSync(fillFile, 'w');
   try { for (;;) fs.writeSync(fd, Buffer.alloc(4096)); } catch (e) { if (e.code !== 'ENOSPC') throw e; } finally { fs.closeSync(fd); }
+}
 }
 `;
 
