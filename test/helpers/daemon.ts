@@ -44,6 +44,9 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
 
 export type ConfigOverrides = Record<string, unknown>;
 
+/** How long the resolver of a daemon started with `resolver` waits for an answer before it gives up (resolv.conf). */
+export const RESOLVER_TIMEOUT_S = 5;
+
 /** A running efs-relayd with its own state dir, socket and config. */
 export class Daemon {
   readonly dir: string;
@@ -114,7 +117,11 @@ export class Daemon {
 
   // unshare execs sh, which execs the daemon: the child's pid stays the daemon's, for signals and /proc.
   private inOwnResolver(resolver: string, bin: string): [string, string[]] {
-    const files = { hosts: '127.0.0.1 localhost\n', 'resolv.conf': `nameserver ${resolver}\noptions timeout:5 attempts:1\n`, 'nsswitch.conf': 'hosts: files dns\n' };
+    const files = {
+      hosts: '127.0.0.1 localhost\n',
+      'resolv.conf': `nameserver ${resolver}\noptions timeout:${RESOLVER_TIMEOUT_S} attempts:1\n`,
+      'nsswitch.conf': 'hosts: files dns\n',
+    };
     const binds = Object.entries(files).map(([name, text]) => {
       writeFileSync(join(this.dir, name), text);
       return `mount --bind ${join(this.dir, name)} /etc/${name}`;

@@ -13,6 +13,8 @@ export class DnsServer {
   mode: 'answer' | 'silent' | 'servfail' = 'answer';
   /** Every query received: name and type. */
   readonly queries: Array<{ name: string; type: number }> = [];
+  /** When the last query was dropped unanswered (Date.now()), or 0. */
+  lastDroppedAt = 0;
   private sock: Socket | null = null;
 
   constructor(readonly host: string) {}
@@ -57,7 +59,10 @@ export class DnsServer {
     const name = labels.join('.').toLowerCase();
     const type = msg.readUInt16BE(at + 1);
     this.queries.push({ name, type });
-    if (this.mode === 'silent') return null;
+    if (this.mode === 'silent') {
+      this.lastDroppedAt = Date.now();
+      return null;
+    }
 
     const address = this.names.get(name);
     const rcode = this.mode === 'servfail' ? RCODE.servfail : address === undefined ? RCODE.nxdomain : RCODE.ok;
