@@ -11,7 +11,7 @@ import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
 import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion } from './tls-policy.js';
 import { joinHost } from './target.js';
-import { TargetLookup } from './target-lookup.js';
+import { DNS_RETRY_MS, TargetLookup } from './target-lookup.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
 /** How long one diagnosis of a version/cipher refusal is reused. */
@@ -365,7 +365,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       allowHalfOpen: true,
       session,
       ...(onread ? { onread } : {}),
-      ...(names ? { lookup: names.netLookup(() => resolving.delete(up)) } : {}),
+      ...(names ? { lookup: names.netLookup(() => resolving.delete(up), () => !up.destroyed) } : {}),
     } as ConnectionOptions);
     if (names) resolving.add(up);
     up.setNoDelay(true);
@@ -379,7 +379,11 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   private timeoutError(ms: number, sock: TLSSocket): RelayError {
-    if (this.resolving.has(sock)) return new RelayError('DNS_FAILED', `DNS has not answered for ${this.spec.address} after ${ms} ms`);
+    if (this.resolving.has(sock)) {
+      const failure = this.names?.failure;
+      const why = failure ? ` (the resolver failed with ${failure}; asked again every ${DNS_RETRY_MS / 1000} s)` : '';
+      return new RelayError('DNS_FAILED', `DNS has not answered for ${this.spec.address} after ${ms} ms${why}`);
+    }
     return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${this.targetText} after ${ms} ms`);
   }
 

@@ -2,7 +2,7 @@
 //
 // The system resolver (getaddrinfo, so /etc/hosts and nsswitch apply, as for
 // efs-utils) is asked at every connection, as stunnel's `delay = yes` does.
-// Two things are added for the NFS client that reconnects:
+// Three things are added for the NFS client that connects or reconnects:
 // - One question at a time per name: a resolver that does not answer would
 //   otherwise gather one stuck lookup per connection and probe in libuv's
 //   queue, which runs only two at a time.
@@ -12,11 +12,17 @@
 //   the handshake is tried. An answer that the name has no address (NXDOMAIN,
 //   NODATA: the mount target was deleted) is final and forgets the last
 //   answer, so that a later outage cannot revive an address DNS withdrew.
+// - With no earlier answer, a connection waits for DNS until its own connect
+//   timeout, and DNS is asked again every second meanwhile: a resolver that
+//   is not up yet at boot fails at once, and answers a moment later.
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { RelayError } from './errors.js';
 
 /** How long a connection waits for DNS before it takes the last answer, when there is one. */
 export const DNS_ANSWER_BUDGET_MS = 2_000;
+
+/** How soon DNS is asked again after a temporary failure, for connections that have no earlier answer to go to. */
+export const DNS_RETRY_MS = 1_000;
 
 /** getaddrinfo's word that the name has no address: DNS answered, and the answer is no. */
 const NO_ADDRESS: ReadonlySet<string> = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NONAME', 'EAI_NODATA']);
@@ -38,34 +44,42 @@ export class TargetLookup {
   private last: { addresses: LookupAddress[]; at: number } | null = null;
   private asking: { waiting: Waiter[] } | null = null;
   private fallingBack = false;
+  private lastFailure: string | null = null;
 
   constructor(readonly name: string, private readonly events: LookupEvents) {}
 
-  /** For net/tls.connect's `lookup` option. `answered` runs once this connection has its addresses or its error. */
-  netLookup(answered: () => void): NetLookup {
+  /**
+   * For net/tls.connect's `lookup` option. `answered` runs once this connection has its addresses or its error;
+   * `wanted` says whether it still waits (its socket is not destroyed: its own timeout ends the wait).
+   */
+  netLookup(answered: () => void, wanted: () => boolean): NetLookup {
     return (_hostname, options, callback) => {
-      this.resolve((err, addresses) => {
+      const done: Callback = (err, addresses) => {
         answered();
         if (err) callback(err);
         else if (options.all) callback(null, addresses);
         else callback(null, addresses[0]!.address, addresses[0]!.family);
-      });
+      };
+      const waiter: Waiter = { done, wanted, settled: false, budget: undefined };
+      // With an earlier answer in hand, a slow DNS costs this connection at most the budget.
+      if (this.last) waiter.budget = setTimeout(() => this.fallBack(waiter, `no answer within ${DNS_ANSWER_BUDGET_MS} ms`), DNS_ANSWER_BUDGET_MS);
+      if (this.asking) this.asking.waiting.push(waiter);
+      else this.ask([waiter]);
     };
   }
 
-  private resolve(done: Callback): void {
-    const waiter: Waiter = { done, settled: false, budget: undefined };
-    // With an earlier answer in hand, a slow DNS costs this connection at most the budget.
-    if (this.last) waiter.budget = setTimeout(() => this.fallBack(waiter, `no answer within ${DNS_ANSWER_BUDGET_MS} ms`), DNS_ANSWER_BUDGET_MS);
-    if (this.asking) {
-      this.asking.waiting.push(waiter);
-      return;
-    }
-    const asking = { waiting: [waiter] };
+  /** The resolver's last temporary failure (EAI_AGAIN, …) since its last answer, or null. */
+  get failure(): string | null {
+    return this.lastFailure;
+  }
+
+  private ask(waiting: Waiter[]): void {
+    const asking = { waiting };
     this.asking = asking;
     dnsLookup(this.name, { all: true }, (err, addresses) => {
-      this.asking = null;
       if (!err && addresses.length > 0) {
+        this.asking = null;
+        this.lastFailure = null;
         this.last = { addresses, at: performance.now() };
         if (this.fallingBack) {
           this.fallingBack = false;
@@ -76,23 +90,34 @@ export class TargetLookup {
       }
       const code = err?.code ?? 'ENODATA';
       if (NO_ADDRESS.has(code)) {
+        this.asking = null;
+        this.lastFailure = null;
         this.last = null;
         const e = new RelayError('DNS_FAILED', `DNS has no address for ${this.name} (${code}): no file system or mount target of that name is known to DNS`, { cause: err });
         for (const w of asking.waiting) settle(w, e, []);
         return;
       }
+      this.lastFailure = code;
       for (const w of asking.waiting) this.fallBack(w, code);
+      // With no earlier answer, the connections wait on (until their own timeout) and DNS is asked again shortly: a
+      // resolver that is still starting, as at boot, fails at once and answers a moment later. Newcomers join.
+      const again = (): Waiter[] => asking.waiting.filter((w) => !w.settled && w.wanted());
+      if (again().length === 0) {
+        this.asking = null;
+        return;
+      }
+      setTimeout(() => {
+        const still = again();
+        if (still.length > 0) this.ask(still);
+        else this.asking = null;
+      }, DNS_RETRY_MS);
     });
   }
 
-  /** DNS gave no answer: the last answer if there is one, else DNS_FAILED. */
+  /** DNS gave no answer: the last answer if there is one; else the waiter goes on waiting. */
   private fallBack(waiter: Waiter, why: string): void {
-    if (waiter.settled) return;
     const last = this.last;
-    if (!last) {
-      settle(waiter, new RelayError('DNS_FAILED', `DNS gave no answer for ${this.name} (${why})`), []);
-      return;
-    }
+    if (waiter.settled || !last) return;
     const ageMs = performance.now() - last.at;
     const address = last.addresses[0]!.address;
     this.fallbacks++;
@@ -105,6 +130,7 @@ export class TargetLookup {
 
 interface Waiter {
   done: Callback;
+  wanted: () => boolean;
   settled: boolean;
   budget: NodeJS.Timeout | undefined;
 }

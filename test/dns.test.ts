@@ -143,6 +143,33 @@ describe('Mount targets by DNS name', function () {
     expect(target!.handshakes).to.equal(0);
   });
 
+  it('connects once a resolver that was not running yet answers, asking again within the connect timeout, as for a mount at boot', async () => {
+    const fsId = 'fs-0000d009';
+    await dns.stop(); // nothing listens on the resolver's port: each lookup fails at once (EAI_AGAIN)
+    const port = await tunnelByName(fsId);
+    const pending = exchange(port, 'at boot');
+    await sleep(1_500);
+    await dns.start();
+    expect((await pending).received.toString()).to.equal('at boot' + ECHO_TRAILER);
+    expect((await status(fsId)).connections).to.deep.equal({ active: 0, ok: 1, failed: 0 });
+    expect(await fallbacks(fsId)).to.equal(0);
+  });
+
+  it('says how the resolver failed when it never answered a new tunnel by the connect timeout', async () => {
+    const fsId = 'fs-0000d00a';
+    await dns.stop();
+    try {
+      const port = await tunnelByName(fsId);
+      expect((await exchange(port, 'SECRET')).received.toString()).to.equal('');
+      const s = await status(fsId);
+      expect(s.last_error?.code).to.equal('DNS_FAILED');
+      expect(s.last_error?.message).to.equal(`DNS has not answered for ${nameOf(fsId)} after 3000 ms (the resolver failed with EAI_AGAIN; asked again every 1 s)`);
+      expect(target!.handshakes).to.equal(0);
+    } finally {
+      await dns.start();
+    }
+  });
+
   it('fails with DNS_FAILED when DNS says the name has no address, and then falls back to no earlier answer', async () => {
     const fsId = 'fs-0000d005';
     const port = await tunnelByName(fsId);
