@@ -3,10 +3,15 @@
 // logrotate script's `kill -USR1` would hand over the host. A listener of our
 // own replaces Node's (Node 20 has no --disable-sigusr1). Every entry point
 // imports this module first, so only Node's own start-up precedes it.
-let report: () => void = () => {};
-process.on('SIGUSR1', () => report());
+let report: (() => void) | null = null;
+let early = 0; // SIGUSR1s before there was a log to say so
+process.on('SIGUSR1', () => {
+  if (report) report();
+  else early++;
+});
 
-/** What to do, besides nothing, when SIGUSR1 arrives (the daemon logs it once it has a logger). */
+/** What to do, besides nothing, when SIGUSR1 arrives (the daemon logs it once it has a logger); run at once for those that came before. */
 export function onIgnoredSigusr1(fn: () => void): void {
   report = fn;
+  for (; early > 0; early--) fn();
 }

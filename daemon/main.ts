@@ -83,6 +83,10 @@ async function main(): Promise<void> {
   }
 
   const log = createLogger(cfg.log.level);
+  // As soon as there is a log: a SIGUSR1 while the daemon starts is said too (inspector-guard ignores it from the first line).
+  onIgnoredSigusr1(() => {
+    log.warn('daemon.sigusr1_ignored', { msg: "SIGUSR1 ignored: Node would open its debugger on 127.0.0.1:9229 to every local user; efs-relayd has no SIGUSR1 action" });
+  });
   const store = new StateStore(cfg.state_dir);
   const region = new InstanceRegion(cfg, log);
   const manager = new TunnelManager(cfg, store, log, region);
@@ -171,9 +175,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  onIgnoredSigusr1(() => {
-    log.warn('daemon.sigusr1_ignored', { msg: "SIGUSR1 ignored: Node would open its debugger on 127.0.0.1:9229 to every local user; efs-relayd has no SIGUSR1 action" });
-  });
   // Node's default for a rejection nobody handles is to exit, taking every
   // mount's connections with it. The background tasks handle their own
   // failures; this is the last line, loud in the log.
