@@ -118,6 +118,7 @@ export class TargetLookup {
   private fallBack(waiter: Waiter, why: string): void {
     const last = this.last;
     if (waiter.settled || !last) return;
+    if (!waiter.wanted()) return settle(waiter, null, []); // its connection is gone: nothing went anywhere
     const ageMs = performance.now() - last.at;
     const address = last.addresses[0]!.address;
     this.fallbacks++;
@@ -135,9 +136,10 @@ interface Waiter {
   budget: NodeJS.Timeout | undefined;
 }
 
+/** Answer a waiter once; one whose connection is gone (timed out, closed by its client) is only dropped. */
 function settle(w: Waiter, err: Error | null, addresses: LookupAddress[]): void {
   if (w.settled) return;
   w.settled = true;
   clearTimeout(w.budget);
-  w.done(err, addresses);
+  if (w.wanted()) w.done(err, addresses);
 }
