@@ -71,6 +71,7 @@ export function tunnelDetail(t: TunnelDetail): string {
     `State:         ${t.state}`,
     `Local port:    127.0.0.1:${t.port}`,
     `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.dns_name})`,
+    ...(t.dns === undefined ? [] : [`DNS answer:    ${t.dns ? `${t.dns.addresses.join(', ')} at ${t.dns.answered_at}` : 'none'}`]),
     `Region:        ${t.target.region}`,
     `Source:        ${t.source}, created ${t.created}`,
     `Options:       ${Object.entries(t.options).map(([k, v]) => (v === null ? k : `${k}=${v}`)).join(',') || '-'}`,

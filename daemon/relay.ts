@@ -11,7 +11,7 @@ import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
 import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion } from './tls-policy.js';
 import { joinHost } from './target.js';
-import { DNS_RETRY_MS, TargetLookup } from './target-lookup.js';
+import { DNS_RETRY_MS, TargetLookup, type DnsAnswer } from './target-lookup.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
 /** How long one diagnosis of a version/cipher refusal is reused. */
@@ -140,6 +140,11 @@ export class Relay extends EventEmitter<RelayEvents> {
         answered: (address) => this.emit('dns_answered', address),
       })
       : null;
+  }
+
+  /** For a target given by name: DNS's last answer (null before the first); undefined for a target given by address. */
+  get dnsAnswer(): DnsAnswer | null | undefined {
+    return this.names ? this.names.answer : undefined;
   }
 
   /** Connections and probes that went to DNS's last answer because DNS gave none (0 for a target given by address). */

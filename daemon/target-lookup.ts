@@ -31,6 +31,12 @@ type Callback = (err: Error | null, addresses: LookupAddress[]) => void;
 /** net's `lookup` option, as net calls it: with `all` it wants every address, else the first. */
 export type NetLookup = (hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => void;
 
+/** What `efsctl status` shows of DNS for a target given by name. */
+export interface DnsAnswer {
+  addresses: string[];
+  answered_at: string;
+}
+
 export interface LookupEvents {
   /** DNS gave no answer and a connection went to `address`, from an answer `ageMs` old. */
   fallback(error: RelayError, address: string, ageMs: number): void;
@@ -41,7 +47,7 @@ export interface LookupEvents {
 export class TargetLookup {
   /** Connections and probes that went to the last answer because DNS gave none. */
   fallbacks = 0;
-  private last: { addresses: LookupAddress[]; at: number } | null = null;
+  private last: { addresses: LookupAddress[]; at: number; answeredAt: string } | null = null;
   private asking: { waiting: Waiter[] } | null = null;
   private fallingBack = false;
   private lastFailure: string | null = null;
@@ -68,6 +74,11 @@ export class TargetLookup {
     };
   }
 
+  /** DNS's last answer that connections go to (or fall back to), or null before the first and after NXDOMAIN. */
+  get answer(): DnsAnswer | null {
+    return this.last ? { addresses: this.last.addresses.map((a) => a.address), answered_at: this.last.answeredAt } : null;
+  }
+
   /** The resolver's last temporary failure (EAI_AGAIN, …) since its last answer, or null. */
   get failure(): string | null {
     return this.lastFailure;
@@ -80,7 +91,7 @@ export class TargetLookup {
       if (!err && addresses.length > 0) {
         this.asking = null;
         this.lastFailure = null;
-        this.last = { addresses, at: performance.now() };
+        this.last = { addresses, at: performance.now(), answeredAt: new Date().toISOString() };
         if (this.fallingBack) {
           this.fallingBack = false;
           this.events.answered(addresses[0]!.address);

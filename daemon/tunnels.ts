@@ -15,6 +15,7 @@ import type { RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
+import type { DnsAnswer } from './target-lookup.js';
 
 const LISTEN_RETRY_MS = 5_000;
 const HISTORY = 20;
@@ -64,6 +65,8 @@ export interface TunnelHealth {
 }
 
 export interface TunnelDetail extends TunnelView {
+  /** For a target given by name, DNS's last answer (null before the first); absent under mounttargetip=. */
+  dns?: DnsAnswer | null;
   unencrypted_mounts: UnencryptedMount[];
   handshake_failures: Partial<Record<ErrorCode, number>>;
   /** Established sessions that a TLS error ended, by code. */
@@ -290,8 +293,10 @@ export class TunnelManager {
     const t = this.get(fsId);
     const byCode = (counts: Map<ErrorCode, number>): Partial<Record<ErrorCode, number>> => Object.fromEntries(counts);
     const { handshakeFailures, sessionFailures } = t.relay.counters;
+    const dns = t.relay.dnsAnswer;
     return {
-      ...t.view(), handshake_failures: byCode(handshakeFailures), session_failures: byCode(sessionFailures), history: [...t.history],
+      ...t.view(), ...(dns === undefined ? {} : { dns }),
+      handshake_failures: byCode(handshakeFailures), session_failures: byCode(sessionFailures), history: [...t.history],
       unencrypted_mounts: this.unencrypted.filter((u) => u.fs_id === fsId),
     };
   }

@@ -79,6 +79,16 @@ describe('Mount targets by DNS name', function () {
     expect(target!.sessions.map((s) => s.servername)).to.deep.equal([nameOf(fsId)]);
     expect(dns.asked(nameOf(fsId))).to.be.greaterThan(0);
     expect((await daemon.efsctl('list')).stdout).to.match(new RegExp(`${fsId} +${port} +${escapeRegExp(nameOf(fsId))}:2049 `));
+    // status shows where DNS sends the connections; a tunnel under mounttargetip= has no DNS to show.
+    const s = await status(fsId);
+    expect(s.dns?.addresses).to.deep.equal([TARGET_HOST]);
+    expect(Date.parse(s.dns?.answered_at ?? '')).to.be.within(Date.now() - 60_000, Date.now());
+    expect((await daemon.efsctl('status', fsId)).stdout).to.match(new RegExp(`^DNS answer: +${escapeRegExp(TARGET_HOST)} at \\S+$`, 'm'));
+    const byAddress = 'fs-0000d0a1';
+    expect((await daemon.efsctl('add', byAddress, '-o', `mounttargetip=${TARGET_HOST},region=${REGION}`)).code).to.equal(0);
+    expect(await status(byAddress)).to.not.have.property('dns');
+    expect((await daemon.efsctl('status', byAddress)).stdout).to.not.include('DNS answer');
+    expect((await daemon.efsctl('stop', byAddress)).code).to.equal(0);
   });
 
   it('keeps taking connections to the address of DNS\'s last answer while DNS does not answer, says so once in the log, in status and in efs_relay_dns_fallbacks_total, and says when DNS answers again', async () => {
@@ -180,6 +190,8 @@ describe('Mount targets by DNS name', function () {
     let s = await status(fsId);
     expect(s.last_error?.code).to.equal('DNS_FAILED');
     expect(s.last_error?.message).to.match(new RegExp(`^DNS has no address for ${escapeRegExp(nameOf(fsId))} \\(ENOTFOUND\\)`));
+    expect(s.dns).to.equal(null);
+    expect((await daemon.efsctl('status', fsId)).stdout).to.match(/^DNS answer: +none$/m);
 
     dns.mode = 'silent';
     expect((await exchange(port, 'SECRET')).received.toString()).to.equal('');
