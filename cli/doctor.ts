@@ -18,6 +18,7 @@ import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-regi
 import { parseCaBundle } from '../daemon/tls-policy.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import { fdUsage } from '../daemon/fd-watch.js';
+import { isNoAddress, noAddressMessage } from '../daemon/target-lookup.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
@@ -391,7 +392,11 @@ async function dnsCheck(t: FsTarget): Promise<Check> {
     const r = await withTimeout(lookup(t.dnsName), TIMEOUT_MS, `resolving ${t.dnsName}`);
     return ok(name, `${t.dnsName} resolves to ${r.address}`);
   } catch (err) {
-    return bad(name, 'fail', `${t.dnsName} does not resolve: ${(err as Error).message}`, 'Check the VPC DNS settings, or use -o mounttargetip=ADDRESS. [DNS_FAILED]');
+    // The daemon's words: DNS answered that there is no such name, or did not answer.
+    const code = (err as NodeJS.ErrnoException).code;
+    const message = !code ? `DNS gave no answer for ${t.dnsName} within ${TIMEOUT_MS / 1000} s`
+      : isNoAddress(code) ? noAddressMessage(t.dnsName, code) : `DNS gave no answer for ${t.dnsName} (${code})`;
+    return bad(name, 'fail', message, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
   }
 }
 

@@ -27,6 +27,16 @@ export const DNS_RETRY_MS = 1_000;
 /** getaddrinfo's word that the name has no address: DNS answered, and the answer is no. */
 const NO_ADDRESS: ReadonlySet<string> = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NONAME', 'EAI_NODATA']);
 
+/** Whether a lookup's error code is DNS's answer that `name` has no address (final), not a failure to answer. */
+export function isNoAddress(code: string): boolean {
+  return NO_ADDRESS.has(code);
+}
+
+/** What DNS's answer that the name has no address means, for the daemon and doctor alike. */
+export function noAddressMessage(name: string, code: string): string {
+  return `DNS has no address for ${name} (${code}): no file system or mount target of that name is known to DNS`;
+}
+
 type Callback = (err: Error | null, addresses: LookupAddress[]) => void;
 /** net's `lookup` option, as net calls it: with `all` it wants every address, else the first. */
 export type NetLookup = (hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => void;
@@ -100,11 +110,11 @@ export class TargetLookup {
         return;
       }
       const code = err?.code ?? 'ENODATA';
-      if (NO_ADDRESS.has(code)) {
+      if (isNoAddress(code)) {
         this.asking = null;
         this.lastFailure = null;
         this.last = null;
-        const e = new RelayError('DNS_FAILED', `DNS has no address for ${this.name} (${code}): no file system or mount target of that name is known to DNS`, { cause: err });
+        const e = new RelayError('DNS_FAILED', noAddressMessage(this.name, code), { cause: err });
         for (const w of asking.waiting) settle(w, e, []);
         return;
       }

@@ -6,11 +6,12 @@ import { expect } from 'chai';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
-import { Daemon, escapeRegExp, RESOLVER_TIMEOUT_S, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, escapeRegExp, inOwnResolver, RESOLVER_TIMEOUT_S, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
 import { DnsServer } from './helpers/dns-server.js';
 import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
+import type { DoctorReport } from '../cli/doctor.js';
 
 const DNS_HOST = '127.0.0.63';
 const TARGET_HOST = '127.0.0.64';
@@ -223,6 +224,23 @@ describe('Mount targets by DNS name', function () {
     } finally {
       daemon.mount.behave('mount', {});
     }
+  });
+
+  it('efsctl doctor looks each tunnel\'s name up as the daemon does: the address DNS gives, or DNS_FAILED with DNS\'s answer that there is none', async () => {
+    const known = 'fs-0000d0b1';
+    const unknown = 'fs-0000d0b2';
+    await tunnelByName(known);
+    expect((await daemon.efsctl('add', unknown, '-o', `region=${REGION}`)).code).to.equal(0);
+    const [cmd, args] = inOwnResolver(daemon.dir, DNS_HOST, [join(BIN, 'efsctl'), '--config', daemon.configFile, 'doctor', '--json']);
+    const r = await run(cmd, args, { timeoutMs: 60_000 });
+    const by = Object.fromEntries((JSON.parse(r.stdout) as DoctorReport).checks.map((c) => [c.name, c]));
+    expect(by[`dns ${known}`]).to.deep.equal({ name: `dns ${known}`, status: 'ok', message: `${nameOf(known)} resolves to ${TARGET_HOST}`, fix: null });
+    expect(by[`dns ${unknown}`]).to.deep.equal({
+      name: `dns ${unknown}`, status: 'fail',
+      message: `DNS has no address for ${nameOf(unknown)} (ENOTFOUND): no file system or mount target of that name is known to DNS`,
+      fix: 'Check the VPC DNS settings, or pass -o mounttargetip=ADDRESS. [DNS_FAILED]',
+    });
+    expect(by[`reach ${known}`]).to.include({ status: 'ok' });
   });
 
   it('asks DNS once for the connections that wait on it together, not once per connection', async () => {

@@ -47,6 +47,24 @@ export type ConfigOverrides = Record<string, unknown>;
 /** How long the resolver of a daemon started with `resolver` waits for an answer before it gives up (resolv.conf). */
 export const RESOLVER_TIMEOUT_S = 5;
 
+/**
+ * `argv` as a command line that runs it in a mount namespace of its own whose /etc/resolv.conf names only `resolver`
+ * (a loopback address serving DNS on port 53) and whose /etc/hosts names only localhost; the files go into `dir`.
+ * unshare execs sh, which execs argv[0]: the child's pid is the program's, for signals and /proc.
+ */
+export function inOwnResolver(dir: string, resolver: string, argv: string[]): [string, string[]] {
+  const files = {
+    hosts: '127.0.0.1 localhost\n',
+    'resolv.conf': `nameserver ${resolver}\noptions timeout:${RESOLVER_TIMEOUT_S} attempts:1\n`,
+    'nsswitch.conf': 'hosts: files dns\n',
+  };
+  const binds = Object.entries(files).map(([name, text]) => {
+    writeFileSync(join(dir, name), text);
+    return `mount --bind ${join(dir, name)} /etc/${name}`;
+  });
+  return ['unshare', ['-m', 'sh', '-c', `${binds.join(' && ')} && exec "$@"`, 'sh', ...argv]];
+}
+
 /** A running efs-relayd with its own state dir, socket and config. */
 export class Daemon {
   readonly dir: string;
@@ -97,7 +115,7 @@ export class Daemon {
   async start(bin = join(BIN, 'efs-relayd'), resolver?: string): Promise<this> {
     this.logs = '';
     this.exitCode = null;
-    const [cmd, args] = resolver ? this.inOwnResolver(resolver, bin) : [bin, ['--config', this.configFile]];
+    const [cmd, args] = resolver ? inOwnResolver(this.dir, resolver, [bin, '--config', this.configFile]) : [bin, ['--config', this.configFile]];
     const proc = spawn(cmd, args, {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, JOURNAL_STREAM: '' },
@@ -113,20 +131,6 @@ export class Daemon {
       await sleep(50);
     }
     throw new Error(`efs-relayd did not answer on ${this.socket} within 10 s:\n${this.logs}`);
-  }
-
-  // unshare execs sh, which execs the daemon: the child's pid stays the daemon's, for signals and /proc.
-  private inOwnResolver(resolver: string, bin: string): [string, string[]] {
-    const files = {
-      hosts: '127.0.0.1 localhost\n',
-      'resolv.conf': `nameserver ${resolver}\noptions timeout:${RESOLVER_TIMEOUT_S} attempts:1\n`,
-      'nsswitch.conf': 'hosts: files dns\n',
-    };
-    const binds = Object.entries(files).map(([name, text]) => {
-      writeFileSync(join(this.dir, name), text);
-      return `mount --bind ${join(this.dir, name)} /etc/${name}`;
-    });
-    return ['unshare', ['-m', 'sh', '-c', `${binds.join(' && ')} && exec "$0" --config "$1"`, bin, this.configFile]];
   }
 
   private ping(): Promise<boolean> {
