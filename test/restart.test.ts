@@ -101,6 +101,35 @@ describe('daemon restart', function () {
   });
 });
 
+/**
+ * Send `signal` to a daemon while it starts (1000 records to restore make a start-up long enough to signal into):
+ * once it catches SIGHUP (its bit in SigCgt), which it does once it has a log, and before its control socket exists.
+ * (SigCgt cannot show when SIGUSR1 becomes ours: Node catches it from its first instruction.) Then, once it has
+ * started, `then` checks what followed, and the daemon must still run with every tunnel.
+ */
+async function signalDuringStartUp(signal: NodeJS.Signals, then: (daemon: Daemon) => Promise<void>): Promise<void> {
+  const daemon = new Daemon(daemonConfig(24000, { port_range: { first: 24000, last: 24999 } }));
+  writeRecords(daemon.stateDir, 1000, 24000, '127.0.0.10');
+  const starting = daemon.start();
+  try {
+    const catches = (): boolean => {
+      const mask = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1] ?? '0';
+      return (BigInt(`0x${mask}`) & 1n) === 1n;
+    };
+    await waitFor('the SIGHUP handler', () => catches() || existsSync(daemon.socket), 10_000);
+    const duringStart = !existsSync(daemon.socket);
+    daemon.proc!.kill(signal);
+    await starting;
+    expect(duringStart, 'the signal came before the control socket existed').to.equal(true);
+    await then(daemon);
+    expect(daemon.exitCode).to.equal(null);
+    expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels).to.have.length(1000);
+  } finally {
+    await starting.catch(() => undefined);
+    await daemon.stop();
+  }
+}
+
 describe('daemon signals', function () {
   it('ignores SIGUSR1 instead of opening Node\'s debugger to every local user, and logs it', async () => {
     const daemon = await new Daemon(daemonConfig(21500)).start();
@@ -113,30 +142,10 @@ describe('daemon signals', function () {
   });
 
   it('ignores a SIGUSR1 that comes while the daemon is still starting, and logs it once it has started', async () => {
-    // 1000 records to restore make a start-up long enough to signal into.
-    const daemon = new Daemon(daemonConfig(24000, { port_range: { first: 24000, last: 24999 } }));
-    writeRecords(daemon.stateDir, 1000, 24000, '127.0.0.10');
-    const starting = daemon.start();
-    try {
-      // Once the daemon catches SIGHUP (its bit in SigCgt), which it does after it has a log, and before its control
-      // socket exists. SigCgt cannot show when SIGUSR1 becomes ours: Node catches it from its first instruction.
-      const catches = (): boolean => {
-        const mask = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1] ?? '0';
-        return (BigInt(`0x${mask}`) & 1n) === 1n;
-      };
-      await waitFor('the SIGHUP handler', () => catches() || existsSync(daemon.socket), 10_000);
-      const duringStart = !existsSync(daemon.socket);
-      daemon.proc!.kill('SIGUSR1');
-      await starting;
-      expect(duringStart, 'the signal came before the control socket existed').to.equal(true);
+    await signalDuringStartUp('SIGUSR1', async (daemon) => {
       await waitFor('the warning', () => daemon.logs.includes('daemon.sigusr1_ignored'));
-      expect(daemon.exitCode).to.equal(null);
       expect(daemon.logs).to.not.include('Debugger listening');
-      expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels).to.have.length(1000);
-    } finally {
-      await starting.catch(() => undefined);
-      await daemon.stop();
-    }
+    });
   });
 
   it('keeps running on SIGUSR2, with open connections untouched, and logs that it has no SIGUSR2 action', async () => {
@@ -173,29 +182,10 @@ describe('config reload (SIGHUP)', function () {
   });
 
   it('serves a SIGHUP that comes while the daemon is still starting, once it has started, instead of dying of it', async () => {
-    // 1000 records to restore make a start-up long enough to signal into.
-    const daemon = new Daemon(daemonConfig(24000, { port_range: { first: 24000, last: 24999 } }));
-    writeRecords(daemon.stateDir, 1000, 24000, '127.0.0.10');
-    const starting = daemon.start();
-    try {
-      // As soon as the daemon catches SIGHUP (its bit in SigCgt), and before its control socket exists.
-      const catches = (): boolean => {
-        const mask = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1] ?? '0';
-        return (BigInt(`0x${mask}`) & 1n) === 1n;
-      };
-      await waitFor('the SIGHUP handler', () => catches() || existsSync(daemon.socket), 10_000);
-      const duringStart = !existsSync(daemon.socket);
-      daemon.proc!.kill('SIGHUP');
-      await starting;
-      expect(duringStart, 'the signal came before the control socket existed').to.equal(true);
+    await signalDuringStartUp('SIGHUP', async (daemon) => {
       await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
       expect(daemon.logs.indexOf('config.reloaded')).to.be.above(daemon.logs.indexOf('daemon.started'));
-      expect(daemon.exitCode).to.equal(null);
-      expect((await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels).to.have.length(1000);
-    } finally {
-      await starting.catch(() => undefined);
-      await daemon.stop();
-    }
+    });
   });
 
   it('gives every tunnel a changed relay.connect_timeout: a target that never answers is given up after the new time', async () => {
