@@ -3,7 +3,7 @@
 // /etc/resolv.conf names the test's DNS server), and the names point at
 // TLS stand-ins on loopback.
 import { expect } from 'chai';
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { BIN, Daemon, escapeRegExp, inOwnResolver, RESOLVER_TIMEOUT_S, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
@@ -90,6 +90,17 @@ describe('Mount targets by DNS name', function () {
     expect(await status(byAddress)).to.not.have.property('dns');
     expect((await daemon.efsctl('status', byAddress)).stdout).to.not.include('DNS answer');
     expect((await daemon.efsctl('stop', byAddress)).code).to.equal(0);
+  });
+
+  it('takes the address from /etc/hosts when it names the file system, as efs-utils users do for a mount target in another VPC, without asking DNS', async () => {
+    const fsId = 'fs-0000d0c1';
+    // The daemon's /etc/hosts is this file, bind-mounted; the resolver reads it at every lookup.
+    appendFileSync(join(daemon.dir, 'hosts'), `${TARGET_HOST} ${nameOf(fsId)}\n`);
+    target = await new MountTargetStandIn({ host: TARGET_HOST, port: 2049, cert: certFor(nameOf(fsId)), backend: 'echo' }).start();
+    const port = (await daemon.efsctlJson<AddResult>('add', fsId, '-o', `region=${REGION}`)).tunnel.port;
+    expect((await exchange(port, 'from hosts')).received.toString()).to.equal('from hosts' + ECHO_TRAILER);
+    expect(dns.asked(nameOf(fsId))).to.equal(0);
+    expect((await status(fsId)).dns?.addresses).to.deep.equal([TARGET_HOST]);
   });
 
   it('keeps taking connections to the address of DNS\'s last answer while DNS does not answer, says so once in the log, in status and in efs_relay_dns_fallbacks_total, and says when DNS answers again', async () => {
