@@ -25,6 +25,21 @@ describe('README', () => {
     expect(missing).to.deep.equal([]);
   });
 
+  it('gives each config key the default the daemon has', () => {
+    const cfg = defaultConfig() as unknown as Record<string, unknown>;
+    const valueOf = (key: string): unknown => key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], cfg);
+    const documented = new Map([...readme.matchAll(/^\| `([a-z_.]+)` \| `((?:[^`\\]|\\.)*)` \|/gm)].map((m) => [m[1]!, m[2]!.replaceAll('\\|', '|')]));
+    const shown = (v: unknown): string => (v === '' ? '""' : String(v));
+    const wrong = keys(cfg)
+      // The socket's default is written as it is derived from state_dir.
+      .filter((k) => k !== 'control_socket')
+      .filter((k) => documented.get(k) !== shown(valueOf(k)))
+      .map((k) => `${k}: README ${documented.get(k) ?? '(no default)'}, daemon ${shown(valueOf(k))}`);
+    expect(wrong).to.deep.equal([]);
+    expect(documented.get('control_socket')).to.equal('<state_dir>/control.sock');
+    expect(cfg.control_socket).to.equal(`${String(cfg.state_dir)}/control.sock`);
+  });
+
   it('lists every log event the daemon writes in the Logs section', () => {
     const dir = join(import.meta.dirname, '../../../../daemon');
     const source = readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
