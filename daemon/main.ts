@@ -1,6 +1,6 @@
 // efs-relayd: wiring only. Config, state, relays, control each live in
 // their own module; this file connects them and handles signals.
-import { onIgnoredSigusr1 } from './inspector-guard.js'; // first: see the module
+import { inspectorClosedAtStart, onIgnoredSigusr1 } from './inspector-guard.js'; // first: see the module
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -87,6 +87,10 @@ async function main(): Promise<void> {
   onIgnoredSigusr1(() => {
     log.warn('daemon.sigusr1_ignored', { msg: "SIGUSR1 ignored: Node would open its debugger on 127.0.0.1:9229 to every local user; efs-relayd has no SIGUSR1 action" });
   });
+  const inspector = inspectorClosedAtStart();
+  if (inspector !== undefined) {
+    log.warn('daemon.inspector_closed', { msg: `Node's inspector was open at start (${inspector}: --inspect, or a SIGUSR1 as Node started), where every local user could run code in this root process; closed`, url: inspector });
+  }
   const store = new StateStore(cfg.state_dir);
   const region = new InstanceRegion(cfg, log);
   const manager = new TunnelManager(cfg, store, log, region);

@@ -2,7 +2,7 @@
 // back on its old port (NFS mounts keep pointing at it), and NFS works after.
 import { expect } from 'chai';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { BIN, Daemon, escapeRegExp, run, waitFor, writeRecords } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
@@ -136,6 +136,25 @@ describe('daemon signals', function () {
     try {
       expect(await daemon.sigusr1()).to.deep.equal({ debugger: false, running: true, logged: true });
       expect(daemon.logs).to.match(/warn daemon\.sigusr1_ignored fs=- code=- msg="SIGUSR1 ignored: Node would open its debugger on 127\.0\.0\.1:9229/);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('closes Node\'s inspector when it was open before the daemon\'s first line, and logs it', async () => {
+    // What a SIGUSR1 as Node starts would leave, made sure here with --inspect: the development build runs node, which
+    // takes it from NODE_OPTIONS (the packaged binary refuses --inspect there).
+    const daemon = await new Daemon(daemonConfig(21500)).start(undefined, undefined, { NODE_OPTIONS: '--inspect=127.0.0.1:19834' });
+    try {
+      expect(daemon.logs).to.contain('Debugger listening on ws://127.0.0.1:19834/');
+      expect(daemon.logs).to.match(/warn daemon\.inspector_closed fs=- code=- msg="Node's inspector was open at start \(ws:\/\/127\.0\.0\.1:19834\/[^ ]+: --inspect, or a SIGUSR1 as Node started\), where every local user could run code in this root process; closed" url=ws:\/\/127\.0\.0\.1:19834\//);
+      const refused = await new Promise<string>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port: 19834 });
+        s.on('connect', () => (s.destroy(), resolve('open')));
+        s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+      expect(refused).to.equal('ECONNREFUSED');
+      expect(daemon.exitCode).to.equal(null);
     } finally {
       await daemon.stop();
     }

@@ -112,13 +112,13 @@ export class Daemon {
    * address serving DNS on port 53), it runs in a mount namespace of its own whose /etc/resolv.conf names only that
    * server and whose /etc/hosts names only localhost, so that it looks mount targets up as on a host, by name.
    */
-  async start(bin = join(BIN, 'efs-relayd'), resolver?: string): Promise<this> {
+  async start(bin = join(BIN, 'efs-relayd'), resolver?: string, env: NodeJS.ProcessEnv = {}): Promise<this> {
     this.logs = '';
     this.exitCode = null;
     const [cmd, args] = resolver ? inOwnResolver(this.dir, resolver, [bin, '--config', this.configFile]) : [bin, ['--config', this.configFile]];
     const proc = spawn(cmd, args, {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, JOURNAL_STREAM: '' },
+      env: { ...process.env, JOURNAL_STREAM: '', ...env },
     });
     this.proc = proc;
     proc.stderr?.setEncoding('utf8');
