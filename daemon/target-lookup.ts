@@ -19,7 +19,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { RelayError } from './errors.js';
 
 /** How long a connection waits for DNS before it takes the last answer, when there is one. */
-export const DNS_ANSWER_BUDGET_MS = 2_000;
+const DNS_ANSWER_BUDGET_MS = 2_000;
 
 /** How soon DNS is asked again after a temporary failure, for connections that have no earlier answer to go to. */
 export const DNS_RETRY_MS = 1_000;
@@ -48,8 +48,8 @@ export interface DnsAnswer {
 }
 
 export interface LookupEvents {
-  /** DNS gave no answer and a connection went to `address`, from an answer `ageMs` old. */
-  fallback(error: RelayError, address: string, ageMs: number): void;
+  /** DNS gave no answer and a connection went to the address of its last answer (the error's message says which). */
+  fallback(error: RelayError): void;
   /** DNS answered again after one or more fallbacks. */
   answered(address: string): void;
 }
@@ -145,7 +145,7 @@ export class TargetLookup {
     this.fallbacks++;
     this.fallingBack = true;
     const e = new RelayError('DNS_FAILED', `DNS gave no answer for ${this.name} (${why}); connecting to ${address}, its answer of ${Math.round(ageMs / 1000)} s ago. The certificate is still verified against ${this.name}`);
-    this.events.fallback(e, address, ageMs);
+    this.events.fallback(e);
     settle(waiter, null, last.addresses);
   }
 }

@@ -721,21 +721,19 @@ export class TunnelManager {
     t.restarts = this.restartCount.get(record.fs_id) ?? 0;
     // One line per new failure kind, then at most one a minute: a flapping
     // target, or an NFS client reconnecting into the same failure, must not flood the journal.
-    const logs = { handshake_failed: new RateLimitedLog(60_000), session_failed: new RateLimitedLog(60_000), accept_failed: new RateLimitedLog(60_000) };
+    // (dns_fallback: while DNS gives no answer, connections go on to its last address.)
+    const logs = {
+      handshake_failed: new RateLimitedLog(60_000), session_failed: new RateLimitedLog(60_000), accept_failed: new RateLimitedLog(60_000),
+      dns_fallback: new RateLimitedLog(60_000),
+    };
     for (const [kind, limiter] of Object.entries(logs) as Array<[keyof typeof logs, RateLimitedLog]>) {
       relay.on(kind, (err) => {
         t.note(kind, err);
         if (limiter.admit(err.code)) this.log.warn(`tunnel.${kind}`, { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
       });
     }
-    // While DNS gives no answer, connections go on to its last address: said once, then at most once a minute.
-    const dnsLog = new RateLimitedLog(60_000);
-    relay.on('dns_fallback', (err) => {
-      t.note('dns_fallback', err);
-      if (dnsLog.admit(err.code)) this.log.warn('tunnel.dns_fallback', { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
-    });
     relay.on('dns_answered', (address) => {
-      dnsLog.reset();
+      logs.dns_fallback.reset();
       t.note('dns_answered');
       this.log.info('tunnel.dns_answered', { fs: record.fs_id, msg: `DNS answers for ${record.target.dns_name} again`, address, port: record.port });
     });

@@ -67,10 +67,9 @@ describe('Mount targets by DNS name', function () {
   const logLines = (event: string, fsId: string): string[] =>
     daemon.logs.split('\n').filter((l) => new RegExp(` ${escapeRegExp(event)} fs=${fsId} `).test(l));
   async function fallbacks(fsId: string): Promise<number> {
-    const text = await (await fetch(`http://${METRICS}/metrics`)).text();
-    const m = new RegExp(`^efs_relay_dns_fallbacks_total\\{fs_id="${fsId}"\\} (\\S+)$`, 'm').exec(text);
-    if (!m) throw new Error(`no efs_relay_dns_fallbacks_total for ${fsId} in the scrape`);
-    return Number(m[1]);
+    const value = await daemon.scrapedValue(`efs_relay_dns_fallbacks_total{fs_id="${fsId}"}`);
+    if (value === undefined) throw new Error(`no efs_relay_dns_fallbacks_total for ${fsId} in the scrape`);
+    return Number(value);
   }
 
   it('reaches the mount target that DNS names for the file system when no mounttargetip is given, verified against that name with SNI', async () => {

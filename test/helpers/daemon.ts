@@ -173,7 +173,7 @@ export class Daemon {
     writeFileSync(this.configFile, stringify(change(parse(readFileSync(this.configFile, 'utf8')) as Record<string, unknown>)));
   }
 
-  /** An unlabelled series' value in the daemon's /metrics now (metrics.listen must be set), or undefined when absent. */
+  /** A series' value in the daemon's /metrics now (metrics.listen must be set), or undefined when absent; a labelled one is named in full, `name{label="value"}`. */
   async scrapedValue(name: string): Promise<string | undefined> {
     const listen = (this.config.metrics as { listen: string }).listen;
     const text = await (await fetch(`http://${listen}/metrics`)).text();
