@@ -13,6 +13,7 @@ import { readFstab } from './fstab.js';
 import { planFstab } from './fstab-plan.js';
 import type { RegionSource } from './instance-region.js';
 import { ReportOnce } from './report-once.js';
+import { Backoff } from './backoff.js';
 import type { AddRequest, TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 100;
@@ -47,7 +48,7 @@ export class FstabWatcher implements FstabStatus {
   /** Problems logged since fstab last changed: a retry logs only what is new, a change of the file all again. */
   private reported = new ReportOnce();
   private retryTimer: NodeJS.Timeout | null = null;
-  private retryMs = RETRY_FIRST_MS;
+  private readonly retryWait = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS);
   private stopped = false;
 
   constructor(
@@ -97,7 +98,7 @@ export class FstabWatcher implements FstabStatus {
     if (this.stopped) return;
     if (cause === 'changed') {
       this.reported = new ReportOnce();
-      this.retryMs = RETRY_FIRST_MS;
+      this.retryWait.reset();
     }
     let parsed;
     try {
@@ -110,7 +111,7 @@ export class FstabWatcher implements FstabStatus {
     const wanted = new Map<string, AddRequest>();
     for (const [fsId, options] of plan.wanted) wanted.set(fsId, { fsId, options, env: {}, source: 'fstab' });
     const failed = await this.manager.setFstabWanted(wanted);
-    const retry = `; no tunnel for this line yet: tried again in ${this.retryMs / 1000} s, then less often, and at each change of fstab`;
+    const retry = `; no tunnel for this line yet: tried again in ${this.retryWait.nextMs / 1000} s, then less often, and at each change of fstab`;
     // Keyed without the retry interval, which grows: one problem that lasts is logged once.
     const found = [
       ...plan.problems.map((p) => ({ key: `${p.line} ${p.code} ${p.message}`, fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
@@ -131,14 +132,13 @@ export class FstabWatcher implements FstabStatus {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     if (!needed) {
-      this.retryMs = RETRY_FIRST_MS;
+      this.retryWait.reset();
       return;
     }
     if (this.stopped) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.apply('retry');
-    }, this.retryMs);
-    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+    }, this.retryWait.take());
   }
 }

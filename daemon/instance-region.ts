@@ -9,6 +9,7 @@ import { request } from 'node:http';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { REGION } from './options.js';
+import { Backoff } from './backoff.js';
 
 /** What instance metadata said of the region: the region, or why there is none (for the NO_REGION message). */
 export type MetadataRegion = { region: string; why: null } | { region: null; why: string };
@@ -105,7 +106,7 @@ export class InstanceRegion implements RegionSource {
   private again = false;
   private asking: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private retryMs = RETRY_FIRST_MS;
+  private readonly retryWait = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS);
   private stopped = false;
   private asks = 0;
   private readonly listeners: Array<(region: string) => void> = [];
@@ -162,9 +163,8 @@ export class InstanceRegion implements RegionSource {
         });
       }
       if (again && !this.stopped) {
-        this.timer = setTimeout(() => void this.ask('in the background'), this.retryMs);
+        this.timer = setTimeout(() => void this.ask('in the background'), this.retryWait.take());
         this.timer.unref();
-        this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
       }
     });
     return this.asking;
