@@ -72,7 +72,7 @@ describe('Mount targets by DNS name', function () {
     return Number(value);
   }
 
-  it('reaches the mount target that DNS names for the file system when no mounttargetip is given, verified against that name with SNI', async () => {
+  it('reaches the mount target that DNS names for the file system when no mounttargetip is given, verified against that name with SNI, and efsctl status shows DNS\'s answer', async () => {
     const fsId = 'fs-0000d001';
     const port = await tunnelByName(fsId);
     const r = await exchange(port, 'over DNS');
