@@ -1,6 +1,7 @@
 // efs-relayd: wiring only. Config, state, relays, control each live in
 // their own module; this file connects them and handles signals.
 import { inspectorClosedAtStart, onIgnoredSigusr1 } from './inspector-guard.js'; // first: see the module
+import { onSignal } from './early-signals.js'; // second: see the module
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -87,6 +88,10 @@ async function main(): Promise<void> {
   onIgnoredSigusr1(() => {
     log.warn('daemon.sigusr1_ignored', { msg: "SIGUSR1 ignored: Node would open its debugger on 127.0.0.1:9229 to every local user; efs-relayd has no SIGUSR1 action" });
   });
+  // Node's default for SIGUSR2 would reset every mount's connections on a habitual `kill -USR2`.
+  onSignal('SIGUSR2', () => {
+    log.warn('daemon.signal_ignored', { msg: 'SIGUSR2 ignored: efs-relayd has no SIGUSR2 action, and every tunnel keeps running. SIGHUP (systemctl reload efs-relayd) reloads the configuration', signal: 'SIGUSR2' });
+  });
   const inspector = inspectorClosedAtStart();
   if (inspector !== undefined) {
     log.warn('daemon.inspector_closed', { msg: `Node's inspector was open at start (${inspector}: --inspect, or a SIGUSR1 as Node started), where every local user could run code in this root process; closed`, url: inspector });
@@ -106,27 +111,7 @@ async function main(): Promise<void> {
   const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region, fstabWatcher), log);
   const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader, fstabWatcher), manager, log);
 
-  let started = false;
   let stopping = false;
-  let reloadWhenStarted = false;
-  const reloadOnSignal = (): void => {
-    // Only a bug rejects; the log line says so, and the next reload is still served.
-    reloader.reload().catch((err: unknown) => {
-      const e = asRelayError(err);
-      log.error('daemon.internal_error', { code: e.code, msg: `config reload: ${e.message}; the daemon keeps running. Please report this with the log` });
-    });
-  };
-  // Both are set before start-up, since Node's default for either is to exit. SIGHUP reads the config file again, as
-  // `efsctl reload` does; one that comes while the daemon starts is served once it has started.
-  process.on('SIGHUP', () => {
-    if (stopping) return; // a reload would start probes and polls that stop() has just ended
-    if (started) reloadOnSignal();
-    else reloadWhenStarted = true;
-  });
-  // SIGUSR2 would reset every mount's connections on a habitual `kill -USR2`.
-  process.on('SIGUSR2', () => {
-    log.warn('daemon.signal_ignored', { msg: 'SIGUSR2 ignored: efs-relayd has no SIGUSR2 action, and every tunnel keeps running. SIGHUP (systemctl reload efs-relayd) reloads the configuration', signal: 'SIGUSR2' });
-  });
 
   // The socket answers last, so whoever waits for it finds the daemon fully started.
   let invalid = 0;
@@ -159,8 +144,15 @@ async function main(): Promise<void> {
     metrics: cfg.metrics.listen || 'off',
   });
   await warnIfExposed(configFile, 'config file', log);
-  started = true;
-  if (reloadWhenStarted) reloadOnSignal();
+  // From here SIGHUP reads the config file again, as `efsctl reload` does; one that came while the daemon started is served now.
+  onSignal('SIGHUP', () => {
+    if (stopping) return; // a reload would start probes and polls that stop() has just ended
+    // Only a bug rejects; the log line says so, and the next reload is still served.
+    reloader.reload().catch((err: unknown) => {
+      const e = asRelayError(err);
+      log.error('daemon.internal_error', { code: e.code, msg: `config reload: ${e.message}; the daemon keeps running. Please report this with the log` });
+    });
+  });
 
   const stop = (signal: string): void => {
     if (stopping) return;

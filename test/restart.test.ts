@@ -1,8 +1,11 @@
 // Restarts: tunnel records survive SIGTERM and SIGKILL, every tunnel comes
 // back on its old port (NFS mounts keep pointing at it), and NFS works after.
 import { expect } from 'chai';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { BIN, Daemon, escapeRegExp, run, waitFor, writeRecords } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
@@ -101,22 +104,24 @@ describe('daemon restart', function () {
   });
 });
 
+/** Whether process `pid` catches `signal` (its bit in SigCgt of /proc/PID/status). */
+function catches(pid: number, signal: NodeJS.Signals): boolean {
+  const mask = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '0';
+  return ((BigInt(`0x${mask}`) >> BigInt(constants.signals[signal] - 1)) & 1n) === 1n;
+}
+
 /**
  * Send `signal` to a daemon while it starts (1000 records to restore make a start-up long enough to signal into):
- * once it catches SIGHUP (its bit in SigCgt), which it does once it has a log, and before its control socket exists.
- * (SigCgt cannot show when SIGUSR1 becomes ours: Node catches it from its first instruction.) Then, once it has
- * started, `then` checks what followed, and the daemon must still run with every tunnel.
+ * once it catches SIGHUP, and before its control socket exists. (SigCgt cannot show when SIGUSR1 becomes ours: Node
+ * catches it from its first instruction.) Then, once it has started, `then` checks what followed, and the daemon must
+ * still run with every tunnel.
  */
 async function signalDuringStartUp(signal: NodeJS.Signals, then: (daemon: Daemon) => Promise<void>): Promise<void> {
   const daemon = new Daemon(daemonConfig(24000, { port_range: { first: 24000, last: 24999 } }));
   writeRecords(daemon.stateDir, 1000, 24000, '127.0.0.10');
   const starting = daemon.start();
   try {
-    const catches = (): boolean => {
-      const mask = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1] ?? '0';
-      return (BigInt(`0x${mask}`) & 1n) === 1n;
-    };
-    await waitFor('the SIGHUP handler', () => catches() || existsSync(daemon.socket), 10_000);
+    await waitFor('the SIGHUP handler', () => catches(daemon.pid, 'SIGHUP') || existsSync(daemon.socket), 10_000);
     const duringStart = !existsSync(daemon.socket);
     daemon.proc!.kill(signal);
     await starting;
@@ -205,6 +210,37 @@ describe('config reload (SIGHUP)', function () {
       await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
       expect(daemon.logs.indexOf('config.reloaded')).to.be.above(daemon.logs.indexOf('daemon.started'));
     });
+  });
+
+  it('survives a SIGHUP and a SIGUSR2 sent before it has read its config file, then reloads once and says SIGUSR2 was ignored', async () => {
+    // The config file is a FIFO that nobody writes yet: the daemon waits on it, at its first step after its first lines.
+    const daemon = new Daemon(daemonConfig(21500));
+    const text = readFileSync(daemon.configFile);
+    rmSync(daemon.configFile);
+    execFileSync('mkfifo', ['-m', '600', daemon.configFile]);
+    const starting = daemon.start();
+    try {
+      await waitFor('the SIGHUP and SIGUSR2 handlers, while the config file is not read yet', () => catches(daemon.pid, 'SIGHUP') && catches(daemon.pid, 'SIGUSR2'), 10_000);
+      expect(daemon.logs, 'nothing logged before the config is read').to.equal('');
+      daemon.proc!.kill('SIGHUP');
+      daemon.proc!.kill('SIGUSR2');
+      // Opening the FIFO lets the daemon's read go on; a regular file takes its name for the reload, and the daemon
+      // reads the config through the FIFO it has open.
+      const fifo = await open(daemon.configFile, 'w');
+      writeFileSync(`${daemon.configFile}.new`, text);
+      renameSync(`${daemon.configFile}.new`, daemon.configFile);
+      await fifo.writeFile(text);
+      await fifo.close();
+      await starting;
+      await waitFor('the reload', () => daemon.logs.includes('config.reloaded'));
+      expect(daemon.logs.indexOf('config.reloaded')).to.be.above(daemon.logs.indexOf('daemon.started'));
+      expect(daemon.logs.match(/config\.reloaded/g), 'one reload').to.have.length(1);
+      expect(daemon.logs).to.match(/warn daemon\.signal_ignored fs=- code=- msg="SIGUSR2 ignored: efs-relayd has no SIGUSR2 action/);
+      expect(daemon.exitCode).to.equal(null);
+    } finally {
+      await starting.catch(() => undefined);
+      await daemon.stop();
+    }
   });
 
   it('gives every tunnel a changed relay.connect_timeout: a target that never answers is given up after the new time', async () => {
