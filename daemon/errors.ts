@@ -117,7 +117,7 @@ export const ERRORS = {
   },
   DNS_FAILED: {
     title: 'DNS gave no address for the file system name: it answered that there is none, or did not answer',
-    hint: 'Check the VPC DNS settings, or pass -o mounttargetip=ADDRESS.',
+    hint: 'Check the file system id and region, and that the file system has a mount target in this VPC (in the az= zone when one is given); if it has, check the resolver (`getent hosts NAME` shows what the daemon gets), or pass -o mounttargetip=ADDRESS.',
   },
   CA_BUNDLE_UNREADABLE: {
     title: 'the CA bundle cannot be read',

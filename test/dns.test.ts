@@ -230,7 +230,7 @@ describe('Mount targets by DNS name', function () {
       const r = await daemon.efsctl('attach', unknown, missing, '-o', `region=${REGION}`);
       expect(r.code).to.equal(1);
       expect(r.stderr).to.contain(`after 3 attempts: mount.nfs4: Connection reset by peer. The tunnel could not connect to the mount target (DNS_FAILED): DNS has no address for ${nameOf(unknown)} (ENOTFOUND)`);
-      expect(r.stderr).to.contain('[MOUNT_FAILED]').and.contain('Check the VPC DNS settings, or pass -o mounttargetip=ADDRESS.');
+      expect(r.stderr).to.contain('[MOUNT_FAILED]').and.contain('Check the file system id and region, and that the file system has a mount target in this VPC (in the az= zone when one is given); if it has, check the resolver (`getent hosts NAME` shows what the daemon gets), or pass -o mounttargetip=ADDRESS.');
       expect(logLines('mount.failed', unknown)[0]).to.include('code=MOUNT_FAILED').and.include('DNS has no address');
     } finally {
       daemon.mount.behave('mount', {});
@@ -249,7 +249,7 @@ describe('Mount targets by DNS name', function () {
     expect(by[`dns ${unknown}`]).to.deep.equal({
       name: `dns ${unknown}`, status: 'fail',
       message: `DNS has no address for ${nameOf(unknown)} (ENOTFOUND): no file system or mount target of that name is known to DNS`,
-      fix: 'Check the VPC DNS settings, or pass -o mounttargetip=ADDRESS. [DNS_FAILED]',
+      fix: 'Check the file system id and region, and that the file system has a mount target in this VPC (in the az= zone when one is given); if it has, check the resolver (`getent hosts NAME` shows what the daemon gets), or pass -o mounttargetip=ADDRESS. [DNS_FAILED]',
     });
     expect(by[`reach ${known}`]).to.include({ status: 'ok' });
   });
