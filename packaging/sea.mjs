@@ -4,6 +4,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { nodeSupportWarning } from './node-support.mjs';
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
 const out = 'build/sea';
@@ -20,6 +21,8 @@ await build({
 });
 await writeFile(`${out}/sea-config.json`, JSON.stringify({ main: `${out}/efs-relay.cjs`, output: `${out}/sea-prep.blob`, disableExperimentalSEAWarning: true }));
 execFileSync(process.execPath, ['--experimental-sea-config', `${out}/sea-config.json`], { stdio: 'inherit' });
+const unsupported = nodeSupportWarning(process.version, process.release.lts, process.versions.openssl, new Date().toISOString().slice(0, 10));
+if (unsupported) process.stderr.write(`make sea: WARNING: ${unsupported}\n`);
 await copyFile(process.execPath, `${out}/efs-relayd`);
 await chmod(`${out}/efs-relayd`, 0o755);
 execFileSync('npx', ['postject', `${out}/efs-relayd`, 'NODE_SEA_BLOB', `${out}/sea-prep.blob`,
