@@ -12,7 +12,7 @@ import { ERRORS } from '../daemon/errors.js';
 import { readFstab, type FstabEntry } from '../daemon/fstab.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
-import { StateStore } from '../daemon/state.js';
+import { StateStore, portsOf } from '../daemon/state.js';
 import { METADATA_NOT_ASKED, joinHost, resolveTarget } from '../daemon/target.js';
 import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
@@ -270,7 +270,7 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     return bad('mounts', 'warn', `cannot read ${cfg.mount.proc_mounts}: ${(err as Error).message}`, 'Run efsctl doctor as root on the host that mounts EFS.');
   }
   const daemonUp = daemon.pid !== null;
-  const ours = new Set(tunnels.map((t) => t.port));
+  const ours = new Set(tunnels.flatMap((t) => portsOf(t)));
   const through = mounts.flatMap((m) => {
     const port = tunnelPortOf(m);
     return port === null ? [] : [{ dir: m.dir, port }];

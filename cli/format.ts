@@ -2,6 +2,7 @@
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { joinHost } from '../daemon/target.js';
+import { portsOf } from '../daemon/state.js';
 import { latestHandshake, problems } from '../daemon/health.js';
 
 export function bytes(n: number): string {
@@ -44,7 +45,7 @@ export function tunnelTable(tunnels: TunnelView[], unencrypted: UnencryptedMount
     ['FS_ID', 'PORT', 'TARGET', 'STATE', 'HEALTH', 'MOUNTS', 'CONNS', 'UP', 'DOWN', 'LAST_ERROR'],
     tunnels.map((t) => [
       t.fs_id,
-      String(t.port),
+      portsOf(t).join(','), // a daemon older than extra ports sends none
       joinHost(t.target.address, t.target.port),
       t.state,
       healthWord(t),
@@ -70,6 +71,7 @@ export function tunnelDetail(t: TunnelDetail): string {
     `File system:   ${t.fs_id}`,
     `State:         ${t.state}`,
     `Local port:    127.0.0.1:${t.port}`,
+    ...(t.extra_ports?.length ? [`Extra ports:   ${t.extra_ports.join(', ')} (for mounts made before that name them; each goes once no mount does)`] : []),
     `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.dns_name})`,
     ...(t.dns === undefined ? [] : [`DNS answer:    ${t.dns ? `${t.dns.addresses.join(', ')} at ${t.dns.answered_at}` : 'none'}`]),
     `Region:        ${t.target.region}`,

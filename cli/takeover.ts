@@ -16,6 +16,8 @@ import { formatOptions, parseOptions } from '../daemon/options.js';
 import { requestedPort } from '../daemon/ports.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mounts.js';
+import { portsOf } from '../daemon/state.js';
+import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import { efsUtilsConfigs, parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { describeListener, listenersOn, listeningPorts } from './listeners.js';
@@ -78,14 +80,24 @@ async function restart(argv: string[], port: number): Promise<string | null> {
   }
 }
 
+/** How a takeover puts a tunnel on the mount's port. */
+interface Handover {
+  plan: TunnelFromStunnel;
+  /** The file system's unused tunnel, stopped to be made again on the mount's port (to be restarted if that fails). */
+  idle: TunnelView | null;
+  /** The file system's tunnel in use on another port, which takes the mount's port as an extra one. */
+  busy: TunnelView | null;
+}
+
 /**
  * What every takeover checks before it changes anything: the config only root could have written, the tunnel it
- * makes (TAKEOVER_UNSAFE when the tunnel could not do the same), the port inside port_range, no tunnel of the file
- * system in use on another port, no efs-utils watchdog. Then the file system's unused tunnel, if any, is stopped.
+ * makes (TAKEOVER_UNSAFE when the tunnel could not do the same), the port inside port_range, a tunnel of the file
+ * system in use on another port reaching the same mount target with the same CA bundle, no efs-utils watchdog.
+ * Then the file system's unused tunnel, if any, is stopped.
  */
 async function prepare(
   dir: string, port: number, file: string, whose: string, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void,
-): Promise<{ plan: TunnelFromStunnel; idle: TunnelView | null }> {
+): Promise<Handover> {
   const exposed = await whoElseCanChange(file, 0);
   if (exposed !== null) {
     throw new RelayError('TAKEOVER_UNSAFE', `${exposed}: a user other than root could have changed ${file}, so it cannot be trusted to name the file system and mount target of ${dir}`);
@@ -99,13 +111,22 @@ async function prepare(
   const plan = tunnelFromStunnel(parseStunnelConfig(text), port, file, cfg);
   requestedPort(parseOptions(plan.options), cfg); // PORT_OUT_OF_RANGE, before anything is stopped
   // A tunnel the daemon made for the file system's fstab line, which nothing uses yet, moves to the mount's port.
-  const idle = tunnels.find((t) => t.fs_id === plan.fsId) ?? null;
+  const existing = tunnels.find((t) => t.fs_id === plan.fsId) ?? null;
   // /proc/mounts too: the daemon records a mount a moment after it appears (a takeover just before this one).
-  const mountedAt = idle ? [...new Set([...idle.mounts, ...mounts.filter((m) => tunnelPortOf(m) === idle.port).map((m) => m.dir)])] : [];
-  if (idle && (mountedAt.length > 0 || idle.connections.active > 0)) {
-    const uses = mountedAt.length > 0 ? `mounted at ${mountedAt.join(', ')}` : `${idle.connections.active} open connection${idle.connections.active === 1 ? '' : 's'}`;
-    throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${idle.port} (${uses}), and a file system has one tunnel: ${dir}, which goes through port ${port}, can only move to it by a remount`);
+  const mountedAt = existing ? [...new Set([...existing.mounts, ...mounts.filter((m) => portsOf(existing).includes(tunnelPortOf(m) ?? -1)).map((m) => m.dir)])] : [];
+  // A file system has one tunnel. One in use keeps its port and takes the mount's port as an extra one, which it can
+  // only do if it reaches the same mount target, verified the same way, as the stunnel.
+  const busy = existing && (mountedAt.length > 0 || existing.connections.active > 0) ? existing : null;
+  if (busy) {
+    const uses = mountedAt.length > 0 ? `mounted at ${mountedAt.join(', ')}` : `${busy.connections.active} open connection${busy.connections.active === 1 ? '' : 's'}`;
+    const differs = busy.target.address !== plan.connectHost || busy.target.dns_name !== plan.dnsName
+      ? `connects to ${busy.target.address} (certificate name ${busy.target.dns_name}), where the stunnel connects to ${plan.connectHost} (${plan.dnsName})`
+      : caFileFor(busy.options, cfg) !== cfg.tls.ca_file ? `verifies against ${caFileFor(busy.options, cfg)}, not tls.ca_file` : null;
+    if (differs !== null) {
+      throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${busy.port} (${uses}) that ${differs}; a file system has one tunnel, so ${dir}, which goes through port ${port}, can only move to it by a remount`);
+    }
   }
+  const idle = busy ? null : existing;
   const watchdog = await watchdogPid();
   if (watchdog !== null) {
     throw new RelayError('TAKEOVER_UNSAFE', `the efs-utils watchdog (amazon-efs-mount-watchdog, pid ${watchdog}) runs, and would start the stunnel again on port ${port}`, {
@@ -116,7 +137,14 @@ async function prepare(
     say(`${dir}: ${plan.fsId}'s tunnel on port ${idle.port}, which nothing uses, moves to port ${port}`);
     await ask('stop', { fs_id: plan.fsId, force: false });
   }
-  return { plan, idle };
+  if (busy) say(`${dir}: ${plan.fsId}'s tunnel on port ${busy.port} takes port ${port} too, as an extra port that goes once no mount names it`);
+  return { plan, idle, busy };
+}
+
+/** Put the tunnel on the mount's port: a new tunnel, or an extra port of the file system's tunnel in use. */
+function handOver(h: Handover, ask: Ask): Promise<AddResult> {
+  const method = h.busy ? 'add_port' : 'add';
+  return ask(method, { fs_id: h.plan.fsId, options: h.plan.options, env: {}, source: 'efsctl' }) as Promise<AddResult>;
 }
 
 /**
@@ -132,10 +160,11 @@ async function revive(dir: string, port: number, mounts: MountEntry[], tunnels: 
     });
   }
   const file = found.files[0] as string;
-  const { plan, idle } = await prepare(dir, port, file, 'efs-utils\' config of the mount', mounts, tunnels, cfg, ask, say);
+  const handover = await prepare(dir, port, file, 'efs-utils\' config of the mount', mounts, tunnels, cfg, ask, say);
+  const { plan, idle } = handover;
   say(`${dir}: nothing listens on 127.0.0.1:${port} (its stunnel is gone); efs-relay takes the port with -o ${plan.options} from ${file}`);
   try {
-    const added = (await ask('add', { fs_id: plan.fsId, options: plan.options, env: {}, source: 'efsctl' })) as AddResult;
+    const added = await handOver(handover, ask);
     return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid: null, program: null, config: file }, tunnel: added.tunnel };
   } catch (err) {
     const e = asRelayError(err);
@@ -157,7 +186,7 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
     });
   }
   const { tunnels } = (await ask('list')) as { tunnels: TunnelView[] };
-  const mine = tunnels.find((t) => t.port === port);
+  const mine = tunnels.find((t) => portsOf(t).includes(port));
   if (mine) return { dir, fs_id: mine.fs_id, port, already: true, stunnel: null, tunnel: mine };
 
   const listener = (await listenersOn([port])).get(port);
@@ -182,14 +211,15 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   if (uid !== 0) {
     throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} on port ${port} runs as uid ${uid ?? '?'}, not as root as efs-utils runs it, so its config cannot be trusted to name the file system of ${dir}`);
   }
-  const { plan, idle } = await prepare(dir, port, file, `the config of ${program} pid ${pid}`, mounts, tunnels, cfg, ask, say);
+  const handover = await prepare(dir, port, file, `the config of ${program} pid ${pid}`, mounts, tunnels, cfg, ask, say);
+  const { plan, idle } = handover;
   say(`${dir}: stopping ${program} pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${plan.options}`);
   await stopProcess(pid);
   let added: AddResult | null = null;
   let failure: RelayError | null = null;
   for (let waited = 0; added === null && failure === null; waited += 50) {
     try {
-      added = (await ask('add', { fs_id: plan.fsId, options: plan.options, env: {}, source: 'efsctl' })) as AddResult;
+      added = await handOver(handover, ask);
     } catch (err) {
       const e = asRelayError(err);
       // The stunnel's socket may outlive it by a moment.

@@ -76,6 +76,13 @@ export function controlHandlers(
       onlyTunnelOptions(options);
       return manager.add({ fsId, options, env: regionEnv(p), source: source(p) });
     },
+    // The running tunnel of fs_id also listens on the port tlsport= names (efsctl takeover of a second efs-utils mount).
+    add_port: async (p) => {
+      const fsId = str(p, 'fs_id', true);
+      const options = parseOptions(str(p, 'options', false));
+      onlyTunnelOptions(options);
+      return manager.addPort({ fsId, options, env: regionEnv(p), source: source(p) });
+    },
     attach: (p) => {
       return mounter.attach({
         spec: str(p, 'spec', true),

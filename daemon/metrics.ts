@@ -120,11 +120,13 @@ export function createMetrics(cfg: Config, manager: TunnelManager, reloads: Conf
   const scalar = (name: string, help: string, read: () => number): void => {
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
   };
-  scalar('efs_relay_ports_in_use', 'Local ports of port_range held by tunnels.', () => snapshot.length);
+  // A tunnel's extra ports (mounts taken over from efs-utils) are held like its own.
+  const portsHeld = (): number => snapshot.reduce((n, t) => n + 1 + t.extra_ports.length, 0);
+  scalar('efs_relay_ports_in_use', 'Local ports of port_range held by tunnels (their own and their extra ones).', portsHeld);
   // Read once per scrape, with the snapshot, so that in_use + held + free is the range size.
   let heldByMounts = 0;
   scalar('efs_relay_ports_held_by_mounts', 'Local ports of port_range that mounts of stopped tunnels still name; given to no other file system.', () => heldByMounts);
-  scalar('efs_relay_ports_free', 'Local ports of port_range that a new tunnel can be given.', () => rangeSize - snapshot.length - heldByMounts);
+  scalar('efs_relay_ports_free', 'Local ports of port_range that a new tunnel can be given.', () => rangeSize - portsHeld() - heldByMounts);
   scalar('efs_relay_state_files_invalid', 'Files in the state dir that are not valid tunnel records (skipped, never deleted).', () => manager.invalidStateFiles);
   scalar('efs_relay_fstab_lines_invalid', 'efs lines of fstab that get no tunnel or whose mount would be refused (log: fstab.line_invalid).', () => fstab.invalidLines);
   scalar('efs_relay_unencrypted_nfs_mounts', 'NFS mounts on this host that reach EFS without going through a TLS tunnel.', () => manager.unencrypted.length);

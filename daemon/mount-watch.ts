@@ -3,13 +3,15 @@
 // `unmount_grace` seconds, like efs-utils' watchdog, so a quick remount never
 // loses its tunnel or port. Mounts through a tunnel port that the record
 // lacks are adopted, so cleanup never stops a tunnel that is still mounted.
+// A tunnel's extra port (a mount taken over from efs-utils) goes by the same
+// rules once no mount names it.
 import type { Config } from './config.js';
 import { asRelayError } from './errors.js';
 import type { Logger } from './log.js';
 import { MountsFileReader, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
 import { ReportOnce } from './report-once.js';
-import type { TunnelRecord } from './state.js';
+import { portsOf, type TunnelRecord } from './state.js';
 import type { TunnelManager } from './tunnels.js';
 
 export class MountWatcher {
@@ -19,7 +21,7 @@ export class MountWatcher {
   private ticking = false;
   /** A reload came during a read, which may have used the old settings: read again at once after it. */
   private readAgain = false;
-  /** fs + dir → since when and how many reads it has been missing. */
+  /** fs + dir (or fs + extra port) → since when and how many reads it has been missing. */
   private readonly missing = new Map<string, { since: number; reads: number }>();
   private lastReadError = '';
   private reader: MountsFileReader;
@@ -124,39 +126,56 @@ export class MountWatcher {
     await this.manager.setMountedPorts(new Set(byPort.keys()));
     // A change that fails (its record cannot be written) is tried again at the next read; one
     // tunnel's failure neither stops the others' changes nor the daemon.
-    const failed = new Map<string, { what: string; fs: string; dir: string; err: unknown }>();
-    const attempt = async (what: string, fs: string, dir: string, change: () => Promise<void>): Promise<boolean> => {
+    const failed = new Map<string, { what: string; fs: string; dir: string | undefined; err: unknown }>();
+    const attempt = async (what: string, fs: string, dir: string | undefined, change: () => Promise<void>): Promise<boolean> => {
       try {
         await change();
         return true;
       } catch (err) {
-        failed.set(`${what}\0${fs}\0${dir}`, { what, fs, dir, err });
+        failed.set(`${what}\0${fs}`, { what, fs, dir, err });
         return false;
       }
     };
+    // Gone for unmount_reads reads over unmount_grace seconds: the reason why, else null (and the count goes on).
+    const goneFor = (key: string): string | null => {
+      const seen = this.missing.get(key) ?? { since: now, reads: 0 };
+      seen.reads++;
+      this.missing.set(key, seen);
+      if (seen.reads < this.cfg.mount.unmount_reads || now - seen.since < this.cfg.mount.unmount_grace * 1000) return null;
+      return `gone from ${this.cfg.mount.proc_mounts} for ${seen.reads} reads over ${Math.round((now - seen.since) / 1000)} s`;
+    };
     for (const t of tunnels) {
-      const listed = byPort.get(t.port) ?? new Set<string>();
-      for (const dir of listed) if (!t.mounts.includes(dir)) await attempt('recording', t.fs_id, dir, () => this.mounter.adopt(t.fs_id, t.port, dir));
+      const listed = new Set<string>();
+      for (const port of portsOf(t)) {
+        for (const dir of byPort.get(port) ?? []) {
+          listed.add(dir);
+          if (!t.mounts.includes(dir)) await attempt(`recording the mount at ${dir}`, t.fs_id, dir, () => this.mounter.adopt(t.fs_id, port, dir));
+        }
+      }
       for (const dir of t.mounts) {
         const key = `${t.fs_id}\0${dir}`;
         if (listed.has(dir)) {
           this.missing.delete(key);
           continue;
         }
-        const seen = this.missing.get(key) ?? { since: now, reads: 0 };
-        seen.reads++;
-        this.missing.set(key, seen);
-        if (seen.reads >= this.cfg.mount.unmount_reads && now - seen.since >= this.cfg.mount.unmount_grace * 1000) {
-          const why = `gone from ${this.cfg.mount.proc_mounts} for ${seen.reads} reads over ${Math.round((now - seen.since) / 1000)} s`;
-          if (await attempt('forgetting', t.fs_id, dir, () => this.mounter.forget(t.fs_id, dir, why))) this.missing.delete(key);
+        const why = goneFor(key);
+        if (why !== null && (await attempt(`forgetting the mount at ${dir}`, t.fs_id, dir, () => this.mounter.forget(t.fs_id, dir, why)))) this.missing.delete(key);
+      }
+      for (const port of t.extra_ports ?? []) {
+        const key = `${t.fs_id}\0:${port}`;
+        if (byPort.has(port)) {
+          this.missing.delete(key);
+          continue;
         }
+        const why = goneFor(key);
+        if (why !== null && (await attempt(`releasing port ${port}, which no mount names any more,`, t.fs_id, undefined, () => this.manager.releasePort(t.fs_id, port, `no mount names port ${port}: ${why}`)))) this.missing.delete(key);
       }
     }
     const fresh = this.failing.fresh(failed.keys());
     for (const [key, { what, fs, dir, err }] of failed) {
       if (!fresh.has(key)) continue;
       const { code, message } = asRelayError(err);
-      this.log.warn('mounts.update_failed', { fs, code, dir, msg: `${what} the mount at ${dir} failed: ${message}; the tunnel keeps running, and this is tried again at every read of ${this.cfg.mount.proc_mounts}` });
+      this.log.warn('mounts.update_failed', { fs, code, dir, msg: `${what} failed: ${message}; the tunnel keeps running, and this is tried again at every read of ${this.cfg.mount.proc_mounts}` });
     }
   }
 }

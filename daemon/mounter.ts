@@ -10,7 +10,7 @@ import { KeyedLock } from './keyed-lock.js';
 import { mountArgv, nfsOptions, runCommand, runMount, EFS_UTILS_RETRY, type RetryPolicy } from './mount-command.js';
 import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
-import type { RecordSource } from './state.js';
+import { portsOf, type RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
 import { joinHost, namedRegion, requireSpec, resolveTarget } from './target.js';
 import type { RegionSource } from './instance-region.js';
@@ -81,7 +81,7 @@ export class Mounter {
       let unrecorded = false; // mounted, but its record could not be written yet
       try {
         const command = mountArgv(this.cfg.mount.command, path, dir, all, tunnel.port);
-        if (mountedAt && tunnelPortOf(mountedAt) === tunnel.port) {
+        if (mountedAt && portsOf(tunnel).includes(tunnelPortOf(mountedAt) ?? -1)) {
           unrecorded = !(await this.recordMade(fsId, dir));
           return { already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.manager.view(fsId) };
         }

@@ -17,5 +17,5 @@ export type Response =
   | { v: typeof PROTOCOL_VERSION; id: number | string | null; ok: true; result: unknown }
   | { v: typeof PROTOCOL_VERSION; id: number | string | null; ok: false; error: ErrorBody };
 
-export const METHODS = ['ping', 'version', 'add', 'attach', 'detach', 'list', 'status', 'stop', 'reload'] as const;
+export const METHODS = ['ping', 'version', 'add', 'add_port', 'attach', 'detach', 'list', 'status', 'fstab', 'stop', 'reload'] as const;
 export type Method = (typeof METHODS)[number];

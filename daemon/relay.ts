@@ -117,6 +117,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   /** The handshake of the latest client connection: with probes off, the only word on the target's health. */
   lastHandshake: HandshakeOutcome | null = null;
   private server: Server | null = null;
+  /** Listeners on other ports than the tunnel's (listenAlso), by port. */
+  private readonly extra = new Map<number, Server>();
   private readonly sockets = new Set<Socket>();
   private readonly verify: ReturnType<typeof identityChecker>;
   private diagnosis: { at: number; result: Promise<{ code: ErrorCode; detail: string } | null> } | null = null;
@@ -172,8 +174,34 @@ export class Relay extends EventEmitter<RelayEvents> {
     return this.server?.listening ?? false;
   }
 
+  /** Listen on the tunnel's port. */
   async listen(): Promise<void> {
-    const { listenHost, port } = this.spec;
+    this.server = await this.openServer(this.spec.port);
+  }
+
+  /**
+   * Listen on another port too, for mounts that name it (an efs-utils mount of the file system, taken over): its
+   * connections are this relay's, like those of its own port.
+   */
+  async listenAlso(port: number): Promise<void> {
+    if (this.extra.has(port)) return;
+    this.extra.set(port, await this.openServer(port));
+  }
+
+  /** The other ports this relay listens on. */
+  get extraPorts(): number[] {
+    return [...this.extra.keys()];
+  }
+
+  /** Stop listening on another port; its open connections carry on (close() ends them with the relay's). */
+  async closeAlso(port: number): Promise<void> {
+    const server = this.extra.get(port);
+    this.extra.delete(port);
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  private async openServer(port: number): Promise<Server> {
+    const { listenHost } = this.spec;
     if (!isLoopback(listenHost)) {
       throw new RelayError('LISTEN_NOT_LOOPBACK', `Refusing to listen on ${listenHost}:${port}: relays listen on loopback only`);
     }
@@ -197,14 +225,15 @@ export class Relay extends EventEmitter<RelayEvents> {
       this.lastError = { code, message: e.message, at: new Date().toISOString() };
       this.emit('accept_failed', e);
     });
-    this.server = server;
+    return server;
   }
 
-  /** Stop accepting; let open connections finish for up to drainMs, then close them. */
+  /** Stop accepting (on every port); let open connections finish for up to drainMs, then close them. */
   async close(drainMs = 0): Promise<void> {
-    const server = this.server;
+    const servers = [this.server, ...this.extra.values()].filter((s): s is Server => s !== null);
     this.server = null;
-    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    this.extra.clear();
+    const closed = Promise.all(servers.map((server) => new Promise<void>((r) => server.close(() => r()))));
     if (drainMs > 0 && this.sockets.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, drainMs);

@@ -24,6 +24,16 @@ export interface TunnelRecord {
   source: RecordSource;
   /** Mount points using the tunnel (filled in by attach). */
   mounts: string[];
+  /**
+   * Other local ports the tunnel listens on, because mounts made before it name them (a second efs-utils mount of
+   * the file system, taken over). Each goes once no mount names it. Absent in records of older versions: none.
+   */
+  extra_ports?: number[];
+}
+
+/** Every local port a record's tunnel listens on: its own, then the extra ones. */
+export function portsOf(rec: Pick<TunnelRecord, 'port' | 'extra_ports'>): number[] {
+  return [rec.port, ...(rec.extra_ports ?? [])];
 }
 
 export interface InvalidFile {
@@ -81,9 +91,11 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
       const path = join(this.dir, name);
       try {
         const rec = await this.read(name);
-        const other = ports.get(rec.port);
-        if (other !== undefined) throw new Error(`port ${rec.port} is already claimed by ${other}`);
-        ports.set(rec.port, rec.fs_id);
+        for (const port of portsOf(rec)) {
+          const other = ports.get(port);
+          if (other !== undefined) throw new Error(`port ${port} is already claimed by ${other}`);
+        }
+        for (const port of portsOf(rec)) ports.set(port, rec.fs_id);
         records.push(rec);
       } catch (err) {
         invalid.push({ file: path, reason: (err as Error).message });
@@ -234,7 +246,13 @@ function validateRecord(data: unknown, fsIdFromName: string): TunnelRecord {
   if (!['efsctl', 'mount.efs', 'fstab', 'manual'].includes(r.source as string)) fail('"source" must be efsctl, mount.efs, fstab or manual');
   const mounts = r.mounts ?? [];
   if (!Array.isArray(mounts) || !mounts.every((m) => typeof m === 'string')) fail('"mounts" must be a list of paths');
-  return { ...(r as unknown as TunnelRecord), mounts: mounts as string[] };
+  const extra: unknown = r.extra_ports ?? [];
+  if (!Array.isArray(extra) || !extra.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) || new Set([r.port, ...extra]).size !== extra.length + 1)
+    return fail('"extra_ports" must be a list of integer ports, each other than "port" and the others');
+  const rec = { ...(r as unknown as TunnelRecord), mounts: mounts as string[] };
+  if (extra.length > 0) rec.extra_ports = extra as number[];
+  else delete rec.extra_ports;
+  return rec;
 }
 
 function validateLeftMount(data: unknown, portFromName: number): LeftMount {

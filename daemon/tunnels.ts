@@ -6,7 +6,7 @@ import { asRelayError, RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
-import { StateStore, RECORD_VERSION, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
+import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
@@ -33,6 +33,8 @@ export interface HistoryEntry {
 export interface TunnelView {
   fs_id: string;
   port: number;
+  /** Other ports it listens on, for mounts that name them (taken over from efs-utils); [] for most. */
+  extra_ports: number[];
   target: TunnelRecord['target'];
   state: TunnelState;
   source: RecordSource;
@@ -94,6 +96,11 @@ class Tunnel {
   relay: Relay;
   listenError: LastError | null = null;
   retryTimer: NodeJS.Timeout | null = null;
+  /** Retries extra ports that could not be listened on yet. */
+  extraRetryTimer: NodeJS.Timeout | null = null;
+  /** Extra ports that could not be listened on (said once each), and the latest such failure. */
+  readonly extraFailing = new Set<number>();
+  extraError: LastError | null = null;
   history: HistoryEntry[] = [];
   probe: ProbeResult | null = null;
   mountsFailing: MountCheck[] = [];
@@ -118,6 +125,7 @@ class Tunnel {
     return {
       fs_id: record.fs_id,
       port: record.port,
+      extra_ports: record.extra_ports ?? [],
       target: record.target,
       state: relay.listening ? 'listening' : 'error',
       source: record.source,
@@ -126,7 +134,7 @@ class Tunnel {
       mounts: record.mounts,
       connections: { active: c.connectionsActive, ok: c.connectionsOk, failed: c.connectionsFailed },
       bytes: { upstream: c.bytesUpstream, downstream: c.bytesDownstream },
-      last_error: latest(this.listenError, relay.lastError),
+      last_error: latest(latest(this.listenError, relay.lastError), this.extraError),
       last_connected_at: relay.lastConnectedAt,
       health: { probing: this.probing(), probe: this.probe, connection: relay.lastHandshake, mounts_failing: this.mountsFailing },
       restarts: this.restarts,
@@ -134,7 +142,7 @@ class Tunnel {
   }
 }
 
-/** Same port, target and options: a running tunnel can keep serving this record. */
+/** Same port, target and options: a running tunnel can keep serving this record (its extra ports follow it: syncExtraPorts). */
 function sameTunnel(a: TunnelRecord, b: TunnelRecord): boolean {
   return a.port === b.port && JSON.stringify(a.target) === JSON.stringify(b.target) && JSON.stringify(a.options) === JSON.stringify(b.options);
 }
@@ -225,10 +233,21 @@ export class TunnelManager {
     return new Set([...this.mountedPorts, ...this.leftMounted.keys()]);
   }
 
+  /** Every local port a tunnel listens on (or retries): their own and their extra ones. */
+  private portsInUse(): Set<number> {
+    return new Set([...this.tunnels.values()].flatMap((t) => portsOf(t.record)));
+  }
+
+  /** The tunnel that holds `port`, as its own or an extra one. */
+  private holderOf(port: number): Tunnel | undefined {
+    for (const t of this.tunnels.values()) if (portsOf(t.record).includes(port)) return t;
+    return undefined;
+  }
+
   /** Ports of port_range that mounts name but no tunnel holds. */
   portsHeldByMounts(): number {
     const { first, last } = this.cfg.port_range;
-    const used = new Set([...this.tunnels.values()].map((t) => t.record.port));
+    const used = this.portsInUse();
     return [...this.heldPorts()].filter((p) => p >= first && p <= last && !used.has(p)).length;
   }
 
@@ -267,18 +286,20 @@ export class TunnelManager {
           this.untrack(t);
           await t.relay.close();
           await this.start(rec, 'restarted');
-        } else if (JSON.stringify(rec.mounts) !== JSON.stringify(t.record.mounts)) {
+        } else if (JSON.stringify([rec.mounts, rec.extra_ports]) !== JSON.stringify([t.record.mounts, t.record.extra_ports])) {
           t.record = rec;
+          await this.syncExtraPorts(t);
         }
       }
-      const taken = new Set([...this.tunnels.values()].map((t) => t.record.port));
+      const taken = this.portsInUse();
       for (const rec of records) {
         if (this.tunnels.has(rec.fs_id)) continue;
-        if (taken.has(rec.port)) {
-          this.log.warn('state.file_invalid', { fs: rec.fs_id, code: 'STATE_FILE_INVALID', msg: `${this.store.fileFor(rec.fs_id)}: port ${rec.port} is already used by another tunnel; skipped (not deleted)` });
+        const clash = portsOf(rec).find((p) => taken.has(p));
+        if (clash !== undefined) {
+          this.log.warn('state.file_invalid', { fs: rec.fs_id, code: 'STATE_FILE_INVALID', msg: `${this.store.fileFor(rec.fs_id)}: port ${clash} is already used by another tunnel; skipped (not deleted)` });
           continue;
         }
-        taken.add(rec.port);
+        for (const p of portsOf(rec)) taken.add(p);
         await this.start(rec, why);
       }
       return this.invalidStateFiles;
@@ -404,24 +425,13 @@ export class TunnelManager {
       if (wantPort !== null && wantPort !== rec.port) {
         throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`, { hint: RUNNING_TUNNEL_HINT });
       }
-      if (rec.target.address !== target.address || rec.target.dns_name !== target.dnsName) {
-        throw new RelayError(
-          'BAD_OPTION',
-          `${req.fsId} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
-          { hint: RUNNING_TUNNEL_HINT },
-        );
-      }
-      // A cafile= asked for must be the one the tunnel verifies with, never silently another.
-      const [has, asked] = [rec.options, options].map((o) => caFileFor(o, this.cfg));
-      if (has !== asked) {
-        throw new RelayError('BAD_OPTION', `${req.fsId} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`, { hint: RUNNING_TUNNEL_HINT });
-      }
+      this.checkSameTarget(existing, options, target);
       return { tunnel: existing.view(), created: false };
     }
 
-    const used = new Set([...this.tunnels.values()].map((t) => t.record.port));
+    const used = this.portsInUse();
     if (wantPort !== null && used.has(wantPort)) {
-      const owner = [...this.tunnels.values()].find((t) => t.record.port === wantPort)?.record.fs_id;
+      const owner = this.holderOf(wantPort)?.record.fs_id;
       throw new RelayError('PORT_TAKEN', `Port ${wantPort} is already used by the tunnel for ${owner}`);
     }
     const record: TunnelRecord = {
@@ -469,6 +479,106 @@ export class TunnelManager {
     throw new RelayError('PORTS_EXHAUSTED', `Every port in ${first}-${last} is in use${byMounts ? ` (${byMounts} by mounts whose tunnel was stopped; unmount them to free their ports)` : ''}`);
   }
 
+  /** A request for a running tunnel must name its target and CA bundle, never silently another. */
+  private checkSameTarget(t: Tunnel, options: MountOptions, target: { address: string; dnsName: string }): void {
+    const rec = t.record;
+    if (rec.target.address !== target.address || rec.target.dns_name !== target.dnsName) {
+      throw new RelayError(
+        'BAD_OPTION',
+        `${rec.fs_id} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
+        { hint: RUNNING_TUNNEL_HINT },
+      );
+    }
+    const [has, asked] = [rec.options, options].map((o) => caFileFor(o, this.cfg));
+    if (has !== asked) {
+      throw new RelayError('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`, { hint: RUNNING_TUNNEL_HINT });
+    }
+  }
+
+  /**
+   * The running tunnel of a file system listens on port tlsport= too, as an extra port (`efsctl takeover` of a
+   * second efs-utils mount of it, which names that port). The other options must describe the tunnel as it is.
+   */
+  addPort(req: AddRequest): Promise<AddResult> {
+    return this.serial(async () => {
+      const options = tunnelOptions(req.options);
+      const port = requestedPort(options, this.cfg);
+      if (port === null) throw new RelayError('BAD_OPTION', 'An extra port is named with tlsport=PORT');
+      const t = this.get(req.fsId);
+      if (portsOf(t.record).includes(port)) return { tunnel: t.view(), created: false };
+      this.checkSameTarget(t, options, resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current));
+      const holder = this.holderOf(port);
+      if (holder) throw new RelayError('PORT_TAKEN', `Port ${port} is already used by the tunnel for ${holder.record.fs_id}`);
+      const left = this.leftMounted.get(port);
+      if (left !== undefined && left !== req.fsId) {
+        throw new RelayError('PORT_TAKEN', `Port ${port} is named by mounts of ${left}, whose tunnel was stopped; it is given to no other file system`);
+      }
+      await t.relay.listenAlso(port);
+      const next = { ...t.record, extra_ports: [...(t.record.extra_ports ?? []), port] };
+      try {
+        await this.store.write(next);
+      } catch (err) {
+        await t.relay.closeAlso(port);
+        throw err; // STATE_WRITE_FAILED, naming the file
+      }
+      t.record = next;
+      if (left === req.fsId) await this.forgetLeftMount(port);
+      t.note('port_added');
+      this.log.info('tunnel.port_added', { fs: req.fsId, port, msg: `also listens on port ${port}, for the mounts that name it; the port goes once no mount does` });
+      return { tunnel: t.view(), created: false };
+    });
+  }
+
+  /** No mount has named an extra port for a while (the mount watcher's unmount rules): stop listening on it. */
+  releasePort(fsId: string, port: number, why: string): Promise<void> {
+    return this.serial(async () => {
+      const t = this.tunnels.get(fsId);
+      if (!t || !(t.record.extra_ports ?? []).includes(port) || this.mountedPorts.has(port)) return;
+      const rest = (t.record.extra_ports ?? []).filter((p) => p !== port);
+      const next: TunnelRecord = { ...t.record, extra_ports: rest };
+      if (rest.length === 0) delete next.extra_ports;
+      await this.store.write(next); // as in recordMount: changed in memory only once on disk
+      t.record = next;
+      await t.relay.closeAlso(port);
+      t.note('port_released');
+      this.log.info('tunnel.port_released', { fs: fsId, port, msg: why });
+    });
+  }
+
+  /**
+   * Make the relay listen on exactly the record's extra ports, once it listens on its own. One that cannot be
+   * listened on yet (another process holds it) is said once and tried again every few seconds.
+   */
+  private async syncExtraPorts(t: Tunnel): Promise<void> {
+    if (t.extraRetryTimer) clearTimeout(t.extraRetryTimer);
+    t.extraRetryTimer = null;
+    if (!t.relay.listening) return; // start() comes back here once its own port listens
+    const want = t.record.extra_ports ?? [];
+    for (const port of t.relay.extraPorts) if (!want.includes(port)) await t.relay.closeAlso(port);
+    let waiting = false;
+    for (const port of want) {
+      if (t.relay.extraPorts.includes(port)) continue;
+      try {
+        await t.relay.listenAlso(port);
+        if (t.extraFailing.delete(port)) this.log.info('tunnel.port_added', { fs: t.record.fs_id, port, msg: `listens on its extra port ${port} again` });
+      } catch (err) {
+        const e = asRelayError(err);
+        waiting = true;
+        t.extraError = { code: e.code, message: e.message, at: new Date().toISOString() };
+        if (!t.extraFailing.has(port)) {
+          t.extraFailing.add(port);
+          t.note('listen_failed', e);
+          this.log.error('tunnel.listen_failed', { fs: t.record.fs_id, code: e.code, msg: `${e.message}; mounts that name port ${port} wait, and it is tried again every ${LISTEN_RETRY_MS / 1000} s`, port });
+        }
+      }
+    }
+    if (waiting && !this.closed) {
+      t.extraRetryTimer = setTimeout(() => void this.serial(async () => {
+        if (!this.closed && this.tunnels.get(t.record.fs_id) === t) await this.syncExtraPorts(t);
+      }), LISTEN_RETRY_MS);
+    }
+  }
+
   /** The port a mount of `fsId` still names after its tunnel was force-stopped, if it is free: at most one. */
   private portLeftMounted(fsId: string, used: ReadonlySet<number>, first: number, last: number): number[] {
     for (const [port, owner] of this.leftMounted) {
@@ -480,7 +590,7 @@ export class TunnelManager {
   /** File descriptors the tunnels hold by their own count: one listener each, two per relayed connection. */
   descriptorsInUse(): number {
     let n = 0;
-    for (const t of this.tunnels.values()) n += 1 + 2 * t.relay.counters.connectionsActive;
+    for (const t of this.tunnels.values()) n += portsOf(t.record).length + 2 * t.relay.counters.connectionsActive;
     return n;
   }
 
@@ -547,8 +657,7 @@ export class TunnelManager {
 
   /** The tunnel whose port an NFS mount names, if any. */
   byPort(port: number): TunnelView | null {
-    for (const t of this.tunnels.values()) if (t.record.port === port) return t.view();
-    return null;
+    return this.holderOf(port)?.view() ?? null;
   }
 
   /** The tunnel that has `dir` among its recorded mounts, if any. */
@@ -591,8 +700,8 @@ export class TunnelManager {
   private async stopIfUnusedLocked(fsId: string): Promise<void> {
     const t = this.tunnels.get(fsId);
     if (!t || t.record.mounts.length > 0 || this.claims.get(fsId) || this.fstabWanted.has(fsId)) return;
-    // Nor while /proc/mounts (the last read) has a mount through its port that the record lacks (not written yet).
-    if (this.mountedPorts.has(t.record.port)) return;
+    // Nor while /proc/mounts (the last read) has a mount through its ports that the record lacks (not written yet).
+    if (portsOf(t.record).some((p) => this.mountedPorts.has(p))) return;
     try {
       await this.remove(t, 'no mount and no fstab line uses it');
     } catch (err) {
@@ -615,14 +724,17 @@ export class TunnelManager {
     this.untrack(t);
     await t.relay.close();
     this.log.info('tunnel.stopped', { fs: t.record.fs_id, port: t.record.port, msg: why });
-    const { port, fs_id: fsId, mounts } = t.record;
+    const { fs_id: fsId, mounts } = t.record;
     if (mounts.length === 0) return;
-    this.leftMounted.set(port, fsId);
-    try {
-      await this.store.writeLeftMount({ port, fs_id: fsId, mounts: [...mounts], stopped: new Date().toISOString() });
-    } catch (err) {
-      // The tunnel is stopped either way; only a daemon restart would forget whose port it is.
-      this.log.warn('state.write_failed', { fs: fsId, code: 'STATE_WRITE_FAILED', msg: (err as Error).message });
+    // Each of its ports may be the one a mount names.
+    for (const port of portsOf(t.record)) {
+      this.leftMounted.set(port, fsId);
+      try {
+        await this.store.writeLeftMount({ port, fs_id: fsId, mounts: [...mounts], stopped: new Date().toISOString() });
+      } catch (err) {
+        // The tunnel is stopped either way; only a daemon restart would forget whose port it is.
+        this.log.warn('state.write_failed', { fs: fsId, code: 'STATE_WRITE_FAILED', msg: (err as Error).message });
+      }
     }
   }
 
@@ -657,8 +769,9 @@ export class TunnelManager {
       if (t.record.mounts.length > 0 && !force) {
         throw new RelayError('TUNNEL_MOUNTED', `${fsId} is mounted at ${t.record.mounts.join(', ')}; refusing to stop its tunnel`);
       }
-      if (this.mountedPorts.has(t.record.port) && !force) {
-        throw new RelayError('TUNNEL_MOUNTED', `a mount in ${this.cfg.mount.proc_mounts} goes through ${fsId}'s port ${t.record.port} (not in its record yet); refusing to stop its tunnel`);
+      const mountedPort = portsOf(t.record).find((p) => this.mountedPorts.has(p));
+      if (mountedPort !== undefined && !force) {
+        throw new RelayError('TUNNEL_MOUNTED', `a mount in ${this.cfg.mount.proc_mounts} goes through ${fsId}'s port ${mountedPort} (not in its record yet); refusing to stop its tunnel`);
       }
       const view = t.view();
       await this.remove(t, force ? 'efsctl stop --force' : 'efsctl stop');
@@ -751,6 +864,8 @@ export class TunnelManager {
   private untrack(t: Tunnel): void {
     if (t.retryTimer) clearTimeout(t.retryTimer);
     t.retryTimer = null;
+    if (t.extraRetryTimer) clearTimeout(t.extraRetryTimer);
+    t.extraRetryTimer = null;
     if (this.tunnels.get(t.record.fs_id) === t) this.tunnels.delete(t.record.fs_id);
   }
 
@@ -800,7 +915,8 @@ export class TunnelManager {
         }
         t.listenError = null;
         t.note(why);
-        this.log.info(`tunnel.${why}`, { fs: rec.fs_id, port: rec.port, target: joinHost(rec.target.address, rec.target.port) });
+        this.log.info(`tunnel.${why}`, { fs: rec.fs_id, port: rec.port, target: joinHost(rec.target.address, rec.target.port), extra_ports: rec.extra_ports?.join(',') });
+        await this.syncExtraPorts(t);
       } catch (err) {
         const e = err as RelayError;
         const first = t.listenError === null;

@@ -6,6 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { BIN, Daemon, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { call } from '../cli/client.js';
+import { expectPortTaken } from './helpers/client.js';
 import { daemonConfig, testCerts } from './helpers/fixtures.js';
 
 /** A raw control-socket client: send lines, read response lines. */
@@ -103,7 +104,7 @@ describe('bad control requests', function () {
 });
 
 describe('bad state files', function () {
-  it('logs, counts and skips corrupt and foreign files without deleting them, and restores the valid ones', async () => {
+  it('logs, counts and skips corrupt and foreign files without deleting them, and restores the valid ones with their extra ports', async () => {
     const dir = tempDir('state');
     const state = join(dir, 'state');
     mkdirSync(state);
@@ -111,6 +112,7 @@ describe('bad state files', function () {
       version: 1, fs_id: 'fs-11112222', port: 20560,
       target: { dns_name: 'fs-11112222.efs.us-east-1.amazonaws.com', address: '127.0.0.11', port: 2049, region: 'us-east-1' },
       options: { mounttargetip: '127.0.0.11', region: 'us-east-1' }, created: '2026-11-27T00:00:00.000Z', source: 'efsctl', mounts: [],
+      extra_ports: [20561],
     };
     const files: Record<string, string> = {
       'fs-11112222.json': JSON.stringify(good),
@@ -120,16 +122,21 @@ describe('bad state files', function () {
       'fs-9999aaaa.json': JSON.stringify({ ...good, fs_id: 'fs-other' }), // name and content disagree
       'notes.txt': 'hello',
       'fs-bbbbcccc.json': JSON.stringify({ ...good, fs_id: 'fs-bbbbcccc', version: 99 }),
+      'fs-ddddeeee.json': JSON.stringify({ ...good, fs_id: 'fs-ddddeeee', port: 20561, extra_ports: [] }), // fs-11112222's extra port
+      'fs-ffff0000.json': JSON.stringify({ ...good, fs_id: 'fs-ffff0000', port: 20562, extra_ports: [20562] }),
     };
     for (const [name, text] of Object.entries(files)) writeFileSync(join(state, name), text);
     const daemon = await new Daemon(daemonConfig(20550, { state_dir: state }), dir).start();
     try {
-      const list = await daemon.efsctlJson<{ tunnels: Array<{ fs_id: string; port: number }> }>('list');
-      expect(list.tunnels.map((t) => [t.fs_id, t.port])).to.deep.equal([['fs-11112222', 20560]]);
+      const list = await daemon.efsctlJson<{ tunnels: Array<{ fs_id: string; port: number; extra_ports: number[] }> }>('list');
+      expect(list.tunnels.map((t) => [t.fs_id, t.port, t.extra_ports])).to.deep.equal([['fs-11112222', 20560, [20561]]]);
+      await expectPortTaken(20561);
       const warnings = daemon.logs.split('\n').filter((l) => l.includes('state.file_invalid'));
-      expect(warnings).to.have.length(6);
+      expect(warnings).to.have.length(8);
       for (const w of warnings) expect(w).to.match(/ warn state\.file_invalid fs=- code=STATE_FILE_INVALID msg=".*; skipped \(not deleted\)"/);
-      expect(daemon.logs).to.contain('invalid_state_files=6');
+      expect(daemon.logs).to.contain('invalid_state_files=8');
+      expect(daemon.logs).to.match(/fs-ddddeeee\.json: port 20561 is already claimed by fs-11112222/);
+      expect(daemon.logs).to.match(/fs-ffff0000\.json: \\"extra_ports\\" must be a list of integer ports, each other than \\"port\\" and the others/);
       expect(daemon.logs).to.match(/fs-33334444\.json: not valid JSON/);
       expect(daemon.logs).to.match(/fs-77778888\.json: port 20560 is already claimed by fs-11112222/);
       expect(daemon.logs).to.match(/fs-bbbbcccc\.json: unsupported record version 99/);

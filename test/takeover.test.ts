@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { startStunnelClient, waitPort, type Proc } from './bench/paths.js';
 import { Daemon, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
+import { expectPortFree } from './helpers/client.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
@@ -84,7 +85,7 @@ describe('efsctl takeover', function () {
     });
   });
 
-  it('refuses, leaving the stunnel serving the mount, while the efs-utils watchdog runs, or when the file system has a tunnel on another port that a mount uses', async () => {
+  it('refuses, leaving the stunnel serving the mount, while the efs-utils watchdog runs, or when the file system has a tunnel in use to another mount target', async () => {
     await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
       const bin = tempDir('watchdog');
       // As the real one runs (python3 /usr/bin/amazon-efs-mount-watchdog): its name is an argument of an interpreter.
@@ -105,15 +106,17 @@ describe('efsctl takeover', function () {
       }
       expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
 
-      // A tunnel of the same file system that a mount uses cannot move to the stunnel's port.
-      expect((await daemon.efsctl('add', FS_ID, '-o', `region=us-east-1,mounttargetip=${TARGET}`)).code).to.equal(0);
+      // A tunnel of the same file system that a mount uses, to another mount target than the stunnel's, can neither
+      // move to the stunnel's port nor take it as an extra port.
+      expect((await daemon.efsctl('add', FS_ID, '-o', 'region=us-east-1,mounttargetip=127.0.0.61')).code).to.equal(0);
       const other = (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).port;
       const second = join(daemon.dir, 'mnt', 'second');
       daemon.mount.addMountLine(`127.0.0.1:/ ${second} nfs4 rw,vers=4.1,port=${other},addr=127.0.0.1 0 0`);
       // At once: the mount counts from /proc/mounts, before the daemon has recorded it.
       const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
       expect(r.code).to.equal(1);
-      expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has an efs-relay tunnel on port ${other} (mounted at ${second}), and a file system has one tunnel: ${dir}, which goes through port ${PORT}, can only move to it by a remount [TAKEOVER_UNSAFE]\n`);
+      expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has an efs-relay tunnel on port ${other} (mounted at ${second}) that connects to 127.0.0.61 (certificate name ${FS_NAME}), where the stunnel connects to ${TARGET} (${FS_NAME}); a file system has one tunnel, so ${dir}, which goes through port ${PORT}, can only move to it by a remount [TAKEOVER_UNSAFE]\n`);
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).extra_ports, 'nothing was changed').to.deep.equal([]);
       expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
       expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'the mount\'s port still carries NFS').to.be.greaterThan(0);
     });
@@ -148,27 +151,74 @@ describe('efsctl takeover', function () {
       try {
         const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', '--all');
         expect(r.code, r.stderr).to.equal(1);
-        const tunnel = `the tunnel of ${FS_ID} on 127.0.0.1:${PORT} → ${TARGET}:2049 (TLS; its certificate must name ${FS_NAME})`;
+        const tunnel = (on: string): string => `the tunnel of ${FS_ID} on ${on} → ${TARGET}:2049 (TLS; its certificate must name ${FS_NAME})`;
         expect(r.stdout.split('\n')).to.deep.equal([
-          `${dir} moved from stunnel pid ${stunnel.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`,
-          `${b} not moved: ${FS_ID} already has an efs-relay tunnel on port ${PORT} (mounted at ${dir}), and a file system has one tunnel: ${b}, which goes through port ${PORT + 1}, can only move to it by a remount [TAKEOVER_UNSAFE]`,
+          `${dir} moved from stunnel pid ${stunnel.pid} onto ${tunnel(`127.0.0.1:${PORT}`)}; the mount was not touched, and its NFS client reconnects through efs-relay`,
+          `${b} moved from stunnel pid ${second.pid} onto ${tunnel(`127.0.0.1:${PORT + 1} (an extra port, beside its own ${PORT})`)}; the mount was not touched, and its NFS client reconnects through efs-relay`,
           `${c} not moved: ${c} goes through 127.0.0.1:${PORT + 2}, where nothing listens, and ${join(daemon.dir, 'efs-utils')} has no efs-utils config for it (stunnel-config.FS.${c.slice(1).replaceAll('/', '.')}.${PORT + 2}) [TAKEOVER_NOT_STUNNEL]`,
-          '1 moved, 0 already through efs-relay, 2 not moved', '',
+          '2 moved, 0 already through efs-relay, 1 not moved', '',
         ]);
-        expect(second.child.exitCode, 'the stunnel it did not move still runs').to.equal(null);
+        await exited(second);
         expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes).to.equal(3 << 20);
         expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT + 1))).bytes).to.equal(3 << 20);
 
         const again = await daemon.efsctl('--config', daemon.configFile, 'takeover', '--all', '--json');
         expect(again.code).to.equal(1);
         const res = JSON.parse(again.stdout) as TakeoverAllResult;
-        expect(res.moved.map((m) => [m.dir, m.already])).to.deep.equal([[dir, true]]);
-        expect(res.failed.map((f) => [f.dir, f.error.code])).to.deep.equal([[b, 'TAKEOVER_UNSAFE'], [c, 'TAKEOVER_NOT_STUNNEL']]);
+        expect(res.moved.map((m) => [m.dir, m.already])).to.deep.equal([[dir, true], [b, true]]);
+        expect(res.failed.map((f) => [f.dir, f.error.code])).to.deep.equal([[c, 'TAKEOVER_NOT_STUNNEL']]);
       } finally {
         await second.stop();
       }
       expect((await daemon.efsctl('takeover', '--all', dir)).code, 'DIR and --all').to.equal(2);
       expect((await daemon.efsctl('add', FS_ID, '--all')).stderr).to.contain('"add" does not take --all');
+    });
+  });
+
+  it('moves a second efs-utils mount of a file system onto its tunnel as an extra port, which NFS goes through, a restart keeps, and which goes once no mount names it', async () => {
+    await withStunnelMount({ mount: { unmount_reads: 2, unmount_grace: 1 } }, async ({ daemon, dir }) => {
+      expect((await daemon.efsctl('--config', daemon.configFile, 'takeover', dir)).code).to.equal(0);
+      await waitFor('the first mount in the tunnel\'s record', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).mounts.includes(dir), 3_000);
+      // efs-utils gave the second mount of the same file system its own stunnel and port.
+      const second = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils-b', PORT + 1, TARGET, FS_ID);
+      const b = join(daemon.dir, 'mnt', 'b');
+      daemon.mount.addMountLine(`127.0.0.1:/ ${b} nfs4 rw,vers=4.1,port=${PORT + 1},addr=127.0.0.1 0 0`);
+      try {
+        const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', b);
+        expect(r.code, r.stderr).to.equal(0);
+        expect(r.stderr).to.equal(`efsctl: ${b}: ${FS_ID}'s tunnel on port ${PORT} takes port ${PORT + 1} too, as an extra port that goes once no mount names it\n` +
+          `efsctl: ${b}: stopping stunnel pid ${second.pid} (${join(daemon.dir, 'efs-utils-b.conf')}); efs-relay takes 127.0.0.1:${PORT + 1} over with -o region=us-east-1,tlsport=${PORT + 1},mounttargetip=${TARGET}\n`);
+        await exited(second);
+      } finally {
+        await second.stop();
+      }
+      const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+      expect(status).to.deep.include({ port: PORT, extra_ports: [PORT + 1] });
+      expect(daemon.logs).to.contain(`info tunnel.port_added fs=${FS_ID} code=- msg="also listens on port ${PORT + 1}, for the mounts that name it; the port goes once no mount does" port=${PORT + 1}`);
+      expect((await daemon.efsctl('list')).stdout).to.match(new RegExp(`${FS_ID}\\s+${PORT},${PORT + 1}\\s+${TARGET}:2049\\s+listening`));
+      expect((await daemon.efsctl('status', FS_ID)).stdout).to.contain(`Extra ports:   ${PORT + 1} (for mounts made before that name them; each goes once no mount does)`);
+      const want = await sha256File(join(ganesha.exportPath, 'takeover.bin'));
+      const okBefore = status.connections.ok;
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT + 1))).sha256, 'read through the extra port').to.equal(want);
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).connections.ok, 'through efs-relay').to.be.above(okBefore);
+      await waitFor('both mounts in the record', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).mounts.length === 2, 3_000);
+
+      // The record keeps the extra port: a restarted daemon listens on it again.
+      expect(JSON.parse(readFileSync(join(daemon.stateDir, `${FS_ID}.json`), 'utf8'))).to.deep.include({ port: PORT, extra_ports: [PORT + 1] });
+      await daemon.stop('SIGTERM');
+      await daemon.start();
+      expect(daemon.logs).to.contain(`info tunnel.restored fs=${FS_ID} code=- port=${PORT} target=${TARGET}:2049 extra_ports=${PORT + 1}`);
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT + 1))).sha256, 'read through the extra port after a restart').to.equal(want);
+
+      // The second mount goes (a plain umount): once the mount watcher believes it, the port goes, and the tunnel stays for the first.
+      daemon.mount.removeMount(b);
+      await waitFor('the extra port released', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).extra_ports.length === 0, 5_000);
+      expect(daemon.logs).to.match(new RegExp(`info tunnel\\.port_released fs=${FS_ID} code=- msg="no mount names port ${PORT + 1}: gone from [^"]+ for \\d+ reads over \\d+ s" port=${PORT + 1}`));
+      await expectPortFree(PORT + 1);
+      const after = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+      expect(after).to.deep.include({ port: PORT, mounts: [dir], state: 'listening' });
+      expect(JSON.parse(readFileSync(join(daemon.stateDir, `${FS_ID}.json`), 'utf8'))).to.not.have.property('extra_ports');
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).sha256, 'the first mount still reads').to.equal(want);
     });
   });
 

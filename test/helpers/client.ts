@@ -46,3 +46,12 @@ export function expectPortFree(port: number): Promise<void> {
     probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
   });
 }
+
+/** Something listens on 127.0.0.1:PORT: listening there fails with EADDRINUSE. */
+export function expectPortTaken(port: number): Promise<void> {
+  const probe = createServer();
+  return new Promise<void>((resolve, reject) => {
+    probe.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve() : reject(err)));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => reject(new Error(`nothing listens on 127.0.0.1:${port}`))));
+  });
+}
