@@ -8,6 +8,7 @@ import { checkFsId, joinHost, requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { ReloadResult } from '../daemon/config-reload.js';
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
+import { portsOf } from '../daemon/state.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { VERSION } from '../daemon/version.js';
 import { DEFAULT_SOCKET, call, callerRegionEnv } from './client.js';
@@ -243,8 +244,9 @@ async function run(p: Parsed): Promise<void> {
       checkFsId(fsId);
       const res = (await ask('stop', { fs_id: fsId, force: p.force })) as TunnelView;
       // A forced stop leaves mounts without their tunnel: say what that means for them and how to recover.
+      const ports = portsOf(res);
       const left = res.mounts.length === 0 ? '' :
-        `\n${res.mounts.join(', ')} still mounted through port ${res.port}: their I/O waits until \`efsctl add ${res.fs_id}\` gives the port back, or unmount them`;
+        `\n${res.mounts.join(', ')} still mounted through ${ports.length > 1 ? `ports ${ports.join(', ')}` : `port ${res.port}`}: their I/O waits until \`efsctl add ${res.fs_id}\` gives ${ports.length > 1 ? 'the ports' : 'the port'} back, or unmount them`;
       out({ stopped: res }, `${res.fs_id}: tunnel on port ${res.port} stopped${left}`);
       return;
     }

@@ -460,13 +460,22 @@ export class TunnelManager {
         throw err;
       }
       record.port = port;
+      // Its other ports that mounts still name (a forced stop of a tunnel with extra ports) come back as extra ones.
+      const extra: number[] = [];
+      for (const [other, owner] of this.leftMounted) {
+        if (owner !== req.fsId || other === port || used.has(other)) continue;
+        // One another process holds stays remembered for the file system.
+        if (await relay.listenAlso(other).then(() => true, () => false)) extra.push(other);
+      }
+      if (extra.length > 0) record.extra_ports = extra;
       try {
         await this.store.write(record);
       } catch (err) {
         await relay.close();
         throw err; // STATE_WRITE_FAILED, naming the file
       }
-      if (this.leftMounted.get(port) === req.fsId) await this.forgetLeftMount(port); // its own port back
+      // Its own ports back.
+      for (const p of [port, ...extra]) if (this.leftMounted.get(p) === req.fsId) await this.forgetLeftMount(p);
       const t = this.track(record, relay);
       t.note('listening');
       this.log.info('tunnel.started', {

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
-import { expectPortFree } from './helpers/client.js';
+import { expectPortFree, expectPortTaken } from './helpers/client.js';
 import { startNfsStack, type NfsStack } from './helpers/stack.js';
 import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
 import { nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
@@ -308,6 +308,32 @@ describe('ports named by mounts of stopped tunnels', function () {
     await waitFor('the left-behind mount in the record again', async () =>
       (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === 'fs-0abcde13')?.mounts.includes(dir) || null);
     expect((await daemon.efsctl('stop', 'fs-0abcde13')).stderr).to.contain('[TUNNEL_MOUNTED]');
+  });
+
+  it('gives a file system\'s new tunnel every port its force-stopped mounts still name: the first as its own, the others as extra ports', async () => {
+    // A tunnel with an extra port (a second efs-utils mount taken over), each port named by a mount.
+    const fsId = 'fs-0abcde19';
+    const [a, b] = [join(daemon.dir, 'mnt', 'a'), join(daemon.dir, 'mnt', 'b')];
+    daemon.mount.addMountLine(`127.0.0.1:/ ${a} nfs4 rw,vers=4.1,port=20790,addr=127.0.0.1 0 0`);
+    daemon.mount.addMountLine(`127.0.0.1:/ ${b} nfs4 rw,vers=4.1,port=20791,addr=127.0.0.1 0 0`);
+    writeFileSync(join(daemon.stateDir, `${fsId}.json`), JSON.stringify({
+      version: 1, fs_id: fsId, port: 20790, extra_ports: [20791],
+      target: { dns_name: `${fsId}.efs.us-east-1.amazonaws.com`, address: '127.0.0.14', port: 2049, region: 'us-east-1' },
+      options: { mounttargetip: '127.0.0.14', region: 'us-east-1' }, created: new Date().toISOString(), source: 'manual', mounts: [a, b],
+    }));
+    await waitFor('the record adopted', async () => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fsId)?.extra_ports.length === 1 || null);
+    const stop = await daemon.efsctl('stop', fsId, '--force');
+    expect(stop.stdout).to.equal(`${fsId}: tunnel on port 20790 stopped\n` +
+      `${a}, ${b} still mounted through ports 20790, 20791: their I/O waits until \`efsctl add ${fsId}\` gives the ports back, or unmount them\n`);
+    for (const port of [20790, 20791]) expect(JSON.parse(readFileSync(leftFile(port), 'utf8'))).to.deep.include({ port, fs_id: fsId, mounts: [a, b] });
+    expect((await daemon.efsctl('add', 'fs-0abcde1a', '-o', OPTS)).stderr, 'both ports are the file system\'s').to.contain('[PORTS_EXHAUSTED]');
+
+    const add = await daemon.efsctlJson<AddResult>('add', fsId, '-o', OPTS);
+    expect([add.tunnel.port, add.tunnel.extra_ports]).to.deep.equal([20790, [20791]]);
+    await expectPortTaken(20791);
+    expect(existsSync(leftFile(20790)) || existsSync(leftFile(20791)), 'nothing left to remember').to.equal(false);
+    await waitFor('both mounts in the record again', async () =>
+      (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fsId)?.mounts.length === 2 || null);
   });
 
   it('still knows after a daemon restart which file system a force-stopped mount\'s port belongs to: that one gets it back, no other', async () => {
