@@ -48,7 +48,7 @@ export function createMetrics(cfg: Config, manager: TunnelManager, reloads: Conf
     }
   };
 
-  perTunnel('efs_relay_tunnel_up', '1 when the tunnel listens on its local port.', [], (set) => {
+  perTunnel('efs_relay_tunnel_up', '1 when the tunnel listens on its local port (and on its extra ports, if any).', [], (set) => {
     for (const t of snapshot) set({ fs_id: t.fs_id }, t.state === 'listening' ? 1 : 0);
   });
   perTunnel('efs_relay_upstream_up', '1 when the last health probe completed a verified TLS handshake with the mount target.', [], (set) => {

@@ -127,7 +127,8 @@ class Tunnel {
       port: record.port,
       extra_ports: record.extra_ports ?? [],
       target: record.target,
-      state: relay.listening ? 'listening' : 'error',
+      // An extra port that does not listen fails the mounts that name it as surely as the tunnel's own.
+      state: relay.listening && (record.extra_ports ?? []).every((p) => relay.extraPorts.includes(p)) ? 'listening' : 'error',
       source: record.source,
       created: record.created,
       options: record.options,

@@ -206,8 +206,22 @@ describe('efsctl takeover', function () {
       // The record keeps the extra port: a restarted daemon listens on it again.
       expect(JSON.parse(readFileSync(join(daemon.stateDir, `${FS_ID}.json`), 'utf8'))).to.deep.include({ port: PORT, extra_ports: [PORT + 1] });
       await daemon.stop('SIGTERM');
-      await daemon.start();
+      // Another process holds the extra port as the daemon starts: the tunnel says so, and takes the port once it is free.
+      const squatter = createServer();
+      await new Promise<void>((r) => squatter.listen(PORT + 1, '127.0.0.1', () => r()));
+      try {
+        await daemon.start();
+        const waiting = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+        expect(waiting.state).to.equal('error');
+        expect(waiting.last_error).to.include({ code: 'PORT_TAKEN', message: `Port ${PORT + 1} on 127.0.0.1 is already in use by another process` });
+        expect((await daemon.efsctl('list')).stdout).to.match(new RegExp(`${FS_ID}\\s+${PORT},${PORT + 1}\\s+\\S+\\s+error\\s+PORT_TAKEN`));
+        expect(daemon.logs).to.contain(`error tunnel.listen_failed fs=${FS_ID} code=PORT_TAKEN msg="Port ${PORT + 1} on 127.0.0.1 is already in use by another process; mounts that name port ${PORT + 1} wait, and it is tried again every 5 s" port=${PORT + 1}`);
+      } finally {
+        await new Promise<void>((r) => squatter.close(() => r()));
+      }
+      await waitFor('the extra port listening', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).state === 'listening', 8_000);
       expect(daemon.logs).to.contain(`info tunnel.restored fs=${FS_ID} code=- port=${PORT} target=${TARGET}:2049 extra_ports=${PORT + 1}`);
+      expect(daemon.logs).to.contain(`info tunnel.port_added fs=${FS_ID} code=- msg="listens on its extra port ${PORT + 1} again" port=${PORT + 1}`);
       expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT + 1))).sha256, 'read through the extra port after a restart').to.equal(want);
 
       // The second mount goes (a plain umount): once the mount watcher believes it, the port goes, and the tunnel stays for the first.
