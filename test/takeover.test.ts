@@ -323,6 +323,38 @@ describe('efsctl takeover', function () {
     });
   });
 
+  it('starts the second mount\'s stunnel again when the tunnel cannot take its port as an extra one (a read-only state dir), and the tunnel keeps serving its own', async function () {
+    const small = tempDir('takeover-state');
+    const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', small]);
+    skipIf(this, m.code === 0 ? null : `cannot mount a tmpfs to make read-only (${m.stderr.trim() || `mount exited ${m.code}`}); needs root with CAP_SYS_ADMIN`);
+    try {
+      await withStunnelMount({ state_dir: join(small, 'state') }, async ({ daemon, dir }) => {
+        expect((await daemon.efsctl('--config', daemon.configFile, 'takeover', dir)).code).to.equal(0);
+        const config = join(daemon.dir, 'efs-utils-b.conf');
+        const second = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils-b', PORT + 1, TARGET, FS_ID);
+        const b = join(daemon.dir, 'mnt', 'b');
+        daemon.mount.addMountLine(`127.0.0.1:/ ${b} nfs4 rw,vers=4.1,port=${PORT + 1},addr=127.0.0.1 0 0`);
+        const ro = await run('mount', ['-o', 'remount,ro', small]);
+        expect(ro.code, ro.stderr).to.equal(0);
+        try {
+          const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', b);
+          expect(r.code).to.equal(1);
+          expect(r.stderr).to.match(new RegExp(`^efsctl: efs-relay could not take port ${PORT + 1} over: .*; stunnel was started again \\(stunnel ${config.replaceAll('.', '\\.')}\\), so ${b.replaceAll('.', '\\.')} keeps its tunnel \\[STATE_WRITE_FAILED\\]\\n`, 'm'));
+          await exited(second);
+          expect(await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).to.deep.include({ port: PORT, extra_ports: [], state: 'listening' });
+          expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT + 1))).bytes, 'NFS through the restarted stunnel').to.equal(3 << 20);
+          expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'NFS through the tunnel\'s own port').to.equal(3 << 20);
+        } finally {
+          await run('mount', ['-o', 'remount,rw', small]);
+          await second.stop();
+          await killStunnelsOf(config);
+        }
+      });
+    } finally {
+      await run('umount', [small]);
+    }
+  });
+
   it('starts the stunnel again when the tunnel cannot start (a read-only state dir), so the mount keeps a tunnel', async function () {
     const small = tempDir('takeover-state');
     const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', small]);
