@@ -18,8 +18,8 @@ import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-regi
 import { parseCaBundle } from '../daemon/tls-policy.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import { fdUsage } from '../daemon/fd-watch.js';
-import { isNoAddress, noAddressMessage } from '../daemon/target-lookup.js';
-import type { TunnelView } from '../daemon/tunnels.js';
+import { isNoAddress, noAddressMessage, type DnsAnswer } from '../daemon/target-lookup.js';
+import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
@@ -385,7 +385,11 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: Fst
   return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: parsed.entries };
 }
 
-async function dnsCheck(t: FsTarget): Promise<Check> {
+/**
+ * The name resolves. When DNS does not answer, `lastAnswer` asks the daemon where its tunnel sends connections
+ * meanwhile (DNS's last answer): mounts still work then, so it is a warning, not a failure.
+ */
+async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>): Promise<Check> {
   const name = `dns ${t.fsId}`;
   if (isIP(t.address)) return ok(name, `uses mounttargetip=${t.address}; ${t.dnsName} is only checked in the certificate`);
   try {
@@ -394,9 +398,12 @@ async function dnsCheck(t: FsTarget): Promise<Check> {
   } catch (err) {
     // The daemon's words: DNS answered that there is no such name, or did not answer.
     const code = (err as NodeJS.ErrnoException).code;
-    const message = !code ? `DNS gave no answer for ${t.dnsName} within ${TIMEOUT_MS / 1000} s`
-      : isNoAddress(code) ? noAddressMessage(t.dnsName, code) : `DNS gave no answer for ${t.dnsName} (${code})`;
-    return bad(name, 'fail', message, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
+    if (code && isNoAddress(code)) return bad(name, 'fail', noAddressMessage(t.dnsName, code), `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
+    const message = !code ? `DNS gave no answer for ${t.dnsName} within ${TIMEOUT_MS / 1000} s` : `DNS gave no answer for ${t.dnsName} (${code})`;
+    const last = await lastAnswer().catch(() => null);
+    if (!last) return bad(name, 'fail', message, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
+    return bad(name, 'warn', `${message}; efs-relayd sends ${t.fsId}'s connections to ${last.addresses[0] ?? '?'}, DNS's last answer (${last.answered_at}), still verified against ${t.dnsName}`,
+      `Mounts go on meanwhile, but a daemon restart forgets that answer, and a mount target that moves is not followed: fix the resolver. ${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
   }
 }
 
@@ -479,7 +486,9 @@ export async function doctor(cfg: Config, configFile: string, socket: string, on
   const fs = targets(cfg, tunnels, fstab.entries, metadata);
   if (fs.length === 0) add(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   // Several file systems at once: each one that does not answer costs up to TIMEOUT_MS per check.
-  const perFs = pooled(fs.map((t) => () => Promise.all([dnsCheck(t), reachCheck(t, cfg.efs.port)])), FS_CHECKS_AT_ONCE);
+  const lastAnswer = (fsId: string) => async (): Promise<DnsAnswer | null> =>
+    daemonPid !== null && tunnels.some((t) => t.fs_id === fsId) ? ((await call(socket, 'status', { fs_id: fsId }, TIMEOUT_MS)) as TunnelDetail).dns ?? null : null;
+  const perFs = pooled(fs.map((t) => () => Promise.all([dnsCheck(t, lastAnswer(t.fsId)), reachCheck(t, cfg.efs.port)])), FS_CHECKS_AT_ONCE);
   for (const both of perFs) add(...(await both));
   add(await metricsCheck(cfg));
   const summary: Record<Status, number> = { ok: 0, warn: 0, fail: 0 };

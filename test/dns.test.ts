@@ -254,6 +254,22 @@ describe('Mount targets by DNS name', function () {
     expect(by[`reach ${known}`]).to.include({ status: 'ok' });
   });
 
+  it('efsctl doctor warns, not fails, when DNS does not answer while the daemon still sends the tunnel\'s connections to DNS\'s last answer, and names that address', async () => {
+    const fsId = 'fs-0000d0b3';
+    const port = await tunnelByName(fsId);
+    expect((await exchange(port, 'x')).received.toString()).to.equal('x' + ECHO_TRAILER);
+    const answeredAt = (await status(fsId)).dns?.answered_at;
+    dns.mode = 'silent';
+    const [cmd, args] = inOwnResolver(daemon.dir, DNS_HOST, [join(BIN, 'efsctl'), '--config', daemon.configFile, 'doctor', '--json']);
+    const r = await run(cmd, args, { timeoutMs: 90_000 });
+    const check = (JSON.parse(r.stdout) as DoctorReport).checks.find((c) => c.name === `dns ${fsId}`);
+    expect(check).to.deep.equal({
+      name: `dns ${fsId}`, status: 'warn',
+      message: `DNS gave no answer for ${nameOf(fsId)} within 3 s; efs-relayd sends ${fsId}'s connections to ${TARGET_HOST}, DNS's last answer (${answeredAt}), still verified against ${nameOf(fsId)}`,
+      fix: 'Mounts go on meanwhile, but a daemon restart forgets that answer, and a mount target that moves is not followed: fix the resolver. Check the file system id and region, and that the file system has a mount target in this VPC (in the az= zone when one is given); if it has, check the resolver (`getent hosts NAME` shows what the daemon gets), or pass -o mounttargetip=ADDRESS. [DNS_FAILED]',
+    });
+  });
+
   it('asks DNS once for the connections that wait on it together, not once per connection', async () => {
     const fsId = 'fs-0000d006';
     const port = await tunnelByName(fsId);
