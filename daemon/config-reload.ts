@@ -87,7 +87,7 @@ export async function reloadConfig(
   file: string,
   running: Config,
   log: Logger,
-  followers: { prober: Reconfigurable; mountWatcher: Reconfigurable; tunnels: Reconfigurable },
+  followers: { prober: Reconfigurable; mountWatcher: Reconfigurable; tunnels: Reconfigurable; trust: Reconfigurable },
 ): Promise<ReloadOutcome> {
   let next: Config;
   try {
@@ -106,6 +106,7 @@ export async function reloadConfig(
   if (running.health.probe_interval !== probeInterval) followers.prober.reconfigure();
   if (plan.applied.some((key) => key.startsWith('mount.'))) followers.mountWatcher.reconfigure();
   if (plan.applied.some((key) => key.startsWith('relay.'))) followers.tunnels.reconfigure();
+  if (plan.applied.includes('health.trust_check_interval')) followers.trust.reconfigure();
   // Said at the level the daemon had, so that a reload to log.level warn still confirms itself.
   log.info('config.reloaded', {
     msg: plan.applied.length > 0 ? `applied ${plan.applied.join(', ')}` : 'no change that a reload applies',

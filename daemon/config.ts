@@ -29,7 +29,7 @@ export interface Config {
   };
   relay: { connect_timeout: number; close_timeout: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
-  health: { probe_interval: number; probe_timeout: number; stat_command: string; stat_timeout: number };
+  health: { probe_interval: number; probe_timeout: number; stat_command: string; stat_timeout: number; trust_check_interval: number };
   policy: { require_tls: boolean };
 }
 
@@ -120,6 +120,8 @@ const SCHEMA: Record<string, Field> = {
       // Run as `stat_command DIR` in a child process, so a hung mount cannot block the daemon.
       stat_command: { kind: 'path', def: '/usr/bin/stat' },
       stat_timeout: { kind: 'seconds', def: 5 },
+      // How often the CA bundles and the config file are checked for being changeable by another user than root; 0 = only when read.
+      trust_check_interval: { kind: 'seconds', def: 60, zeroOk: true },
     },
   },
   policy: {

@@ -59,12 +59,21 @@ const CONSEQUENCE: Record<TrustedFile, string> = {
   'config file': 'can point tls.ca_file at a CA bundle of their own, applied at the next restart',
 };
 
-/** A warning, each time the daemon reads the file, while another user could change it. */
-export async function warnIfExposed(file: string, what: TrustedFile, log: Logger): Promise<void> {
-  const why = await whoElseCanChange(file, process.getuid?.() ?? 0);
-  if (why === null) return;
+/** Why another user than root (or the daemon's own) could change the file, or null. */
+export function whoElseCanChangeForDaemon(file: string): Promise<string | null> {
+  return whoElseCanChange(file, process.getuid?.() ?? 0);
+}
+
+/** The warning that `file` is exposed (`why`): the same line at a read and when a later check finds it. */
+export function warnExposed(file: string, what: TrustedFile, why: string, log: Logger): void {
   log.warn(what === 'CA bundle' ? 'tls.ca_file_exposed' : 'config.file_exposed', {
     code: 'TRUST_FILE_WRITABLE', file,
     msg: `${why}: whoever can change ${what} ${file} ${CONSEQUENCE[what]}; it is used all the same`,
   });
+}
+
+/** A warning, each time the daemon reads the file, while another user could change it. */
+export async function warnIfExposed(file: string, what: TrustedFile, log: Logger): Promise<void> {
+  const why = await whoElseCanChangeForDaemon(file);
+  if (why !== null) warnExposed(file, what, why, log);
 }

@@ -26,6 +26,7 @@ import { VERSION } from './version.js';
 import { warnIfExposed } from './file-trust.js';
 import { InstanceRegion } from './instance-region.js';
 import { FdWatcher } from './fd-watch.js';
+import { TrustWatcher } from './trust-watch.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH] [--check]
 
@@ -107,9 +108,11 @@ async function main(): Promise<void> {
   const prober = new Prober(cfg, manager);
   const fdWatcher = new FdWatcher(log, () => manager.descriptorsInUse(), (e) => manager.recordDaemonError(e));
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
-  const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager });
+  const trust = new TrustWatcher(cfg, log);
+  trust.add(configFile, 'config file');
+  const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager, trust });
   const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region, fstabWatcher), log);
-  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader, fstabWatcher), manager, log);
+  const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader, fstabWatcher, trust), manager, log);
 
   let stopping = false;
 
@@ -119,7 +122,10 @@ async function main(): Promise<void> {
     await store.ensureDir();
     await control.ensureNotRunning();
     invalid = await manager.restore();
-    manager.onCaBundle((file) => caWatcher.add(file));
+    manager.onCaBundle((file) => {
+      caWatcher.add(file);
+      trust.add(file, 'CA bundle');
+    });
     // After the restore (records name their targets already), before fstab's lines and the first request need a region.
     await region.lookup();
     region.onRegion(() => fstabWatcher.regionKnown());
@@ -144,6 +150,7 @@ async function main(): Promise<void> {
     metrics: cfg.metrics.listen || 'off',
   });
   await warnIfExposed(configFile, 'config file', log);
+  trust.start(); // after the reads that said what was exposed then
   // From here SIGHUP reads the config file again, as `efsctl reload` does; one that came while the daemon started is served now.
   onSignal('SIGHUP', () => {
     if (stopping) return; // a reload would start probes and polls that stop() has just ended
@@ -163,6 +170,7 @@ async function main(): Promise<void> {
       prober.stop();
       region.stop();
       fdWatcher.stop();
+      trust.stop();
       await Promise.all([fstabWatcher.stop(), stateWatcher.stop(), caWatcher.stop(), control.close(), metrics.stop()]);
       await manager.shutdown(cfg.relay.close_timeout * 1000);
       log.info('daemon.stopped', {});

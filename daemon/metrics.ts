@@ -16,7 +16,9 @@ export interface Metrics {
   scrape(): Promise<string>;
 }
 
-export function createMetrics(cfg: Config, manager: TunnelManager, reloads: ConfigReloader, fstab: { readonly invalidLines: number }): Metrics {
+export function createMetrics(
+  cfg: Config, manager: TunnelManager, reloads: ConfigReloader, fstab: { readonly invalidLines: number }, trust: { readonly exposedCount: number },
+): Metrics {
   const registry = new Registry();
   // The event-loop delay histogram samples on a timer: prom-client's default
   // (10 ms) woke an idle daemon 100 times a second; 100 ms still catches the
@@ -129,6 +131,7 @@ export function createMetrics(cfg: Config, manager: TunnelManager, reloads: Conf
   scalar('efs_relay_ports_free', 'Local ports of port_range that a new tunnel can be given.', () => rangeSize - portsHeld() - heldByMounts);
   scalar('efs_relay_state_files_invalid', 'Files in the state dir that are not valid tunnel records (skipped, never deleted).', () => manager.invalidStateFiles);
   scalar('efs_relay_fstab_lines_invalid', 'efs lines of fstab that get no tunnel or whose mount would be refused (log: fstab.line_invalid).', () => fstab.invalidLines);
+  scalar('efs_relay_trust_files_exposed', 'CA bundles in use and the config file that a user other than root can change (log: tls.ca_file_exposed, config.file_exposed), as of the last check.', () => trust.exposedCount);
   scalar('efs_relay_unencrypted_nfs_mounts', 'NFS mounts on this host that reach EFS without going through a TLS tunnel.', () => manager.unencrypted.length);
   scalar('efs_relay_config_last_reload_successful', '0 while the latest reload found a config file that does not load (the daemon would not start with it); else 1.', () => (reloads.successful ? 1 : 0));
   scalar('efs_relay_config_last_reload_success_timestamp_seconds', 'When the config file was last loaded, at start or at a reload (Unix time).', () => reloads.loadedAt);

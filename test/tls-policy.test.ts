@@ -7,7 +7,7 @@ import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
-import { commandMissing, Daemon, escapeRegExp, skipIf, tempDir, waitFor } from './helpers/daemon.js';
+import { commandMissing, Daemon, escapeRegExp, skipIf, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -231,7 +231,8 @@ describe('files the TLS verification rests on, when a user other than root could
     writeFileSync(bundle, testCerts().ca.cert);
     chmodSync(bundle, 0o666);
     target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    daemon = new Daemon(daemonConfig(21910));
+    // Trusted files are looked at again every second, besides at each read.
+    daemon = new Daemon(daemonConfig(21910, { health: { probe_interval: 0, trust_check_interval: 1 }, metrics: { listen: '127.0.0.1:19816' } }));
     chmodSync(daemon.configFile, 0o646);
     await daemon.start();
   });
@@ -259,6 +260,24 @@ describe('files the TLS verification rests on, when a user other than root could
     writeFileSync(bundle, testCerts().ca.cert + testCerts().otherCa.cert);
     await waitFor('the bundle read again', () => daemon.logs.slice(before).includes('tls.ca_reloaded'), 5_000);
     expect(daemon.logs.slice(before)).to.not.contain('_exposed');
+  });
+
+  it('says within health.trust_check_interval when a CA bundle it read safely becomes writable by another user, once, in the log and efs_relay_trust_files_exposed, and when it is root\'s alone again', async () => {
+    await waitFor('the files judged safe', async () => (await daemon.scrapedValue('efs_relay_trust_files_exposed')) === '0', 5_000);
+    const before = daemon.logs.length;
+    const since = (): string => daemon.logs.slice(before);
+    // A chmod changes no content: no read follows, and only the periodic look can see it.
+    chmodSync(bundle, 0o646);
+    await waitFor('the warning', () => since().includes('tls.ca_file_exposed'), 5_000);
+    expect(since()).to.contain(`warn tls.ca_file_exposed fs=- code=TRUST_FILE_WRITABLE msg="${bundle} is writable by every user (mode 0646): `
+      + `whoever can change CA bundle ${bundle} can make the tunnels that verify with it trust a CA of their own; it is used all the same" file=${bundle}\n`);
+    expect(await daemon.scrapedValue('efs_relay_trust_files_exposed')).to.equal('1');
+    await sleep(2_500); // two more looks
+    expect(since().match(/tls\.ca_file_exposed/g), 'said once while it lasts').to.have.length(1);
+    chmodSync(bundle, 0o644);
+    await waitFor('the all-clear', () => since().includes('trust.restored'), 5_000);
+    expect(since()).to.contain(`info trust.restored fs=- code=- msg="only root can change CA bundle ${bundle} again" file=${bundle}\n`);
+    expect(await daemon.scrapedValue('efs_relay_trust_files_exposed')).to.equal('0');
   });
 });
 

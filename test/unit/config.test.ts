@@ -34,7 +34,7 @@ describe('config', () => {
       },
       relay: { connect_timeout: 15, close_timeout: 10 },
       log: { level: 'info' },
-      health: { probe_interval: 30, probe_timeout: 10, stat_command: '/usr/bin/stat', stat_timeout: 5 },
+      health: { probe_interval: 30, probe_timeout: 10, stat_command: '/usr/bin/stat', stat_timeout: 5, trust_check_interval: 60 },
       policy: { require_tls: true },
     });
   });
