@@ -26,7 +26,12 @@ export class TrustWatcher {
   start(): void {
     this.stop();
     const seconds = this.cfg.health.trust_check_interval;
-    if (seconds === 0) return;
+    if (seconds === 0) {
+      // Nothing will look again: a count kept now would hold its alert after the file is fixed.
+      this.exposed.clear();
+      this.judged.clear();
+      return;
+    }
     this.timer = setInterval(() => void this.check(), seconds * 1000);
     this.timer.unref();
     void this.check();
