@@ -385,37 +385,51 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: Fst
   return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: parsed.entries };
 }
 
+/** Where the reach check goes: DNS's answer, or the daemon's last one; null when there is none. */
+interface Reachable {
+  address: string;
+  /** How the address was found, for the message ("" for an address given, or DNS's answer now). */
+  how: string;
+}
+
 /**
  * The name resolves. When DNS does not answer, `lastAnswer` asks the daemon where its tunnel sends connections
- * meanwhile (DNS's last answer): mounts still work then, so it is a warning, not a failure.
+ * meanwhile (DNS's last answer): mounts still work then, so it is a warning, not a failure. Also where the reach
+ * check goes, so that a name is looked up once: a resolver that does not answer holds a lookup thread for seconds.
  */
-async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>): Promise<Check> {
+async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>): Promise<{ check: Check; reach: Reachable | null }> {
   const name = `dns ${t.fsId}`;
-  if (isIP(t.address)) return ok(name, `uses mounttargetip=${t.address}; ${t.dnsName} is only checked in the certificate`);
+  if (isIP(t.address)) return { check: ok(name, `uses mounttargetip=${t.address}; ${t.dnsName} is only checked in the certificate`), reach: { address: t.address, how: '' } };
   try {
     const r = await withTimeout(lookup(t.dnsName), TIMEOUT_MS, `resolving ${t.dnsName}`);
-    return ok(name, `${t.dnsName} resolves to ${r.address}`);
+    return { check: ok(name, `${t.dnsName} resolves to ${r.address}`), reach: { address: r.address, how: '' } };
   } catch (err) {
     // The daemon's words: DNS answered that there is no such name, or did not answer.
     const code = (err as NodeJS.ErrnoException).code;
-    if (code && isNoAddress(code)) return bad(name, 'fail', noAddressMessage(t.dnsName, code), `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
+    if (code && isNoAddress(code)) return { check: bad(name, 'fail', noAddressMessage(t.dnsName, code), `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
     const message = !code ? `DNS gave no answer for ${t.dnsName} within ${TIMEOUT_MS / 1000} s` : `DNS gave no answer for ${t.dnsName} (${code})`;
     const last = await lastAnswer().catch(() => null);
-    if (!last) return bad(name, 'fail', message, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
-    return bad(name, 'warn', `${message}; efs-relayd sends ${t.fsId}'s connections to ${last.addresses[0] ?? '?'}, DNS's last answer (${last.answered_at}), still verified against ${t.dnsName}`,
-      `Mounts go on meanwhile, but a daemon restart forgets that answer, and a mount target that moves is not followed: fix the resolver. ${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`);
+    const address = last?.addresses[0];
+    if (address === undefined) return { check: bad(name, 'fail', message, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
+    return {
+      check: bad(name, 'warn', `${message}; efs-relayd sends ${t.fsId}'s connections to ${address}, DNS's last answer (${last!.answered_at}), still verified against ${t.dnsName}`,
+        `Mounts go on meanwhile, but a daemon restart forgets that answer, and a mount target that moves is not followed: fix the resolver. ${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`),
+      reach: { address, how: ' (DNS\'s last answer)' },
+    };
   }
 }
 
-async function reachCheck(t: FsTarget, port: number): Promise<Check> {
+async function reachCheck(t: FsTarget, port: number, to: Reachable | null): Promise<Check> {
   const name = `reach ${t.fsId}`;
-  const r = await tcpConnect(t.address, port, TIMEOUT_MS);
-  if (r === 'connected') return ok(name, `TCP ${joinHost(t.address, port)} answers`);
+  if (to === null) return bad(name, 'warn', `not checked: DNS gave no address for ${t.dnsName} (dns ${t.fsId})`, 'Fix the name first; see the dns check.');
+  const where = `TCP ${joinHost(to.address, port)}${to.how}`;
+  const r = await tcpConnect(to.address, port, TIMEOUT_MS);
+  if (r === 'connected') return ok(name, `${where} answers`);
   if (r === 'timeout') {
-    return bad(name, 'fail', `TCP ${joinHost(t.address, port)} did not answer within ${TIMEOUT_MS / 1000} s`,
+    return bad(name, 'fail', `${where} did not answer within ${TIMEOUT_MS / 1000} s`,
       'Allow TCP 2049 from this host in the mount target\'s security group. [CONNECT_TIMEOUT]');
   }
-  return bad(name, 'fail', `TCP ${joinHost(t.address, port)}: ${r.message}`,
+  return bad(name, 'fail', `${where}: ${r.message}`,
     'Check the mount target address and its security group (TCP 2049). [CONNECT_REFUSED]');
 }
 
@@ -488,7 +502,10 @@ export async function doctor(cfg: Config, configFile: string, socket: string, on
   // Several file systems at once: each one that does not answer costs up to TIMEOUT_MS per check.
   const lastAnswer = (fsId: string) => async (): Promise<DnsAnswer | null> =>
     daemonPid !== null && tunnels.some((t) => t.fs_id === fsId) ? ((await call(socket, 'status', { fs_id: fsId }, TIMEOUT_MS)) as TunnelDetail).dns ?? null : null;
-  const perFs = pooled(fs.map((t) => () => Promise.all([dnsCheck(t, lastAnswer(t.fsId)), reachCheck(t, cfg.efs.port)])), FS_CHECKS_AT_ONCE);
+  const perFs = pooled(fs.map((t) => async () => {
+    const dns = await dnsCheck(t, lastAnswer(t.fsId));
+    return [dns.check, await reachCheck(t, cfg.efs.port, dns.reach)];
+  }), FS_CHECKS_AT_ONCE);
   for (const both of perFs) add(...(await both));
   add(await metricsCheck(cfg));
   const summary: Record<Status, number> = { ok: 0, warn: 0, fail: 0 };
