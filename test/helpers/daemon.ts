@@ -127,7 +127,12 @@ export class Daemon {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       if (this.exitCode !== null) throw new Error(`efs-relayd exited with ${this.exitCode}:\n${this.logs}`);
-      if (await this.ping()) return this;
+      if (await this.ping()) {
+        // The socket answers a moment before the start-up line comes through the pipe, and tests read the log at once.
+        const level = (parse(readFileSync(this.configFile, 'utf8')) as { log?: { level?: string } } | null)?.log?.level ?? 'info';
+        while ((level === 'info' || level === 'debug') && !this.logs.includes('daemon.started') && this.exitCode === null && Date.now() < deadline) await sleep(10);
+        return this;
+      }
       await sleep(50);
     }
     throw new Error(`efs-relayd did not answer on ${this.socket} within 10 s:\n${this.logs}`);
