@@ -245,8 +245,9 @@ async function run(p: Parsed): Promise<void> {
       const res = (await ask('stop', { fs_id: fsId, force: p.force })) as TunnelView;
       // A forced stop leaves mounts without their tunnel: say what that means for them and how to recover.
       const ports = portsOf(res);
+      const [through, back] = ports.length > 1 ? [`ports ${ports.join(', ')}`, 'the ports'] : [`port ${res.port}`, 'the port'];
       const left = res.mounts.length === 0 ? '' :
-        `\n${res.mounts.join(', ')} still mounted through ${ports.length > 1 ? `ports ${ports.join(', ')}` : `port ${res.port}`}: their I/O waits until \`efsctl add ${res.fs_id}\` gives ${ports.length > 1 ? 'the ports' : 'the port'} back, or unmount them`;
+        `\n${res.mounts.join(', ')} still mounted through ${through}: their I/O waits until \`efsctl add ${res.fs_id}\` gives ${back} back, or unmount them`;
       out({ stopped: res }, `${res.fs_id}: tunnel on port ${res.port} stopped${left}`);
       return;
     }

@@ -446,11 +446,14 @@ export class TunnelManager {
       mounts: [],
     };
     const ctx = await this.contextFor(options);
+    // Ports that mounts of this file system still name after its tunnel was force-stopped: the first becomes its
+    // own port (unless tlsport= names one), the others come back as extra ports.
+    const left = this.portsLeftMounted(req.fsId, used, first, last);
     // A port the user asks for (tlsport=) is theirs to reuse; a picked one avoids mounted ports too, except
     // the port of this file system's own mount left behind by stop --force, which it gets back first.
     const candidates = wantPort !== null
       ? [wantPort]
-      : [...this.portLeftMounted(req.fsId, used, first, last), ...pickPort(first, last, new Set([...used, ...this.heldPorts()]))];
+      : [...left.slice(0, 1), ...pickPort(first, last, new Set([...used, ...this.heldPorts()]))];
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
       try {
@@ -461,12 +464,10 @@ export class TunnelManager {
         throw err;
       }
       record.port = port;
-      // Its other ports that mounts still name (a forced stop of a tunnel with extra ports) come back as extra ones.
       const extra: number[] = [];
-      for (const [other, owner] of this.leftMounted) {
-        if (owner !== req.fsId || other === port || used.has(other)) continue;
+      for (const other of left) {
         // One another process holds stays remembered for the file system.
-        if (await relay.listenAlso(other).then(() => true, () => false)) extra.push(other);
+        if (other !== port && (await relay.listenAlso(other).then(() => true, () => false))) extra.push(other);
       }
       if (extra.length > 0) record.extra_ports = extra;
       try {
@@ -589,12 +590,9 @@ export class TunnelManager {
     }
   }
 
-  /** The port a mount of `fsId` still names after its tunnel was force-stopped, if it is free: at most one. */
-  private portLeftMounted(fsId: string, used: ReadonlySet<number>, first: number, last: number): number[] {
-    for (const [port, owner] of this.leftMounted) {
-      if (owner === fsId && !used.has(port) && port >= first && port <= last) return [port];
-    }
-    return [];
+  /** The ports of port_range that mounts of `fsId` still name after its tunnel was force-stopped, and no tunnel holds. */
+  private portsLeftMounted(fsId: string, used: ReadonlySet<number>, first: number, last: number): number[] {
+    return [...this.leftMounted].filter(([port, owner]) => owner === fsId && !used.has(port) && port >= first && port <= last).map(([port]) => port);
   }
 
   /** File descriptors the tunnels hold by their own count: one listener each, two per relayed connection. */
