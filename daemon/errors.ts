@@ -1,6 +1,11 @@
 // The one table of error codes. The daemon's log, the control protocol, the
 // CLI and the metrics all carry these codes; callers branch on `code`, users
 // read `message` (what failed and why) and `hint` (what to do).
+//
+// `final` marks a connection failure that every retry meets again until
+// someone changes something (the address, the certificate, the CA bundle): a
+// mount that meets one is not tried again. The certificate's dates are not
+// final: at boot the clock may still be stepped into place.
 
 export const ERRORS = {
   CONFIG_INVALID: {
@@ -58,14 +63,17 @@ export const ERRORS = {
   TLS_UNTRUSTED_CHAIN: {
     title: 'the server certificate chain is not signed by a trusted CA',
     hint: 'Check tls.ca_file and that the address really is an EFS mount target; the connection was refused.',
+    final: true,
   },
   TLS_SELF_SIGNED: {
     title: 'the server presented a self-signed certificate',
     hint: 'The address is not a genuine EFS mount target, or something intercepts TLS; the connection was refused.',
+    final: true,
   },
   TLS_HOSTNAME_MISMATCH: {
     title: 'the server certificate is not for this file system',
     hint: 'Check the file system id, region and mounttargetip=; the certificate names another host.',
+    final: true,
   },
   TLS_CERT_EXPIRED: {
     title: 'the server certificate has expired',
@@ -78,14 +86,17 @@ export const ERRORS = {
   TLS_PROTOCOL_REFUSED: {
     title: 'the server refused our TLS version',
     hint: 'The server accepts none of the TLS versions the policy allows (TLS 1.2, or up to tls.max_version).',
+    final: true,
   },
   TLS_PROTOCOL_DOWNGRADE: {
     title: 'the server offered a TLS version older than 1.2',
     hint: 'TLS 1.0 and 1.1 are never accepted; the address is not a current EFS mount target.',
+    final: true,
   },
   TLS_CIPHER_REFUSED: {
     title: 'the server offered no AES-256-GCM cipher suite',
     hint: 'Only AES-256-GCM suites are accepted; the server must offer one.',
+    final: true,
   },
   TLS_HANDSHAKE_FAILED: {
     title: 'the TLS handshake failed',
@@ -207,7 +218,7 @@ export const ERRORS = {
     title: 'internal error',
     hint: 'Please report this with the daemon log.',
   },
-} as const satisfies Record<string, { title: string; hint: string }>;
+} as const satisfies Record<string, { title: string; hint: string; final?: true }>;
 
 export type ErrorCode = keyof typeof ERRORS;
 
@@ -219,11 +230,14 @@ export function isErrorCode(v: unknown): v is ErrorCode {
 export class RelayError extends Error {
   readonly code: ErrorCode;
   readonly hint: string;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; hint?: string }) {
+  /** A connection failure no retry mends (see `final` above); a code's default, or set for one case (DNS: no such name). */
+  readonly final: boolean;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; hint?: string; final?: boolean }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RelayError';
     this.code = code;
     this.hint = options?.hint ?? ERRORS[code].hint;
+    this.final = options?.final ?? 'final' in ERRORS[code];
   }
 
   toJSON(): ErrorBody {

@@ -1,6 +1,6 @@
 // The NFS mount line efs-utils would run, and running it with efs-utils'
 // retry rule (3 attempts, backoff 1.5^i plus jitter, only for timeouts and
-// resets).
+// resets), unless the caller learns that no attempt can succeed.
 import { spawn } from 'node:child_process';
 import { RelayError } from './errors.js';
 import { TUNNEL_OPTIONS, formatOptions, type MountOptions } from './options.js';
@@ -45,34 +45,41 @@ export interface CommandResult {
   stdout: string;
   stderr: string;
   timedOut: boolean;
+  /** Killed because `stop` was aborted. */
+  stopped: boolean;
 }
 
 /**
- * Run a command with a time limit. On timeout the child is killed and the
- * result returned at once: a child stuck on a hung NFS mount may not die
- * until the mount answers, and nobody waits for it.
+ * Run a command with a time limit. On timeout, or when `stop` is aborted, the
+ * child is killed and the result returned at once: a child stuck on a hung
+ * NFS mount may not die until the mount answers, and nobody waits for it.
  */
-export function runCommand(argv: string[], timeoutMs: number): Promise<CommandResult> {
+export function runCommand(argv: string[], timeoutMs: number, stop?: AbortSignal): Promise<CommandResult> {
   return new Promise((resolve) => {
     const [cmd, ...args] = argv as [string, ...string[]];
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let settled = false;
-    const settle = (r: CommandResult): void => {
+    const settle = (r: Omit<CommandResult, 'stdout' | 'stderr'> & { stderr?: string }): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve(r);
+      stop?.removeEventListener('abort', onStop);
+      resolve({ stdout, stderr, ...r });
     };
-    const timer = setTimeout(() => {
+    const kill = (why: 'timedOut' | 'stopped'): void => {
       child.kill('SIGKILL');
-      settle({ code: 128 + 9, stdout, stderr, timedOut: true });
-    }, timeoutMs);
+      settle({ code: 128 + 9, timedOut: why === 'timedOut', stopped: why === 'stopped' });
+    };
+    const timer = setTimeout(() => kill('timedOut'), timeoutMs);
+    const onStop = (): void => kill('stopped');
+    if (stop?.aborted) onStop();
+    else stop?.addEventListener('abort', onStop, { once: true });
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => settle({ code: 127, stdout, stderr: `${stderr}${err.message}`, timedOut: false }));
-    child.on('close', (code) => settle({ code: code ?? 128, stdout, stderr, timedOut: false }));
+    child.on('error', (err) => settle({ code: 127, stderr: `${stderr}${err.message}`, timedOut: false, stopped: false }));
+    child.on('close', (code) => settle({ code: code ?? 128, timedOut: false, stopped: false }));
   });
 }
 
@@ -87,17 +94,34 @@ export interface RetryPolicy {
 
 export const EFS_UTILS_RETRY: RetryPolicy = { attempts: 3, base: 1.5, timeoutMs: 30_000 };
 
-/** Run the mount command; retry only what efs-utils retries. Throws MOUNT_FAILED with the last exit code and stderr. */
-export async function runMount(argv: string[], policy: RetryPolicy = EFS_UTILS_RETRY): Promise<{ attempts: number }> {
+/**
+ * Run the mount command; retry only what efs-utils retries. Throws MOUNT_FAILED with the last exit code and stderr.
+ * Once `stop` is aborted (the caller knows no attempt can succeed), the attempt under way is killed and none follows.
+ */
+export async function runMount(argv: string[], policy: RetryPolicy = EFS_UTILS_RETRY, stop?: AbortSignal): Promise<{ attempts: number }> {
   for (let i = 0; ; i++) {
-    const r = await runCommand(argv, policy.timeoutMs);
-    if (r.code === 0 && !r.timedOut) return { attempts: i + 1 };
+    const r = await runCommand(argv, policy.timeoutMs, stop);
+    if (r.code === 0 && !r.timedOut && !r.stopped) return { attempts: i + 1 };
+    const attempts = `${i + 1} attempt${i ? 's' : ''}`;
+    if (r.stopped) throw new RelayError('MOUNT_FAILED', `${argv[0]} was stopped during attempt ${i + 1}`);
     const why = r.timedOut ? `timed out after ${policy.timeoutMs / 1000} s` : `exited with ${r.code}`;
     const detail = r.stderr.trim() || r.stdout.trim();
-    if (i + 1 < policy.attempts && (r.timedOut || RETRYABLE.test(detail))) {
-      await new Promise((res) => setTimeout(res, (policy.base ** i + Math.random()) * 1000));
-      continue;
-    }
-    throw new RelayError('MOUNT_FAILED', `${argv[0]} ${why} after ${i + 1} attempt${i ? 's' : ''}${detail ? `: ${detail}` : ''}`);
+    if (i + 1 < policy.attempts && (r.timedOut || RETRYABLE.test(detail)) && await backedOff(policy.base ** i + Math.random(), stop)) continue;
+    throw new RelayError('MOUNT_FAILED', `${argv[0]} ${why} after ${attempts}${detail ? `: ${detail}` : ''}`);
   }
+}
+
+/** Wait `seconds` before the next attempt; false, at once, if `stop` is or becomes aborted meanwhile. */
+function backedOff(seconds: number, stop?: AbortSignal): Promise<boolean> {
+  if (stop?.aborted) return Promise.resolve(false);
+  return new Promise((res) => {
+    const done = (go: boolean): void => {
+      clearTimeout(timer);
+      stop?.removeEventListener('abort', onStop);
+      res(go);
+    };
+    const onStop = (): void => done(false);
+    const timer = setTimeout(() => done(true), seconds * 1000);
+    stop?.addEventListener('abort', onStop, { once: true });
+  });
 }

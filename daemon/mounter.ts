@@ -87,12 +87,23 @@ export class Mounter {
         }
         let attempts: number;
         const since = new Date().toISOString();
+        // A connection of the tunnel's that fails in a way no retry mends (the certificate names another host, DNS
+        // has no such name) ends the mount at once: mount.nfs4 would only reconnect into it until its timeout, and
+        // efs-utils' retries would repeat that twice more.
+        const hopeless = new AbortController();
+        const relay = this.manager.relay(fsId);
+        const onFailed = (e: RelayError): void => {
+          if (e.final) hopeless.abort(e);
+        };
+        relay?.on('handshake_failed', onFailed);
         try {
-          ({ attempts } = await runMount(command, this.retry));
+          ({ attempts } = await runMount(command, this.retry, hopeless.signal));
         } catch (err) {
-          const e = withTunnelCause(err, this.manager.view(fsId), since);
+          const e = withTunnelCause(err, this.manager.view(fsId), since, hopeless.signal.reason as RelayError | undefined);
           this.log.warn('mount.failed', { fs: fsId, code: e.code, dir, msg: e.message });
           throw e;
+        } finally {
+          relay?.off('handshake_failed', onFailed);
         }
         unrecorded = !(await this.recordMade(fsId, dir));
         this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });
@@ -216,12 +227,18 @@ export class Mounter {
 /**
  * mount.nfs4 only sees its connection to the tunnel close ("Connection reset by peer"). When the tunnel's own
  * connections to the mount target failed during the mount, that is the cause: the message says it, and the hint
- * is the one for its code.
+ * is the one for its code. `final` is such a failure that no retry mends, which ended the mount.
  */
-function withTunnelCause(err: unknown, tunnel: TunnelView | null, since: string): RelayError {
+function withTunnelCause(err: unknown, tunnel: TunnelView | null, since: string, final?: RelayError): RelayError {
   const e = asRelayError(err);
+  if (e.code !== 'MOUNT_FAILED') return e;
+  if (final) {
+    return new RelayError('MOUNT_FAILED', `${e.message}, and not tried again: the tunnel's connection to the mount target failed in a way no retry mends (${final.code}): ${final.message}`, {
+      cause: err, hint: ERRORS[final.code].hint,
+    });
+  }
   const hs = tunnel?.health.connection;
-  if (e.code !== 'MOUNT_FAILED' || !hs || hs.ok || hs.at < since || !hs.code) return e;
+  if (!hs || hs.ok || hs.at < since || !hs.code) return e;
   return new RelayError('MOUNT_FAILED', `${e.message}. The tunnel could not connect to the mount target (${hs.code}): ${hs.message ?? ''}`, {
     cause: err, hint: ERRORS[hs.code].hint,
   });

@@ -464,6 +464,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.lastError = { code, message, at: new Date().toISOString() };
     // Classifying can take a handshake of its own: a connection verified meanwhile is the later news.
     if (!this.lastHandshake || this.lastHandshake.at <= failedAt) this.lastHandshake = { ok: false, at: failedAt, code, message };
-    this.emit('handshake_failed', new RelayError(code, message, { cause: err }));
+    // A cause of our own (DNS: no such name) keeps its word on whether a retry can mend it.
+    const final = err instanceof RelayError && err.code === code ? err.final : undefined;
+    this.emit('handshake_failed', new RelayError(code, message, { cause: err, final }));
   }
 }

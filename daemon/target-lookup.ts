@@ -114,7 +114,7 @@ export class TargetLookup {
         this.asking = null;
         this.lastFailure = null;
         this.last = null;
-        const e = new RelayError('DNS_FAILED', noAddressMessage(this.name, code), { cause: err });
+        const e = new RelayError('DNS_FAILED', noAddressMessage(this.name, code), { cause: err, final: true });
         for (const w of asking.waiting) settle(w, e, []);
         return;
       }

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree, expectPortTaken } from './helpers/client.js';
 import { startNfsStack, type NfsStack } from './helpers/stack.js';
-import { FS_ID, FS_NAME, daemonConfig } from './helpers/fixtures.js';
+import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
+import { MountTargetStandIn } from './helpers/mount-target.js';
+import { ERRORS } from '../daemon/errors.js';
 import { nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
@@ -140,6 +142,44 @@ describe('efsctl attach and detach', function () {
     const r = await daemon.efsctl('attach', 'fs-0abcdef3', mnt('timeout'), '-o', 'region=us-east-1');
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('exited with 32 after 3 attempts: mount.nfs4: Connection timed out [MOUNT_FAILED]');
+  });
+
+  it('stops a mount at once, without a second attempt, when the tunnel meets a failure no retry mends: a certificate for another host', async () => {
+    // A mount target whose certificate (from the trusted CA) names FS_NAME, not the file system mounted.
+    const wrong = await new MountTargetStandIn({ host: '127.0.0.51', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    daemon.mount.behave('mount', { reach: true }); // mount.nfs4 reconnects into the failure for 10 s, as the kernel would
+    try {
+      const fsId = 'fs-0abcde51';
+      const dir = mnt('wrong-cert');
+      const calls = daemon.mount.calls().length;
+      const r = await daemon.efsctl('attach', fsId, dir, '-o', 'mounttargetip=127.0.0.51,region=us-east-1');
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`was stopped during attempt 1, and not tried again: the tunnel's connection to the mount target failed in a way no retry mends (TLS_HOSTNAME_MISMATCH): TLS connection to 127.0.0.51:2049 (${fsId}.efs.us-east-1.amazonaws.com) refused`);
+      expect(r.stderr).to.contain('[MOUNT_FAILED]').and.contain(ERRORS.TLS_HOSTNAME_MISMATCH.hint);
+      expect(daemon.mount.calls().length - calls, 'one attempt').to.equal(1);
+      expect(daemon.mount.mounts().filter((l) => l.split(' ')[1] === dir)).to.deep.equal([]);
+      expect(await tunnel(fsId), 'the tunnel the attach made is gone').to.equal(undefined);
+      const failed = await waitFor('mount.failed in the log', () => daemon.logs.split('\n').find((l) => l.includes(' mount.failed ') && l.includes(`fs=${fsId}`)));
+      expect(failed).to.include('code=MOUNT_FAILED').and.include('(TLS_HOSTNAME_MISMATCH)');
+      expect(wrong.received, 'no NFS byte reached the wrong server').to.deep.equal([]);
+    } finally {
+      daemon.mount.behave('mount', {});
+      await wrong.stop();
+    }
+  });
+
+  it('keeps efs-utils\' 3 attempts when the tunnel\'s failure may pass: nothing listens at the mount target yet', async () => {
+    daemon.mount.behave('mount', { reach: true, giveUpMs: 300 });
+    try {
+      const fsId = 'fs-0abcde52';
+      const calls = daemon.mount.calls().length;
+      const r = await daemon.efsctl('attach', fsId, mnt('refused'), '-o', 'mounttargetip=127.0.0.52,region=us-east-1');
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain('after 3 attempts: mount.nfs4: Connection reset by peer. The tunnel could not connect to the mount target (CONNECT_REFUSED)');
+      expect(daemon.mount.calls().length - calls).to.equal(3);
+    } finally {
+      daemon.mount.behave('mount', {});
+    }
   });
 
   const refusals: Array<[string, string, string]> = [

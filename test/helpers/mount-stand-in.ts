@@ -18,9 +18,12 @@ export interface Behaviour {
   fillFile?: string;
   /**
    * Before mounting, talk to 127.0.0.1 at the options' port= as mount.nfs4 talks to the server: send a byte and wait
-   * for one. A connection closed before any reply fails as mount.nfs4 reports it, "Connection reset by peer".
+   * for one. A connection closed before any reply is opened again after 100 ms, as the kernel's NFS client
+   * reconnects, until `giveUpMs` (10 s) has passed; then the mount fails as mount.nfs4 reports it, "Connection timed
+   * out" (or "Connection reset by peer" when the last connection was closed on it).
    */
   reach?: boolean;
+  giveUpMs?: number;
 }
 
 const SCRIPT = `#!/usr/bin/env node
@@ -38,12 +41,14 @@ function locked(fn) {
 }
 let fillFile = null;
 let reach = false;
+let giveUpMs = 10000;
 const failed = locked(() => {
   const file = path.join(dir, role + '-behaviour.json');
   if (!fs.existsSync(file)) return null;
   const b = JSON.parse(fs.readFileSync(file, 'utf8'));
   fillFile = b.fillFile || null;
   reach = Boolean(b.reach);
+  giveUpMs = b.giveUpMs || giveUpMs;
   if (!b.fail) return null;
   b.fail--;
   fs.writeFileSync(file, JSON.stringify(b));
@@ -55,18 +60,24 @@ if (failed) {
 }
 if (reach && role === 'mount') {
   const port = Number(/(?:^|,)port=(\\d+)/.exec(args[3] || '')?.[1]);
-  const sock = require('node:net').connect({ host: '127.0.0.1', port });
   let answered = false;
-  const timer = setTimeout(() => { process.stderr.write('mount.nfs4: Connection timed out\\n'); process.exit(32); }, 10000);
-  sock.on('connect', () => sock.write('x'));
-  sock.on('data', () => { answered = true; clearTimeout(timer); sock.destroy(); mount(); });
-  sock.on('error', () => {});
-  sock.on('close', () => {
-    if (answered) return;
-    clearTimeout(timer);
-    process.stderr.write('mount.nfs4: Connection reset by peer\\n');
+  let reset = false;
+  const timer = setTimeout(() => {
+    process.stderr.write('mount.nfs4: Connection ' + (reset ? 'reset by peer' : 'timed out') + '\\n');
     process.exit(32);
-  });
+  }, giveUpMs);
+  const attempt = () => {
+    const sock = require('node:net').connect({ host: '127.0.0.1', port });
+    sock.on('connect', () => sock.write('x'));
+    sock.on('data', () => { answered = true; clearTimeout(timer); sock.destroy(); mount(); });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (answered) return;
+      reset = true;
+      setTimeout(attempt, 100);
+    });
+  };
+  attempt();
 } else {
   mount();
 }
