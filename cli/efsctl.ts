@@ -201,10 +201,13 @@ async function run(p: Parsed): Promise<void> {
       tunnelOptions(opts);
       const res = (await ask('add', { fs_id: fsId, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl' })) as AddResult;
       const t = res.tunnel;
+      const extra = t.extra_ports.length === 0 ? '' : `\n${t.fs_id}: also on port${t.extra_ports.length > 1 ? 's' : ''} ${t.extra_ports.join(', ')}, for the mounts that name ${t.extra_ports.length > 1 ? 'them' : 'it'}` +
+        // An extra port another process holds: its mounts wait until the daemon gets it (tried every few seconds).
+        (t.state === 'error' && t.last_error ? `; not yet: ${t.last_error.message} [${t.last_error.code}]; the daemon tries again every few seconds` : '');
       out(
         res,
         `${t.fs_id}: ${res.created ? 'tunnel started' : 'tunnel already running'} on 127.0.0.1:${t.port} ` +
-          `→ ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`,
+          `→ ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})${extra}`,
       );
       return;
     }

@@ -423,7 +423,10 @@ export class TunnelManager {
     const existing = this.tunnels.get(req.fsId);
     if (existing) {
       const rec = existing.record;
-      if (wantPort !== null && wantPort !== rec.port) {
+      if (wantPort !== null && !portsOf(rec).includes(wantPort)) {
+        // A mount names that port and nothing serves it (its tunnel was stopped, or an efs-utils stunnel died): the
+        // user says the mount is of this file system, so its tunnel listens there too rather than move.
+        if (this.mountedPorts.has(wantPort)) return this.addPortLocked(existing, options, target, wantPort);
         throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`, { hint: RUNNING_TUNNEL_HINT });
       }
       this.checkSameTarget(existing, options, target);
@@ -464,11 +467,9 @@ export class TunnelManager {
         throw err;
       }
       record.port = port;
-      const extra: number[] = [];
-      for (const other of left) {
-        // One another process holds stays remembered for the file system.
-        if (other !== port && (await relay.listenAlso(other).then(() => true, () => false))) extra.push(other);
-      }
+      // The other left ports become extra ports. One that another process holds now is waited for (syncExtraPorts
+      // retries it): its mount rejoins once that process lets go, with nothing more to do.
+      const extra = left.filter((p) => p !== port);
       if (extra.length > 0) record.extra_ports = extra;
       try {
         await this.store.write(record);
@@ -484,6 +485,7 @@ export class TunnelManager {
         fs: record.fs_id, port, target: joinHost(target.address, target.port), sni: target.dnsName,
         options: formatOptions(options) || undefined,
       });
+      await this.syncExtraPorts(t);
       return { tunnel: t.view(), created: true };
     }
     const byMounts = this.portsHeldByMounts();
@@ -517,27 +519,32 @@ export class TunnelManager {
       if (port === null) throw new RelayError('BAD_OPTION', 'An extra port is named with tlsport=PORT');
       const t = this.get(req.fsId);
       if (portsOf(t.record).includes(port)) return { tunnel: t.view(), created: false };
-      this.checkSameTarget(t, options, resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current));
-      const holder = this.holderOf(port);
-      if (holder) throw new RelayError('PORT_TAKEN', `Port ${port} is already used by the tunnel for ${holder.record.fs_id}`);
-      const left = this.leftMounted.get(port);
-      if (left !== undefined && left !== req.fsId) {
-        throw new RelayError('PORT_TAKEN', `Port ${port} is named by mounts of ${left}, whose tunnel was stopped; it is given to no other file system`);
-      }
-      await t.relay.listenAlso(port);
-      const next = { ...t.record, extra_ports: [...(t.record.extra_ports ?? []), port] };
-      try {
-        await this.store.write(next);
-      } catch (err) {
-        await t.relay.closeAlso(port);
-        throw err; // STATE_WRITE_FAILED, naming the file
-      }
-      t.record = next;
-      if (left === req.fsId) await this.forgetLeftMount(port);
-      t.note('port_added');
-      this.log.info('tunnel.port_added', { fs: req.fsId, port, msg: `also listens on port ${port}, for the mounts that name it; the port goes once no mount does` });
-      return { tunnel: t.view(), created: false };
+      return this.addPortLocked(t, options, resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current), port);
     });
+  }
+
+  private async addPortLocked(t: Tunnel, options: MountOptions, target: { address: string; dnsName: string }, port: number): Promise<AddResult> {
+    const fsId = t.record.fs_id;
+    this.checkSameTarget(t, options, target);
+    const holder = this.holderOf(port);
+    if (holder) throw new RelayError('PORT_TAKEN', `Port ${port} is already used by the tunnel for ${holder.record.fs_id}`);
+    const left = this.leftMounted.get(port);
+    if (left !== undefined && left !== fsId) {
+      throw new RelayError('PORT_TAKEN', `Port ${port} is named by mounts of ${left}, whose tunnel was stopped; it is given to no other file system`);
+    }
+    await t.relay.listenAlso(port);
+    const next = { ...t.record, extra_ports: [...(t.record.extra_ports ?? []), port] };
+    try {
+      await this.store.write(next);
+    } catch (err) {
+      await t.relay.closeAlso(port);
+      throw err; // STATE_WRITE_FAILED, naming the file
+    }
+    t.record = next;
+    if (left === fsId) await this.forgetLeftMount(port);
+    t.note('port_added');
+    this.log.info('tunnel.port_added', { fs: fsId, port, msg: `also listens on port ${port}, for the mounts that name it; the port goes once no mount does` });
+    return { tunnel: t.view(), created: false };
   }
 
   /** No mount has named an extra port for a while (the mount watcher's unmount rules): stop listening on it. */

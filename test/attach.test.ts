@@ -3,6 +3,7 @@
 // a working tunnel by moving a file through it with nfs-cp.
 import { expect } from 'chai';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree, expectPortTaken } from './helpers/client.js';
@@ -374,6 +375,57 @@ describe('ports named by mounts of stopped tunnels', function () {
     expect(existsSync(leftFile(20790)) || existsSync(leftFile(20791)), 'nothing left to remember').to.equal(false);
     await waitFor('both mounts in the record again', async () =>
       (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fsId)?.mounts.length === 2 || null);
+  });
+
+  const listed = async (fsId: string): Promise<TunnelView | undefined> =>
+    (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fsId);
+  const extraPortsOnRecord = (fsId: string): number[] | undefined =>
+    (JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as { extra_ports?: number[] }).extra_ports;
+
+  it('gives a force-stopped mount its port back once another process lets go of it: the file system\'s new tunnel waits for the port as an extra one', async () => {
+    const fsId = 'fs-0abcde1c';
+    const { dir, port } = await leaveMounted(fsId);
+    const other = port === 20790 ? 20791 : 20790;
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', r));
+    try {
+      const r = await daemon.efsctl('add', fsId, '-o', OPTS);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.match(new RegExp(`^${fsId}: tunnel started on 127\\.0\\.0\\.1:${other} .*\\n` +
+        `${fsId}: also on port ${port}, for the mounts that name it; not yet: .*${port}.* \\[PORT_TAKEN\\]; the daemon tries again every few seconds\\n$`));
+      const t = (await listed(fsId))!;
+      expect([t.port, t.extra_ports, t.state, t.last_error?.code]).to.deep.equal([other, [port], 'error', 'PORT_TAKEN']);
+      expect(existsSync(leftFile(port)), 'the tunnel\'s record holds the port now').to.equal(false);
+      expect(extraPortsOnRecord(fsId)).to.deep.equal([port]);
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
+    // Tried again every 5 s.
+    await waitFor('the tunnel listening on the mount\'s port', async () => (await listed(fsId))?.state === 'listening' || null, 12_000);
+    await expectPortTaken(port);
+    await waitFor('the mount in the record again', async () => (await listed(fsId))?.mounts.includes(dir) || null);
+  });
+
+  it('lets `efsctl add FS -o tlsport=PORT` give a running tunnel the port that a mount names and nothing serves, as an extra port', async () => {
+    const fsId = 'fs-0abcde1d';
+    const port = (await daemon.efsctlJson<AddResult>('add', fsId, '-o', OPTS)).tunnel.port;
+    const other = port === 20790 ? 20791 : 20790;
+    const move = await daemon.efsctl('add', fsId, '-o', `${OPTS},tlsport=${other}`);
+    expect(move.stderr, 'no mount names the port: that asks to move the tunnel').to.contain(`${fsId} already has a tunnel on port ${port}; stop it first to move it to ${other} [PORT_TAKEN]`);
+
+    // A mount of the file system through a port whose stunnel died, with nothing on record to say whose it was.
+    const dir = join(daemon.dir, 'mnt', 'orphan');
+    daemon.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,port=${other},addr=127.0.0.1 0 0`);
+    const r = await waitFor('the add once the watcher has seen the mount', async () => {
+      const a = await daemon.efsctl('add', fsId, '-o', `${OPTS},tlsport=${other}`);
+      return a.code === 0 ? a : null;
+    });
+    expect(r.stdout).to.equal(`${fsId}: tunnel already running on 127.0.0.1:${port} → 127.0.0.14:2049 (TLS; its certificate must name ${fsId}.efs.us-east-1.amazonaws.com)\n` +
+      `${fsId}: also on port ${other}, for the mounts that name it\n`);
+    await expectPortTaken(other);
+    expect(extraPortsOnRecord(fsId)).to.deep.equal([other]);
+    await waitFor('the mount in the record', async () => (await listed(fsId))?.mounts.includes(dir) || null);
+    expect((await daemon.efsctl('add', fsId, '-o', `${OPTS},tlsport=${other}`)).stdout, 'asked again: nothing changes').to.equal(r.stdout);
   });
 
   it('still knows after a daemon restart which file system a force-stopped mount\'s port belongs to: that one gets it back, no other', async () => {
