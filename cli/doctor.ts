@@ -16,6 +16,7 @@ import { StateStore, portsOf } from '../daemon/state.js';
 import { METADATA_NOT_ASKED, joinHost, resolveTarget } from '../daemon/target.js';
 import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
+import { formatOptions } from '../daemon/options.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import { fdUsage } from '../daemon/fd-watch.js';
 import { isNoAddress, noAddressMessage, type DnsAnswer } from '../daemon/target-lookup.js';
@@ -285,7 +286,13 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     const owners = new Map(left.left.map((l) => [l.port, l.fs_id]));
     const what = orphans.map((m) => `${m.dir} (port ${m.port}${owners.has(m.port) ? `, ${owners.get(m.port)}` : ''})`);
     const fixes = await Promise.all(orphans.map(async (m) => {
-      if (owners.has(m.port)) return `\`efsctl add ${owners.get(m.port)}\` gives ${m.dir} its port back`;
+      const owner = owners.get(m.port);
+      if (owner !== undefined) {
+        // A running tunnel of that file system takes the port as an extra one when asked with its own options.
+        const running = tunnels.find((t) => t.fs_id === owner);
+        if (!running) return `\`efsctl add ${owner}\` gives ${m.dir} its port back`;
+        return `\`efsctl add ${owner} -o ${formatOptions({ ...running.options, tlsport: String(m.port) })}\` gives ${m.dir} its port back, as an extra port of the tunnel on port ${running.port}`;
+      }
       // An efs-utils mount whose stunnel died: its config says what to revive it with.
       const { files } = await efsUtilsConfigs(m.dir, m.port, cfg.mount.efs_utils_state_dir);
       if (files.length === 1) return `\`efsctl takeover ${m.dir}\` revives it from efs-utils' config ${files[0]}`;

@@ -467,9 +467,13 @@ export class TunnelManager {
         throw err;
       }
       record.port = port;
-      // The other left ports become extra ports. One that another process holds now is waited for (syncExtraPorts
-      // retries it): its mount rejoins once that process lets go, with nothing more to do.
-      const extra = left.filter((p) => p !== port);
+      const extra: number[] = [];
+      for (const other of left) {
+        // One that another process holds stays remembered for the file system, not waited for: that process may be
+        // a tunnel of another file system's mount (efs-utils picks ports without asking us), whose reconnects the
+        // port would carry here the moment it let go. `efsctl add FS -o tlsport=N` takes it once it is free.
+        if (other !== port && (await relay.listenAlso(other).then(() => true, () => false))) extra.push(other);
+      }
       if (extra.length > 0) record.extra_ports = extra;
       try {
         await this.store.write(record);
@@ -485,7 +489,6 @@ export class TunnelManager {
         fs: record.fs_id, port, target: joinHost(target.address, target.port), sni: target.dnsName,
         options: formatOptions(options) || undefined,
       });
-      await this.syncExtraPorts(t);
       return { tunnel: t.view(), created: true };
     }
     const byMounts = this.portsHeldByMounts();
