@@ -420,7 +420,7 @@ async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>
     if (address === undefined) return { check: bad(name, 'fail', message, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
     return {
       check: bad(name, 'warn', `${message}; efs-relayd sends ${t.fsId}'s connections to ${address}, DNS's last answer (${last!.answered_at}), still verified against ${t.dnsName}`,
-        `Mounts go on meanwhile, but a daemon restart forgets that answer, and a mount target that moves is not followed: fix the resolver. ${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`),
+        `Mounts go on meanwhile (the tunnel's record keeps that answer across a daemon restart), but a mount target that moves is not followed: fix the resolver. ${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`),
       reach: { address, how: ' (DNS\'s last answer)' },
     };
   }

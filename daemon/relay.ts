@@ -31,6 +31,8 @@ export interface RelaySpec {
   maxVersion: TlsMaxVersion;
   connectTimeoutMs: number;
   closeTimeoutMs: number;
+  /** For a target given by name: DNS's last answer as the tunnel's record kept it from an earlier run. */
+  dnsAnswer?: DnsAnswer | null;
 }
 
 export interface LastError {
@@ -62,6 +64,8 @@ export interface RelayEvents {
   dns_fallback: [error: RelayError];
   /** DNS answers again after fallbacks. */
   dns_answered: [address: string];
+  /** DNS's last answer changed (null: forgotten, as the name has no address), to be kept in the tunnel's record. */
+  dns_changed: [answer: DnsAnswer | null];
 }
 
 /** Pass the source's end on as a half-close of the destination. */
@@ -140,7 +144,8 @@ export class Relay extends EventEmitter<RelayEvents> {
           this.emit('dns_fallback', e);
         },
         answered: (address) => this.emit('dns_answered', address),
-      })
+        changed: (answer) => this.emit('dns_changed', answer),
+      }, spec.dnsAnswer)
       : null;
   }
 

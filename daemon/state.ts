@@ -5,6 +5,7 @@
 // forced stop are kept beside them, in left-mounted/.
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, rm, lstat } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { RelayError } from './errors.js';
 import { FS_ID } from './target.js';
@@ -29,6 +30,12 @@ export interface TunnelRecord {
    * the file system, taken over). Each goes once no mount names it. Absent in records of older versions: none.
    */
   extra_ports?: number[];
+  /**
+   * For a target given by name: DNS's last answer for `name`, so that a daemon restarted while DNS does not answer
+   * still knows where the mount target is (the certificate is verified against the name as always). Absent before
+   * the first answer, after DNS said the name has none, and in records of older versions.
+   */
+  dns_answer?: { name: string; addresses: string[]; answered_at: string };
 }
 
 /** Every local port a record's tunnel listens on: its own, then the extra ones. */
@@ -252,7 +259,16 @@ function validateRecord(data: unknown, fsIdFromName: string): TunnelRecord {
   const rec = { ...(r as unknown as TunnelRecord), mounts: mounts as string[] };
   if (extra.length > 0) rec.extra_ports = extra as number[];
   else delete rec.extra_ports;
+  // Only a fallback for when DNS does not answer: one that is not well formed is dropped, not the tunnel.
+  if (!validDnsAnswer(r.dns_answer)) delete rec.dns_answer;
   return rec;
+}
+
+function validDnsAnswer(a: unknown): a is TunnelRecord['dns_answer'] {
+  if (typeof a !== 'object' || a === null) return false;
+  const { name, addresses, answered_at: at } = a as Record<string, unknown>;
+  return typeof name === 'string' && Array.isArray(addresses) && addresses.length > 0 && addresses.every((x) => typeof x === 'string' && isIP(x) !== 0) &&
+    typeof at === 'string' && !Number.isNaN(Date.parse(at));
 }
 
 function validateLeftMount(data: unknown, portFromName: number): LeftMount {

@@ -12,10 +12,13 @@
 //   the handshake is tried. An answer that the name has no address (NXDOMAIN,
 //   NODATA: the mount target was deleted) is final and forgets the last
 //   answer, so that a later outage cannot revive an address DNS withdrew.
+//   The last answer is kept in the tunnel's record (`changed`), so that a
+//   daemon restarted while DNS is down still has it.
 // - With no earlier answer, a connection waits for DNS until its own connect
 //   timeout, and DNS is asked again every second meanwhile: a resolver that
 //   is not up yet at boot fails at once, and answers a moment later.
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { isIP } from 'node:net';
 import { RelayError } from './errors.js';
 
 /** How long a connection waits for DNS before it takes the last answer, when there is one. */
@@ -52,6 +55,8 @@ export interface LookupEvents {
   fallback(error: RelayError): void;
   /** DNS answered again after one or more fallbacks. */
   answered(address: string): void;
+  /** The last answer's addresses changed, or it was forgotten (null: DNS says the name has none). */
+  changed(answer: DnsAnswer | null): void;
 }
 
 export class TargetLookup {
@@ -61,8 +66,21 @@ export class TargetLookup {
   private asking: { waiting: Waiter[] } | null = null;
   private fallingBack = false;
   private lastFailure: string | null = null;
+  /** `last` is the answer an earlier run kept, not yet confirmed by DNS in this one. */
+  private fromEarlierRun = false;
 
-  constructor(readonly name: string, private readonly events: LookupEvents) {}
+  /** @param earlier DNS's last answer as an earlier run of the daemon kept it: the fallback until DNS answers. */
+  constructor(readonly name: string, private readonly events: LookupEvents, earlier?: DnsAnswer | null) {
+    const answeredAt = earlier ? Date.parse(earlier.answered_at) : NaN;
+    const addresses = (earlier?.addresses ?? []).flatMap((address) => {
+      const family = isIP(address);
+      return family === 0 ? [] : [{ address, family }];
+    });
+    if (addresses.length > 0 && !Number.isNaN(answeredAt)) {
+      this.last = { addresses, at: performance.now() - Math.max(0, Date.now() - answeredAt), answeredAt: earlier!.answered_at };
+      this.fromEarlierRun = true;
+    }
+  }
 
   /**
    * For net/tls.connect's `lookup` option. `answered` runs once this connection has its addresses or its error;
@@ -101,7 +119,11 @@ export class TargetLookup {
       if (!err && addresses.length > 0) {
         this.asking = null;
         this.lastFailure = null;
+        const before = this.last?.addresses.map((a) => a.address).join(' ');
         this.last = { addresses, at: performance.now(), answeredAt: new Date().toISOString() };
+        // Kept when the addresses change, and once after a start, so the kept time is at most one run old.
+        if (before !== addresses.map((a) => a.address).join(' ') || this.fromEarlierRun) this.events.changed(this.answer);
+        this.fromEarlierRun = false;
         if (this.fallingBack) {
           this.fallingBack = false;
           this.events.answered(addresses[0]!.address);
@@ -113,7 +135,9 @@ export class TargetLookup {
       if (isNoAddress(code)) {
         this.asking = null;
         this.lastFailure = null;
+        const had = this.last !== null;
         this.last = null;
+        if (had) this.events.changed(null);
         const e = new RelayError('DNS_FAILED', noAddressMessage(this.name, code), { cause: err, final: true });
         for (const w of asking.waiting) settle(w, e, []);
         return;

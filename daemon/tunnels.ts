@@ -844,6 +844,8 @@ export class TunnelManager {
       maxVersion: this.cfg.tls.max_version,
       connectTimeoutMs: this.cfg.relay.connect_timeout * 1000,
       closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
+      // Kept for the name the target has now (a record edited to another name starts without one).
+      dnsAnswer: rec.dns_answer?.name === rec.target.address ? rec.dns_answer : null,
     });
   }
 
@@ -863,6 +865,7 @@ export class TunnelManager {
         if (limiter.admit(err.code)) this.log.warn(`tunnel.${kind}`, { fs: record.fs_id, code: err.code, msg: err.message, port: record.port });
       });
     }
+    relay.on('dns_changed', (answer) => void this.serial(() => this.keepDnsAnswer(t, answer)));
     relay.on('dns_answered', (address) => {
       logs.dns_fallback.reset();
       t.note('dns_answered');
@@ -877,6 +880,21 @@ export class TunnelManager {
     this.tunnels.set(record.fs_id, t);
     for (const fn of this.relayListeners) fn(record.fs_id, relay);
     return t;
+  }
+
+  /** Keep DNS's last answer in the record; one that cannot be written is only logged (DNS is asked at every connection anyway). */
+  private async keepDnsAnswer(t: Tunnel, answer: DnsAnswer | null): Promise<void> {
+    if (this.tunnels.get(t.record.fs_id) !== t) return;
+    const next: TunnelRecord = { ...t.record };
+    if (answer) next.dns_answer = { name: t.record.target.address, ...answer };
+    else delete next.dns_answer;
+    try {
+      await this.store.write(next);
+    } catch (err) {
+      this.log.warn('state.write_failed', { fs: t.record.fs_id, code: 'STATE_WRITE_FAILED', msg: `${(err as Error).message}; DNS's last answer is not kept, so a restart while DNS does not answer would not know it` });
+      return;
+    }
+    t.record = next;
   }
 
   private untrack(t: Tunnel): void {

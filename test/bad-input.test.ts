@@ -8,6 +8,7 @@ import { BIN, Daemon, run, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { call } from '../cli/client.js';
 import { expectPortTaken } from './helpers/client.js';
 import { daemonConfig, testCerts } from './helpers/fixtures.js';
+import type { TunnelDetail } from '../daemon/tunnels.js';
 
 /** A raw control-socket client: send lines, read response lines. */
 class RawControl {
@@ -143,6 +144,29 @@ describe('bad state files', function () {
       expect(daemon.logs).to.match(/notes\.txt: not a tunnel record/);
       for (const [name, text] of Object.entries(files)) expect(readFileSync(join(state, name), 'utf8')).to.equal(text);
       expect(readdirSync(state).filter((n) => n !== 'control.sock').sort()).to.deep.equal(Object.keys(files).sort());
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('ignores a malformed DNS answer kept in a record, not the tunnel: the tunnel runs and knows no earlier answer', async () => {
+    const dir = tempDir('state');
+    const state = join(dir, 'state');
+    mkdirSync(state);
+    const name = 'fs-12121212.efs.us-east-1.amazonaws.com';
+    const rec = {
+      version: 1, fs_id: 'fs-12121212', port: 20565,
+      target: { dns_name: name, address: name, port: 2049, region: 'us-east-1' },
+      options: { region: 'us-east-1' }, created: '2026-11-27T00:00:00.000Z', source: 'efsctl', mounts: [],
+      dns_answer: { name, addresses: ['mount-target.example.com'], answered_at: '2026-11-27T00:00:01.000Z' }, // not an address
+    };
+    writeFileSync(join(state, 'fs-12121212.json'), JSON.stringify(rec));
+    const daemon = await new Daemon(daemonConfig(20550, { state_dir: state }), dir).start();
+    try {
+      const s = await daemon.efsctlJson<TunnelDetail>('status', 'fs-12121212');
+      expect([s.state, s.dns]).to.deep.equal(['listening', null]);
+      expect(daemon.logs).to.not.contain('state.file_invalid');
+      expect(daemon.logs).to.contain('invalid_state_files=0');
     } finally {
       await daemon.stop();
     }

@@ -3,7 +3,7 @@
 // /etc/resolv.conf names the test's DNS server), and the names point at
 // TLS stand-ins on loopback.
 import { expect } from 'chai';
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { BIN, Daemon, escapeRegExp, inOwnResolver, RESOLVER_TIMEOUT_S, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
@@ -12,6 +12,7 @@ import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import type { DoctorReport } from '../cli/doctor.js';
+import type { TunnelRecord } from '../daemon/state.js';
 
 const DNS_HOST = '127.0.0.63';
 const TARGET_HOST = '127.0.0.64';
@@ -64,6 +65,7 @@ describe('Mount targets by DNS name', function () {
   }
 
   const status = (fsId: string): Promise<TunnelDetail> => daemon.efsctlJson<TunnelDetail>('status', fsId);
+  const recordOf = (fsId: string): TunnelRecord => JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as TunnelRecord;
   const logLines = (event: string, fsId: string): string[] =>
     daemon.logs.split('\n').filter((l) => new RegExp(` ${escapeRegExp(event)} fs=${fsId} `).test(l));
   async function fallbacks(fsId: string): Promise<number> {
@@ -136,6 +138,22 @@ describe('Mount targets by DNS name', function () {
     expect(await fallbacks(fsId)).to.equal(settled);
   });
 
+  it('keeps DNS\'s last answer in the tunnel\'s record, so that a daemon restarted while DNS does not answer still reaches the mount target', async () => {
+    const fsId = 'fs-0000d0e1';
+    const port = await tunnelByName(fsId);
+    expect((await exchange(port, 'before')).received.toString()).to.equal('before' + ECHO_TRAILER);
+    const kept = await waitFor('the answer in the record', () => recordOf(fsId).dns_answer);
+    expect(kept).to.deep.include({ name: nameOf(fsId), addresses: [TARGET_HOST] });
+
+    await daemon.stop();
+    dns.mode = 'silent';
+    await daemon.start(undefined, DNS_HOST);
+    expect((await exchange(port, 'after a restart')).received.toString()).to.equal('after a restart' + ECHO_TRAILER);
+    expect((await status(fsId)).dns).to.deep.equal({ addresses: [TARGET_HOST], answered_at: kept.answered_at });
+    expect(logLines('tunnel.dns_fallback', fsId)[0]).to.include(`connecting to ${TARGET_HOST}, its answer of `);
+    expect(target!.sessions.at(-1)!.servername, 'still verified against the name').to.equal(nameOf(fsId));
+  });
+
   it('still refuses, at the address of DNS\'s last answer, a server that cannot prove the file system name', async () => {
     const fsId = 'fs-0000d003';
     const port = await tunnelByName(fsId);
@@ -204,6 +222,7 @@ describe('Mount targets by DNS name', function () {
     expect(s.last_error?.message).to.match(new RegExp(`^DNS has no address for ${escapeRegExp(nameOf(fsId))} \\(ENOTFOUND\\)`));
     expect(s.dns).to.equal(null);
     expect((await daemon.efsctl('status', fsId)).stdout).to.match(/^DNS answer: +none$/m);
+    await waitFor('the answer gone from the record too', () => recordOf(fsId).dns_answer === undefined || null);
 
     dns.mode = 'silent';
     expect((await exchange(port, 'SECRET')).received.toString()).to.equal('');
@@ -274,7 +293,7 @@ describe('Mount targets by DNS name', function () {
     expect(check).to.deep.equal({
       name: `dns ${fsId}`, status: 'warn',
       message: `DNS gave no answer for ${nameOf(fsId)} within 3 s; efs-relayd sends ${fsId}'s connections to ${TARGET_HOST}, DNS's last answer (${answeredAt}), still verified against ${nameOf(fsId)}`,
-      fix: 'Mounts go on meanwhile, but a daemon restart forgets that answer, and a mount target that moves is not followed: fix the resolver. Check the file system id and region, and that the file system has a mount target in this VPC (in the az= zone when one is given); if it has, check the resolver (`getent hosts NAME` shows what the daemon gets), or pass -o mounttargetip=ADDRESS. [DNS_FAILED]',
+      fix: 'Mounts go on meanwhile (the tunnel\'s record keeps that answer across a daemon restart), but a mount target that moves is not followed: fix the resolver. Check the file system id and region, and that the file system has a mount target in this VPC (in the az= zone when one is given); if it has, check the resolver (`getent hosts NAME` shows what the daemon gets), or pass -o mounttargetip=ADDRESS. [DNS_FAILED]',
     });
   });
 

@@ -185,8 +185,12 @@ export class Daemon {
     return new RegExp(`^${escapeRegExp(name)} (\\S+)$`, 'm').exec(text)?.[1];
   }
 
-  efsctl(...args: string[]): Promise<RunResult> {
-    return run(join(BIN, 'efsctl'), ['--socket', this.socket, ...args]);
+  async efsctl(...args: string[]): Promise<RunResult> {
+    const r = await run(join(BIN, 'efsctl'), ['--socket', this.socket, ...args]);
+    // The daemon logs before it answers, and its stderr is a pipe (written synchronously), so the lines are readable
+    // here by now; but efsctl's exit may come first in the same turn of the event loop. One turn lets them in.
+    await new Promise((done) => setImmediate(done));
+    return r;
   }
 
   async efsctlJson<T>(...args: string[]): Promise<T> {
