@@ -98,16 +98,25 @@ export const EFS_UTILS_RETRY: RetryPolicy = { attempts: 3, base: 1.5, timeoutMs:
  * Run the mount command; retry only what efs-utils retries. Throws MOUNT_FAILED with the last exit code and stderr.
  * Once `stop` is aborted (the caller knows no attempt can succeed), the attempt under way is killed and none follows.
  */
-export async function runMount(argv: string[], policy: RetryPolicy = EFS_UTILS_RETRY, stop?: AbortSignal): Promise<{ attempts: number }> {
+export async function runMount(
+  argv: string[],
+  policy: RetryPolicy = EFS_UTILS_RETRY,
+  stop?: AbortSignal,
+  retrying: (what: string, waitSeconds: number) => void = () => {},
+): Promise<{ attempts: number }> {
   for (let i = 0; ; i++) {
     const r = await runCommand(argv, policy.timeoutMs, stop);
     if (r.code === 0 && !r.timedOut && !r.stopped) return { attempts: i + 1 };
-    const attempts = `${i + 1} attempt${i ? 's' : ''}`;
     if (r.stopped) throw new RelayError('MOUNT_FAILED', `${argv[0]} was stopped during attempt ${i + 1}`);
     const why = r.timedOut ? `timed out after ${policy.timeoutMs / 1000} s` : `exited with ${r.code}`;
     const detail = r.stderr.trim() || r.stdout.trim();
-    if (i + 1 < policy.attempts && (r.timedOut || RETRYABLE.test(detail)) && await backedOff(policy.base ** i + Math.random(), stop)) continue;
-    throw new RelayError('MOUNT_FAILED', `${argv[0]} ${why} after ${attempts}${detail ? `: ${detail}` : ''}`);
+    const failed = `${argv[0]} ${why} after ${i + 1} attempt${i ? 's' : ''}${detail ? `: ${detail}` : ''}`;
+    if (i + 1 < policy.attempts && (r.timedOut || RETRYABLE.test(detail))) {
+      const wait = policy.base ** i + Math.random();
+      retrying(`${failed}; attempt ${i + 2} of ${policy.attempts} in ${wait.toFixed(1)} s`, wait);
+      if (await backedOff(wait, stop)) continue;
+    }
+    throw new RelayError('MOUNT_FAILED', failed);
   }
 }
 

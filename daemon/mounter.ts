@@ -97,7 +97,8 @@ export class Mounter {
         };
         relay?.on('handshake_failed', onFailed);
         try {
-          ({ attempts } = await runMount(command, this.retry, hopeless.signal));
+          // A mount at boot retries unseen by anyone: the journal says each retry and why.
+          ({ attempts } = await runMount(command, this.retry, hopeless.signal, (msg) => this.log.info('mount.retrying', { fs: fsId, dir, msg })));
         } catch (err) {
           const e = withTunnelCause(err, this.manager.view(fsId), since, hopeless.signal.reason as RelayError | undefined);
           this.log.warn('mount.failed', { fs: fsId, code: e.code, dir, msg: e.message });
@@ -126,7 +127,7 @@ export class Mounter {
     const command = [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)];
     if (req.fake) return { already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };
     this.log.warn('mount.plaintext', { fs: fsId, code: 'UNENCRYPTED_MOUNT', dir, msg: 'notls with policy.require_tls off: this mount is not encrypted' });
-    const { attempts } = await runMount(command, this.retry);
+    const { attempts } = await runMount(command, this.retry, undefined, (msg) => this.log.info('mount.retrying', { fs: fsId, dir, msg }));
     return { already_mounted: false, fake: false, dir, command, attempts, tunnel: null };
   }
 

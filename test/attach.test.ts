@@ -137,6 +137,13 @@ describe('efsctl attach and detach', function () {
     const r = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcdef2', mnt('retry'), '-o', 'region=us-east-1');
     expect(r.attempts).to.equal(3);
     expect(daemon.mount.calls().length - calls).to.equal(3);
+    // Each retry is in the journal, with why and when the next attempt comes.
+    const retries = daemon.logs.split('\n').filter((l) => l.includes(' mount.retrying fs=fs-0abcdef2 '));
+    expect(retries).to.have.length(2);
+    for (const [i, line] of retries.entries()) {
+      expect(line).to.match(new RegExp(`^\\S+ info mount\\.retrying fs=fs-0abcdef2 code=- msg="\\S+ exited with 32 after ${i + 1} attempts?: ` +
+        `mount\\.nfs4: Connection reset by peer; attempt ${i + 2} of 3 in \\d+\\.\\d s" dir=\\S+/retry$`));
+    }
   });
 
   it('gives up after 3 attempts of a mount that keeps timing out', async () => {
