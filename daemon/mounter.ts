@@ -38,6 +38,8 @@ export interface AttachResult {
 
 export class Mounter {
   private readonly locks = new KeyedLock();
+  /** Mounts under way, by file system: each ends at once when a connection of its tunnel fails in a way no retry mends. */
+  private readonly underWay = new Map<string, Set<AbortController>>();
 
   constructor(
     private readonly cfg: Config,
@@ -45,7 +47,13 @@ export class Mounter {
     private readonly log: Logger,
     private readonly region: RegionSource,
     private readonly retry: RetryPolicy = EFS_UTILS_RETRY,
-  ) {}
+  ) {
+    // One listener per relay, not one per mount: a boot with many mounts of one file system would pass
+    // EventEmitter's warning threshold.
+    manager.onRelay((fsId, relay) => relay.on('handshake_failed', (e) => {
+      if (e.final) for (const mount of this.underWay.get(fsId) ?? []) mount.abort(e);
+    }));
+  }
 
   attach(req: AttachRequest): Promise<AttachResult> {
     const spec = requireSpec(req.spec);
@@ -91,11 +99,8 @@ export class Mounter {
         // has no such name) ends the mount at once: mount.nfs4 would only reconnect into it until its timeout, and
         // efs-utils' retries would repeat that twice more.
         const hopeless = new AbortController();
-        const relay = this.manager.relay(fsId);
-        const onFailed = (e: RelayError): void => {
-          if (e.final) hopeless.abort(e);
-        };
-        relay?.on('handshake_failed', onFailed);
+        const watching = this.underWay.get(fsId) ?? new Set<AbortController>();
+        this.underWay.set(fsId, watching.add(hopeless));
         try {
           // A mount at boot retries unseen by anyone: the journal says each retry and why.
           ({ attempts } = await runMount(command, this.retry, hopeless.signal, (msg) => this.log.info('mount.retrying', { fs: fsId, dir, msg })));
@@ -104,7 +109,8 @@ export class Mounter {
           this.log.warn('mount.failed', { fs: fsId, code: e.code, dir, msg: e.message });
           throw e;
         } finally {
-          relay?.off('handshake_failed', onFailed);
+          watching.delete(hopeless);
+          if (watching.size === 0) this.underWay.delete(fsId);
         }
         unrecorded = !(await this.recordMade(fsId, dir));
         this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });

@@ -177,6 +177,28 @@ describe('efsctl attach and detach', function () {
     }
   });
 
+  it('stops each of a dozen mounts of one file system under way together at the same refusal, with no warning about event listeners in the log', async () => {
+    const wrong = await new MountTargetStandIn({ host: '127.0.0.51', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    daemon.mount.behave('mount', { reach: true });
+    try {
+      const fsId = 'fs-0abcde53';
+      const calls = daemon.mount.calls().length;
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+        daemon.efsctl('attach', `${fsId}:/d${i}`, mnt(`many-${i}`), '-o', 'mounttargetip=127.0.0.51,region=us-east-1')));
+      for (const r of results) {
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.contain('was stopped during attempt 1, and not tried again').and.contain('(TLS_HOSTNAME_MISMATCH)');
+      }
+      // A mount.nfs4 stopped in its first milliseconds (another mount's connection met the refusal first) may not
+      // have written its call down yet; none was run a second time.
+      expect(daemon.mount.calls().length - calls, 'no second attempt').to.be.within(1, 12);
+      expect(daemon.logs).to.not.contain('MaxListenersExceededWarning');
+    } finally {
+      daemon.mount.behave('mount', {});
+      await wrong.stop();
+    }
+  });
+
   it('keeps efs-utils\' 3 attempts when the tunnel\'s failure may pass: nothing listens at the mount target yet', async () => {
     daemon.mount.behave('mount', { reach: true, giveUpMs: 300 });
     try {
