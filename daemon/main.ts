@@ -183,6 +183,13 @@ async function main(): Promise<void> {
   // mount's connections with it. The background tasks handle their own
   // failures; this is the last line, loud in the log.
   const internalErrors = new RateLimitedLog(60_000);
+  // Node prints its own warnings (a deprecation, an EventEmitter with many listeners) as raw lines on stderr, which
+  // journald keeps at info and log readers cannot parse: from here they are log lines like every other.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => {
+    if (!internalErrors.admit(`${w.name}: ${w.message}`)) return;
+    log.warn('daemon.node_warning', { code: 'INTERNAL', msg: `Node.js warns: ${w.name}: ${w.message}. The daemon keeps running; please report this with the log`, stack: w.stack });
+  });
   process.on('unhandledRejection', (reason) => {
     const e = asRelayError(reason);
     if (!internalErrors.admit(e.message)) return;

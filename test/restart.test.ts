@@ -7,7 +7,7 @@ import { open } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
-import { BIN, Daemon, escapeRegExp, run, waitFor, writeRecords } from './helpers/daemon.js';
+import { BIN, Daemon, escapeRegExp, run, tempDir, waitFor, writeRecords } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, certFor, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -159,6 +159,31 @@ describe('daemon signals', function () {
         s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
       });
       expect(refused).to.equal('ECONNREFUSED');
+      expect(daemon.exitCode).to.equal(null);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('logs a warning of Node\'s own (here a deprecation a loaded module raises) as a daemon.node_warning line, not a raw line on stderr', async () => {
+    // A module preloaded the way a dependency would be: it raises a real process warning once the daemon has
+    // replaced Node's printer, as any later code in the process would.
+    const preload = join(tempDir('preload'), 'warns.cjs');
+    writeFileSync(preload, [
+      "const nodes = process.listeners('warning');",
+      "const t = setInterval(() => {",
+      "  if (process.listeners('warning').some((l) => nodes.includes(l))) return;",
+      "  clearInterval(t);",
+      "  process.emitWarning('a test module uses an API Node will remove', 'DeprecationWarning', 'DEP0999');",
+      "}, 20);",
+      "t.unref();",
+      '',
+    ].join('\n'));
+    const daemon = await new Daemon(daemonConfig(21500)).start(undefined, undefined, { NODE_OPTIONS: `--require ${preload}` });
+    try {
+      await waitFor('the warning in the log', () => daemon.logs.includes('daemon.node_warning'));
+      expect(daemon.logs).to.match(/warn daemon\.node_warning fs=- code=INTERNAL msg="Node\.js warns: DeprecationWarning: a test module uses an API Node will remove\. The daemon keeps running; please report this with the log" stack=/);
+      expect(daemon.logs, 'Node\'s own printer is gone').to.not.match(/\(node:\d+\) \[DEP0999\]/);
       expect(daemon.exitCode).to.equal(null);
     } finally {
       await daemon.stop();
