@@ -35,9 +35,27 @@ const role = path.basename(process.argv[1]).startsWith('umount') ? 'umount' : 'm
 const args = process.argv.slice(2);
 fs.appendFileSync(path.join(dir, role + '-calls.jsonl'), JSON.stringify({ argv: [process.argv[1], ...args], env: process.env }) + '\\n');
 const lock = path.join(dir, 'proc-mounts.lock');
+// The lock holds its holder's pid (made whole, then renamed into place): a stand-in killed while it holds the lock
+// (the daemon stops a mount that cannot succeed) must not leave every later one waiting.
 function locked(fn) {
-  for (;;) { try { fs.mkdirSync(lock); break; } catch { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); } }
-  try { return fn(); } finally { fs.rmdirSync(lock); }
+  const mine = lock + '.' + process.pid;
+  for (;;) {
+    fs.mkdirSync(mine, { recursive: true });
+    fs.writeFileSync(path.join(mine, 'pid'), String(process.pid));
+    try { fs.renameSync(mine, lock); break; } catch {}
+    let holder = 0;
+    try { holder = Number(fs.readFileSync(path.join(lock, 'pid'), 'utf8')); } catch {}
+    let dead = false;
+    if (holder > 0) { try { process.kill(holder, 0); } catch (e) { dead = e.code === 'ESRCH'; } }
+    if (dead) {
+      const gone = lock + '.dead.' + holder;
+      try { fs.renameSync(lock, gone); fs.rmSync(gone, { recursive: true, force: true }); } catch {}
+      continue;
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  }
+  // Renamed away before it is emptied: an empty directory at the lock's name would let the next rename replace it.
+  try { return fn(); } finally { fs.renameSync(lock, mine + '.done'); fs.rmSync(mine + '.done', { recursive: true, force: true }); }
 }
 let fillFile = null;
 let reach = false;
