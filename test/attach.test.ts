@@ -200,7 +200,7 @@ describe('efsctl attach and detach', function () {
   });
 
   it('keeps efs-utils\' 3 attempts when the tunnel\'s failure may pass: nothing listens at the mount target yet', async () => {
-    daemon.mount.behave('mount', { reach: true, giveUpMs: 300 });
+    daemon.mount.behave('mount', { reach: true, giveUpMs: 1_000 }); // long enough for a refusal to reach it on a busy machine
     try {
       const fsId = 'fs-0abcde52';
       const calls = daemon.mount.calls().length;
