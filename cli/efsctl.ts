@@ -201,9 +201,9 @@ async function run(p: Parsed): Promise<void> {
       tunnelOptions(opts);
       const res = (await ask('add', { fs_id: fsId, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl' })) as AddResult;
       const t = res.tunnel;
-      const extra = t.extra_ports.length === 0 ? '' : `\n${t.fs_id}: also on port${t.extra_ports.length > 1 ? 's' : ''} ${t.extra_ports.join(', ')}, for the mounts that name ${t.extra_ports.length > 1 ? 'them' : 'it'}` +
-        // An extra port another process holds: its mounts wait until the daemon gets it (tried every few seconds).
-        (t.state === 'error' && t.last_error ? `; not yet: ${t.last_error.message} [${t.last_error.code}]; the daemon tries again every few seconds` : '');
+      const others = portsOf(t).slice(1); // a daemon older than extra ports sends none
+      const many = others.length > 1;
+      const extra = others.length === 0 ? '' : `\n${t.fs_id}: also on port${many ? 's' : ''} ${others.join(', ')}, for the mounts that name ${many ? 'them' : 'it'}`;
       out(
         res,
         `${t.fs_id}: ${res.created ? 'tunnel started' : 'tunnel already running'} on 127.0.0.1:${t.port} ` +
