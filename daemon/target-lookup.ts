@@ -69,17 +69,15 @@ export class TargetLookup {
   /** `last` is the answer an earlier run kept, not yet confirmed by DNS in this one. */
   private fromEarlierRun = false;
 
-  /** @param earlier DNS's last answer as an earlier run of the daemon kept it: the fallback until DNS answers. */
+  /**
+   * @param earlier DNS's last answer as an earlier run of the daemon kept it (the record's `dns_answer`, which
+   * validateRecord let through only with IP addresses and a valid time): the fallback until DNS answers.
+   */
   constructor(readonly name: string, private readonly events: LookupEvents, earlier?: DnsAnswer | null) {
-    const answeredAt = earlier ? Date.parse(earlier.answered_at) : NaN;
-    const addresses = (earlier?.addresses ?? []).flatMap((address) => {
-      const family = isIP(address);
-      return family === 0 ? [] : [{ address, family }];
-    });
-    if (addresses.length > 0 && !Number.isNaN(answeredAt)) {
-      this.last = { addresses, at: performance.now() - Math.max(0, Date.now() - answeredAt), answeredAt: earlier!.answered_at };
-      this.fromEarlierRun = true;
-    }
+    if (!earlier) return;
+    const addresses = earlier.addresses.map((address) => ({ address, family: isIP(address) }));
+    this.last = { addresses, at: performance.now() - Math.max(0, Date.now() - Date.parse(earlier.answered_at)), answeredAt: earlier.answered_at };
+    this.fromEarlierRun = true;
   }
 
   /**
