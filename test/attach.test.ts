@@ -37,8 +37,6 @@ describe('efsctl attach and detach', function () {
   const tunnels = async (): Promise<TunnelView[]> => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
   /** What a failed request must leave unchanged: which tunnels, on which ports, with which mounts. */
   const shape = async (): Promise<Array<[string, number, string[]]>> => (await tunnels()).map((t) => [t.fs_id, t.port, t.mounts]);
-  const record = (fsId: string): { mounts: string[]; port: number } =>
-    JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as { mounts: string[]; port: number };
 
   // Each test makes the tunnels and mounts it reads (a file system of its own where it counts them), so
   // that any one of them passes run alone (TEST_GREP) as well as after the others.
@@ -55,7 +53,7 @@ describe('efsctl attach and detach', function () {
     expect(calls).to.have.length(1);
     expect(calls[0]!.argv).to.deep.equal([daemon.mount.mountCommand, '127.0.0.1:/', dir, '-o', `${DEFAULTS},port=${port}`]);
     expect(calls[0]!.env.PATH).to.be.a('string');
-    expect(record('fs-0abcde00').mounts).to.deep.equal([dir]);
+    expect(daemon.record('fs-0abcde00').mounts).to.deep.equal([dir]);
     expect((await tunnel('fs-0abcde00'))!.mounts).to.deep.equal([dir]);
   });
 
@@ -263,7 +261,7 @@ describe('efsctl attach and detach', function () {
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.equal(`${dir} unmounted; the tunnel for ${FS_ID} keeps running (still in use)\n`);
     expect(daemon.mount.calls('umount').at(-1)!.argv).to.deep.equal([daemon.mount.umountCommand, dir]);
-    expect(record(FS_ID).mounts).to.not.include(dir);
+    expect(daemon.record(FS_ID).mounts).to.not.include(dir);
   });
 
   it('detach of the last mount stops the tunnel and frees its port', async () => {
@@ -290,7 +288,7 @@ describe('efsctl attach and detach', function () {
     const r = await daemon.efsctl('detach', dir);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain(`exited with 32: umount: ${dir}: target is busy. [UMOUNT_FAILED]`);
-    expect(record('fs-0abcdef5').mounts).to.deep.equal([dir]);
+    expect(daemon.record('fs-0abcdef5').mounts).to.deep.equal([dir]);
   });
 });
 
@@ -409,8 +407,6 @@ describe('ports named by mounts of stopped tunnels', function () {
 
   const listed = async (fsId: string): Promise<TunnelView | undefined> =>
     (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((t) => t.fs_id === fsId);
-  const extraPortsOnRecord = (fsId: string): number[] | undefined =>
-    (JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as { extra_ports?: number[] }).extra_ports;
 
   it('leaves a force-stopped mount\'s port that another process holds to the user, and doctor names the add that gives it back as an extra port once free', async () => {
     const fsId = 'fs-0abcde1c';
@@ -441,7 +437,7 @@ describe('ports named by mounts of stopped tunnels', function () {
     expect(r.stdout).to.contain(`${fsId}: also on port ${port}, for the mounts that name it\n`);
     await expectPortTaken(port);
     expect(existsSync(leftFile(port)), 'the tunnel\'s record holds the port now').to.equal(false);
-    expect(extraPortsOnRecord(fsId)).to.deep.equal([port]);
+    expect(daemon.record(fsId).extra_ports).to.deep.equal([port]);
     await waitFor('the mount in the record again', async () => (await listed(fsId))?.mounts.includes(dir) || null);
   });
 
@@ -462,7 +458,7 @@ describe('ports named by mounts of stopped tunnels', function () {
     expect(r.stdout).to.equal(`${fsId}: tunnel already running on 127.0.0.1:${port} → 127.0.0.14:2049 (TLS; its certificate must name ${fsId}.efs.us-east-1.amazonaws.com)\n` +
       `${fsId}: also on port ${other}, for the mounts that name it\n`);
     await expectPortTaken(other);
-    expect(extraPortsOnRecord(fsId)).to.deep.equal([other]);
+    expect(daemon.record(fsId).extra_ports).to.deep.equal([other]);
     await waitFor('the mount in the record', async () => (await listed(fsId))?.mounts.includes(dir) || null);
     expect((await daemon.efsctl('add', fsId, '-o', `${OPTS},tlsport=${other}`)).stdout, 'asked again: nothing changes').to.equal(r.stdout);
   });

@@ -3,7 +3,7 @@
 // /etc/resolv.conf names the test's DNS server), and the names point at
 // TLS stand-ins on loopback.
 import { expect } from 'chai';
-import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { BIN, Daemon, escapeRegExp, inOwnResolver, RESOLVER_TIMEOUT_S, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
@@ -12,7 +12,6 @@ import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import type { DoctorReport } from '../cli/doctor.js';
-import type { TunnelRecord } from '../daemon/state.js';
 
 const DNS_HOST = '127.0.0.63';
 const TARGET_HOST = '127.0.0.64';
@@ -65,7 +64,6 @@ describe('Mount targets by DNS name', function () {
   }
 
   const status = (fsId: string): Promise<TunnelDetail> => daemon.efsctlJson<TunnelDetail>('status', fsId);
-  const recordOf = (fsId: string): TunnelRecord => JSON.parse(readFileSync(join(daemon.stateDir, `${fsId}.json`), 'utf8')) as TunnelRecord;
   const logLines = (event: string, fsId: string): string[] =>
     daemon.logs.split('\n').filter((l) => new RegExp(` ${escapeRegExp(event)} fs=${fsId} `).test(l));
   async function fallbacks(fsId: string): Promise<number> {
@@ -142,7 +140,7 @@ describe('Mount targets by DNS name', function () {
     const fsId = 'fs-0000d0e1';
     const port = await tunnelByName(fsId);
     expect((await exchange(port, 'before')).received.toString()).to.equal('before' + ECHO_TRAILER);
-    const kept = await waitFor('the answer in the record', () => recordOf(fsId).dns_answer);
+    const kept = await waitFor('the answer in the record', () => daemon.record(fsId).dns_answer);
     expect(kept).to.deep.include({ name: nameOf(fsId), addresses: [TARGET_HOST] });
 
     await daemon.stop();
@@ -222,7 +220,7 @@ describe('Mount targets by DNS name', function () {
     expect(s.last_error?.message).to.match(new RegExp(`^DNS has no address for ${escapeRegExp(nameOf(fsId))} \\(ENOTFOUND\\)`));
     expect(s.dns).to.equal(null);
     expect((await daemon.efsctl('status', fsId)).stdout).to.match(/^DNS answer: +none$/m);
-    await waitFor('the answer gone from the record too', () => recordOf(fsId).dns_answer === undefined || null);
+    await waitFor('the answer gone from the record too', () => daemon.record(fsId).dns_answer === undefined || null);
 
     dns.mode = 'silent';
     expect((await exchange(port, 'SECRET')).received.toString()).to.equal('');

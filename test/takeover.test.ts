@@ -204,7 +204,7 @@ describe('efsctl takeover', function () {
       await waitFor('both mounts in the record', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).mounts.length === 2, 3_000);
 
       // The record keeps the extra port: a restarted daemon listens on it again.
-      expect(JSON.parse(readFileSync(join(daemon.stateDir, `${FS_ID}.json`), 'utf8'))).to.deep.include({ port: PORT, extra_ports: [PORT + 1] });
+      expect(daemon.record(FS_ID)).to.deep.include({ port: PORT, extra_ports: [PORT + 1] });
       await daemon.stop('SIGTERM');
       // Another process holds the extra port as the daemon starts: the tunnel says so, and takes the port once it is free.
       const squatter = createServer();
@@ -231,7 +231,7 @@ describe('efsctl takeover', function () {
       await expectPortFree(PORT + 1);
       const after = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
       expect(after).to.deep.include({ port: PORT, mounts: [dir], state: 'listening' });
-      expect(JSON.parse(readFileSync(join(daemon.stateDir, `${FS_ID}.json`), 'utf8'))).to.not.have.property('extra_ports');
+      expect(daemon.record(FS_ID)).to.not.have.property('extra_ports');
       expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).sha256, 'the first mount still reads').to.equal(want);
     });
   });

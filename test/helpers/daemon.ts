@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
+import type { TunnelRecord } from '../../daemon/state.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../../..');
 export const BIN = join(ROOT, 'build/bin');
@@ -183,6 +184,11 @@ export class Daemon {
     const listen = (this.config.metrics as { listen: string }).listen;
     const text = await (await fetch(`http://${listen}/metrics`)).text();
     return new RegExp(`^${escapeRegExp(name)} (\\S+)$`, 'm').exec(text)?.[1];
+  }
+
+  /** A tunnel's record as the daemon wrote it in the state dir. */
+  record(fsId: string): TunnelRecord {
+    return JSON.parse(readFileSync(join(this.stateDir, `${fsId}.json`), 'utf8')) as TunnelRecord;
   }
 
   async efsctl(...args: string[]): Promise<RunResult> {
