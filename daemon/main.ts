@@ -129,9 +129,10 @@ async function main(): Promise<void> {
     // After the restore (records name their targets already), before fstab's lines and the first request need a region.
     await region.lookup();
     region.onRegion(() => fstabWatcher.regionKnown());
+    // Mounts first: a port a mount names is given to no new tunnel of fstab's lines.
+    await mountWatcher.start();
     await fstabWatcher.start();
     await stateWatcher.start();
-    mountWatcher.start();
     prober.start();
     await fdWatcher.start();
     await metrics.start();

@@ -39,9 +39,14 @@ export class MountWatcher {
     this.reader = new MountsFileReader(cfg.mount.proc_mounts);
   }
 
-  start(): void {
+  /**
+   * Read once now, then every poll_interval. The first read is done when this resolves, so that fstab's lines,
+   * applied next, never pick a port that a mount names: its tunnel may be down, and its reconnects would reach
+   * whichever file system got the port.
+   */
+  async start(): Promise<void> {
     this.stopped = false;
-    this.schedule(0);
+    await this.readThenSchedule();
   }
 
   stop(): void {
@@ -69,17 +74,27 @@ export class MountWatcher {
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    // Reads never overlap: the next one is scheduled when this one is done.
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.ticking = true;
-      void this.tick().finally(() => {
-        this.ticking = false;
-        const again = this.readAgain;
-        this.readAgain = false;
-        this.schedule(again ? 0 : this.cfg.mount.poll_interval * 1000);
-      });
+      void this.readThenSchedule();
     }, ms);
+  }
+
+  /** One read, then the next is scheduled: reads never overlap. */
+  private async readThenSchedule(): Promise<void> {
+    this.ticking = true;
+    try {
+      await this.tick();
+    } catch (err) {
+      // tick() handles what it expects; anything else is a bug, and the reads must go on all the same.
+      const e = asRelayError(err);
+      this.log.error('daemon.internal_error', { code: e.code, msg: `reading ${this.cfg.mount.proc_mounts}: ${e.message}; the daemon keeps running. Please report this with the log`, stack: e.cause instanceof Error ? e.cause.stack : e.stack });
+    } finally {
+      this.ticking = false;
+    }
+    const again = this.readAgain;
+    this.readAgain = false;
+    this.schedule(again ? 0 : this.cfg.mount.poll_interval * 1000);
   }
 
   private checkUnencrypted(mounts: MountEntry[], tunnels: readonly Readonly<TunnelRecord>[]): void {

@@ -216,6 +216,22 @@ describe('/proc/mounts watching', function () {
   });
 });
 
+describe('ports that mounts name, at start-up', function () {
+  it('gives the tunnel of an fstab line, made as the daemon starts, no port that a mount names (its tunnel is down, and its reconnects would reach this file system)', async () => {
+    const d = new Daemon(daemonConfig(21950, { port_range: { first: 21950, last: 21954 } }));
+    // Mounts of other file systems through four of the five ports, whose tunnels are not running.
+    for (let p = 21950; p <= 21953; p++) d.mount.addMountLine(`127.0.0.1:/ /mnt/other-${p} nfs4 rw,vers=4.1,port=${p},addr=127.0.0.1 0 0`);
+    writeFileSync(d.fstab, 'fs-0e000010 /mnt/new efs _netdev,tls,region=us-east-1 0 0\n');
+    await d.start();
+    try {
+      const t = (await tunnels(d)).find((x) => x.fs_id === 'fs-0e000010');
+      expect(t?.port, 'the one port no mount names').to.equal(21954);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
 describe('state dir watching', function () {
   let daemon: Daemon;
   before(async () => {
