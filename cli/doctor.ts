@@ -25,7 +25,7 @@ import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
-import { efsUtilsConfigs } from './efs-utils-stunnel.js';
+import { efsUtilsConfigs } from '../daemon/efs-utils-configs.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
 

@@ -1,13 +1,11 @@
 // What an efs-utils stunnel serves, read from the config file efs-utils
 // wrote for it (/var/run/efs/stunnel-config.FS.MOUNT.PORT; efs-utils 2's
 // efs-proxy reads the same file): the local port it accepts on, the mount
-// target it connects to and the name the certificate must carry (checkHost),
-// and where to find the file for a mount. The reading of a file is pure, so
+// target it connects to and the name the certificate must carry (checkHost).
+// Where a mount's file is: daemon/efs-utils-configs.ts. The reading is pure, so
 // that `efsctl takeover` can show exactly which tunnel options replace the
 // stunnel before touching anything.
-import { readdir } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
 import type { Config } from '../daemon/config.js';
 import { RelayError } from '../daemon/errors.js';
 import { parseOptions } from '../daemon/options.js';
@@ -107,11 +105,4 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
     return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would connect to ${target.address}, not to ${to.host} as the stunnel does`);
   }
   return { fsId, options: options.join(','), dnsName: target.dnsName, connectHost: to.host };
-}
-
-/** efs-utils' stunnel configs for the mount at `dir` through `port`: it names each after the mount point, its slashes as dots. */
-export async function efsUtilsConfigs(dir: string, port: number, stateDir: string): Promise<{ files: string[]; pattern: string }> {
-  const suffix = `.${dir.replace(/^\/+/, '').replaceAll('/', '.')}.${port}`;
-  const names = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => /^stunnel-config\.fs-[0-9a-f]+\./.test(n) && n.endsWith(suffix));
-  return { files: names.map((n) => join(stateDir, n)), pattern: `stunnel-config.FS${suffix}` };
 }

@@ -19,7 +19,8 @@ import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mo
 import { portsOf } from '../daemon/state.js';
 import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
-import { efsUtilsConfigs, parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
+import { efsUtilsConfigs } from '../daemon/efs-utils-configs.js';
+import { parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { describeListener, listenersOn, listeningPorts } from './listeners.js';
 import { alive, commandLine, processes, processUid } from './processes.js';
 

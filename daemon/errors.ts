@@ -40,6 +40,10 @@ export const ERRORS = {
     title: 'the local port is already in use',
     hint: 'Choose another tlsport=, or stop whatever listens on that port (`ss -ltnp`).',
   },
+  PORT_CLAIMED: {
+    title: 'an efs-utils mount of another file system goes through the local port',
+    hint: 'A local port serves one file system. Unmount the mount named in the message, and the tunnel takes its port within 5 s; or, to keep that mount, unmount this file system\'s mounts through the port, `efsctl stop FS`, and mount them again on a new port.',
+  },
   PORT_OUT_OF_RANGE: {
     title: 'the local port is outside the configured range',
     hint: 'Pick a tlsport= inside port_range, or widen port_range in the config file.',

@@ -121,6 +121,9 @@ async function main(): Promise<void> {
   try {
     await store.ensureDir();
     await control.ensureNotRunning();
+    // Mounts first: a port a mount names is given to no new tunnel of fstab's lines, and a restored tunnel does not
+    // take the port of another file system's efs-utils mount. The records' own mounts are checked at the next read.
+    await mountWatcher.start();
     invalid = await manager.restore();
     manager.onCaBundle((file) => {
       caWatcher.add(file);
@@ -129,8 +132,6 @@ async function main(): Promise<void> {
     // After the restore (records name their targets already), before fstab's lines and the first request need a region.
     await region.lookup();
     region.onRegion(() => fstabWatcher.regionKnown());
-    // Mounts first: a port a mount names is given to no new tunnel of fstab's lines.
-    await mountWatcher.start();
     await fstabWatcher.start();
     await stateWatcher.start();
     prober.start();

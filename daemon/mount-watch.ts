@@ -6,6 +6,7 @@
 // A tunnel's extra port (a mount taken over from efs-utils) goes by the same
 // rules once no mount names it.
 import type { Config } from './config.js';
+import { efsUtilsMounts, type EfsUtilsMount } from './efs-utils-configs.js';
 import { asRelayError } from './errors.js';
 import type { Logger } from './log.js';
 import { MountsFileReader, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
@@ -29,6 +30,10 @@ export class MountWatcher {
   private readonly reported = new ReportOnce();
   /** Changes that failed (a full state dir), logged once while they keep failing. */
   private readonly failing = new ReportOnce();
+  /** efs-utils' mounts among those through local ports, listed again only when those mounts change. */
+  private efsUtils: { key: string; mounts: EfsUtilsMount[] } = { key: '', mounts: [] };
+  /** Mounts not adopted, since efs-utils' config gives them to another file system: logged once. */
+  private readonly notAdopted = new ReportOnce();
 
   constructor(
     private readonly cfg: Config,
@@ -97,6 +102,16 @@ export class MountWatcher {
     this.schedule(again ? 0 : this.cfg.mount.poll_interval * 1000);
   }
 
+  /** efs-utils' mounts among the mounts through local ports; its state dir is listed again only when those change. */
+  private async efsUtilsMounts(byPort: ReadonlyMap<number, ReadonlySet<string>>): Promise<EfsUtilsMount[]> {
+    const through = [...byPort].flatMap(([port, dirs]) => [...dirs].map((dir) => ({ dir, port })));
+    const stateDir = this.cfg.mount.efs_utils_state_dir;
+    // efs-utils writes a mount's config before mounting, and removes it after unmounting.
+    const key = JSON.stringify([stateDir, through]);
+    if (key !== this.efsUtils.key) this.efsUtils = { key, mounts: await efsUtilsMounts(through, stateDir) };
+    return this.efsUtils.mounts;
+  }
+
   private checkUnencrypted(mounts: MountEntry[], tunnels: readonly Readonly<TunnelRecord>[]): void {
     const targets = new Set(tunnels.map((r) => r.target.address));
     const found = unencryptedEfsMounts(mounts, this.cfg.efs.dns_name_suffix, targets);
@@ -139,6 +154,9 @@ export class MountWatcher {
       byPort.set(port, dirs);
     }
     await this.manager.setMountedPorts(new Set(byPort.keys()));
+    const efsUtils = await this.efsUtilsMounts(byPort);
+    this.manager.setEfsUtilsMounts(efsUtils);
+    const notMine = new Map<string, EfsUtilsMount>();
     // A change that fails (its record cannot be written) is tried again at the next read; one
     // tunnel's failure neither stops the others' changes nor the daemon.
     const failed = new Map<string, { what: string; fs: string; dir: string | undefined; err: unknown }>();
@@ -164,7 +182,11 @@ export class MountWatcher {
       for (const port of portsOf(t)) {
         for (const dir of byPort.get(port) ?? []) {
           listed.add(dir);
-          if (!t.mounts.includes(dir)) await attempt(`recording the mount at ${dir}`, t.fs_id, dir, () => this.mounter.adopt(t.fs_id, port, dir));
+          if (t.mounts.includes(dir)) continue;
+          // efs-utils' mount of another file system, through a port this tunnel holds (and does not listen on).
+          const other = efsUtils.find((m) => m.dir === dir && m.port === port && m.fs_id !== t.fs_id);
+          if (other) notMine.set(`${t.fs_id}\0${dir}\0${port}`, other);
+          else await attempt(`recording the mount at ${dir}`, t.fs_id, dir, () => this.mounter.adopt(t.fs_id, port, dir));
         }
       }
       for (const dir of t.mounts) {
@@ -185,6 +207,12 @@ export class MountWatcher {
         const why = goneFor(key);
         if (why !== null && (await attempt(`releasing port ${port}, which no mount names any more,`, t.fs_id, undefined, () => this.manager.releasePort(t.fs_id, port, `no mount names port ${port}: ${why}`)))) this.missing.delete(key);
       }
+    }
+    const freshNotMine = this.notAdopted.fresh(notMine.keys());
+    for (const [key, m] of notMine) {
+      if (!freshNotMine.has(key)) continue;
+      const fs = key.split('\0')[0] as string;
+      this.log.warn('mount.not_adopted', { fs, code: 'PORT_CLAIMED', dir: m.dir, port: m.port, msg: `${m.dir} is mounted through port ${m.port}, which the tunnel of ${fs} holds, but efs-utils' config ${m.file} gives the mount to ${m.fs_id}: it is not recorded as a mount of ${fs}` });
     }
     const fresh = this.failing.fresh(failed.keys());
     for (const [key, { what, fs, dir, err }] of failed) {

@@ -16,6 +16,7 @@ import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
 import type { DnsAnswer } from './target-lookup.js';
+import type { EfsUtilsMount } from './efs-utils-configs.js';
 
 const LISTEN_RETRY_MS = 5_000;
 const HISTORY = 20;
@@ -187,6 +188,12 @@ export class TunnelManager {
    * mount list, still avoids) these ports.
    */
   private readonly leftMounted = new Map<number, string>();
+  /**
+   * Port → an efs-utils mount through it, with the file system its config names, as the mount watcher last saw
+   * them. A tunnel of another file system does not listen on such a port: the mount's NFS client reconnects there,
+   * and would reach the wrong file system the moment its stunnel let go (a crash, a restart by efs-utils' watchdog).
+   */
+  private efsUtilsOn = new Map<number, EfsUtilsMount>();
   private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
   /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
   private readonly restartCount = new Map<string, number>();
@@ -227,6 +234,24 @@ export class TunnelManager {
     for (const port of [...this.leftMounted.keys()]) {
       if (!ports.has(port)) await this.forgetLeftMount(port);
     }
+  }
+
+  /** The mount watcher's latest reading of efs-utils' mounts through local ports. */
+  setEfsUtilsMounts(mounts: readonly EfsUtilsMount[]): void {
+    this.efsUtilsOn = new Map(mounts.map((m) => [m.port, m]));
+  }
+
+  /** An efs-utils mount of another file system than `fsId` through `port`. */
+  private claimedByOther(fsId: string, port: number): EfsUtilsMount | undefined {
+    const m = this.efsUtilsOn.get(port);
+    return m?.fs_id === fsId ? undefined : m;
+  }
+
+  /** Refuses (PORT_CLAIMED) a port through which an efs-utils mount of another file system than `fsId` goes. */
+  private checkNotClaimed(fsId: string, port: number): void {
+    const m = this.claimedByOther(fsId, port);
+    if (m === undefined) return;
+    throw new RelayError('PORT_CLAIMED', `Port ${port} is the port of ${m.fs_id}'s efs-utils mount at ${m.dir} (${m.file}); ${fsId}'s tunnel does not listen there while that mount is listed, or its NFS client's reconnects would reach ${fsId}'s mount target`);
   }
 
   /** Ports that mounts name (now, or as left behind by a forced stop): given to no other file system. */
@@ -460,10 +485,11 @@ export class TunnelManager {
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
       try {
+        this.checkNotClaimed(req.fsId, port);
         await relay.listen();
       } catch (err) {
-        // Someone outside the daemon holds this port: try the next one, unless the user asked for it.
-        if (err instanceof RelayError && err.code === 'PORT_TAKEN' && wantPort === null) continue;
+        // Someone outside the daemon holds this port, or its mount: try the next one, unless the user asked for it.
+        if (err instanceof RelayError && (err.code === 'PORT_TAKEN' || err.code === 'PORT_CLAIMED') && wantPort === null) continue;
         throw err;
       }
       record.port = port;
@@ -472,7 +498,8 @@ export class TunnelManager {
         // One that another process holds stays remembered for the file system, not waited for: that process may be
         // a tunnel of another file system's mount (efs-utils picks ports without asking us), whose reconnects the
         // port would carry here the moment it let go. `efsctl add FS -o tlsport=N` takes it once it is free.
-        if (other !== port && (await relay.listenAlso(other).then(() => true, () => false))) extra.push(other);
+        if (other === port || this.claimedByOther(req.fsId, other)) continue;
+        if (await relay.listenAlso(other).then(() => true, () => false)) extra.push(other);
       }
       if (extra.length > 0) record.extra_ports = extra;
       try {
@@ -535,6 +562,7 @@ export class TunnelManager {
     if (left !== undefined && left !== fsId) {
       throw new RelayError('PORT_TAKEN', `Port ${port} is named by mounts of ${left}, whose tunnel was stopped; it is given to no other file system`);
     }
+    this.checkNotClaimed(fsId, port);
     await t.relay.listenAlso(port);
     const next = { ...t.record, extra_ports: [...(t.record.extra_ports ?? []), port] };
     try {
@@ -580,6 +608,7 @@ export class TunnelManager {
     for (const port of want) {
       if (t.relay.extraPorts.includes(port)) continue;
       try {
+        this.checkNotClaimed(t.record.fs_id, port);
         await t.relay.listenAlso(port);
         if (t.extraFailing.delete(port)) this.log.info('tunnel.port_added', { fs: t.record.fs_id, port, msg: `listens on its extra port ${port} again` });
       } catch (err) {
@@ -943,6 +972,7 @@ export class TunnelManager {
       t.retryTimer = null;
       if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
       try {
+        this.checkNotClaimed(rec.fs_id, rec.port);
         await t.relay.listen();
         // A listener that comes back after failing, or after its record changed, is a restart.
         if (t.listenError !== null || why === 'restarted') {

@@ -4,9 +4,10 @@ import { expect } from 'chai';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
-import { expectPortFree } from './helpers/client.js';
+import { expectPortFree, expectPortTaken } from './helpers/client.js';
+import { createServer } from 'node:net';
 import { daemonConfig } from './helpers/fixtures.js';
-import type { TunnelView } from '../daemon/tunnels.js';
+import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import type { DoctorReport } from '../cli/doctor.js';
 
 async function tunnels(d: Daemon): Promise<TunnelView[]> {
@@ -226,6 +227,78 @@ describe('ports that mounts name, at start-up', function () {
     try {
       const t = (await tunnels(d)).find((x) => x.fs_id === 'fs-0e000010');
       expect(t?.port, 'the one port no mount names').to.equal(21954);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe('a port that another file system\'s efs-utils mount names', function () {
+  it('is not taken by a restored tunnel while that mount is listed, even once free, and the mount is not recorded as the tunnel\'s; the tunnel listens once it is gone', async () => {
+    const port = 21960;
+    const d = new Daemon(daemonConfig(21960, { port_range: { first: 21960, last: 21969 } }));
+    const mine = 'fs-0e000020';
+    const theirs = 'fs-0e000021';
+    await d.start();
+    const squatter = createServer();
+    try {
+      expect((await d.efsctl('add', mine, '-o', `region=us-east-1,tlsport=${port}`)).code).to.equal(0);
+      await d.stop();
+      // While the daemon was down, efs-utils mounted another file system through the port: its stunnel holds the
+      // port, and its config (written before the mount) names the file system.
+      await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', () => r()));
+      mkdirSync(join(d.dir, 'efs-utils'), { recursive: true });
+      const config = join(d.dir, 'efs-utils', `stunnel-config.${theirs}.mnt.theirs.${port}`);
+      writeFileSync(config, `[efs]\naccept = 127.0.0.1:${port}\n`);
+      d.mount.addMountLine(`127.0.0.1:/ /mnt/theirs nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
+      await d.start();
+      const claimed = async (): Promise<void> => {
+        const status = await d.efsctlJson<TunnelDetail>('status', mine);
+        expect(status.state).to.equal('error');
+        expect(status.last_error?.code).to.equal('PORT_CLAIMED');
+        expect(status.last_error?.message).to.contain(`${theirs}'s efs-utils mount at /mnt/theirs (${config})`);
+        expect(status.mounts, 'the other file system\'s mount is not recorded as this tunnel\'s').to.deep.equal([]);
+      };
+      await claimed();
+      expect(d.logs).to.match(new RegExp(`error tunnel\\.listen_failed fs=${mine} code=PORT_CLAIMED .*retrying every 5 s`));
+      await waitFor('the mount not adopted, said once', () => d.logs.includes(`warn mount.not_adopted fs=${mine} code=PORT_CLAIMED`));
+      // The stunnel lets go (it died; efs-utils' watchdog would start it again): the tunnel still does not take the
+      // port, which the mount's reconnects would cross to this file system's mount target.
+      await new Promise<void>((r) => squatter.close(() => r()));
+      await sleep(6_000); // past a retry (every 5 s)
+      await expectPortFree(port);
+      await claimed();
+      expect(d.record(mine).mounts).to.deep.equal([]);
+      expect(d.logs.match(/mount\.not_adopted/g)).to.have.length(1);
+      // The other file system is unmounted (efs-utils removes its config): the tunnel takes its port.
+      d.mount.removeMount('/mnt/theirs');
+      rmSync(config);
+      await waitFor('the tunnel listening on its port', async () => (await d.efsctlJson<TunnelDetail>('status', mine)).state === 'listening', 8_000);
+      await expectPortTaken(port);
+    } finally {
+      squatter.close();
+      await d.stop();
+    }
+  });
+
+  it('refuses efsctl add of another file system with tlsport= of that port (PORT_CLAIMED, naming the mount), picks around it, and lets the mount\'s own file system take it', async () => {
+    const port = 21970;
+    const d = new Daemon(daemonConfig(21970, { port_range: { first: 21970, last: 21971 } }));
+    mkdirSync(join(d.dir, 'efs-utils'), { recursive: true });
+    writeFileSync(join(d.dir, 'efs-utils', `stunnel-config.fs-0e000031.mnt.theirs.${port}`), '');
+    d.mount.addMountLine(`127.0.0.1:/ /mnt/theirs nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
+    await d.start();
+    try {
+      const r = await d.efsctl('add', 'fs-0e000030', '-o', `region=us-east-1,tlsport=${port}`);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain('PORT_CLAIMED').and.to.contain("fs-0e000031's efs-utils mount at /mnt/theirs");
+      const picked = await d.efsctl('add', 'fs-0e000030', '-o', 'region=us-east-1');
+      expect(picked.code, picked.stderr).to.equal(0);
+      expect((await tunnels(d)).find((t) => t.fs_id === 'fs-0e000030')?.port).to.equal(21971);
+      // The same file system's own efs-utils mount is no obstacle: its tunnel may take the port (a takeover).
+      const own = await d.efsctl('add', 'fs-0e000031', '-o', `region=us-east-1,tlsport=${port}`);
+      expect(own.code, own.stderr).to.equal(0);
+      expect((await tunnels(d)).find((t) => t.fs_id === 'fs-0e000031')?.port).to.equal(port);
     } finally {
       await d.stop();
     }

@@ -1,0 +1,61 @@
+// efs-utils' per-mount files in its state dir (mount.efs_utils_state_dir,
+// /var/run/efs): it names a mount's stunnel config (which efs-utils 2's
+// efs-proxy reads too) stunnel-config.FS.MOUNT.PORT, MOUNT being the mount
+// point with its slashes as dots. `efsctl takeover` and doctor find a
+// mount's config by that name; the daemon reads from the names alone which
+// file system an efs-utils mount through a local port belongs to.
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const CONFIG_NAME = /^stunnel-config\.(fs-[0-9a-f]+)(\..+)$/;
+
+/** What follows the file system in the name of the config of the mount at `dir` through `port`. */
+function mountPart(dir: string, port: number): string {
+  return `.${dir.replace(/^\/+/, '').replaceAll('/', '.')}.${port}`;
+}
+
+/** efs-utils' stunnel configs in `names` (a listing of its state dir), with the file system each names. */
+function configs(names: readonly string[]): { name: string; fsId: string; mount: string }[] {
+  return names.flatMap((name) => {
+    const m = CONFIG_NAME.exec(name);
+    return m ? [{ name, fsId: m[1] as string, mount: m[2] as string }] : [];
+  });
+}
+
+/** A state dir that cannot be listed (no efs-utils ever ran here) has no configs. */
+async function listing(stateDir: string): Promise<string[]> {
+  return readdir(stateDir).catch(() => []);
+}
+
+/** efs-utils' stunnel configs for the mount at `dir` through `port`. */
+export async function efsUtilsConfigs(dir: string, port: number, stateDir: string): Promise<{ files: string[]; pattern: string }> {
+  const part = mountPart(dir, port);
+  const files = configs(await listing(stateDir)).filter((c) => c.mount === part).map((c) => join(stateDir, c.name));
+  return { files, pattern: `stunnel-config.FS${part}` };
+}
+
+/** An efs-utils mount through a local port, and the file system its config names. */
+export interface EfsUtilsMount {
+  dir: string;
+  port: number;
+  fs_id: string;
+  file: string;
+}
+
+/**
+ * The efs-utils mounts among `mounts` (each a directory mounted through a local port): those with configs of one
+ * file system. A mount with none is not efs-utils'; one with configs of two file systems is left out, since whose
+ * it is cannot be told.
+ */
+export async function efsUtilsMounts(mounts: readonly { dir: string; port: number }[], stateDir: string): Promise<EfsUtilsMount[]> {
+  if (mounts.length === 0) return [];
+  const all = configs(await listing(stateDir));
+  const out: EfsUtilsMount[] = [];
+  for (const { dir, port } of mounts) {
+    const part = mountPart(dir, port);
+    const mine = all.filter((c) => c.mount === part);
+    if (mine.length === 0 || mine.some((c) => c.fsId !== mine[0]?.fsId)) continue;
+    out.push({ dir, port, fs_id: (mine[0] as { fsId: string }).fsId, file: join(stateDir, (mine[0] as { name: string }).name) });
+  }
+  return out;
+}
