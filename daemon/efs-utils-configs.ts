@@ -53,9 +53,9 @@ export async function efsUtilsMounts(mounts: readonly { dir: string; port: numbe
   const out: EfsUtilsMount[] = [];
   for (const { dir, port } of mounts) {
     const part = mountPart(dir, port);
-    const mine = all.filter((c) => c.mount === part);
-    if (mine.length === 0 || mine.some((c) => c.fsId !== mine[0]?.fsId)) continue;
-    out.push({ dir, port, fs_id: (mine[0] as { fsId: string }).fsId, file: join(stateDir, (mine[0] as { name: string }).name) });
+    const [first, ...rest] = all.filter((c) => c.mount === part);
+    if (first === undefined || rest.some((c) => c.fsId !== first.fsId)) continue;
+    out.push({ dir, port, fs_id: first.fsId, file: join(stateDir, first.name) });
   }
   return out;
 }

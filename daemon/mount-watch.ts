@@ -45,9 +45,9 @@ export class MountWatcher {
   }
 
   /**
-   * Read once now, then every poll_interval. The first read is done when this resolves, so that fstab's lines,
-   * applied next, never pick a port that a mount names: its tunnel may be down, and its reconnects would reach
-   * whichever file system got the port.
+   * Read once now, then every poll_interval. The first read is done when this resolves, so that the tunnels
+   * restored and made for fstab's lines next know the ports that mounts name: a mount's tunnel may be down, and its
+   * reconnects would reach whichever file system got its port.
    */
   async start(): Promise<void> {
     this.stopped = false;

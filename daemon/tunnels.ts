@@ -193,7 +193,7 @@ export class TunnelManager {
    * them. A tunnel of another file system does not listen on such a port: the mount's NFS client reconnects there,
    * and would reach the wrong file system the moment its stunnel let go (a crash, a restart by efs-utils' watchdog).
    */
-  private efsUtilsOn = new Map<number, EfsUtilsMount>();
+  private efsUtilsOn = new Map<number, EfsUtilsMount[]>();
   private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
   /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
   private readonly restartCount = new Map<string, number>();
@@ -238,13 +238,13 @@ export class TunnelManager {
 
   /** The mount watcher's latest reading of efs-utils' mounts through local ports. */
   setEfsUtilsMounts(mounts: readonly EfsUtilsMount[]): void {
-    this.efsUtilsOn = new Map(mounts.map((m) => [m.port, m]));
+    this.efsUtilsOn = new Map();
+    for (const m of mounts) this.efsUtilsOn.set(m.port, [...(this.efsUtilsOn.get(m.port) ?? []), m]);
   }
 
   /** An efs-utils mount of another file system than `fsId` through `port`. */
   private claimedByOther(fsId: string, port: number): EfsUtilsMount | undefined {
-    const m = this.efsUtilsOn.get(port);
-    return m?.fs_id === fsId ? undefined : m;
+    return this.efsUtilsOn.get(port)?.find((m) => m.fs_id !== fsId);
   }
 
   /** Refuses (PORT_CLAIMED) a port through which an efs-utils mount of another file system than `fsId` goes. */
