@@ -256,6 +256,31 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<'con
 }
 
 /**
+ * Mounts through the port of a tunnel of the answering daemon that does not listen there (state `error`): another
+ * process holds the port, or another file system's efs-utils mount goes through it (PORT_CLAIMED). The tunnel's
+ * last error says which, and its code's hint what to do.
+ */
+async function stalledMounts(through: { dir: string; port: number }[], tunnels: TunnelView[], daemonPid: number | null): Promise<{ problems: string[]; fixes: string[] }> {
+  const holders = new Map(tunnels.flatMap((t) => portsOf(t).map((p) => [p, t] as const)));
+  const doubtful = through.filter((m) => holders.get(m.port)?.state === 'error');
+  if (doubtful.length === 0) return { problems: [], fixes: [] };
+  const servers = await withTimeout(listenersOn(doubtful.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
+  const problems: string[] = [];
+  const fixes = new Set<string>();
+  for (const m of doubtful) {
+    const server = servers.get(m.port);
+    // Served by the daemon itself: the tunnel's error is about another of its ports.
+    if (server?.pid != null && server.pid === daemonPid) continue;
+    if (server === undefined && (await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected') continue; // cannot tell whose: not judged
+    const t = holders.get(m.port) as TunnelView;
+    const why = t.last_error ? `${t.last_error.code}: ${t.last_error.message}` : 'see `efsctl status`';
+    problems.push(`${m.dir} (port ${m.port}): the port of ${t.fs_id}'s tunnel, which does not listen there${server ? ` (${describeListener(server)} does)` : ''}; ${why}`);
+    fixes.add(t.last_error ? `${ERRORS[t.last_error.code].hint} [${t.last_error.code}]` : `Run \`efsctl status ${t.fs_id}\`.`);
+  }
+  return { problems, fixes: [...fixes] };
+}
+
+/**
  * Mounts through a local port where no efs-relay tunnel listens. Where
  * nothing listens (left by `efsctl stop --force`, or the daemon is down)
  * their NFS I/O waits; where another process does, doctor names it: most
@@ -281,6 +306,7 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
   for (const m of through) {
     if (!ours.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? served : orphans).push(m);
   }
+  const stalled = await stalledMounts(through, tunnels, daemon.pid);
   if (orphans.length > 0) {
     const left = await new StateStore(cfg.state_dir).loadLeftMounts().catch(() => ({ left: [] }));
     const owners = new Map(left.left.map((l) => [l.port, l.fs_id]));
@@ -299,9 +325,10 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
       return `\`efsctl add FS_ID -o tlsport=${m.port}\` with the file system mounted at ${m.dir}`;
     }));
     const cause = daemonUp ? 'no tunnel listens there' : 'efs-relayd is not answering';
-    return bad('mounts', 'fail', `${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`,
-      `${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`);
+    return bad('mounts', 'fail', [`${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`, ...stalled.problems].join('; '),
+      [`${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`, ...stalled.fixes].join(' '));
   }
+  if (stalled.problems.length > 0) return bad('mounts', 'fail', stalled.problems.join('; '), stalled.fixes.join(' '));
   const servers = await withTimeout(listenersOn(served.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
   // A tunnel the answering daemon started after doctor listed its tunnels is its own.
   const others = served.filter((m) => !daemonUp || servers.get(m.port)?.pid !== daemon.pid);

@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { daemonConfig } from './helpers/fixtures.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import type { DoctorReport } from '../cli/doctor.js';
+import { ERRORS } from '../daemon/errors.js';
 
 async function tunnels(d: Daemon): Promise<TunnelView[]> {
   return (await d.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
@@ -234,7 +235,7 @@ describe('ports that mounts name, at start-up', function () {
 });
 
 describe('a port that another file system\'s efs-utils mount names', function () {
-  it('is not taken by a restored tunnel while that mount is listed, even once free, and the mount is not recorded as the tunnel\'s; the tunnel listens once it is gone', async () => {
+  it('is not taken by a restored tunnel while that mount is listed, even once free, the mount is not recorded as the tunnel\'s, doctor says why its I/O waits; the tunnel listens once it is gone', async () => {
     const port = 21960;
     const d = new Daemon(daemonConfig(21960, { port_range: { first: 21960, last: 21969 } }));
     const mine = 'fs-0e000020';
@@ -242,7 +243,8 @@ describe('a port that another file system\'s efs-utils mount names', function ()
     await d.start();
     const squatter = createServer();
     try {
-      expect((await d.efsctl('add', mine, '-o', `region=us-east-1,tlsport=${port}`)).code).to.equal(0);
+      // A mount target by address, so that doctor (below) looks no name up.
+      expect((await d.efsctl('add', mine, '-o', `region=us-east-1,mounttargetip=127.0.0.65,tlsport=${port}`)).code).to.equal(0);
       await d.stop();
       // While the daemon was down, efs-utils mounted another file system through the port: its stunnel holds the
       // port, and its config (written before the mount) names the file system.
@@ -270,6 +272,13 @@ describe('a port that another file system\'s efs-utils mount names', function ()
       await claimed();
       expect(d.record(mine).mounts).to.deep.equal([]);
       expect(d.logs.match(/mount\.not_adopted/g)).to.have.length(1);
+      // doctor says why the mount's I/O waits, and what to do: not the takeover of a dead stunnel's mount, which
+      // would be refused, since the port is the tunnel's.
+      const report = JSON.parse((await d.efsctl('--config', d.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      const mounts = report.checks.find((c) => c.name === 'mounts');
+      expect(mounts?.status).to.equal('fail');
+      expect(mounts?.message).to.equal(`/mnt/theirs (port ${port}): the port of ${mine}'s tunnel, which does not listen there; PORT_CLAIMED: Port ${port} is the port of ${theirs}'s efs-utils mount at /mnt/theirs (${config}); ${mine}'s tunnel does not listen there while that mount is listed, or its NFS client's reconnects would reach ${mine}'s mount target`);
+      expect(mounts?.fix).to.equal(`${ERRORS.PORT_CLAIMED.hint} [PORT_CLAIMED]`);
       // The other file system is unmounted (efs-utils removes its config): the tunnel takes its port.
       d.mount.removeMount('/mnt/theirs');
       rmSync(config);
