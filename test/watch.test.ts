@@ -267,7 +267,8 @@ describe('a port that another file system\'s efs-utils mount names', function ()
       // The stunnel lets go (it died; efs-utils' watchdog would start it again): the tunnel still does not take the
       // port, which the mount's reconnects would cross to this file system's mount target.
       await new Promise<void>((r) => squatter.close(() => r()));
-      await sleep(6_000); // past a retry (every 5 s)
+      const freed = new Date().toISOString();
+      await waitFor('a retry of the port since it was freed', async () => ((await d.efsctlJson<TunnelDetail>('status', mine)).last_error?.at ?? '') > freed, 8_000);
       await expectPortFree(port);
       await claimed();
       expect(d.record(mine).mounts).to.deep.equal([]);
