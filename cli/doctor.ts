@@ -25,7 +25,7 @@ import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
-import { efsUtilsConfigs } from '../daemon/efs-utils-configs.js';
+import { efsUtilsConfigs, efsUtilsMounts } from '../daemon/efs-utils-configs.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
 
@@ -255,15 +255,21 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<'con
   });
 }
 
+/** What is wrong with some mounts, and what to do. */
+interface Problems {
+  problems: string[];
+  fixes: string[];
+}
+
 /**
  * Mounts through the port of a tunnel of the answering daemon that does not listen there (state `error`): another
  * process holds the port, or another file system's efs-utils mount goes through it (PORT_CLAIMED). The tunnel's
  * last error says which, and its code's hint what to do.
  */
-async function stalledMounts(through: { dir: string; port: number }[], tunnels: TunnelView[], daemonPid: number | null): Promise<{ problems: string[]; fixes: string[] }> {
-  const holders = new Map(tunnels.flatMap((t) => portsOf(t).map((p) => [p, t] as const)));
+async function stalledMounts(through: { dir: string; port: number }[], holders: ReadonlyMap<number, TunnelView>, daemonPid: number | null): Promise<Problems & { dirs: Set<string> }> {
   const doubtful = through.filter((m) => holders.get(m.port)?.state === 'error');
-  if (doubtful.length === 0) return { problems: [], fixes: [] };
+  const dirs = new Set<string>();
+  if (doubtful.length === 0) return { problems: [], fixes: [], dirs };
   const servers = await withTimeout(listenersOn(doubtful.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
   const problems: string[] = [];
   const fixes = new Set<string>();
@@ -273,11 +279,25 @@ async function stalledMounts(through: { dir: string; port: number }[], tunnels: 
     if (server?.pid != null && server.pid === daemonPid) continue;
     if (server === undefined && (await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected') continue; // cannot tell whose: not judged
     const t = holders.get(m.port) as TunnelView;
+    dirs.add(m.dir);
     const why = t.last_error ? `${t.last_error.code}: ${t.last_error.message}` : 'see `efsctl status`';
     problems.push(`${m.dir} (port ${m.port}): the port of ${t.fs_id}'s tunnel, which does not listen there${server ? ` (${describeListener(server)} does)` : ''}; ${why}`);
     fixes.add(t.last_error ? `${ERRORS[t.last_error.code].hint} [${t.last_error.code}]` : `Run \`efsctl status ${t.fs_id}\`.`);
   }
-  return { problems, fixes: [...fixes] };
+  return { problems, fixes: [...fixes], dirs };
+}
+
+/**
+ * Mounts that efs-utils' configs give to another file system than the tunnel whose port they go through: left by
+ * an older efs-relay, which could give a port to a tunnel while efs-utils' mount through it had no stunnel. While
+ * that tunnel serves the port, the mount's NFS traffic reaches the wrong mount target.
+ */
+async function misroutedMounts(through: { dir: string; port: number }[], holders: ReadonlyMap<number, TunnelView>, stateDir: string): Promise<Problems> {
+  const wrong = (await efsUtilsMounts(through.filter((m) => holders.has(m.port)), stateDir)).filter((m) => holders.get(m.port)?.fs_id !== m.fs_id);
+  return {
+    problems: wrong.map((m) => `${m.dir} (port ${m.port}): efs-utils' config ${m.file} mounts ${m.fs_id} there, but the port is ${holders.get(m.port)?.fs_id}'s tunnel, so its NFS traffic goes to the wrong file system's mount target`),
+    fixes: wrong.map((m) => `Unmount ${m.dir} and mount ${m.fs_id} again (\`mount -t efs -o tls ${m.fs_id} ${m.dir}\`): it gets a port of its own.`),
+  };
 }
 
 /**
@@ -306,7 +326,10 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
   for (const m of through) {
     if (!ours.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? served : orphans).push(m);
   }
-  const stalled = await stalledMounts(through, tunnels, daemon.pid);
+  const holders = new Map(tunnels.flatMap((t) => portsOf(t).map((p) => [p, t] as const)));
+  const stalled = await stalledMounts(through, holders, daemon.pid);
+  const misrouted = await misroutedMounts(through.filter((m) => !stalled.dirs.has(m.dir)), holders, cfg.mount.efs_utils_state_dir);
+  const wrong: Problems = { problems: [...misrouted.problems, ...stalled.problems], fixes: [...misrouted.fixes, ...stalled.fixes] };
   if (orphans.length > 0) {
     const left = await new StateStore(cfg.state_dir).loadLeftMounts().catch(() => ({ left: [] }));
     const owners = new Map(left.left.map((l) => [l.port, l.fs_id]));
@@ -325,10 +348,10 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
       return `\`efsctl add FS_ID -o tlsport=${m.port}\` with the file system mounted at ${m.dir}`;
     }));
     const cause = daemonUp ? 'no tunnel listens there' : 'efs-relayd is not answering';
-    return bad('mounts', 'fail', [`${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`, ...stalled.problems].join('; '),
-      [`${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`, ...stalled.fixes].join(' '));
+    return bad('mounts', 'fail', [`${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`, ...wrong.problems].join('; '),
+      [`${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`, ...wrong.fixes].join(' '));
   }
-  if (stalled.problems.length > 0) return bad('mounts', 'fail', stalled.problems.join('; '), stalled.fixes.join(' '));
+  if (wrong.problems.length > 0) return bad('mounts', 'fail', wrong.problems.join('; '), wrong.fixes.join(' '));
   const servers = await withTimeout(listenersOn(served.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
   // A tunnel the answering daemon started after doctor listed its tunnels is its own.
   const others = served.filter((m) => !daemonUp || servers.get(m.port)?.pid !== daemon.pid);

@@ -185,7 +185,8 @@ export class MountWatcher {
           if (t.mounts.includes(dir)) continue;
           // efs-utils' mount of another file system, through a port this tunnel holds (and does not listen on).
           const other = efsUtils.find((m) => m.dir === dir && m.port === port && m.fs_id !== t.fs_id);
-          if (other) notMine.set(`${t.fs_id}\0${dir}\0${port}`, other);
+          // Keyed with whether the tunnel serves the port, so that a tunnel that starts to serve it is said again.
+          if (other) notMine.set(`${t.fs_id}\0${dir}\0${port}\0${this.manager.servesPort(port)}`, other);
           else await attempt(`recording the mount at ${dir}`, t.fs_id, dir, () => this.mounter.adopt(t.fs_id, port, dir));
         }
       }
@@ -211,8 +212,14 @@ export class MountWatcher {
     const freshNotMine = this.notAdopted.fresh(notMine.keys());
     for (const [key, m] of notMine) {
       if (!freshNotMine.has(key)) continue;
-      const fs = key.split('\0')[0] as string;
-      this.log.warn('mount.not_adopted', { fs, code: 'PORT_CLAIMED', dir: m.dir, port: m.port, msg: `${m.dir} is mounted through port ${m.port}, which the tunnel of ${fs} holds, but efs-utils' config ${m.file} gives the mount to ${m.fs_id}: it is not recorded as a mount of ${fs}` });
+      const [fs, , , serves] = key.split('\0') as [string, string, string, string];
+      const what = `${m.dir} is mounted through port ${m.port}, which the tunnel of ${fs} holds, but efs-utils' config ${m.file} gives the mount to ${m.fs_id}`;
+      if (serves === 'true') {
+        // Left by an older efs-relay, which could give a port to a tunnel while efs-utils' mount through it was down.
+        this.log.error('mount.wrong_file_system', { fs, code: 'PORT_CLAIMED', dir: m.dir, port: m.port, msg: `${what}, and that tunnel serves the port: the mount's NFS traffic reaches the mount target of ${fs}, not of ${m.fs_id}. Unmount ${m.dir} and mount ${m.fs_id} again` });
+      } else {
+        this.log.warn('mount.not_adopted', { fs, code: 'PORT_CLAIMED', dir: m.dir, port: m.port, msg: `${what}: it is not recorded as a mount of ${fs}` });
+      }
     }
     const fresh = this.failing.fresh(failed.keys());
     for (const [key, { what, fs, dir, err }] of failed) {

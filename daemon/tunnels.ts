@@ -707,6 +707,13 @@ export class TunnelManager {
     return this.holderOf(port)?.view() ?? null;
   }
 
+  /** Whether a tunnel listens on `port` now, as its own port or an extra one. */
+  servesPort(port: number): boolean {
+    const t = this.holderOf(port);
+    if (!t) return false;
+    return port === t.record.port ? t.relay.listening : t.relay.extraPorts.includes(port);
+  }
+
   /** The tunnel that has `dir` among its recorded mounts, if any. */
   byMount(dir: string): TunnelView | null {
     for (const t of this.tunnels.values()) if (t.record.mounts.includes(dir)) return t.view();

@@ -313,6 +313,32 @@ describe('a port that another file system\'s efs-utils mount names', function ()
       await d.stop();
     }
   });
+  it('is said loudly when the tunnel serves it already (left by an older efs-relay): an error log line, and doctor\'s fix to mount that file system again', async () => {
+    const port = 21980;
+    const d = new Daemon(daemonConfig(21980, { port_range: { first: 21980, last: 21981 } }));
+    await d.start();
+    try {
+      expect((await d.efsctl('add', 'fs-0e000040', '-o', `region=us-east-1,mounttargetip=127.0.0.65,tlsport=${port}`)).code).to.equal(0);
+      mkdirSync(join(d.dir, 'efs-utils'), { recursive: true });
+      const config = join(d.dir, 'efs-utils', `stunnel-config.fs-0e000041.mnt.wrong.${port}`);
+      writeFileSync(config, '');
+      d.mount.addMountLine(`127.0.0.1:/ /mnt/wrong nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
+      await waitFor('the wrong file system said', () => d.logs.includes('error mount.wrong_file_system fs=fs-0e000040 code=PORT_CLAIMED'));
+      expect(d.logs).to.contain(`msg="/mnt/wrong is mounted through port ${port}, which the tunnel of fs-0e000040 holds, but efs-utils' config ${config} gives the mount to fs-0e000041, and that tunnel serves the port: the mount's NFS traffic reaches the mount target of fs-0e000040, not of fs-0e000041. Unmount /mnt/wrong and mount fs-0e000041 again"`);
+      await sleep(500); // several reads: said once, and the mount is not the tunnel's
+      expect(d.logs.match(/mount\.wrong_file_system/g)).to.have.length(1);
+      expect(d.record('fs-0e000040').mounts).to.deep.equal([]);
+      const report = JSON.parse((await d.efsctl('--config', d.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      expect(report.checks.find((c) => c.name === 'mounts')).to.deep.equal({
+        name: 'mounts',
+        status: 'fail',
+        message: `/mnt/wrong (port ${port}): efs-utils' config ${config} mounts fs-0e000041 there, but the port is fs-0e000040's tunnel, so its NFS traffic goes to the wrong file system's mount target`,
+        fix: 'Unmount /mnt/wrong and mount fs-0e000041 again (`mount -t efs -o tls fs-0e000041 /mnt/wrong`): it gets a port of its own.',
+      });
+    } finally {
+      await d.stop();
+    }
+  });
 });
 
 describe('state dir watching', function () {
