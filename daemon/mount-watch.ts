@@ -156,7 +156,7 @@ export class MountWatcher {
     await this.manager.setMountedPorts(new Set(byPort.keys()));
     const efsUtils = await this.efsUtilsMounts(byPort);
     this.manager.setEfsUtilsMounts(efsUtils);
-    const notMine = new Map<string, EfsUtilsMount>();
+    const notMine = new Map<string, { fs: string; m: EfsUtilsMount; serves: boolean }>();
     // A change that fails (its record cannot be written) is tried again at the next read; one
     // tunnel's failure neither stops the others' changes nor the daemon.
     const failed = new Map<string, { what: string; fs: string; dir: string | undefined; err: unknown }>();
@@ -183,10 +183,11 @@ export class MountWatcher {
         for (const dir of byPort.get(port) ?? []) {
           listed.add(dir);
           if (t.mounts.includes(dir)) continue;
-          // efs-utils' mount of another file system, through a port this tunnel holds (and does not listen on).
+          // efs-utils' mount of another file system, through a port this tunnel holds.
           const other = efsUtils.find((m) => m.dir === dir && m.port === port && m.fs_id !== t.fs_id);
           // Keyed with whether the tunnel serves the port, so that a tunnel that starts to serve it is said again.
-          if (other) notMine.set(`${t.fs_id}\0${dir}\0${port}\0${this.manager.servesPort(port)}`, other);
+          const serves = this.manager.servesPort(port);
+          if (other) notMine.set(`${t.fs_id}\0${dir}\0${port}\0${serves}`, { fs: t.fs_id, m: other, serves });
           else await attempt(`recording the mount at ${dir}`, t.fs_id, dir, () => this.mounter.adopt(t.fs_id, port, dir));
         }
       }
@@ -210,11 +211,10 @@ export class MountWatcher {
       }
     }
     const freshNotMine = this.notAdopted.fresh(notMine.keys());
-    for (const [key, m] of notMine) {
+    for (const [key, { fs, m, serves }] of notMine) {
       if (!freshNotMine.has(key)) continue;
-      const [fs, , , serves] = key.split('\0') as [string, string, string, string];
       const what = `${m.dir} is mounted through port ${m.port}, which the tunnel of ${fs} holds, but efs-utils' config ${m.file} gives the mount to ${m.fs_id}`;
-      if (serves === 'true') {
+      if (serves) {
         // Left by an older efs-relay, which could give a port to a tunnel while efs-utils' mount through it was down.
         this.log.error('mount.wrong_file_system', { fs, code: 'PORT_CLAIMED', dir: m.dir, port: m.port, msg: `${what}, and that tunnel serves the port: the mount's NFS traffic reaches the mount target of ${fs}, not of ${m.fs_id}. Unmount ${m.dir} and mount ${m.fs_id} again` });
       } else {
