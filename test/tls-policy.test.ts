@@ -7,6 +7,7 @@ import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
+import { ERRORS, type ErrorCode } from '../daemon/errors.js';
 import { commandMissing, Daemon, escapeRegExp, skipIf, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
@@ -93,7 +94,7 @@ describe('TLS policy', function () {
   });
 
   // What efsctl status and the log say after "refused: ": OpenSSL's reason, never its whole error line.
-  const refusals: Array<[string, string, ServerCase, string]> = [
+  const refusals: Array<[string, ErrorCode, ServerCase, string]> = [
     ['a chain from another CA', 'TLS_UNTRUSTED_CHAIN', { cert: (c) => c.untrusted }, 'unable to verify the first certificate'],
     ['a certificate for another file system', 'TLS_HOSTNAME_MISMATCH', { cert: (c) => c.otherFs },
       `Hostname/IP does not match certificate's altnames: Host: ${FS_NAME}. is not in the cert's altnames: DNS:fs-87654321.efs.us-east-1.amazonaws.com`],
@@ -121,6 +122,7 @@ describe('TLS policy', function () {
       expect(status.connections).to.deep.include({ ok: 0, failed: 1 });
       expect(status.handshake_failures).to.deep.equal({ [code]: 1 });
       expect(human).to.contain(`Last error:    ${code}`);
+      expect(human).to.contain(`\nWhat to do:    ${ERRORS[code].hint}\n`);
       expect(daemon.logs).to.match(new RegExp(`warn tunnel.handshake_failed fs=${FS_ID} code=${code} `));
     });
   }
