@@ -9,6 +9,8 @@ import { BIN, Daemon, escapeRegExp, ROOT, run, sleep, tempDir, waitFor } from '.
 import { expectPortFree } from './helpers/client.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
+import { ERRORS, type ErrorCode } from '../daemon/errors.js';
+import { tunnelDetail } from '../cli/format.js';
 
 const FIRST = 20600;
 const OPTS = 'mounttargetip=127.0.0.13,region=us-east-1';
@@ -123,6 +125,16 @@ describe('efsctl', function () {
     expect(json.health).to.deep.include({ probing: false, probe: null });
     expect(json.handshake_failures).to.deep.equal({});
     expect(json.history[0]).to.include({ event: 'listening' });
+  });
+
+  it('status prints what to do about the last error, and leaves that line out for a code this efsctl does not know (a newer daemon)', async () => {
+    const json = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+    const at = new Date().toISOString();
+    const known = tunnelDetail({ ...json, last_error: { code: 'PORT_TAKEN', message: 'Port 1 is taken', at } });
+    expect(known).to.contain(`Last error:    PORT_TAKEN at ${at}: Port 1 is taken\nWhat to do:    ${ERRORS.PORT_TAKEN.hint}\n`);
+    const unknown = tunnelDetail({ ...json, last_error: { code: 'FROM_A_NEWER_DAEMON' as ErrorCode, message: 'something new', at } });
+    expect(unknown).to.contain(`Last error:    FROM_A_NEWER_DAEMON at ${at}: something new\nHealth:`);
+    expect(unknown).not.to.contain('What to do:');
   });
 
   it('status of an unknown file system exits 1 with TUNNEL_NOT_FOUND', async () => {
