@@ -282,7 +282,9 @@ async function stalledMounts(through: { dir: string; port: number }[], holders: 
     dirs.add(m.dir);
     const why = t.last_error ? `${t.last_error.code}: ${t.last_error.message}` : 'see `efsctl status`';
     problems.push(`${m.dir} (port ${m.port}): the port of ${t.fs_id}'s tunnel, which does not listen there${server ? ` (${describeListener(server)} does)` : ''}; ${why}`);
-    fixes.add(t.last_error ? `${ERRORS[t.last_error.code].hint} [${t.last_error.code}]` : `Run \`efsctl status ${t.fs_id}\`.`);
+    // A daemon newer than this efsctl may send a code it does not know.
+    const hint = t.last_error ? ERRORS[t.last_error.code]?.hint : undefined;
+    fixes.add(hint ? `${hint} [${t.last_error?.code}]` : `Run \`efsctl status ${t.fs_id}\`.`);
   }
   return { problems, fixes: [...fixes], dirs };
 }
@@ -351,7 +353,6 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     return bad('mounts', 'fail', [`${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`, ...wrong.problems].join('; '),
       [`${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`, ...wrong.fixes].join(' '));
   }
-  if (wrong.problems.length > 0) return bad('mounts', 'fail', wrong.problems.join('; '), wrong.fixes.join(' '));
   const servers = await withTimeout(listenersOn(served.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
   // A tunnel the answering daemon started after doctor listed its tunnels is its own.
   const others = served.filter((m) => !daemonUp || servers.get(m.port)?.pid !== daemon.pid);
@@ -372,6 +373,9 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     fixes.push(stunnel
       ? 'To carry them through efs-relay without unmounting, run `efsctl takeover DIR` for each, or `efsctl takeover --all`; or unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`'
       : 'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`');
+  }
+  if (wrong.problems.length > 0) {
+    return bad('mounts', 'fail', [...wrong.problems, ...problems].join('; '), [...wrong.fixes, ...(fixes.length > 0 ? [`${fixes.join('. ')}.`] : [])].join(' '));
   }
   if (problems.length > 0) return bad('mounts', 'warn', problems.join('; '), `${fixes.join('. ')}.`);
   return ok('mounts', through.length === 0 ? 'no NFS mount goes through a local tunnel port' : `${through.length} mount${through.length === 1 ? '' : 's'} through tunnels, each with its tunnel`);
