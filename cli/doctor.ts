@@ -8,7 +8,7 @@ import { connect, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
-import { ERRORS } from '../daemon/errors.js';
+import { ERRORS, isErrorCode } from '../daemon/errors.js';
 import { readFstab, type FstabEntry } from '../daemon/fstab.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
@@ -283,8 +283,8 @@ async function stalledMounts(through: { dir: string; port: number }[], holders: 
     const why = t.last_error ? `${t.last_error.code}: ${t.last_error.message}` : 'see `efsctl status`';
     problems.push(`${m.dir} (port ${m.port}): the port of ${t.fs_id}'s tunnel, which does not listen there${server ? ` (${describeListener(server)} does)` : ''}; ${why}`);
     // A daemon newer than this efsctl may send a code it does not know.
-    const hint = t.last_error ? ERRORS[t.last_error.code]?.hint : undefined;
-    fixes.add(hint ? `${hint} [${t.last_error?.code}]` : `Run \`efsctl status ${t.fs_id}\`.`);
+    const code = t.last_error?.code;
+    fixes.add(isErrorCode(code) ? `${ERRORS[code].hint} [${code}]` : `Run \`efsctl status ${t.fs_id}\`.`);
   }
   return { problems, fixes: [...fixes], dirs };
 }

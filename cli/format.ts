@@ -1,7 +1,7 @@
 // Human output for efsctl: tables and detail blocks. --json bypasses this.
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
-import { ERRORS } from '../daemon/errors.js';
+import { ERRORS, isErrorCode } from '../daemon/errors.js';
 import { joinHost } from '../daemon/target.js';
 import { portsOf } from '../daemon/state.js';
 import { latestHandshake, problems } from '../daemon/health.js';
@@ -86,7 +86,7 @@ export function tunnelDetail(t: TunnelDetail): string {
     `Broken TLS:    ${byCode(t.session_failures)}`,
     `Last error:    ${t.last_error ? `${t.last_error.code} at ${t.last_error.at}: ${t.last_error.message}` : '-'}`,
     // A daemon newer than this efsctl may send a code it does not know: then the line is left out.
-    ...(t.last_error && ERRORS[t.last_error.code] ? [`What to do:    ${ERRORS[t.last_error.code].hint}`] : []),
+    ...(isErrorCode(t.last_error?.code) ? [`What to do:    ${ERRORS[t.last_error.code].hint}`] : []),
     `Health:        ${healthWord(t)}`,
     `Last probe:    ${probeLine(t)}`,
     `Certificate:   ${t.health.probe?.cert_expiry ? `expires ${t.health.probe.cert_expiry}` : 'not seen yet'}`,

@@ -2,6 +2,7 @@
 // retry rule (3 attempts, backoff 1.5^i plus jitter, only for timeouts and
 // resets), unless the caller learns that no attempt can succeed.
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { RelayError } from './errors.js';
 import { TUNNEL_OPTIONS, formatOptions, type MountOptions } from './options.js';
 
@@ -114,23 +115,9 @@ export async function runMount(
     if (i + 1 < policy.attempts && (r.timedOut || RETRYABLE.test(detail))) {
       const wait = policy.base ** i + Math.random();
       retrying(`${failed}; attempt ${i + 2} of ${policy.attempts} in ${wait.toFixed(1)} s`, wait);
-      if (await backedOff(wait, stop)) continue;
+      // An abort (the caller learnt no attempt can succeed) ends the wait at once, and with it the retries.
+      if (await sleep(wait * 1000, true, { signal: stop }).catch(() => false)) continue;
     }
     throw new RelayError('MOUNT_FAILED', failed);
   }
-}
-
-/** Wait `seconds` before the next attempt; false, at once, if `stop` is or becomes aborted meanwhile. */
-function backedOff(seconds: number, stop?: AbortSignal): Promise<boolean> {
-  if (stop?.aborted) return Promise.resolve(false);
-  return new Promise((res) => {
-    const done = (go: boolean): void => {
-      clearTimeout(timer);
-      stop?.removeEventListener('abort', onStop);
-      res(go);
-    };
-    const onStop = (): void => done(false);
-    const timer = setTimeout(() => done(true), seconds * 1000);
-    stop?.addEventListener('abort', onStop, { once: true });
-  });
 }

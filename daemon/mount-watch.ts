@@ -185,10 +185,13 @@ export class MountWatcher {
           if (t.mounts.includes(dir)) continue;
           // efs-utils' mount of another file system, through a port this tunnel holds.
           const other = efsUtils.find((m) => m.dir === dir && m.port === port && m.fs_id !== t.fs_id);
+          if (!other) {
+            await attempt(`recording the mount at ${dir}`, t.fs_id, dir, () => this.mounter.adopt(t.fs_id, port, dir));
+            continue;
+          }
           // Keyed with whether the tunnel serves the port, so that a tunnel that starts to serve it is said again.
           const serves = this.manager.servesPort(port);
-          if (other) notMine.set(`${t.fs_id}\0${dir}\0${port}\0${serves}`, { fs: t.fs_id, m: other, serves });
-          else await attempt(`recording the mount at ${dir}`, t.fs_id, dir, () => this.mounter.adopt(t.fs_id, port, dir));
+          notMine.set(`${t.fs_id}\0${dir}\0${port}\0${serves}`, { fs: t.fs_id, m: other, serves });
         }
       }
       for (const dir of t.mounts) {

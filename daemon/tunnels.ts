@@ -242,16 +242,18 @@ export class TunnelManager {
     for (const m of mounts) this.efsUtilsOn.set(m.port, [...(this.efsUtilsOn.get(m.port) ?? []), m]);
   }
 
-  /** An efs-utils mount of another file system than `fsId` through `port`. */
-  private claimedByOther(fsId: string, port: number): EfsUtilsMount | undefined {
-    return this.efsUtilsOn.get(port)?.find((m) => m.fs_id !== fsId);
-  }
-
-  /** Refuses (PORT_CLAIMED) a port through which an efs-utils mount of another file system than `fsId` goes. */
-  private checkNotClaimed(fsId: string, port: number): void {
-    const m = this.claimedByOther(fsId, port);
-    if (m === undefined) return;
-    throw new RelayError('PORT_CLAIMED', `Port ${port} is the port of ${m.fs_id}'s efs-utils mount at ${m.dir} (${m.file}); ${fsId}'s tunnel does not listen there while that mount is listed, or its NFS client's reconnects would reach ${fsId}'s mount target`);
+  /**
+   * Every listen of a tunnel's: its own port (`port` omitted) or an extra one. Refused (PORT_CLAIMED) where an
+   * efs-utils mount of another file system than the relay's goes through the port.
+   */
+  private async listen(relay: Relay, port?: number): Promise<void> {
+    const { fsId } = relay.spec;
+    const at = port ?? relay.spec.port;
+    const m = this.efsUtilsOn.get(at)?.find((other) => other.fs_id !== fsId);
+    if (m !== undefined) {
+      throw new RelayError('PORT_CLAIMED', `Port ${at} is the port of ${m.fs_id}'s efs-utils mount at ${m.dir} (${m.file}); ${fsId}'s tunnel does not listen there while that mount is listed, or its NFS client's reconnects would reach ${fsId}'s mount target`);
+    }
+    await (port === undefined ? relay.listen() : relay.listenAlso(port));
   }
 
   /** Ports that mounts name (now, or as left behind by a forced stop): given to no other file system. */
@@ -485,8 +487,7 @@ export class TunnelManager {
     for (const port of candidates) {
       const relay = this.makeRelay({ ...record, port }, ctx);
       try {
-        this.checkNotClaimed(req.fsId, port);
-        await relay.listen();
+        await this.listen(relay);
       } catch (err) {
         // Someone outside the daemon holds this port, or its mount: try the next one, unless the user asked for it.
         if (err instanceof RelayError && (err.code === 'PORT_TAKEN' || err.code === 'PORT_CLAIMED') && wantPort === null) continue;
@@ -498,8 +499,7 @@ export class TunnelManager {
         // One that another process holds stays remembered for the file system, not waited for: that process may be
         // a tunnel of another file system's mount (efs-utils picks ports without asking us), whose reconnects the
         // port would carry here the moment it let go. `efsctl add FS -o tlsport=N` takes it once it is free.
-        if (other === port || this.claimedByOther(req.fsId, other)) continue;
-        if (await relay.listenAlso(other).then(() => true, () => false)) extra.push(other);
+        if (other !== port && (await this.listen(relay, other).then(() => true, () => false))) extra.push(other);
       }
       if (extra.length > 0) record.extra_ports = extra;
       try {
@@ -562,8 +562,7 @@ export class TunnelManager {
     if (left !== undefined && left !== fsId) {
       throw new RelayError('PORT_TAKEN', `Port ${port} is named by mounts of ${left}, whose tunnel was stopped; it is given to no other file system`);
     }
-    this.checkNotClaimed(fsId, port);
-    await t.relay.listenAlso(port);
+    await this.listen(t.relay, port);
     const next = { ...t.record, extra_ports: [...(t.record.extra_ports ?? []), port] };
     try {
       await this.store.write(next);
@@ -608,8 +607,7 @@ export class TunnelManager {
     for (const port of want) {
       if (t.relay.extraPorts.includes(port)) continue;
       try {
-        this.checkNotClaimed(t.record.fs_id, port);
-        await t.relay.listenAlso(port);
+        await this.listen(t.relay, port);
         if (t.extraFailing.delete(port)) this.log.info('tunnel.port_added', { fs: t.record.fs_id, port, msg: `listens on its extra port ${port} again` });
       } catch (err) {
         const e = asRelayError(err);
@@ -979,8 +977,7 @@ export class TunnelManager {
       t.retryTimer = null;
       if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
       try {
-        this.checkNotClaimed(rec.fs_id, rec.port);
-        await t.relay.listen();
+        await this.listen(t.relay);
         // A listener that comes back after failing, or after its record changed, is a restart.
         if (t.listenError !== null || why === 'restarted') {
           t.restarts = (this.restartCount.get(rec.fs_id) ?? 0) + 1;
