@@ -4,7 +4,7 @@
 // carries on through efs-relay to a real ganesha.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { startStunnelClient, waitPort, type Proc } from './bench/paths.js';
@@ -273,10 +273,7 @@ describe('efsctl takeover', function () {
 
   it('revives a mount whose stunnel has died, from the config efs-utils left for it, and NFS reads go on through efs-relay', async () => {
     await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
-      // As efs-utils leaves it in /var/run/efs: stunnel-config.FS.MOUNT.PORT, the mount point's slashes as dots.
-      mkdirSync(join(daemon.dir, 'efs-utils'));
-      const config = join(daemon.dir, 'efs-utils', `stunnel-config.${FS_ID}.${dir.slice(1).replaceAll('/', '.')}.${PORT}`);
-      copyFileSync(join(daemon.dir, 'efs-utils.conf'), config);
+      const config = daemon.efsUtilsConfig(FS_ID, dir, PORT, readFileSync(join(daemon.dir, 'efs-utils.conf'), 'utf8'));
       await stunnel.stop();
       // doctor sees the hung mount and says how to revive it.
       const report = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
@@ -293,8 +290,7 @@ describe('efsctl takeover', function () {
       // A config another user could have written is not trusted to name the file system.
       const other = join(daemon.dir, 'mnt', 'other');
       daemon.mount.addMountLine(`127.0.0.1:/ ${other} nfs4 rw,vers=4.1,port=${PORT + 4},addr=127.0.0.1 0 0`);
-      const open = join(daemon.dir, 'efs-utils', `stunnel-config.fs-0e0e0e0e.${other.slice(1).replaceAll('/', '.')}.${PORT + 4}`);
-      writeFileSync(open, readFileSync(config, 'utf8').replace(`127.0.0.1:${PORT}`, `127.0.0.1:${PORT + 4}`));
+      const open = daemon.efsUtilsConfig('fs-0e0e0e0e', other, PORT + 4, readFileSync(config, 'utf8').replace(`127.0.0.1:${PORT}`, `127.0.0.1:${PORT + 4}`));
       chmodSync(open, 0o666);
       const refused = await daemon.efsctl('--config', daemon.configFile, 'takeover', other);
       expect(refused.code).to.equal(1);

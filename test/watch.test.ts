@@ -249,9 +249,7 @@ describe('a port that another file system\'s efs-utils mount names', function ()
       // While the daemon was down, efs-utils mounted another file system through the port: its stunnel holds the
       // port, and its config (written before the mount) names the file system.
       await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', () => r()));
-      mkdirSync(join(d.dir, 'efs-utils'), { recursive: true });
-      const config = join(d.dir, 'efs-utils', `stunnel-config.${theirs}.mnt.theirs.${port}`);
-      writeFileSync(config, `[efs]\naccept = 127.0.0.1:${port}\n`);
+      const config = d.efsUtilsConfig(theirs, '/mnt/theirs', port, `[efs]\naccept = 127.0.0.1:${port}\n`);
       d.mount.addMountLine(`127.0.0.1:/ /mnt/theirs nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
       await d.start();
       const claimed = async (): Promise<void> => {
@@ -294,8 +292,7 @@ describe('a port that another file system\'s efs-utils mount names', function ()
   it('refuses efsctl add of another file system with tlsport= of that port (PORT_CLAIMED, naming the mount), picks around it, and lets the mount\'s own file system take it', async () => {
     const port = 21970;
     const d = new Daemon(daemonConfig(21970, { port_range: { first: 21970, last: 21971 } }));
-    mkdirSync(join(d.dir, 'efs-utils'), { recursive: true });
-    writeFileSync(join(d.dir, 'efs-utils', `stunnel-config.fs-0e000031.mnt.theirs.${port}`), '');
+    d.efsUtilsConfig('fs-0e000031', '/mnt/theirs', port);
     d.mount.addMountLine(`127.0.0.1:/ /mnt/theirs nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
     await d.start();
     try {
@@ -319,9 +316,7 @@ describe('a port that another file system\'s efs-utils mount names', function ()
     await d.start();
     try {
       expect((await d.efsctl('add', 'fs-0e000040', '-o', `region=us-east-1,mounttargetip=127.0.0.65,tlsport=${port}`)).code).to.equal(0);
-      mkdirSync(join(d.dir, 'efs-utils'), { recursive: true });
-      const config = join(d.dir, 'efs-utils', `stunnel-config.fs-0e000041.mnt.wrong.${port}`);
-      writeFileSync(config, '');
+      const config = d.efsUtilsConfig('fs-0e000041', '/mnt/wrong', port);
       d.mount.addMountLine(`127.0.0.1:/ /mnt/wrong nfs4 rw,vers=4.1,port=${port},addr=127.0.0.1 0 0`);
       await waitFor('the wrong file system said', () => d.logs.includes('error mount.wrong_file_system fs=fs-0e000040 code=PORT_CLAIMED'));
       expect(d.logs).to.contain(`msg="/mnt/wrong is mounted through port ${port}, which the tunnel of fs-0e000040 holds, but efs-utils' config ${config} gives the mount to fs-0e000041, and that tunnel serves the port: the mount's NFS traffic reaches the mount target of fs-0e000040, not of fs-0e000041. Unmount /mnt/wrong and mount fs-0e000041 again"`);

@@ -186,6 +186,18 @@ export class Daemon {
     return new RegExp(`^${escapeRegExp(name)} (\\S+)$`, 'm').exec(text)?.[1];
   }
 
+  /**
+   * The stunnel config efs-utils leaves for its mount of `fsId` at `dir` through `port`, as in /var/run/efs:
+   * stunnel-config.FS.MOUNT.PORT in this daemon's mount.efs_utils_state_dir, the mount point's slashes as dots.
+   */
+  efsUtilsConfig(fsId: string, dir: string, port: number, text = ''): string {
+    const stateDir = join(this.dir, 'efs-utils');
+    mkdirSync(stateDir, { recursive: true });
+    const file = join(stateDir, `stunnel-config.${fsId}.${dir.slice(1).replaceAll('/', '.')}.${port}`);
+    writeFileSync(file, text);
+    return file;
+  }
+
   /** A tunnel's record as the daemon wrote it in the state dir. */
   record(fsId: string): TunnelRecord {
     return JSON.parse(readFileSync(join(this.stateDir, `${fsId}.json`), 'utf8')) as TunnelRecord;
