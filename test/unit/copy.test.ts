@@ -78,9 +78,11 @@ describe('copying with pooled read buffers', () => {
     const r = adoptAccepted(bare, new Pipe(new BufferPool(1024, 1, 4), { bytesUpstream: 0, bytesDownstream: 0 }, 'bytesUpstream').onread);
     expect(r.adopted).to.equal(false);
     expect(r.socket).to.equal(bare);
-    const { seen, counters } = await relayOnce(payload, false, new BufferPool(64 * 1024, 16, 4));
+    const pool = new BufferPool(64 * 1024, 16, 4);
+    const { seen, counters } = await relayOnce(payload, false, pool);
     expect(seen.hex).to.equal(want);
     expect(counters.bytesUpstream).to.equal(payload.length);
+    expect(pool.idle, "Node's own 'data' chunks are left to the garbage collector, not kept in the pool").to.equal(0);
   });
 
   it('delivers a burst that ends on a full buffer at once, without waiting for more bytes or the end', async () => {
