@@ -2,8 +2,8 @@
 // TCP path, side by side in one invocation, alternating paths in every
 // round (the order rotates from round to round), reporting medians and
 // ratios. --quick runs a smaller set; --smoke runs tiny sizes once, only to
-// prove that every figure is produced.
-import { spawnSync } from 'node:child_process';
+// prove that every figure is produced. --instructions counts both tunnels'
+// instructions per RPC round trip instead (instructions.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -12,8 +12,9 @@ import { Daemon, ROOT, removeTempDirs, sleep, writeRecords } from '../helpers/da
 import { Ganesha } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, RELAY_METRICS_PORT, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
-  benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, type Path, type Proc,
+  benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, toolVersion, type Path, type Proc,
 } from './paths.js';
+import { runInstructions } from './instructions.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
 import { BulkConnection, connectSetup, holdConnections, NfsFiles, RpcConnection, rssBytes, switchesBetween, threadSwitches, type Throughput } from './workloads.js';
 import { listeningPorts } from '../../cli/listeners.js';
@@ -61,12 +62,6 @@ async function inTurns<C extends { close(): void }>(
   return conns;
 }
 
-/** First line that names `name` in a command's output (stunnel prints its version on stderr). */
-function version(cmd: string, args: string[], name: string): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.startsWith(name))?.trim() ?? 'unknown';
-}
-
 /** Ports of the range in LISTEN state, read from /proc/net/tcp (no connection is made). */
 function listening(first: number, last: number): number {
   return listeningPorts(readFileSync('/proc/net/tcp', 'utf8')).filter((port) => port >= first && port <= last).length;
@@ -74,6 +69,10 @@ function listening(first: number, last: number): number {
 
 async function main(): Promise<void> {
   const mode: Mode = process.argv.includes('--smoke') ? 'smoke' : process.argv.includes('--quick') ? 'quick' : 'full';
+  if (process.argv.includes('--instructions')) {
+    if (mode === 'quick') throw new Error('--instructions has no --quick set: its full run takes about 3 minutes (--smoke only proves it works)');
+    return runInstructions(mode);
+  }
   const size = SIZES[mode];
   const started = Date.now();
   const dir = benchDir();
@@ -203,8 +202,8 @@ async function main(): Promise<void> {
       const r = roundRatios(runs, figure);
       if (r.length) byRound[figure] = r;
     }
-    const stunnelVersion = version('stunnel', ['-version'], 'stunnel ');
-    const systemOpenssl = version('openssl', ['version'], 'OpenSSL');
+    const stunnelVersion = toolVersion('stunnel', ['-version'], 'stunnel ');
+    const systemOpenssl = toolVersion('openssl', ['version'], 'OpenSSL');
     const result = {
       date: new Date().toISOString(),
       mode,

@@ -3,7 +3,7 @@
 //   stunnel  client → stunnel client (as efs-utils writes it) → TLS terminator → service
 //   relay    client → efs-relayd (defaults)                    → TLS terminator → service
 // Both TLS paths talk to the same terminator: one stunnel server process.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -88,10 +88,17 @@ export function startService(): Promise<Proc> {
   return waitPort(SERVICE_PORT).then(() => p);
 }
 
-function stunnel(dir: string, name: string, conf: string): Proc {
+/** A command that runs another one (valgrind's callgrind), and what it needs in its environment. */
+export interface Wrapper {
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+function stunnel(dir: string, name: string, conf: string, wrap?: Wrapper): Proc {
   const file = join(dir, `${name}.conf`);
   writeFileSync(file, conf);
-  return new Proc(spawn('stunnel', [file], { stdio: ['ignore', 'pipe', 'pipe'] }), name);
+  const argv = [...(wrap?.argv ?? []), 'stunnel', file];
+  return new Proc(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...wrap?.env } }), name);
 }
 
 /** The TLS terminator both TLS paths reach: AES-256-GCM over TLS 1.2, like an EFS mount target. */
@@ -109,7 +116,7 @@ export async function startTerminator(dir: string, pki: Pki, nfsPort: number): P
 }
 
 /** A stunnel client exactly as efs-utils writes its config (one process per mount, as efs-utils runs them). */
-export async function startStunnelClient(dir: string, pki: Pki, name: string, port: number, target: string, fsId: string): Promise<Proc> {
+export async function startStunnelClient(dir: string, pki: Pki, name: string, port: number, target: string, fsId: string, wrap?: Wrapper): Promise<Proc> {
   const p = stunnel(dir, name, [
     'foreground = yes', 'pid =', 'debug = 3',
     `[efs]`,
@@ -125,8 +132,8 @@ export async function startStunnelClient(dir: string, pki: Pki, name: string, po
     'verify = 2',
     `CAfile = ${pki.ca.certFile}`,
     `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, '',
-  ].join('\n'));
-  await waitPort(port);
+  ].join('\n'), wrap);
+  await waitPort(port, '127.0.0.1', wrap ? 60_000 : 10_000);
   return p;
 }
 
@@ -147,4 +154,10 @@ export async function startRelay(pki: Pki, extra: Record<string, unknown> = {}, 
 
 export function benchDir(): string {
   return tempDir('bench');
+}
+
+/** First line that names `name` in a command's output (stunnel prints its version on stderr). */
+export function toolVersion(cmd: string, args: string[], name: string): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.startsWith(name))?.trim() ?? 'unknown';
 }

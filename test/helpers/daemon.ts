@@ -112,8 +112,9 @@ export class Daemon {
    * Start the daemon: build/bin/efs-relayd, or another binary of it (the packaged one). With `resolver` (a loopback
    * address serving DNS on port 53), it runs in a mount namespace of its own whose /etc/resolv.conf names only that
    * server and whose /etc/hosts names only localhost, so that it looks mount targets up as on a host, by name.
+   * `timeoutMs`: how long it may take to answer on its socket (longer under valgrind).
    */
-  async start(bin = join(BIN, 'efs-relayd'), resolver?: string, env: NodeJS.ProcessEnv = {}): Promise<this> {
+  async start(bin = join(BIN, 'efs-relayd'), resolver?: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000): Promise<this> {
     this.logs = '';
     this.exitCode = null;
     const [cmd, args] = resolver ? inOwnResolver(this.dir, resolver, [bin, '--config', this.configFile]) : [bin, ['--config', this.configFile]];
@@ -125,7 +126,7 @@ export class Daemon {
     proc.stderr?.setEncoding('utf8');
     proc.stderr?.on('data', (d: string) => (this.logs += d));
     this.exited = new Promise((r) => proc.on('exit', (code, signal) => r((this.exitCode = code ?? (signal ? 128 : 1)))));
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (this.exitCode !== null) throw new Error(`efs-relayd exited with ${this.exitCode}:\n${this.logs}`);
       if (await this.ping()) {
@@ -136,7 +137,7 @@ export class Daemon {
       }
       await sleep(50);
     }
-    throw new Error(`efs-relayd did not answer on ${this.socket} within 10 s:\n${this.logs}`);
+    throw new Error(`efs-relayd did not answer on ${this.socket} within ${timeoutMs / 1000} s:\n${this.logs}`);
   }
 
   private ping(): Promise<boolean> {

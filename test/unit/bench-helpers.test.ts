@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
 import { table, targetResults } from '../bench/report.js';
+import { byCategory, categoryOf } from '../bench/instructions.js';
 import { Ganesha, requireNfs } from '../helpers/nfs.js';
 import { BulkConnection, NfsFiles, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
 
@@ -166,5 +167,42 @@ describe('bench targets', () => {
     expect(lines[0]).to.match(/ target$/);
     expect(lines.find((l) => l.startsWith('rpc200_p99_us'))).to.match(/ 1\.20 .* NOT met \(relay\/stunnel ≤ 1\.0\)$/);
     expect(lines.find((l) => l.startsWith('rpc200_p50_us'))).to.match(/ 1\.05 +- +2\.63$/);
+  });
+});
+
+describe('bench instruction categories', () => {
+  it('files each function of a callgrind profile under the code it belongs to, in node and in stunnel', () => {
+    expect(categoryOf('???:do_ssl3_write [/usr/bin/node]')).to.equal('OpenSSL');
+    expect(categoryOf('???:SSL_write [/usr/lib/x86_64-linux-gnu/libssl.so.3]')).to.equal('OpenSSL');
+    expect(categoryOf('???:EVP_CIPHER_CTX_ctrl [/usr/lib/x86_64-linux-gnu/libcrypto.so.3]')).to.equal('OpenSSL');
+    expect(categoryOf('/home/iojs/build/ws/out/../deps/uv/src/unix/linux.c:uv__io_poll [/usr/bin/node]')).to.equal('libuv');
+    expect(categoryOf('???:Builtins_LoadIC [/usr/bin/node]')).to.equal('V8');
+    expect(categoryOf('???:v8::HandleScope::HandleScope(v8::Isolate*) [/usr/bin/node]')).to.equal('V8');
+    expect(categoryOf('???:node::crypto::TLSWrap::EncOut() [/usr/bin/node]')).to.equal('Node (C++)');
+    expect(categoryOf('???:0x000000000d0ad040 [???]')).to.equal('JIT code');
+    expect(categoryOf('./malloc/./malloc/malloc.c:_int_malloc [/usr/lib/x86_64-linux-gnu/libc.so.6]')).to.equal('libc');
+    expect(categoryOf('???:0x000000000001ab70 [/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2]')).to.equal('libc');
+    expect(categoryOf('???:0x000000000000d197 [/usr/bin/stunnel4]')).to.equal('stunnel');
+    expect(categoryOf('???:0x0000000000000abc [/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30]')).to.equal('other');
+  });
+
+  it('adds up the self cost of every listed function by category, leaving out the program total', () => {
+    const annotated = [
+      '--------------------------------------------------------------------------------',
+      '138,896,931 (100.0%)  PROGRAM TOTALS',
+      '--------------------------------------------------------------------------------',
+      'Ir                  file:function',
+      '3,307,544 ( 2.38%)  ???:Builtins_LoadIC [/usr/bin/node]',
+      '2,124,000 ( 1.53%)  ???:do_ssl3_write [/usr/bin/node]',
+      '  999,000 ( 0.72%)  ???:gcm_ghash_avx [/usr/bin/node]',
+      '  816,000 ( 0.59%)  ???:node::crypto::TLSWrap::EncOut() [/usr/bin/node]',
+      '      143 ( 0.00%)  ???:0x000000000d0ad040 [???]',
+    ].join('\n');
+    const b = byCategory(annotated);
+    expect(b.V8).to.equal(3_307_544);
+    expect(b.OpenSSL).to.equal(2_124_000 + 999_000);
+    expect(b['Node (C++)']).to.equal(816_000);
+    expect(b['JIT code']).to.equal(143);
+    expect(b.libc + b.libuv + b.stunnel + b.other).to.equal(0);
   });
 });
