@@ -172,18 +172,21 @@ describe('bench targets', () => {
 
 describe('bench instruction categories', () => {
   it('files each function of a callgrind profile under the code it belongs to, in node and in stunnel', () => {
-    expect(categoryOf('???:do_ssl3_write [/usr/bin/node]')).to.equal('OpenSSL');
-    expect(categoryOf('???:SSL_write [/usr/lib/x86_64-linux-gnu/libssl.so.3]')).to.equal('OpenSSL');
-    expect(categoryOf('???:EVP_CIPHER_CTX_ctrl [/usr/lib/x86_64-linux-gnu/libcrypto.so.3]')).to.equal('OpenSSL');
-    expect(categoryOf('/home/iojs/build/ws/out/../deps/uv/src/unix/linux.c:uv__io_poll [/usr/bin/node]')).to.equal('libuv');
-    expect(categoryOf('???:Builtins_LoadIC [/usr/bin/node]')).to.equal('V8');
-    expect(categoryOf('???:v8::HandleScope::HandleScope(v8::Isolate*) [/usr/bin/node]')).to.equal('V8');
-    expect(categoryOf('???:node::crypto::TLSWrap::EncOut() [/usr/bin/node]')).to.equal('Node (C++)');
-    expect(categoryOf('???:0x000000000d0ad040 [???]')).to.equal('JIT code');
-    expect(categoryOf('./malloc/./malloc/malloc.c:_int_malloc [/usr/lib/x86_64-linux-gnu/libc.so.6]')).to.equal('libc');
-    expect(categoryOf('???:0x000000000001ab70 [/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2]')).to.equal('libc');
-    expect(categoryOf('???:0x000000000000d197 [/usr/bin/stunnel4]')).to.equal('stunnel');
-    expect(categoryOf('???:0x0000000000000abc [/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30]')).to.equal('other');
+    const cases: [string, string][] = [
+      ['???:do_ssl3_write [/usr/bin/node]', 'OpenSSL'],
+      ['???:SSL_write [/usr/lib/x86_64-linux-gnu/libssl.so.3]', 'OpenSSL'],
+      ['???:EVP_CIPHER_CTX_ctrl [/usr/lib/x86_64-linux-gnu/libcrypto.so.3]', 'OpenSSL'],
+      ['/home/iojs/build/ws/out/../deps/uv/src/unix/linux.c:uv__io_poll [/usr/bin/node]', 'libuv'],
+      ['???:Builtins_LoadIC [/usr/bin/node]', 'V8'],
+      ['???:v8::HandleScope::HandleScope(v8::Isolate*) [/usr/bin/node]', 'V8'],
+      ['???:node::crypto::TLSWrap::EncOut() [/usr/bin/node]', 'Node (C++)'],
+      ['???:0x000000000d0ad040 [???]', 'JIT code'],
+      ['./malloc/./malloc/malloc.c:_int_malloc [/usr/lib/x86_64-linux-gnu/libc.so.6]', 'libc'],
+      ['???:0x000000000001ab70 [/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2]', 'libc'],
+      ['???:0x000000000000d197 [/usr/bin/stunnel4]', 'stunnel'],
+      ['???:0x0000000000000abc [/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30]', 'other'],
+    ];
+    for (const [fn, category] of cases) expect(categoryOf(fn), fn).to.equal(category);
   });
 
   it('adds up the self cost of every listed function by category, leaving out the program total', () => {
