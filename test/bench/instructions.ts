@@ -1,14 +1,13 @@
 // Instructions per small-RPC round trip of each tunnel's process, counted by
-// valgrind's callgrind (`make bench BENCH_ARGS=--instructions`). A time on
-// these shared machines moves with whatever else runs; an instruction count
-// does not, so a change to the copy path can be judged by a few hundred
-// instructions where its time would drown in noise, and the count per
-// category shows where the relay's extra CPU per round trip goes (README,
-// Performance). Fewer instructions need not mean less time (V8's code runs
-// fewer instructions per cycle than stunnel's): the timed bench stays the
-// judge of the targets.
+// valgrind's callgrind (`make bench BENCH_ARGS=--instructions`), with the
+// L1 cache misses and mispredicted branches of its simulated CPU. A time on
+// these shared machines moves with whatever else runs; these counts do not,
+// so a change to the copy path can be judged by a few hundred instructions
+// where its time would drown in noise, and the counts by category show where
+// the relay's extra CPU per round trip goes (README, Performance). They are
+// not times: the timed bench stays the judge of the targets.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, ROOT, removeTempDirs } from '../helpers/daemon.js';
@@ -30,12 +29,20 @@ export const GLIBC_TUNABLES = 'glibc.cpu.x86_rep_stosb_threshold=2147483647:glib
 
 /** Warm-up round trips (V8 has optimised the relay's path by then), measured round trips per round, rounds. */
 const SIZES = {
-  // 5 rounds: V8's share moves with its garbage collections (one round in 3 once counted 15% more), and the median leaves that out.
+  // 5 rounds, medians: a round that a garbage collection of V8's lands in counts a little more.
   full: { warm: 10_000, trips: 3_000, rounds: 5 },
   smoke: { warm: 200, trips: 100, rounds: 1 },
 } as const;
 
-export const WORKLOADS = [['rpc200_instructions', 200], ['rpc8k_instructions', 8192]] as const;
+export const WORKLOADS = [['rpc200', 200], ['rpc8k', 8192]] as const;
+/** What is counted per round trip: callgrind's event names, and the figure's suffix and label. */
+export const EVENTS = [
+  ['Ir', 'instructions', 'instructions'],
+  ['I1mr', 'l1i_misses', 'L1 instruction-cache misses'],
+  ['D1mr+D1mw', 'l1d_misses', 'L1 data-cache misses'],
+  ['Bcm+Bim', 'branch_misses', 'mispredicted branches'],
+] as const;
+type Measure = (typeof EVENTS)[number][1];
 type Tunnel = 'stunnel' | 'relay';
 const TUNNELS: readonly Tunnel[] = ['stunnel', 'relay'];
 
@@ -75,12 +82,11 @@ export function byCategory(annotated: string): Breakdown {
   return out;
 }
 
-const total = (b: Breakdown): number => CATEGORIES.reduce((s, c) => s + b[c], 0);
-
 function callgrind(outDir: string): Wrapper {
   return {
     // Instrumented only while a measurement runs: start-up and warm-up run at valgrind's faster, uncounted pace.
-    argv: ['valgrind', '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(outDir, 'callgrind.%p')}`],
+    // The caches simulated are this machine's as valgrind reads them (its L1 sizes; see the dump's "desc:" lines).
+    argv: ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--cache-sim=yes', '--branch-sim=yes', `--callgrind-out-file=${join(outDir, 'callgrind.%p')}`],
     env: { GLIBC_TUNABLES },
   };
 }
@@ -89,8 +95,27 @@ function control(pid: number, ...args: string[]): void {
   execFileSync('callgrind_control', [...args, String(pid)], { stdio: 'ignore', timeout: 120_000 });
 }
 
-/** Instructions by category that `pid` (under callgrind, dumping into `outDir`) ran while `work` ran. */
-async function counted(pid: number, outDir: string, work: () => Promise<void>): Promise<Breakdown> {
+/** The totals of a callgrind dump's events ("events:" names them, "summary:" or "totals:" counts them). */
+export function eventTotals(dump: string): Record<string, number> {
+  const names = /^events:\s*(.+)$/m.exec(dump)?.[1]?.trim().split(/\s+/) ?? [];
+  const counts = (/^summary:\s*(.+)$/m.exec(dump) ?? /^totals:\s*(.+)$/m.exec(dump))?.[1]?.trim().split(/\s+/).map(Number) ?? [];
+  return Object.fromEntries(names.map((n, i) => [n, counts[i] ?? 0]));
+}
+
+/** One event or a sum of them ("D1mr+D1mw"). */
+function eventSum(totals: Record<string, number>, spec: string): number {
+  return spec.split('+').reduce((a, n) => a + (totals[n] ?? 0), 0);
+}
+
+interface Counted {
+  totals: Record<Measure, number>;
+  /** Instructions and L1 instruction-cache misses by category. */
+  instructions: Breakdown;
+  l1iMisses: Breakdown;
+}
+
+/** What `pid` (under callgrind, dumping into `outDir`) ran while `work` ran. */
+async function counted(pid: number, outDir: string, work: () => Promise<void>): Promise<Counted> {
   control(pid, '-i', 'on');
   control(pid, '-z');
   await work();
@@ -100,45 +125,59 @@ async function counted(pid: number, outDir: string, work: () => Promise<void>): 
   const dumps = readdirSync(outDir).filter((f) => f.startsWith(base)).sort((a, b) => Number(a.slice(base.length)) - Number(b.slice(base.length)));
   const last = dumps.at(-1);
   if (!last) throw new Error(`callgrind wrote no dump for pid ${pid} in ${outDir}`);
-  return byCategory(execFileSync('callgrind_annotate', ['--threshold=100', join(outDir, last)], { encoding: 'utf8', maxBuffer: 256 << 20 }));
+  const file = join(outDir, last);
+  const all = eventTotals(readFileSync(file, 'utf8'));
+  const annotate = (event: string): Breakdown =>
+    byCategory(execFileSync('callgrind_annotate', [`--show=${event}`, '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 << 20 }));
+  return {
+    totals: Object.fromEntries(EVENTS.map(([spec, measure]) => [measure, eventSum(all, spec)])) as Record<Measure, number>,
+    instructions: annotate('Ir'),
+    l1iMisses: annotate('I1mr'),
+  };
 }
 
 function perTrip(b: Breakdown, trips: number): Breakdown {
   return Object.fromEntries(CATEGORIES.map((c) => [c, Math.round(b[c] / trips)])) as Breakdown;
 }
 
-interface InstructionRun {
-  figure: string;
+export interface InstructionRun {
+  workload: string;
   path: Tunnel;
   round: number;
-  value: number;
-  categories: Breakdown;
+  /** Per round trip. */
+  counts: Record<Measure, number>;
+  categories: { instructions: Breakdown; l1i_misses: Breakdown };
 }
 
-/** The figures' table, then where the instructions of the median round go, by category. */
-export function instructionsTable(runs: InstructionRun[]): string {
-  const pad = (cells: string[], widths: number[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const out: string[] = [];
-  const head = ['figure (instructions/RT, ↓)', 'stunnel', 'efs-relay', 'relay/stunnel', 'by round'];
-  const rows = WORKLOADS.map(([figure]) => {
-    const of = (p: Tunnel): InstructionRun[] => runs.filter((r) => r.figure === figure && r.path === p);
-    const m = (p: Tunnel): number => median(of(p).map((r) => r.value));
-    const ratios = of('relay').map((r) => r.value / (of('stunnel').find((s) => s.round === r.round)?.value ?? NaN));
-    return [figure, m('stunnel').toFixed(0), m('relay').toFixed(0), (m('relay') / m('stunnel')).toFixed(2), `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`];
-  });
+const pad = (cells: string[], widths: number[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+
+function grid(head: string[], rows: string[][]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  out.push(pad(head, widths), ...rows.map((r) => pad(r, widths)));
-  for (const [figure] of WORKLOADS) {
+  return [pad(head, widths), ...rows.map((r) => pad(r, widths))];
+}
+
+/** Each figure's medians and ratio, then where the median round's instructions and L1i misses go, by category. */
+export function instructionsTable(runs: InstructionRun[]): string {
+  const of = (workload: string, p: Tunnel): InstructionRun[] => runs.filter((r) => r.workload === workload && r.path === p);
+  const rows: string[][] = [];
+  for (const [workload] of WORKLOADS) {
+    for (const [, measure] of EVENTS) {
+      const m = (p: Tunnel): number => median(of(workload, p).map((r) => r.counts[measure]));
+      const ratios = of(workload, 'relay').map((r) => r.counts[measure] / (of(workload, 'stunnel').find((x) => x.round === r.round)?.counts[measure] ?? NaN));
+      rows.push([`${workload}_${measure}`, m('stunnel').toFixed(0), m('relay').toFixed(0), (m('relay') / m('stunnel')).toFixed(2),
+        `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`]);
+    }
+  }
+  const out = grid(['figure (per round trip, ↓)', 'stunnel', 'efs-relay', 'relay/stunnel', 'by round'], rows);
+  for (const [workload] of WORKLOADS) {
     const medianRun = (p: Tunnel): InstructionRun => {
-      const of = runs.filter((r) => r.figure === figure && r.path === p).sort((a, b) => a.value - b.value);
-      return of[Math.floor((of.length - 1) / 2)]!;
+      const sorted = of(workload, p).sort((a, b) => a.counts.instructions - b.counts.instructions);
+      return sorted[Math.floor((sorted.length - 1) / 2)]!;
     };
     const [s, r] = [medianRun('stunnel'), medianRun('relay')];
-    const cats = CATEGORIES.filter((c) => s.categories[c] || r.categories[c]);
-    const h = [`${figure}, by category`, 'stunnel', 'efs-relay'];
-    const lines = cats.map((c) => [c, String(s.categories[c]), String(r.categories[c])]);
-    const w = h.map((x, i) => Math.max(x.length, ...lines.map((l) => l[i]!.length)));
-    out.push('', pad(h, w), ...lines.map((l) => pad(l, w)));
+    const cats = CATEGORIES.filter((c) => s.categories.instructions[c] || r.categories.instructions[c]);
+    out.push('', ...grid([`${workload}, by category`, 'stunnel instr', 'efs-relay instr', 'stunnel L1i miss', 'efs-relay L1i miss'],
+      cats.map((c) => [c, String(s.categories.instructions[c]), String(r.categories.instructions[c]), String(s.categories.l1i_misses[c]), String(r.categories.l1i_misses[c])])));
   }
   return out.join('\n');
 }
@@ -161,31 +200,35 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
     const wrap = callgrind(outDir);
     const st = await startStunnelClient(dir, pki, 'stunnel-bulk', STUNNEL_BULK_PORT, BULK_TARGET, BULK_FS, wrap);
     procs.push(st);
-    // The daemon with the bench's config (its defaults), its node started by valgrind itself: valgrind does not follow the launcher script's exec.
+    // The daemon's node is started by valgrind itself: valgrind does not follow the launcher script's exec.
     const launcher = join(dir, 'efs-relayd-callgrind');
     writeFileSync(launcher, `#!/bin/sh\nexec ${wrap.argv.map((a) => `'${a}'`).join(' ')} '${process.execPath}' '${join(ROOT, 'build/lib/efs-relayd.mjs')}' "$@"\n`);
     chmodSync(launcher, 0o755);
-    relay = await new Daemon(relayConfig(pki, { port_range: { first: 22000, last: 22010 } })).start(launcher, undefined, wrap.env, 180_000);
+    // Its timers off (health probes, the CA file's check, all but an hourly /proc/mounts poll): their work does not
+    // come with round trips, and a round under valgrind lasts long enough for one probe's TLS handshake to add
+    // about 1,700 instructions to each of its round trips.
+    const quiet = { port_range: { first: 22000, last: 22010 }, health: { probe_interval: 0, trust_check_interval: 0 }, mount: { poll_interval: 3600, proc_mounts: '/proc/mounts' } };
+    relay = await new Daemon(relayConfig(pki, quiet)).start(launcher, undefined, wrap.env, 180_000);
     const relayPort = (await relay.efsctlJson<{ tunnel: { port: number } }>('add', BULK_FS, '-o', `mounttargetip=${BULK_TARGET},region=${REGION}`)).tunnel.port;
     const port: Record<Tunnel, number> = { stunnel: STUNNEL_BULK_PORT, relay: relayPort };
     const pid: Record<Tunnel, number> = { stunnel: st.pid, relay: relay.pid };
 
     const runs: InstructionRun[] = [];
-    for (const [figure, bytes] of WORKLOADS) {
+    for (const [workload, bytes] of WORKLOADS) {
       const conns = new Map<Tunnel, RpcConnection>();
       try {
         for (const p of TUNNELS) {
-          say(`${figure}: ${p}, ${size.warm} round trips to warm up`);
+          say(`${workload}: ${p}, ${size.warm} round trips to warm up`);
           const c = await RpcConnection.open(port[p], bytes, size.warm + size.rounds * size.trips, null);
           conns.set(p, c);
           await c.turn(size.warm);
         }
         for (let round = 1; round <= size.rounds; round++) {
           for (const p of round % 2 ? TUNNELS : [...TUNNELS].reverse()) {
-            const b = await counted(pid[p], outDir, () => conns.get(p)!.turn(size.trips));
-            const categories = perTrip(b, size.trips);
-            runs.push({ figure, path: p, round, value: total(b) / size.trips, categories });
-            say(`${figure} round ${round}/${size.rounds}: ${p} ${Math.round(total(b) / size.trips)} instructions per round trip`);
+            const c = await counted(pid[p], outDir, () => conns.get(p)!.turn(size.trips));
+            const counts = Object.fromEntries(EVENTS.map(([, m]) => [m, c.totals[m] / size.trips])) as Record<Measure, number>;
+            runs.push({ workload, path: p, round, counts, categories: { instructions: perTrip(c.instructions, size.trips), l1i_misses: perTrip(c.l1iMisses, size.trips) } });
+            say(`${workload} round ${round}/${size.rounds}: ${p} ${Math.round(counts.instructions)} instructions and ${Math.round(counts.l1i_misses)} L1i misses per round trip`);
           }
         }
       } finally {
@@ -193,8 +236,8 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
       }
     }
 
-    const medians = Object.fromEntries(WORKLOADS.map(([figure]) => [figure,
-      Object.fromEntries(TUNNELS.map((p) => [p, median(runs.filter((r) => r.figure === figure && r.path === p).map((r) => r.value))]))]));
+    const medians = Object.fromEntries(WORKLOADS.flatMap(([workload]) => EVENTS.map(([, measure]) => [`${workload}_${measure}`,
+      Object.fromEntries(TUNNELS.map((p) => [p, median(runs.filter((r) => r.workload === workload && r.path === p).map((r) => r.counts[measure]))]))])));
     const result = {
       date: new Date().toISOString(),
       mode: `instructions-${mode}`,
@@ -211,7 +254,7 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
     };
     mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
     writeFileSync(join(ROOT, 'build/bench/instructions.json'), JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(`${instructionsTable(runs)}\n\nInstructions per round trip of each tunnel's process (all its threads), counted by callgrind over ${size.trips} round trips a round after ${size.warm} to warm up; ${size.rounds} round(s), medians; ${result.machine.valgrind}.\nRaw runs: build/bench/instructions.json (${result.seconds.toFixed(0)} s)\n`);
+    process.stdout.write(`${instructionsTable(runs)}\n\nPer round trip of each tunnel's process (all its threads), counted by callgrind with its simulated caches and branch predictor over ${size.trips} round trips a round after ${size.warm} to warm up; ${size.rounds} round(s), medians; ${result.machine.valgrind}.\nRaw runs: build/bench/instructions.json (${result.seconds.toFixed(0)} s)\n`);
   } finally {
     await relay?.stop();
     for (const p of procs.reverse()) await p.stop();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
 import { table, targetResults } from '../bench/report.js';
-import { byCategory, categoryOf } from '../bench/instructions.js';
+import { byCategory, categoryOf, eventTotals } from '../bench/instructions.js';
 import { Ganesha, requireNfs } from '../helpers/nfs.js';
 import { BulkConnection, NfsFiles, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
 
@@ -208,4 +208,16 @@ describe('bench instruction categories', () => {
     expect(b['JIT code']).to.equal(143);
     expect(b.libc + b.libuv + b.stunnel + b.other).to.equal(0);
   });
+
+  it('reads the totals of every event from a callgrind dump, by the names its events line gives', () => {
+    const dump = ['version: 1', 'creator: callgrind-3.19.0', 'events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim', 'fl=(1) x.c',
+      '0 5 1 1 0 0 0 0 0 0 0 0 0 0', 'summary: 69726209 14772000 14880033 570635 439627 481797 772 210 364 10437055 378894 1140000 342053', ''].join('\n');
+    const t = eventTotals(dump);
+    expect(t.Ir).to.equal(69_726_209);
+    expect(t.I1mr).to.equal(570_635);
+    expect([t.D1mr, t.D1mw]).to.deep.equal([439_627, 481_797]);
+    expect(t.Bim).to.equal(342_053);
+    expect(eventTotals('events: Ir\ntotals: 42\n')).to.deep.equal({ Ir: 42 });
+  });
 });
+
