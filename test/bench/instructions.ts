@@ -35,12 +35,15 @@ const SIZES = {
 } as const;
 
 export const WORKLOADS = [['rpc200', 200], ['rpc8k', 8192]] as const;
-/** What is counted per round trip: callgrind's event names, and the figure's suffix and label. */
+/**
+ * What is counted per round trip: callgrind's events (instructions, L1 instruction-cache misses, L1 data-cache read
+ * and write misses, mispredicted conditional and indirect branches) and the figure's suffix.
+ */
 export const EVENTS = [
-  ['Ir', 'instructions', 'instructions'],
-  ['I1mr', 'l1i_misses', 'L1 instruction-cache misses'],
-  ['D1mr+D1mw', 'l1d_misses', 'L1 data-cache misses'],
-  ['Bcm+Bim', 'branch_misses', 'mispredicted branches'],
+  ['Ir', 'instructions'],
+  ['I1mr', 'l1i_misses'],
+  ['D1mr+D1mw', 'l1d_misses'],
+  ['Bcm+Bim', 'branch_misses'],
 ] as const;
 type Measure = (typeof EVENTS)[number][1];
 type Tunnel = 'stunnel' | 'relay';
