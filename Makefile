@@ -50,7 +50,8 @@ test: sysdeps build package
 demo: sysdeps build
 	@node build/js/test/demo.js
 
-# efs-relay against stunnel and plain TCP. BENCH_ARGS=--quick for the short set.
+# efs-relay against stunnel and plain TCP. BENCH_ARGS=--quick for the short set,
+# BENCH_ARGS=--instructions for instruction and cache-miss counts under callgrind.
 bench: sysdeps build
 	@node --expose-gc build/js/test/bench/bench.js $(BENCH_ARGS)
 
