@@ -1,6 +1,7 @@
-// Instructions per small-RPC round trip of each tunnel's process, counted by
-// valgrind's callgrind (`make bench BENCH_ARGS=--instructions`), with the
-// L1 cache misses and mispredicted branches of its simulated CPU. A time on
+// Instructions per small-RPC round trip and per MiB of bulk transfer of each
+// tunnel's process, counted by valgrind's callgrind (`make bench
+// BENCH_ARGS=--instructions`), with the L1 cache misses and mispredicted
+// branches of its simulated CPU. A time on
 // these shared machines moves with whatever else runs; these counts do not,
 // so a change to the copy path can be judged by a few hundred instructions
 // where its time would drown in noise, and the counts by category show where
@@ -16,7 +17,7 @@ import {
   toolVersion, type Proc, type Wrapper,
 } from './paths.js';
 import { median } from './report.js';
-import { RpcConnection } from './workloads.js';
+import { BulkConnection, RpcConnection } from './workloads.js';
 
 /**
  * valgrind counts each byte of a `rep stosb` or `rep movsb` as one
@@ -27,16 +28,65 @@ import { RpcConnection } from './workloads.js';
  */
 export const GLIBC_TUNABLES = 'glibc.cpu.x86_rep_stosb_threshold=2147483647:glibc.cpu.x86_rep_movsb_threshold=2147483647';
 
-/** Warm-up round trips (V8 has optimised the relay's path by then), measured round trips per round, rounds. */
+/**
+ * Per workload kind: units to warm up with (V8 has optimised the relay's path by then) and units counted per round
+ * (round trips, or MiB); rounds.
+ */
 const SIZES = {
-  // 5 rounds, medians: a round that a garbage collection of V8's lands in counts a little more.
-  full: { warm: 10_000, trips: 3_000, rounds: 5 },
-  smoke: { warm: 200, trips: 100, rounds: 1 },
+  // 5 rounds, medians: a round that a full garbage collection of V8's lands in counts more (little for RPCs, up to
+  // half as much again for bulk).
+  full: { rpc: { warm: 10_000, counted: 3_000 }, bulk: { warm: 96, counted: 24 }, rounds: 5 },
+  smoke: { rpc: { warm: 200, counted: 100 }, bulk: { warm: 1, counted: 1 }, rounds: 1 },
 } as const;
 
-export const WORKLOADS = [['rpc200', 200], ['rpc8k', 8192]] as const;
+type Sizes = (typeof SIZES)[keyof typeof SIZES];
+
+/** A connection of a workload: `run(n)` moves n units (round trips or MiB). */
+interface WorkloadConnection {
+  run(units: number): Promise<void>;
+  close(): void;
+}
+
+interface Workload {
+  name: string;
+  unit: 'round trip' | 'MiB';
+  kind: 'rpc' | 'bulk';
+  open(port: number, size: Sizes): Promise<WorkloadConnection>;
+}
+
+const MiB = 1 << 20;
+
+function rpc(name: string, bytes: number): Workload {
+  return {
+    name, unit: 'round trip', kind: 'rpc',
+    async open(port, size) {
+      const c = await RpcConnection.open(port, bytes, size.rpc.warm + size.rounds * size.rpc.counted, null);
+      return { run: (n) => c.turn(n), close: () => c.close() };
+    },
+  };
+}
+
+function bulk(name: string, direction: 'up' | 'down'): Workload {
+  return {
+    name, unit: 'MiB', kind: 'bulk',
+    async open(port, size) {
+      // One slice per counted round; the warm-up moves whole slices too.
+      const slice = size.bulk.counted * MiB;
+      const c = await BulkConnection.open(port, direction, size.bulk.warm * MiB + size.rounds * slice, slice, null);
+      return {
+        run: async (n) => {
+          for (let moved = 0; moved < n; moved += size.bulk.counted) await c.turn();
+        },
+        close: () => c.close(),
+      };
+    },
+  };
+}
+
+export const WORKLOADS: readonly Workload[] = [rpc('rpc200', 200), rpc('rpc8k', 8192), bulk('upload', 'up'), bulk('download', 'down')];
+
 /**
- * What is counted per round trip: callgrind's events (instructions, L1 instruction-cache misses, L1 data-cache read
+ * What is counted per unit: callgrind's events (instructions, L1 instruction-cache misses, L1 data-cache read
  * and write misses, mispredicted conditional and indirect branches) and the figure's suffix.
  */
 export const EVENTS = [
@@ -139,15 +189,15 @@ async function counted(pid: number, outDir: string, work: () => Promise<void>): 
   };
 }
 
-function perTrip(b: Breakdown, trips: number): Breakdown {
-  return Object.fromEntries(CATEGORIES.map((c) => [c, Math.round(b[c] / trips)])) as Breakdown;
+function perUnit(b: Breakdown, units: number): Breakdown {
+  return Object.fromEntries(CATEGORIES.map((c) => [c, Math.round(b[c] / units)])) as Breakdown;
 }
 
 export interface InstructionRun {
   workload: string;
   path: Tunnel;
   round: number;
-  /** Per round trip. */
+  /** Per unit of the workload (a round trip, or a MiB). */
   counts: Record<Measure, number>;
   categories: { instructions: Breakdown; l1i_misses: Breakdown };
 }
@@ -163,29 +213,31 @@ function grid(head: string[], rows: string[][]): string[] {
 export function instructionsTable(runs: InstructionRun[]): string {
   const of = (workload: string, p: Tunnel): InstructionRun[] => runs.filter((r) => r.workload === workload && r.path === p);
   const rows: string[][] = [];
-  for (const [workload] of WORKLOADS) {
+  for (const w of WORKLOADS) {
+    if (of(w.name, 'relay').length === 0) continue;
     for (const [, measure] of EVENTS) {
-      const m = (p: Tunnel): number => median(of(workload, p).map((r) => r.counts[measure]));
-      const ratios = of(workload, 'relay').map((r) => r.counts[measure] / (of(workload, 'stunnel').find((x) => x.round === r.round)?.counts[measure] ?? NaN));
-      rows.push([`${workload}_${measure}`, m('stunnel').toFixed(0), m('relay').toFixed(0), (m('relay') / m('stunnel')).toFixed(2),
+      const m = (p: Tunnel): number => median(of(w.name, p).map((r) => r.counts[measure]));
+      const ratios = of(w.name, 'relay').map((r) => r.counts[measure] / (of(w.name, 'stunnel').find((x) => x.round === r.round)?.counts[measure] ?? NaN));
+      rows.push([`${w.name}_${measure} (per ${w.unit})`, m('stunnel').toFixed(0), m('relay').toFixed(0), (m('relay') / m('stunnel')).toFixed(2),
         `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`]);
     }
   }
-  const out = grid(['figure (per round trip, ↓)', 'stunnel', 'efs-relay', 'relay/stunnel', 'by round'], rows);
-  for (const [workload] of WORKLOADS) {
+  const out = grid(['figure (↓)', 'stunnel', 'efs-relay', 'relay/stunnel', 'by round'], rows);
+  for (const w of WORKLOADS) {
+    if (of(w.name, 'relay').length === 0) continue;
     const medianRun = (p: Tunnel): InstructionRun => {
-      const sorted = of(workload, p).sort((a, b) => a.counts.instructions - b.counts.instructions);
+      const sorted = of(w.name, p).sort((a, b) => a.counts.instructions - b.counts.instructions);
       return sorted[Math.floor((sorted.length - 1) / 2)]!;
     };
     const [s, r] = [medianRun('stunnel'), medianRun('relay')];
     const cats = CATEGORIES.filter((c) => s.categories.instructions[c] || r.categories.instructions[c]);
-    out.push('', ...grid([`${workload}, by category`, 'stunnel instr', 'efs-relay instr', 'stunnel L1i miss', 'efs-relay L1i miss'],
+    out.push('', ...grid([`${w.name} per ${w.unit}, by category`, 'stunnel instr', 'efs-relay instr', 'stunnel L1i miss', 'efs-relay L1i miss'],
       cats.map((c) => [c, String(s.categories.instructions[c]), String(r.categories.instructions[c]), String(s.categories.l1i_misses[c]), String(r.categories.l1i_misses[c])])));
   }
   return out.join('\n');
 }
 
-/** Counts each tunnel's instructions per round trip of 200-byte and 8 KiB RPCs; writes build/bench/instructions.json. */
+/** Counts each tunnel's instructions per round trip of 200-byte and 8 KiB RPCs and per MiB up and down; writes build/bench/instructions.json. */
 export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
   const size = SIZES[mode];
   const started = Date.now();
@@ -217,21 +269,22 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
     const pid: Record<Tunnel, number> = { stunnel: st.pid, relay: relay.pid };
 
     const runs: InstructionRun[] = [];
-    for (const [workload, bytes] of WORKLOADS) {
-      const conns = new Map<Tunnel, RpcConnection>();
+    for (const w of WORKLOADS) {
+      const conns = new Map<Tunnel, WorkloadConnection>();
+      const { warm, counted: units } = size[w.kind];
       try {
         for (const p of TUNNELS) {
-          say(`${workload}: ${p}, ${size.warm} round trips to warm up`);
-          const c = await RpcConnection.open(port[p], bytes, size.warm + size.rounds * size.trips, null);
+          say(`${w.name}: ${p}, ${warm} ${w.unit === 'MiB' ? 'MiB' : 'round trips'} to warm up`);
+          const c = await w.open(port[p], size);
           conns.set(p, c);
-          await c.turn(size.warm);
+          await c.run(warm);
         }
         for (let round = 1; round <= size.rounds; round++) {
           for (const p of round % 2 ? TUNNELS : [...TUNNELS].reverse()) {
-            const c = await counted(pid[p], outDir, () => conns.get(p)!.turn(size.trips));
-            const counts = Object.fromEntries(EVENTS.map(([, m]) => [m, c.totals[m] / size.trips])) as Record<Measure, number>;
-            runs.push({ workload, path: p, round, counts, categories: { instructions: perTrip(c.instructions, size.trips), l1i_misses: perTrip(c.l1iMisses, size.trips) } });
-            say(`${workload} round ${round}/${size.rounds}: ${p} ${Math.round(counts.instructions)} instructions and ${Math.round(counts.l1i_misses)} L1i misses per round trip`);
+            const c = await counted(pid[p], outDir, () => conns.get(p)!.run(units));
+            const counts = Object.fromEntries(EVENTS.map(([, m]) => [m, c.totals[m] / units])) as Record<Measure, number>;
+            runs.push({ workload: w.name, path: p, round, counts, categories: { instructions: perUnit(c.instructions, units), l1i_misses: perUnit(c.l1iMisses, units) } });
+            say(`${w.name} round ${round}/${size.rounds}: ${p} ${Math.round(counts.instructions)} instructions and ${Math.round(counts.l1i_misses)} L1i misses per ${w.unit}`);
           }
         }
       } finally {
@@ -239,8 +292,8 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
       }
     }
 
-    const medians = Object.fromEntries(WORKLOADS.flatMap(([workload]) => EVENTS.map(([, measure]) => [`${workload}_${measure}`,
-      Object.fromEntries(TUNNELS.map((p) => [p, median(runs.filter((r) => r.workload === workload && r.path === p).map((r) => r.counts[measure]))]))])));
+    const medians = Object.fromEntries(WORKLOADS.flatMap((w) => EVENTS.map(([, measure]) => [`${w.name}_${measure}`,
+      Object.fromEntries(TUNNELS.map((p) => [p, median(runs.filter((r) => r.workload === w.name && r.path === p).map((r) => r.counts[measure]))]))])));
     const result = {
       date: new Date().toISOString(),
       mode: `instructions-${mode}`,
@@ -252,12 +305,13 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
       },
       glibc_tunables: GLIBC_TUNABLES,
       seconds: (Date.now() - started) / 1000,
+      units: Object.fromEntries(WORKLOADS.map((w) => [w.name, w.unit])),
       medians,
       runs,
     };
     mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
     writeFileSync(join(ROOT, 'build/bench/instructions.json'), JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(`${instructionsTable(runs)}\n\nPer round trip of each tunnel's process (all its threads), counted by callgrind with its simulated caches and branch predictor over ${size.trips} round trips a round after ${size.warm} to warm up; ${size.rounds} round(s), medians; ${result.machine.valgrind}.\nRaw runs: build/bench/instructions.json (${result.seconds.toFixed(0)} s)\n`);
+    process.stdout.write(`${instructionsTable(runs)}\n\nPer round trip or MiB of each tunnel's process (all its threads), counted by callgrind with its simulated caches and branch predictor: ${size.rpc.counted} round trips a round after ${size.rpc.warm} to warm up, ${size.bulk.counted} MiB a round after ${size.bulk.warm}; ${size.rounds} round(s), medians; ${result.machine.valgrind}.\nRaw runs: build/bench/instructions.json (${result.seconds.toFixed(0)} s)\n`);
   } finally {
     await relay?.stop();
     for (const p of procs.reverse()) await p.stop();
