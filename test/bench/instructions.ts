@@ -214,7 +214,6 @@ export function instructionsTable(runs: InstructionRun[]): string {
   const of = (workload: string, p: Tunnel): InstructionRun[] => runs.filter((r) => r.workload === workload && r.path === p);
   const rows: string[][] = [];
   for (const w of WORKLOADS) {
-    if (of(w.name, 'relay').length === 0) continue;
     for (const [, measure] of EVENTS) {
       const m = (p: Tunnel): number => median(of(w.name, p).map((r) => r.counts[measure]));
       const ratios = of(w.name, 'relay').map((r) => r.counts[measure] / (of(w.name, 'stunnel').find((x) => x.round === r.round)?.counts[measure] ?? NaN));
@@ -224,7 +223,6 @@ export function instructionsTable(runs: InstructionRun[]): string {
   }
   const out = grid(['figure (↓)', 'stunnel', 'efs-relay', 'relay/stunnel', 'by round'], rows);
   for (const w of WORKLOADS) {
-    if (of(w.name, 'relay').length === 0) continue;
     const medianRun = (p: Tunnel): InstructionRun => {
       const sorted = of(w.name, p).sort((a, b) => a.counts.instructions - b.counts.instructions);
       return sorted[Math.floor((sorted.length - 1) / 2)]!;
