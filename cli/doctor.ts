@@ -318,7 +318,8 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     return bad('mounts', 'warn', `cannot read ${cfg.mount.proc_mounts}: ${(err as Error).message}`, 'Run efsctl doctor as root on the host that mounts EFS.');
   }
   const daemonUp = daemon.pid !== null;
-  const ours = new Set(tunnels.flatMap((t) => portsOf(t)));
+  // Each port of the answering daemon's tunnels, own or extra, and the tunnel that holds it.
+  const holders = new Map(tunnels.flatMap((t) => portsOf(t).map((p) => [p, t] as const)));
   const through = mounts.flatMap((m) => {
     const port = tunnelPortOf(m);
     return port === null ? [] : [{ dir: m.dir, port }];
@@ -326,9 +327,8 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
   const orphans: typeof through = [];
   const served: typeof through = [];
   for (const m of through) {
-    if (!ours.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? served : orphans).push(m);
+    if (!holders.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? served : orphans).push(m);
   }
-  const holders = new Map(tunnels.flatMap((t) => portsOf(t).map((p) => [p, t] as const)));
   const stalled = await stalledMounts(through, holders, daemon.pid);
   const misrouted = await misroutedMounts(through.filter((m) => !stalled.dirs.has(m.dir)), holders, cfg.mount.efs_utils_state_dir);
   const wrong: Problems = { problems: [...misrouted.problems, ...stalled.problems], fixes: [...misrouted.fixes, ...stalled.fixes] };
