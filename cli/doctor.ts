@@ -266,11 +266,8 @@ interface Problems {
  * process holds the port, or another file system's efs-utils mount goes through it (PORT_CLAIMED). The tunnel's
  * last error says which, and its code's hint what to do.
  */
-async function stalledMounts(through: { dir: string; port: number }[], holders: ReadonlyMap<number, TunnelView>, daemonPid: number | null): Promise<Problems & { dirs: Set<string> }> {
-  const doubtful = through.filter((m) => holders.get(m.port)?.state === 'error');
+async function stalledMounts(doubtful: { dir: string; port: number }[], holders: ReadonlyMap<number, TunnelView>, servers: ReadonlyMap<number, Listener>, daemonPid: number | null): Promise<Problems & { dirs: Set<string> }> {
   const dirs = new Set<string>();
-  if (doubtful.length === 0) return { problems: [], fixes: [], dirs };
-  const servers = await withTimeout(listenersOn(doubtful.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
   const problems: string[] = [];
   const fixes = new Set<string>();
   for (const m of doubtful) {
@@ -329,7 +326,11 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
   for (const m of through) {
     if (!holders.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? served : orphans).push(m);
   }
-  const stalled = await stalledMounts(through, holders, daemon.pid);
+  const doubtful = through.filter((m) => holders.get(m.port)?.state === 'error');
+  // One listing for both kinds: systeminformation runs netstat or ss, slow on a host with many sockets.
+  const listed = [...served, ...doubtful].map((m) => m.port);
+  const servers = await withTimeout(listenersOn(listed), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
+  const stalled = await stalledMounts(doubtful, holders, servers, daemon.pid);
   const misrouted = await misroutedMounts(through.filter((m) => !stalled.dirs.has(m.dir)), holders, cfg.mount.efs_utils_state_dir);
   const wrong: Problems = { problems: [...misrouted.problems, ...stalled.problems], fixes: [...misrouted.fixes, ...stalled.fixes] };
   if (orphans.length > 0) {
@@ -353,7 +354,6 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     return bad('mounts', 'fail', [`${what.join(', ')}: mounted through a local port, but ${cause}; NFS I/O there waits`, ...wrong.problems].join('; '),
       [`${daemonUp ? '' : 'Start efs-relayd; then, for a tunnel it does not restore: '}${fixes.join('; ')}; or unmount.`, ...wrong.fixes].join(' '));
   }
-  const servers = await withTimeout(listenersOn(served.map((m) => m.port)), 10_000, 'listing listening sockets').catch(() => new Map<number, Listener>());
   // A tunnel the answering daemon started after doctor listed its tunnels is its own.
   const others = served.filter((m) => !daemonUp || servers.get(m.port)?.pid !== daemon.pid);
   const relayd = others.filter((m) => servers.get(m.port)?.relayd);

@@ -1,12 +1,12 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
-import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startStunnelClient } from './bench/paths.js';
-import { BIN, commandMissing, Daemon, escapeRegExp, skipIf, waitFor } from './helpers/daemon.js';
+import { BIN, commandMissing, Daemon, escapeRegExp, run, skipIf, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import type { Check, DoctorReport } from '../cli/doctor.js';
@@ -305,6 +305,49 @@ describe('efsctl doctor', function () {
     } finally {
       for (const c of fillers) c.destroy();
       stuck.kill('SIGKILL');
+    }
+  });
+
+  it('lists listening sockets once (one netstat or ss) for both a mount whose tunnel cannot take its port and a mount that another process serves', async () => {
+    const [stalledPort, servedPort] = [21990, 21991];
+    const fsId = 'fs-0d0c0005';
+    const d = new Daemon(daemonConfig(21990, { port_range: { first: 21990, last: 21994 } }));
+    const listen = (s: Server, port: number) => new Promise<void>((done) => s.listen(port, '127.0.0.1', () => done()));
+    const [squatter, other] = [createServer(), createServer()];
+    try {
+      await d.start();
+      expect((await d.efsctl('add', fsId, '-o', `region=us-east-1,mounttargetip=127.0.0.24,tlsport=${stalledPort}`)).code).to.equal(0);
+      await d.stop();
+      // While the daemon was down, another process took the tunnel's port.
+      await listen(squatter, stalledPort);
+      await listen(other, servedPort);
+      d.mount.addMountLine(`127.0.0.1:/ /mnt/stalled nfs4 rw,vers=4.1,port=${stalledPort},addr=127.0.0.1 0 0`);
+      d.mount.addMountLine(`127.0.0.1:/ /mnt/foreign nfs4 rw,vers=4.1,port=${servedPort},addr=127.0.0.1 0 0`);
+      await d.start();
+      const status = await d.efsctlJson<TunnelView>('status', fsId);
+      expect(status.last_error?.code).to.equal('PORT_TAKEN');
+      // netstat and ss as found on PATH, each run recorded.
+      const wrappers = join(d.dir, 'listing-wrappers');
+      const runs = join(d.dir, 'listing-runs');
+      mkdirSync(wrappers, { recursive: true });
+      writeFileSync(runs, '');
+      for (const tool of ['netstat', 'ss']) {
+        const real = (process.env.PATH ?? '').split(':').map((p) => join(p, tool)).find((f) => existsSync(f));
+        if (real === undefined) continue;
+        writeFileSync(join(wrappers, tool), `#!/bin/sh\necho "${tool} $*" >> '${runs}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+      }
+      const r = await run(join(BIN, 'efsctl'), ['--socket', d.socket, '--config', d.configFile, 'doctor', '--json'], { env: { ...process.env, PATH: `${wrappers}:${process.env.PATH}` } });
+      const mounts = (JSON.parse(r.stdout) as DoctorReport).checks.find((c) => c.name === 'mounts');
+      expect(mounts?.status).to.equal('fail');
+      expect(mounts?.message).to.equal([
+        `/mnt/stalled (port ${stalledPort}): the port of ${fsId}'s tunnel, which does not listen there (node pid ${process.pid} does); PORT_TAKEN: ${status.last_error?.message}`,
+        `/mnt/foreign (port ${servedPort}, served by node pid ${process.pid}): mounted through a local port that another process serves, not efs-relayd`,
+      ].join('; '));
+      expect(readFileSync(runs, 'utf8').trim().split('\n'), 'netstat/ss runs').to.have.length(1);
+    } finally {
+      squatter.close();
+      other.close();
+      await d.stop();
     }
   });
 
