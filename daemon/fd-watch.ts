@@ -4,7 +4,9 @@
 // never hears of them: a relay cannot report a connection it never saw. So
 // the daemon counts its open descriptors every few seconds against its limit,
 // once its tunnels and connections alone could take half of it: an idle
-// daemon does not wake for the count.
+// daemon does not wake for the count. A new connection past that half is
+// counted within NUDGE_MS too, so that a burst that fills the table and
+// closes again between two counts is not missed.
 import { readdir, readFile } from 'node:fs/promises';
 import { ERRORS, RelayError } from './errors.js';
 import type { Logger } from './log.js';
@@ -24,11 +26,14 @@ export async function fdUsage(pid: number | 'self' = 'self'): Promise<FdUsage> {
 }
 
 const CHECK_MS = 5_000;
+/** How soon after a connection near the limit it is counted; the nudges of a burst share one count. */
+const NUDGE_MS = 100;
 /** A relayed connection takes two descriptors: with fewer free, the next one cannot be relayed. */
 const PER_CONNECTION = 2;
 
 export class FdWatcher {
   private timer: NodeJS.Timeout | null = null;
+  private nudged: NodeJS.Timeout | null = null;
   private readonly full = new RateLimitedLog(60_000);
   private atLimit = false;
   /** The limit as last read; counted again at every precise check (prlimit can change it). */
@@ -48,7 +53,19 @@ export class FdWatcher {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    if (this.nudged) clearTimeout(this.nudged);
     this.timer = null;
+    this.nudged = null;
+  }
+
+  /** A connection was opened: past half the limit by the daemon's own count, count the descriptors soon. */
+  nudge(): void {
+    if (this.timer === null || this.nudged !== null || this.limit === null || this.inUse() < this.limit / 2) return;
+    this.nudged = setTimeout(() => {
+      this.nudged = null;
+      void this.check();
+    }, NUDGE_MS);
+    this.nudged.unref();
   }
 
   async check(): Promise<void> {

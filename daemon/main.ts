@@ -107,6 +107,10 @@ async function main(): Promise<void> {
   const stateWatcher = new StateWatcher(cfg.state_dir, manager, log);
   const prober = new Prober(cfg, manager);
   const fdWatcher = new FdWatcher(log, () => manager.descriptorsInUse(), (e) => manager.recordDaemonError(e));
+  manager.onRelay((_fs, relay) => {
+    relay.on('handshake', () => fdWatcher.nudge());
+    relay.on('handshake_failed', () => fdWatcher.nudge());
+  });
   const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
   const trust = new TrustWatcher(cfg, log);
   trust.add(configFile, 'config file');

@@ -12,15 +12,20 @@ import type { DoctorReport } from '../cli/doctor.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 
 describe('a daemon out of file descriptors', function () {
-  it('logs FD_LIMIT and shows it in status when connections cannot be taken, even those libuv drops unseen, and relays again once they close', async () => {
-    const target = await new MountTargetStandIn({ host: '127.0.0.45', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    const daemon = new Daemon(daemonConfig(21650));
+  /** A daemon that may open 64 file descriptors. */
+  async function startWith64Fds(daemon: Daemon): Promise<void> {
     const wrapper = join(daemon.dir, 'efs-relayd-64-fds');
     writeFileSync(wrapper, `#!/bin/sh\nulimit -n 64\nexec ${join(BIN, 'efs-relayd')} "$@"\n`);
     chmodSync(wrapper, 0o755);
+    await daemon.start(wrapper);
+  }
+
+  it('logs FD_LIMIT and shows it in status when connections cannot be taken, even those libuv drops unseen, and relays again once they close', async () => {
+    const target = await new MountTargetStandIn({ host: '127.0.0.45', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const daemon = new Daemon(daemonConfig(21650));
     const socks: Socket[] = [];
     try {
-      await daemon.start(wrapper);
+      await startWith64Fds(daemon);
       const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.45,region=us-east-1');
       // Near the limit, doctor warns before anything fails.
       while (daemon.fdCount() < 56) {
@@ -58,6 +63,35 @@ describe('a daemon out of file descriptors', function () {
       expect(status.last_error?.code).to.equal('FD_LIMIT');
       expect(daemon.exitCode).to.equal(null);
       expect((await exchange(tunnel.port, 'again')).received.toString()).to.equal('again' + ECHO_TRAILER);
+    } finally {
+      for (const s of socks) s.destroy();
+      await daemon.stop();
+      await target.stop();
+    }
+  });
+
+  it('logs FD_LIMIT for a burst of connections that fills the descriptor table and is gone within a second, between two of the daemon\'s 5 s counts', async () => {
+    const target = await new MountTargetStandIn({ host: '127.0.0.45', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const daemon = new Daemon(daemonConfig(21650));
+    const socks: Socket[] = [];
+    try {
+      await startWith64Fds(daemon);
+      const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.45,region=us-east-1');
+      const burstStart = Date.now();
+      for (let i = 0; i < 40; i++) {
+        const s = await openClient(tunnel.port);
+        s.on('error', () => {});
+        s.write('x');
+        socks.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      for (const s of socks) s.destroy();
+      await waitFor('the connections closed', async () => (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).connections.active === 0);
+      expect(Date.now() - burstStart, 'the burst lasted under a second').to.be.below(1_000);
+      // By now any count finds room again: only a count made during the burst can have logged the limit.
+      expect(daemon.fdCount()).to.be.below(32);
+      expect(daemon.logs).to.match(/warn daemon\.fd_limit fs=- code=FD_LIMIT msg="efs-relayd has 6\d of 64 file descriptors open/);
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('FD_LIMIT');
     } finally {
       for (const s of socks) s.destroy();
       await daemon.stop();
