@@ -148,11 +148,26 @@ function control(pid: number, ...args: string[]): void {
   execFileSync('callgrind_control', [...args, String(pid)], { stdio: 'ignore', timeout: 120_000 });
 }
 
-/** The totals of a callgrind dump's events ("events:" names them, "summary:" or "totals:" counts them). */
-export function eventTotals(dump: string): Record<string, number> {
+function eventLine(dump: string, key: 'summary' | 'totals'): Record<string, number> | null {
   const names = /^events:\s*(.+)$/m.exec(dump)?.[1]?.trim().split(/\s+/) ?? [];
-  const counts = (/^summary:\s*(.+)$/m.exec(dump) ?? /^totals:\s*(.+)$/m.exec(dump))?.[1]?.trim().split(/\s+/).map(Number) ?? [];
-  return Object.fromEntries(names.map((n, i) => [n, counts[i] ?? 0]));
+  const counts = new RegExp(`^${key}:\\s*(.+)$`, 'm').exec(dump)?.[1]?.trim().split(/\s+/).map(Number);
+  return counts ? Object.fromEntries(names.map((n, i) => [n, counts[i] ?? 0])) : null;
+}
+
+/**
+ * The totals of a callgrind dump's events ("events:" names them) as its cost rows add up ("totals:"), which is what
+ * its breakdown by function adds up to; "summary:" where there is no "totals:". callgrind computes "summary:"
+ * apart, from each thread's running count: it is a few dozen instructions off "totals:" in most dumps, and was seen
+ * 3.4% below it once.
+ */
+export function eventTotals(dump: string): Record<string, number> {
+  return eventLine(dump, 'totals') ?? eventLine(dump, 'summary') ?? {};
+}
+
+/** How far callgrind's "summary:" instructions are from its rows' "totals:" (a fraction of the latter; 0 without both). */
+export function summaryGap(dump: string): number {
+  const [summary, totals] = [eventLine(dump, 'summary')?.Ir, eventLine(dump, 'totals')?.Ir];
+  return summary === undefined || !totals ? 0 : (summary - totals) / totals;
 }
 
 /** One event or a sum of them ("D1mr+D1mw"). */
@@ -162,6 +177,8 @@ function eventSum(totals: Record<string, number>, spec: string): number {
 
 interface Counted {
   totals: Record<Measure, number>;
+  /** callgrind's "summary:" against the rows' totals (summaryGap). */
+  summaryGap: number;
   /** Instructions and L1 instruction-cache misses by category. */
   instructions: Breakdown;
   l1iMisses: Breakdown;
@@ -179,11 +196,13 @@ async function counted(pid: number, outDir: string, work: () => Promise<void>): 
   const last = dumps.at(-1);
   if (!last) throw new Error(`callgrind wrote no dump for pid ${pid} in ${outDir}`);
   const file = join(outDir, last);
-  const all = eventTotals(readFileSync(file, 'utf8'));
+  const dump = readFileSync(file, 'utf8');
+  const all = eventTotals(dump);
   const annotate = (event: string): Breakdown =>
     byCategory(execFileSync('callgrind_annotate', [`--show=${event}`, '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 << 20 }));
   return {
     totals: Object.fromEntries(EVENTS.map(([spec, measure]) => [measure, eventSum(all, spec)])) as Record<Measure, number>,
+    summaryGap: summaryGap(dump),
     instructions: annotate('Ir'),
     l1iMisses: annotate('I1mr'),
   };
@@ -200,7 +219,12 @@ export interface InstructionRun {
   /** Per unit of the workload (a round trip, or a MiB). */
   counts: Record<Measure, number>;
   categories: { instructions: Breakdown; l1i_misses: Breakdown };
+  /** callgrind's own total instructions against its rows' (0.001: a tenth of a percent more). */
+  summary_gap: number;
 }
+
+/** Past this, a round's dump disagrees with itself enough to say so. */
+const SUMMARY_GAP_WARN = 0.001;
 
 const pad = (cells: string[], widths: number[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
 
@@ -281,8 +305,14 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
           for (const p of round % 2 ? TUNNELS : [...TUNNELS].reverse()) {
             const c = await counted(pid[p], outDir, () => conns.get(p)!.run(units));
             const counts = Object.fromEntries(EVENTS.map(([, m]) => [m, c.totals[m] / units])) as Record<Measure, number>;
-            runs.push({ workload: w.name, path: p, round, counts, categories: { instructions: perUnit(c.instructions, units), l1i_misses: perUnit(c.l1iMisses, units) } });
+            runs.push({
+              workload: w.name, path: p, round, counts, categories: { instructions: perUnit(c.instructions, units), l1i_misses: perUnit(c.l1iMisses, units) },
+              summary_gap: c.summaryGap,
+            });
             say(`${w.name} round ${round}/${size.rounds}: ${p} ${Math.round(counts.instructions)} instructions and ${Math.round(counts.l1i_misses)} L1i misses per ${w.unit}`);
+            if (Math.abs(c.summaryGap) > SUMMARY_GAP_WARN) {
+              say(`  warning: callgrind's summary of this round is ${(c.summaryGap * 100).toFixed(2)}% off the sum of its rows (used here): a doubtful round`);
+            }
           }
         }
       } finally {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
 import { table, targetResults } from '../bench/report.js';
-import { byCategory, categoryOf, eventTotals } from '../bench/instructions.js';
+import { byCategory, categoryOf, eventTotals, summaryGap } from '../bench/instructions.js';
 import { Ganesha, requireNfs } from '../helpers/nfs.js';
 import { BulkConnection, NfsFiles, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
 
@@ -218,6 +218,13 @@ describe('bench instruction categories', () => {
     expect([t.D1mr, t.D1mw]).to.deep.equal([439_627, 481_797]);
     expect(t.Bim).to.equal(342_053);
     expect(eventTotals('events: Ir\ntotals: 42\n')).to.deep.equal({ Ir: 42 });
+  });
+
+  it('takes a dump\'s totals from its rows (totals:) where callgrind\'s summary: differs, and says by how much', () => {
+    const dump = 'events: Ir I1mr\nsummary: 4672500 42966\nfl=(1) x.c\n0 4833364 42975\ntotals: 4833364 42975\n';
+    expect(eventTotals(dump)).to.deep.equal({ Ir: 4_833_364, I1mr: 42_975 });
+    expect(summaryGap(dump)).to.be.closeTo((4_672_500 - 4_833_364) / 4_833_364, 1e-12);
+    expect(summaryGap('events: Ir\ntotals: 42\n')).to.equal(0);
   });
 });
 
