@@ -62,9 +62,12 @@ describe('benchmark smoke run', function () {
       expect(r.stdout).to.match(new RegExp(`^${f} .*  ${t.met ? 'met' : 'NOT met'} \\(${escapeRegExp(t.target)}\\)$`, 'm'));
     }
   });
-  it('counts both tunnels\' instructions, L1 cache misses and mispredicted branches per RPC round trip and per MiB under callgrind, by category, on stdout and in build/bench/instructions.json', async function () {
+  it('counts both tunnels\' instructions, L1 cache misses and mispredicted branches per RPC round trip and per MiB of bulk and NFS under callgrind, by category, on stdout and in build/bench/instructions.json', async function () {
     skipIf(this, await commandMissing('valgrind', 'as root: apt-get install valgrind'));
-    const r = await run('node', ['--expose-gc', join(ROOT, 'build/js/test/bench/bench.js'), '--instructions', '--smoke'], { timeoutMs: 200_000 });
+    const g = await Ganesha.get();
+    const r = await run('node', ['--expose-gc', join(ROOT, 'build/js/test/bench/bench.js'), '--instructions', '--smoke'], {
+      env: { ...process.env, EFS_RELAY_BENCH_NFS: `${g.nfsPort},${g.mountPort},${g.exportPath}` }, timeoutMs: 200_000,
+    });
     expect(r.code, r.stderr).to.equal(0);
     const result = JSON.parse(readFileSync(join(ROOT, 'build/bench/instructions.json'), 'utf8')) as {
       mode: string; machine: Record<string, string>; medians: Record<string, Record<string, number>>;
@@ -72,7 +75,7 @@ describe('benchmark smoke run', function () {
     };
     expect(result.mode).to.equal('instructions-smoke');
     expect(result.machine.valgrind).to.match(/^valgrind-\d/);
-    const unit = { rpc200: 'round trip', rpc8k: 'round trip', upload: 'MiB', download: 'MiB' } as Record<string, string>;
+    const unit = { rpc200: 'round trip', rpc8k: 'round trip', upload: 'MiB', download: 'MiB', nfs_write: 'MiB', nfs_read: 'MiB' } as Record<string, string>;
     const figures = Object.keys(unit).flatMap((w) => ['instructions', 'l1i_misses', 'l1d_misses', 'branch_misses'].map((m) => `${w}_${m}`));
     expect(Object.keys(result.medians).sort()).to.deep.equal([...figures].sort());
     expect(r.stdout).to.match(/^figure \(↓\)\s+stunnel\s+efs-relay\s+relay\/stunnel\s+by round$/m);
@@ -81,7 +84,7 @@ describe('benchmark smoke run', function () {
       expect(m, figure).to.have.all.keys('stunnel', 'relay');
       // A TLS record each way is thousands of instructions (a MiB millions), and no code path of that length stays in the L1 caches whole.
       for (const v of Object.values(m)) expect(v, figure).to.be.greaterThan(figure.endsWith('_instructions') ? 1000 : 0);
-      expect(r.stdout).to.match(new RegExp(`^${figure} \\(per ${unit[figure.replace(/_.*/, '')]}\\)\\s+${Math.round(m.stunnel!)}\\s+${Math.round(m.relay!)}\\s+${(m.relay! / m.stunnel!).toFixed(2)}\\s`, 'm'));
+      expect(r.stdout).to.match(new RegExp(`^${figure} \\(per ${unit[Object.keys(unit).find((w) => figure.startsWith(`${w}_`))!]}\\)\\s+${Math.round(m.stunnel!)}\\s+${Math.round(m.relay!)}\\s+${(m.relay! / m.stunnel!).toFixed(2)}\\s`, 'm'));
     }
     // Each process's instructions are found in its own code: OpenSSL's in both, stunnel's own, and V8's in the daemon.
     for (const run of result.runs) {

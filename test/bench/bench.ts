@@ -12,7 +12,7 @@ import { Daemon, ROOT, removeTempDirs, sleep, writeRecords } from '../helpers/da
 import { Ganesha } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, RELAY_METRICS_PORT, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
-  benchDir, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, toolVersion, type Path, type Proc,
+  benchDir, benchGanesha, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, toolVersion, type Path, type Proc,
 } from './paths.js';
 import { runInstructions } from './instructions.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
@@ -94,9 +94,7 @@ async function main(): Promise<void> {
   let relay: Daemon | null = null;
   try {
     say(`efs-relay bench (${mode}): starting the service, ganesha, the TLS terminator, stunnel clients and efs-relayd`);
-    // The test suite lends its running ganesha ("nfsPort,mountPort,exportPath"); otherwise start one.
-    const lent = process.env.EFS_RELAY_BENCH_NFS?.split(',');
-    const ganesha = lent ? new Ganesha(Number(lent[0]), Number(lent[1]), lent[2]) : await Ganesha.get();
+    const ganesha = await benchGanesha();
     procs.push(await startService());
     procs.push(await startTerminator(dir, pki, ganesha.nfsPort));
     const stBulk = await startStunnelClient(dir, pki, 'stunnel-bulk', STUNNEL_BULK_PORT, BULK_TARGET, BULK_FS);

@@ -1,5 +1,6 @@
-// Instructions per small-RPC round trip and per MiB of bulk transfer of each
-// tunnel's process, counted by valgrind's callgrind (`make bench
+// Instructions per small-RPC round trip and per MiB of bulk transfer and of
+// NFS write and read (nfs-cp and nfs-cat through ganesha) of each tunnel's
+// process, counted by valgrind's callgrind (`make bench
 // BENCH_ARGS=--instructions`), with the L1 cache misses and mispredicted
 // branches of its simulated CPU. A time on
 // these shared machines moves with whatever else runs; these counts do not,
@@ -8,13 +9,15 @@
 // the relay's extra CPU per round trip goes (README, Performance). They are
 // not times: the timed bench stays the judge of the targets.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, ROOT, removeTempDirs } from '../helpers/daemon.js';
+import { Ganesha, nfsCatSha256, nfsCp } from '../helpers/nfs.js';
 import {
-  BULK_FS, BULK_TARGET, REGION, STUNNEL_BULK_PORT, benchDir, makePki, relayConfig, startService, startStunnelClient, startTerminator,
-  toolVersion, type Proc, type Wrapper,
+  BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT, benchDir, benchGanesha, makePki, relayConfig,
+  startService, startStunnelClient, startTerminator, toolVersion, type Proc, type Wrapper,
 } from './paths.js';
 import { median } from './report.js';
 import { BulkConnection, RpcConnection } from './workloads.js';
@@ -30,13 +33,14 @@ export const GLIBC_TUNABLES = 'glibc.cpu.x86_rep_stosb_threshold=2147483647:glib
 
 /**
  * Per workload kind: units to warm up with (V8 has optimised the relay's path by then) and units counted per round
- * (round trips, or MiB); rounds.
+ * (round trips, or MiB); rounds. NFS moves files of `file` MiB, one nfs-cp or nfs-cat process (and so one
+ * connection, with its TLS handshake) each.
  */
 const SIZES = {
   // 5 rounds, medians: a round that a full garbage collection of V8's lands in counts more (little for RPCs, up to
   // half as much again for bulk).
-  full: { rpc: { warm: 10_000, counted: 3_000 }, bulk: { warm: 96, counted: 24 }, rounds: 5 },
-  smoke: { rpc: { warm: 200, counted: 100 }, bulk: { warm: 1, counted: 1 }, rounds: 1 },
+  full: { rpc: { warm: 10_000, counted: 3_000 }, bulk: { warm: 96, counted: 24 }, nfs: { warm: 32, counted: 16, file: 16 }, rounds: 5 },
+  smoke: { rpc: { warm: 200, counted: 100 }, bulk: { warm: 1, counted: 1 }, nfs: { warm: 1, counted: 1, file: 1 }, rounds: 1 },
 } as const;
 
 type Sizes = (typeof SIZES)[keyof typeof SIZES];
@@ -47,11 +51,18 @@ interface WorkloadConnection {
   close(): void;
 }
 
+/** Where a workload's files go: the NFS server, and a directory for the file each write sends. */
+interface NfsSide {
+  ganesha: Ganesha;
+  dir: string;
+}
+
 interface Workload {
   name: string;
   unit: 'round trip' | 'MiB';
-  kind: 'rpc' | 'bulk';
-  open(port: number, size: Sizes): Promise<WorkloadConnection>;
+  kind: 'rpc' | 'bulk' | 'nfs';
+  /** `port`: the tunnel's local port for this kind (the NFS tunnels' for 'nfs'). */
+  open(port: number, size: Sizes, nfs: NfsSide, tunnel: Tunnel): Promise<WorkloadConnection>;
 }
 
 const MiB = 1 << 20;
@@ -83,7 +94,44 @@ function bulk(name: string, direction: 'up' | 'down'): Workload {
   };
 }
 
-export const WORKLOADS: readonly Workload[] = [rpc('rpc200', 200), rpc('rpc8k', 8192), bulk('upload', 'up'), bulk('download', 'down')];
+/** NFS write (nfs-cp, NFSv3 WRITEs of 1 MiB, one at a time) or read (nfs-cat, NFSv4 READs) of whole files through the tunnel. */
+function nfs(name: string, direction: 'write' | 'read'): Workload {
+  return {
+    name, unit: 'MiB', kind: 'nfs',
+    async open(port, size, { ganesha, dir }, tunnel) {
+      const content = randomBytes(size.nfs.file * MiB);
+      const sha256 = createHash('sha256').update(content).digest('hex');
+      const src = join(dir, `${name}-${tunnel}.bin`);
+      writeFileSync(src, content);
+      // A read's file is put in the export directly (ganesha serves a local directory); writes land beside it.
+      const readName = `instructions-${name}-${tunnel}.bin`;
+      if (direction === 'read') writeFileSync(join(ganesha.exportPath, readName), content);
+      const written: string[] = [];
+      const moveFile = async (): Promise<void> => {
+        if (direction === 'write') {
+          const file = `instructions-${name}-${tunnel}-${written.length}.bin`;
+          written.push(file);
+          await nfsCp(src, ganesha.v3Url(file, port));
+          return;
+        }
+        const read = await nfsCatSha256(ganesha.v4Url(readName, port));
+        if (read.bytes !== content.length || read.sha256 !== sha256) throw new Error(`nfs-cat through port ${port} read ${read.bytes} bytes, not the file written`);
+      };
+      return {
+        run: async (n) => {
+          for (let moved = 0; moved < n; moved += size.nfs.file) await moveFile();
+        },
+        close: () => {
+          for (const f of [...written, readName]) rmSync(join(ganesha.exportPath, f), { force: true });
+        },
+      };
+    },
+  };
+}
+
+export const WORKLOADS: readonly Workload[] = [
+  rpc('rpc200', 200), rpc('rpc8k', 8192), bulk('upload', 'up'), bulk('download', 'down'), nfs('nfs_write', 'write'), nfs('nfs_read', 'read'),
+];
 
 /**
  * What is counted per unit: callgrind's events (instructions, L1 instruction-cache misses, L1 data-cache read
@@ -104,7 +152,7 @@ export type Category = (typeof CATEGORIES)[number];
 export type Breakdown = Record<Category, number>;
 
 /**
- * The category of one line of `callgrind_annotate` ("file:function [object]").
+ * The category of a function, named "file:function [object]" (as selfCosts, and callgrind_annotate, name it).
  * node links OpenSSL, libuv and V8 statically: its symbols that are neither
  * V8's, Node's nor libuv's are OpenSSL's, the only other C on this path.
  * V8's generated code has no symbols and no object ("???").
@@ -124,14 +172,58 @@ export function categoryOf(fn: string): Category {
   return 'other';
 }
 
-/** Self cost by category from `callgrind_annotate --threshold=100` output (every function listed). */
-export function byCategory(annotated: string): Breakdown {
-  const out = Object.fromEntries(CATEGORIES.map((c) => [c, 0])) as Breakdown;
-  for (const m of annotated.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.+)$/gm)) {
-    const fn = m[2]!;
-    if (fn.startsWith('PROGRAM TOTALS')) continue;
-    out[categoryOf(fn)] += Number(m[1]!.replaceAll(',', ''));
+/**
+ * Each function's self cost of every event in a callgrind dump, by "file:function [object]", read from the dump
+ * itself (valgrind.org/docs/manual/cl-format.html): its cost lines, less each call's inclusive cost (the line after
+ * `calls=`). callgrind_annotate 3.19 was seen listing up to a third more than the dump's rows hold, under load.
+ */
+export function selfCosts(dump: string): { events: string[]; byFunction: Map<string, number[]> } {
+  const events = /^events:\s*(.+)$/m.exec(dump)?.[1]?.trim().split(/\s+/) ?? [];
+  const positions = /^positions:\s*(.+)$/m.exec(dump)?.[1]?.trim().split(/\s+/).length ?? 1;
+  // Compressed names, "(id) name" once and "(id)" after, in three spaces: objects, files and functions.
+  const names = { ob: new Map<string, string>(), fl: new Map<string, string>(), fn: new Map<string, string>() };
+  const spaceOf = (key: string): keyof typeof names => (key.endsWith('ob') ? 'ob' : key.endsWith('fn') ? 'fn' : 'fl');
+  const current = { ob: '???', fl: '???', fn: '???' };
+  const byFunction = new Map<string, number[]>();
+  let callCost = false;
+  for (const line of dump.split('\n')) {
+    const spec = /^(ob|fl|fi|fe|fn|cob|cfi|cfl|cfn)=(.*)$/.exec(line);
+    if (spec) {
+      const [, key, value] = spec as unknown as [string, string, string];
+      const space = names[spaceOf(key)];
+      const compressed = /^\((\d+)\)(?: (.*))?$/.exec(value);
+      let name = value;
+      if (compressed) {
+        if (compressed[2] !== undefined) space.set(compressed[1]!, compressed[2]);
+        name = space.get(compressed[1]!) ?? value;
+      }
+      // fi=/fe= (inlined code) and the called ones (c*) leave the function a cost line belongs to unchanged.
+      if (key === 'ob' || key === 'fl' || key === 'fn') current[key] = name;
+      continue;
+    }
+    if (line.startsWith('calls=')) {
+      callCost = true;
+      continue;
+    }
+    if (!/^[\d+\-*]/.test(line)) continue;
+    if (callCost) {
+      callCost = false;
+      continue;
+    }
+    const costs = line.trim().split(/\s+/).slice(positions).map(Number);
+    const fn = `${current.fl}:${current.fn} [${current.ob}]`;
+    const sum = byFunction.get(fn) ?? new Array<number>(events.length).fill(0);
+    costs.forEach((c, i) => (sum[i] = (sum[i] ?? 0) + c));
+    byFunction.set(fn, sum);
   }
+  return { events, byFunction };
+}
+
+/** One event's self cost, by category, of the functions of selfCosts. */
+export function byCategory(costs: ReturnType<typeof selfCosts>, event: string): Breakdown {
+  const out = Object.fromEntries(CATEGORIES.map((c) => [c, 0])) as Breakdown;
+  const i = costs.events.indexOf(event);
+  for (const [fn, sum] of costs.byFunction) out[categoryOf(fn)] += sum[i] ?? 0;
   return out;
 }
 
@@ -156,9 +248,8 @@ function eventLine(dump: string, key: 'summary' | 'totals'): Record<string, numb
 
 /**
  * The totals of a callgrind dump's events ("events:" names them) as its cost rows add up ("totals:"), which is what
- * its breakdown by function adds up to; "summary:" where there is no "totals:". callgrind computes "summary:"
- * apart, from each thread's running count: it is a few dozen instructions off "totals:" in most dumps, and was seen
- * 3.4% below it once.
+ * its breakdown by function (selfCosts) adds up to; "summary:" where there is no "totals:". callgrind computes
+ * "summary:" apart, from each thread's running count: a few dozen instructions off "totals:" per dump.
  */
 export function eventTotals(dump: string): Record<string, number> {
   return eventLine(dump, 'totals') ?? eventLine(dump, 'summary') ?? {};
@@ -198,13 +289,12 @@ async function counted(pid: number, outDir: string, work: () => Promise<void>): 
   const file = join(outDir, last);
   const dump = readFileSync(file, 'utf8');
   const all = eventTotals(dump);
-  const annotate = (event: string): Breakdown =>
-    byCategory(execFileSync('callgrind_annotate', [`--show=${event}`, '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 << 20 }));
+  const costs = selfCosts(dump);
   return {
     totals: Object.fromEntries(EVENTS.map(([spec, measure]) => [measure, eventSum(all, spec)])) as Record<Measure, number>,
     summaryGap: summaryGap(dump),
-    instructions: annotate('Ir'),
-    l1iMisses: annotate('I1mr'),
+    instructions: byCategory(costs, 'Ir'),
+    l1iMisses: byCategory(costs, 'I1mr'),
   };
 }
 
@@ -272,11 +362,15 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
   let relay: Daemon | null = null;
   try {
     say(`efs-relay bench (instructions, ${mode}): starting the service, the TLS terminator, and a stunnel client and efs-relayd under callgrind`);
+    const ganesha = await benchGanesha();
     procs.push(await startService());
-    procs.push(await startTerminator(dir, pki, 1));
+    procs.push(await startTerminator(dir, pki, ganesha.nfsPort));
     const wrap = callgrind(outDir);
+    // One stunnel client per file system, as efs-utils runs them.
     const st = await startStunnelClient(dir, pki, 'stunnel-bulk', STUNNEL_BULK_PORT, BULK_TARGET, BULK_FS, wrap);
     procs.push(st);
+    const stNfs = await startStunnelClient(dir, pki, 'stunnel-nfs', STUNNEL_NFS_PORT, NFS_TARGET, NFS_FS, wrap);
+    procs.push(stNfs);
     // The daemon's node is started by valgrind itself: valgrind does not follow the launcher script's exec.
     const launcher = join(dir, 'efs-relayd-callgrind');
     writeFileSync(launcher, `#!/bin/sh\nexec ${wrap.argv.map((a) => `'${a}'`).join(' ')} '${process.execPath}' '${join(ROOT, 'build/lib/efs-relayd.mjs')}' "$@"\n`);
@@ -286,9 +380,13 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
     // about 1,700 instructions to each of its round trips.
     const quiet = { port_range: { first: 22000, last: 22010 }, health: { probe_interval: 0, trust_check_interval: 0 }, mount: { poll_interval: 3600, proc_mounts: '/proc/mounts' } };
     relay = await new Daemon(relayConfig(pki, quiet)).start(launcher, undefined, wrap.env, 180_000);
-    const relayPort = (await relay.efsctlJson<{ tunnel: { port: number } }>('add', BULK_FS, '-o', `mounttargetip=${BULK_TARGET},region=${REGION}`)).tunnel.port;
-    const port: Record<Tunnel, number> = { stunnel: STUNNEL_BULK_PORT, relay: relayPort };
-    const pid: Record<Tunnel, number> = { stunnel: st.pid, relay: relay.pid };
+    const tunnelPort = async (fsId: string, target: string): Promise<number> =>
+      (await relay!.efsctlJson<{ tunnel: { port: number } }>('add', fsId, '-o', `mounttargetip=${target},region=${REGION}`)).tunnel.port;
+    const [relayPort, relayNfsPort] = [await tunnelPort(BULK_FS, BULK_TARGET), await tunnelPort(NFS_FS, NFS_TARGET)];
+    // Each kind's port and process, by tunnel: the daemon's two tunnels share its process.
+    const port = (w: Workload, p: Tunnel): number => (w.kind === 'nfs' ? { stunnel: STUNNEL_NFS_PORT, relay: relayNfsPort } : { stunnel: STUNNEL_BULK_PORT, relay: relayPort })[p];
+    const pid = (w: Workload, p: Tunnel): number => (p === 'relay' ? relay!.pid : w.kind === 'nfs' ? stNfs.pid : st.pid);
+    const nfsSide: NfsSide = { ganesha, dir };
 
     const runs: InstructionRun[] = [];
     for (const w of WORKLOADS) {
@@ -297,13 +395,13 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
       try {
         for (const p of TUNNELS) {
           say(`${w.name}: ${p}, ${warm} ${w.unit === 'MiB' ? 'MiB' : 'round trips'} to warm up`);
-          const c = await w.open(port[p], size);
+          const c = await w.open(port(w, p), size, nfsSide, p);
           conns.set(p, c);
           await c.run(warm);
         }
         for (let round = 1; round <= size.rounds; round++) {
           for (const p of round % 2 ? TUNNELS : [...TUNNELS].reverse()) {
-            const c = await counted(pid[p], outDir, () => conns.get(p)!.run(units));
+            const c = await counted(pid(w, p), outDir, () => conns.get(p)!.run(units));
             const counts = Object.fromEntries(EVENTS.map(([, m]) => [m, c.totals[m] / units])) as Record<Measure, number>;
             runs.push({
               workload: w.name, path: p, round, counts, categories: { instructions: perUnit(c.instructions, units), l1i_misses: perUnit(c.l1iMisses, units) },
@@ -339,10 +437,11 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
     };
     mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
     writeFileSync(join(ROOT, 'build/bench/instructions.json'), JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(`${instructionsTable(runs)}\n\nPer round trip or MiB of each tunnel's process (all its threads), counted by callgrind with its simulated caches and branch predictor: ${size.rpc.counted} round trips a round after ${size.rpc.warm} to warm up, ${size.bulk.counted} MiB a round after ${size.bulk.warm}; ${size.rounds} round(s), medians; ${result.machine.valgrind}.\nRaw runs: build/bench/instructions.json (${result.seconds.toFixed(0)} s)\n`);
+    process.stdout.write(`${instructionsTable(runs)}\n\nPer round trip or MiB of each tunnel's process (all its threads), counted by callgrind with its simulated caches and branch predictor: ${size.rpc.counted} round trips a round after ${size.rpc.warm} to warm up, ${size.bulk.counted} MiB a round after ${size.bulk.warm} (bulk), ${size.nfs.counted} MiB a round after ${size.nfs.warm} in files of ${size.nfs.file} MiB, each its own connection (NFS); ${size.rounds} round(s), medians; ${result.machine.valgrind}.\nRaw runs: build/bench/instructions.json (${result.seconds.toFixed(0)} s)\n`);
   } finally {
     await relay?.stop();
     for (const p of procs.reverse()) await p.stop();
+    await Ganesha.stopShared();
     removeTempDirs();
   }
 }

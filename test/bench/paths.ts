@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Daemon, ROOT, sleep, tempDir } from '../helpers/daemon.js';
+import { Ganesha } from '../helpers/nfs.js';
 import { TestPki, type Pem } from '../helpers/pki.js';
 
 export const BULK_FS = 'fs-12345678';
@@ -150,6 +151,15 @@ export function relayConfig(pki: Pki, extra: Record<string, unknown> = {}): Reco
 
 export async function startRelay(pki: Pki, extra: Record<string, unknown> = {}, dir?: string): Promise<Daemon> {
   return new Daemon(relayConfig(pki, extra), dir).start();
+}
+
+/**
+ * The bench's NFS server: the test suite's running ganesha when it lends it (EFS_RELAY_BENCH_NFS,
+ * "nfsPort,mountPort,exportPath"), or the shared one, started here (Ganesha.stopShared stops it).
+ */
+export function benchGanesha(): Promise<Ganesha> {
+  const lent = process.env.EFS_RELAY_BENCH_NFS?.split(',');
+  return lent ? Promise.resolve(new Ganesha(Number(lent[0]), Number(lent[1]), lent[2])) : Ganesha.get();
 }
 
 export function benchDir(): string {

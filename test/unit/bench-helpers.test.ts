@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PATHS, pathOrder, startService, SERVICE_PORT } from '../bench/paths.js';
 import { table, targetResults } from '../bench/report.js';
-import { byCategory, categoryOf, eventTotals, summaryGap } from '../bench/instructions.js';
+import { byCategory, categoryOf, eventTotals, selfCosts, summaryGap } from '../bench/instructions.js';
 import { Ganesha, requireNfs } from '../helpers/nfs.js';
 import { BulkConnection, NfsFiles, RpcConnection, switchesBetween, threadSwitches } from '../bench/workloads.js';
 
@@ -189,24 +189,27 @@ describe('bench instruction categories', () => {
     for (const [fn, category] of cases) expect(categoryOf(fn), fn).to.equal(category);
   });
 
-  it('adds up the self cost of every listed function by category, leaving out the program total', () => {
-    const annotated = [
-      '--------------------------------------------------------------------------------',
-      '138,896,931 (100.0%)  PROGRAM TOTALS',
-      '--------------------------------------------------------------------------------',
-      'Ir                  file:function',
-      '3,307,544 ( 2.38%)  ???:Builtins_LoadIC [/usr/bin/node]',
-      '2,124,000 ( 1.53%)  ???:do_ssl3_write [/usr/bin/node]',
-      '  999,000 ( 0.72%)  ???:gcm_ghash_avx [/usr/bin/node]',
-      '  816,000 ( 0.59%)  ???:node::crypto::TLSWrap::EncOut() [/usr/bin/node]',
-      '      143 ( 0.00%)  ???:0x000000000d0ad040 [???]',
+  it('adds up each function\'s self cost in a callgrind dump by category, leaving out the inclusive cost of calls, to the dump\'s totals', () => {
+    const dump = [
+      'version: 1', 'creator: callgrind-3.19.0', 'positions: line', 'events: Ir I1mr',
+      'ob=(1) /usr/bin/node', 'fl=(1) ???', 'fn=(1) Builtins_LoadIC',
+      '0 3000 10', '+1 307 2',
+      // A call: its line after calls= is memcpy's inclusive cost, counted as memcpy's own below.
+      'cob=(2) /usr/lib/x86_64-linux-gnu/libc.so.6', 'cfi=(2) ./string/memcpy.S', 'cfn=(2) memcpy', 'calls=2 0', '0 5000 7',
+      'fn=(3) do_ssl3_write', '0 2000 1',
+      // Inlined code stays its function's.
+      'fi=(3) /home/iojs/build/ws/out/../deps/openssl/ssl/record/rec_layer_s3.c', '0 124 0', 'fe=(1)', '* 0 0',
+      'ob=(2)', 'fl=(2)', 'fn=(2)', '0 5000 7',
+      'ob=(3) ???', 'fl=(1)', 'fn=(4) 0x000000000d0ad040', '0 143 0',
+      'totals: 10574 20', '',
     ].join('\n');
-    const b = byCategory(annotated);
-    expect(b.V8).to.equal(3_307_544);
-    expect(b.OpenSSL).to.equal(2_124_000 + 999_000);
-    expect(b['Node (C++)']).to.equal(816_000);
-    expect(b['JIT code']).to.equal(143);
-    expect(b.libc + b.libuv + b.stunnel + b.other).to.equal(0);
+    const costs = selfCosts(dump);
+    expect(costs.byFunction.get('???:Builtins_LoadIC [/usr/bin/node]')).to.deep.equal([3307, 12]);
+    expect(costs.byFunction.get('./string/memcpy.S:memcpy [/usr/lib/x86_64-linux-gnu/libc.so.6]')).to.deep.equal([5000, 7]);
+    const ir = byCategory(costs, 'Ir');
+    expect(ir).to.deep.equal({ OpenSSL: 2124, libc: 5000, libuv: 0, 'Node (C++)': 0, V8: 3307, 'JIT code': 143, stunnel: 0, other: 0 });
+    expect(Object.values(ir).reduce((a, b) => a + b, 0)).to.equal(eventTotals(dump).Ir);
+    expect(Object.values(byCategory(costs, 'I1mr')).reduce((a, b) => a + b, 0)).to.equal(eventTotals(dump).I1mr);
   });
 
   it('reads the totals of every event from a callgrind dump, by the names its events line gives', () => {
