@@ -3,7 +3,8 @@
 // round (the order rotates from round to round), reporting medians and
 // ratios. --quick runs a smaller set; --smoke runs tiny sizes once, only to
 // prove that every figure is produced. --instructions counts both tunnels'
-// instructions per RPC round trip instead (instructions.ts).
+// instructions per RPC round trip and per MiB of bulk and NFS instead
+// (instructions.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
