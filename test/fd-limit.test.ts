@@ -12,24 +12,33 @@ import type { DoctorReport } from '../cli/doctor.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 
 describe('a daemon out of file descriptors', function () {
-  /** A daemon that may open 64 file descriptors. */
-  async function startWith64Fds(daemon: Daemon): Promise<void> {
-    const wrapper = join(daemon.dir, 'efs-relayd-64-fds');
-    writeFileSync(wrapper, `#!/bin/sh\nulimit -n 64\nexec ${join(BIN, 'efs-relayd')} "$@"\n`);
-    chmodSync(wrapper, 0o755);
-    await daemon.start(wrapper);
-  }
-
-  it('logs FD_LIMIT and shows it in status when connections cannot be taken, even those libuv drops unseen, and relays again once they close', async () => {
+  /**
+   * `body` with a daemon that may open 64 file descriptors and the port of its tunnel to an echoing mount target;
+   * the client connections it opens (`socks`) are closed after it.
+   */
+  async function with64Fds(body: (daemon: Daemon, port: number, socks: Socket[]) => Promise<void>): Promise<void> {
     const target = await new MountTargetStandIn({ host: '127.0.0.45', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
     const daemon = new Daemon(daemonConfig(21650));
     const socks: Socket[] = [];
     try {
-      await startWith64Fds(daemon);
+      const wrapper = join(daemon.dir, 'efs-relayd-64-fds');
+      writeFileSync(wrapper, `#!/bin/sh\nulimit -n 64\nexec ${join(BIN, 'efs-relayd')} "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      await daemon.start(wrapper);
       const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.45,region=us-east-1');
+      await body(daemon, tunnel.port, socks);
+    } finally {
+      for (const s of socks) s.destroy();
+      await daemon.stop();
+      await target.stop();
+    }
+  }
+
+  it('logs FD_LIMIT and shows it in status when connections cannot be taken, even those libuv drops unseen, and relays again once they close', async () => {
+    await with64Fds(async (daemon, port, socks) => {
       // Near the limit, doctor warns before anything fails.
       while (daemon.fdCount() < 56) {
-        const s = await openClient(tunnel.port);
+        const s = await openClient(port);
         s.on('error', () => {});
         socks.push(s);
         await waitFor('the connection relayed', () => daemon.efsctlJson<TunnelDetail>('status', FS_ID).then((st) => st.connections.active === socks.length));
@@ -42,7 +51,7 @@ describe('a daemon out of file descriptors', function () {
       expect(daemon.logs, 'nothing has failed yet').not.to.contain('FD_LIMIT');
       // Each relayed connection takes two descriptors: 64 connections cannot all fit.
       for (let i = 0; i < 64; i++) {
-        const s = await openClient(tunnel.port);
+        const s = await openClient(port);
         s.on('error', () => {});
         s.write('x');
         socks.push(s);
@@ -62,24 +71,15 @@ describe('a daemon out of file descriptors', function () {
       const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
       expect(status.last_error?.code).to.equal('FD_LIMIT');
       expect(daemon.exitCode).to.equal(null);
-      expect((await exchange(tunnel.port, 'again')).received.toString()).to.equal('again' + ECHO_TRAILER);
-    } finally {
-      for (const s of socks) s.destroy();
-      await daemon.stop();
-      await target.stop();
-    }
+      expect((await exchange(port, 'again')).received.toString()).to.equal('again' + ECHO_TRAILER);
+    });
   });
 
   it('logs FD_LIMIT for a burst of connections that fills the descriptor table and is gone within a second, between two of the daemon\'s 5 s counts', async () => {
-    const target = await new MountTargetStandIn({ host: '127.0.0.45', port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    const daemon = new Daemon(daemonConfig(21650));
-    const socks: Socket[] = [];
-    try {
-      await startWith64Fds(daemon);
-      const { tunnel } = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.45,region=us-east-1');
+    await with64Fds(async (daemon, port, socks) => {
       const burstStart = Date.now();
       for (let i = 0; i < 40; i++) {
-        const s = await openClient(tunnel.port);
+        const s = await openClient(port);
         s.on('error', () => {});
         s.write('x');
         socks.push(s);
@@ -92,10 +92,6 @@ describe('a daemon out of file descriptors', function () {
       expect(daemon.fdCount()).to.be.below(32);
       expect(daemon.logs).to.match(/warn daemon\.fd_limit fs=- code=FD_LIMIT msg="efs-relayd has 6\d of 64 file descriptors open/);
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('FD_LIMIT');
-    } finally {
-      for (const s of socks) s.destroy();
-      await daemon.stop();
-      await target.stop();
-    }
+    });
   });
 });
