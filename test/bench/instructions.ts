@@ -165,7 +165,8 @@ export function categoryOf(fn: string): Category {
   if (/\/(libc|libm|libpthread|ld-linux[^/]*)\.so/.test(object)) return 'libc';
   if (/\/node$/.test(object)) {
     if (/deps\/uv\/|\buv_/.test(fn)) return 'libuv';
-    if (/v8::|Builtins?_/.test(fn)) return 'V8';
+    // heap::base and cppgc: V8's heap, outside its v8:: namespace.
+    if (/v8::|Builtins?_|heap::base::|cppgc::/.test(fn)) return 'V8';
     if (/node::|std::/.test(fn)) return 'Node (C++)';
     return 'OpenSSL';
   }

@@ -179,6 +179,7 @@ describe('bench instruction categories', () => {
       ['/home/iojs/build/ws/out/../deps/uv/src/unix/linux.c:uv__io_poll [/usr/bin/node]', 'libuv'],
       ['???:Builtins_LoadIC [/usr/bin/node]', 'V8'],
       ['???:v8::HandleScope::HandleScope(v8::Isolate*) [/usr/bin/node]', 'V8'],
+      ['???:heap::base::ActiveSystemPages::Add(unsigned long, unsigned long, unsigned long) [/usr/bin/node]', 'V8'],
       ['???:node::crypto::TLSWrap::EncOut() [/usr/bin/node]', 'Node (C++)'],
       ['???:0x000000000d0ad040 [???]', 'JIT code'],
       ['./malloc/./malloc/malloc.c:_int_malloc [/usr/lib/x86_64-linux-gnu/libc.so.6]', 'libc'],
