@@ -350,7 +350,7 @@ export function instructionsTable(runs: InstructionRun[]): string {
   return out.join('\n');
 }
 
-/** Counts each tunnel's instructions per round trip of 200-byte and 8 KiB RPCs and per MiB up and down; writes build/bench/instructions.json. */
+/** Counts each tunnel's instructions per round trip of 200-byte and 8 KiB RPCs and per MiB of bulk and NFS each way; writes build/bench/instructions.json. */
 export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
   const size = SIZES[mode];
   const started = Date.now();
@@ -362,7 +362,7 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
   const procs: Proc[] = [];
   let relay: Daemon | null = null;
   try {
-    say(`efs-relay bench (instructions, ${mode}): starting the service, the TLS terminator, and a stunnel client and efs-relayd under callgrind`);
+    say(`efs-relay bench (instructions, ${mode}): starting the service, ganesha, the TLS terminator, and stunnel clients and efs-relayd under callgrind`);
     const ganesha = await benchGanesha();
     procs.push(await startService());
     procs.push(await startTerminator(dir, pki, ganesha.nfsPort));

@@ -231,4 +231,3 @@ describe('bench instruction categories', () => {
     expect(summaryGap('events: Ir\ntotals: 42\n')).to.equal(0);
   });
 });
-
