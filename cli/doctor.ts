@@ -383,18 +383,21 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
 
 interface FsTarget {
   fsId: string;
+  /** Looked up when address is not an IP address. */
   dnsName: string;
+  /** What the certificate must carry. */
+  certName: string;
   address: string;
 }
 
 function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metadata: MetadataRegion): FsTarget[] {
   const out = new Map<string, FsTarget>();
-  for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, address: t.target.address });
+  for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, certName: t.target.cert_name, address: t.target.address });
   for (const e of fstab) {
     if (out.has(e.fsId)) continue;
     try {
       const t = resolveTarget(e.fsId, e.options, process.env, cfg, metadata);
-      out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, address: t.address });
+      out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, certName: t.certName, address: t.address });
     } catch {
       // No region known for this line: there is no name to check (the fstab check reports NO_REGION for it).
     }
@@ -460,7 +463,7 @@ interface Reachable {
  */
 async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>): Promise<{ check: Check; reach: Reachable | null }> {
   const name = `dns ${t.fsId}`;
-  if (isIP(t.address)) return { check: ok(name, `uses mounttargetip=${t.address}; ${t.dnsName} is only checked in the certificate`), reach: { address: t.address, how: '' } };
+  if (isIP(t.address)) return { check: ok(name, `uses mounttargetip=${t.address}; ${t.certName} is only checked in the certificate`), reach: { address: t.address, how: '' } };
   try {
     const r = await withTimeout(lookup(t.dnsName), TIMEOUT_MS, `resolving ${t.dnsName}`);
     return { check: ok(name, `${t.dnsName} resolves to ${r.address}`), reach: { address: r.address, how: '' } };
@@ -473,7 +476,7 @@ async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>
     const address = last?.addresses[0];
     if (address === undefined) return { check: bad(name, 'fail', message, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
     return {
-      check: bad(name, 'warn', `${message}; efs-relayd sends ${t.fsId}'s connections to ${address}, DNS's last answer (${last!.answered_at}), still verified against ${t.dnsName}`,
+      check: bad(name, 'warn', `${message}; efs-relayd sends ${t.fsId}'s connections to ${address}, DNS's last answer (${last!.answered_at}), still verified against ${t.certName}`,
         `Mounts go on meanwhile (the tunnel's record keeps that answer across a daemon restart), but a mount target that moves is not followed: fix the resolver. ${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`),
       reach: { address, how: ' (DNS\'s last answer)' },
     };

@@ -59,8 +59,10 @@ export interface TunnelFromStunnel {
   fsId: string;
   /** -o for `efsctl add`: region, tlsport, and mounttargetip or az when the stunnel connected to one. */
   options: string;
-  /** The name the tunnel checks in the mount target's certificate (the stunnel's checkHost, or its availability zone's name). */
+  /** The file system's DNS name the tunnel has: the stunnel's checkHost, or its availability zone's name of it. */
   dnsName: string;
+  /** The name the tunnel checks in the mount target's certificate: the stunnel's checkHost. */
+  certName: string;
   /** Where the stunnel connected. */
   connectHost: string;
 }
@@ -104,5 +106,8 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   if (target.address !== to.host) {
     return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would connect to ${target.address}, not to ${to.host} as the stunnel does`);
   }
-  return { fsId, options: options.join(','), dnsName: target.dnsName, connectHost: to.host };
+  if (target.certName !== svc.checkHost) {
+    return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would check ${target.certName} in the certificate, not checkHost ${svc.checkHost} as the stunnel does`);
+  }
+  return { fsId, options: options.join(','), dnsName: target.dnsName, certName: target.certName, connectHost: to.host };
 }

@@ -177,7 +177,7 @@ async function reload(p: Parsed, ask: (method: string) => Promise<unknown>, say:
 function takeoverText(res: TakeoverResult): string {
   const t = res.tunnel;
   const on = res.port === t.port ? `127.0.0.1:${t.port}` : `127.0.0.1:${res.port} (an extra port, beside its own ${t.port})`;
-  const tunnel = `the tunnel of ${t.fs_id} on ${on} → ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})`;
+  const tunnel = `the tunnel of ${t.fs_id} on ${on} → ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.cert_name})`;
   if (res.already) return `${res.dir} already goes through efs-relay: ${tunnel}`;
   if (res.stunnel?.pid === null) return `${res.dir}, whose stunnel had died, now goes through ${tunnel}, made from ${res.stunnel.config}; its NFS client reconnects through efs-relay`;
   return `${res.dir} moved from ${res.stunnel?.program} pid ${res.stunnel?.pid} onto ${tunnel}; the mount was not touched, and its NFS client reconnects through efs-relay`;
@@ -207,7 +207,7 @@ async function run(p: Parsed): Promise<void> {
       out(
         res,
         `${t.fs_id}: ${res.created ? 'tunnel started' : 'tunnel already running'} on 127.0.0.1:${t.port} ` +
-          `→ ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.dns_name})${extra}`,
+          `→ ${joinHost(t.target.address, t.target.port)} (TLS; its certificate must name ${t.target.cert_name})${extra}`,
       );
       return;
     }

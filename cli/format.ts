@@ -73,7 +73,7 @@ export function tunnelDetail(t: TunnelDetail): string {
     `State:         ${t.state}`,
     `Local port:    127.0.0.1:${t.port}`,
     ...(t.extra_ports?.length ? [`Extra ports:   ${t.extra_ports.join(', ')} (for mounts made before that name them; each goes once no mount does)`] : []),
-    `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.dns_name})`,
+    `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.cert_name})`,
     ...(t.dns === undefined ? [] : [`DNS answer:    ${t.dns ? `${t.dns.addresses.join(', ')} at ${t.dns.answered_at}` : 'none'}`]),
     `Region:        ${t.target.region}`,
     `Source:        ${t.source}, created ${t.created}`,

@@ -117,7 +117,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (values.verbose || values.fake) {
     process.stdout.write(`${res.fake ? 'would run' : 'ran'}: ${res.command.join(' ')}\n`);
-    if (res.tunnel) process.stdout.write(`tunnel: 127.0.0.1:${res.tunnel.port} → ${joinHost(res.tunnel.target.address, res.tunnel.target.port)} (${res.tunnel.target.dns_name})\n`);
+    if (res.tunnel) process.stdout.write(`tunnel: 127.0.0.1:${res.tunnel.port} → ${joinHost(res.tunnel.target.address, res.tunnel.target.port)} (certificate must name ${res.tunnel.target.cert_name})\n`);
   }
   if (res.already_mounted) process.stdout.write(`mount.efs: ${res.dir} is already mounted from ${spec.fsId}\n`);
   return EXIT.ok;

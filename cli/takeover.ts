@@ -121,7 +121,7 @@ async function prepare(
   if (busy) {
     const uses = mountedAt.length > 0 ? `mounted at ${mountedAt.join(', ')}` : `${busy.connections.active} open connection${busy.connections.active === 1 ? '' : 's'}`;
     const differs = busy.target.address !== plan.connectHost || busy.target.dns_name !== plan.dnsName
-      ? `connects to ${busy.target.address} (certificate name ${busy.target.dns_name}), where the stunnel connects to ${plan.connectHost} (${plan.dnsName})`
+      ? `connects to ${busy.target.address} (certificate name ${busy.target.cert_name}), where the stunnel connects to ${plan.connectHost} (${plan.certName})`
       : caFileFor(busy.options, cfg) !== cfg.tls.ca_file ? `verifies against ${caFileFor(busy.options, cfg)}, not tls.ca_file` : null;
     if (differs !== null) {
       throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${busy.port} (${uses}) that ${differs}; a file system has one tunnel, so ${dir}, which goes through port ${port}, can only move to it by a remount`);

@@ -24,7 +24,8 @@ export interface RelaySpec {
   port: number;
   /** Must be a loopback address: the listener carries plaintext NFS. */
   listenHost: string;
-  dnsName: string;
+  /** The name the certificate must carry, sent as SNI (certificateName). */
+  certName: string;
   address: string;
   targetPort: number;
   secureContext: SecureContext;
@@ -136,7 +137,7 @@ export class Relay extends EventEmitter<RelayEvents> {
   constructor(spec: RelaySpec) {
     super();
     this.spec = spec;
-    this.verify = identityChecker(spec.dnsName);
+    this.verify = identityChecker(spec.certName);
     this.names = isIP(spec.address) === 0
       ? new TargetLookup(spec.address, {
         fallback: (e) => {
@@ -399,7 +400,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       host: spec.address,
       port: spec.targetPort,
       secureContext: spec.secureContext,
-      servername: spec.dnsName,
+      servername: spec.certName,
       checkServerIdentity: this.verify,
       allowHalfOpen: true,
       session,
@@ -431,13 +432,13 @@ export class Relay extends EventEmitter<RelayEvents> {
     const { spec } = this;
     let code = classifyUpstreamError(err);
     // OpenSSL's reason, not its whole error line (tlsErrorText).
-    let message = err instanceof RelayError ? err.message : `TLS connection to ${this.targetText} (${spec.dnsName}) refused: ${tlsErrorText(err)}`;
+    let message = err instanceof RelayError ? err.message : `TLS connection to ${this.targetText} (${spec.certName}) refused: ${tlsErrorText(err)}`;
     // Nothing was refused: the daemon could not open a socket at all.
     if (code === 'FD_LIMIT') message = `Cannot open a connection to ${this.targetText}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
     if (AMBIGUOUS.has(code)) {
       const now = Date.now();
       if (!this.diagnosis || now - this.diagnosis.at > DIAGNOSIS_TTL_MS) {
-        this.diagnosis = { at: now, result: diagnoseRefusal(spec.address, spec.targetPort, spec.dnsName, spec.maxVersion) };
+        this.diagnosis = { at: now, result: diagnoseRefusal(spec.address, spec.targetPort, spec.certName, spec.maxVersion) };
       }
       const found = await this.diagnosis.result;
       if (found) {
@@ -453,7 +454,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     const code = classifySessionError(err);
     if (code === null) return;
     const { spec, counters } = this;
-    const message = `TLS session with ${this.targetText} (${spec.dnsName}) ended: ${tlsErrorText(err)}`;
+    const message = `TLS session with ${this.targetText} (${spec.certName}) ended: ${tlsErrorText(err)}`;
     counters.sessionFailures.set(code, (counters.sessionFailures.get(code) ?? 0) + 1);
     this.lastError = { code, message, at: new Date().toISOString() };
     this.emit('session_failed', new RelayError(code, message, { cause: err }));

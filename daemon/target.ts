@@ -1,5 +1,5 @@
-// Where a tunnel goes: the file system's DNS name (what the certificate must
-// name) and the address actually dialled (the name, or mounttargetip=).
+// Where a tunnel goes: the file system's DNS name, the name its certificate
+// must carry, and the address actually dialled (the name, or mounttargetip=).
 import { isIP } from 'node:net';
 import { RelayError } from './errors.js';
 import type { Config } from './config.js';
@@ -14,8 +14,10 @@ export function joinHost(host: string, rest: string | number): string {
 }
 
 export interface Target {
-  /** The name the server certificate must match, and the SNI sent. */
+  /** The file system's DNS name from efs.dns_name_format: with az=, the zone's name of it. */
   dnsName: string;
+  /** The name the server certificate must match, and the SNI sent (certificateName). */
+  certName: string;
   /** What is dialled: the DNS name, or the mounttargetip address. */
   address: string;
   port: number;
@@ -53,6 +55,16 @@ export function resolveRegion(fsId: string, opts: MountOptions, env: RegionEnv, 
   );
 }
 
+/**
+ * The name a mount target's certificate must carry, sent as SNI: the DNS name from the file system id on, as
+ * efs-utils writes stunnel's checkHost. An az= name (us-east-1a.fs-….efs.…) is in no mount target's certificate.
+ * efs.dns_name_format always holds {fs_id}.
+ */
+export function certificateName(fsId: string, dnsName: string): string {
+  const at = dnsName.indexOf(fsId);
+  return at < 0 ? dnsName : dnsName.slice(at);
+}
+
 export function dnsNameFor(fsId: string, region: string, az: string | null, cfg: Config): string {
   let format = cfg.efs.dns_name_format;
   if (!az) format = format.replace('{az}.', '').replace('{az}', '');
@@ -67,7 +79,7 @@ export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, 
   checkFsId(fsId);
   const region = resolveRegion(fsId, opts, env, cfg, metadata);
   const dnsName = dnsNameFor(fsId, region, opts.az ?? null, cfg);
-  return { dnsName, address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
+  return { dnsName, certName: certificateName(fsId, dnsName), address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
 }
 
 /** A mount spec: fs-id, fs-id:/path, or the file system's DNS name with :/path. Region comes from a DNS name. */

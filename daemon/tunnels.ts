@@ -8,7 +8,7 @@ import type { Logger } from './log.js';
 import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
-import { joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
+import { certificateName, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
 import { warnIfExposed } from './file-trust.js';
 import type { RegionSource } from './instance-region.js';
@@ -36,7 +36,8 @@ export interface TunnelView {
   port: number;
   /** Other ports it listens on, for mounts that name them (taken over from efs-utils); [] for most. */
   extra_ports: number[];
-  target: TunnelRecord['target'];
+  /** The record's target, and the name its certificate must carry (certificateName). */
+  target: TunnelRecord['target'] & { cert_name: string };
   state: TunnelState;
   source: RecordSource;
   created: string;
@@ -127,7 +128,13 @@ class Tunnel {
       fs_id: record.fs_id,
       port: record.port,
       extra_ports: record.extra_ports ?? [],
-      target: record.target,
+      target: {
+        dns_name: record.target.dns_name,
+        cert_name: certificateName(record.fs_id, record.target.dns_name),
+        address: record.target.address,
+        port: record.target.port,
+        region: record.target.region,
+      },
       // An extra port that does not listen fails the mounts that name it as surely as the tunnel's own.
       state: relay.listening && (record.extra_ports ?? []).every((p) => relay.extraPorts.includes(p)) ? 'listening' : 'error',
       source: record.source,
@@ -513,7 +520,7 @@ export class TunnelManager {
       const t = this.track(record, relay);
       t.note('listening');
       this.log.info('tunnel.started', {
-        fs: record.fs_id, port, target: joinHost(target.address, target.port), sni: target.dnsName,
+        fs: record.fs_id, port, target: joinHost(target.address, target.port), sni: target.certName,
         options: formatOptions(options) || undefined,
       });
       return { tunnel: t.view(), created: true };
@@ -871,7 +878,7 @@ export class TunnelManager {
       fsId: rec.fs_id,
       port: rec.port,
       listenHost: '127.0.0.1',
-      dnsName: rec.target.dns_name,
+      certName: certificateName(rec.fs_id, rec.target.dns_name),
       address: rec.target.address,
       targetPort: rec.target.port,
       secureContext,

@@ -85,7 +85,7 @@ describe('efsctl', function () {
     expect(a.tunnel).to.deep.include({
       fs_id: FS_ID, extra_ports: [], state: 'listening', source: 'efsctl', mounts: [], last_error: null, last_connected_at: null,
       connections: { active: 0, ok: 0, failed: 0 }, bytes: { upstream: 0, downstream: 0 },
-      target: { dns_name: FS_NAME, address: '127.0.0.13', port: 2049, region: 'us-east-1' },
+      target: { dns_name: FS_NAME, cert_name: FS_NAME, address: '127.0.0.13', port: 2049, region: 'us-east-1' },
     });
     expect(a.tunnel.port).to.be.within(FIRST, FIRST + 49);
   });

@@ -56,7 +56,7 @@ describe('mount.efs', function () {
   it('with -v prints the command it ran and the tunnel', async () => {
     const r = await mountEfs('-v', 'fs-0ffff001', dir('verbose'), '-o', 'tls,region=us-east-1,mounttargetip=127.0.0.17');
     expect(r.code, r.stderr).to.equal(0);
-    expect(r.stdout).to.match(/^ran: \S+ 127\.0\.0\.1:\/ \S+ -o nfsvers=4\.1,\S+,port=\d+\ntunnel: 127\.0\.0\.1:\d+ → 127\.0\.0\.17:2049 \(fs-0ffff001\.efs\.us-east-1\.amazonaws\.com\)\n$/);
+    expect(r.stdout).to.match(/^ran: \S+ 127\.0\.0\.1:\/ \S+ -o nfsvers=4\.1,\S+,port=\d+\ntunnel: 127\.0\.0\.1:\d+ → 127\.0\.0\.17:2049 \(certificate must name fs-0ffff001\.efs\.us-east-1\.amazonaws\.com\)\n$/);
   });
 
   it('refuses a non-root caller with exit 1', async () => {

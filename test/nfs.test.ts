@@ -33,7 +33,7 @@ describe('real NFS through the relay', function () {
     const { daemon, ganesha, target } = stack;
     const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.2,region=us-east-1');
     expect(add.created).to.equal(true);
-    expect(add.tunnel.target).to.deep.equal({ dns_name: FS_NAME, address: '127.0.0.2', port: 2049, region: 'us-east-1' });
+    expect(add.tunnel.target).to.deep.equal({ dns_name: FS_NAME, cert_name: FS_NAME, address: '127.0.0.2', port: 2049, region: 'us-east-1' });
     const port = add.tunnel.port;
 
     const src = join(tempDir('nfs'), 'random-64M.bin');

@@ -69,7 +69,7 @@ describe('efsctl takeover', function () {
       expect(r.stderr).to.equal(`efsctl: ${dir}: stopping stunnel pid ${stunnel.pid} (${join(daemon.dir, 'efs-utils.conf')}); efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET}\n`);
       const res = JSON.parse(r.stdout) as TakeoverResult;
       expect(res).to.deep.include({ dir, fs_id: FS_ID, port: PORT, already: false, stunnel: { pid: stunnel.pid, program: 'stunnel', config: join(daemon.dir, 'efs-utils.conf') } });
-      expect(res.tunnel).to.deep.include({ fs_id: FS_ID, port: PORT, target: { dns_name: FS_NAME, address: TARGET, port: 2049, region: 'us-east-1' } });
+      expect(res.tunnel).to.deep.include({ fs_id: FS_ID, port: PORT, target: { dns_name: FS_NAME, cert_name: FS_NAME, address: TARGET, port: 2049, region: 'us-east-1' } });
       await exited(stunnel);
       expect(daemon.mount.mounts(), 'the mount is untouched').to.deep.equal([`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${PORT},addr=127.0.0.1 0 0`]);
 

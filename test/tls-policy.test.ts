@@ -10,7 +10,7 @@ import type { SecureVersion } from 'node:tls';
 import { ERRORS, type ErrorCode } from '../daemon/errors.js';
 import { commandMissing, Daemon, escapeRegExp, skipIf, sleep, tempDir, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
-import { FS_ID, FS_NAME, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
+import { FS_ID, FS_NAME, REGION, certFor, daemonConfig, testCerts, type Certs } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 
@@ -23,7 +23,7 @@ interface ServerCase {
   ciphers?: string;
 }
 
-async function throughTunnel(daemon: Daemon, addr: string, server: ServerCase) {
+async function throughTunnel(daemon: Daemon, addr: string, server: ServerCase, moreOptions = '') {
   const target = await new MountTargetStandIn({
     host: addr, port: 2049, cert: server.cert(testCerts()), backend: 'echo', record: true,
     ...(server.minVersion ? { minVersion: server.minVersion } : {}),
@@ -31,7 +31,7 @@ async function throughTunnel(daemon: Daemon, addr: string, server: ServerCase) {
     ...(server.ciphers ? { ciphers: server.ciphers } : {}),
   }).start();
   try {
-    const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${addr},region=us-east-1`);
+    const add = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${addr},region=us-east-1${moreOptions}`);
     const result = await exchange(add.tunnel.port, SECRET);
     const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
     const human = await daemon.efsctl('status', FS_ID);
@@ -126,6 +126,48 @@ describe('TLS policy', function () {
       expect(daemon.logs).to.match(new RegExp(`warn tunnel.handshake_failed fs=${FS_ID} code=${code} `));
     });
   }
+
+  // efs-utils checks the name from the file system id on (checkHost), never the zone's name that an az= mount
+  // connects to; a certificate for a whole region (a wildcard) must match one label only, as for stunnel.
+  describe('with certificates as EFS mount targets present them', function () {
+    const regionWide = `*.efs.${REGION}.amazonaws.com`;
+    const zoneName = `us-east-1a.${FS_NAME}`;
+
+    it(`accepts a certificate for every file system of the region (${regionWide})`, async () => {
+      const { target, result, status } = await throughTunnel(daemon, '127.0.0.3', { cert: () => certFor(regionWide) });
+      expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
+      expect(target.sessions[0]).to.include({ protocol: 'TLSv1.2', servername: FS_NAME });
+      expect(status.last_error).to.equal(null);
+    });
+
+    for (const [what, cert] of [['the file system', FS_NAME], ['every file system of the region', regionWide]] as const) {
+      it(`verifies an az= tunnel against the file system's name, which a certificate for ${what} carries, and sends that name as SNI`, async () => {
+        const { target, result, status, human } = await throughTunnel(daemon, '127.0.0.3', { cert: () => certFor(cert) }, ',az=us-east-1a');
+        expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
+        expect(target.sessions).to.deep.equal([{ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384', servername: FS_NAME }]);
+        expect(status.target).to.deep.equal({ dns_name: zoneName, cert_name: FS_NAME, address: '127.0.0.3', port: 2049, region: REGION });
+        expect(status.last_error).to.equal(null);
+        expect(human).to.contain(`Target:        127.0.0.3:2049 (certificate must name ${FS_NAME})`);
+      });
+    }
+
+    const mismatches: Array<[string, string, string]> = [
+      ['a certificate for the file systems of another region', '*.efs.us-west-2.amazonaws.com', ''],
+      ['a wildcard that would cover two labels', '*.us-east-1.amazonaws.com', ''],
+      ['a certificate for the zone\'s name only, on an az= tunnel', zoneName, ',az=us-east-1a'],
+    ];
+    for (const [what, cert, options] of mismatches) {
+      it(`refuses ${what} (${cert}) with TLS_HOSTNAME_MISMATCH and sends no plaintext`, async () => {
+        const { target, result, status } = await throughTunnel(daemon, '127.0.0.4', { cert: () => certFor(cert) }, options);
+        expect(result.received.length, 'the client got no data').to.equal(0);
+        expect(target.received, 'the server received no application data').to.have.length(0);
+        expect(status.last_error?.code).to.equal('TLS_HOSTNAME_MISMATCH');
+        expect(status.last_error?.message).to.equal(
+          `TLS connection to 127.0.0.4:2049 (${FS_NAME}) refused: Hostname/IP does not match certificate's altnames: Host: ${FS_NAME}. is not in the cert's altnames: DNS:${cert}`,
+        );
+      });
+    }
+  });
 
   describe('with an IPv6 mount target', function () {
     before(async function () {

@@ -30,13 +30,16 @@ describe('efs-utils stunnel configs', () => {
   it('carries over the file system, region and port, and the address or availability zone the stunnel connects to', () => {
     expect(from(efsUtilsConfig(20050, 'fs-12345678.efs.us-east-1.amazonaws.com:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.equal({
       fsId: 'fs-12345678', options: 'region=us-east-1,tlsport=20050',
-      dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com', connectHost: 'fs-12345678.efs.us-east-1.amazonaws.com',
+      dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com', certName: 'fs-12345678.efs.us-east-1.amazonaws.com',
+      connectHost: 'fs-12345678.efs.us-east-1.amazonaws.com',
     });
     expect(from(efsUtilsConfig(20050, '10.0.1.25:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.include({
       options: 'region=us-east-1,tlsport=20050,mounttargetip=10.0.1.25', dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com',
     });
     expect(from(efsUtilsConfig(20050, 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.include({
       options: 'region=us-east-1,tlsport=20050,az=us-east-1a', connectHost: 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com',
+      // The tunnel checks what the stunnel checked, not the zone's name it connects to.
+      dnsName: 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com', certName: 'fs-12345678.efs.us-east-1.amazonaws.com',
     });
   });
 
@@ -65,5 +68,8 @@ describe('efs-utils stunnel configs', () => {
     custom.efs.dns_name_format = '{fs_id}.{region}.{dns_name_suffix}';
     expect(() => tunnelFromStunnel(parseStunnelConfig(efsUtilsConfig(20050, `${name}:2049`, name)), 20050, FILE, custom))
       .to.throw(RelayError, `with efs.dns_name_format {fs_id}.{region}.{dns_name_suffix} the tunnel would connect to fs-12345678.us-east-1.amazonaws.com, not to ${name} as the stunnel does`);
+    // Through an address, where is the same; what is checked is not.
+    expect(() => tunnelFromStunnel(parseStunnelConfig(efsUtilsConfig(20050, '10.0.1.25:2049', name)), 20050, FILE, custom))
+      .to.throw(RelayError, `with efs.dns_name_format {fs_id}.{region}.{dns_name_suffix} the tunnel would check fs-12345678.us-east-1.amazonaws.com in the certificate, not checkHost ${name} as the stunnel does`);
   });
 });

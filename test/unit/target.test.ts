@@ -16,7 +16,8 @@ describe('targets', () => {
 
   it('builds the DNS name from dns_name_format, dropping {az}. without an az', () => {
     expect(resolveTarget('fs-12345678', { region: 'us-east-1' }, {}, cfg, METADATA_NOT_ASKED)).to.deep.equal({
-      dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com', address: 'fs-12345678.efs.us-east-1.amazonaws.com', port: 2049, region: 'us-east-1',
+      dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com', certName: 'fs-12345678.efs.us-east-1.amazonaws.com',
+      address: 'fs-12345678.efs.us-east-1.amazonaws.com', port: 2049, region: 'us-east-1',
     });
     expect(resolveTarget('fs-12345678', { region: 'eu-west-1', az: 'eu-west-1b' }, {}, cfg, METADATA_NOT_ASKED).dnsName).to.equal(
       'eu-west-1b.fs-12345678.efs.eu-west-1.amazonaws.com',
@@ -29,6 +30,17 @@ describe('targets', () => {
     const t = resolveTarget('fs-12345678', { region: 'us-east-1', mounttargetip: '127.0.0.2' }, {}, cfg, METADATA_NOT_ASKED);
     expect(t.address).to.equal('127.0.0.2');
     expect(t.dnsName).to.equal('fs-12345678.efs.us-east-1.amazonaws.com');
+    expect(t.certName).to.equal('fs-12345678.efs.us-east-1.amazonaws.com');
+  });
+
+  it('dials the zone\'s name with az= but expects the certificate to name the file system from its id on, as efs-utils\' checkHost', () => {
+    expect(resolveTarget('fs-12345678', { region: 'eu-west-1', az: 'eu-west-1b' }, {}, cfg, METADATA_NOT_ASKED)).to.deep.include({
+      address: 'eu-west-1b.fs-12345678.efs.eu-west-1.amazonaws.com', certName: 'fs-12345678.efs.eu-west-1.amazonaws.com',
+    });
+    expect(resolveTarget('fs-12345678', { region: 'eu-west-1', az: 'eu-west-1b', mounttargetip: '10.0.0.5' }, {}, cfg, METADATA_NOT_ASKED))
+      .to.deep.include({ address: '10.0.0.5', certName: 'fs-12345678.efs.eu-west-1.amazonaws.com' });
+    const prefixed = { ...cfg, efs: { ...cfg.efs, dns_name_format: 'nfs-{az}.{fs_id}.efs.{region}.{dns_name_suffix}' } };
+    expect(resolveTarget('fs-12345678', { region: 'eu-west-1' }, {}, prefixed, METADATA_NOT_ASKED).certName).to.equal('fs-12345678.efs.eu-west-1.amazonaws.com');
   });
 
   it('takes the region from the option, then AWS_REGION, then AWS_DEFAULT_REGION, then the config, then instance metadata', () => {
