@@ -92,6 +92,22 @@ describe('Mount targets by DNS name', function () {
     expect((await daemon.efsctl('stop', byAddress)).code).to.equal(0);
   });
 
+  it('asks DNS for the zone\'s name of the file system under az=, and verifies the certificate for the file system\'s name, as efs-utils does', async () => {
+    const fsId = 'fs-0000d0b1';
+    const zoneName = `${REGION}a.${nameOf(fsId)}`;
+    dns.names.set(zoneName, TARGET_HOST);
+    // A certificate for every file system of the region: it covers the file system's name, not the zone's.
+    target = await new MountTargetStandIn({ host: TARGET_HOST, port: 2049, cert: certFor(`*.efs.${REGION}.amazonaws.com`), backend: 'echo' }).start();
+    const add = await daemon.efsctlJson<AddResult>('add', fsId, '-o', `region=${REGION},az=${REGION}a`);
+    expect(add.tunnel.target).to.deep.include({ dns_name: zoneName, cert_name: nameOf(fsId), address: zoneName });
+    const r = await exchange(add.tunnel.port, 'over the zone');
+    expect(r.received.toString()).to.equal('over the zone' + ECHO_TRAILER);
+    expect(target.sessions.map((s) => s.servername)).to.deep.equal([nameOf(fsId)]);
+    expect(dns.asked(zoneName)).to.be.greaterThan(0);
+    expect((await status(fsId)).last_error).to.equal(null);
+    expect((await daemon.efsctl('stop', fsId)).code).to.equal(0);
+  });
+
   it('takes the address from /etc/hosts when it names the file system, as efs-utils users do for a mount target in another VPC, without asking DNS', async () => {
     const fsId = 'fs-0000d0c1';
     // The daemon's /etc/hosts is this file, bind-mounted; the resolver reads it at every lookup.
