@@ -226,7 +226,7 @@ async function run(p: Parsed): Promise<void> {
     case 'attach': {
       const spec = requireSpec(p.args[0] as string);
       const dir = resolve(p.args[1] as string);
-      attachOptions(p.options ?? '', spec.region); // fail fast on bad options
+      attachOptions(p.options ?? '', spec); // fail fast on bad options
       const res = (await ask('attach', {
         spec: p.args[0], dir, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl',
       }, MOUNT_TIMEOUT_MS)) as AttachResult;

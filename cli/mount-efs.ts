@@ -85,7 +85,7 @@ async function main(argv: string[]): Promise<number> {
   let spec;
   try {
     spec = requireSpec(specText);
-    attachOptions(options, spec.region);
+    attachOptions(options, spec);
   } catch (err) {
     return fail(asRelayError(err), EXIT.usage);
   }

@@ -2,7 +2,7 @@
 // mountable, so their tunnels are kept ready (except noauto lines, which get
 // a tunnel only when mounted).
 import { readFile } from 'node:fs/promises';
-import { parseOptions, type MountOptions } from './options.js';
+import { parseOptions, withSpecTarget, type MountOptions } from './options.js';
 import { parseSpec } from './target.js';
 
 export interface FstabEntry {
@@ -49,12 +49,11 @@ export function parseFstab(text: string): { entries: FstabEntry[]; problems: Fst
     }
     let options: MountOptions;
     try {
-      options = parseOptions(fields[3] === 'defaults' ? '' : fields[3]);
+      options = withSpecTarget(parseOptions(fields[3] === 'defaults' ? '' : fields[3]), spec);
     } catch (err) {
       problems.push({ line, message: (err as Error).message });
       return;
     }
-    if (spec.region && options.region === undefined) options = { ...options, region: spec.region };
     entries.push({ line, fsId: spec.fsId, path: spec.path, dir, options, noauto: Object.hasOwn(options, 'noauto') });
   });
   return { entries, problems };

@@ -57,7 +57,7 @@ export class Mounter {
 
   attach(req: AttachRequest): Promise<AttachResult> {
     const spec = requireSpec(req.spec);
-    const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec.region);
+    const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec);
     const fsId = spec.fsId;
     const path = spec.path;
     if (tunnelOpts === null) {

@@ -41,6 +41,29 @@ const bad = (message: string, hint?: string): never => {
   throw new RelayError('BAD_OPTION', message, { hint });
 };
 
+/** What a mount spec given as a DNS name says of the target (target.ts, MountSpec). */
+export interface SpecTarget {
+  name?: string;
+  region?: string;
+  az?: string;
+}
+
+/**
+ * The options with what a DNS-name spec names: its region, unless region= is given, and the availability zone
+ * of a zone's name (us-east-1a.fs-….efs.…), as efs-utils takes it. An az= of another zone is efs-utils' error.
+ */
+export function withSpecTarget(opts: MountOptions, spec: SpecTarget): MountOptions {
+  const out = { ...opts };
+  if (spec.region && out.region === undefined) out.region = spec.region;
+  if (spec.az !== undefined) {
+    if (Object.hasOwn(out, 'az') && out.az !== spec.az) {
+      bad(`The DNS name "${spec.name ?? ''}" does not match the az provided in the mount options, expected = ${out.az ?? ''}, given = ${spec.az}`);
+    }
+    out.az = spec.az;
+  }
+  return out;
+}
+
 /** Parse `a,b=c,d=e=f`; a value that contains `=` is kept whole. */
 export function parseOptions(text: string | undefined | null): MountOptions {
   const opts: MountOptions = {};
@@ -136,10 +159,8 @@ export function onlyTunnelOptions(opts: MountOptions): void {
  * mount.nfs4. `tunnel` is null when `notls` asks for a plaintext mount, which
  * only the daemon may allow (policy.require_tls).
  */
-export function attachOptions(text: string, specRegion?: string): { all: MountOptions; tunnel: MountOptions | null } {
-  const all = parseOptions(text);
-  // A DNS-name spec carries the region; an explicit region= still wins.
-  if (specRegion && all.region === undefined) all.region = specRegion;
+export function attachOptions(text: string, spec: SpecTarget = {}): { all: MountOptions; tunnel: MountOptions | null } {
+  const all = withSpecTarget(parseOptions(text), spec);
   if (Object.hasOwn(all, 'notls')) {
     checkOptionsValidity(all);
     return { all, tunnel: null };

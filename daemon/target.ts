@@ -82,20 +82,31 @@ export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, 
   return { dnsName, certName: certificateName(fsId, dnsName), address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
 }
 
-/** A mount spec: fs-id, fs-id:/path, or the file system's DNS name with :/path. Region comes from a DNS name. */
-export function parseSpec(spec: string): { fsId: string; path: string; region?: string } | null {
+/** What a mount spec names. A DNS name gives its region, and its availability zone in the zone's form. */
+export interface MountSpec {
+  fsId: string;
+  path: string;
+  /** The DNS name the spec gave, if it gave one. */
+  name?: string;
+  region?: string;
+  az?: string;
+}
+
+/** A mount spec: fs-id, fs-id:/path, or the file system's DNS name (us-east-1a.fs-….efs.… too) with :/path. */
+export function parseSpec(spec: string): MountSpec | null {
   const colon = spec.indexOf(':');
   const host = colon < 0 ? spec : spec.slice(0, colon);
   const path = colon < 0 ? '/' : spec.slice(colon + 1) || '/';
   if (!path.startsWith('/')) return null;
   if (FS_ID.test(host)) return { fsId: host, path };
-  const m = /^(?:[a-z0-9-]+\.)?(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.[a-z0-9.-]+$/.exec(host);
-  if (m) return { fsId: m[1] as string, path, region: m[2] as string };
-  return null;
+  const m = /^(?:([a-z0-9-]+)\.)?(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.[a-z0-9.-]+$/.exec(host);
+  if (!m) return null;
+  const [, az, fsId, region] = m as unknown as [string, string | undefined, string, string];
+  return { fsId, path, name: host, region, ...(az === undefined ? {} : { az }) };
 }
 
 /** parseSpec for a user's request: an unusable spec is efs-utils' "Invalid file system name". */
-export function requireSpec(spec: string): { fsId: string; path: string; region?: string } {
+export function requireSpec(spec: string): MountSpec {
   const parsed = parseSpec(spec);
   if (!parsed) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${spec}`);
   return parsed;

@@ -94,6 +94,18 @@ describe('efsctl attach and detach', function () {
     expect(r.tunnel!.target.dns_name).to.equal('fs-0dd0dd00.efs.eu-west-1.amazonaws.com');
   });
 
+  it('takes the availability zone from a zone\'s DNS name as the spec, as efs-utils does, and still expects the file system\'s name in the certificate', async () => {
+    const dir = mnt('dns-az');
+    const r = await daemon.efsctlJson<AttachResult>('attach', 'eu-west-1b.fs-0dd0dd01.efs.eu-west-1.amazonaws.com:/', dir);
+    expect(r.tunnel!.target).to.deep.include({ dns_name: 'eu-west-1b.fs-0dd0dd01.efs.eu-west-1.amazonaws.com', cert_name: 'fs-0dd0dd01.efs.eu-west-1.amazonaws.com' });
+    expect(r.tunnel!.options).to.deep.include({ region: 'eu-west-1', az: 'eu-west-1b' });
+    const calls = daemon.mount.calls().length;
+    const other = await daemon.efsctl('attach', 'eu-west-1b.fs-0dd0dd02.efs.eu-west-1.amazonaws.com:/', mnt('dns-az-other'), '-o', 'az=eu-west-1c');
+    expect(other.code).to.equal(1);
+    expect(daemon.mount.calls().length, 'nothing mounted').to.equal(calls);
+    expect(other.stderr).to.contain('The DNS name "eu-west-1b.fs-0dd0dd02.efs.eu-west-1.amazonaws.com" does not match the az provided in the mount options, expected = eu-west-1c, given = eu-west-1b [BAD_OPTION]');
+  });
+
   it('fails when DIR does not exist or is not a directory, and makes no tunnel', async () => {
     const before = await shape();
     const missing = await daemon.efsctl('attach', 'fs-0abcdef0', join(daemon.dir, 'nope'), '-o', 'region=us-east-1');

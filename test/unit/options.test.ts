@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { RelayError } from '../../daemon/errors.js';
-import { checkOptionsValidity, formatOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../../daemon/options.js';
+import { attachOptions, checkOptionsValidity, formatOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../../daemon/options.js';
+import { parseFstab } from '../../daemon/fstab.js';
+import { parseSpec } from '../../daemon/target.js';
 
 function rejects(fn: () => unknown): RelayError {
   try {
@@ -81,5 +83,21 @@ describe('efs-utils mount options', () => {
     const e = rejects(() => onlyTunnelOptions(parseOptions('tls,port=2049')));
     expect(e.code).to.equal('BAD_OPTION');
     expect(e.message).to.equal('The "port" and "tls" options are mutually exclusive');
+  });
+
+  it('takes the region and the availability zone from a zone\'s DNS name as the spec, as efs-utils does, in attach and in fstab', () => {
+    const zoneName = 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com';
+    const spec = parseSpec(`${zoneName}:/data`)!;
+    expect(spec).to.deep.equal({ fsId: 'fs-12345678', path: '/data', name: zoneName, region: 'us-east-1', az: 'us-east-1a' });
+    expect(parseSpec('fs-12345678.efs.us-east-1.amazonaws.com:/')).to.deep.equal({ fsId: 'fs-12345678', path: '/', name: 'fs-12345678.efs.us-east-1.amazonaws.com', region: 'us-east-1' });
+    expect(attachOptions('', spec).tunnel).to.deep.equal({ tls: null, region: 'us-east-1', az: 'us-east-1a' });
+    expect(attachOptions('az=us-east-1a,region=us-east-1', spec).tunnel).to.deep.include({ az: 'us-east-1a' });
+    const fstab = parseFstab(`${zoneName}:/ /mnt/a efs _netdev,tls 0 0\n${zoneName}:/ /mnt/b efs tls,az=us-east-1b 0 0\n`);
+    expect(fstab.entries.map((e) => e.options)).to.deep.equal([{ _netdev: null, tls: null, region: 'us-east-1', az: 'us-east-1a' }]);
+    const conflict = `The DNS name "${zoneName}" does not match the az provided in the mount options, expected = us-east-1b, given = us-east-1a`;
+    expect(fstab.problems).to.deep.equal([{ line: 2, message: conflict }]);
+    const e = rejects(() => attachOptions('az=us-east-1b', spec));
+    expect(e.code).to.equal('BAD_OPTION');
+    expect(e.message).to.equal(conflict);
   });
 });
