@@ -82,6 +82,13 @@ describe('TLS policy', function () {
     }
   });
 
+  it('accepts a certificate from an intermediate CA that the server sends with it, trusting only the root, as for Amazon\'s mount targets', async () => {
+    const { target, result, status } = await throughTunnel(daemon, '127.0.0.3', { cert: (c) => c.viaIntermediate });
+    expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
+    expect(target.sessions[0]).to.include({ protocol: 'TLSv1.2', servername: FS_NAME });
+    expect(status.last_error).to.equal(null);
+  });
+
   it('uses ECDHE-RSA-AES256-GCM-SHA384 with an RSA server certificate', async () => {
     const { target, result } = await throughTunnel(daemon, '127.0.0.3', { cert: (c) => c.goodRsa });
     expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
@@ -96,6 +103,7 @@ describe('TLS policy', function () {
   // What efsctl status and the log say after "refused: ": OpenSSL's reason, never its whole error line.
   const refusals: Array<[string, ErrorCode, ServerCase, string]> = [
     ['a chain from another CA', 'TLS_UNTRUSTED_CHAIN', { cert: (c) => c.untrusted }, 'unable to verify the first certificate'],
+    ['a certificate whose intermediate CA the server leaves out', 'TLS_UNTRUSTED_CHAIN', { cert: (c) => c.intermediateMissing }, 'unable to verify the first certificate'],
     ['a certificate for another file system', 'TLS_HOSTNAME_MISMATCH', { cert: (c) => c.otherFs },
       `Hostname/IP does not match certificate's altnames: Host: ${FS_NAME}. is not in the cert's altnames: DNS:fs-87654321.efs.us-east-1.amazonaws.com`],
     ['an expired certificate', 'TLS_CERT_EXPIRED', { cert: (c) => c.expired }, 'certificate has expired'],

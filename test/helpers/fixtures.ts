@@ -21,6 +21,10 @@ export interface Certs {
   otherFs: Pem;
   expired: Pem;
   selfSigned: Pem;
+  /** For FS_NAME from an intermediate CA under ca; `cert` holds the leaf, then the intermediate, as a server sends them. */
+  viaIntermediate: Pem;
+  /** The same leaf alone: its issuer is nowhere in the trusted bundle. */
+  intermediateMissing: Pem;
 }
 
 let certs: Certs | null = null;
@@ -44,6 +48,8 @@ export function testCerts(): Certs {
   pki = new TestPki(join(dir, 'pki'));
   const ca = pki.ca('trusted');
   const otherCa = pki.ca('other');
+  const intermediate = pki.intermediate('m01', ca);
+  const underIntermediate = pki.leaf(FS_NAME, intermediate);
   certs = {
     dir,
     ca,
@@ -54,6 +60,8 @@ export function testCerts(): Certs {
     otherFs: pki.leaf(`fs-87654321.efs.${REGION}.amazonaws.com`, ca),
     expired: pki.leaf(FS_NAME, ca, 'expired'),
     selfSigned: pki.leaf(FS_NAME, null),
+    viaIntermediate: { ...underIntermediate, cert: underIntermediate.cert + intermediate.cert },
+    intermediateMissing: underIntermediate,
   };
   return certs;
 }

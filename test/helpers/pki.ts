@@ -39,6 +39,17 @@ export class TestPki {
     return this.load(base);
   }
 
+  /** An intermediate CA certificate (P-256) signed by `parent`, as Amazon's mount target certificates come from one. */
+  intermediate(name: string, parent: Pem): Pem {
+    const base = `ica-${name}`;
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${base}.key`], this.dir);
+    openssl(['req', '-new', '-key', `${base}.key`, '-subj', `/CN=efs-relay test intermediate CA ${name}`, '-out', `${base}.csr`], this.dir);
+    writeFileSync(join(this.dir, `${base}.ext`), 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n');
+    openssl(['x509', '-req', '-in', `${base}.csr`, '-CA', parent.certFile, '-CAkey', parent.keyFile, '-CAcreateserial',
+      '-days', '30', '-sha256', '-extfile', `${base}.ext`, '-out', `${base}.crt`], this.dir);
+    return this.load(base);
+  }
+
   /**
    * A server certificate for `dnsName`, signed by `ca` (or self-signed when
    * ca is null). `validity` picks the dates: now (default) or long expired.
