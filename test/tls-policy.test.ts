@@ -89,6 +89,12 @@ describe('TLS policy', function () {
     expect(status.last_error).to.equal(null);
   });
 
+  it('accepts a chain that goes on past the trusted root to a root the bundle does not hold (a cross-signed root, as Amazon\'s mount targets send)', async () => {
+    const { result, status } = await throughTunnel(daemon, '127.0.0.3', { cert: (c) => c.viaCrossSignedRoot });
+    expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
+    expect(status.last_error).to.equal(null);
+  });
+
   it('uses ECDHE-RSA-AES256-GCM-SHA384 with an RSA server certificate', async () => {
     const { target, result } = await throughTunnel(daemon, '127.0.0.3', { cert: (c) => c.goodRsa });
     expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);

@@ -25,6 +25,11 @@ export interface Certs {
   viaIntermediate: Pem;
   /** The same leaf alone: its issuer is nowhere in the trusted bundle. */
   intermediateMissing: Pem;
+  /**
+   * The leaf, its intermediate, and ca cross-signed by a root the bundle does not hold, as Amazon's mount targets
+   * send Amazon Root CA 1 signed by Starfield Services G2 (aws/efs-utils#17): the chain ends at the trusted ca.
+   */
+  viaCrossSignedRoot: Pem;
 }
 
 let certs: Certs | null = null;
@@ -62,6 +67,7 @@ export function testCerts(): Certs {
     selfSigned: pki.leaf(FS_NAME, null),
     viaIntermediate: { ...underIntermediate, cert: underIntermediate.cert + intermediate.cert },
     intermediateMissing: underIntermediate,
+    viaCrossSignedRoot: { ...underIntermediate, cert: underIntermediate.cert + intermediate.cert + pki.crossSigned(ca, pki.ca('older-root')).cert },
   };
   return certs;
 }

@@ -51,6 +51,21 @@ export class TestPki {
   }
 
   /**
+   * `root`'s subject and key, signed by `by`: a cross-signed root, as Amazon Root CA 1 is also issued by Starfield
+   * Services Root Certificate Authority - G2 for old clients that only trust that one.
+   */
+  crossSigned(root: Pem, by: Pem): Pem {
+    const base = `cross-${++this.seq}`;
+    const subject = execFileSync('openssl', ['x509', '-in', root.certFile, '-noout', '-subject', '-nameopt', 'compat'], { encoding: 'utf8' })
+      .trim().replace(/^subject=/, '');
+    openssl(['req', '-new', '-key', root.keyFile, '-subj', subject, '-out', `${base}.csr`], this.dir);
+    writeFileSync(join(this.dir, `${base}.ext`), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
+    openssl(['x509', '-req', '-in', `${base}.csr`, '-CA', by.certFile, '-CAkey', by.keyFile, '-CAcreateserial',
+      '-days', '30', '-sha256', '-extfile', `${base}.ext`, '-out', `${base}.crt`], this.dir);
+    return { cert: readFileSync(join(this.dir, `${base}.crt`), 'utf8'), key: root.key, certFile: join(this.dir, `${base}.crt`), keyFile: root.keyFile };
+  }
+
+  /**
    * A server certificate for `dnsName`, signed by `ca` (or self-signed when
    * ca is null). `validity` picks the dates: now (default) or long expired.
    */
