@@ -19,6 +19,8 @@ export interface StunnelService {
   checkHost: string | null;
   /** A client certificate it presents (efs-utils writes one for access points and IAM). */
   cert: string | null;
+  /** stunnel's verify level, as efs-utils writes it from verify= (2 by default). */
+  verify: string | null;
 }
 
 /** Every service of a stunnel config (a section, or the global part, that has `accept`). */
@@ -42,7 +44,7 @@ export function parseStunnelConfig(text: string): StunnelService[] {
   const out: StunnelService[] = [];
   for (const [section, keys] of sections) {
     if (keys.accept === undefined) continue;
-    out.push({ section, accept: keys.accept, connect: keys.connect ?? null, checkHost: keys.checkhost ?? null, cert: keys.cert ?? null });
+    out.push({ section, accept: keys.accept, connect: keys.connect ?? null, checkHost: keys.checkhost ?? null, cert: keys.cert ?? null, verify: keys.verify ?? null });
   }
   return out;
 }
@@ -82,6 +84,9 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   if (svc.connect === null) return refuse(`the service${svc.section ? ` [${svc.section}]` : ''} has no connect`);
   if (svc.cert !== null) {
     return refuse(`the service presents a client certificate (cert = ${svc.cert}), as efs-utils sets up an access point or IAM mount; efs-relay does not present one yet, and the mount target would refuse the mount`);
+  }
+  if (svc.verify !== null && Number(svc.verify) >= 3) {
+    return refuse(`the service verifies with verify = ${svc.verify}: the mount target's own certificate must be in its CAfile. The tunnel verifies against tls.ca_file, not that CAfile, so it would check less than the stunnel did`);
   }
   if (svc.checkHost === null) {
     return refuse('the service has no checkHost, so the name its mount target\'s certificate must carry is unknown (efs-utils leaves it out when stunnel cannot check host names)');

@@ -79,6 +79,11 @@ export const ERRORS = {
     hint: 'Check the file system id, region and mounttargetip=; the certificate names another host.',
     final: true,
   },
+  TLS_CERT_NOT_IN_BUNDLE: {
+    title: 'the server certificate is not in the CA bundle, which verify=3 requires',
+    hint: 'verify=3 (as stunnel\'s level 3) trusts only a server certificate that the CA bundle itself holds: add the mount target\'s certificate to its cafile=, or leave verify= out (verify=2, the default, trusts what the bundle\'s CAs issued for the file system name).',
+    final: true,
+  },
   TLS_CERT_EXPIRED: {
     title: 'the server certificate has expired',
     hint: 'Check the system clock (`timedatectl`); if it is right, the server certificate really is expired.',

@@ -8,7 +8,7 @@ import { tunnelOptions, type MountOptions } from './options.js';
 import { resolveTarget } from './target.js';
 import { requestedPort } from './ports.js';
 import type { MetadataRegion } from './instance-region.js';
-import { caFileFor } from './tls-policy.js';
+import { caFileFor, requiresHeldCertificate } from './tls-policy.js';
 
 /** An efs line that gets no tunnel, or whose mount would be refused. */
 export interface FstabLineProblem {
@@ -30,13 +30,13 @@ export interface FstabPlan {
   problems: FstabLineProblem[];
 }
 
-/** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle. */
-interface TunnelIdentity { tlsport: string; target: string; cafile: string }
+/** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle, verify level. */
+interface TunnelIdentity { tlsport: string; target: string; cafile: string; verify: string }
 
 function identity(fsId: string, o: MountOptions, cfg: Config, metadata: MetadataRegion): TunnelIdentity {
   const t = resolveTarget(fsId, o, {}, cfg, metadata);
   const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
-  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg) };
+  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: requiresHeldCertificate(o) ? '3' : '2' };
 }
 
 /** How a later line's tunnel differs from the first line's, each as "what (this line's here, the first line's there)". */
@@ -88,7 +88,7 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
         problems.push({
           line: e.line, fsId: e.fsId, code: 'BAD_OPTION',
           message: `${e.fsId} is also on line ${from} with another ${differ.join(', ')}; a file system has one tunnel, made from line ${from}, so this line's mount would be refused`,
-          hint: `Give every line of ${e.fsId} the same tlsport, target (mounttargetip, az, region) and cafile, or leave them out of the later lines.`,
+          hint: `Give every line of ${e.fsId} the same tlsport, target (mounttargetip, az, region), cafile and verify, or leave them out of the later lines.`,
         });
       }
       continue;

@@ -9,7 +9,7 @@ import { createServer, isIP, isIPv4, type OnReadOpts, type Server, type Socket }
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
-import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion } from './tls-policy.js';
+import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion, type Trust } from './tls-policy.js';
 import { joinHost } from './target.js';
 import { DNS_RETRY_MS, TargetLookup, type DnsAnswer } from './target-lookup.js';
 
@@ -29,6 +29,8 @@ export interface RelaySpec {
   address: string;
   targetPort: number;
   secureContext: SecureContext;
+  /** Under verify=3, the CA bundle's fingerprints: the server's own certificate must be one of them. Else null. */
+  held: ReadonlySet<string> | null;
   maxVersion: TlsMaxVersion;
   connectTimeoutMs: number;
   closeTimeoutMs: number;
@@ -137,7 +139,7 @@ export class Relay extends EventEmitter<RelayEvents> {
   constructor(spec: RelaySpec) {
     super();
     this.spec = spec;
-    this.verify = identityChecker(spec.certName);
+    this.verify = identityChecker(spec.certName, () => this.spec.held);
     this.names = isIP(spec.address) === 0
       ? new TargetLookup(spec.address, {
         fallback: (e) => {
@@ -165,8 +167,9 @@ export class Relay extends EventEmitter<RelayEvents> {
    * Open connections keep the session they verified. The cached session goes:
    * resuming it would skip verification under the new trust.
    */
-  useContext(secureContext: SecureContext): void {
-    this.spec.secureContext = secureContext;
+  useContext(trust: Trust): void {
+    this.spec.secureContext = trust.ctx;
+    if (this.spec.held !== null) this.spec.held = trust.held;
     this.session = undefined;
   }
 

@@ -35,8 +35,8 @@ export function parseCaBundle(pem: string): X509Certificate[] | string {
   return certs;
 }
 
-/** The bundle's text and how many certificates it holds; CA_BUNDLE_UNREADABLE when it cannot be used. */
-export async function readCaBundle(file: string): Promise<{ pem: string; certificates: number }> {
+/** The bundle's text and its certificates; CA_BUNDLE_UNREADABLE when it cannot be used. */
+export async function readCaBundle(file: string): Promise<{ pem: string; certificates: X509Certificate[] }> {
   let pem: string;
   try {
     pem = await readFile(file, 'utf8');
@@ -45,10 +45,35 @@ export async function readCaBundle(file: string): Promise<{ pem: string; certifi
   }
   const certs = parseCaBundle(pem);
   if (typeof certs === 'string') throw new RelayError('CA_BUNDLE_UNREADABLE', `Cannot use CA bundle ${file}: ${certs}`);
-  return { pem, certificates: certs.length };
+  return { pem, certificates: certs };
+}
+
+/** What one CA bundle gives the tunnels that verify with it. */
+export interface Trust {
+  ctx: SecureContext;
+  /** SHA-256 fingerprints of the bundle's certificates, as PeerCertificate.fingerprint256 writes them: what verify=3 accepts as the server's own. */
+  held: ReadonlySet<string>;
 }
 
 /** Built once per CA bundle (TunnelManager keeps them); every tunnel and connection verifying with that bundle shares it. */
+export function policyTrust(pem: string, certificates: readonly X509Certificate[], maxVersion: TlsMaxVersion): Trust {
+  return { ctx: policyContext(pem, maxVersion), held: new Set(certificates.map((c) => c.fingerprint256)) };
+}
+
+/** The trust of a tunnel whose bundle cannot be read: nothing. */
+export function noTrust(maxVersion: TlsMaxVersion): Trust {
+  return policyTrust('', [], maxVersion);
+}
+
+/**
+ * verify=3, as stunnel's level 3: besides the chain and the name, the server's own certificate must be one of the
+ * bundle's. Any other level the options may hold is 2: 0 and 1 are refused before a tunnel is made.
+ */
+export function requiresHeldCertificate(options: MountOptions): boolean {
+  return options.verify === '3';
+}
+
+/** The TLS context of a CA bundle (policyTrust). */
 export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureContext {
   // `ca` replaces Node's built-in store, so only the bundle is trusted.
   // TLS 1.3 suites are named explicitly so that no AES-128 or ChaCha suite is offered.
@@ -68,9 +93,21 @@ export function caFileFor(options: MountOptions, cfg: Config): string {
   return resolve(options.cafile || cfg.tls.ca_file);
 }
 
-/** Hostname check against the file system's name, not the dialled address. */
-export function identityChecker(dnsName: string): (host: string, cert: PeerCertificate) => Error | undefined {
-  return (_host, cert) => checkServerIdentity(dnsName, cert);
+/** Node's code for a server certificate that verify=3 refuses, mapped to TLS_CERT_NOT_IN_BUNDLE. */
+const NOT_IN_BUNDLE = 'ERR_EFS_RELAY_CERT_NOT_IN_BUNDLE';
+
+/**
+ * Runs once the chain has verified: the file system's name, not the dialled address, and under verify=3
+ * (`held` gives the bundle's fingerprints, else null) the certificate itself in the bundle.
+ */
+export function identityChecker(certName: string, held: () => ReadonlySet<string> | null): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    const mismatch = checkServerIdentity(certName, cert);
+    if (mismatch) return mismatch;
+    const pinned = held();
+    if (pinned === null || pinned.has(cert.fingerprint256)) return undefined;
+    return Object.assign(new Error(`its certificate (SHA-256 ${cert.fingerprint256}) is not one of the CA bundle's, which verify=3 requires`), { code: NOT_IN_BUNDLE });
+  };
 }
 
 // The handshake_failure alert (40), as OpenSSL 3.0 (Node 20) and 3.2+ (Node 24) name it.
@@ -88,6 +125,7 @@ const BY_NODE_CODE: Record<string, ErrorCode> = {
   INVALID_CA: 'TLS_UNTRUSTED_CHAIN',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'TLS_SELF_SIGNED',
   ERR_TLS_CERT_ALTNAME_INVALID: 'TLS_HOSTNAME_MISMATCH',
+  [NOT_IN_BUNDLE]: 'TLS_CERT_NOT_IN_BUNDLE',
   CERT_HAS_EXPIRED: 'TLS_CERT_EXPIRED',
   CERT_NOT_YET_VALID: 'TLS_CERT_NOT_YET_VALID',
   ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION: 'TLS_PROTOCOL_REFUSED',

@@ -1,7 +1,6 @@
 // The set of tunnels: one record and one relay per file system. All changes
 // go through one queue so concurrent requests never race for a port or make
 // two relays for one file system.
-import type { SecureContext } from 'node:tls';
 import { asRelayError, RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -9,7 +8,7 @@ import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from '
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { certificateName, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
-import { caFileFor, policyContext, readCaBundle } from './tls-policy.js';
+import { caFileFor, noTrust, policyTrust, readCaBundle, requiresHeldCertificate, type Trust } from './tls-policy.js';
 import { warnIfExposed } from './file-trust.js';
 import type { RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
@@ -165,7 +164,7 @@ function latest(a: LastError | null, b: LastError | null): LastError | null {
 export class TunnelManager {
   private readonly tunnels = new Map<string, Tunnel>();
   /** One TLS context per CA bundle file (with the text it was built from), shared by the bundle's tunnels. */
-  private readonly contexts = new Map<string, Promise<{ pem: string; ctx: SecureContext }>>();
+  private readonly contexts = new Map<string, Promise<{ pem: string; trust: Trust }>>();
   private readonly caBundleListeners: Array<(file: string) => void> = [];
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -390,18 +389,18 @@ export class TunnelManager {
       }
       if (before?.pem === read.pem) return;
       await warnIfExposed(file, 'CA bundle', this.log);
-      const ctx = policyContext(read.pem, this.cfg.tls.max_version);
-      this.contexts.set(file, Promise.resolve({ pem: read.pem, ctx }));
+      const trust = policyTrust(read.pem, read.certificates, this.cfg.tls.max_version);
+      this.contexts.set(file, Promise.resolve({ pem: read.pem, trust }));
       let tunnels = 0;
       for (const t of this.tunnels.values()) {
         // A tunnel still waiting for a readable bundle picks it up on its own retry.
         if (t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || caFileFor(t.record.options, this.cfg) !== file) continue;
-        t.relay.useContext(ctx);
+        t.relay.useContext(trust);
         t.note('ca_reloaded');
         tunnels++;
       }
       this.log.info('tls.ca_reloaded', {
-        file, certificates: read.certificates, tunnels,
+        file, certificates: read.certificates.length, tunnels,
         msg: 'new connections and probes verify against the bundle as it is now; open connections keep their verified sessions',
       });
     });
@@ -482,7 +481,7 @@ export class TunnelManager {
       source: req.source,
       mounts: [],
     };
-    const ctx = await this.contextFor(options);
+    const trust = await this.trustFor(options);
     // Ports that mounts of this file system still name after its tunnel was force-stopped: the first becomes its
     // own port (unless tlsport= names one), the others come back as extra ports.
     const left = this.portsLeftMounted(req.fsId, used, first, last);
@@ -492,7 +491,7 @@ export class TunnelManager {
       ? [wantPort]
       : [...left.slice(0, 1), ...pickPort(first, last, new Set([...used, ...this.heldPorts()]))];
     for (const port of candidates) {
-      const relay = this.makeRelay({ ...record, port }, ctx);
+      const relay = this.makeRelay({ ...record, port }, trust);
       try {
         await this.listen(relay);
       } catch (err) {
@@ -542,6 +541,10 @@ export class TunnelManager {
     const [has, asked] = [rec.options, options].map((o) => caFileFor(o, this.cfg));
     if (has !== asked) {
       throw new RelayError('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`, { hint: RUNNING_TUNNEL_HINT });
+    }
+    const [hasLevel, askedLevel] = [rec.options, options].map((o) => (requiresHeldCertificate(o) ? 3 : 2));
+    if (hasLevel !== askedLevel) {
+      throw new RelayError('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies with verify=${hasLevel}, not verify=${askedLevel}; stop it first to change how it verifies`, { hint: RUNNING_TUNNEL_HINT });
     }
   }
 
@@ -854,13 +857,13 @@ export class TunnelManager {
     return t;
   }
 
-  private async contextFor(options: MountOptions): Promise<SecureContext> {
+  private async trustFor(options: MountOptions): Promise<Trust> {
     const caFile = caFileFor(options, this.cfg);
     let entry = this.contexts.get(caFile);
     if (!entry) {
-      entry = readCaBundle(caFile).then(async ({ pem }) => {
+      entry = readCaBundle(caFile).then(async ({ pem, certificates }) => {
         await warnIfExposed(caFile, 'CA bundle', this.log);
-        return { pem, ctx: policyContext(pem, this.cfg.tls.max_version) };
+        return { pem, trust: policyTrust(pem, certificates, this.cfg.tls.max_version) };
       });
       const made = entry;
       // Forgotten on failure, so the next tunnel reads the file again (unless a reload has replaced it meanwhile).
@@ -870,10 +873,10 @@ export class TunnelManager {
       this.contexts.set(caFile, entry);
       for (const fn of this.caBundleListeners) fn(caFile);
     }
-    return (await entry).ctx;
+    return (await entry).trust;
   }
 
-  private makeRelay(rec: TunnelRecord, secureContext: SecureContext): Relay {
+  private makeRelay(rec: TunnelRecord, trust: Trust): Relay {
     return new Relay({
       fsId: rec.fs_id,
       port: rec.port,
@@ -881,7 +884,8 @@ export class TunnelManager {
       certName: certificateName(rec.fs_id, rec.target.dns_name),
       address: rec.target.address,
       targetPort: rec.target.port,
-      secureContext,
+      secureContext: trust.ctx,
+      held: requiresHeldCertificate(rec.options) ? trust.held : null,
       maxVersion: this.cfg.tls.max_version,
       connectTimeoutMs: this.cfg.relay.connect_timeout * 1000,
       closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
@@ -948,14 +952,14 @@ export class TunnelManager {
 
   /** Bring a stored record up on its own port; if the port is busy, keep retrying it (never move it). */
   private async start(rec: TunnelRecord, why: string): Promise<void> {
-    let ctx: SecureContext;
+    let trust: Trust;
     try {
-      ctx = await this.contextFor(rec.options);
+      trust = await this.trustFor(rec.options);
     } catch (err) {
       const e = err as RelayError;
       // Without a CA bundle there is no safe relay: keep the record, say why once, and try the bundle again
       // every few seconds, so fixing the file is enough.
-      const t = this.track(rec, this.makeRelay(rec, policyContext('', this.cfg.tls.max_version)));
+      const t = this.track(rec, this.makeRelay(rec, noTrust(this.cfg.tls.max_version)));
       t.listenError = { code: e.code, message: e.message, at: new Date().toISOString() };
       t.note('start_failed', e);
       this.log.error('tunnel.start_failed', { fs: rec.fs_id, code: e.code, msg: `${e.message}; retrying every ${LISTEN_RETRY_MS / 1000} s`, port: rec.port });
@@ -965,7 +969,7 @@ export class TunnelManager {
           // The bundle is read while the waiting tunnel still stands in the table: list, status and metrics
           // must never miss it. Once read, start() finds the context cached, and tracks the new tunnel
           // before any request can come in.
-          const failed = await this.contextFor(rec.options).then(() => null, (err: unknown) => asRelayError(err));
+          const failed = await this.trustFor(rec.options).then(() => null, (err: unknown) => asRelayError(err));
           if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
           if (failed) {
             // Still unusable, maybe for another reason now (a file that appeared but does not parse): status says which.
@@ -979,7 +983,7 @@ export class TunnelManager {
       if (!this.closed) retry();
       return;
     }
-    const t = this.track(rec, this.makeRelay(rec, ctx));
+    const t = this.track(rec, this.makeRelay(rec, trust));
     const attempt = async (): Promise<void> => {
       t.retryTimer = null;
       if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;

@@ -3,6 +3,7 @@
 // and without one byte of plaintext reaching the server.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
@@ -183,6 +184,68 @@ describe('TLS policy', function () {
     }
   });
 
+  // stunnel's level 3, which efs-utils writes for verify=3: the chain and the name, and the server's own
+  // certificate in the CA bundle.
+  describe('with verify=3', function () {
+    const bundle = (name: string, ...pems: string[]): string => {
+      const file = join(tempDir('verify3'), name);
+      writeFileSync(file, pems.join(''));
+      return file;
+    };
+
+    it('accepts a server whose own certificate the CA bundle holds, with the CA that issued it', async () => {
+      const c = testCerts();
+      const file = bundle('ca-and-leaf.pem', c.ca.cert, c.good.cert);
+      const { result, status } = await throughTunnel(daemon, '127.0.0.3', { cert: (x) => x.good }, `,verify=3,cafile=${file}`);
+      expect(result.received.toString()).to.equal(SECRET + ECHO_TRAILER);
+      expect(status.last_error).to.equal(null);
+    });
+
+    it('refuses with TLS_CERT_NOT_IN_BUNDLE a certificate whose chain and name verify but that the bundle does not hold, and sends no plaintext', async () => {
+      const c = testCerts();
+      const file = bundle('ca-only.pem', c.ca.cert);
+      const { target, result, status, human } = await throughTunnel(daemon, '127.0.0.4', { cert: (x) => x.good }, `,verify=3,cafile=${file}`);
+      expect(result.received.length, 'the client got no data').to.equal(0);
+      expect(target.received, 'the server received no application data').to.have.length(0);
+      expect(status.last_error?.code).to.equal('TLS_CERT_NOT_IN_BUNDLE');
+      const fingerprint = new X509Certificate(c.good.cert).fingerprint256;
+      expect(status.last_error?.message).to.equal(
+        `TLS connection to 127.0.0.4:2049 (${FS_NAME}) refused: its certificate (SHA-256 ${fingerprint}) is not one of the CA bundle's, which verify=3 requires`,
+      );
+      expect(human).to.contain(`\nWhat to do:    ${ERRORS.TLS_CERT_NOT_IN_BUNDLE.hint}\n`);
+      expect(daemon.logs).to.match(new RegExp(`warn tunnel.handshake_failed fs=${FS_ID} code=TLS_CERT_NOT_IN_BUNDLE `));
+    });
+
+    it('still refuses a held certificate whose chain does not verify (the bundle holds the certificate but not its CA)', async () => {
+      const c = testCerts();
+      const file = bundle('leaf-only.pem', c.untrusted.cert);
+      const { result, status } = await throughTunnel(daemon, '127.0.0.4', { cert: (x) => x.untrusted }, `,verify=3,cafile=${file}`);
+      expect(result.received.length).to.equal(0);
+      expect(status.last_error?.code).to.equal('TLS_UNTRUSTED_CHAIN');
+    });
+
+    it('refuses to take a verify=3 request onto a running tunnel that verifies with verify=2, and the other way round', async () => {
+      const c = testCerts();
+      const file = bundle('ca-and-leaf.pem', c.ca.cert, c.good.cert);
+      const plain = await daemon.efsctl('add', FS_ID, '-o', `mounttargetip=127.0.0.3,region=us-east-1,cafile=${file}`);
+      expect(plain.code).to.equal(0);
+      try {
+        const pinned = await daemon.efsctl('add', FS_ID, '-o', `mounttargetip=127.0.0.3,region=us-east-1,cafile=${file},verify=3`);
+        expect(pinned.code).to.equal(1);
+        expect(pinned.stderr).to.contain(`${FS_ID} already has a tunnel that verifies with verify=2, not verify=3; stop it first to change how it verifies [BAD_OPTION]`);
+      } finally {
+        await daemon.efsctl('stop', FS_ID);
+      }
+      expect((await daemon.efsctl('add', FS_ID, '-o', `mounttargetip=127.0.0.3,region=us-east-1,cafile=${file},verify=3`)).code).to.equal(0);
+      try {
+        const plainAgain = await daemon.efsctl('add', FS_ID, '-o', `mounttargetip=127.0.0.3,region=us-east-1,cafile=${file}`);
+        expect(plainAgain.stderr).to.contain('already has a tunnel that verifies with verify=3, not verify=2');
+      } finally {
+        await daemon.efsctl('stop', FS_ID);
+      }
+    });
+  });
+
   describe('with an IPv6 mount target', function () {
     before(async function () {
       skipIf(this, await ipv6Unavailable());
@@ -275,6 +338,22 @@ describe('a CA bundle that changes while the daemon runs', function () {
     expect(target.sessions.slice(sessionsBefore).map((s) => s.resumed ?? false)).to.deep.equal([false]);
     expect(await echoed('held-3')).to.equal('held-3');
     held.destroy();
+  });
+
+  it('under verify=3, takes the server certificates the bundle holds as it is now', async () => {
+    const { ca, good } = testCerts();
+    const reloads = logged('tls.ca_reloaded');
+    replaceBundle(ca.cert);
+    await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === reloads + 1, 5_000);
+    // The tunnel of the test above, made again with verify=3.
+    expect((await daemon.efsctl('stop', FS_ID)).code).to.equal(0);
+    const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1,verify=3`)).tunnel.port;
+    expect((await exchange(port, 'not held')).received.toString()).to.equal('');
+    expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('TLS_CERT_NOT_IN_BUNDLE');
+    replaceBundle(ca.cert + good.cert);
+    await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === reloads + 2, 5_000);
+    expect((await exchange(port, 'held')).received.toString()).to.equal('held' + ECHO_TRAILER);
+    expect((await daemon.efsctl('stop', FS_ID)).code).to.equal(0);
   });
 });
 

@@ -22,8 +22,8 @@ describe('efs-utils stunnel configs', () => {
 
   it('reads each service\'s accept, connect and checkHost, whatever the case of the keys, skipping comments', () => {
     expect(parseStunnelConfig('; comment\n# another\nfoo = 1\n[a]\nACCEPT = 1\nConnect = h:2\nCHECKHOST = n\n[b]\naccept = 127.0.0.1:3\n')).to.deep.equal([
-      { section: 'a', accept: '1', connect: 'h:2', checkHost: 'n', cert: null },
-      { section: 'b', accept: '127.0.0.1:3', connect: null, checkHost: null, cert: null },
+      { section: 'a', accept: '1', connect: 'h:2', checkHost: 'n', cert: null, verify: null },
+      { section: 'b', accept: '127.0.0.1:3', connect: null, checkHost: null, cert: null, verify: null },
     ]);
   });
 
@@ -64,6 +64,9 @@ describe('efs-utils stunnel configs', () => {
     // efs-utils (stunnel or efs-proxy) presents a client certificate for access point and IAM mounts.
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, name).replace('[efs]\n', '[efs]\ncert = /var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem\n')))
       .to.equal(`${FILE}: the service presents a client certificate (cert = /var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem), as efs-utils sets up an access point or IAM mount; efs-relay does not present one yet, and the mount target would refuse the mount`);
+    // verify = 3 pins the mount target's certificate in the stunnel's CAfile, which the tunnel does not use.
+    expect(refused(efsUtilsConfig(20050, `${name}:2049`, name).replace('verify = 2', 'verify = 3')))
+      .to.equal(`${FILE}: the service verifies with verify = 3: the mount target's own certificate must be in its CAfile. The tunnel verifies against tls.ca_file, not that CAfile, so it would check less than the stunnel did`);
     const custom = defaultConfig();
     custom.efs.dns_name_format = '{fs_id}.{region}.{dns_name_suffix}';
     expect(() => tunnelFromStunnel(parseStunnelConfig(efsUtilsConfig(20050, `${name}:2049`, name)), 20050, FILE, custom))

@@ -29,9 +29,16 @@ describe('fstab plan', () => {
       line: 2, fsId: 'fs-0a000001', code: 'BAD_OPTION',
       message: 'fs-0a000001 is also on line 1 with another tlsport (20100 here, any there), target (127.0.0.60 (fs-0a000001.efs.us-east-1.amazonaws.com) here, '
         + 'fs-0a000001.efs.us-east-1.amazonaws.com there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused',
-      hint: 'Give every line of fs-0a000001 the same tlsport, target (mounttargetip, az, region) and cafile, or leave them out of the later lines.',
+      hint: 'Give every line of fs-0a000001 the same tlsport, target (mounttargetip, az, region), cafile and verify, or leave them out of the later lines.',
     }]);
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001']);
+  });
+
+  it('names a later line that asks for another verify level (verify=3) than the first', () => {
+    const p = plan(['fs-0a000001 /mnt/a efs tls,region=us-east-1 0 0', 'fs-0a000001:/x /mnt/x efs tls,region=us-east-1,verify=3 0 0']);
+    expect(p.problems.map((x) => x.message)).to.deep.equal([
+      'fs-0a000001 is also on line 1 with another verify (3 here, 2 there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused',
+    ]);
   });
 
   it('checks a noauto line\'s options but wants no tunnel for it, and leaves its region to the shell that mounts it', () => {

@@ -6,7 +6,7 @@ import { policyContext } from '../../daemon/tls-policy.js';
 describe('relay listener', () => {
   const spec = (listenHost: string) => ({
     fsId: 'fs-12345678', port: 0, listenHost, certName: 'fs-12345678.efs.us-east-1.amazonaws.com', address: '127.0.0.2',
-    targetPort: 2049, secureContext: policyContext('', 'TLSv1.2'), maxVersion: 'TLSv1.2' as const, connectTimeoutMs: 1000, closeTimeoutMs: 1000,
+    targetPort: 2049, secureContext: policyContext('', 'TLSv1.2'), held: null, maxVersion: 'TLSv1.2' as const, connectTimeoutMs: 1000, closeTimeoutMs: 1000,
   });
 
   it('refuses to listen on a non-loopback address, because it carries plaintext NFS', async () => {
