@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import type { Config } from '../daemon/config.js';
 import { RelayError } from '../daemon/errors.js';
 import { parseOptions } from '../daemon/options.js';
-import { METADATA_NOT_ASKED, resolveTarget } from '../daemon/target.js';
+import { METADATA_NOT_ASKED, dnsNameSuffix, resolveTarget } from '../daemon/target.js';
 
 export interface StunnelService {
   /** The [section] it is in; '' for the global part. */
@@ -94,8 +94,9 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   const named = /^(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.(.+)$/.exec(svc.checkHost);
   if (!named) return refuse(`checkHost ${svc.checkHost} is not an EFS file system name like fs-12345678.efs.us-east-1.amazonaws.com`);
   const [, fsId, region, suffix] = named as unknown as [string, string, string, string];
-  if (suffix !== cfg.efs.dns_name_suffix) {
-    return refuse(`checkHost ${svc.checkHost} ends in ${suffix}, but efs.dns_name_suffix is ${cfg.efs.dns_name_suffix}, so the tunnel would check another name`);
+  const ours = dnsNameSuffix(region, cfg);
+  if (suffix !== ours) {
+    return refuse(`checkHost ${svc.checkHost} ends in ${suffix}, but the tunnel's names in ${region} end in ${ours} (efs.dns_name_suffix), so it would check another name`);
   }
   const to = splitHostPort(svc.connect);
   if (to.host === null || to.port !== cfg.efs.port) return refuse(`connect = ${svc.connect} is not a host and port ${cfg.efs.port} (efs.port)`);

@@ -78,7 +78,8 @@ const SCHEMA: Record<string, Field> = {
         pattern: /\{fs_id\}/,
         describe: 'a format that contains {fs_id}',
       },
-      dns_name_suffix: { kind: 'string', def: 'amazonaws.com', pattern: /^[a-z0-9.-]+$/, describe: 'a DNS suffix like amazonaws.com' },
+      // "": each region's own suffix, as efs-utils' [mount.REGION] sections give it (target.ts, dnsNameSuffix).
+      dns_name_suffix: { kind: 'string', def: '', pattern: /^$|^[a-z0-9.-]+$/, describe: 'a DNS suffix like amazonaws.com, or "" for each region\'s own' },
       port: { kind: 'port', def: 2049 },
     },
   },

@@ -13,6 +13,7 @@ import { MountsFileReader, tunnelPortOf, unencryptedEfsMounts, type MountEntry }
 import type { Mounter } from './mounter.js';
 import { ReportOnce } from './report-once.js';
 import { portsOf, type TunnelRecord } from './state.js';
+import { dnsNameSuffix } from './target.js';
 import type { TunnelManager } from './tunnels.js';
 
 export class MountWatcher {
@@ -114,7 +115,7 @@ export class MountWatcher {
 
   private checkUnencrypted(mounts: MountEntry[], tunnels: readonly Readonly<TunnelRecord>[]): void {
     const targets = new Set(tunnels.map((r) => r.target.address));
-    const found = unencryptedEfsMounts(mounts, this.cfg.efs.dns_name_suffix, targets);
+    const found = unencryptedEfsMounts(mounts, (region) => dnsNameSuffix(region, this.cfg), targets);
     const key = (u: { device: string; dir: string }): string => `${u.device}\0${u.dir}`;
     const fresh = this.reported.fresh(found.map(key));
     for (const u of found) {

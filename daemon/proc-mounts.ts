@@ -108,14 +108,16 @@ export interface UnencryptedMount {
  * NFS mounts that reach EFS without a local tunnel: a device on an EFS name
  * (`*.efs.<region>.<suffix>`) or on a known mount-target address.
  */
-export function unencryptedEfsMounts(mounts: MountEntry[], dnsSuffix: string, targetAddresses: ReadonlySet<string>): UnencryptedMount[] {
-  const efsName = new RegExp(`(?:^|\\.)(fs-[0-9a-f]+)\\.efs\\.[a-z0-9-]+\\.${dnsSuffix.replace(/[.]/g, '\\.')}$`);
+export function unencryptedEfsMounts(mounts: MountEntry[], suffixOf: (region: string) => string, targetAddresses: ReadonlySet<string>): UnencryptedMount[] {
+  const efsName = /(?:^|\.)(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.([a-z0-9.-]+)$/;
   const out: UnencryptedMount[] = [];
   for (const m of mounts) {
     if (!m.type.startsWith('nfs') || tunnelPortOf(m) !== null) continue;
     const colon = m.device.lastIndexOf(':');
     const host = (colon < 0 ? m.device : m.device.slice(0, colon)).replace(/^\[|\]$/g, '');
-    const name = efsName.exec(host);
+    const parts = efsName.exec(host);
+    // The name of a file system in its region's own suffix (efs.dns_name_suffix).
+    const name = parts && parts[3] === suffixOf(parts[2] as string) ? parts : null;
     if (name || targetAddresses.has(host) || (m.options.addr && targetAddresses.has(m.options.addr))) {
       out.push({ device: m.device, dir: m.dir, fs_id: name ? (name[1] as string) : null });
     }

@@ -65,6 +65,20 @@ export function certificateName(fsId: string, dnsName: string): string {
   return at < 0 ? dnsName : dnsName.slice(at);
 }
 
+// The DNS suffix of the regions that efs-utils' efs-utils.conf gives their own ([mount.cn-north-1] and the like),
+// by partition: a region's name says which one it is in.
+const PARTITION_SUFFIXES: ReadonlyArray<[RegExp, string]> = [
+  [/^cn-/, 'amazonaws.com.cn'],
+  [/^us-iso-/, 'c2s.ic.gov'],
+  [/^us-isob-/, 'sc2s.sgov.gov'],
+];
+
+/** efs.dns_name_suffix, or when that is "" the region's own, as efs-utils' per-region config sections give it. */
+export function dnsNameSuffix(region: string, cfg: Config): string {
+  if (cfg.efs.dns_name_suffix !== '') return cfg.efs.dns_name_suffix;
+  return PARTITION_SUFFIXES.find(([re]) => re.test(region))?.[1] ?? 'amazonaws.com';
+}
+
 export function dnsNameFor(fsId: string, region: string, az: string | null, cfg: Config): string {
   let format = cfg.efs.dns_name_format;
   if (!az) format = format.replace('{az}.', '').replace('{az}', '');
@@ -72,7 +86,7 @@ export function dnsNameFor(fsId: string, region: string, az: string | null, cfg:
     .replaceAll('{az}', az ?? '')
     .replaceAll('{fs_id}', fsId)
     .replaceAll('{region}', region)
-    .replaceAll('{dns_name_suffix}', cfg.efs.dns_name_suffix);
+    .replaceAll('{dns_name_suffix}', dnsNameSuffix(region, cfg));
 }
 
 export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config, metadata: MetadataRegion): Target {

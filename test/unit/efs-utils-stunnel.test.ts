@@ -36,6 +36,10 @@ describe('efs-utils stunnel configs', () => {
     expect(from(efsUtilsConfig(20050, '10.0.1.25:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.include({
       options: 'region=us-east-1,tlsport=20050,mounttargetip=10.0.1.25', dnsName: 'fs-12345678.efs.us-east-1.amazonaws.com',
     });
+    // A China region's names end in its own suffix, as in efs-utils' [mount.cn-north-1].
+    expect(from(efsUtilsConfig(20050, 'fs-12345678.efs.cn-north-1.amazonaws.com.cn:2049', 'fs-12345678.efs.cn-north-1.amazonaws.com.cn'))).to.deep.include({
+      options: 'region=cn-north-1,tlsport=20050', certName: 'fs-12345678.efs.cn-north-1.amazonaws.com.cn',
+    });
     expect(from(efsUtilsConfig(20050, 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.include({
       options: 'region=us-east-1,tlsport=20050,az=us-east-1a', connectHost: 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com',
       // The tunnel checks what the stunnel checked, not the zone's name it connects to.
@@ -56,8 +60,12 @@ describe('efs-utils stunnel configs', () => {
     const name = 'fs-12345678.efs.us-east-1.amazonaws.com';
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, null))).to.equal(`${FILE}: the service has no checkHost, so the name its mount target's certificate must carry is unknown (efs-utils leaves it out when stunnel cannot check host names)`);
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, name), 20051)).to.equal(`${FILE}: no service accepts on port 20051`);
-    expect(refused(efsUtilsConfig(20050, 'fs-12345678.efs.cn-north-1.amazonaws.com.cn:2049', 'fs-12345678.efs.cn-north-1.amazonaws.com.cn')))
-      .to.equal(`${FILE}: checkHost fs-12345678.efs.cn-north-1.amazonaws.com.cn ends in amazonaws.com.cn, but efs.dns_name_suffix is amazonaws.com, so the tunnel would check another name`);
+    expect(refused(efsUtilsConfig(20050, 'fs-12345678.efs.us-east-1.amazonaws.com.cn:2049', 'fs-12345678.efs.us-east-1.amazonaws.com.cn')))
+      .to.equal(`${FILE}: checkHost fs-12345678.efs.us-east-1.amazonaws.com.cn ends in amazonaws.com.cn, but the tunnel's names in us-east-1 end in amazonaws.com (efs.dns_name_suffix), so it would check another name`);
+    const global = defaultConfig();
+    global.efs.dns_name_suffix = 'amazonaws.com';
+    expect(() => tunnelFromStunnel(parseStunnelConfig(efsUtilsConfig(20050, 'fs-12345678.efs.cn-north-1.amazonaws.com.cn:2049', 'fs-12345678.efs.cn-north-1.amazonaws.com.cn')), 20050, FILE, global))
+      .to.throw(RelayError, 'checkHost fs-12345678.efs.cn-north-1.amazonaws.com.cn ends in amazonaws.com.cn, but the tunnel\'s names in cn-north-1 end in amazonaws.com (efs.dns_name_suffix), so it would check another name');
     expect(refused(efsUtilsConfig(20050, `${name}:3049`, name))).to.equal(`${FILE}: connect = ${name}:3049 is not a host and port 2049 (efs.port)`);
     expect(refused(efsUtilsConfig(20050, 'nfs.example.internal:2049', name))).to.equal(`${FILE}: connect = nfs.example.internal:2049 names neither ${name}, an availability zone's name of it, nor an address`);
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, 'files.example.com'))).to.match(/checkHost files\.example\.com is not an EFS file system name/);

@@ -2,7 +2,9 @@ import { expect } from 'chai';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MountsFileReader, readProcMounts } from '../../daemon/proc-mounts.js';
+import { defaultConfig } from '../../daemon/config.js';
+import { MountsFileReader, parseProcMounts, readProcMounts, unencryptedEfsMounts } from '../../daemon/proc-mounts.js';
+import { dnsNameSuffix } from '../../daemon/target.js';
 import { run, skipIf, tempDir } from '../helpers/daemon.js';
 
 const MODULE = fileURLToPath(new URL('../../daemon/proc-mounts.js', import.meta.url));
@@ -76,5 +78,18 @@ describe('the /proc/mounts reader of the mount watcher', () => {
     } finally {
       await reader.close();
     }
+  });
+});
+
+describe('NFS mounts of EFS without a tunnel', () => {
+  it('knows a file system\'s name by its region\'s own DNS suffix (amazonaws.com.cn in China), and no other', () => {
+    const mounts = parseProcMounts([
+      'fs-0a000001.efs.us-east-1.amazonaws.com:/ /mnt/a nfs4 rw,vers=4.1,addr=10.0.0.5 0 0',
+      'fs-0a000002.efs.cn-north-1.amazonaws.com.cn:/ /mnt/b nfs4 rw,vers=4.1,addr=10.1.0.5 0 0',
+      'fs-0a000003.efs.us-east-1.amazonaws.com.cn:/ /mnt/c nfs4 rw,vers=4.1,addr=10.2.0.5 0 0',
+      '127.0.0.1:/ /mnt/d nfs4 rw,vers=4.1,port=20100,addr=127.0.0.1 0 0',
+    ].join('\n') + '\n');
+    const cfg = defaultConfig();
+    expect(unencryptedEfsMounts(mounts, (region) => dnsNameSuffix(region, cfg), new Set()).map((m) => m.fs_id)).to.deep.equal(['fs-0a000001', 'fs-0a000002']);
   });
 });

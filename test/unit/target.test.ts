@@ -26,6 +26,18 @@ describe('targets', () => {
     expect(resolveTarget('fs-1', { region: 'cn-north-1' }, {}, cn, METADATA_NOT_ASKED).dnsName).to.equal('fs-1.efs.cn-north-1.amazonaws.com.cn');
   });
 
+  it('takes each region\'s own DNS suffix when efs.dns_name_suffix is "", as efs-utils\' per-region config sections do, and the configured one otherwise', () => {
+    const names = (c: typeof cfg) => ['us-east-1', 'cn-north-1', 'cn-northwest-1', 'us-iso-east-1', 'us-isob-east-1', 'us-gov-west-1']
+      .map((region) => resolveTarget('fs-1', { region }, {}, c, METADATA_NOT_ASKED).certName);
+    expect(cfg.efs.dns_name_suffix).to.equal('');
+    expect(names(cfg)).to.deep.equal([
+      'fs-1.efs.us-east-1.amazonaws.com', 'fs-1.efs.cn-north-1.amazonaws.com.cn', 'fs-1.efs.cn-northwest-1.amazonaws.com.cn',
+      'fs-1.efs.us-iso-east-1.c2s.ic.gov', 'fs-1.efs.us-isob-east-1.sc2s.sgov.gov', 'fs-1.efs.us-gov-west-1.amazonaws.com',
+    ]);
+    const fixed = { ...cfg, efs: { ...cfg.efs, dns_name_suffix: 'example.internal' } };
+    expect(names(fixed)).to.deep.equal(['us-east-1', 'cn-north-1', 'cn-northwest-1', 'us-iso-east-1', 'us-isob-east-1', 'us-gov-west-1'].map((r) => `fs-1.efs.${r}.example.internal`));
+  });
+
   it('dials mounttargetip but still expects the file system name', () => {
     const t = resolveTarget('fs-12345678', { region: 'us-east-1', mounttargetip: '127.0.0.2' }, {}, cfg, METADATA_NOT_ASKED);
     expect(t.address).to.equal('127.0.0.2');
