@@ -26,6 +26,8 @@ export interface Config {
     network_check: string;
     daemon_wait: number;
     efs_utils_state_dir: string;
+    optimize_readahead: boolean;
+    bdi_dir: string;
   };
   relay: { connect_timeout: number; close_timeout: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
@@ -99,6 +101,9 @@ const SCHEMA: Record<string, Field> = {
       daemon_wait: { kind: 'seconds', def: 10, zeroOk: true },
       // efsctl takeover: where amazon-efs-utils kept its stunnel configs, to revive a mount whose stunnel died.
       efs_utils_state_dir: { kind: 'path', def: '/var/run/efs' },
+      // efs-utils' optimize_readahead: after each mount, its read_ahead_kb in bdi_dir goes to 15 × rsize (readahead.ts).
+      optimize_readahead: { kind: 'bool', def: true },
+      bdi_dir: { kind: 'path', def: '/sys/class/bdi' },
     },
   },
   relay: {

@@ -4,13 +4,15 @@
 import { expect } from 'chai';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { release } from 'node:os';
 import { join } from 'node:path';
-import { Daemon, sleep, waitFor } from './helpers/daemon.js';
+import { Daemon, skipIf, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree, expectPortTaken } from './helpers/client.js';
 import { startNfsStack, type NfsStack } from './helpers/stack.js';
 import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import { ERRORS } from '../daemon/errors.js';
+import { kernelNeedsReadahead } from '../daemon/readahead.js';
 import { nfsCatSha256, nfsCp, requireNfs, sha256File } from './helpers/nfs.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { DoctorReport } from '../cli/doctor.js';
@@ -515,5 +517,64 @@ describe('ports named by mounts of stopped tunnels', function () {
       /^efs_relay_ports_free 2$/m.test(await scrape()) || null);
     expect(await scrape()).to.match(/^efs_relay_ports_held_by_mounts 0$/m);
     expect(existsSync(leftFile(port))).to.equal(false);
+  });
+});
+
+// efs-utils' optimize_readahead: Linux 5.4 and later read ahead 128 KiB on NFS, which slows sequential reads.
+describe('the readahead of a mount', function () {
+  const needs = (): string | null => (kernelNeedsReadahead() ? null : `this kernel (${release()}) is older than 5.4, whose NFS readahead is already 15 × rsize`);
+  const attachIn = async (daemon: Daemon, fsId: string, name: string, options = 'region=us-east-1'): Promise<string> => {
+    const dir = join(daemon.dir, 'mnt', name);
+    mkdirSync(dir, { recursive: true });
+    const r = await daemon.efsctl('attach', fsId, dir, '-o', options);
+    expect(r.code, r.stderr).to.equal(0);
+    return dir;
+  };
+
+  describe('by default', function () {
+    let daemon: Daemon;
+    before(async function () {
+      skipIf(this, needs());
+      daemon = await new Daemon(daemonConfig(26200)).start();
+    });
+    after(async () => {
+      await daemon?.stop();
+    });
+
+    it('is set to 15 × rsize after each mount (15360 KiB for 1 MiB, or the rsize= given), as efs-utils sets it, and logged', async () => {
+      const dir = await attachIn(daemon, 'fs-0ead0001', 'default');
+      expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('15360\n');
+      expect(daemon.logs).to.contain(`info mount.readahead fs=fs-0ead0001 code=- msg="read_ahead_kb set to 15360 (15 × rsize), as efs-utils does on Linux 5.4 and later" dir=${dir} file=${daemon.readaheadFile}`);
+      await attachIn(daemon, 'fs-0ead0002', 'small', 'region=us-east-1,rsize=65536');
+      expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('960\n');
+    });
+  });
+
+  describe('when it cannot be set, or optimize_readahead is off', function () {
+    let daemon: Daemon;
+    before(async function () {
+      skipIf(this, needs());
+      daemon = await new Daemon(daemonConfig(26300)).start();
+    });
+    after(async () => {
+      await daemon?.stop();
+    });
+
+    it('mounts all the same and says why, when the mount\'s backing device is not in bdi_dir', async () => {
+      rmSync(daemon.readaheadFile);
+      const dir = await attachIn(daemon, 'fs-0ead0003', 'no-device');
+      const bdiFile = daemon.readaheadFile;
+      expect(daemon.logs).to.contain(`warn mount.readahead_failed fs=fs-0ead0003 code=- msg="could not set read_ahead_kb to 15360: ENOENT: no such file or directory, open '${bdiFile}'; the mount works, but its sequential reads may be slower (Linux 5.4 and later read ahead 128 KiB on NFS)" dir=${dir}`);
+      expect(existsSync(bdiFile), 'no file is made where the kernel lists no device').to.equal(false);
+    });
+
+    it('leaves it alone with mount.optimize_readahead: false', async () => {
+      writeFileSync(daemon.readaheadFile, '128\n');
+      writeFileSync(daemon.configFile, readFileSync(daemon.configFile, 'utf8').replace('mount:\n', 'mount:\n  optimize_readahead: false\n'));
+      expect((await daemon.efsctl('reload')).code).to.equal(0);
+      await attachIn(daemon, 'fs-0ead0004', 'off');
+      expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('128\n');
+      expect(daemon.logs).to.not.contain('mount.readahead fs=fs-0ead0004');
+    });
   });
 });

@@ -1,12 +1,13 @@
 // Runs the built executables the way a user does: build/bin/efs-relayd with
 // a config file in a temp dir, and build/bin/efsctl against its socket.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { MountStandIn } from './mount-stand-in.js';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { bdiName } from '../../daemon/readahead.js';
 import type { TunnelRecord } from '../../daemon/state.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../../..');
@@ -74,6 +75,12 @@ export class Daemon {
   readonly configFile: string;
   readonly mount: MountStandIn;
   readonly fstab: string;
+  /**
+   * The stand-in of /sys/class/bdi/MAJOR:MINOR/read_ahead_kb for the file system the test's directories are on,
+   * which the recording mount command leaves them on: what the daemon sets after a mount (128, the kernel's NFS
+   * default, before).
+   */
+  readonly readaheadFile: string;
   proc: ChildProcess | null = null;
   logs = '';
   exitCode: number | null = null;
@@ -88,6 +95,10 @@ export class Daemon {
     this.mount = new MountStandIn(this.dir);
     this.fstab = join(this.dir, 'fstab');
     if (!existsSync(this.fstab)) writeFileSync(this.fstab, '# test fstab\n');
+    const bdi = join(this.dir, 'bdi', bdiName(statSync(this.dir, { bigint: true }).dev));
+    mkdirSync(bdi, { recursive: true });
+    this.readaheadFile = join(bdi, 'read_ahead_kb');
+    if (!existsSync(this.readaheadFile)) writeFileSync(this.readaheadFile, '128\n');
     const full = {
       state_dir: this.stateDir,
       fstab: this.fstab,
@@ -102,6 +113,8 @@ export class Daemon {
         poll_interval: 0.1,
         network_check: '',
         efs_utils_state_dir: join(this.dir, 'efs-utils'),
+        // Never the host's /sys/class/bdi: a mount's readahead goes to a stand-in directory.
+        bdi_dir: join(this.dir, 'bdi'),
         ...(config.mount as Record<string, unknown> | undefined),
       },
     };

@@ -31,6 +31,7 @@ describe('config', () => {
         network_check: 'test ! -d /run/systemd/system || systemctl is-active --quiet network.target',
         daemon_wait: 10,
         efs_utils_state_dir: '/var/run/efs',
+        optimize_readahead: true, bdi_dir: '/sys/class/bdi',
       },
       relay: { connect_timeout: 15, close_timeout: 10 },
       log: { level: 'info' },
