@@ -531,50 +531,41 @@ describe('the readahead of a mount', function () {
     return dir;
   };
 
-  describe('by default', function () {
-    let daemon: Daemon;
-    before(async function () {
-      skipIf(this, needs());
-      daemon = await new Daemon(daemonConfig(26200)).start();
-    });
-    after(async () => {
-      await daemon?.stop();
-    });
-
-    it('is set to 15 × rsize after each mount (15360 KiB for 1 MiB, or the rsize= given), as efs-utils sets it, and logged', async () => {
-      const dir = await attachIn(daemon, 'fs-0ead0001', 'default');
-      expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('15360\n');
-      expect(daemon.logs).to.contain(`info mount.readahead fs=fs-0ead0001 code=- msg="read_ahead_kb set to 15360 (15 × rsize), as efs-utils does on Linux 5.4 and later" dir=${dir} file=${daemon.readaheadFile}`);
-      await attachIn(daemon, 'fs-0ead0002', 'small', 'region=us-east-1,rsize=65536');
-      expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('960\n');
-    });
+  let daemon: Daemon;
+  before(async function () {
+    skipIf(this, needs());
+    daemon = await new Daemon(daemonConfig(26200)).start();
+  });
+  after(async () => {
+    await daemon?.stop();
   });
 
-  describe('when it cannot be set, or optimize_readahead is off', function () {
-    let daemon: Daemon;
-    before(async function () {
-      skipIf(this, needs());
-      daemon = await new Daemon(daemonConfig(26300)).start();
-    });
-    after(async () => {
-      await daemon?.stop();
-    });
+  it('is set to 15 × rsize after each mount (15360 KiB for 1 MiB, or the rsize= given), as efs-utils sets it, and logged', async () => {
+    const dir = await attachIn(daemon, 'fs-0ead0001', 'default');
+    expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('15360\n');
+    expect(daemon.logs).to.contain(`info mount.readahead fs=fs-0ead0001 code=- msg="read_ahead_kb set to 15360 (15 × rsize), as efs-utils does on Linux 5.4 and later" dir=${dir} file=${daemon.readaheadFile}`);
+    await attachIn(daemon, 'fs-0ead0002', 'small', 'region=us-east-1,rsize=65536');
+    expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('960\n');
+  });
 
-    it('mounts all the same and says why, when the mount\'s backing device is not in bdi_dir', async () => {
-      rmSync(daemon.readaheadFile);
+  it('mounts all the same and says why, when the mount\'s backing device is not in bdi_dir', async () => {
+    const bdiFile = daemon.readaheadFile;
+    rmSync(bdiFile);
+    try {
       const dir = await attachIn(daemon, 'fs-0ead0003', 'no-device');
-      const bdiFile = daemon.readaheadFile;
       expect(daemon.logs).to.contain(`warn mount.readahead_failed fs=fs-0ead0003 code=- msg="could not set read_ahead_kb to 15360: ENOENT: no such file or directory, open '${bdiFile}'; the mount works, but its sequential reads may be slower (Linux 5.4 and later read ahead 128 KiB on NFS)" dir=${dir}`);
       expect(existsSync(bdiFile), 'no file is made where the kernel lists no device').to.equal(false);
-    });
+    } finally {
+      writeFileSync(bdiFile, '128\n');
+    }
+  });
 
-    it('leaves it alone with mount.optimize_readahead: false', async () => {
-      writeFileSync(daemon.readaheadFile, '128\n');
-      writeFileSync(daemon.configFile, readFileSync(daemon.configFile, 'utf8').replace('mount:\n', 'mount:\n  optimize_readahead: false\n'));
-      expect((await daemon.efsctl('reload')).code).to.equal(0);
-      await attachIn(daemon, 'fs-0ead0004', 'off');
-      expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('128\n');
-      expect(daemon.logs).to.not.contain('mount.readahead fs=fs-0ead0004');
-    });
+  it('leaves it alone with mount.optimize_readahead: false', async () => {
+    writeFileSync(daemon.readaheadFile, '128\n');
+    writeFileSync(daemon.configFile, readFileSync(daemon.configFile, 'utf8').replace('mount:\n', 'mount:\n  optimize_readahead: false\n'));
+    expect((await daemon.efsctl('reload')).code).to.equal(0);
+    await attachIn(daemon, 'fs-0ead0004', 'off');
+    expect(readFileSync(daemon.readaheadFile, 'utf8')).to.equal('128\n');
+    expect(daemon.logs).to.not.contain('mount.readahead fs=fs-0ead0004');
   });
 });
