@@ -8,7 +8,7 @@ import { tunnelOptions, type MountOptions } from './options.js';
 import { resolveTarget } from './target.js';
 import { requestedPort } from './ports.js';
 import type { MetadataRegion } from './instance-region.js';
-import { caFileFor, requiresHeldCertificate } from './tls-policy.js';
+import { caFileFor, verifyLevel } from './tls-policy.js';
 
 /** An efs line that gets no tunnel, or whose mount would be refused. */
 export interface FstabLineProblem {
@@ -36,7 +36,7 @@ interface TunnelIdentity { tlsport: string; target: string; cafile: string; veri
 function identity(fsId: string, o: MountOptions, cfg: Config, metadata: MetadataRegion): TunnelIdentity {
   const t = resolveTarget(fsId, o, {}, cfg, metadata);
   const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
-  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: requiresHeldCertificate(o) ? '3' : '2' };
+  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: String(verifyLevel(o)) };
 }
 
 /** How a later line's tunnel differs from the first line's, each as "what (this line's here, the first line's there)". */

@@ -43,6 +43,7 @@ const bad = (message: string, hint?: string): never => {
 
 /** What a mount spec given as a DNS name says of the target (target.ts, MountSpec). */
 export interface SpecTarget {
+  /** The DNS name the spec gave. */
   name?: string;
   region?: string;
   az?: string;

@@ -3,7 +3,7 @@
 import { isIP } from 'node:net';
 import { RelayError } from './errors.js';
 import type { Config } from './config.js';
-import type { MountOptions } from './options.js';
+import type { MountOptions, SpecTarget } from './options.js';
 import type { MetadataRegion } from './instance-region.js';
 
 export const FS_ID = /^fs-[0-9a-f]+$/;
@@ -96,14 +96,10 @@ export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, 
   return { dnsName, certName: certificateName(fsId, dnsName), address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
 }
 
-/** What a mount spec names. A DNS name gives its region, and its availability zone in the zone's form. */
-export interface MountSpec {
+/** What a mount spec names. A DNS name (SpecTarget) gives its region, and its availability zone in the zone's form. */
+export interface MountSpec extends SpecTarget {
   fsId: string;
   path: string;
-  /** The DNS name the spec gave, if it gave one. */
-  name?: string;
-  region?: string;
-  az?: string;
 }
 
 /** A mount spec: fs-id, fs-id:/path, or the file system's DNS name (us-east-1a.fs-….efs.… too) with :/path. */

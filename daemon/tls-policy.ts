@@ -66,11 +66,12 @@ export function noTrust(maxVersion: TlsMaxVersion): Trust {
 }
 
 /**
- * verify=3, as stunnel's level 3: besides the chain and the name, the server's own certificate must be one of the
- * bundle's. Any other level the options may hold is 2: 0 and 1 are refused before a tunnel is made.
+ * The verify level a tunnel's options ask for, as the tunnel manager and the fstab plan compare it. 3 is stunnel's
+ * level 3: besides the chain and the name, the server's own certificate must be one of the bundle's. Any other
+ * level is 2: 0 and 1 are refused before a tunnel is made.
  */
-export function requiresHeldCertificate(options: MountOptions): boolean {
-  return options.verify === '3';
+export function verifyLevel(options: MountOptions): 2 | 3 {
+  return options.verify === '3' ? 3 : 2;
 }
 
 /** The TLS context of a CA bundle (policyTrust). */

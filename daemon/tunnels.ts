@@ -8,7 +8,7 @@ import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from '
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { certificateName, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
-import { caFileFor, noTrust, policyTrust, readCaBundle, requiresHeldCertificate, type Trust } from './tls-policy.js';
+import { caFileFor, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { warnIfExposed } from './file-trust.js';
 import type { RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
@@ -542,7 +542,7 @@ export class TunnelManager {
     if (has !== asked) {
       throw new RelayError('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`, { hint: RUNNING_TUNNEL_HINT });
     }
-    const [hasLevel, askedLevel] = [rec.options, options].map((o) => (requiresHeldCertificate(o) ? 3 : 2));
+    const [hasLevel, askedLevel] = [rec.options, options].map(verifyLevel);
     if (hasLevel !== askedLevel) {
       throw new RelayError('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies with verify=${hasLevel}, not verify=${askedLevel}; stop it first to change how it verifies`, { hint: RUNNING_TUNNEL_HINT });
     }
@@ -885,7 +885,7 @@ export class TunnelManager {
       address: rec.target.address,
       targetPort: rec.target.port,
       secureContext: trust.ctx,
-      held: requiresHeldCertificate(rec.options) ? trust.held : null,
+      held: verifyLevel(rec.options) === 3 ? trust.held : null,
       maxVersion: this.cfg.tls.max_version,
       connectTimeoutMs: this.cfg.relay.connect_timeout * 1000,
       closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
