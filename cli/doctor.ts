@@ -9,7 +9,8 @@ import { resolve } from 'node:path';
 import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
 import { ERRORS, isErrorCode } from '../daemon/errors.js';
-import { readFstab, type FstabEntry } from '../daemon/fstab.js';
+import { followFstabAliases, readFstab, type FstabEntry } from '../daemon/fstab.js';
+import { followAlias } from '../daemon/spec-alias.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore, portsOf } from '../daemon/state.js';
@@ -431,22 +432,28 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: Fst
   } catch (err) {
     return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [] };
   }
-  const { problems } = planFstab(parsed, cfg, metadata);
+  // Alias lines are followed as the daemon follows them, through this host's DNS.
+  const { unfollowed, ...lines } = await followFstabAliases(parsed, (spec) => followAlias(spec));
+  const { problems } = planFstab(lines, cfg, metadata);
   const checks = problems.map((p) => ({ line: p.line, check: bad(`fstab line ${p.line}`, 'fail', `${cfg.fstab}:${p.line}: ${p.message}`,
     `Correct the line or remove it; until then a mount of this line at boot fails. ${p.hint} [${p.code}]`) }));
   // What only the daemon knows: a valid line whose tunnel could not be made (no free port, a full state dir).
-  const judged = new Set(problems.map((p) => p.line));
+  for (const u of unfollowed) {
+    checks.push({ line: u.line, check: bad(`fstab line ${u.line}`, 'fail', `${cfg.fstab}:${u.line}: ${u.error.message}`,
+      `${u.error.hint} Until DNS leads from ${u.alias} to a file system, a mount of this line fails. [${u.error.code}]`) });
+  }
+  const judged = new Set([...problems, ...unfollowed].map((p) => p.line));
   for (const f of daemonSaw?.file === resolve(cfg.fstab) ? daemonSaw.failures : []) {
     if (judged.has(f.line)) continue;
     checks.push({ line: f.line, check: bad(`fstab line ${f.line}`, 'fail', `${cfg.fstab}:${f.line}: ${f.message}; efs-relayd has no tunnel for this line yet`,
       `${f.hint} efs-relayd tries the line again on its own; until it succeeds, a mount of this line fails. [${f.code}]`) });
   }
   if (checks.length === 0) {
-    const lines = parsed.entries.length + parsed.problems.length;
-    const text = lines === 0 ? `no efs lines in ${cfg.fstab}` : `${lines} efs line${lines === 1 ? '' : 's'} in ${cfg.fstab}, each valid`;
-    return { checks: [ok('fstab', text)], entries: parsed.entries };
+    const count = parsed.entries.length + parsed.problems.length + parsed.aliases.length;
+    const text = count === 0 ? `no efs lines in ${cfg.fstab}` : `${count} efs line${count === 1 ? '' : 's'} in ${cfg.fstab}, each valid`;
+    return { checks: [ok('fstab', text)], entries: lines.entries };
   }
-  return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: parsed.entries };
+  return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: lines.entries };
 }
 
 /** Where the reach check goes: DNS's answer, or the daemon's last one; null when there is none. */

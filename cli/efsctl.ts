@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../daemon/options.js';
-import { checkFsId, joinHost, requireSpec } from '../daemon/target.js';
+import { checkFsId, isAlias, joinHost, requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { ReloadResult } from '../daemon/config-reload.js';
 import type { UnencryptedMount } from '../daemon/proc-mounts.js';
@@ -23,7 +23,8 @@ const USAGE = `Usage: efsctl [--socket PATH] [--config PATH] [--wait SECONDS] VE
 Verbs:
   add FS_ID [-o OPTS]     start (or return the existing) TLS tunnel for a file system
   attach FS_ID[:/path] DIR [-o OPTS]
-                          add, then mount NFS 4.1 through the tunnel at DIR
+                          add, then mount NFS 4.1 through the tunnel at DIR; instead of FS_ID,
+                          the file system's DNS name or a DNS alias (CNAME) of it
   detach DIR              unmount DIR; its tunnel stops once nothing uses it
   list [--json]           every tunnel: port, target, state, connections, bytes, last error
   status FS_ID [--json]   one tunnel in detail, with its history
@@ -224,16 +225,17 @@ async function run(p: Parsed): Promise<void> {
       return;
     }
     case 'attach': {
+      // Fail fast on a bad spec or options; an alias's az is known only once the daemon has followed it.
       const spec = requireSpec(p.args[0] as string);
       const dir = resolve(p.args[1] as string);
-      attachOptions(p.options ?? '', spec); // fail fast on bad options
+      attachOptions(p.options ?? '', isAlias(spec) ? {} : spec);
       const res = (await ask('attach', {
         spec: p.args[0], dir, options: p.options ?? '', env: callerRegionEnv(), source: 'efsctl',
       }, MOUNT_TIMEOUT_MS)) as AttachResult;
       const t = res.tunnel;
       out(res, res.already_mounted
-        ? `${dir} is already mounted from ${spec.fsId} through 127.0.0.1:${t?.port}`
-        : `${spec.fsId}:${spec.path} mounted at ${dir} through 127.0.0.1:${t?.port} (TLS to ${t ? joinHost(t.target.address, t.target.port) : '?'})`);
+        ? `${dir} is already mounted from ${res.fs_id} through 127.0.0.1:${t?.port}`
+        : `${res.fs_id}:${res.path} mounted at ${dir} through 127.0.0.1:${t?.port} (TLS to ${t ? joinHost(t.target.address, t.target.port) : '?'})`);
       return;
     }
     case 'detach': {

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../daemon/config.js';
 import { RelayError, asRelayError } from '../daemon/errors.js';
 import { attachOptions } from '../daemon/options.js';
-import { joinHost, requireSpec } from '../daemon/target.js';
+import { isAlias, joinHost, requireSpec } from '../daemon/target.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import { VERSION } from '../daemon/version.js';
 import { call, callerRegionEnv } from './client.js';
@@ -16,7 +16,8 @@ import { call, callerRegionEnv } from './client.js';
 const USAGE = `Usage: mount.efs SPEC DIR [-fnsv] [-o OPTIONS]
 
 Mounts an EFS file system through an efs-relayd TLS tunnel.
-  SPEC        fs-12345678, fs-12345678:/path, or the file system's DNS name with :/path
+  SPEC        fs-12345678, fs-12345678:/path, or with :/path the file system's DNS name
+              or a DNS alias whose CNAME records lead to it
   DIR         the mount point (an existing directory)
   -o OPTIONS  efs-utils mount options (tls, region=, mounttargetip=, …) and NFS options
   -f          fake: check everything and print the mount command, but mount nothing
@@ -85,7 +86,8 @@ async function main(argv: string[]): Promise<number> {
   let spec;
   try {
     spec = requireSpec(specText);
-    attachOptions(options, spec);
+    // An alias's az is known only once the daemon has followed it.
+    attachOptions(options, isAlias(spec) ? {} : spec);
   } catch (err) {
     return fail(asRelayError(err), EXIT.usage);
   }
@@ -97,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
     const r = spawnSync('sh', ['-c', cfg.mount.network_check], { stdio: 'ignore' });
     if (r.status !== 0) {
       process.stderr.write(
-        `mount.efs: Failed to mount ${spec.fsId} because the network was not yet available, add "_netdev" to your mount options [NETWORK_NOT_READY]\n`,
+        `mount.efs: Failed to mount ${isAlias(spec) ? spec.alias : spec.fsId} because the network was not yet available, add "_netdev" to your mount options [NETWORK_NOT_READY]\n`,
       );
       return EXIT.ok;
     }
@@ -119,7 +121,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${res.fake ? 'would run' : 'ran'}: ${res.command.join(' ')}\n`);
     if (res.tunnel) process.stdout.write(`tunnel: 127.0.0.1:${res.tunnel.port} → ${joinHost(res.tunnel.target.address, res.tunnel.target.port)} (certificate must name ${res.tunnel.target.cert_name})\n`);
   }
-  if (res.already_mounted) process.stdout.write(`mount.efs: ${res.dir} is already mounted from ${spec.fsId}\n`);
+  if (res.already_mounted) process.stdout.write(`mount.efs: ${res.dir} is already mounted from ${res.fs_id}\n`);
   return EXIT.ok;
 }
 

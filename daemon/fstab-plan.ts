@@ -61,7 +61,7 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
   const portOwners = new Map<number, string>();
   const problems: FstabLineProblem[] = parsed.problems.map((p) => ({
     line: p.line, fsId: null, code: 'BAD_OPTION', message: `${p.message}; line skipped`,
-    hint: 'An efs line is `FS_ID[:/PATH] DIR efs OPTIONS 0 0`, as fstab(5) describes; escape a space in a path as \\040.',
+    hint: 'An efs line is `FS_ID[:/PATH] DIR efs OPTIONS 0 0`, as fstab(5) describes (FS_ID may also be the file system\'s DNS name, or a DNS name whose CNAME leads to it); escape a space in a path as \\040.',
   }));
   for (const e of parsed.entries) {
     let options: MountOptions;

@@ -9,7 +9,9 @@ import { DirWatch } from './dir-watch.js';
 import { asRelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { readFstab } from './fstab.js';
+import { followFstabAliases, readFstab } from './fstab.js';
+import { followAlias } from './spec-alias.js';
+import type { AliasSpec, MountSpec } from './target.js';
 import { planFstab } from './fstab-plan.js';
 import type { RegionSource } from './instance-region.js';
 import { ReportOnce } from './report-once.js';
@@ -24,7 +26,10 @@ const RETRY_MAX_MS = 60_000;
 /** An fstab line the daemon could not make a tunnel for, though the line itself is valid; tried again on its own. */
 export interface FstabFailure {
   line: number;
-  fs_id: string;
+  /** Null for a line whose alias (CNAME) led to no file system. */
+  fs_id: string | null;
+  /** The line's alias, when its spec is one. */
+  alias?: string;
   code: ErrorCode;
   message: string;
   hint: string;
@@ -50,6 +55,8 @@ export class FstabWatcher implements FstabStatus {
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly retryWait = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS);
   private stopped = false;
+  /** What each alias of fstab led to when DNS last answered: kept while DNS does not answer, so its tunnel stays. */
+  private followed = new Map<string, MountSpec>();
 
   constructor(
     private readonly cfg: Config,
@@ -107,7 +114,10 @@ export class FstabWatcher implements FstabStatus {
       this.log.warn('fstab.read_failed', { code: 'INTERNAL', msg: `cannot read ${this.file}: ${(err as Error).message}` });
       return;
     }
-    const plan = planFstab(parsed, this.cfg, this.region.current);
+    const { unfollowed, ...lines } = await followFstabAliases(parsed, (spec) => this.follow(spec));
+    const aliases = new Set(parsed.aliases.map((a) => `${a.spec.alias}:${a.spec.path}`));
+    for (const key of this.followed.keys()) if (!aliases.has(key)) this.followed.delete(key);
+    const plan = planFstab(lines, this.cfg, this.region.current);
     const wanted = new Map<string, AddRequest>();
     for (const [fsId, options] of plan.wanted) wanted.set(fsId, { fsId, options, env: {}, source: 'fstab' });
     const failed = await this.manager.setFstabWanted(wanted);
@@ -119,13 +129,33 @@ export class FstabWatcher implements FstabStatus {
         const line = plan.lineOf.get(f.fsId) as number;
         return { key: `${line} ${f.error.code} ${f.error.message}`, fs: f.fsId, code: f.error.code, line, msg: `${this.file}:${line}: ${f.error.message}${retry}` };
       }),
+      ...unfollowed.map((u) => ({ key: `${u.line} ${u.error.code} ${u.error.message}`, fs: undefined, code: u.error.code, line: u.line, msg: `${this.file}:${u.line}: ${u.error.message}${retry}` })),
     ].sort((a, b) => a.line - b.line);
     const fresh = this.reported.fresh(found.map((p) => p.key));
     for (const { key, ...fields } of found) if (fresh.has(key)) this.log.warn('fstab.line_invalid', fields);
     if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${failed.length} still without a tunnel`, failed: failed.length });
     this.invalid = found.length;
-    this.failures = failed.map((f) => ({ line: plan.lineOf.get(f.fsId) as number, fs_id: f.fsId, code: f.error.code, message: f.error.message, hint: f.error.hint }));
-    this.scheduleRetry(failed.length > 0);
+    this.failures = [
+      ...failed.map((f) => ({ line: plan.lineOf.get(f.fsId) as number, fs_id: f.fsId, code: f.error.code, message: f.error.message, hint: f.error.hint })),
+      ...unfollowed.map((u) => ({ line: u.line, fs_id: null, alias: u.alias, code: u.error.code, message: u.error.message, hint: u.error.hint })),
+    ].sort((a, b) => a.line - b.line);
+    this.scheduleRetry(this.failures.length > 0);
+  }
+
+  /** An alias line's file system; when DNS gives no answer, what it led to last time (its tunnel is not dropped for that). */
+  private async follow(spec: AliasSpec): Promise<MountSpec> {
+    try {
+      const found = await followAlias(spec);
+      this.followed.set(`${spec.alias}:${spec.path}`, found);
+      return found;
+    } catch (err) {
+      const e = asRelayError(err);
+      const last = this.followed.get(`${spec.alias}:${spec.path}`);
+      // DNS's answer that the alias leads nowhere (no such name, no file system's name at the end) is believed.
+      if (last && e.code === 'DNS_FAILED' && !e.final) return last;
+      this.followed.delete(`${spec.alias}:${spec.path}`);
+      throw e;
+    }
   }
 
   private scheduleRetry(needed: boolean): void {

@@ -2,8 +2,9 @@
 // mountable, so their tunnels are kept ready (except noauto lines, which get
 // a tunnel only when mounted).
 import { readFile } from 'node:fs/promises';
+import { asRelayError, type RelayError } from './errors.js';
 import { parseOptions, withSpecTarget, type MountOptions } from './options.js';
-import { parseSpec } from './target.js';
+import { isAlias, parseSpecOrAlias, type AliasSpec, type MountSpec } from './target.js';
 
 export interface FstabEntry {
   line: number;
@@ -19,14 +20,38 @@ export interface FstabProblem {
   message: string;
 }
 
+/** A line whose spec is an alias (CNAME) of a file system's name: which file system it is, only DNS says. */
+export interface FstabAlias {
+  line: number;
+  spec: AliasSpec;
+  dir: string;
+  /** Its options, without what the file system's name adds (region, az). */
+  options: MountOptions;
+  noauto: boolean;
+}
+
+export interface ParsedFstab {
+  entries: FstabEntry[];
+  problems: FstabProblem[];
+  aliases: FstabAlias[];
+}
+
+/** An alias line whose file system is not known: DNS did not lead from it to a file system's name. */
+export interface UnfollowedAlias {
+  line: number;
+  alias: string;
+  error: RelayError;
+}
+
 /** fstab escapes space, tab, newline and backslash as octal (\040 …). */
 export function unescapeOctal(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
-export function parseFstab(text: string): { entries: FstabEntry[]; problems: FstabProblem[] } {
+export function parseFstab(text: string): ParsedFstab {
   const entries: FstabEntry[] = [];
   const problems: FstabProblem[] = [];
+  const aliases: FstabAlias[] = [];
   text.split('\n').forEach((raw, i) => {
     const line = i + 1;
     const content = raw.replace(/#.*$/, '').trim();
@@ -37,9 +62,9 @@ export function parseFstab(text: string): { entries: FstabEntry[]; problems: Fst
       problems.push({ line, message: `expected 3 to 6 fields, found ${fields.length}` });
       return;
     }
-    const spec = parseSpec(unescapeOctal(fields[0] as string));
+    const spec = parseSpecOrAlias(unescapeOctal(fields[0] as string));
     if (!spec) {
-      problems.push({ line, message: `"${fields[0]}" is not a file system id like fs-12345678 or fs-12345678:/path` });
+      problems.push({ line, message: `"${fields[0]}" is not a file system id like fs-12345678 or fs-12345678:/path, a file system's DNS name, or a DNS name` });
       return;
     }
     const dir = unescapeOctal(fields[1] as string);
@@ -49,22 +74,56 @@ export function parseFstab(text: string): { entries: FstabEntry[]; problems: Fst
     }
     let options: MountOptions;
     try {
-      options = withSpecTarget(parseOptions(fields[3] === 'defaults' ? '' : fields[3]), spec);
+      options = parseOptions(fields[3] === 'defaults' ? '' : fields[3]);
+      if (!isAlias(spec)) options = withSpecTarget(options, spec);
     } catch (err) {
       problems.push({ line, message: (err as Error).message });
       return;
     }
-    entries.push({ line, fsId: spec.fsId, path: spec.path, dir, options, noauto: Object.hasOwn(options, 'noauto') });
+    const noauto = Object.hasOwn(options, 'noauto');
+    if (isAlias(spec)) aliases.push({ line, spec, dir, options, noauto });
+    else entries.push({ line, fsId: spec.fsId, path: spec.path, dir, options, noauto });
   });
-  return { entries, problems };
+  return { entries, problems, aliases };
 }
 
-export async function readFstab(file: string): Promise<{ entries: FstabEntry[]; problems: FstabProblem[] }> {
+/**
+ * The alias lines as entries of the file systems their CNAME records lead to (`follow`: spec-alias.ts), in line
+ * order among the others. A noauto alias line is left to its mount, which follows it then, as efs-utils does.
+ */
+export async function followFstabAliases(
+  parsed: ParsedFstab,
+  follow: (spec: AliasSpec) => Promise<MountSpec>,
+): Promise<{ entries: FstabEntry[]; problems: FstabProblem[]; unfollowed: UnfollowedAlias[] }> {
+  const entries = [...parsed.entries];
+  const problems = [...parsed.problems];
+  const unfollowed: UnfollowedAlias[] = [];
+  await Promise.all(parsed.aliases.filter((a) => !a.noauto).map(async (a) => {
+    let spec: MountSpec;
+    try {
+      spec = await follow(a.spec);
+    } catch (err) {
+      unfollowed.push({ line: a.line, alias: a.spec.alias, error: asRelayError(err) });
+      return;
+    }
+    try {
+      entries.push({ line: a.line, fsId: spec.fsId, path: spec.path, dir: a.dir, options: withSpecTarget(a.options, spec), noauto: false });
+    } catch (err) {
+      problems.push({ line: a.line, message: (err as Error).message });
+    }
+  }));
+  entries.sort((x, y) => x.line - y.line);
+  problems.sort((x, y) => x.line - y.line);
+  unfollowed.sort((x, y) => x.line - y.line);
+  return { entries, problems, unfollowed };
+}
+
+export async function readFstab(file: string): Promise<ParsedFstab> {
   try {
     return parseFstab(await readFile(file, 'utf8'));
   } catch (err) {
     // A missing fstab (deleted, about to be recreated) wants nothing.
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], problems: [] };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], problems: [], aliases: [] };
     throw err;
   }
 }

@@ -13,12 +13,13 @@ import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import { portsOf, type RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
-import { joinHost, namedRegion, requireSpec, resolveTarget } from './target.js';
+import { joinHost, namedRegion, resolveTarget } from './target.js';
+import { resolveSpec } from './spec-alias.js';
 import type { RegionSource } from './instance-region.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 
 export interface AttachRequest {
-  /** fs-id, fs-id:/path, or the file system's DNS name with :/path */
+  /** fs-id, fs-id:/path, or the file system's DNS name, or an alias of it (CNAME), with :/path */
   spec: string;
   dir: string;
   options: string;
@@ -29,6 +30,10 @@ export interface AttachRequest {
 }
 
 export interface AttachResult {
+  /** The file system mounted: the spec's, or the one its alias leads to. */
+  fs_id: string;
+  /** Its directory that is mounted. */
+  path: string;
   already_mounted: boolean;
   fake: boolean;
   dir: string;
@@ -56,8 +61,9 @@ export class Mounter {
     }));
   }
 
-  attach(req: AttachRequest): Promise<AttachResult> {
-    const spec = requireSpec(req.spec);
+  async attach(req: AttachRequest): Promise<AttachResult> {
+    const spec = await resolveSpec(req.spec);
+    if (spec.alias !== undefined) this.log.info('mount.alias', { fs: spec.fsId, dir: req.dir, msg: `${spec.alias} is an alias of ${spec.name ?? spec.fsId}` });
     const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec);
     const fsId = spec.fsId;
     const path = spec.path;
@@ -81,7 +87,7 @@ export class Mounter {
         const existing = this.manager.view(fsId);
         const command = mountArgv(this.cfg.mount.command, path, dir, all, existing?.port ?? 0);
         if (!existing) command[4] = (command[4] as string).replace('port=0', 'port=<tunnel port>');
-        return { already_mounted: false, fake: true, dir, attempts: 0, tunnel: existing, command };
+        return { fs_id: fsId, path, already_mounted: false, fake: true, dir, attempts: 0, tunnel: existing, command };
       }
       const { tunnel, created } = await this.manager.add(
         { fsId, options: tunnelOpts, env: req.env, source: req.source },
@@ -92,7 +98,7 @@ export class Mounter {
         const command = mountArgv(this.cfg.mount.command, path, dir, all, tunnel.port);
         if (mountedAt && portsOf(tunnel).includes(tunnelPortOf(mountedAt) ?? -1)) {
           unrecorded = !(await this.recordMade(fsId, dir));
-          return { already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.manager.view(fsId) };
+          return { fs_id: fsId, path, already_mounted: true, fake: false, dir, command, attempts: 0, tunnel: this.manager.view(fsId) };
         }
         let attempts: number;
         const since = new Date().toISOString();
@@ -116,7 +122,7 @@ export class Mounter {
         unrecorded = !(await this.recordMade(fsId, dir));
         this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });
         await this.tuneReadahead(fsId, dir, command[4] as string);
-        return { already_mounted: false, fake: false, dir, command, attempts, tunnel: this.manager.view(fsId) };
+        return { fs_id: fsId, path, already_mounted: false, fake: false, dir, command, attempts, tunnel: this.manager.view(fsId) };
       } finally {
         this.manager.release(fsId);
         // A failed attach leaves things as they were: a tunnel it made and nothing else uses goes away.
@@ -133,11 +139,11 @@ export class Mounter {
     const target = resolveTarget(fsId, all, req.env, this.cfg, this.region.current);
     // nfsOptions leaves the tunnel options (notls, region, …) out, as for a tunnelled mount.
     const command = [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)];
-    if (req.fake) return { already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };
+    if (req.fake) return { fs_id: fsId, path, already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };
     this.log.warn('mount.plaintext', { fs: fsId, code: 'UNENCRYPTED_MOUNT', dir, msg: 'notls with policy.require_tls off: this mount is not encrypted' });
     const { attempts } = await runMount(command, this.retry, undefined, (msg) => this.log.info('mount.retrying', { fs: fsId, dir, msg }));
     await this.tuneReadahead(fsId, dir, command[4] as string);
-    return { already_mounted: false, fake: false, dir, command, attempts, tunnel: null };
+    return { fs_id: fsId, path, already_mounted: false, fake: false, dir, command, attempts, tunnel: null };
   }
 
   /** efs-utils' optimize_readahead (readahead.ts): a failure is logged, never a failed mount. */

@@ -43,8 +43,10 @@ const bad = (message: string, hint?: string): never => {
 
 /** What a mount spec given as a DNS name says of the target (target.ts, MountSpec). */
 export interface SpecTarget {
-  /** The DNS name the spec gave. */
+  /** The DNS name the spec gave, or its alias (CNAME chain) led to. */
   name?: string;
+  /** The alias the spec gave, whose CNAME records led to `name` (spec-alias.ts). */
+  alias?: string;
   region?: string;
   az?: string;
 }
@@ -58,7 +60,9 @@ export function withSpecTarget(opts: MountOptions, spec: SpecTarget): MountOptio
   if (spec.region && out.region === undefined) out.region = spec.region;
   if (spec.az !== undefined) {
     if (Object.hasOwn(out, 'az') && out.az !== spec.az) {
-      bad(`The DNS name "${spec.name ?? ''}" does not match the az provided in the mount options, expected = ${out.az ?? ''}, given = ${spec.az}`);
+      bad(spec.alias === undefined
+        ? `The DNS name "${spec.name ?? ''}" does not match the az provided in the mount options, expected = ${out.az ?? ''}, given = ${spec.az}`
+        : `The hostname "${spec.name ?? ''}" resolved by the specified domain name "${spec.alias}" does not match the az provided in the mount options, expected = ${out.az ?? ''}, given = ${spec.az}`);
     }
     out.az = spec.az;
   }

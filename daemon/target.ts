@@ -115,9 +115,42 @@ export function parseSpec(spec: string): MountSpec | null {
   return { fsId, path, name: host, region, ...(az === undefined ? {} : { az }) };
 }
 
-/** parseSpec for a user's request: an unusable spec is efs-utils' "Invalid file system name". */
-export function requireSpec(spec: string): MountSpec {
+/** A mount spec whose host is some other DNS name: an alias (CNAME) of a file system's name, followed at mount. */
+export interface AliasSpec {
+  /** The name as given, in lower case, without a trailing dot. */
+  alias: string;
+  path: string;
+}
+
+/** A fully qualified host name: two labels or more, each of letters, digits and inner hyphens. Not an address. */
+const HOST_NAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * parseSpec, or an alias: a spec whose host is a DNS name of another form (files.example.com:/), which efs-utils
+ * follows through its CNAME records to a file system's name (spec-alias.ts). Null for anything else, such as an IP
+ * address or a name of one label.
+ */
+export function parseSpecOrAlias(spec: string): MountSpec | AliasSpec | null {
   const parsed = parseSpec(spec);
-  if (!parsed) throw new RelayError('BAD_FS_ID', `Invalid file system name: ${spec}`);
+  if (parsed) return parsed;
+  const colon = spec.indexOf(':');
+  const host = (colon < 0 ? spec : spec.slice(0, colon)).toLowerCase().replace(/\.$/, '');
+  const path = colon < 0 ? '/' : spec.slice(colon + 1) || '/';
+  if (!path.startsWith('/') || !HOST_NAME.test(host) || FS_ID.test(host.split('.')[0] as string)) return null;
+  return { alias: host, path };
+}
+
+export function isAlias(spec: MountSpec | AliasSpec): spec is AliasSpec {
+  return 'alias' in spec;
+}
+
+/** parseSpecOrAlias for a user's request: an unusable spec is efs-utils' "Invalid file system name". */
+export function requireSpec(spec: string): MountSpec | AliasSpec {
+  const parsed = parseSpecOrAlias(spec);
+  if (!parsed) {
+    throw new RelayError('BAD_FS_ID', `Invalid file system name: ${spec}`, {
+      hint: 'Give the id shown in the EFS console (fs-12345678, or fs-12345678:/path), the file system\'s DNS name, or a DNS name whose CNAME record leads to it.',
+    });
+  }
   return parsed;
 }

@@ -1,15 +1,19 @@
 // A DNS server on a loopback address, for a daemon whose resolver points at
-// it (see Daemon's `resolver`): A records from a table, NXDOMAIN for other
-// names, no AAAA records. `mode` turns it silent (drops every query, as a
+// it (see Daemon's `resolver`): A and CNAME records from tables, NXDOMAIN for
+// other names, no AAAA records. A question for an alias is answered as a
+// recursive resolver does: its CNAME chain, then the address it ends at. `mode` turns it silent (drops every query, as a
 // resolver that is down or throttles) or makes it answer SERVFAIL.
 import { createSocket, type Socket } from 'node:dgram';
 
 const TYPE_A = 1;
+const TYPE_CNAME = 5;
 const RCODE = { ok: 0, servfail: 2, nxdomain: 3 } as const;
 
 export class DnsServer {
   /** name (lower case, no trailing dot) → IPv4 address */
   readonly names = new Map<string, string>();
+  /** alias (lower case, no trailing dot) → the name its CNAME record gives */
+  readonly cnames = new Map<string, string>();
   mode: 'answer' | 'silent' | 'servfail' = 'answer';
   /** Every query received: name and type. */
   readonly queries: Array<{ name: string; type: number }> = [];
@@ -64,25 +68,44 @@ export class DnsServer {
       return null;
     }
 
-    const address = this.names.get(name);
-    const rcode = this.mode === 'servfail' ? RCODE.servfail : address === undefined ? RCODE.nxdomain : RCODE.ok;
-    const withRecord = rcode === RCODE.ok && type === TYPE_A;
+    // The records: the CNAME chain from the name (only its first for a CNAME question), then the address it ends at.
+    const records: Buffer[] = [];
+    let owner = name;
+    const seen = new Set<string>();
+    while (this.cnames.has(owner) && !seen.has(owner)) {
+      seen.add(owner);
+      const next = this.cnames.get(owner)!;
+      records.push(record(owner, TYPE_CNAME, encodeName(next)));
+      owner = next;
+      if (type === TYPE_CNAME) break;
+    }
+    const address = type === TYPE_CNAME && records.length > 0 ? undefined : this.names.get(owner);
+    const known = records.length > 0 || address !== undefined;
+    const rcode = this.mode === 'servfail' ? RCODE.servfail : known ? RCODE.ok : RCODE.nxdomain;
+    if (rcode === RCODE.ok && type === TYPE_A && address !== undefined) {
+      records.push(record(owner, TYPE_A, Buffer.from(address.split('.').map(Number))));
+    }
+    const answers = rcode === RCODE.ok ? records : [];
     const header = Buffer.alloc(12);
     header.writeUInt16BE(msg.readUInt16BE(0), 0); // the query's id
     header.writeUInt16BE(0x8180 | rcode, 2); // a response, recursion desired and available
     header.writeUInt16BE(1, 4); // the question, echoed
-    header.writeUInt16BE(withRecord ? 1 : 0, 6);
-    const parts = [header, msg.subarray(12, questionEnd)];
-    if (withRecord) {
-      const record = Buffer.alloc(16);
-      record.writeUInt16BE(0xc00c, 0); // the name: a pointer to the question's
-      record.writeUInt16BE(TYPE_A, 2);
-      record.writeUInt16BE(1, 4); // class IN
-      record.writeUInt32BE(5, 6); // TTL
-      record.writeUInt16BE(4, 10);
-      address!.split('.').forEach((octet, i) => record.writeUInt8(Number(octet), 12 + i));
-      parts.push(record);
-    }
-    return Buffer.concat(parts);
+    header.writeUInt16BE(answers.length, 6);
+    return Buffer.concat([header, msg.subarray(12, questionEnd), ...answers]);
   }
+}
+
+/** A name as DNS writes it: length-prefixed labels and a zero byte (no compression). */
+function encodeName(name: string): Buffer {
+  return Buffer.concat([...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
+}
+
+/** One answer record of class IN with a TTL of 5 s. */
+function record(owner: string, type: number, data: Buffer): Buffer {
+  const fixed = Buffer.alloc(10);
+  fixed.writeUInt16BE(type, 0);
+  fixed.writeUInt16BE(1, 2); // class IN
+  fixed.writeUInt32BE(5, 4); // TTL
+  fixed.writeUInt16BE(data.length, 8);
+  return Buffer.concat([encodeName(owner), fixed, data]);
 }

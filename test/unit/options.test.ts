@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { RelayError } from '../../daemon/errors.js';
 import { attachOptions, checkOptionsValidity, formatOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../../daemon/options.js';
 import { parseFstab } from '../../daemon/fstab.js';
-import { parseSpec } from '../../daemon/target.js';
+import { parseSpec, parseSpecOrAlias } from '../../daemon/target.js';
 
 function rejects(fn: () => unknown): RelayError {
   try {
@@ -99,5 +99,19 @@ describe('efs-utils mount options', () => {
     const e = rejects(() => attachOptions('az=us-east-1b', spec));
     expect(e.code).to.equal('BAD_OPTION');
     expect(e.message).to.equal(conflict);
+  });
+
+  it('takes a fully qualified DNS name of another form as an alias to follow, and no address, single label or malformed EFS name', () => {
+    expect(parseSpecOrAlias('Files.Example.COM.:/data')).to.deep.equal({ alias: 'files.example.com', path: '/data' });
+    expect(parseSpecOrAlias('nfs-1.corp.example')).to.deep.equal({ alias: 'nfs-1.corp.example', path: '/' });
+    expect(parseSpecOrAlias('fs-12345678:/x')).to.deep.equal({ fsId: 'fs-12345678', path: '/x' });
+    for (const spec of ['10.0.0.5:/', 'fileserver:/', 'fs-1234.efs:/', '-bad.example.com:/', 'a..b.com:/', 'files.example.com:data', `${'a'.repeat(64)}.example.com:/`]) {
+      expect(parseSpecOrAlias(spec), spec).to.equal(null);
+    }
+    // In fstab an alias line waits for DNS to say which file system it is (fstab-watch.ts).
+    const fstab = parseFstab('files.example.com:/ /mnt/a efs _netdev,tls 0 0\n');
+    expect(fstab.entries).to.deep.equal([]);
+    expect(fstab.aliases).to.deep.equal([{ line: 1, spec: { alias: 'files.example.com', path: '/' }, dir: '/mnt/a', options: { _netdev: null, tls: null }, noauto: false }]);
+    expect(fstab.problems).to.deep.equal([]);
   });
 });
