@@ -64,7 +64,7 @@ export function parseFstab(text: string): ParsedFstab {
     }
     const spec = parseSpecOrAlias(unescapeOctal(fields[0] as string));
     if (!spec) {
-      problems.push({ line, message: `"${fields[0]}" is not a file system id like fs-12345678 or fs-12345678:/path, a file system's DNS name, or a DNS name` });
+      problems.push({ line, message: `"${fields[0]}" is not a file system id like fs-12345678 or fs-12345678:/path, the file system's DNS name, or a DNS alias of it` });
       return;
     }
     const dir = unescapeOctal(fields[1] as string);

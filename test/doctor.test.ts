@@ -145,7 +145,7 @@ describe('efsctl doctor', function () {
       expect(ap.fix).to.match(/^Correct the line or remove it; until then a mount of this line at boot fails\. Leave the option out if the mount does not need it; .* \[BAD_OPTION\]$/);
       expect(region.message).to.match(new RegExp(`^${escapeRegExp(daemon.fstab)}:3: Cannot determine the AWS region of fs-0f0a0002: `));
       expect(region.fix).to.match(/set efs\.region in the config file\. \[NO_REGION\]$/);
-      expect(parse.message).to.equal(`${daemon.fstab}:5: "fs-NOTHEX" is not a file system id like fs-12345678 or fs-12345678:/path; line skipped`);
+      expect(parse.message).to.equal(`${daemon.fstab}:5: "fs-NOTHEX" is not a file system id like fs-12345678 or fs-12345678:/path, the file system's DNS name, or a DNS alias of it; line skipped`);
       expect(parse.fix).to.contain('\\040');
       // The same words as the daemon's log, so either place leads to the line.
       for (const c of checks) expect(daemon.logs).to.contain(`warn fstab.line_invalid`).and.to.contain(`msg="${c.message.replaceAll('"', '\\"')}"`);

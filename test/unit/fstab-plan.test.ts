@@ -64,7 +64,7 @@ describe('fstab plan', () => {
       [1, 'fs-0a000001', 'NO_REGION'], [2, null, 'BAD_OPTION'], [3, 'fs-0a000003', 'BAD_OPTION'],
     ]);
     expect(p.problems.map((x) => x.message)).to.satisfy((m: string[]) => m.every((s) => s.endsWith('; line skipped')));
-    expect(p.problems[1]?.message).to.equal('"fs-NOTHEX" is not a file system id like fs-12345678 or fs-12345678:/path; line skipped');
+    expect(p.problems[1]?.message).to.equal('"fs-NOTHEX" is not a file system id like fs-12345678 or fs-12345678:/path, the file system\'s DNS name, or a DNS alias of it; line skipped');
     expect(p.problems[2]?.message).to.equal('The "port" and "tls" options are mutually exclusive; line skipped');
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000004']);
   });
