@@ -73,8 +73,11 @@ export class FdWatcher {
     let u: FdUsage;
     try {
       u = await fdUsage();
-    } catch {
-      return; // no /proc: nothing to count with
+    } catch (err) {
+      // Counting takes a descriptor too: a table so full that it has none left is the limit itself.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EMFILE' || this.limit === null) return; // no /proc: nothing to count with
+      u = { open: this.limit, limit: this.limit };
     }
     this.limit = u.limit;
     if (u.limit === null) return;

@@ -133,13 +133,14 @@ export class FstabWatcher implements FstabStatus {
     ].sort((a, b) => a.line - b.line);
     const fresh = this.reported.fresh(found.map((p) => p.key));
     for (const { key, ...fields } of found) if (fresh.has(key)) this.log.warn('fstab.line_invalid', fields);
-    if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${failed.length} still without a tunnel`, failed: failed.length });
     this.invalid = found.length;
     this.failures = [
       ...failed.map((f) => ({ line: plan.lineOf.get(f.fsId) as number, fs_id: f.fsId, code: f.error.code, message: f.error.message, hint: f.error.hint })),
       ...unfollowed.map((u) => ({ line: u.line, fs_id: null, alias: u.alias, code: u.error.code, message: u.error.message, hint: u.error.hint })),
     ].sort((a, b) => a.line - b.line);
-    this.scheduleRetry(this.failures.length > 0);
+    const left = this.failures.length;
+    if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${left} still without a tunnel`, failed: left });
+    this.scheduleRetry(left > 0);
   }
 
   /** An alias line's file system; when DNS gives no answer, what it led to last time (its tunnel is not dropped for that). */

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
-import { BIN, Daemon, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, run, tempDir, waitFor } from './helpers/daemon.js';
 import { exchange, openClient } from './helpers/client.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -93,5 +93,27 @@ describe('a daemon out of file descriptors', function () {
       expect(daemon.logs).to.match(/warn daemon\.fd_limit fs=- code=FD_LIMIT msg="efs-relayd has 6\d of 64 file descriptors open/);
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('FD_LIMIT');
     });
+  });
+
+  it('logs FD_LIMIT when the table is so full that counting it fails for want of a descriptor (EMFILE)', async () => {
+    // The daemon's own watcher, in a process under `ulimit -n 32` that has opened files until none is left.
+    const script = join(tempDir('fd-full'), 'full.mjs');
+    const daemonJs = join(import.meta.dirname, '../daemon');
+    writeFileSync(script, `
+      import { openSync } from 'node:fs';
+      import { FdWatcher } from ${JSON.stringify(join(daemonJs, 'fd-watch.js'))};
+      import { createLogger } from ${JSON.stringify(join(daemonJs, 'log.js'))};
+      const lines = [];
+      const watcher = new FdWatcher(createLogger('info', (l) => lines.push(l), false), () => 32, () => {});
+      await watcher.start();
+      const held = [];
+      try { for (;;) held.push(openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; }
+      await watcher.check();
+      watcher.stop();
+      process.stdout.write(lines.join('\\n') + '\\n');
+    `);
+    const r = await run('sh', ['-c', `ulimit -n 32 && exec "${process.execPath}" "${script}"`]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/warn daemon\.fd_limit fs=- code=FD_LIMIT msg="efs-relayd has 32 of 32 file descriptors open: no room for another relayed connection/);
   });
 });
