@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
-import { BIN, Daemon, inOwnResolver, run, skipIf, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, inOwnResolver, ownResolverUnavailable, run, skipIf, waitFor } from './helpers/daemon.js';
 import { DnsServer } from './helpers/dns-server.js';
 import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -20,13 +20,6 @@ const TARGET_HOST = '127.0.0.67';
 const nameOf = (fsId: string): string => `${fsId}.efs.${REGION}.amazonaws.com`;
 const EFS_UTILS_CNAME = (alias: string): string =>
   `The specified CNAME "${alias}" did not resolve to a valid DNS name for an EFS mount target. Please refer to the EFS documentation for mounting with DNS names for examples: https://docs.aws.amazon.com/efs/latest/ug/mounting-fs-mount-cmd-dns-name.html`;
-
-/** Why the daemon cannot get a resolver of its own here, or null. */
-async function ownResolverUnavailable(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return 'a mount namespace for the daemon\'s own /etc/resolv.conf needs root';
-  const r = await run('unshare', ['-m', 'sh', '-c', 'mount --bind /etc/hostname /etc/hostname']);
-  return r.code === 0 ? null : `unshare -m with a bind mount failed here (${r.stderr.trim() || `exit ${r.code}`})`;
-}
 
 describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', function () {
   this.timeout(60_000);

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
-import { BIN, Daemon, escapeRegExp, inOwnResolver, RESOLVER_TIMEOUT_S, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
+import { BIN, Daemon, escapeRegExp, inOwnResolver, ownResolverUnavailable, RESOLVER_TIMEOUT_S, run, skipIf, sleep, waitFor } from './helpers/daemon.js';
 import { DnsServer } from './helpers/dns-server.js';
 import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
@@ -17,13 +17,6 @@ const DNS_HOST = '127.0.0.63';
 const TARGET_HOST = '127.0.0.64';
 const METRICS = '127.0.0.1:19815';
 const nameOf = (fsId: string): string => `${fsId}.efs.${REGION}.amazonaws.com`;
-
-/** Why the daemon cannot get a resolver of its own here, or null. */
-async function ownResolverUnavailable(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return 'a mount namespace for the daemon\'s own /etc/resolv.conf needs root';
-  const r = await run('unshare', ['-m', 'sh', '-c', 'mount --bind /etc/hostname /etc/hostname']);
-  return r.code === 0 ? null : `unshare -m with a bind mount failed here (${r.stderr.trim() || `exit ${r.code}`})`;
-}
 
 describe('Mount targets by DNS name', function () {
   this.timeout(60_000);

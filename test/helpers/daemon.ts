@@ -67,6 +67,13 @@ export function inOwnResolver(dir: string, resolver: string, argv: string[]): [s
   return ['unshare', ['-m', 'sh', '-c', `${binds.join(' && ')} && exec "$@"`, 'sh', ...argv]];
 }
 
+/** Why a daemon cannot get a resolver of its own here (inOwnResolver), or null. */
+export async function ownResolverUnavailable(): Promise<string | null> {
+  if (process.getuid?.() !== 0) return 'a mount namespace for the daemon\'s own /etc/resolv.conf needs root';
+  const r = await run('unshare', ['-m', 'sh', '-c', 'mount --bind /etc/hostname /etc/hostname']);
+  return r.code === 0 ? null : `unshare -m with a bind mount failed here (${r.stderr.trim() || `exit ${r.code}`})`;
+}
+
 /** A running efs-relayd with its own state dir, socket and config. */
 export class Daemon {
   readonly dir: string;
