@@ -5,7 +5,7 @@ import { asRelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { FstabEntry, FstabProblem } from './fstab.js';
 import { tunnelOptions, type MountOptions } from './options.js';
-import { resolveTarget } from './target.js';
+import { checkSpecName, resolveTarget } from './target.js';
 import { requestedPort } from './ports.js';
 import type { MetadataRegion } from './instance-region.js';
 import { caFileFor, verifyLevel } from './tls-policy.js';
@@ -33,8 +33,9 @@ export interface FstabPlan {
 /** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle, verify level. */
 interface TunnelIdentity { tlsport: string; target: string; cafile: string; verify: string }
 
-function identity(fsId: string, o: MountOptions, cfg: Config, metadata: MetadataRegion): TunnelIdentity {
-  const t = resolveTarget(fsId, o, {}, cfg, metadata);
+function identity(e: FstabEntry, o: MountOptions, cfg: Config, metadata: MetadataRegion): TunnelIdentity {
+  const t = resolveTarget(e.fsId, o, {}, cfg, metadata);
+  checkSpecName(e, t);
   const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
   return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: String(verifyLevel(o)) };
 }
@@ -69,7 +70,7 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
     let port: number | null;
     try {
       options = tunnelOptions({ tls: null, ...e.options });
-      id = identity(e.fsId, options, cfg, metadata);
+      id = identity(e, options, cfg, metadata);
       port = requestedPort(options, cfg);
     } catch (err) {
       const { code, message, hint } = asRelayError(err);

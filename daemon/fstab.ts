@@ -3,10 +3,10 @@
 // a tunnel only when mounted).
 import { readFile } from 'node:fs/promises';
 import { asRelayError, type RelayError } from './errors.js';
-import { parseOptions, withSpecTarget, type MountOptions } from './options.js';
+import { parseOptions, withSpecTarget, type MountOptions, type SpecTarget } from './options.js';
 import { isAlias, parseSpecOrAlias, type AliasSpec, type MountSpec } from './target.js';
 
-export interface FstabEntry {
+export interface FstabEntry extends SpecTarget {
   line: number;
   fsId: string;
   path: string;
@@ -82,7 +82,7 @@ export function parseFstab(text: string): ParsedFstab {
     }
     const noauto = Object.hasOwn(options, 'noauto');
     if (isAlias(spec)) aliases.push({ line, spec, dir, options, noauto });
-    else entries.push({ line, fsId: spec.fsId, path: spec.path, dir, options, noauto });
+    else entries.push({ ...named(spec), line, fsId: spec.fsId, path: spec.path, dir, options, noauto });
   });
   return { entries, problems, aliases };
 }
@@ -107,7 +107,7 @@ export async function followFstabAliases(
       return;
     }
     try {
-      entries.push({ line: a.line, fsId: spec.fsId, path: spec.path, dir: a.dir, options: withSpecTarget(a.options, spec), noauto: false });
+      entries.push({ ...named(spec), line: a.line, fsId: spec.fsId, path: spec.path, dir: a.dir, options: withSpecTarget(a.options, spec), noauto: false });
     } catch (err) {
       problems.push({ line: a.line, message: (err as Error).message });
     }
@@ -116,6 +116,11 @@ export async function followFstabAliases(
   problems.sort((x, y) => x.line - y.line);
   unfollowed.sort((x, y) => x.line - y.line);
   return { entries, problems, unfollowed };
+}
+
+/** The DNS name a spec gave (and the alias that led to it), for the plan's check of it against the target. */
+function named(spec: SpecTarget): SpecTarget {
+  return { ...(spec.name === undefined ? {} : { name: spec.name }), ...(spec.alias === undefined ? {} : { alias: spec.alias }) };
 }
 
 export async function readFstab(file: string): Promise<ParsedFstab> {

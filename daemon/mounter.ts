@@ -13,7 +13,7 @@ import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import { portsOf, type RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
-import { joinHost, namedRegion, resolveTarget } from './target.js';
+import { checkSpecName, joinHost, namedRegion, resolveTarget } from './target.js';
 import { resolveSpec } from './spec-alias.js';
 import type { RegionSource } from './instance-region.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
@@ -67,6 +67,8 @@ export class Mounter {
     const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec);
     const fsId = spec.fsId;
     const path = spec.path;
+    // A name gives the region, so no instance metadata is needed to know the target.
+    if (spec.name !== undefined) checkSpecName(spec, resolveTarget(fsId, all, req.env, this.cfg, this.region.current));
     if (tunnelOpts === null) {
       if (this.cfg.policy.require_tls) {
         throw new RelayError('TLS_REQUIRED', 'The "notls" option is refused: policy.require_tls is on, so EFS is mounted only through a TLS tunnel');

@@ -89,6 +89,22 @@ export function dnsNameFor(fsId: string, region: string, az: string | null, cfg:
     .replaceAll('{dns_name_suffix}', dnsNameSuffix(region, cfg));
 }
 
+/**
+ * A spec's DNS name (or the one its alias led to) must be the name the tunnel dials, as efs-utils requires
+ * (match_device): a region= of another region, or another DNS suffix, would silently reach another name.
+ */
+export function checkSpecName(spec: SpecTarget, target: Target): void {
+  if (spec.name === undefined || spec.name === target.dnsName) return;
+  const what = spec.alias === undefined
+    ? `The DNS name "${spec.name}"`
+    : `The hostname "${spec.name}" resolved by the specified domain name "${spec.alias}"`;
+  throw new RelayError(
+    'BAD_OPTION',
+    `${what} is not the file system's DNS name for these mount options and efs-relay's config, ${target.dnsName}: their region=, efs.dns_name_suffix or efs.dns_name_format disagree with the name`,
+    { hint: 'Leave region= out (the name gives it), set efs.dns_name_suffix to the name\'s suffix, or mount by the file system id.' },
+  );
+}
+
 export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config, metadata: MetadataRegion): Target {
   checkFsId(fsId);
   const region = resolveRegion(fsId, opts, env, cfg, metadata);
@@ -105,10 +121,11 @@ export interface MountSpec extends SpecTarget {
 /** A mount spec: fs-id, fs-id:/path, or the file system's DNS name (us-east-1a.fs-….efs.… too) with :/path. */
 export function parseSpec(spec: string): MountSpec | null {
   const colon = spec.indexOf(':');
-  const host = colon < 0 ? spec : spec.slice(0, colon);
+  const given = colon < 0 ? spec : spec.slice(0, colon);
   const path = colon < 0 ? '/' : spec.slice(colon + 1) || '/';
   if (!path.startsWith('/')) return null;
-  if (FS_ID.test(host)) return { fsId: host, path };
+  if (FS_ID.test(given)) return { fsId: given, path };
+  const host = given.toLowerCase().replace(/\.$/, ''); // DNS names are case-insensitive
   const m = /^(?:([a-z0-9-]+)\.)?(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.[a-z0-9.-]+$/.exec(host);
   if (!m) return null;
   const [, az, fsId, region] = m as unknown as [string, string | undefined, string, string];

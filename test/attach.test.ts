@@ -96,6 +96,17 @@ describe('efsctl attach and detach', function () {
     expect(r.tunnel!.target.dns_name).to.equal('fs-0dd0dd00.efs.eu-west-1.amazonaws.com');
   });
 
+  it('refuses a DNS name as the spec that is not the name its tunnel would dial (a region= of another region, another DNS suffix), as efs-utils does, and mounts nothing', async () => {
+    const calls = daemon.mount.calls().length;
+    const region = await daemon.efsctl('attach', 'fs-0dd0dd03.efs.eu-west-1.amazonaws.com:/', mnt('dns-other-region'), '-o', 'region=us-east-1');
+    expect(region.code).to.equal(1);
+    expect(region.stderr).to.contain('The DNS name "fs-0dd0dd03.efs.eu-west-1.amazonaws.com" is not the file system\'s DNS name for these mount options and efs-relay\'s config, fs-0dd0dd03.efs.us-east-1.amazonaws.com: their region=, efs.dns_name_suffix or efs.dns_name_format disagree with the name [BAD_OPTION]');
+    const suffix = await daemon.efsctl('attach', 'fs-0dd0dd03.efs.eu-west-1.example.com:/', mnt('dns-other-suffix'));
+    expect(suffix.stderr).to.contain('The DNS name "fs-0dd0dd03.efs.eu-west-1.example.com" is not the file system\'s DNS name for these mount options and efs-relay\'s config, fs-0dd0dd03.efs.eu-west-1.amazonaws.com');
+    expect(daemon.mount.calls()).to.have.length(calls);
+    expect(await tunnel('fs-0dd0dd03')).to.equal(undefined);
+  });
+
   it('takes the availability zone from a zone\'s DNS name as the spec, as efs-utils does, and still expects the file system\'s name in the certificate', async () => {
     const dir = mnt('dns-az');
     const r = await daemon.efsctlJson<AttachResult>('attach', 'eu-west-1b.fs-0dd0dd01.efs.eu-west-1.amazonaws.com:/', dir);

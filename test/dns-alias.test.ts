@@ -94,6 +94,9 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
     const other = await daemon.efsctl('attach', 'other-zone.corp.test:/', mnt('chain-az'), '-o', `az=${REGION}b`);
     expect(other.code).to.equal(1);
     expect(other.stderr).to.contain(`The hostname "${zoneName}" resolved by the specified domain name "other-zone.corp.test" does not match the az provided in the mount options, expected = ${REGION}b, given = ${REGION}a [BAD_OPTION]`);
+    // And a region= of another region than the name's: efs-utils wants the name it would dial.
+    const region = await daemon.efsctl('attach', 'other-zone.corp.test:/', mnt('chain-region'), '-o', 'region=eu-west-1');
+    expect(region.stderr).to.contain(`The hostname "${zoneName}" resolved by the specified domain name "other-zone.corp.test" is not the file system's DNS name for these mount options and efs-relay's config, ${REGION}a.${fsId}.efs.eu-west-1.amazonaws.com`);
     expect(daemon.mount.calls()).to.have.length(calls);
   });
 

@@ -34,6 +34,21 @@ describe('fstab plan', () => {
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001']);
   });
 
+  it('skips a line whose DNS name is not the one its tunnel would dial, for a region= of another region or another DNS suffix, as efs-utils refuses it', () => {
+    const p = plan([
+      'fs-0a000001.efs.us-east-1.amazonaws.com:/ /mnt/a efs tls,region=eu-west-1 0 0',
+      'fs-0a000002.efs.us-east-1.example.com:/ /mnt/b efs tls 0 0',
+      'FS-0A000003.EFS.US-EAST-1.AMAZONAWS.COM:/ /mnt/c efs tls,region=us-east-1 0 0',
+    ]);
+    expect(p.problems.map((x) => [x.line, x.code, x.message])).to.deep.equal([
+      [1, 'BAD_OPTION', 'The DNS name "fs-0a000001.efs.us-east-1.amazonaws.com" is not the file system\'s DNS name for these mount options and efs-relay\'s config, fs-0a000001.efs.eu-west-1.amazonaws.com: their region=, efs.dns_name_suffix or efs.dns_name_format disagree with the name; line skipped'],
+      [2, 'BAD_OPTION', 'The DNS name "fs-0a000002.efs.us-east-1.example.com" is not the file system\'s DNS name for these mount options and efs-relay\'s config, fs-0a000002.efs.us-east-1.amazonaws.com: their region=, efs.dns_name_suffix or efs.dns_name_format disagree with the name; line skipped'],
+    ]);
+    expect(p.problems[0]!.hint).to.equal('Leave region= out (the name gives it), set efs.dns_name_suffix to the name\'s suffix, or mount by the file system id.');
+    // DNS names are case-insensitive: the name in capitals is the file system's.
+    expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000003']);
+  });
+
   it('names a later line that asks for another verify level (verify=3) than the first', () => {
     const p = plan(['fs-0a000001 /mnt/a efs tls,region=us-east-1 0 0', 'fs-0a000001:/x /mnt/x efs tls,region=us-east-1,verify=3 0 0']);
     expect(p.problems.map((x) => x.message)).to.deep.equal([
