@@ -810,9 +810,8 @@ export class TunnelManager {
       this.fstabWanted = wanted;
       const failed: Array<{ fsId: string; error: RelayError }> = [];
       for (const [fsId, req] of wanted) {
-        if (this.tunnels.has(fsId)) continue;
         try {
-          await this.addLocked(req);
+          await this.fstabTunnelLocked(req);
         } catch (err) {
           this.fstabWanted.delete(fsId);
           failed.push({ fsId, error: asRelayError(err) });
@@ -823,6 +822,37 @@ export class TunnelManager {
       }
       return failed;
     });
+  }
+
+  /**
+   * The tunnel an fstab line asks for. A running one that is another (the line was edited: another target, CA
+   * bundle, verify level or tlsport, or a record from an older daemon) is made again as the line asks when fstab
+   * made it and nothing uses it; else it is kept, and the line is reported until nothing uses it.
+   */
+  private async fstabTunnelLocked(req: AddRequest): Promise<void> {
+    const running = this.tunnels.get(req.fsId);
+    try {
+      await this.addLocked(req); // for a running tunnel, only the check that it is the one asked for
+    } catch (err) {
+      const e = asRelayError(err);
+      if (!running || (e.code !== 'BAD_OPTION' && e.code !== 'PORT_TAKEN')) throw e;
+      // checkSameTarget's and the port check's words of what differs, without their advice to stop the tunnel.
+      const differs = e.message.replace(/; stop it first.*$/, '');
+      const rec = running.record;
+      const mountedPort = portsOf(rec).find((p) => this.mountedPorts.has(p));
+      const kept = rec.mounts.length > 0 ? `mounted at ${rec.mounts.join(', ')}`
+        : mountedPort !== undefined ? `a mount in ${this.cfg.mount.proc_mounts} goes through its port ${mountedPort}`
+          : this.claims.get(req.fsId) ? 'a mount of it is under way'
+            : rec.source !== 'fstab' ? `\`efsctl add\` or a mount made it (source ${rec.source}), not this line`
+              : null;
+      if (kept !== null) {
+        throw new RelayError(e.code, `${req.fsId}'s running tunnel is not the one this line asks for (${differs}); it is kept, since ${kept}`, {
+          hint: 'Unmount its mounts, or `efsctl stop FS_ID` a tunnel nothing mounts: the daemon then makes the tunnel as the line asks. Or make the line agree with the running tunnel (`efsctl status FS_ID` shows it).',
+        });
+      }
+      await this.remove(running, `its fstab line now asks for another tunnel (${differs}), and nothing uses this one`);
+      await this.addLocked(req);
+    }
   }
 
   stop(fsId: string, force: boolean): Promise<TunnelView> {

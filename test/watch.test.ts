@@ -94,6 +94,35 @@ describe('fstab watching', function () {
     expect(await has(daemon, 'fs-0f000007')).to.equal(false);
   });
 
+  it('makes the tunnel of an edited line again as the line now asks (another target) when nothing uses it, and says why', async () => {
+    write('fs-0f0e0001 /mnt/e1 efs _netdev,tls,region=us-east-1,mounttargetip=127.0.0.60 0 0\n');
+    await waitFor('the tunnel to .60', async () => (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0e0001')?.target.address === '127.0.0.60' || null, 2_000);
+    write('fs-0f0e0001 /mnt/e1 efs _netdev,tls,region=us-east-1,mounttargetip=127.0.0.61 0 0\n');
+    await waitFor('the tunnel to .61', async () => (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0e0001')?.target.address === '127.0.0.61' || null, 2_000);
+    expect(daemon.logs).to.contain('info tunnel.stopped fs=fs-0f0e0001 code=- msg="its fstab line now asks for another tunnel (fs-0f0e0001 already has a tunnel to 127.0.0.60 (fs-0f0e0001.efs.us-east-1.amazonaws.com)), and nothing uses this one"');
+    expect(daemon.logs).not.to.match(/fstab\.line_invalid fs=fs-0f0e0001 /);
+  });
+
+  it('keeps a mounted tunnel whose line was edited to ask for another one, reports the line, and makes the tunnel as the line asks once it is unmounted', async () => {
+    write('fs-0f0e0002 /mnt/e2 efs _netdev,tls,region=us-east-1,mounttargetip=127.0.0.60 0 0\n');
+    await waitFor('the tunnel', () => has(daemon, 'fs-0f0e0002'), 2_000);
+    const dir = join(daemon.dir, 'mnt-e2');
+    mkdirSync(dir);
+    expect((await daemon.efsctl('attach', 'fs-0f0e0002', dir, '-o', 'region=us-east-1,mounttargetip=127.0.0.60')).code).to.equal(0);
+    const port = (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0e0002')!.port;
+    write('fs-0f0e0002 /mnt/e2 efs _netdev,tls,region=us-east-1,mounttargetip=127.0.0.61,verify=3 0 0\n');
+    await waitFor('the line reported', () => daemon.logs.includes('fstab.line_invalid fs=fs-0f0e0002'), 2_000);
+    expect(daemon.logs).to.match(new RegExp(`warn fstab\\.line_invalid fs=fs-0f0e0002 code=BAD_OPTION msg=".*fstab:1: fs-0f0e0002's running tunnel is not the one this line asks for \\(fs-0f0e0002 already has a tunnel to 127\\.0\\.0\\.60 \\(fs-0f0e0002\\.efs\\.us-east-1\\.amazonaws\\.com\\)\\); it is kept, since mounted at ${dir.replaceAll('.', '\\.')}; no tunnel for this line yet: tried again in 5 s`));
+    expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0e0002')).to.deep.include({ port });
+    expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0e0002')!.target.address).to.equal('127.0.0.60');
+    expect((await daemon.efsctl('detach', dir)).code).to.equal(0);
+    const remade = await waitFor('the tunnel as the line asks', async () => {
+      const t = (await tunnels(daemon)).find((x) => x.fs_id === 'fs-0f0e0002');
+      return t?.target.address === '127.0.0.61' ? t : null;
+    }, 10_000);
+    expect(remade.options).to.deep.include({ verify: '3', mounttargetip: '127.0.0.61' });
+  });
+
   it('follows an editor\'s atomic save (write a temp file, then rename over fstab)', async () => {
     const tmp = join(daemon.dir, '.fstab.swp');
     writeFileSync(tmp, 'fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f000008 /mnt/h efs _netdev,tls,region=us-east-1 0 0\n');
