@@ -61,8 +61,8 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
   /** tlsport= of each wanted file system's line: a port serves one file system. */
   const portOwners = new Map<number, string>();
   const problems: FstabLineProblem[] = parsed.problems.map((p) => ({
-    line: p.line, fsId: null, code: 'BAD_OPTION', message: `${p.message}; line skipped`,
-    hint: 'An efs line is `FS_ID[:/PATH] DIR efs OPTIONS 0 0`, as fstab(5) describes (FS_ID may also be the file system\'s DNS name, or a DNS name whose CNAME leads to it); escape a space in a path as \\040.',
+    line: p.line, fsId: null, code: p.code ?? 'BAD_OPTION', message: `${p.message}; line skipped`,
+    hint: p.hint ?? 'An efs line is `FS_ID[:/PATH] DIR efs OPTIONS 0 0`, as fstab(5) describes (FS_ID may also be the file system\'s DNS name, or a DNS name whose CNAME leads to it); escape a space in a path as \\040.',
   }));
   for (const e of parsed.entries) {
     let options: MountOptions;

@@ -2,8 +2,8 @@
 // mountable, so their tunnels are kept ready (except noauto lines, which get
 // a tunnel only when mounted).
 import { readFile } from 'node:fs/promises';
-import { asRelayError, type RelayError } from './errors.js';
-import { parseOptions, withSpecTarget, type MountOptions, type SpecTarget } from './options.js';
+import { asRelayError, type ErrorCode, type RelayError } from './errors.js';
+import { parseOptions, tunnelOptions, withSpecTarget, type MountOptions, type SpecTarget } from './options.js';
 import { isAlias, parseSpecOrAlias, type AliasSpec, type MountSpec } from './target.js';
 
 export interface FstabEntry extends SpecTarget {
@@ -18,6 +18,9 @@ export interface FstabEntry extends SpecTarget {
 export interface FstabProblem {
   line: number;
   message: string;
+  /** The error table's code and hint, when not the plan's for a line that does not parse (BAD_OPTION). */
+  code?: ErrorCode;
+  hint?: string;
 }
 
 /** A line whose spec is an alias (CNAME) of a file system's name: which file system it is, only DNS says. */
@@ -89,7 +92,8 @@ export function parseFstab(text: string): ParsedFstab {
 
 /**
  * The alias lines as entries of the file systems their CNAME records lead to (`follow`: spec-alias.ts), in line
- * order among the others. A noauto alias line is left to its mount, which follows it then, as efs-utils does.
+ * order among the others. A noauto alias line is left to its mount, which follows it then, as efs-utils does; its
+ * options are checked all the same.
  */
 export async function followFstabAliases(
   parsed: ParsedFstab,
@@ -98,7 +102,18 @@ export async function followFstabAliases(
   const entries = [...parsed.entries];
   const problems = [...parsed.problems];
   const unfollowed: UnfollowedAlias[] = [];
-  await Promise.all(parsed.aliases.filter((a) => !a.noauto).map(async (a) => {
+  const valid = parsed.aliases.filter((a) => {
+    // Options that no file system could take are the line's problem, whatever DNS says (noauto lines too).
+    try {
+      tunnelOptions({ tls: null, ...a.options });
+      return true;
+    } catch (err) {
+      const { code, message, hint } = asRelayError(err);
+      problems.push({ line: a.line, message, code, hint });
+      return false;
+    }
+  });
+  await Promise.all(valid.filter((a) => !a.noauto).map(async (a) => {
     let spec: MountSpec;
     try {
       spec = await follow(a.spec);

@@ -1,7 +1,7 @@
 // planFstab: which efs lines of fstab get a tunnel, and what is said of the others.
 import { expect } from 'chai';
 import { defaultConfig } from '../../daemon/config.js';
-import { parseFstab } from '../../daemon/fstab.js';
+import { followFstabAliases, parseFstab } from '../../daemon/fstab.js';
 import { planFstab } from '../../daemon/fstab-plan.js';
 import { METADATA_NOT_ASKED } from '../../daemon/target.js';
 
@@ -47,6 +47,23 @@ describe('fstab plan', () => {
     expect(p.problems[0]!.hint).to.equal('Leave region= out (the name gives it), set efs.dns_name_suffix to the name\'s suffix, or mount by the file system id.');
     // DNS names are case-insensitive: the name in capitals is the file system's.
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000003']);
+  });
+
+  it('judges the options of an alias line before DNS is asked, noauto lines too, with the error table\'s code and hint', async () => {
+    const parsed = parseFstab('files.example.com:/ /mnt/a efs tls,port=2049 0 0\nfiles.example.com:/ /mnt/b efs tls,noauto,ocsp 0 0\n');
+    const asked: string[] = [];
+    const lines = await followFstabAliases(parsed, (spec) => {
+      asked.push(spec.alias);
+      return Promise.reject(new Error('DNS is not asked for a line whose options are refused'));
+    });
+    const p = planFstab(lines, defaultConfig(), METADATA_NOT_ASKED);
+    expect(asked).to.deep.equal([]);
+    expect(lines.unfollowed).to.deep.equal([]);
+    expect(p.problems.map((x) => [x.line, x.code, x.message])).to.deep.equal([
+      [1, 'BAD_OPTION', 'The "port" and "tls" options are mutually exclusive; line skipped'],
+      [2, 'BAD_OPTION', 'The "ocsp" option is not supported yet: this release does not implement OCSP checking of the mount target certificate; line skipped'],
+    ]);
+    expect(p.problems[1]!.hint).to.match(/^Leave the option out if the mount does not need it/);
   });
 
   it('names a later line that asks for another verify level (verify=3) than the first', () => {
