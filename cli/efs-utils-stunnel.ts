@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import type { Config } from '../daemon/config.js';
 import { RelayError } from '../daemon/errors.js';
 import { parseOptions } from '../daemon/options.js';
-import { METADATA_NOT_ASKED, dnsNameSuffix, resolveTarget } from '../daemon/target.js';
+import { METADATA_NOT_ASKED, dnsNameSuffix, parseEfsName, resolveTarget } from '../daemon/target.js';
 
 export interface StunnelService {
   /** The [section] it is in; '' for the global part. */
@@ -91,9 +91,10 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   if (svc.checkHost === null) {
     return refuse('the service has no checkHost, so the name its mount target\'s certificate must carry is unknown (efs-utils leaves it out when stunnel cannot check host names)');
   }
-  const named = /^(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.(.+)$/.exec(svc.checkHost);
-  if (!named) return refuse(`checkHost ${svc.checkHost} is not an EFS file system name like fs-12345678.efs.us-east-1.amazonaws.com`);
-  const [, fsId, region, suffix] = named as unknown as [string, string, string, string];
+  const named = parseEfsName(svc.checkHost);
+  // efs-utils' checkHost is the file system's name, never a zone's name of it.
+  if (!named || named.az !== undefined) return refuse(`checkHost ${svc.checkHost} is not an EFS file system name like fs-12345678.efs.us-east-1.amazonaws.com`);
+  const { fsId, region, suffix } = named;
   const ours = dnsNameSuffix(region, cfg);
   if (suffix !== ours) {
     return refuse(`checkHost ${svc.checkHost} ends in ${suffix}, but the tunnel's names in ${region} end in ${ours} (efs.dns_name_suffix), so it would check another name`);

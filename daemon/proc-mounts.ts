@@ -3,6 +3,7 @@
 import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
 import { parseOptions, type MountOptions } from './options.js';
 import { unescapeOctal } from './fstab.js';
+import { parseEfsName } from './target.js';
 
 export interface MountEntry {
   device: string;
@@ -109,17 +110,16 @@ export interface UnencryptedMount {
  * (`*.efs.<region>.<suffix>`) or on a known mount-target address.
  */
 export function unencryptedEfsMounts(mounts: MountEntry[], suffixOf: (region: string) => string, targetAddresses: ReadonlySet<string>): UnencryptedMount[] {
-  const efsName = /(?:^|\.)(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.([a-z0-9.-]+)$/;
   const out: UnencryptedMount[] = [];
   for (const m of mounts) {
     if (!m.type.startsWith('nfs') || tunnelPortOf(m) !== null) continue;
     const colon = m.device.lastIndexOf(':');
     const host = (colon < 0 ? m.device : m.device.slice(0, colon)).replace(/^\[|\]$/g, '');
-    const parts = efsName.exec(host);
+    const parsed = parseEfsName(host.toLowerCase());
     // The name of a file system in its region's own suffix (efs.dns_name_suffix).
-    const name = parts && parts[3] === suffixOf(parts[2] as string) ? parts : null;
+    const name = parsed && parsed.suffix === suffixOf(parsed.region) ? parsed : null;
     if (name || targetAddresses.has(host) || (m.options.addr && targetAddresses.has(m.options.addr))) {
-      out.push({ device: m.device, dir: m.dir, fs_id: name ? (name[1] as string) : null });
+      out.push({ device: m.device, dir: m.dir, fs_id: name ? name.fsId : null });
     }
   }
   return out;

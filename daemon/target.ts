@@ -118,6 +118,25 @@ export interface MountSpec extends SpecTarget {
   path: string;
 }
 
+/** What an EFS DNS name says: [AZ.]FS_ID.efs.REGION.SUFFIX. */
+export interface EfsName {
+  az?: string;
+  fsId: string;
+  region: string;
+  suffix: string;
+}
+
+/**
+ * The one reading of an EFS DNS name (a spec, a mount's device, a stunnel's checkHost): a file system's name, or
+ * a zone's name of it with one label before. Lower case, as DNS names are compared; null for any other name.
+ */
+export function parseEfsName(host: string): EfsName | null {
+  const m = /^(?:([a-z0-9-]+)\.)?(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.([a-z0-9-]+(?:\.[a-z0-9-]+)*)$/.exec(host);
+  if (!m) return null;
+  const [, az, fsId, region, suffix] = m as unknown as [string, string | undefined, string, string, string];
+  return { ...(az === undefined ? {} : { az }), fsId, region, suffix };
+}
+
 /** A mount spec: fs-id, fs-id:/path, or the file system's DNS name (us-east-1a.fs-….efs.… too) with :/path. */
 export function parseSpec(spec: string): MountSpec | null {
   const colon = spec.indexOf(':');
@@ -126,10 +145,9 @@ export function parseSpec(spec: string): MountSpec | null {
   if (!path.startsWith('/')) return null;
   if (FS_ID.test(given)) return { fsId: given, path };
   const host = given.toLowerCase().replace(/\.$/, ''); // DNS names are case-insensitive
-  const m = /^(?:([a-z0-9-]+)\.)?(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.[a-z0-9.-]+$/.exec(host);
-  if (!m) return null;
-  const [, az, fsId, region] = m as unknown as [string, string | undefined, string, string];
-  return { fsId, path, name: host, region, ...(az === undefined ? {} : { az }) };
+  const efs = parseEfsName(host);
+  if (!efs) return null;
+  return { fsId: efs.fsId, path, name: host, region: efs.region, ...(efs.az === undefined ? {} : { az: efs.az }) };
 }
 
 /** A mount spec whose host is some other DNS name: an alias (CNAME) of a file system's name, followed at mount. */

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { defaultConfig } from '../../daemon/config.js';
 import { RelayError } from '../../daemon/errors.js';
-import { METADATA_NOT_ASKED, checkFsId, resolveTarget } from '../../daemon/target.js';
+import { METADATA_NOT_ASKED, checkFsId, parseEfsName, resolveTarget } from '../../daemon/target.js';
 
 describe('targets', () => {
   const cfg = defaultConfig();
@@ -11,6 +11,16 @@ describe('targets', () => {
     checkFsId('fs-0123456789abcdef0');
     for (const bad of ['fs-XYZ', 'fs-', 'fsap-12345678', 'fs-1234 ', '../fs-1', 'FS-12345678']) {
       expect(() => checkFsId(bad)).to.throw(RelayError, `Invalid file system name: ${bad}`);
+    }
+  });
+
+  it('reads an EFS DNS name one way for specs, mounts\' devices and stunnel\'s checkHost: a file system\'s name, or a zone\'s name of it', () => {
+    expect(parseEfsName('fs-12345678.efs.us-east-1.amazonaws.com')).to.deep.equal({ fsId: 'fs-12345678', region: 'us-east-1', suffix: 'amazonaws.com' });
+    expect(parseEfsName('us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com')).to.deep.equal({ az: 'us-east-1a', fsId: 'fs-12345678', region: 'us-east-1', suffix: 'amazonaws.com' });
+    expect(parseEfsName('fs-12345678.efs.cn-north-1.amazonaws.com.cn')).to.deep.include({ region: 'cn-north-1', suffix: 'amazonaws.com.cn' });
+    for (const bad of ['a.b.fs-12345678.efs.us-east-1.amazonaws.com', 'fs-12345678.efs.us-east-1', 'fs-1234567g.efs.us-east-1.amazonaws.com',
+      'fs-12345678.efs.us-east-1..com', 'files.example.com', 'FS-12345678.EFS.US-EAST-1.AMAZONAWS.COM']) {
+      expect(parseEfsName(bad), bad).to.equal(null);
     }
   });
 
