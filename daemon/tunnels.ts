@@ -813,7 +813,8 @@ export class TunnelManager {
         try {
           await this.fstabTunnelLocked(req);
         } catch (err) {
-          this.fstabWanted.delete(fsId);
+          // A running tunnel kept for the line (fstabTunnelLocked) is still the line's: not stopped as unwanted.
+          if (!this.tunnels.has(fsId)) this.fstabWanted.delete(fsId);
           failed.push({ fsId, error: asRelayError(err) });
         }
       }
@@ -840,11 +841,15 @@ export class TunnelManager {
       const differs = e.message.replace(/; stop it first.*$/, '');
       const rec = running.record;
       const mountedPort = portsOf(rec).find((p) => this.mountedPorts.has(p));
+      const wantPort = requestedPort(tunnelOptions(req.options), this.cfg);
+      const portHolder = wantPort === null ? undefined : this.holderOf(wantPort);
       const kept = rec.mounts.length > 0 ? `mounted at ${rec.mounts.join(', ')}`
         : mountedPort !== undefined ? `a mount in ${this.cfg.mount.proc_mounts} goes through its port ${mountedPort}`
           : this.claims.get(req.fsId) ? 'a mount of it is under way'
             : rec.source !== 'fstab' ? `\`efsctl add\` or a mount made it (source ${rec.source}), not this line`
-              : null;
+              // Made again, it could not have the port: the line would be left with no tunnel at all.
+              : portHolder && portHolder !== running ? `port ${wantPort} is the tunnel of ${portHolder.record.fs_id}`
+                : null;
       if (kept !== null) {
         throw new RelayError(e.code, `${req.fsId}'s running tunnel is not the one this line asks for (${differs}); it is kept, since ${kept}`, {
           hint: 'Unmount its mounts, or `efsctl stop FS_ID` a tunnel nothing mounts: the daemon then makes the tunnel as the line asks. Or make the line agree with the running tunnel (`efsctl status FS_ID` shows it).',

@@ -123,6 +123,19 @@ describe('fstab watching', function () {
     expect(remade.options).to.deep.include({ verify: '3', mounttargetip: '127.0.0.61' });
   });
 
+  it('keeps the tunnel of a line edited to a tlsport another file system\'s tunnel holds, rather than stop it for one that could not start', async () => {
+    write('fs-0f0e0003 /mnt/e3 efs _netdev,tls,region=us-east-1 0 0\n');
+    await waitFor('the tunnel', () => has(daemon, 'fs-0f0e0003'), 2_000);
+    const port = (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0e0003')!.port;
+    const other = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', 'fs-0f0e0004', '-o', 'region=us-east-1');
+    const taken = other.tunnel.port;
+    write(`fs-0f0e0003 /mnt/e3 efs _netdev,tls,region=us-east-1,tlsport=${taken} 0 0\n`);
+    await waitFor('the line reported', () => daemon.logs.includes('fstab.line_invalid fs=fs-0f0e0003'), 2_000);
+    expect(daemon.logs).to.contain(`fstab:1: fs-0f0e0003's running tunnel is not the one this line asks for (fs-0f0e0003 already has a tunnel on port ${port}); it is kept, since port ${taken} is the tunnel of fs-0f0e0004; no tunnel for this line yet`);
+    expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0e0003')).to.deep.include({ port });
+    expect((await daemon.efsctl('stop', 'fs-0f0e0004')).code).to.equal(0);
+  });
+
   it('follows an editor\'s atomic save (write a temp file, then rename over fstab)', async () => {
     const tmp = join(daemon.dir, '.fstab.swp');
     writeFileSync(tmp, 'fs-0f000001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f000008 /mnt/h efs _netdev,tls,region=us-east-1 0 0\n');
