@@ -80,6 +80,13 @@ export interface TunnelDetail extends TunnelView {
 /** What to do when a request asks an existing tunnel for another port, target or CA bundle (the code's own hint is about the option itself). */
 const RUNNING_TUNNEL_HINT = 'A running tunnel keeps its port, target and CA bundle: leave those options out to use it as it is (`efsctl status FS_ID` shows them), or unmount the file system, `efsctl stop FS_ID`, and add it again.';
 
+/** A request names a running tunnel as another one: `differs` says how, without the advice to stop it first. */
+class RunningTunnelDiffers extends RelayError {
+  constructor(code: ErrorCode, readonly differs: string, advice: string) {
+    super(code, `${differs}; ${advice}`, { hint: RUNNING_TUNNEL_HINT });
+  }
+}
+
 export interface AddRequest {
   fsId: string;
   options: MountOptions;
@@ -460,7 +467,7 @@ export class TunnelManager {
         // A mount names that port and nothing serves it (its tunnel was stopped, or an efs-utils stunnel died): the
         // user says the mount is of this file system, so its tunnel listens there too rather than move.
         if (this.mountedPorts.has(wantPort)) return this.addPortLocked(existing, options, target, wantPort);
-        throw new RelayError('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}; stop it first to move it to ${wantPort}`, { hint: RUNNING_TUNNEL_HINT });
+        throw new RunningTunnelDiffers('PORT_TAKEN', `${req.fsId} already has a tunnel on port ${rec.port}`, `stop it first to move it to ${wantPort}`);
       }
       this.checkSameTarget(existing, options, target);
       return { tunnel: existing.view(), created: false };
@@ -532,19 +539,15 @@ export class TunnelManager {
   private checkSameTarget(t: Tunnel, options: MountOptions, target: { address: string; dnsName: string }): void {
     const rec = t.record;
     if (rec.target.address !== target.address || rec.target.dns_name !== target.dnsName) {
-      throw new RelayError(
-        'BAD_OPTION',
-        `${rec.fs_id} already has a tunnel to ${rec.target.address} (${rec.target.dns_name}); stop it first to change its target`,
-        { hint: RUNNING_TUNNEL_HINT },
-      );
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel to ${rec.target.address} (${rec.target.dns_name})`, 'stop it first to change its target');
     }
     const [has, asked] = [rec.options, options].map((o) => caFileFor(o, this.cfg));
     if (has !== asked) {
-      throw new RelayError('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies against ${has}, not ${asked}; stop it first to change its CA bundle`, { hint: RUNNING_TUNNEL_HINT });
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies against ${has}, not ${asked}`, 'stop it first to change its CA bundle');
     }
     const [hasLevel, askedLevel] = [rec.options, options].map(verifyLevel);
     if (hasLevel !== askedLevel) {
-      throw new RelayError('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies with verify=${hasLevel}, not verify=${askedLevel}; stop it first to change how it verifies`, { hint: RUNNING_TUNNEL_HINT });
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies with verify=${hasLevel}, not verify=${askedLevel}`, 'stop it first to change how it verifies');
     }
   }
 
@@ -835,10 +838,8 @@ export class TunnelManager {
     try {
       await this.addLocked(req); // for a running tunnel, only the check that it is the one asked for
     } catch (err) {
-      const e = asRelayError(err);
-      if (!running || (e.code !== 'BAD_OPTION' && e.code !== 'PORT_TAKEN')) throw e;
-      // checkSameTarget's and the port check's words of what differs, without their advice to stop the tunnel.
-      const differs = e.message.replace(/; stop it first.*$/, '');
+      if (!running || !(err instanceof RunningTunnelDiffers)) throw err;
+      const { code, differs } = err;
       const rec = running.record;
       const mountedPort = portsOf(rec).find((p) => this.mountedPorts.has(p));
       const wantPort = requestedPort(tunnelOptions(req.options), this.cfg);
@@ -851,7 +852,7 @@ export class TunnelManager {
               : portHolder && portHolder !== running ? `port ${wantPort} is the tunnel of ${portHolder.record.fs_id}`
                 : null;
       if (kept !== null) {
-        throw new RelayError(e.code, `${req.fsId}'s running tunnel is not the one this line asks for (${differs}); it is kept, since ${kept}`, {
+        throw new RelayError(code, `${req.fsId}'s running tunnel is not the one this line asks for (${differs}); it is kept, since ${kept}`, {
           hint: 'Unmount its mounts, or `efsctl stop FS_ID` a tunnel nothing mounts: the daemon then makes the tunnel as the line asks. Or make the line agree with the running tunnel (`efsctl status FS_ID` shows it).',
         });
       }
