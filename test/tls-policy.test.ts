@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
@@ -342,16 +342,20 @@ describe('a CA bundle that changes while the daemon runs', function () {
 
   it('under verify=3, takes the server certificates the bundle holds as it is now', async () => {
     const { ca, good } = testCerts();
-    const reloads = logged('tls.ca_reloaded');
-    replaceBundle(ca.cert);
-    await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === reloads + 1, 5_000);
-    // The tunnel of the test above, made again with verify=3.
-    expect((await daemon.efsctl('stop', FS_ID)).code).to.equal(0);
+    // A tunnel of its own with verify=3, whatever the test above left; the bundle holds the CA only.
+    if ((await daemon.efsctl('status', FS_ID)).code === 0) expect((await daemon.efsctl('stop', FS_ID)).code).to.equal(0);
     const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1,verify=3`)).tunnel.port;
+    // A bundle whose text does not change is not read again (the daemon compares it), so it is replaced only if needed.
+    if (readFileSync(bundle, 'utf8') !== ca.cert) {
+      const before = logged('tls.ca_reloaded');
+      replaceBundle(ca.cert);
+      await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === before + 1, 5_000);
+    }
     expect((await exchange(port, 'not held')).received.toString()).to.equal('');
     expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('TLS_CERT_NOT_IN_BUNDLE');
+    const reloads = logged('tls.ca_reloaded');
     replaceBundle(ca.cert + good.cert);
-    await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === reloads + 2, 5_000);
+    await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === reloads + 1, 5_000);
     expect((await exchange(port, 'held')).received.toString()).to.equal('held' + ECHO_TRAILER);
     expect((await daemon.efsctl('stop', FS_ID)).code).to.equal(0);
   });
