@@ -41,6 +41,9 @@ export interface FstabStatus {
   readonly failures: readonly FstabFailure[];
 }
 
+/** An alias line's key in FstabWatcher.followed: the alias and the path, as the spec gives them. */
+const aliasKey = (spec: AliasSpec): string => `${spec.alias}:${spec.path}`;
+
 /** Why fstab is applied: the file changed (or start), a retry of failed lines, or the instance's region became known. */
 type Cause = 'changed' | 'retry' | 'region';
 
@@ -115,29 +118,26 @@ export class FstabWatcher implements FstabStatus {
       return;
     }
     const { unfollowed, ...lines } = await followFstabAliases(parsed, (spec) => this.follow(spec));
-    const aliases = new Set(parsed.aliases.map((a) => `${a.spec.alias}:${a.spec.path}`));
+    const aliases = new Set(parsed.aliases.map((a) => aliasKey(a.spec)));
     for (const key of this.followed.keys()) if (!aliases.has(key)) this.followed.delete(key);
     const plan = planFstab(lines, this.cfg, this.region.current);
     const wanted = new Map<string, AddRequest>();
     for (const [fsId, options] of plan.wanted) wanted.set(fsId, { fsId, options, env: {}, source: 'fstab' });
     const failed = await this.manager.setFstabWanted(wanted);
-    const retry = `; no tunnel for this line yet: tried again in ${this.retryWait.nextMs / 1000} s, then less often, and at each change of fstab`;
-    // Keyed without the retry interval, which grows: one problem that lasts is logged once.
-    const found = [
-      ...plan.problems.map((p) => ({ key: `${p.line} ${p.code} ${p.message}`, fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
-      ...failed.map((f) => {
-        const line = plan.lineOf.get(f.fsId) as number;
-        return { key: `${line} ${f.error.code} ${f.error.message}`, fs: f.fsId, code: f.error.code, line, msg: `${this.file}:${line}: ${f.error.message}${retry}` };
-      }),
-      ...unfollowed.map((u) => ({ key: `${u.line} ${u.error.code} ${u.error.message}`, fs: undefined, code: u.error.code, line: u.line, msg: `${this.file}:${u.line}: ${u.error.message}${retry}` })),
-    ].sort((a, b) => a.line - b.line);
-    const fresh = this.reported.fresh(found.map((p) => p.key));
-    for (const { key, ...fields } of found) if (fresh.has(key)) this.log.warn('fstab.line_invalid', fields);
-    this.invalid = found.length;
+    // The lines a try of their own may mend: a tunnel that could not be made, an alias DNS leads nowhere yet.
     this.failures = [
       ...failed.map((f) => ({ line: plan.lineOf.get(f.fsId) as number, fs_id: f.fsId, code: f.error.code, message: f.error.message, hint: f.error.hint })),
       ...unfollowed.map((u) => ({ line: u.line, fs_id: null, alias: u.alias, code: u.error.code, message: u.error.message, hint: u.error.hint })),
     ].sort((a, b) => a.line - b.line);
+    const retry = `; no tunnel for this line yet: tried again in ${this.retryWait.nextMs / 1000} s, then less often, and at each change of fstab`;
+    // Keyed without the retry interval, which grows: one problem that lasts is logged once.
+    const found = [
+      ...plan.problems.map((p) => ({ key: `${p.line} ${p.code} ${p.message}`, fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
+      ...this.failures.map((f) => ({ key: `${f.line} ${f.code} ${f.message}`, fs: f.fs_id ?? undefined, code: f.code, line: f.line, msg: `${this.file}:${f.line}: ${f.message}${retry}` })),
+    ].sort((a, b) => a.line - b.line);
+    const fresh = this.reported.fresh(found.map((p) => p.key));
+    for (const { key, ...fields } of found) if (fresh.has(key)) this.log.warn('fstab.line_invalid', fields);
+    this.invalid = found.length;
     const left = this.failures.length;
     if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${left} still without a tunnel`, failed: left });
     this.scheduleRetry(left > 0);
@@ -147,14 +147,14 @@ export class FstabWatcher implements FstabStatus {
   private async follow(spec: AliasSpec): Promise<MountSpec> {
     try {
       const found = await followAlias(spec);
-      this.followed.set(`${spec.alias}:${spec.path}`, found);
+      this.followed.set(aliasKey(spec), found);
       return found;
     } catch (err) {
       const e = asRelayError(err);
-      const last = this.followed.get(`${spec.alias}:${spec.path}`);
+      const last = this.followed.get(aliasKey(spec));
       // DNS's answer that the alias leads nowhere (no such name, no file system's name at the end) is believed.
       if (last && e.code === 'DNS_FAILED' && !e.final) return last;
-      this.followed.delete(`${spec.alias}:${spec.path}`);
+      this.followed.delete(aliasKey(spec));
       throw e;
     }
   }
