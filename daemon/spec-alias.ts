@@ -10,7 +10,7 @@
 // write the file after the daemon started.
 import { Resolver } from 'node:dns/promises';
 import { RelayError } from './errors.js';
-import { isAlias, parseSpec, requireSpec, type AliasSpec, type MountSpec } from './target.js';
+import { hostName, isAlias, requireSpec, specOfName, type AliasSpec, type MountSpec } from './target.js';
 
 /** CNAME records followed at most, as resolvers bound a chain; a longer one is taken for a loop. */
 export const MAX_ALIAS_HOPS = 8;
@@ -68,8 +68,9 @@ export async function followAlias(spec: AliasSpec, ask: CnameQuestion = askDns):
       );
     }
     if (next === null) break;
-    chain.push(next.toLowerCase().replace(/\.$/, ''));
-    const efs = parseSpec(`${chain[chain.length - 1] as string}:${spec.path}`);
+    const reached = hostName(next);
+    chain.push(reached);
+    const efs = specOfName(reached, spec.path);
     if (efs) return { ...efs, alias: spec.alias };
   }
   const why = chain.length > MAX_ALIAS_HOPS

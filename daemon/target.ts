@@ -137,17 +137,31 @@ export function parseEfsName(host: string): EfsName | null {
   return { ...(az === undefined ? {} : { az }), fsId, region, suffix };
 }
 
+/** A name as DNS compares it: lower case, without a trailing dot. */
+export function hostName(text: string): string {
+  return text.toLowerCase().replace(/\.$/, '');
+}
+
+/** HOST[:PATH], the path "/" when none is given; null for a path that is not absolute. */
+function splitSpec(spec: string): { host: string; path: string } | null {
+  const colon = spec.indexOf(':');
+  const path = colon < 0 ? '/' : spec.slice(colon + 1) || '/';
+  return path.startsWith('/') ? { host: colon < 0 ? spec : spec.slice(0, colon), path } : null;
+}
+
+/** The spec of a file system's DNS name (or a zone's name of it, in hostName's form) and a path; null for another name. */
+export function specOfName(name: string, path: string): MountSpec | null {
+  const efs = parseEfsName(name);
+  if (!efs) return null;
+  return { fsId: efs.fsId, path, name, region: efs.region, ...(efs.az === undefined ? {} : { az: efs.az }) };
+}
+
 /** A mount spec: fs-id, fs-id:/path, or the file system's DNS name (us-east-1a.fs-….efs.… too) with :/path. */
 export function parseSpec(spec: string): MountSpec | null {
-  const colon = spec.indexOf(':');
-  const given = colon < 0 ? spec : spec.slice(0, colon);
-  const path = colon < 0 ? '/' : spec.slice(colon + 1) || '/';
-  if (!path.startsWith('/')) return null;
-  if (FS_ID.test(given)) return { fsId: given, path };
-  const host = given.toLowerCase().replace(/\.$/, ''); // DNS names are case-insensitive
-  const efs = parseEfsName(host);
-  if (!efs) return null;
-  return { fsId: efs.fsId, path, name: host, region: efs.region, ...(efs.az === undefined ? {} : { az: efs.az }) };
+  const parts = splitSpec(spec);
+  if (!parts) return null;
+  if (FS_ID.test(parts.host)) return { fsId: parts.host, path: parts.path };
+  return specOfName(hostName(parts.host), parts.path);
 }
 
 /** A mount spec whose host is some other DNS name: an alias (CNAME) of a file system's name, followed at mount. */
@@ -168,11 +182,11 @@ const HOST_NAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 export function parseSpecOrAlias(spec: string): MountSpec | AliasSpec | null {
   const parsed = parseSpec(spec);
   if (parsed) return parsed;
-  const colon = spec.indexOf(':');
-  const host = (colon < 0 ? spec : spec.slice(0, colon)).toLowerCase().replace(/\.$/, '');
-  const path = colon < 0 ? '/' : spec.slice(colon + 1) || '/';
-  if (!path.startsWith('/') || !HOST_NAME.test(host) || FS_ID.test(host.split('.')[0] as string)) return null;
-  return { alias: host, path };
+  const parts = splitSpec(spec);
+  if (!parts) return null;
+  const host = hostName(parts.host);
+  if (!HOST_NAME.test(host) || FS_ID.test(host.split('.')[0] as string)) return null;
+  return { alias: host, path: parts.path };
 }
 
 export function isAlias(spec: MountSpec | AliasSpec): spec is AliasSpec {
