@@ -762,11 +762,20 @@ export class TunnelManager {
     return this.serial(() => this.stopIfUnusedLocked(fsId));
   }
 
+  /** What uses a tunnel, as a reason it is kept; null when nothing does (fstab's wish aside). */
+  private usedBy(t: Tunnel): string | null {
+    const rec = t.record;
+    if (rec.mounts.length > 0) return `mounted at ${rec.mounts.join(', ')}`;
+    // A mount through its ports in /proc/mounts (the last read) that the record lacks (not written yet).
+    const mountedPort = portsOf(rec).find((p) => this.mountedPorts.has(p));
+    if (mountedPort !== undefined) return `a mount in ${this.cfg.mount.proc_mounts} goes through its port ${mountedPort}`;
+    if (this.claims.get(rec.fs_id)) return 'a mount of it is under way';
+    return null;
+  }
+
   private async stopIfUnusedLocked(fsId: string): Promise<void> {
     const t = this.tunnels.get(fsId);
-    if (!t || t.record.mounts.length > 0 || this.claims.get(fsId) || this.fstabWanted.has(fsId)) return;
-    // Nor while /proc/mounts (the last read) has a mount through its ports that the record lacks (not written yet).
-    if (portsOf(t.record).some((p) => this.mountedPorts.has(p))) return;
+    if (!t || this.fstabWanted.has(fsId) || this.usedBy(t) !== null) return;
     try {
       await this.remove(t, 'no mount and no fstab line uses it');
     } catch (err) {
@@ -840,17 +849,7 @@ export class TunnelManager {
     } catch (err) {
       if (!running || !(err instanceof RunningTunnelDiffers)) throw err;
       const { code, differs } = err;
-      const rec = running.record;
-      const mountedPort = portsOf(rec).find((p) => this.mountedPorts.has(p));
-      const wantPort = requestedPort(tunnelOptions(req.options), this.cfg);
-      const portHolder = wantPort === null ? undefined : this.holderOf(wantPort);
-      const kept = rec.mounts.length > 0 ? `mounted at ${rec.mounts.join(', ')}`
-        : mountedPort !== undefined ? `a mount in ${this.cfg.mount.proc_mounts} goes through its port ${mountedPort}`
-          : this.claims.get(req.fsId) ? 'a mount of it is under way'
-            : rec.source !== 'fstab' ? `\`efsctl add\` or a mount made it (source ${rec.source}), not this line`
-              // Made again, it could not have the port: the line would be left with no tunnel at all.
-              : portHolder && portHolder !== running ? `port ${wantPort} is the tunnel of ${portHolder.record.fs_id}`
-                : null;
+      const kept = this.usedBy(running) ?? this.fstabMayNotRemake(running, req);
       if (kept !== null) {
         throw new RelayError(code, `${req.fsId}'s running tunnel is not the one this line asks for (${differs}); it is kept, since ${kept}`, {
           hint: 'Unmount its mounts, or `efsctl stop FS_ID` a tunnel nothing mounts: the daemon then makes the tunnel as the line asks. Or make the line agree with the running tunnel (`efsctl status FS_ID` shows it).',
@@ -859,6 +858,16 @@ export class TunnelManager {
       await this.remove(running, `its fstab line now asks for another tunnel (${differs}), and nothing uses this one`);
       await this.addLocked(req);
     }
+  }
+
+  /** Why fstab may not make a running tunnel again as its line asks, though nothing uses it; null when it may. */
+  private fstabMayNotRemake(running: Tunnel, req: AddRequest): string | null {
+    const rec = running.record;
+    if (rec.source !== 'fstab') return `\`efsctl add\` or a mount made it (source ${rec.source}), not this line`;
+    // Made again, it could not have the port: the line would be left with no tunnel at all.
+    const wantPort = requestedPort(tunnelOptions(req.options), this.cfg);
+    const holder = wantPort === null ? undefined : this.holderOf(wantPort);
+    return holder && holder !== running ? `port ${wantPort} is the tunnel of ${holder.record.fs_id}` : null;
   }
 
   stop(fsId: string, force: boolean): Promise<TunnelView> {
