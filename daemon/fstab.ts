@@ -85,7 +85,7 @@ export function parseFstab(text: string): ParsedFstab {
     }
     const noauto = Object.hasOwn(options, 'noauto');
     if (isAlias(spec)) aliases.push({ line, spec, dir, options, noauto });
-    else entries.push({ ...named(spec), line, fsId: spec.fsId, path: spec.path, dir, options, noauto });
+    else entries.push(entryOf(spec, line, dir, options, noauto));
   });
   return { entries, problems, aliases };
 }
@@ -122,7 +122,7 @@ export async function followFstabAliases(
       return;
     }
     try {
-      entries.push({ ...named(spec), line: a.line, fsId: spec.fsId, path: spec.path, dir: a.dir, options: withSpecTarget(a.options, spec), noauto: false });
+      entries.push(entryOf(spec, a.line, a.dir, withSpecTarget(a.options, spec), false));
     } catch (err) {
       problems.push({ line: a.line, message: (err as Error).message });
     }
@@ -133,9 +133,10 @@ export async function followFstabAliases(
   return { entries, problems, unfollowed };
 }
 
-/** The DNS name a spec gave (and the alias that led to it), for the plan's check of it against the target. */
-function named(spec: SpecTarget): SpecTarget {
-  return { ...(spec.name === undefined ? {} : { name: spec.name }), ...(spec.alias === undefined ? {} : { alias: spec.alias }) };
+/** A line's entry; the DNS name its spec gave (and the alias that led to it) stay, for the plan's check against the target. */
+function entryOf(spec: MountSpec, line: number, dir: string, options: MountOptions, noauto: boolean): FstabEntry {
+  const named = { ...(spec.name === undefined ? {} : { name: spec.name }), ...(spec.alias === undefined ? {} : { alias: spec.alias }) };
+  return { ...named, line, fsId: spec.fsId, path: spec.path, dir, options, noauto };
 }
 
 export async function readFstab(file: string): Promise<ParsedFstab> {
