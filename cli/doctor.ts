@@ -433,7 +433,7 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: Fst
     return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [] };
   }
   // Alias lines are followed as the daemon follows them, through this host's DNS.
-  const { unfollowed, ...lines } = await followFstabAliases(parsed, (spec) => followAlias(spec));
+  const { unfollowed, ...lines } = await followFstabAliases(parsed, followAlias);
   const { problems } = planFstab(lines, cfg, metadata);
   const checks = problems.map((p) => ({ line: p.line, check: bad(`fstab line ${p.line}`, 'fail', `${cfg.fstab}:${p.line}: ${p.message}`,
     `Correct the line or remove it; until then a mount of this line at boot fails. ${p.hint} [${p.code}]`) }));
