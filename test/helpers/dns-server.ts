@@ -1,8 +1,9 @@
 // A DNS server on a loopback address, for a daemon whose resolver points at
 // it (see Daemon's `resolver`): A and CNAME records from tables, NXDOMAIN for
 // other names, no AAAA records. A question for an alias is answered as a
-// recursive resolver does: its CNAME chain, then the address it ends at. `mode` turns it silent (drops every query, as a
-// resolver that is down or throttles) or makes it answer SERVFAIL.
+// recursive resolver does: its CNAME chain, then the address it ends at.
+// `mode` turns it silent (drops every query, as a resolver that is down or
+// throttles) or makes it answer SERVFAIL.
 import { createSocket, type Socket } from 'node:dgram';
 
 const TYPE_A = 1;
