@@ -1,12 +1,11 @@
 // efsctl doctor: what this host needs for EFS over TLS, one check per line,
 // each with ok, warn or fail and what to do. Runs on the CLI side only
-// (systeminformation runs shell commands; the daemon never does).
+// (listeners.ts uses systeminformation, which runs shell commands; the daemon never does).
 import { execFile } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { access, constants, readFile, stat, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import { resolve } from 'node:path';
-import si from 'systeminformation';
 import { splitListen, type Config } from '../daemon/config.js';
 import { ERRORS, isErrorCode } from '../daemon/errors.js';
 import { followFstabAliases, readFstab, type FstabEntry } from '../daemon/fstab.js';
@@ -26,6 +25,7 @@ import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
 import { describeListener, listenersOn, type Listener } from './listeners.js';
+import { describeOs } from './os-release.js';
 import { efsUtilsConfigs, efsUtilsMounts } from '../daemon/efs-utils-configs.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
@@ -78,14 +78,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 async function osCheck(): Promise<Check> {
-  try {
-    const os = await withTimeout(si.osInfo(), 10_000, 'reading the OS');
-    const text = `${os.distro} ${os.release}${os.codename ? ` (${os.codename})` : ''}, kernel ${os.kernel}, ${os.arch}`;
-    if (os.platform !== 'linux') return bad('os', 'fail', text, 'efs-relay runs on Linux only.');
-    return ok('os', text);
-  } catch (err) {
-    return bad('os', 'warn', `cannot read the OS: ${(err as Error).message}`, 'Check that /etc/os-release exists.');
-  }
+  const os = await describeOs();
+  const text = `${os.distro}${os.version ? ` ${os.version}` : ''}${os.codename ? ` (${os.codename})` : ''}, kernel ${os.kernel}, ${os.arch}`;
+  if (os.platform !== 'linux') return bad('os', 'fail', text, 'efs-relay runs on Linux only.');
+  return ok('os', text);
 }
 
 async function kernelNfsCheck(): Promise<Check> {

@@ -291,9 +291,14 @@ describe('Mount targets by DNS name', function () {
       if (t.fs_id !== fsId) expect((await daemon.efsctl('stop', t.fs_id, '--force')).code).to.equal(0);
     }
     dns.mode = 'silent';
+    const askedBefore = dns.queries.length;
     const [cmd, args] = inOwnResolver(daemon.dir, DNS_HOST, [join(BIN, 'efsctl'), '--config', daemon.configFile, 'doctor', '--json']);
     const r = await run(cmd, args, { timeoutMs: 90_000 });
     const checks = (JSON.parse(r.stdout) as DoctorReport).checks;
+    // Doctor asks the silent resolver for the tunnel's name alone: not for this host's own name, which reading the OS
+    // through `hostname -f` did, freezing doctor before its first line for as long as the resolver took to give up.
+    expect(new Set(dns.queries.slice(askedBefore).map((q) => q.name))).to.deep.equal(new Set([nameOf(fsId)]));
+    expect(checks.find((c) => c.name === 'os')?.status).to.equal('ok');
     // The reach check goes where the tunnel's connections go, without asking the silent resolver again.
     expect(checks.find((c) => c.name === `reach ${fsId}`)).to.deep.equal({ name: `reach ${fsId}`, status: 'ok', message: `TCP ${TARGET_HOST}:2049 (DNS's last answer) answers`, fix: null });
     const check = checks.find((c) => c.name === `dns ${fsId}`);
