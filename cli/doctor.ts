@@ -13,8 +13,8 @@ import { followAlias } from '../daemon/spec-alias.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore, portsOf } from '../daemon/state.js';
-import { METADATA_NOT_ASKED, joinHost, resolveTarget } from '../daemon/target.js';
-import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
+import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
+import { azIdFromMetadata, regionFromMetadata, type MetadataAzId, type MetadataRegion } from '../daemon/instance-region.js';
 import { parseCaBundle } from '../daemon/tls-policy.js';
 import { formatOptions } from '../daemon/options.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
@@ -387,16 +387,16 @@ interface FsTarget {
   address: string;
 }
 
-function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metadata: MetadataRegion): FsTarget[] {
+function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metadata: MetadataRegion, azId: MetadataAzId): FsTarget[] {
   const out = new Map<string, FsTarget>();
   for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, certName: t.target.cert_name, address: t.target.address });
   for (const e of fstab) {
     if (out.has(e.fsId)) continue;
     try {
-      const t = resolveTarget(e.fsId, e.options, process.env, cfg, metadata);
+      const t = resolveTarget(e.fsId, e.options, process.env, cfg, metadata, azId);
       out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, certName: t.certName, address: t.address });
     } catch {
-      // No region known for this line: there is no name to check (the fstab check reports NO_REGION for it).
+      // No region (or crossaccount zone ID) known for this line: no name to check (the fstab check reports it).
     }
   }
   return [...out.values()];
@@ -421,16 +421,18 @@ function regionCheck(cfg: Config, metadata: MetadataRegion, from: 'efs-relayd' |
  * line that gets no tunnel or whose mount would be refused), so a line the
  * daemon only logged is seen before the next boot tries to mount it.
  */
-async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: FstabStatus | null): Promise<{ checks: Check[]; entries: FstabEntry[] }> {
+async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: FstabStatus | null): Promise<{ checks: Check[]; entries: FstabEntry[]; azId: MetadataAzId }> {
   let parsed;
   try {
     parsed = await readFstab(cfg.fstab);
   } catch (err) {
-    return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [] };
+    return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [], azId: AZ_ID_NOT_ASKED };
   }
   // Alias lines are followed as the daemon follows them, through this host's DNS.
   const { unfollowed, ...lines } = await followFstabAliases(parsed, followAlias);
-  const { problems } = planFstab(lines, cfg, metadata);
+  // Crossaccount lines need this instance's zone ID, asked of instance metadata as the daemon asks it.
+  const azId = lines.entries.some((e) => isCrossAccount(e.options)) ? await azIdFromMetadata(cfg.efs.metadata_url) : AZ_ID_NOT_ASKED;
+  const { problems } = planFstab(lines, cfg, metadata, azId);
   const checks = problems.map((p) => ({ line: p.line, check: bad(`fstab line ${p.line}`, 'fail', `${cfg.fstab}:${p.line}: ${p.message}`,
     `Correct the line or remove it; until then a mount of this line at boot fails. ${p.hint} [${p.code}]`) }));
   // What only the daemon knows: a valid line whose tunnel could not be made (no free port, a full state dir).
@@ -447,9 +449,9 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: Fst
   if (checks.length === 0) {
     const count = parsed.entries.length + parsed.problems.length + parsed.aliases.length;
     const text = count === 0 ? `no efs lines in ${cfg.fstab}` : `${count} efs line${count === 1 ? '' : 's'} in ${cfg.fstab}, each valid`;
-    return { checks: [ok('fstab', text)], entries: lines.entries };
+    return { checks: [ok('fstab', text)], entries: lines.entries, azId };
   }
-  return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: lines.entries };
+  return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: lines.entries, azId };
 }
 
 /** Where the reach check goes: DNS's answer, or the daemon's last one; null when there is none. */
@@ -564,7 +566,7 @@ export async function doctor(cfg: Config, configFile: string, socket: string, on
   add(await caBundleCheck(cfg));
   add(await trustFilesCheck(cfg, configFile, tunnels, fstab.entries));
   add(await clockCheck());
-  const fs = targets(cfg, tunnels, fstab.entries, metadata);
+  const fs = targets(cfg, tunnels, fstab.entries, metadata, fstab.azId);
   if (fs.length === 0) add(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   // Several file systems at once: each one that does not answer costs up to TIMEOUT_MS per check.
   const lastAnswer = (fsId: string) => async (): Promise<DnsAnswer | null> =>

@@ -30,11 +30,15 @@ export const ERRORS = {
   },
   UNKNOWN_OPTION: {
     title: 'unknown option',
-    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, mounttargetip, cafile, verify, noocsp.',
+    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, cafile, verify, noocsp.',
   },
   NO_REGION: {
     title: 'no AWS region is known for the file system',
     hint: 'Pass -o region=REGION, set AWS_REGION, or set efs.region in the config file.',
+  },
+  NO_AZ_ID: {
+    title: 'this instance\'s availability zone ID is not known, and a crossaccount mount needs it',
+    hint: 'The crossaccount option reaches the mount target of this instance\'s availability zone ID, which only instance metadata (efs.metadata_url) gives: check that the metadata service answers (`efsctl doctor`), or mount without crossaccount, with -o az=ZONE or -o mounttargetip=ADDRESS.',
   },
   PORT_TAKEN: {
     title: 'the local port is already in use',

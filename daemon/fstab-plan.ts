@@ -5,9 +5,9 @@ import { asRelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { FstabEntry, FstabProblem } from './fstab.js';
 import { tunnelOptions, type MountOptions } from './options.js';
-import { checkSpecName, resolveTarget } from './target.js';
+import { AZ_ID_NOT_ASKED, checkSpecName, resolveTarget } from './target.js';
 import { requestedPort } from './ports.js';
-import type { MetadataRegion } from './instance-region.js';
+import type { MetadataAzId, MetadataRegion } from './instance-region.js';
 import { caFileFor, verifyLevel } from './tls-policy.js';
 
 /** An efs line that gets no tunnel, or whose mount would be refused. */
@@ -33,8 +33,8 @@ export interface FstabPlan {
 /** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle, verify level. */
 interface TunnelIdentity { tlsport: string; target: string; cafile: string; verify: string }
 
-function identity(e: FstabEntry, o: MountOptions, cfg: Config, metadata: MetadataRegion): TunnelIdentity {
-  const t = resolveTarget(e.fsId, o, {}, cfg, metadata);
+function identity(e: FstabEntry, o: MountOptions, cfg: Config, metadata: MetadataRegion, azId: MetadataAzId): TunnelIdentity {
+  const t = resolveTarget(e.fsId, o, {}, cfg, metadata, azId);
   checkSpecName(e, t);
   const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
   return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: String(verifyLevel(o)) };
@@ -54,7 +54,9 @@ function differences(first: TunnelIdentity, later: TunnelIdentity): string[] {
  * daemon last heard from it), as for the daemon and for mounts at boot, which
  * have no user environment to take AWS_REGION from.
  */
-export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProblem[] }, cfg: Config, metadata: MetadataRegion): FstabPlan {
+export function planFstab(
+  parsed: { entries: FstabEntry[]; problems: FstabProblem[] }, cfg: Config, metadata: MetadataRegion, azId = AZ_ID_NOT_ASKED,
+): FstabPlan {
   const wanted = new Map<string, MountOptions>();
   const lineOf = new Map<string, number>();
   const identities = new Map<string, TunnelIdentity>();
@@ -70,13 +72,14 @@ export function planFstab(parsed: { entries: FstabEntry[]; problems: FstabProble
     let port: number | null;
     try {
       options = tunnelOptions({ tls: null, ...e.options });
-      id = identity(e, options, cfg, metadata);
+      id = identity(e, options, cfg, metadata, azId);
       port = requestedPort(options, cfg);
     } catch (err) {
       const { code, message, hint } = asRelayError(err);
-      // A noauto line is mounted by hand, where AWS_REGION may name the region.
-      if (e.noauto && code === 'NO_REGION') continue;
-      problems.push({ line: e.line, fsId: e.fsId, code, message: `${message}; line skipped`, hint });
+      // A noauto line is mounted by hand, where AWS_REGION may name the region, and instance metadata is asked again.
+      if (e.noauto && (code === 'NO_REGION' || code === 'NO_AZ_ID')) continue;
+      // Instance metadata may answer later: the watcher tries a NO_AZ_ID line again, so it is not skipped for good.
+      problems.push({ line: e.line, fsId: e.fsId, code, message: code === 'NO_AZ_ID' ? message : `${message}; line skipped`, hint });
       continue;
     }
     if (e.noauto) continue;

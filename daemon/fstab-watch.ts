@@ -11,7 +11,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { followFstabAliases, readFstab } from './fstab.js';
 import { followAlias } from './spec-alias.js';
-import type { AliasSpec, MountSpec } from './target.js';
+import { AZ_ID_NOT_ASKED, isCrossAccount, type AliasSpec, type MountSpec } from './target.js';
 import { planFstab } from './fstab-plan.js';
 import type { RegionSource } from './instance-region.js';
 import { ReportOnce } from './report-once.js';
@@ -120,19 +120,25 @@ export class FstabWatcher implements FstabStatus {
     const { unfollowed, ...lines } = await followFstabAliases(parsed, (spec) => this.follow(spec));
     const aliases = new Set(parsed.aliases.map((a) => aliasKey(a.spec)));
     for (const key of this.followed.keys()) if (!aliases.has(key)) this.followed.delete(key);
-    const plan = planFstab(lines, this.cfg, this.region.current);
+    // Asked only for crossaccount lines, which alone need it; an answer is kept, a failure asked again at each retry.
+    const azId = lines.entries.some((e) => isCrossAccount(e.options)) ? await this.region.azId() : AZ_ID_NOT_ASKED;
+    const plan = planFstab(lines, this.cfg, this.region.current, azId);
     const wanted = new Map<string, AddRequest>();
-    for (const [fsId, options] of plan.wanted) wanted.set(fsId, { fsId, options, env: {}, source: 'fstab' });
+    for (const [fsId, options] of plan.wanted) wanted.set(fsId, { fsId, options, env: {}, source: 'fstab', azId });
     const failed = await this.manager.setFstabWanted(wanted);
-    // The lines a try of their own may mend: a tunnel that could not be made, an alias DNS leads nowhere yet.
+    const waiting = plan.problems.filter((p) => p.code === 'NO_AZ_ID');
+    const problems = plan.problems.filter((p) => p.code !== 'NO_AZ_ID');
+    // The lines a try of their own may mend: a tunnel that could not be made, an alias DNS leads nowhere yet, a
+    // crossaccount line before instance metadata gives the zone ID.
     this.failures = [
       ...failed.map((f) => ({ line: plan.lineOf.get(f.fsId) as number, fs_id: f.fsId, code: f.error.code, message: f.error.message, hint: f.error.hint })),
       ...unfollowed.map((u) => ({ line: u.line, fs_id: null, alias: u.alias, code: u.error.code, message: u.error.message, hint: u.error.hint })),
+      ...waiting.map((p) => ({ line: p.line, fs_id: p.fsId, code: p.code, message: p.message, hint: p.hint })),
     ].sort((a, b) => a.line - b.line);
     const retry = `; no tunnel for this line yet: tried again in ${this.retryWait.nextMs / 1000} s, then less often, and at each change of fstab`;
     // Keyed without the retry interval, which grows: one problem that lasts is logged once.
     const found = [
-      ...plan.problems.map((p) => ({ key: `${p.line} ${p.code} ${p.message}`, fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
+      ...problems.map((p) => ({ key: `${p.line} ${p.code} ${p.message}`, fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
       ...this.failures.map((f) => ({ key: `${f.line} ${f.code} ${f.message}`, fs: f.fs_id ?? undefined, code: f.code, line: f.line, msg: `${this.file}:${f.line}: ${f.message}${retry}` })),
     ].sort((a, b) => a.line - b.line);
     const fresh = this.reported.fresh(found.map((p) => p.key));

@@ -5,6 +5,8 @@
 // start, and only when efs.region is not set; when the service did not
 // answer, asked again in the background and when a request needs the region,
 // so that one slow answer at boot does not fail every such mount until a restart.
+// Also the instance's availability zone ID, which only crossaccount mounts
+// need, asked when one does.
 import { request } from 'node:http';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -57,13 +59,16 @@ function passes(status: number): boolean {
   return status === 429 || status >= 500;
 }
 
+/** One item of placement metadata, or why there is none; `again` as in MetadataLookup. */
+type ItemLookup = { value: string; why: null; again: false } | { value: null; why: string; again: boolean };
+
 /**
- * IMDSv2 (a session token, then the region with it), falling back to a
- * request without a token (IMDSv1) when the token is refused, as efs-utils does.
+ * IMDSv2 (a session token, then the item with it), falling back to a request without a token (IMDSv1) when the
+ * token is refused, as efs-utils does. `what` names the item in messages; `valid` judges its value.
  */
-export async function regionFromMetadata(base: string): Promise<MetadataLookup> {
+async function placementItem(base: string, item: string, what: string, valid: RegExp): Promise<ItemLookup> {
   const at = `instance metadata at ${base}`;
-  const none = (why: string, again: boolean): MetadataLookup => ({ result: { region: null, why }, again });
+  const none = (why: string, again: boolean): ItemLookup => ({ value: null, why, again });
   let token: string | null = null;
   try {
     const t = await ask(`${base}/latest/api/token`, 'PUT', { 'X-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_S) });
@@ -75,14 +80,35 @@ export async function regionFromMetadata(base: string): Promise<MetadataLookup> 
   }
   let r: Answer;
   try {
-    r = await ask(`${base}/latest/meta-data/placement/region`, 'GET', token === null ? {} : { 'X-aws-ec2-metadata-token': token });
+    r = await ask(`${base}/latest/meta-data/placement/${item}`, 'GET', token === null ? {} : { 'X-aws-ec2-metadata-token': token });
   } catch (err) {
     return none(`${at} did not answer (${(err as Error).message})`, true);
   }
-  if (r.status !== 200) return none(`${at} answered HTTP ${r.status} for the region${token === null ? ' (without a token, which it refused)' : ''}`, passes(r.status));
-  const region = r.body.trim();
-  if (!REGION.test(region)) return none(`${at} gave "${region.slice(0, 40)}", which is not a region`, false);
-  return { result: { region, why: null }, again: false };
+  if (r.status !== 200) return none(`${at} answered HTTP ${r.status} for the ${what}${token === null ? ' (without a token, which it refused)' : ''}`, passes(r.status));
+  const value = r.body.trim();
+  if (!valid.test(value)) return none(`${at} gave "${value.slice(0, 40)}", which is not ${/^[aeiou]/.test(what) ? 'an' : 'a'} ${what}`, false);
+  return { value, why: null, again: false };
+}
+
+export async function regionFromMetadata(base: string): Promise<MetadataLookup> {
+  const r = await placementItem(base, 'region', 'region', REGION);
+  return r.value === null ? { result: { region: null, why: r.why }, again: r.again } : { result: { region: r.value, why: null }, again: false };
+}
+
+/**
+ * An availability zone ID (use1-az1; a Local Zone's usw2-lax1-az1), the same zone in every account, unlike its
+ * name. Judged only as one DNS label, since it goes into a DNS name: AWS adds new forms.
+ */
+const AZ_ID = /^(?=.{1,63}$)[a-z0-9]+(-[a-z0-9]+)*$/;
+
+/** What instance metadata said of this instance's availability zone ID (crossaccount mounts), or why there is none. */
+export type MetadataAzId = { az_id: string; why: null } | { az_id: null; why: string };
+
+/** The zone ID from instance metadata at `base` (efs.metadata_url; "" turns asking off). */
+export async function azIdFromMetadata(base: string): Promise<MetadataAzId> {
+  if (base === '') return { az_id: null, why: 'instance metadata is not asked (efs.metadata_url is "")' };
+  const r = await placementItem(base, 'availability-zone-id', 'availability zone ID', AZ_ID);
+  return r.value === null ? { az_id: null, why: r.why } : { az_id: r.value, why: null };
 }
 
 /** What the daemon knows of the instance's region, as those who resolve targets read it. */
@@ -94,6 +120,8 @@ export interface RegionSource {
    * answered that it has none.
    */
   askAgainIfUnanswered(): Promise<void>;
+  /** This instance's availability zone ID, asked when a crossaccount mount needs it (InstanceRegion.azId). */
+  azId(): Promise<MetadataAzId>;
 }
 
 /** Background asks after an unanswered one: 5 s, doubling, then every 5 minutes. */
@@ -110,11 +138,30 @@ export class InstanceRegion implements RegionSource {
   private stopped = false;
   private asks = 0;
   private readonly listeners: Array<(region: string) => void> = [];
+  private knownAzId: MetadataAzId | null = null;
+  private askingAzId: Promise<MetadataAzId> | null = null;
 
   constructor(private readonly cfg: Config, private readonly log: Logger) {
     this.current = cfg.efs.region !== '' ? { region: null, why: 'instance metadata is not asked (efs.region is set)' }
       : cfg.efs.metadata_url === '' ? { region: null, why: 'instance metadata is not asked (efs.metadata_url is "")' }
         : { region: null, why: 'instance metadata has not answered yet' };
+  }
+
+  /**
+   * This instance's availability zone ID, for crossaccount mounts: asked when one needs it, since most hosts never
+   * do; an answer is kept, and a failure asked again at the next need (a mount, an fstab retry).
+   */
+  azId(): Promise<MetadataAzId> {
+    if (this.knownAzId) return Promise.resolve(this.knownAzId);
+    this.askingAzId ??= azIdFromMetadata(this.cfg.efs.metadata_url).then((r) => {
+      this.askingAzId = null;
+      if (r.az_id !== null) {
+        this.knownAzId = r;
+        this.log.info('region.az_id_from_metadata', { msg: `crossaccount mounts reach the mount target of ${r.az_id}, this instance's availability zone ID`, az_id: r.az_id, url: this.cfg.efs.metadata_url });
+      }
+      return r;
+    });
+    return this.askingAzId;
   }
 
   /** Called once the region is known, after an ask that did not find it at start. */

@@ -13,9 +13,9 @@ import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
 import { portsOf, type RecordSource } from './state.js';
 import type { RegionEnv } from './target.js';
-import { checkSpecName, joinHost, namedRegion, resolveTarget } from './target.js';
+import { AZ_ID_NOT_ASKED, checkSpecName, isCrossAccount, joinHost, namedRegion, resolveTarget } from './target.js';
 import { resolveSpec } from './spec-alias.js';
-import type { RegionSource } from './instance-region.js';
+import type { MetadataAzId, RegionSource } from './instance-region.js';
 import type { TunnelManager, TunnelView } from './tunnels.js';
 
 export interface AttachRequest {
@@ -67,13 +67,14 @@ export class Mounter {
     const { all, tunnel: tunnelOpts } = attachOptions(req.options, spec);
     const fsId = spec.fsId;
     const path = spec.path;
+    const azId = isCrossAccount(all) ? await this.region.azId() : AZ_ID_NOT_ASKED;
     // A name gives the region, so no instance metadata is needed to know the target.
-    if (spec.name !== undefined) checkSpecName(spec, resolveTarget(fsId, all, req.env, this.cfg, this.region.current));
+    if (spec.name !== undefined) checkSpecName(spec, resolveTarget(fsId, all, req.env, this.cfg, this.region.current, azId));
     if (tunnelOpts === null) {
       if (this.cfg.policy.require_tls) {
         throw new RelayError('TLS_REQUIRED', 'The "notls" option is refused: policy.require_tls is on, so EFS is mounted only through a TLS tunnel');
       }
-      return this.withDir(req.dir, (dir) => this.plaintextMount(fsId, path, dir, all, req));
+      return this.withDir(req.dir, (dir) => this.plaintextMount(fsId, path, dir, all, req, azId));
     }
     return this.withDir(req.dir, async (dir) => {
       // Only a directory that is not an NFS mount already is looked at on disk (a hung mount would block stat).
@@ -92,7 +93,7 @@ export class Mounter {
         return { fs_id: fsId, path, already_mounted: false, fake: true, dir, attempts: 0, tunnel: existing, command };
       }
       const { tunnel, created } = await this.manager.add(
-        { fsId, options: tunnelOpts, env: req.env, source: req.source },
+        { fsId, options: tunnelOpts, env: req.env, source: req.source, azId },
         true,
       );
       let unrecorded = false; // mounted, but its record could not be written yet
@@ -135,10 +136,10 @@ export class Mounter {
   }
 
   /** policy.require_tls is off and the user asked for notls: mount straight to the target, as efs-utils does. */
-  private async plaintextMount(fsId: string, path: string, dir: string, all: MountOptions, req: AttachRequest): Promise<AttachResult> {
+  private async plaintextMount(fsId: string, path: string, dir: string, all: MountOptions, req: AttachRequest, azId: MetadataAzId): Promise<AttachResult> {
     await this.checkMountPoint(dir);
     if (!namedRegion(all, req.env, this.cfg)) await this.region.askAgainIfUnanswered();
-    const target = resolveTarget(fsId, all, req.env, this.cfg, this.region.current);
+    const target = resolveTarget(fsId, all, req.env, this.cfg, this.region.current, azId);
     // nfsOptions leaves the tunnel options (notls, region, …) out, as for a tunnelled mount.
     const command = [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)];
     if (req.fake) return { fs_id: fsId, path, already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };

@@ -28,7 +28,6 @@ const NOT_YET: Record<string, string> = {
   netns: 'tunnels inside another network namespace',
   rolearn: 'IAM authorization with a web identity role',
   jwtpath: 'IAM authorization with a web identity token',
-  crossaccount: 'cross-account mounts (the mount target is found by the availability zone ID of this instance)',
   fsap: 'efs-utils\' "fsap" option',
 };
 
@@ -124,6 +123,11 @@ export function checkOptionsValidity(opts: MountOptions): void {
   if (has('verify') && !['0', '1', '2', '3'].includes(opts.verify ?? ''))
     bad(`verify option [${opts.verify ?? ''}] must be 0, 1, 2 or 3`);
   if (has('cafile') && !(opts.cafile ?? '').startsWith('/')) bad(`cafile option [${opts.cafile ?? ''}] must be an absolute path`);
+  if (has('crossaccount')) {
+    if (has('mounttargetip')) bad('mounttargetip option is incompatible with crossaccount option.');
+    // efs-utils drops az= for crossaccount; a zone's name given and not used would mislead whoever reads the line.
+    if (has('az')) bad('The "az" and "crossaccount" options are mutually exclusive: crossaccount reaches the mount target of this instance\'s availability zone ID');
+  }
 }
 
 /**

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { MountOptions, SpecTarget } from './options.js';
-import type { MetadataRegion } from './instance-region.js';
+import type { MetadataAzId, MetadataRegion } from './instance-region.js';
 
 export const FS_ID = /^fs-[0-9a-f]+$/;
 
@@ -105,10 +105,29 @@ export function checkSpecName(spec: SpecTarget, target: Target): void {
   );
 }
 
-export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config, metadata: MetadataRegion): Target {
+/** Whether the options ask for a crossaccount mount, whose target only this instance's availability zone ID names. */
+export function isCrossAccount(opts: MountOptions): boolean {
+  return Object.hasOwn(opts, 'crossaccount');
+}
+
+/** What a request that never asked instance metadata for the availability zone ID knows of it. */
+export const AZ_ID_NOT_ASKED: MetadataAzId = { az_id: null, why: 'instance metadata was not asked' };
+
+/**
+ * efs-utils' name of a crossaccount mount's target, whatever efs.dns_name_format says: the zone ID (the same
+ * zone in every account, where a zone's name is not) before the file system's name.
+ */
+function crossAccountName(fsId: string, region: string, cfg: Config, azId: MetadataAzId): string {
+  if (azId.az_id === null) {
+    throw new RelayError('NO_AZ_ID', `Cannot retrieve AZ-ID from metadata service. This is required for the crossaccount mount option: ${azId.why}`);
+  }
+  return `${azId.az_id}.${fsId}.efs.${region}.${dnsNameSuffix(region, cfg)}`;
+}
+
+export function resolveTarget(fsId: string, opts: MountOptions, env: RegionEnv, cfg: Config, metadata: MetadataRegion, azId = AZ_ID_NOT_ASKED): Target {
   checkFsId(fsId);
   const region = resolveRegion(fsId, opts, env, cfg, metadata);
-  const dnsName = dnsNameFor(fsId, region, opts.az ?? null, cfg);
+  const dnsName = isCrossAccount(opts) ? crossAccountName(fsId, region, cfg, azId) : dnsNameFor(fsId, region, opts.az ?? null, cfg);
   return { dnsName, certName: certificateName(fsId, dnsName), address: opts.mounttargetip || dnsName, port: cfg.efs.port, region };
 }
 

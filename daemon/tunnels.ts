@@ -7,10 +7,10 @@ import type { Logger } from './log.js';
 import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
-import { certificateName, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
+import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { warnIfExposed } from './file-trust.js';
-import type { RegionSource } from './instance-region.js';
+import type { MetadataAzId, RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
@@ -92,6 +92,8 @@ export interface AddRequest {
   options: MountOptions;
   env: RegionEnv;
   source: RecordSource;
+  /** This instance's availability zone ID, for crossaccount options: asked before the request queues (withAzId). */
+  azId?: MetadataAzId;
 }
 
 export interface AddResult {
@@ -447,6 +449,7 @@ export class TunnelManager {
   async add(req: AddRequest, claim = false): Promise<AddResult> {
     // Outside the queue: an ask of instance metadata may take seconds, and other requests need not wait for it.
     if (!namedRegion(req.options, req.env, this.cfg)) await this.region.askAgainIfUnanswered();
+    req = await this.withAzId(req);
     return this.serial(async () => {
       const result = await this.addLocked(req);
       if (claim) this.claims.set(req.fsId, (this.claims.get(req.fsId) ?? 0) + 1);
@@ -454,9 +457,17 @@ export class TunnelManager {
     });
   }
 
+  /**
+   * The request with this instance's availability zone ID when its options are crossaccount. Asked outside the
+   * queue, as the region is: instance metadata may take seconds.
+   */
+  private async withAzId(req: AddRequest): Promise<AddRequest> {
+    return req.azId === undefined && isCrossAccount(req.options) ? { ...req, azId: await this.region.azId() } : req;
+  }
+
   private async addLocked(req: AddRequest): Promise<AddResult> {
     const options = tunnelOptions(req.options);
-    const target = resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current);
+    const target = resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current, req.azId);
     const wantPort = requestedPort(options, this.cfg);
     const { first, last } = this.cfg.port_range;
 
@@ -555,14 +566,15 @@ export class TunnelManager {
    * The running tunnel of a file system listens on port tlsport= too, as an extra port (`efsctl takeover` of a
    * second efs-utils mount of it, which names that port). The other options must describe the tunnel as it is.
    */
-  addPort(req: AddRequest): Promise<AddResult> {
+  async addPort(req: AddRequest): Promise<AddResult> {
+    req = await this.withAzId(req);
     return this.serial(async () => {
       const options = tunnelOptions(req.options);
       const port = requestedPort(options, this.cfg);
       if (port === null) throw new RelayError('BAD_OPTION', 'An extra port is named with tlsport=PORT');
       const t = this.get(req.fsId);
       if (portsOf(t.record).includes(port)) return { tunnel: t.view(), created: false };
-      return this.addPortLocked(t, options, resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current), port);
+      return this.addPortLocked(t, options, resolveTarget(req.fsId, options, req.env, this.cfg, this.region.current, req.azId), port);
     });
   }
 

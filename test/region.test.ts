@@ -7,7 +7,7 @@ import { BIN, Daemon, escapeRegExp, run, waitFor } from './helpers/daemon.js';
 import { daemonConfig } from './helpers/fixtures.js';
 import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
 import type { DoctorReport } from '../cli/doctor.js';
-import { regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
+import { azIdFromMetadata, regionFromMetadata, type MetadataRegion } from '../daemon/instance-region.js';
 import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 
 const HOST = '127.0.0.50';
@@ -189,5 +189,25 @@ describe('asking instance metadata for the region', function () {
     expect(await regionFromMetadata(closed)).to.deep.equal({
       result: { region: null, why: `instance metadata at ${closed} did not answer (connect ECONNREFUSED ${closed.slice('http://'.length)})` }, again: true,
     });
+  });
+
+  it('asks for the availability zone ID the same way, with an IMDSv2 token, and says why there is none', async () => {
+    const imds = await new InstanceMetadataStandIn({ host: HOST, mode: 'v2', region: 'us-east-1', azId: 'use1-az6' }).start();
+    try {
+      expect(await azIdFromMetadata(imds.url)).to.deep.equal({ az_id: 'use1-az6', why: null });
+      expect(imds.requests.map((r) => [r.method, r.path, r.token])).to.deep.equal([
+        ['PUT', '/latest/api/token', null], ['GET', '/latest/meta-data/placement/availability-zone-id', imds.token],
+      ]);
+      // A Local Zone's ID has more parts; anything that is not one DNS label would not make a DNS name.
+      imds.azId = 'usw2-lax1-az1';
+      expect(await azIdFromMetadata(imds.url)).to.deep.equal({ az_id: 'usw2-lax1-az1', why: null });
+      imds.azId = 'use1 az1';
+      expect(await azIdFromMetadata(imds.url)).to.deep.equal({ az_id: null, why: `instance metadata at ${imds.url} gave "use1 az1", which is not an availability zone ID` });
+      imds.azId = undefined;
+      expect(await azIdFromMetadata(imds.url)).to.deep.equal({ az_id: null, why: `instance metadata at ${imds.url} answered HTTP 404 for the availability zone ID` });
+    } finally {
+      await imds.stop();
+    }
+    expect(await azIdFromMetadata('')).to.deep.equal({ az_id: null, why: 'instance metadata is not asked (efs.metadata_url is "")' });
   });
 });

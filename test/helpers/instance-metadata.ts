@@ -1,5 +1,5 @@
-// An EC2 instance metadata service stand-in on loopback: the token and the
-// region, as IMDS answers them. `v2` refuses a request without a valid token
+// An EC2 instance metadata service stand-in on loopback: the token, the
+// region and (when given) the availability zone ID, as IMDS answers them. `v2` refuses a request without a valid token
 // (an instance that requires IMDSv2); `v1` has no token endpoint (the
 // fallback efs-utils takes); `silent` accepts the connection and never answers;
 // `busy` answers HTTP 503 to everything. `mode` may change while it runs, as a
@@ -22,10 +22,15 @@ export class InstanceMetadataStandIn {
   /** The session token it hands out, and the only one it answers the region to in v2 mode. */
   readonly token = `token-${Math.random().toString(36).slice(2)}`;
 
-  constructor(private readonly opts: { host: string; mode: MetadataMode; region: string }) {}
+  /** `azId`: what placement/availability-zone-id answers; without it, 404, as a path the service does not have. */
+  constructor(private readonly opts: { host: string; mode: MetadataMode; region: string; azId?: string }) {}
 
   set mode(mode: MetadataMode) {
     this.opts.mode = mode;
+  }
+
+  set azId(azId: string | undefined) {
+    this.opts.azId = azId;
   }
 
   get url(): string {
@@ -53,6 +58,10 @@ export class InstanceMetadataStandIn {
     if (req.method === 'GET' && req.url === '/latest/meta-data/placement/region') {
       if (this.opts.mode === 'v2' && header('x-aws-ec2-metadata-token') !== this.token) return void res.writeHead(401).end();
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end(this.opts.region);
+    }
+    if (req.method === 'GET' && req.url === '/latest/meta-data/placement/availability-zone-id' && this.opts.azId !== undefined) {
+      if (this.opts.mode === 'v2' && header('x-aws-ec2-metadata-token') !== this.token) return void res.writeHead(401).end();
+      return void res.writeHead(200, { 'content-type': 'text/plain' }).end(this.opts.azId);
     }
     res.writeHead(404).end();
   }

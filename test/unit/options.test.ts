@@ -67,6 +67,14 @@ describe('efs-utils mount options', () => {
     }
   });
 
+  it('takes crossaccount as a tunnel option, but not with mounttargetip (efs-utils\' error) or with az= (which it would not use)', () => {
+    expect(tunnelOptions(parseOptions('tls,crossaccount,region=us-east-1'))).to.deep.equal({ tls: null, crossaccount: null, region: 'us-east-1' });
+    const ip = rejects(() => tunnelOptions(parseOptions('tls,crossaccount,mounttargetip=10.0.0.5')));
+    expect([ip.code, ip.message]).to.deep.equal(['BAD_OPTION', 'mounttargetip option is incompatible with crossaccount option.']);
+    const az = rejects(() => tunnelOptions(parseOptions('tls,crossaccount,az=us-east-1a')));
+    expect([az.code, az.message]).to.deep.equal(['BAD_OPTION', 'The "az" and "crossaccount" options are mutually exclusive: crossaccount reaches the mount target of this instance\'s availability zone ID']);
+  });
+
   it('keeps only tunnel options in a tunnel record', () => {
     expect(tunnelOptions(parseOptions('tls,region=us-east-1,mounttargetip=127.0.0.2'))).to.deep.equal({
       tls: null, region: 'us-east-1', mounttargetip: '127.0.0.2',

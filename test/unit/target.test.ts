@@ -65,6 +65,33 @@ describe('targets', () => {
     expect(resolveTarget('fs-12345678', { region: 'eu-west-1' }, {}, prefixed, METADATA_NOT_ASKED).certName).to.equal('fs-12345678.efs.eu-west-1.amazonaws.com');
   });
 
+  it('dials efs-utils\' crossaccount name, the instance\'s availability zone ID before the file system\'s name, whatever dns_name_format says, and expects the file system\'s name in the certificate', () => {
+    const azId = { az_id: 'use1-az4', why: null };
+    expect(resolveTarget('fs-12345678', { region: 'us-east-1', crossaccount: null }, {}, cfg, METADATA_NOT_ASKED, azId)).to.deep.equal({
+      dnsName: 'use1-az4.fs-12345678.efs.us-east-1.amazonaws.com', certName: 'fs-12345678.efs.us-east-1.amazonaws.com',
+      address: 'use1-az4.fs-12345678.efs.us-east-1.amazonaws.com', port: 2049, region: 'us-east-1',
+    });
+    const custom = { ...cfg, efs: { ...cfg.efs, dns_name_format: 'nfs.{fs_id}.efs.{region}.{dns_name_suffix}' } };
+    expect(resolveTarget('fs-1', { region: 'cn-north-1', crossaccount: null }, {}, custom, METADATA_NOT_ASKED, { az_id: 'cnn1-az1', why: null }).dnsName)
+      .to.equal('cnn1-az1.fs-1.efs.cn-north-1.amazonaws.com.cn');
+  });
+
+  it('refuses a crossaccount target with NO_AZ_ID in efs-utils\' words, saying why instance metadata gave no zone ID', () => {
+    const why = 'instance metadata at http://127.0.0.50:8080 answered HTTP 404 for the availability zone ID';
+    const err = (() => {
+      try {
+        resolveTarget('fs-12345678', { region: 'us-east-1', crossaccount: null }, {}, cfg, METADATA_NOT_ASKED, { az_id: null, why });
+      } catch (e) {
+        return e as RelayError;
+      }
+      throw new Error('expected NO_AZ_ID');
+    })();
+    expect([err.code, err.message]).to.deep.equal(['NO_AZ_ID', `Cannot retrieve AZ-ID from metadata service. This is required for the crossaccount mount option: ${why}`]);
+    expect(err.hint).to.contain('efs.metadata_url');
+    // Without crossaccount the zone ID is never needed.
+    expect(resolveTarget('fs-12345678', { region: 'us-east-1' }, {}, cfg, METADATA_NOT_ASKED, { az_id: null, why }).dnsName).to.equal('fs-12345678.efs.us-east-1.amazonaws.com');
+  });
+
   it('takes the region from the option, then AWS_REGION, then AWS_DEFAULT_REGION, then the config, then instance metadata', () => {
     const withCfg = { ...cfg, efs: { ...cfg.efs, region: 'ap-south-1' } };
     const env = { AWS_REGION: 'us-west-2', AWS_DEFAULT_REGION: 'eu-central-1' };
