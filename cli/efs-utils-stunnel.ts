@@ -8,8 +8,8 @@
 import { isIP } from 'node:net';
 import type { Config } from '../daemon/config.js';
 import { RelayError } from '../daemon/errors.js';
-import { parseOptions } from '../daemon/options.js';
-import { METADATA_NOT_ASKED, dnsNameSuffix, parseEfsName, resolveTarget } from '../daemon/target.js';
+import { AZ_NAME, parseOptions } from '../daemon/options.js';
+import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, dnsNameSuffix, parseEfsName, resolveTarget } from '../daemon/target.js';
 
 export interface StunnelService {
   /** The [section] it is in; '' for the global part. */
@@ -67,6 +67,11 @@ export interface TunnelFromStunnel {
   certName: string;
   /** Where the stunnel connected. */
   connectHost: string;
+  /**
+   * For a crossaccount mount's stunnel (it connects to ZONE_ID.FS….): that zone ID, which the tunnel takes from
+   * instance metadata instead, so the takeover checks that metadata gives the same one before it stops anything.
+   */
+  crossAccountAzId?: string;
 }
 
 /**
@@ -102,19 +107,25 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   const to = splitHostPort(svc.connect);
   if (to.host === null || to.port !== cfg.efs.port) return refuse(`connect = ${svc.connect} is not a host and port ${cfg.efs.port} (efs.port)`);
   const options = [`region=${region}`, `tlsport=${port}`];
+  let zoneId: string | undefined;
   if (isIP(to.host)) options.push(`mounttargetip=${to.host}`);
   else if (to.host !== svc.checkHost) {
-    // efs-utils connects to AZ.FS.efs.REGION.SUFFIX for an az= mount, and checks FS.efs.REGION.SUFFIX.
+    // efs-utils connects to AZ.FS.efs.REGION.SUFFIX for an az= mount, and checks FS.efs.REGION.SUFFIX; for a
+    // crossaccount mount AZ is the zone's ID (use1-az2), not its name.
     const az = new RegExp(`^([a-z0-9-]+)\\.${svc.checkHost.replaceAll('.', '\\.')}$`).exec(to.host)?.[1];
-    if (az === undefined) return refuse(`connect = ${svc.connect} names neither ${svc.checkHost}, an availability zone's name of it, nor an address`);
-    options.push(`az=${az}`);
+    if (az === undefined) return refuse(`connect = ${svc.connect} names neither ${svc.checkHost}, an availability zone's name or ID of it, nor an address`);
+    if (AZ_NAME.test(az)) options.push(`az=${az}`);
+    else {
+      options.push('crossaccount');
+      zoneId = az;
+    }
   }
-  const target = resolveTarget(fsId, parseOptions(options.join(',')), {}, cfg, METADATA_NOT_ASKED);
+  const target = resolveTarget(fsId, parseOptions(options.join(',')), {}, cfg, METADATA_NOT_ASKED, zoneId === undefined ? AZ_ID_NOT_ASKED : { az_id: zoneId, why: null });
   if (target.address !== to.host) {
     return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would connect to ${target.address}, not to ${to.host} as the stunnel does`);
   }
   if (target.certName !== svc.checkHost) {
     return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would check ${target.certName} in the certificate, not checkHost ${svc.checkHost} as the stunnel does`);
   }
-  return { fsId, options: options.join(','), dnsName: target.dnsName, certName: target.certName, connectHost: to.host };
+  return { fsId, options: options.join(','), dnsName: target.dnsName, certName: target.certName, connectHost: to.host, ...(zoneId === undefined ? {} : { crossAccountAzId: zoneId }) };
 }

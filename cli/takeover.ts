@@ -20,6 +20,7 @@ import { portsOf } from '../daemon/state.js';
 import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import { efsUtilsConfigs } from '../daemon/efs-utils-configs.js';
+import { azIdFromMetadata } from '../daemon/instance-region.js';
 import { parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { describeListener, listenersOn, listeningPorts } from './listeners.js';
 import { alive, commandLine, processes, processUid } from './processes.js';
@@ -110,6 +111,16 @@ async function prepare(
     throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, ${whose}: ${(err as Error).message}`);
   }
   const plan = tunnelFromStunnel(parseStunnelConfig(text), port, file, cfg);
+  if (plan.crossAccountAzId !== undefined) {
+    // The tunnel takes the zone ID from instance metadata, as the daemon asks it: it must be the stunnel's.
+    const mine = await azIdFromMetadata(cfg.efs.metadata_url);
+    if (mine.az_id !== plan.crossAccountAzId) {
+      const why = mine.az_id === null ? `this instance's zone ID is not known to efs-relay (${mine.why})` : `instance metadata gives this instance's zone ID as ${mine.az_id}`;
+      throw new RelayError('TAKEOVER_UNSAFE', `${file}: the stunnel connects to ${plan.connectHost}, the crossaccount mount target of availability zone ID ${plan.crossAccountAzId}, but ${why}, so a tunnel would not reach the same mount target`, {
+        hint: 'Nothing was changed. Check that instance metadata answers (efs.metadata_url, `efsctl doctor`), then try again.',
+      });
+    }
+  }
   requestedPort(parseOptions(plan.options), cfg); // PORT_OUT_OF_RANGE, before anything is stopped
   // A tunnel the daemon made for the file system's fstab line, which nothing uses yet, moves to the mount's port.
   const existing = tunnels.find((t) => t.fs_id === plan.fsId) ?? null;

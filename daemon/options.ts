@@ -34,7 +34,8 @@ const NOT_YET: Record<string, string> = {
 const AP_ID = /^fsap-[0-9a-f]{17}$/;
 /** An AWS region's name, like us-east-1. */
 export const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
-const AZ = /^[a-z]{2}(-[a-z]+)+-\d+[a-z]$/;
+/** An availability zone's name, like us-east-1a (its ID, like use1-az2, is another form). */
+export const AZ_NAME = /^[a-z]{2}(-[a-z]+)+-\d+[a-z]$/;
 
 const bad = (message: string, hint?: string): never => {
   throw new RelayError('BAD_OPTION', message, { hint });
@@ -117,7 +118,7 @@ export function checkOptionsValidity(opts: MountOptions): void {
     if (!(opts.awscredsuri ?? '').startsWith('/')) bad(`awscredsuri ${opts.awscredsuri ?? ''} is malformed`);
   }
   if (has('region') && !REGION.test(opts.region ?? '')) bad(`region option [${opts.region ?? ''}] is not an AWS region`);
-  if (has('az') && !AZ.test(opts.az ?? '')) bad(`az option [${opts.az ?? ''}] is not an availability zone name`);
+  if (has('az') && !AZ_NAME.test(opts.az ?? '')) bad(`az option [${opts.az ?? ''}] is not an availability zone name`);
   if (has('mounttargetip') && isIP(opts.mounttargetip ?? '') === 0)
     bad(`mounttargetip option [${opts.mounttargetip ?? ''}] is not an IP address`);
   if (has('verify') && !['0', '1', '2', '3'].includes(opts.verify ?? ''))

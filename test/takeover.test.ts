@@ -12,6 +12,7 @@ import { Daemon, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { expectPortFree } from './helpers/client.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
+import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
 import { Ganesha, nfsCatSha256, requireNfs, sha256File } from './helpers/nfs.js';
 import type { TakeoverAllResult, TakeoverResult } from '../cli/takeover.js';
 import type { DoctorReport } from '../cli/doctor.js';
@@ -44,10 +45,13 @@ describe('efsctl takeover', function () {
     await target?.stop();
   });
 
-  /** A daemon, and an efs-utils stunnel on PORT carrying a mount at DIR (the mount command's stand-in lists it). */
-  async function withStunnelMount(config: Record<string, unknown>, fn: (d: { daemon: Daemon; stunnel: Proc; dir: string }) => Promise<void>): Promise<void> {
+  /**
+   * A daemon, and an efs-utils stunnel on PORT carrying a mount at DIR (the mount command's stand-in lists it). The
+   * stunnel connects to TARGET, or to `connect`.
+   */
+  async function withStunnelMount(config: Record<string, unknown>, fn: (d: { daemon: Daemon; stunnel: Proc; dir: string }) => Promise<void>, connect = TARGET): Promise<void> {
     const daemon = await new Daemon(daemonConfig(20350, config)).start();
-    const stunnel = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils', PORT, TARGET, FS_ID);
+    const stunnel = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils', PORT, connect, FS_ID);
     const dir = join(daemon.dir, 'mnt', 'efs');
     daemon.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${PORT},addr=127.0.0.1 0 0`);
     try {
@@ -269,6 +273,30 @@ describe('efsctl takeover', function () {
         nobody.kill('SIGKILL');
       }
     });
+  });
+
+  it('moves a crossaccount mount\'s stunnel only onto a crossaccount tunnel to the same zone ID: refused, leaving the stunnel serving, while instance metadata gives another', async () => {
+    const imds = await new InstanceMetadataStandIn({ host: '127.0.0.50', mode: 'v2', region: 'us-east-1', azId: 'use1-az9' }).start();
+    const zoneIdName = `use1-az2.${FS_NAME}`;
+    try {
+      await withStunnelMount({ efs: { metadata_url: imds.url } }, async ({ daemon, stunnel, dir }) => {
+        const config = join(daemon.dir, 'efs-utils.conf');
+        const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.contain(`efsctl: ${config}: the stunnel connects to ${zoneIdName}, the crossaccount mount target of availability zone ID use1-az2, but instance metadata gives this instance's zone ID as use1-az9, so a tunnel would not reach the same mount target [TAKEOVER_UNSAFE]\nefsctl: Nothing was changed.`);
+        expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
+
+        imds.azId = 'use1-az2';
+        const moved = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir, '--json');
+        expect(moved.code, moved.stderr).to.equal(0);
+        expect(moved.stderr).to.contain(`efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},crossaccount\n`);
+        const res = JSON.parse(moved.stdout) as TakeoverResult;
+        expect(res.tunnel).to.deep.include({ fs_id: FS_ID, port: PORT, target: { dns_name: zoneIdName, cert_name: FS_NAME, address: zoneIdName, port: 2049, region: 'us-east-1' } });
+        await exited(stunnel);
+      }, zoneIdName);
+    } finally {
+      await imds.stop();
+    }
   });
 
   it('revives a mount whose stunnel has died, from the config efs-utils left for it, and NFS reads go on through efs-relay', async () => {

@@ -45,6 +45,12 @@ describe('efs-utils stunnel configs', () => {
       // The tunnel checks what the stunnel checked, not the zone's name it connects to.
       dnsName: 'us-east-1a.fs-12345678.efs.us-east-1.amazonaws.com', certName: 'fs-12345678.efs.us-east-1.amazonaws.com',
     });
+    // A crossaccount mount's stunnel connects to the zone ID's name: the tunnel is a crossaccount one, and the takeover
+    // checks the zone ID against instance metadata.
+    expect(from(efsUtilsConfig(20050, 'use1-az2.fs-12345678.efs.us-east-1.amazonaws.com:2049', 'fs-12345678.efs.us-east-1.amazonaws.com'))).to.deep.equal({
+      fsId: 'fs-12345678', options: 'region=us-east-1,tlsport=20050,crossaccount', connectHost: 'use1-az2.fs-12345678.efs.us-east-1.amazonaws.com',
+      dnsName: 'use1-az2.fs-12345678.efs.us-east-1.amazonaws.com', certName: 'fs-12345678.efs.us-east-1.amazonaws.com', crossAccountAzId: 'use1-az2',
+    });
   });
 
   it('refuses what the tunnel could not do exactly as the stunnel did, saying why', () => {
@@ -67,7 +73,7 @@ describe('efs-utils stunnel configs', () => {
     expect(() => tunnelFromStunnel(parseStunnelConfig(efsUtilsConfig(20050, 'fs-12345678.efs.cn-north-1.amazonaws.com.cn:2049', 'fs-12345678.efs.cn-north-1.amazonaws.com.cn')), 20050, FILE, global))
       .to.throw(RelayError, 'checkHost fs-12345678.efs.cn-north-1.amazonaws.com.cn ends in amazonaws.com.cn, but the tunnel\'s names in cn-north-1 end in amazonaws.com (efs.dns_name_suffix), so it would check another name');
     expect(refused(efsUtilsConfig(20050, `${name}:3049`, name))).to.equal(`${FILE}: connect = ${name}:3049 is not a host and port 2049 (efs.port)`);
-    expect(refused(efsUtilsConfig(20050, 'nfs.example.internal:2049', name))).to.equal(`${FILE}: connect = nfs.example.internal:2049 names neither ${name}, an availability zone's name of it, nor an address`);
+    expect(refused(efsUtilsConfig(20050, 'nfs.example.internal:2049', name))).to.equal(`${FILE}: connect = nfs.example.internal:2049 names neither ${name}, an availability zone's name or ID of it, nor an address`);
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, 'files.example.com'))).to.match(/checkHost files\.example\.com is not an EFS file system name/);
     // efs-utils (stunnel or efs-proxy) presents a client certificate for access point and IAM mounts.
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, name).replace('[efs]\n', '[efs]\ncert = /var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem\n')))
