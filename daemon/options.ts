@@ -21,7 +21,6 @@ const UNSUPPORTED = ['capath'];
 // Accepted by efs-utils but not implemented by this release: refused, never ignored.
 const NOT_YET: Record<string, string> = {
   ocsp: 'OCSP checking of the mount target certificate',
-  accesspoint: 'access points (they need IAM-signed client certificates)',
   iam: 'IAM authorization (it needs signed client certificates)',
   awsprofile: 'IAM authorization with a named profile',
   awscredsuri: 'IAM authorization with ECS task credentials',

@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import type { Config } from './config.js';
 import { RelayError, type ErrorCode } from './errors.js';
 import type { MountOptions } from './options.js';
+import type { ClientPems } from './client-cert.js';
 
 export const TLS12_CIPHERS = 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384';
 export const TLS13_CIPHERS = 'TLS_AES_256_GCM_SHA384';
@@ -74,8 +75,11 @@ export function verifyLevel(options: MountOptions): 2 | 3 {
   return options.verify === '3' ? 3 : 2;
 }
 
-/** The TLS context of a CA bundle (policyTrust). */
-export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureContext {
+/**
+ * The TLS context of a CA bundle (policyTrust), presenting `client` (an access point tunnel's certificate and key,
+ * client-cert.ts) when given.
+ */
+export function policyContext(caPem: string, maxVersion: TlsMaxVersion, client?: ClientPems): SecureContext {
   // `ca` replaces Node's built-in store, so only the bundle is trusted.
   // TLS 1.3 suites are named explicitly so that no AES-128 or ChaCha suite is offered.
   return createSecureContext({
@@ -86,7 +90,13 @@ export function policyContext(caPem: string, maxVersion: TlsMaxVersion): SecureC
     // No renegotiation, as efs-utils configures stunnel (renegotiation = no): Node verifies the
     // server certificate once, after the first handshake, and would not look at one a renegotiation brings.
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+    ...(client ? { cert: client.cert, key: client.key } : {}),
   });
+}
+
+/** A bundle's trust for an access point tunnel: the same CA bundle and verify=3 set, and its client certificate. */
+export function clientTrust(caPem: string, bundle: Trust, maxVersion: TlsMaxVersion, client: ClientPems): Trust {
+  return { ctx: policyContext(caPem, maxVersion, client), held: bundle.held };
 }
 
 /** The CA bundle a tunnel verifies with: its cafile=, else tls.ca_file; normalised, so that one file compares equal. */

@@ -8,7 +8,9 @@ import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from '
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
-import { caFileFor, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
+import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
+import { ClientCertificates, type ClientPems } from './client-cert.js';
+import { hostname } from 'node:os';
 import { warnIfExposed } from './file-trust.js';
 import type { MetadataAzId, RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
@@ -18,6 +20,8 @@ import type { DnsAnswer } from './target-lookup.js';
 import type { EfsUtilsMount } from './efs-utils-configs.js';
 
 const LISTEN_RETRY_MS = 5_000;
+/** How often access point tunnels' client certificates are looked at for renewal (client-cert.ts, RENEW_BELOW_MS). */
+const RENEW_CHECK_MS = 10 * 60_000;
 const HISTORY = 20;
 
 export type TunnelState = 'listening' | 'error';
@@ -212,6 +216,10 @@ export class TunnelManager {
   private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
   /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
   private readonly restartCount = new Map<string, number>();
+  /** Access point tunnels' client certificates, and the one each tunnel presents now (renewed by renewTimer). */
+  private readonly clientCerts = new ClientCertificates(hostname());
+  private readonly presented = new Map<string, ClientPems>();
+  private renewTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly cfg: Config,
@@ -404,7 +412,7 @@ export class TunnelManager {
       for (const t of this.tunnels.values()) {
         // A tunnel still waiting for a readable bundle picks it up on its own retry.
         if (t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || caFileFor(t.record.options, this.cfg) !== file) continue;
-        t.relay.useContext(trust);
+        t.relay.useContext(await this.tunnelTrust(t.record.fs_id, t.record.options));
         t.note('ca_reloaded');
         tunnels++;
       }
@@ -499,7 +507,7 @@ export class TunnelManager {
       source: req.source,
       mounts: [],
     };
-    const trust = await this.trustFor(options);
+    const trust = await this.tunnelTrust(req.fsId, options);
     // Ports that mounts of this file system still name after its tunnel was force-stopped: the first becomes its
     // own port (unless tlsport= names one), the others come back as extra ports.
     const left = this.portsLeftMounted(req.fsId, used, first, last);
@@ -559,6 +567,13 @@ export class TunnelManager {
     const [hasLevel, askedLevel] = [rec.options, options].map(verifyLevel);
     if (hasLevel !== askedLevel) {
       throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies with verify=${hasLevel}, not verify=${askedLevel}`, 'stop it first to change how it verifies');
+    }
+    // The access point is in the tunnel's client certificate: every connection of the tunnel reaches that one.
+    const [hasAp, askedAp] = [rec.options.accesspoint ?? null, options.accesspoint ?? null];
+    if (hasAp !== askedAp) {
+      const what = (ap: string | null): string => (ap === null ? 'no access point' : `access point ${ap}`);
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel for ${what(hasAp)}, not ${what(askedAp)}`,
+        'a file system has one tunnel, and the mount target takes the access point from its client certificate, so its mounts all use the same one: unmount the others, or stop it first');
     }
   }
 
@@ -901,6 +916,8 @@ export class TunnelManager {
   /** Close every listener, let connections drain, keep every record. */
   shutdown(drainMs: number): Promise<void> {
     this.closed = true;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
     return this.serial(async () => {
       const all = [...this.tunnels.values()];
       for (const t of all) this.untrack(t);
@@ -915,6 +932,37 @@ export class TunnelManager {
   }
 
   private async trustFor(options: MountOptions): Promise<Trust> {
+    return (await this.bundleFor(options)).trust;
+  }
+
+  /**
+   * What a tunnel's connections verify and present: its CA bundle's trust, and for an access point tunnel its
+   * client certificate too, which names the access point to the mount target.
+   */
+  private async tunnelTrust(fsId: string, options: MountOptions): Promise<Trust> {
+    const bundle = await this.bundleFor(options);
+    const ap = options.accesspoint;
+    if (!ap) return bundle.trust;
+    const client = await this.clientCerts.identity(fsId, ap);
+    this.presented.set(fsId, client);
+    this.renewTimer ??= setInterval(() => void this.renewClientCerts(), RENEW_CHECK_MS).unref();
+    return clientTrust(bundle.pem, bundle.trust, this.cfg.tls.max_version, client);
+  }
+
+  /** Access point tunnels whose certificate ages past RENEW_BELOW_MS present a new one from their next connection on. */
+  private renewClientCerts(): Promise<void> {
+    return this.serial(async () => {
+      for (const [fsId, t] of this.tunnels) {
+        const ap = t.record.options.accesspoint;
+        if (!ap || this.closed || t.listenError?.code === 'CA_BUNDLE_UNREADABLE') continue;
+        if ((await this.clientCerts.identity(fsId, ap)) === this.presented.get(fsId)) continue;
+        t.relay.useContext(await this.tunnelTrust(fsId, t.record.options));
+        this.log.info('tunnel.client_cert_renewed', { fs: fsId, msg: `new connections present a new client certificate for access point ${ap}, valid for 3 hours`, accesspoint: ap });
+      }
+    });
+  }
+
+  private async bundleFor(options: MountOptions): Promise<{ pem: string; trust: Trust }> {
     const caFile = caFileFor(options, this.cfg);
     let entry = this.contexts.get(caFile);
     if (!entry) {
@@ -930,7 +978,7 @@ export class TunnelManager {
       this.contexts.set(caFile, entry);
       for (const fn of this.caBundleListeners) fn(caFile);
     }
-    return (await entry).trust;
+    return entry;
   }
 
   private makeRelay(rec: TunnelRecord, trust: Trust): Relay {
@@ -1004,14 +1052,18 @@ export class TunnelManager {
     t.retryTimer = null;
     if (t.extraRetryTimer) clearTimeout(t.extraRetryTimer);
     t.extraRetryTimer = null;
-    if (this.tunnels.get(t.record.fs_id) === t) this.tunnels.delete(t.record.fs_id);
+    if (this.tunnels.get(t.record.fs_id) === t) {
+      this.tunnels.delete(t.record.fs_id);
+      this.clientCerts.forget(t.record.fs_id);
+      this.presented.delete(t.record.fs_id);
+    }
   }
 
   /** Bring a stored record up on its own port; if the port is busy, keep retrying it (never move it). */
   private async start(rec: TunnelRecord, why: string): Promise<void> {
     let trust: Trust;
     try {
-      trust = await this.trustFor(rec.options);
+      trust = await this.tunnelTrust(rec.fs_id, rec.options);
     } catch (err) {
       const e = err as RelayError;
       // Without a CA bundle there is no safe relay: keep the record, say why once, and try the bundle again

@@ -243,7 +243,6 @@ describe('efsctl attach and detach', function () {
     ['a malformed access point', 'accesspoint=fsap-12', 'Access Point ID fsap-12 is malformed [BAD_OPTION]'],
     ['awsprofile without iam', 'awsprofile=dev', 'The "iam" option is required when mounting with named profile option, "awsprofile" [BAD_OPTION]'],
     ['iam (not supported yet)', 'iam', 'The "iam" option is not supported yet'],
-    ['an access point (not supported yet)', 'accesspoint=fsap-0123456789abcdef0', 'The "accesspoint" option is not supported yet'],
     ['crossaccount when instance metadata is off, instead of handing it to mount.nfs4', 'crossaccount',
       'Cannot retrieve AZ-ID from metadata service. This is required for the crossaccount mount option: instance metadata is not asked (efs.metadata_url is "") [NO_AZ_ID]'],
     ['crossaccount with mounttargetip', 'crossaccount,mounttargetip=127.0.0.2', 'mounttargetip option is incompatible with crossaccount option. [BAD_OPTION]'],

@@ -15,6 +15,8 @@ export interface StandInOptions {
   maxVersion?: SecureVersion;
   ciphers?: string;
   record?: boolean;
+  /** Ask each client for a certificate, as EFS does (and keep it in clientCertificates); any is taken, as EFS takes a self-signed one. */
+  askClientCert?: boolean;
 }
 
 /** Echo service: every byte back, and on the client's FIN a trailer, then FIN. */
@@ -28,6 +30,8 @@ export class MountTargetStandIn {
   handshakes = 0;
   /** What each accepted TLS session negotiated. */
   readonly sessions: Array<{ protocol: string | null; cipher: string; servername: string | false; resumed?: boolean }> = [];
+  /** With askClientCert: the certificate each session's client presented (PEM), or null for none. */
+  readonly clientCertificates: Array<string | null> = [];
   private tls: TlsServer | null = null;
   private front: Server | null = null;
   private readonly sockets = new Set<Socket>();
@@ -43,6 +47,7 @@ export class MountTargetStandIn {
         minVersion: o.minVersion ?? 'TLSv1.2',
         maxVersion: o.maxVersion ?? 'TLSv1.3',
         ...(o.ciphers ? { ciphers: o.ciphers } : {}),
+        ...(o.askClientCert ? { requestCert: true, rejectUnauthorized: false } : {}),
         allowHalfOpen: true,
       },
       (s) => this.serve(s),
@@ -91,6 +96,7 @@ export class MountTargetStandIn {
     const session = { protocol: s.getProtocol(), cipher: s.getCipher().name, servername: (s as TLSSocket & { servername: string | false }).servername };
     // Reported only when true, so tests of a first session compare as before.
     this.sessions.push(s.isSessionReused() ? { ...session, resumed: true } : session);
+    if (this.opts.askClientCert) this.clientCertificates.push(s.getPeerX509Certificate()?.toString() ?? null);
     this.sockets.add(s);
     s.on('close', () => this.sockets.delete(s));
     s.on('error', () => s.destroy());

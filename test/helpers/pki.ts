@@ -103,3 +103,24 @@ export class TestPki {
     return this.load(base);
   }
 }
+
+/**
+ * The extensions of a PEM certificate as openssl reads them: OID → the hex dump of its value (the DER inside the
+ * extension's OCTET STRING), from `openssl asn1parse`.
+ */
+export function certificateExtensions(pem: string): Record<string, string> {
+  const asn1 = execFileSync('openssl', ['asn1parse'], { input: pem, encoding: 'utf8' });
+  const out: Record<string, string> = {};
+  const lines = asn1.split('\n');
+  lines.forEach((line, i) => {
+    const oid = /OBJECT\s+:(\d+(?:\.\d+)+)\s*$/.exec(line)?.[1];
+    const hex = /OCTET STRING\s+\[HEX DUMP\]:([0-9A-F]+)/.exec(lines[i + 1] ?? '')?.[1];
+    if (oid && hex) out[oid] = hex;
+  });
+  return out;
+}
+
+/** A UTF8String's DER, in hex as certificateExtensions gives it (a short string). */
+export function utf8StringHex(s: string): string {
+  return `0C${Buffer.byteLength(s).toString(16).padStart(2, '0')}${Buffer.from(s).toString('hex')}`.toUpperCase();
+}

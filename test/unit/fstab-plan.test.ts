@@ -29,9 +29,19 @@ describe('fstab plan', () => {
       line: 2, fsId: 'fs-0a000001', code: 'BAD_OPTION',
       message: 'fs-0a000001 is also on line 1 with another tlsport (20100 here, any there), target (127.0.0.60 (fs-0a000001.efs.us-east-1.amazonaws.com) here, '
         + 'fs-0a000001.efs.us-east-1.amazonaws.com there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused',
-      hint: 'Give every line of fs-0a000001 the same tlsport, target (mounttargetip, az, region), cafile and verify, or leave them out of the later lines.',
+      hint: 'Give every line of fs-0a000001 the same tlsport, target (mounttargetip, az, region), cafile, verify and accesspoint, or leave them out of the later lines.',
     }]);
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001']);
+  });
+
+  it('names a later line of the file system with another access point: its tunnel presents one access point', () => {
+    const p = plan([
+      'fs-0a000001:/ /mnt/a efs tls,region=us-east-1,accesspoint=fsap-0123456789abcdef0 0 0',
+      'fs-0a000001:/ /mnt/b efs tls,region=us-east-1,accesspoint=fsap-0123456789abcdef1 0 0',
+    ]);
+    expect(p.problems.map((x) => [x.line, x.code, x.message])).to.deep.equal([[2, 'BAD_OPTION',
+      'fs-0a000001 is also on line 1 with another accesspoint (fsap-0123456789abcdef1 here, fsap-0123456789abcdef0 there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused']]);
+    expect(p.wanted.get('fs-0a000001')).to.deep.include({ accesspoint: 'fsap-0123456789abcdef0' });
   });
 
   it('skips a line whose DNS name is not the one its tunnel would dial, for a region= of another region or another DNS suffix, as efs-utils refuses it', () => {

@@ -60,7 +60,7 @@ describe('efs-utils mount options', () => {
   });
 
   it('refuses options this release cannot honour as "not supported yet", never ignoring them', () => {
-    for (const o of ['tls,ocsp', 'tls,iam', 'tls,accesspoint=fsap-0123456789abcdef0', 'netns=/proc/1/ns/net']) {
+    for (const o of ['tls,ocsp', 'tls,iam', 'tls,accesspoint=fsap-0123456789abcdef0,iam', 'netns=/proc/1/ns/net']) {
       const e = rejects(() => tunnelOptions(parseOptions(o)));
       expect(e.code).to.equal('BAD_OPTION');
       expect(e.message).to.match(/is not supported yet/);

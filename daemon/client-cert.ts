@@ -1,0 +1,168 @@
+// The client certificate an access point mount presents, as efs-utils makes
+// it: self-signed with the host's own RSA key, CN the host name, and EFS's
+// extensions naming the access point (1.3.6.1.4.1.4843.7.1) and the file
+// system (…7.3), valid from 15 minutes before it is made to 3 hours after.
+// The mount target reads the access point from it. Node can sign but not
+// write certificates, so the few DER structures are written here; the key
+// never leaves the daemon's memory (efs-utils keeps one in a file).
+import { createHash, createPublicKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
+
+/** EFS's certificate extensions (efs-utils' ca_extension_builder). */
+export const ACCESS_POINT_OID = '1.3.6.1.4.1.4843.7.1';
+export const FILE_SYSTEM_OID = '1.3.6.1.4.1.4843.7.3';
+const SUBJECT_KEY_ID_OID = '2.5.29.14';
+const COMMON_NAME_OID = '2.5.4.3';
+const SHA256_WITH_RSA_OID = '1.2.840.113549.1.1.11';
+
+/** efs-utils' NOT_BEFORE_MINS and NOT_AFTER_HOURS. */
+export const NOT_BEFORE_MS = 15 * 60_000;
+export const NOT_AFTER_MS = 3 * 3_600_000;
+/** efs-utils' key size (openssl genpkey rsa_keygen_bits:3072). */
+const RSA_BITS = 3072;
+
+function length(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+const tlv = (tag: number, content: Buffer): Buffer => Buffer.concat([Buffer.from([tag]), length(content.length), content]);
+const seq = (...items: Buffer[]): Buffer => tlv(0x30, Buffer.concat(items));
+const set = (...items: Buffer[]): Buffer => tlv(0x31, Buffer.concat(items));
+const utf8 = (s: string): Buffer => tlv(0x0c, Buffer.from(s, 'utf8'));
+const octets = (b: Buffer): Buffer => tlv(0x04, b);
+const bits = (b: Buffer): Buffer => tlv(0x03, Buffer.concat([Buffer.from([0]), b]));
+const explicit = (n: number, content: Buffer): Buffer => tlv(0xa0 + n, content);
+const NULL = Buffer.from([0x05, 0x00]);
+
+function oid(dotted: string): Buffer {
+  const [a, b, ...rest] = dotted.split('.').map(Number) as [number, number, ...number[]];
+  const out = [40 * a + b];
+  for (const n of rest) {
+    const base128: number[] = [n % 128];
+    for (let v = Math.floor(n / 128); v > 0; v = Math.floor(v / 128)) base128.unshift(0x80 | (v % 128));
+    out.push(...base128);
+  }
+  return tlv(0x06, Buffer.from(out));
+}
+
+/** A positive INTEGER from unsigned big-endian bytes. */
+function integer(b: Buffer): Buffer {
+  let i = 0;
+  while (i < b.length - 1 && b[i] === 0) i++;
+  const v = b.subarray(i);
+  return tlv(0x02, (v[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), v]) : v);
+}
+
+/** UTCTime, YYMMDDHHMMSSZ: RFC 5280's form for dates before 2050. */
+function utcTime(d: Date): Buffer {
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return tlv(0x17, Buffer.from(`${two(d.getUTCFullYear() % 100)}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}Z`, 'ascii'));
+}
+
+/** The content of the DER element at `at`, and where the next one starts. */
+function element(der: Buffer, at: number): { tag: number; start: number; end: number } {
+  const tag = der[at] as number;
+  let len = der[at + 1] as number;
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (der[start + i] as number);
+    start += n;
+  }
+  return { tag, start, end: start + len };
+}
+
+/** The subjectPublicKey bits of a SubjectPublicKeyInfo, whose SHA-1 is the key identifier (RFC 5280, method 1). */
+function publicKeyBits(spki: Buffer): Buffer {
+  const outer = element(spki, 0);
+  const algorithm = element(spki, outer.start);
+  const key = element(spki, algorithm.end);
+  return spki.subarray(key.start + 1, key.end); // past the count of unused bits
+}
+
+const extension = (id: string, value: Buffer): Buffer => seq(oid(id), octets(value));
+const name = (cn: string): Buffer => seq(set(seq(oid(COMMON_NAME_OID), utf8(cn))));
+
+export interface ClientIdentity {
+  fsId: string;
+  accessPoint: string;
+  /** The host's name, at most 64 characters (efs-utils: socket.gethostname()[0:64]). */
+  commonName: string;
+}
+
+/** A PEM certificate for `id`, self-signed with `key` (an RSA private key), valid around `now`. */
+export function clientCertificate(key: KeyObject, id: ClientIdentity, now: Date): { pem: string; notAfter: Date } {
+  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  const algorithm = seq(oid(SHA256_WITH_RSA_OID), NULL);
+  const subject = name(id.commonName.slice(0, 64));
+  const notAfter = new Date(now.getTime() + NOT_AFTER_MS);
+  const tbs = seq(
+    explicit(0, integer(Buffer.from([2]))), // v3
+    integer(randomBytes(16)),
+    algorithm,
+    subject, // issuer: self-signed
+    seq(utcTime(new Date(now.getTime() - NOT_BEFORE_MS)), utcTime(notAfter)),
+    subject,
+    spki,
+    explicit(3, seq(
+      extension(SUBJECT_KEY_ID_OID, octets(createHash('sha1').update(publicKeyBits(spki)).digest())),
+      extension(ACCESS_POINT_OID, utf8(id.accessPoint)),
+      extension(FILE_SYSTEM_OID, utf8(id.fsId)),
+    )),
+  );
+  const der = seq(tbs, algorithm, bits(sign('sha256', tbs, key)));
+  const body = der.toString('base64').replace(/.{1,64}/g, '$&\n');
+  return { pem: `-----BEGIN CERTIFICATE-----\n${body}-----END CERTIFICATE-----\n`, notAfter };
+}
+
+/** The host's RSA key for client certificates: made on first need (a 3072-bit key takes a moment), then kept in memory. */
+export class ClientKey {
+  private key: Promise<KeyObject> | null = null;
+
+  get(): Promise<KeyObject> {
+    this.key ??= promisify(generateKeyPair)('rsa', { modulusLength: RSA_BITS }).then((pair) => pair.privateKey);
+    return this.key;
+  }
+}
+
+/** A certificate is made again once less than this is left of it (efs-utils' watchdog renews its 3-hour ones hourly). */
+export const RENEW_BELOW_MS = 2 * 3_600_000;
+
+/** What an access point tunnel presents: its certificate and the host's key, in PEM. */
+export interface ClientPems {
+  cert: string;
+  key: string;
+}
+
+/** The client certificates of access point tunnels, one per file system and access point, renewed as they age. */
+export class ClientCertificates {
+  private readonly key = new ClientKey();
+  private keyPem: Promise<string> | null = null;
+  private readonly made = new Map<string, { pems: ClientPems; notAfter: Date }>();
+
+  constructor(private readonly commonName: string, private readonly now: () => Date = () => new Date()) {}
+
+  /** The current certificate for (fsId, accessPoint): the same object until it is made again. */
+  async identity(fsId: string, accessPoint: string): Promise<ClientPems> {
+    const key = await this.key.get();
+    this.keyPem ??= Promise.resolve(key.export({ type: 'pkcs8', format: 'pem' }).toString());
+    const keyPem = await this.keyPem;
+    const id = `${fsId} ${accessPoint}`;
+    const now = this.now();
+    const held = this.made.get(id);
+    if (held && held.notAfter.getTime() - now.getTime() >= RENEW_BELOW_MS) return held.pems;
+    const { pem, notAfter } = clientCertificate(key, { fsId, accessPoint, commonName: this.commonName }, now);
+    const pems = { cert: pem, key: keyPem };
+    this.made.set(id, { pems, notAfter });
+    return pems;
+  }
+
+  /** A file system's tunnel is gone: its certificate is not kept. */
+  forget(fsId: string): void {
+    for (const id of this.made.keys()) if (id.startsWith(`${fsId} `)) this.made.delete(id);
+  }
+}
