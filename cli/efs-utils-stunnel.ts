@@ -8,6 +8,7 @@
 import { isIP } from 'node:net';
 import type { Config } from '../daemon/config.js';
 import { RelayError } from '../daemon/errors.js';
+import type { PresentedIdentity } from '../daemon/client-cert.js';
 import { AZ_NAME, parseOptions } from '../daemon/options.js';
 import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, dnsNameSuffix, parseEfsName, resolveTarget } from '../daemon/target.js';
 
@@ -80,15 +81,28 @@ export interface TunnelFromStunnel {
  * tunnel to another place, or one that checks another name, would leave
  * the mount hanging once the stunnel is gone.
  */
-export function tunnelFromStunnel(services: StunnelService[], port: number, file: string, cfg: Config): TunnelFromStunnel {
+/** The service that accepts on `port`, if any. */
+export function serviceOn(services: StunnelService[], port: number): StunnelService | undefined {
+  return services.find((s) => splitHostPort(s.accept).port === port);
+}
+
+/**
+ * `presented`: what the client certificate of the service (cert =) names, as the caller read it from that file, or
+ * null when it could not. efs-utils 2 writes one for every TLS mount; only an access point or IAM in it matter to
+ * the mount target.
+ */
+export function tunnelFromStunnel(services: StunnelService[], port: number, file: string, cfg: Config, presented: PresentedIdentity | null = null): TunnelFromStunnel {
   const refuse = (why: string): never => {
     throw new RelayError('TAKEOVER_UNSAFE', `${file}: ${why}`);
   };
-  const svc = services.find((s) => splitHostPort(s.accept).port === port);
+  const svc = serviceOn(services, port);
   if (!svc) return refuse(`no service accepts on port ${port}`);
   if (svc.connect === null) return refuse(`the service${svc.section ? ` [${svc.section}]` : ''} has no connect`);
-  if (svc.cert !== null) {
-    return refuse(`the service presents a client certificate (cert = ${svc.cert}), as efs-utils sets up an access point or IAM mount; efs-relay does not present one yet, and the mount target would refuse the mount`);
+  if (svc.cert !== null && presented === null) {
+    return refuse(`the service presents a client certificate (cert = ${svc.cert}) that could not be read, so what it names to the mount target (an access point, IAM authorization) is unknown`);
+  }
+  if (svc.cert !== null && presented?.iam) {
+    return refuse(`the service presents a client certificate (cert = ${svc.cert}) with IAM authorization (an iam mount); efs-relay does not support iam yet, and the mount target would refuse the mount`);
   }
   if (svc.verify !== null && Number(svc.verify) >= 3) {
     return refuse(`the service verifies with verify = ${svc.verify}: the mount target's own certificate must be in its CAfile. The tunnel verifies against tls.ca_file, not that CAfile, so it would check less than the stunnel did`);
@@ -100,6 +114,9 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   // efs-utils' checkHost is the file system's name, never a zone's name of it.
   if (!named || named.az !== undefined) return refuse(`checkHost ${svc.checkHost} is not an EFS file system name like fs-12345678.efs.us-east-1.amazonaws.com`);
   const { fsId, region, suffix } = named;
+  if (svc.cert !== null && presented?.fsId && presented.fsId !== fsId) {
+    return refuse(`the client certificate ${svc.cert} names ${presented.fsId}, where checkHost ${svc.checkHost} names ${fsId}`);
+  }
   const ours = dnsNameSuffix(region, cfg);
   if (suffix !== ours) {
     return refuse(`checkHost ${svc.checkHost} ends in ${suffix}, but the tunnel's names in ${region} end in ${ours} (efs.dns_name_suffix), so it would check another name`);
@@ -120,6 +137,8 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
       zoneId = az;
     }
   }
+  // The access point is what the mount target reads from the certificate; the tunnel presents its own that names it.
+  if (svc.cert !== null && presented?.accessPoint) options.push(`accesspoint=${presented.accessPoint}`);
   const target = resolveTarget(fsId, parseOptions(options.join(',')), {}, cfg, METADATA_NOT_ASKED, zoneId === undefined ? AZ_ID_NOT_ASKED : { az_id: zoneId, why: null });
   if (target.address !== to.host) {
     return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would connect to ${target.address}, not to ${to.host} as the stunnel does`);

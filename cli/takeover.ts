@@ -21,7 +21,9 @@ import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import { efsUtilsConfigs } from '../daemon/efs-utils-configs.js';
 import { azIdFromMetadata } from '../daemon/instance-region.js';
-import { parseStunnelConfig, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
+import { parseStunnelConfig, serviceOn, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
+import { presentedIdentity, type PresentedIdentity } from '../daemon/client-cert.js';
+import { X509Certificate } from 'node:crypto';
 import { describeListener, listenersOn, listeningPorts } from './listeners.js';
 import { alive, commandLine, processes, processUid } from './processes.js';
 
@@ -110,7 +112,8 @@ async function prepare(
   } catch (err) {
     throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, ${whose}: ${(err as Error).message}`);
   }
-  const plan = tunnelFromStunnel(parseStunnelConfig(text), port, file, cfg);
+  const services = parseStunnelConfig(text);
+  const plan = tunnelFromStunnel(services, port, file, cfg, await presentedBy(serviceOn(services, port)?.cert ?? null, dir));
   if (plan.crossAccountAzId !== undefined) {
     // The tunnel takes the zone ID from instance metadata, as the daemon asks it: it must be the stunnel's.
     const mine = await azIdFromMetadata(cfg.efs.metadata_url);
@@ -151,6 +154,24 @@ async function prepare(
   }
   if (busy) say(`${dir}: ${plan.fsId}'s tunnel on port ${busy.port} takes port ${port} too, as an extra port that goes once no mount names it`);
   return { plan, idle, busy };
+}
+
+/**
+ * What the stunnel's client certificate names to the mount target (an access point, IAM), read from its file; null
+ * when there is none or it cannot be read (tunnelFromStunnel refuses then). Trusted like the config: only root may
+ * be able to change it, since an access point in it decides what the mount sees.
+ */
+async function presentedBy(certFile: string | null, dir: string): Promise<PresentedIdentity | null> {
+  if (certFile === null) return null;
+  const exposed = await whoElseCanChange(certFile, 0);
+  if (exposed !== null) {
+    throw new RelayError('TAKEOVER_UNSAFE', `${exposed}: a user other than root could have changed ${certFile}, so it cannot be trusted to name the access point of ${dir}`);
+  }
+  try {
+    return presentedIdentity(new X509Certificate(await readFile(certFile)).raw);
+  } catch {
+    return null;
+  }
 }
 
 /** Put the tunnel on the mount's port: a new tunnel, or an extra port of the file system's tunnel in use. */

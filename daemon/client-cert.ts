@@ -84,6 +84,64 @@ function publicKeyBits(spki: Buffer): Buffer {
   return spki.subarray(key.start + 1, key.end); // past the count of unused bits
 }
 
+/** An OBJECT IDENTIFIER's content as dotted decimal. */
+function dotted(content: Buffer): string {
+  const first = content[0] ?? 0;
+  const parts = [Math.min(2, Math.floor(first / 40)), first - 40 * Math.min(2, Math.floor(first / 40))];
+  let v = 0;
+  for (const byte of content.subarray(1)) {
+    v = v * 128 + (byte & 0x7f);
+    if (!(byte & 0x80)) {
+      parts.push(v);
+      v = 0;
+    }
+  }
+  return parts.join('.');
+}
+
+/** EFS's extensions of a DER certificate that a client presents: what each names (null where it is absent). */
+export interface PresentedIdentity {
+  /** 1.3.6.1.4.1.4843.7.1, the access point. */
+  accessPoint: string | null;
+  /** 1.3.6.1.4.1.4843.7.3, the file system. */
+  fsId: string | null;
+  /** 1.3.6.1.4.1.4843.7.2 is there: IAM authorization, signed with AWS credentials. */
+  iam: boolean;
+}
+
+const IAM_AUTH_OID = '1.3.6.1.4.1.4843.7.2';
+
+/** Reads EFS's extensions out of a DER certificate (Certificate → tbsCertificate → [3] extensions). Throws on malformed DER. */
+export function presentedIdentity(der: Buffer): PresentedIdentity {
+  const cert = element(der, 0);
+  const tbs = element(der, cert.start);
+  const values = new Map<string, Buffer>();
+  for (let at = tbs.start; at < tbs.end;) {
+    const e = element(der, at);
+    if (e.end > tbs.end) throw new Error('a length runs past the certificate');
+    if (e.tag === 0xa3) {
+      const list = element(der, e.start);
+      for (let x = list.start; x < list.end;) {
+        const ext = element(der, x);
+        const id = element(der, ext.start);
+        // critical BOOLEAN, if present, then the OCTET STRING value.
+        let v = element(der, id.end);
+        if (v.tag === 0x01) v = element(der, v.end);
+        values.set(dotted(der.subarray(id.start, id.end)), der.subarray(v.start, v.end));
+        x = ext.end;
+      }
+    }
+    at = e.end;
+  }
+  const text = (id: string): string | null => {
+    const v = values.get(id);
+    if (!v) return null;
+    const s = element(v, 0);
+    return v.subarray(s.start, s.end).toString('utf8');
+  };
+  return { accessPoint: text(ACCESS_POINT_OID), fsId: text(FILE_SYSTEM_OID), iam: values.has(IAM_AUTH_OID) };
+}
+
 const extension = (id: string, value: Buffer): Buffer => seq(oid(id), octets(value));
 const name = (cn: string): Buffer => seq(set(seq(oid(COMMON_NAME_OID), utf8(cn))));
 

@@ -136,8 +136,13 @@ export function checkOptionsValidity(opts: MountOptions): void {
  * and options this release cannot honour are refused rather than ignored.
  */
 export function tunnelOptions(opts: MountOptions): MountOptions {
-  checkOptionsValidity(opts);
-  if (Object.hasOwn(opts, 'notls')) bad('The "notls" option cannot make a tunnel: efs-relay only carries EFS traffic over TLS');
+  if (Object.hasOwn(opts, 'notls')) {
+    checkOptionsValidity(opts);
+    bad('The "notls" option cannot make a tunnel: efs-relay only carries EFS traffic over TLS');
+  }
+  // Every tunnel is TLS, so efs-utils' rules for a tls mount apply whether or not "tls" is written (`efsctl add FS -o
+  // accesspoint=…` needs no "tls").
+  checkOptionsValidity({ tls: null, ...opts });
   if (opts.verify === '0' || opts.verify === '1')
     bad(`verify=${opts.verify} is refused: efs-relay always verifies the certificate chain and the file system name`);
   for (const [k, what] of Object.entries(NOT_YET)) {

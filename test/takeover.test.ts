@@ -3,7 +3,7 @@
 // same port without being unmounted, and NFS traffic through that port
 // carries on through efs-relay to a real ganesha.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -49,9 +49,11 @@ describe('efsctl takeover', function () {
    * A daemon, and an efs-utils stunnel on PORT carrying a mount at DIR (the mount command's stand-in lists it). The
    * stunnel connects to TARGET, or to `connect`.
    */
-  async function withStunnelMount(config: Record<string, unknown>, fn: (d: { daemon: Daemon; stunnel: Proc; dir: string }) => Promise<void>, connect = TARGET): Promise<void> {
+  async function withStunnelMount(
+    config: Record<string, unknown>, fn: (d: { daemon: Daemon; stunnel: Proc; dir: string }) => Promise<void>, connect = TARGET, service: (dir: string) => string[] = () => [],
+  ): Promise<void> {
     const daemon = await new Daemon(daemonConfig(20350, config)).start();
-    const stunnel = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils', PORT, connect, FS_ID);
+    const stunnel = await startStunnelClient(daemon.dir, { ca: testCerts().ca, server: testCerts().good }, 'efs-utils', PORT, connect, FS_ID, undefined, service(daemon.dir));
     const dir = join(daemon.dir, 'mnt', 'efs');
     daemon.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${PORT},addr=127.0.0.1 0 0`);
     try {
@@ -297,6 +299,24 @@ describe('efsctl takeover', function () {
     } finally {
       await imds.stop();
     }
+  });
+
+  it('moves an access point mount\'s stunnel onto a tunnel for the access point its client certificate names, and NFS reads go on through efs-relay', async () => {
+    const ap = 'fsap-0123456789abcdef0';
+    // efs-utils' client certificate: self-signed, with the access point and the file system in EFS's extensions.
+    const clientCert = (dir: string): string[] => {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'privateKey.pem'), '-out', join(dir, 'certificate.pem'),
+        '-subj', '/CN=host', '-days', '1', '-addext', `1.3.6.1.4.1.4843.7.1=ASN1:UTF8String:${ap}`, '-addext', `1.3.6.1.4.1.4843.7.3=ASN1:UTF8String:${FS_ID}`], { stdio: 'ignore' });
+      return [`cert = ${join(dir, 'certificate.pem')}`, `key = ${join(dir, 'privateKey.pem')}`];
+    };
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir, '--json');
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.contain(`efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET},accesspoint=${ap}\n`);
+      expect((JSON.parse(r.stdout) as TakeoverResult).tunnel.options).to.deep.include({ accesspoint: ap });
+      await exited(stunnel);
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'read through efs-relay').to.equal(3 << 20);
+    }, TARGET, clientCert);
   });
 
   it('revives a mount whose stunnel has died, from the config efs-utils left for it, and NFS reads go on through efs-relay', async () => {

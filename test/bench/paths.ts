@@ -117,7 +117,8 @@ export async function startTerminator(dir: string, pki: Pki, nfsPort: number): P
 }
 
 /** A stunnel client exactly as efs-utils writes its config (one process per mount, as efs-utils runs them). */
-export async function startStunnelClient(dir: string, pki: Pki, name: string, port: number, target: string, fsId: string, wrap?: Wrapper): Promise<Proc> {
+/** `service`: more lines for its [efs] service (the client certificate efs-utils 2 adds, in takeover's tests). */
+export async function startStunnelClient(dir: string, pki: Pki, name: string, port: number, target: string, fsId: string, wrap?: Wrapper, service: string[] = []): Promise<Proc> {
   const p = stunnel(dir, name, [
     'foreground = yes', 'pid =', 'debug = 3',
     `[efs]`,
@@ -132,7 +133,7 @@ export async function startStunnelClient(dir: string, pki: Pki, name: string, po
     'delay = yes',
     'verify = 2',
     `CAfile = ${pki.ca.certFile}`,
-    `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, '',
+    `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, ...service, '',
   ].join('\n'), wrap);
   await waitPort(port, '127.0.0.1', wrap ? 60_000 : 10_000);
   return p;

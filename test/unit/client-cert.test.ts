@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ACCESS_POINT_OID, ClientCertificates, ClientKey, FILE_SYSTEM_OID, NOT_AFTER_MS, NOT_BEFORE_MS, RENEW_BELOW_MS, clientCertificate } from '../../daemon/client-cert.js';
+import { ACCESS_POINT_OID, ClientCertificates, ClientKey, FILE_SYSTEM_OID, NOT_AFTER_MS, NOT_BEFORE_MS, RENEW_BELOW_MS, clientCertificate, presentedIdentity } from '../../daemon/client-cert.js';
 import { run, tempDir } from '../helpers/daemon.js';
 import { certificateExtensions, utf8StringHex } from '../helpers/pki.js';
 
@@ -39,6 +39,17 @@ describe('the client certificate of an access point tunnel', function () {
     const ski = (c: string): string | undefined => /Subject Key Identifier:\s*\n\s*([0-9A-F:]+)/.exec(c)?.[1];
     writeFileSync(join(dir, 'theirs.pem'), theirs);
     expect(ski(text)).to.equal(ski((await run('openssl', ['x509', '-in', join(dir, 'theirs.pem'), '-noout', '-text'])).stdout)).and.to.match(/^[0-9A-F:]{59}$/);
+  });
+
+  it('reads EFS\'s extensions back out of a certificate, its own or one openssl made as efs-utils does (a critical flag, IAM\'s extension, none at all)', async () => {
+    const own = clientCertificate(key, { fsId: FS, accessPoint: AP, commonName: 'h' }, new Date());
+    expect(presentedIdentity(new X509Certificate(own.pem).raw)).to.deep.equal({ accessPoint: AP, fsId: FS, iam: false });
+    const dir = tempDir('efs-relay-client-cert-');
+    writeFileSync(join(dir, 'key.pem'), key.export({ type: 'pkcs8', format: 'pem' }));
+    const made = async (...exts: string[]): Promise<Buffer> => new X509Certificate((await run('openssl', ['req', '-new', '-x509', '-key', join(dir, 'key.pem'), '-subj', '/CN=h', '-days', '1',
+      ...exts.flatMap((e) => ['-addext', e])])).stdout).raw;
+    expect(presentedIdentity(await made(`${FILE_SYSTEM_OID}=critical,ASN1:UTF8String:${FS}`, '1.3.6.1.4.1.4843.7.2=ASN1:UTF8String:signed'))).to.deep.equal({ accessPoint: null, fsId: FS, iam: true });
+    expect(presentedIdentity(await made())).to.deep.equal({ accessPoint: null, fsId: null, iam: false });
   });
 
   it('keeps one certificate per file system and access point, and makes a new one once less than 2 hours of it are left', async () => {

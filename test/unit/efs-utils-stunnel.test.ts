@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { defaultConfig } from '../../daemon/config.js';
 import { RelayError } from '../../daemon/errors.js';
 import { parseStunnelConfig, tunnelFromStunnel } from '../../cli/efs-utils-stunnel.js';
+import type { PresentedIdentity } from '../../daemon/client-cert.js';
 
 /** A config as efs-utils writes it: global options, then one [efs] service. */
 function efsUtilsConfig(port: number, connect: string, checkHost: string | null): string {
@@ -14,6 +15,10 @@ function efsUtilsConfig(port: number, connect: string, checkHost: string | null)
     ...(checkHost === null ? [] : [`checkHost = ${checkHost}`]), 'libwrap = no', '',
   ].join('\n');
 }
+
+const CERT = '/var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem';
+/** The config with the client certificate efs-utils adds to the service. */
+const withCert = (text: string): string => text.replace('[efs]\n', `[efs]\ncert = ${CERT}\nkey = /etc/amazon/efs/privateKey.pem\n`);
 
 describe('efs-utils stunnel configs', () => {
   const cfg = defaultConfig();
@@ -53,6 +58,18 @@ describe('efs-utils stunnel configs', () => {
     });
   });
 
+  it('carries over the access point that the stunnel\'s client certificate names, and takes over one that names only the file system (efs-utils 2 writes one for every TLS mount)', () => {
+    const name = 'fs-12345678.efs.us-east-1.amazonaws.com';
+    const text = withCert(efsUtilsConfig(20050, `${name}:2049`, name));
+    const plan = (presented: PresentedIdentity) => tunnelFromStunnel(parseStunnelConfig(text), 20050, FILE, cfg, presented);
+    expect(plan({ accessPoint: 'fsap-0123456789abcdef0', fsId: 'fs-12345678', iam: false }).options).to.equal('region=us-east-1,tlsport=20050,accesspoint=fsap-0123456789abcdef0');
+    expect(plan({ accessPoint: null, fsId: 'fs-12345678', iam: false }).options).to.equal('region=us-east-1,tlsport=20050');
+    expect(() => plan({ accessPoint: null, fsId: 'fs-87654321', iam: false }))
+      .to.throw(RelayError, `${FILE}: the client certificate ${CERT} names fs-87654321, where checkHost ${name} names fs-12345678`);
+    expect(() => plan({ accessPoint: 'fsap-0123456789abcdef0', fsId: 'fs-12345678', iam: true }))
+      .to.throw(RelayError, `${FILE}: the service presents a client certificate (cert = ${CERT}) with IAM authorization (an iam mount); efs-relay does not support iam yet, and the mount target would refuse the mount`);
+  });
+
   it('refuses what the tunnel could not do exactly as the stunnel did, saying why', () => {
     const refused = (text: string, port = 20050): string => {
       try {
@@ -75,9 +92,9 @@ describe('efs-utils stunnel configs', () => {
     expect(refused(efsUtilsConfig(20050, `${name}:3049`, name))).to.equal(`${FILE}: connect = ${name}:3049 is not a host and port 2049 (efs.port)`);
     expect(refused(efsUtilsConfig(20050, 'nfs.example.internal:2049', name))).to.equal(`${FILE}: connect = nfs.example.internal:2049 names neither ${name}, an availability zone's name or ID of it, nor an address`);
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, 'files.example.com'))).to.match(/checkHost files\.example\.com is not an EFS file system name/);
-    // efs-utils (stunnel or efs-proxy) presents a client certificate for access point and IAM mounts.
-    expect(refused(efsUtilsConfig(20050, `${name}:2049`, name).replace('[efs]\n', '[efs]\ncert = /var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem\n')))
-      .to.equal(`${FILE}: the service presents a client certificate (cert = /var/run/efs/fs-12345678.mnt.efs.20050+/certificate.pem), as efs-utils sets up an access point or IAM mount; efs-relay does not present one yet, and the mount target would refuse the mount`);
+    // A client certificate that takeover could not read (or none was given to tunnelFromStunnel): what it names is unknown.
+    expect(refused(withCert(efsUtilsConfig(20050, `${name}:2049`, name))))
+      .to.equal(`${FILE}: the service presents a client certificate (cert = ${CERT}) that could not be read, so what it names to the mount target (an access point, IAM authorization) is unknown`);
     // verify = 3 pins the mount target's certificate in the stunnel's CAfile, which the tunnel does not use.
     expect(refused(efsUtilsConfig(20050, `${name}:2049`, name).replace('verify = 2', 'verify = 3')))
       .to.equal(`${FILE}: the service verifies with verify = 3: the mount target's own certificate must be in its CAfile. The tunnel verifies against tls.ca_file, not that CAfile, so it would check less than the stunnel did`);
