@@ -4,9 +4,7 @@
 // asks every client for a certificate, as EFS does) reads them from it.
 import { expect } from 'chai';
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { Daemon } from './helpers/daemon.js';
 import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
@@ -24,11 +22,6 @@ describe('access point mounts', function () {
   this.timeout(60_000);
   let daemon: Daemon;
   let target: MountTargetStandIn;
-  const mnt = (name: string): string => {
-    const d = join(daemon.dir, 'mnt', name);
-    mkdirSync(d, { recursive: true });
-    return d;
-  };
   const options = (extra = ''): string => `region=${REGION},mounttargetip=${TARGET_HOST}${extra}`;
 
   before(async () => {
@@ -45,7 +38,7 @@ describe('access point mounts', function () {
   it('mounts through a tunnel that presents efs-utils\' client certificate, naming the access point and the file system, self-signed with the host\'s key for 3 hours', async () => {
     const fsId = 'fs-0000a901';
     const before = Date.now();
-    const r = await daemon.efsctlJson<AttachResult>('attach', fsId, mnt('ap'), '-o', options(`,accesspoint=${AP}`));
+    const r = await daemon.efsctlJson<AttachResult>('attach', fsId, daemon.mountPoint('ap'), '-o', options(`,accesspoint=${AP}`));
     expect(r.tunnel!.options).to.deep.include({ accesspoint: AP });
     // The access point goes to the mount target in the certificate, never to mount.nfs4.
     expect(r.command[4]).to.not.contain('accesspoint');
@@ -70,7 +63,7 @@ describe('access point mounts', function () {
 
   it('refuses a mount of the file system with another access point than its tunnel presents, naming both, and leaves the tunnel as it was', async () => {
     const calls = daemon.mount.calls().length;
-    const r = await daemon.efsctl('attach', 'fs-0000a901', mnt('other-ap'), '-o', options(`,accesspoint=${OTHER_AP}`));
+    const r = await daemon.efsctl('attach', 'fs-0000a901', daemon.mountPoint('other-ap'), '-o', options(`,accesspoint=${OTHER_AP}`));
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain(`fs-0000a901 already has a tunnel for access point ${AP}, not access point ${OTHER_AP}`);
     expect(daemon.mount.calls().length).to.equal(calls);

@@ -23,14 +23,8 @@ const DEFAULTS = 'nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans
 
 describe('efsctl attach and detach', function () {
   let daemon: Daemon;
-  let mnt: (name: string) => string;
   before(async () => {
     daemon = await new Daemon(daemonConfig(20700)).start();
-    mnt = (name) => {
-      const d = join(daemon.dir, 'mnt', name);
-      mkdirSync(d, { recursive: true });
-      return d;
-    };
   });
   after(async () => {
     await daemon?.stop();
@@ -45,7 +39,7 @@ describe('efsctl attach and detach', function () {
   const tunnel = async (fsId: string): Promise<TunnelView | undefined> => (await tunnels()).find((t) => t.fs_id === fsId);
 
   it('runs mount.nfs4 with efs-utils\' default options and the tunnel port, and records the mount', async () => {
-    const dir = mnt('default');
+    const dir = daemon.mountPoint('default');
     const before = daemon.mount.calls().length;
     const r = await daemon.efsctl('attach', 'fs-0abcde00', dir, '-o', OPTS);
     expect(r.code, r.stderr).to.equal(0);
@@ -60,7 +54,7 @@ describe('efsctl attach and detach', function () {
   });
 
   it('says a directory is already mounted from that file system, exits 0, and mounts nothing again', async () => {
-    const dir = mnt('again');
+    const dir = daemon.mountPoint('again');
     expect((await daemon.efsctl('attach', FS_ID, dir, '-o', OPTS)).code).to.equal(0);
     const calls = daemon.mount.calls().length;
     const r = await daemon.efsctl('attach', FS_ID, dir, '-o', OPTS);
@@ -70,7 +64,7 @@ describe('efsctl attach and detach', function () {
   });
 
   it('lets a user option replace its default in place, and appends other NFS options', async () => {
-    const dir = mnt('override');
+    const dir = daemon.mountPoint('override');
     // stunnel (efs-utils 2's choice of tunnel) is efs-utils' own option: it never reaches mount.nfs4.
     const r = await daemon.efsctlJson<AttachResult>('attach', FS_ID, dir, '-o', `${OPTS},rsize=65536,soft,vers=4.0,noac,stunnel,timeo=100`);
     expect(r.command).to.deep.equal([
@@ -81,39 +75,39 @@ describe('efsctl attach and detach', function () {
   });
 
   it('mounts a sub-path as 127.0.0.1:/path, through the same tunnel', async () => {
-    const root = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcde01', mnt('sub-root'), '-o', OPTS);
-    const dir = mnt('sub');
+    const root = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcde01', daemon.mountPoint('sub-root'), '-o', OPTS);
+    const dir = daemon.mountPoint('sub');
     const r = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcde01:/data/projects', dir, '-o', OPTS);
     expect(r.command[1]).to.equal('127.0.0.1:/data/projects');
     expect(r.tunnel!.port).to.equal(root.tunnel!.port);
-    expect(r.tunnel!.mounts).to.deep.equal([mnt('sub-root'), dir]);
+    expect(r.tunnel!.mounts).to.deep.equal([daemon.mountPoint('sub-root'), dir]);
     expect((await tunnels()).filter((t) => t.fs_id === 'fs-0abcde01')).to.have.length(1);
   });
 
   it('accepts the file system DNS name as the spec and takes the region from it', async () => {
-    const dir = mnt('dns');
+    const dir = daemon.mountPoint('dns');
     const r = await daemon.efsctlJson<AttachResult>('attach', `fs-0dd0dd00.efs.eu-west-1.amazonaws.com:/`, dir);
     expect(r.tunnel!.target.dns_name).to.equal('fs-0dd0dd00.efs.eu-west-1.amazonaws.com');
   });
 
   it('refuses a DNS name as the spec that is not the name its tunnel would dial (a region= of another region, another DNS suffix), as efs-utils does, and mounts nothing', async () => {
     const calls = daemon.mount.calls().length;
-    const region = await daemon.efsctl('attach', 'fs-0dd0dd03.efs.eu-west-1.amazonaws.com:/', mnt('dns-other-region'), '-o', 'region=us-east-1');
+    const region = await daemon.efsctl('attach', 'fs-0dd0dd03.efs.eu-west-1.amazonaws.com:/', daemon.mountPoint('dns-other-region'), '-o', 'region=us-east-1');
     expect(region.code).to.equal(1);
     expect(region.stderr).to.contain('The DNS name "fs-0dd0dd03.efs.eu-west-1.amazonaws.com" is not the file system\'s DNS name for these mount options and efs-relay\'s config, fs-0dd0dd03.efs.us-east-1.amazonaws.com: their region=, efs.dns_name_suffix or efs.dns_name_format disagree with the name [BAD_OPTION]');
-    const suffix = await daemon.efsctl('attach', 'fs-0dd0dd03.efs.eu-west-1.example.com:/', mnt('dns-other-suffix'));
+    const suffix = await daemon.efsctl('attach', 'fs-0dd0dd03.efs.eu-west-1.example.com:/', daemon.mountPoint('dns-other-suffix'));
     expect(suffix.stderr).to.contain('The DNS name "fs-0dd0dd03.efs.eu-west-1.example.com" is not the file system\'s DNS name for these mount options and efs-relay\'s config, fs-0dd0dd03.efs.eu-west-1.amazonaws.com');
     expect(daemon.mount.calls()).to.have.length(calls);
     expect(await tunnel('fs-0dd0dd03')).to.equal(undefined);
   });
 
   it('takes the availability zone from a zone\'s DNS name as the spec, as efs-utils does, and still expects the file system\'s name in the certificate', async () => {
-    const dir = mnt('dns-az');
+    const dir = daemon.mountPoint('dns-az');
     const r = await daemon.efsctlJson<AttachResult>('attach', 'eu-west-1b.fs-0dd0dd01.efs.eu-west-1.amazonaws.com:/', dir);
     expect(r.tunnel!.target).to.deep.include({ dns_name: 'eu-west-1b.fs-0dd0dd01.efs.eu-west-1.amazonaws.com', cert_name: 'fs-0dd0dd01.efs.eu-west-1.amazonaws.com' });
     expect(r.tunnel!.options).to.deep.include({ region: 'eu-west-1', az: 'eu-west-1b' });
     const calls = daemon.mount.calls().length;
-    const other = await daemon.efsctl('attach', 'eu-west-1b.fs-0dd0dd02.efs.eu-west-1.amazonaws.com:/', mnt('dns-az-other'), '-o', 'az=eu-west-1c');
+    const other = await daemon.efsctl('attach', 'eu-west-1b.fs-0dd0dd02.efs.eu-west-1.amazonaws.com:/', daemon.mountPoint('dns-az-other'), '-o', 'az=eu-west-1c');
     expect(other.code).to.equal(1);
     expect(daemon.mount.calls().length, 'nothing mounted').to.equal(calls);
     expect(other.stderr).to.contain('The DNS name "eu-west-1b.fs-0dd0dd02.efs.eu-west-1.amazonaws.com" does not match the az provided in the mount options, expected = eu-west-1c, given = eu-west-1b [BAD_OPTION]');
@@ -136,7 +130,7 @@ describe('efsctl attach and detach', function () {
     const before = await shape();
     daemon.mount.behave('mount', { fail: 1, code: 32, message: 'mount.nfs4: access denied by server while mounting 127.0.0.1:/' });
     const calls = daemon.mount.calls().length;
-    const r = await daemon.efsctl('attach', 'fs-0abcdef1', mnt('denied'), '-o', 'region=us-east-1');
+    const r = await daemon.efsctl('attach', 'fs-0abcdef1', daemon.mountPoint('denied'), '-o', 'region=us-east-1');
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('exited with 32 after 1 attempt: mount.nfs4: access denied by server while mounting 127.0.0.1:/ [MOUNT_FAILED]');
     expect(daemon.mount.calls().length - calls, 'not retried').to.equal(1);
@@ -144,10 +138,10 @@ describe('efsctl attach and detach', function () {
   });
 
   it('leaves an existing tunnel exactly as it was when the mount fails', async () => {
-    expect((await daemon.efsctl('attach', FS_ID, mnt('existing'), '-o', OPTS)).code).to.equal(0);
+    expect((await daemon.efsctl('attach', FS_ID, daemon.mountPoint('existing'), '-o', OPTS)).code).to.equal(0);
     const before = (await tunnel(FS_ID))!;
     daemon.mount.behave('mount', { fail: 1, code: 32, message: 'mount.nfs4: No such file or directory' });
-    const r = await daemon.efsctl('attach', `${FS_ID}:/missing`, mnt('missing-path'), '-o', OPTS);
+    const r = await daemon.efsctl('attach', `${FS_ID}:/missing`, daemon.mountPoint('missing-path'), '-o', OPTS);
     expect(r.code).to.equal(1);
     const after = (await tunnel(FS_ID))!;
     expect(after.port).to.equal(before.port);
@@ -157,7 +151,7 @@ describe('efsctl attach and detach', function () {
   it('retries a mount that failed with "reset by peer", up to 3 attempts, and then succeeds', async () => {
     daemon.mount.behave('mount', { fail: 2, code: 32, message: 'mount.nfs4: Connection reset by peer' });
     const calls = daemon.mount.calls().length;
-    const r = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcdef2', mnt('retry'), '-o', 'region=us-east-1');
+    const r = await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcdef2', daemon.mountPoint('retry'), '-o', 'region=us-east-1');
     expect(r.attempts).to.equal(3);
     expect(daemon.mount.calls().length - calls).to.equal(3);
     // Each retry is in the journal, with why and when the next attempt comes.
@@ -171,7 +165,7 @@ describe('efsctl attach and detach', function () {
 
   it('gives up after 3 attempts of a mount that keeps timing out', async () => {
     daemon.mount.behave('mount', { fail: 3, code: 32, message: 'mount.nfs4: Connection timed out' });
-    const r = await daemon.efsctl('attach', 'fs-0abcdef3', mnt('timeout'), '-o', 'region=us-east-1');
+    const r = await daemon.efsctl('attach', 'fs-0abcdef3', daemon.mountPoint('timeout'), '-o', 'region=us-east-1');
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('exited with 32 after 3 attempts: mount.nfs4: Connection timed out [MOUNT_FAILED]');
   });
@@ -182,7 +176,7 @@ describe('efsctl attach and detach', function () {
     daemon.mount.behave('mount', { reach: true }); // mount.nfs4 reconnects into the failure for 10 s, as the kernel would
     try {
       const fsId = 'fs-0abcde51';
-      const dir = mnt('wrong-cert');
+      const dir = daemon.mountPoint('wrong-cert');
       const calls = daemon.mount.calls().length;
       const r = await daemon.efsctl('attach', fsId, dir, '-o', 'mounttargetip=127.0.0.51,region=us-east-1');
       expect(r.code).to.equal(1);
@@ -207,7 +201,7 @@ describe('efsctl attach and detach', function () {
       const fsId = 'fs-0abcde53';
       const calls = daemon.mount.calls().length;
       const results = await Promise.all(Array.from({ length: 12 }, (_, i) =>
-        daemon.efsctl('attach', `${fsId}:/d${i}`, mnt(`many-${i}`), '-o', 'mounttargetip=127.0.0.51,region=us-east-1')));
+        daemon.efsctl('attach', `${fsId}:/d${i}`, daemon.mountPoint(`many-${i}`), '-o', 'mounttargetip=127.0.0.51,region=us-east-1')));
       for (const r of results) {
         expect(r.code).to.equal(1);
         expect(r.stderr).to.contain('was stopped during attempt 1, and not tried again').and.contain('(TLS_HOSTNAME_MISMATCH)');
@@ -227,7 +221,7 @@ describe('efsctl attach and detach', function () {
     try {
       const fsId = 'fs-0abcde52';
       const calls = daemon.mount.calls().length;
-      const r = await daemon.efsctl('attach', fsId, mnt('refused'), '-o', 'mounttargetip=127.0.0.52,region=us-east-1');
+      const r = await daemon.efsctl('attach', fsId, daemon.mountPoint('refused'), '-o', 'mounttargetip=127.0.0.52,region=us-east-1');
       expect(r.code).to.equal(1);
       expect(r.stderr).to.contain('after 3 attempts: mount.nfs4: Connection reset by peer. The tunnel could not connect to the mount target (CONNECT_REFUSED)');
       expect(daemon.mount.calls().length - calls).to.equal(3);
@@ -255,7 +249,7 @@ describe('efsctl attach and detach', function () {
   for (const [what, opts, message] of refusals) {
     it(`refuses ${what} with exit 1 and mounts nothing`, async () => {
       const calls = daemon.mount.calls().length;
-      const r = await daemon.efsctl('attach', 'fs-0abcdef4', mnt('refused'), '-o', `region=us-east-1,${opts}`);
+      const r = await daemon.efsctl('attach', 'fs-0abcdef4', daemon.mountPoint('refused'), '-o', `region=us-east-1,${opts}`);
       expect(r.code).to.equal(1);
       expect(r.stderr).to.contain(message);
       expect(daemon.mount.calls().length).to.equal(calls);
@@ -263,7 +257,7 @@ describe('efsctl attach and detach', function () {
   }
 
   it('stop refuses a mounted tunnel without --force, with TUNNEL_MOUNTED', async () => {
-    const dir = mnt('stop-refused');
+    const dir = daemon.mountPoint('stop-refused');
     expect((await daemon.efsctl('attach', 'fs-0abcde02', dir, '-o', 'region=us-east-1')).code).to.equal(0);
     const r = await daemon.efsctl('stop', 'fs-0abcde02');
     expect(r.code).to.equal(1);
@@ -272,7 +266,7 @@ describe('efsctl attach and detach', function () {
   });
 
   it('stop --force stops a mounted tunnel', async () => {
-    expect((await daemon.efsctl('attach', 'fs-0abcde03', mnt('stop-forced'), '-o', 'region=us-east-1')).code).to.equal(0);
+    expect((await daemon.efsctl('attach', 'fs-0abcde03', daemon.mountPoint('stop-forced'), '-o', 'region=us-east-1')).code).to.equal(0);
     const r = await daemon.efsctl('stop', 'fs-0abcde03', '--force');
     expect(r.code).to.equal(0);
     expect(await tunnel('fs-0abcde03')).to.equal(undefined);
@@ -280,8 +274,8 @@ describe('efsctl attach and detach', function () {
 
   it('detach unmounts DIR, forgets it, and keeps the tunnel while another mount uses it', async () => {
     // Two mounts of its own, so that the test does not lean on those the tests before it made.
-    const dir = mnt('detach-one');
-    for (const d of [dir, mnt('detach-other')]) expect((await daemon.efsctl('attach', FS_ID, d, '-o', OPTS)).code).to.equal(0);
+    const dir = daemon.mountPoint('detach-one');
+    for (const d of [dir, daemon.mountPoint('detach-other')]) expect((await daemon.efsctl('attach', FS_ID, d, '-o', OPTS)).code).to.equal(0);
     const r = await daemon.efsctl('detach', dir);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.equal(`${dir} unmounted; the tunnel for ${FS_ID} keeps running (still in use)\n`);
@@ -290,7 +284,7 @@ describe('efsctl attach and detach', function () {
   });
 
   it('detach of the last mount stops the tunnel and frees its port', async () => {
-    const [first, last] = [mnt('last-one'), mnt('last-two')];
+    const [first, last] = [daemon.mountPoint('last-one'), daemon.mountPoint('last-two')];
     for (const d of [first, last]) expect((await daemon.efsctl('attach', 'fs-0abcde04', d, '-o', OPTS)).code).to.equal(0);
     const t = (await tunnel('fs-0abcde04'))!;
     expect((await daemon.efsctl('detach', first)).code).to.equal(0);
@@ -301,13 +295,13 @@ describe('efsctl attach and detach', function () {
   });
 
   it('detach of a directory that is not mounted through a tunnel exits 1 with NOT_MOUNTED', async () => {
-    const r = await daemon.efsctl('detach', mnt('never'));
+    const r = await daemon.efsctl('detach', daemon.mountPoint('never'));
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain(`${join(daemon.dir, 'mnt', 'never')} is not mounted through an efs-relay tunnel [NOT_MOUNTED]`);
   });
 
   it('reports a failed umount with its exit code and stderr, and changes nothing', async () => {
-    const dir = mnt('busy');
+    const dir = daemon.mountPoint('busy');
     await daemon.efsctlJson<AttachResult>('attach', 'fs-0abcdef5', dir, '-o', 'region=us-east-1');
     daemon.mount.behave('umount', { fail: 1, code: 32, message: `umount: ${dir}: target is busy.` });
     const r = await daemon.efsctl('detach', dir);

@@ -4,7 +4,7 @@
 // resolver of its own that names those targets, and a stand-in of instance
 // metadata that gives the region and, once told, the zone ID.
 import { expect } from 'chai';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { BIN, Daemon, inOwnResolver, ownResolverUnavailable, run, skipIf, waitFor } from './helpers/daemon.js';
@@ -30,11 +30,6 @@ describe('crossaccount mounts, by this instance\'s availability zone ID', functi
   let dns: DnsServer;
   let imds: InstanceMetadataStandIn;
   let target: MountTargetStandIn;
-  const mnt = (name: string): string => {
-    const d = join(daemon.dir, 'mnt', name);
-    mkdirSync(d, { recursive: true });
-    return d;
-  };
   const efsctl = (...args: string[]) => run(join(BIN, 'efsctl'), ['--socket', daemon.socket, ...args], { env: NO_REGION_ENV });
   const tunnelOf = async (fsId: string): Promise<TunnelView | undefined> =>
     (JSON.parse((await efsctl('list', '--json')).stdout) as { tunnels: TunnelView[] }).tunnels.find((t) => t.fs_id === fsId);
@@ -62,7 +57,7 @@ describe('crossaccount mounts, by this instance\'s availability zone ID', functi
   it('fails a crossaccount mount with NO_AZ_ID in efs-utils\' words while instance metadata gives no zone ID, and makes no tunnel', async () => {
     const calls = daemon.mount.calls().length;
     const asked = zoneIdAsks();
-    const r = await efsctl('attach', 'fs-0000ca01', mnt('no-zone-id'), '-o', 'crossaccount');
+    const r = await efsctl('attach', 'fs-0000ca01', daemon.mountPoint('no-zone-id'), '-o', 'crossaccount');
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain(`Cannot retrieve AZ-ID from metadata service. This is required for the crossaccount mount option: instance metadata at ${imds.url} answered HTTP 404 for the availability zone ID [NO_AZ_ID]`);
     expect(daemon.mount.calls().length).to.equal(calls);
@@ -96,7 +91,7 @@ describe('crossaccount mounts, by this instance\'s availability zone ID', functi
   it('mounts through a tunnel to the mount target of this instance\'s zone ID, verified against the file system\'s name, and asks metadata for the zone ID only until it has it', async () => {
     imds.azId = AZ_ID;
     const fsId = 'fs-0000ca01';
-    const dir = mnt('crossaccount');
+    const dir = daemon.mountPoint('crossaccount');
     const r = JSON.parse((await efsctl('attach', fsId, dir, '-o', 'crossaccount', '--json')).stdout) as AttachResult;
     expect(r).to.deep.include({ fs_id: fsId, already_mounted: false });
     expect(r.tunnel!.target).to.deep.include({ dns_name: zoneIdNameOf(fsId), cert_name: nameOf(fsId), address: zoneIdNameOf(fsId), region: REGION });
@@ -111,7 +106,7 @@ describe('crossaccount mounts, by this instance\'s availability zone ID', functi
     expect(add.code, add.stderr).to.equal(0);
     expect(zoneIdAsks()).to.equal(asked);
     // A mount of the same file system without crossaccount asks for another tunnel than the running one.
-    const plain = await efsctl('attach', fsId, mnt('not-crossaccount'), '-o', `region=${REGION}`);
+    const plain = await efsctl('attach', fsId, daemon.mountPoint('not-crossaccount'), '-o', `region=${REGION}`);
     expect(plain.code).to.equal(1);
     expect(plain.stderr).to.contain(zoneIdNameOf(fsId));
   });

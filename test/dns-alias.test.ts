@@ -4,7 +4,7 @@
 // namespace whose /etc/resolv.conf names the test's DNS server), which holds
 // the CNAME records, and the file system's name points at a TLS stand-in.
 import { expect } from 'chai';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { BIN, Daemon, inOwnResolver, ownResolverUnavailable, run, skipIf, waitFor } from './helpers/daemon.js';
@@ -26,11 +26,6 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
   let daemon: Daemon;
   let dns: DnsServer;
   let target: MountTargetStandIn;
-  const mnt = (name: string): string => {
-    const d = join(daemon.dir, 'mnt', name);
-    mkdirSync(d, { recursive: true });
-    return d;
-  };
   const tunnels = async (): Promise<TunnelView[]> => (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels;
   const tunnelOf = async (fsId: string): Promise<TunnelView | undefined> => (await tunnels()).find((t) => t.fs_id === fsId);
 
@@ -53,7 +48,7 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
   it('mounts an alias whose CNAME leads to the file system\'s name, as efs-utils does: the tunnel dials that name and verifies it in the certificate', async () => {
     const fsId = 'fs-0000a001';
     dns.cnames.set('files.corp.test', nameOf(fsId));
-    const dir = mnt('alias');
+    const dir = daemon.mountPoint('alias');
     const r = await daemon.efsctlJson<AttachResult>('attach', 'files.corp.test:/', dir);
     expect(r).to.deep.include({ fs_id: fsId, path: '/', already_mounted: false });
     expect(r.tunnel!.target).to.deep.include({ dns_name: nameOf(fsId), cert_name: nameOf(fsId), address: nameOf(fsId) });
@@ -68,7 +63,7 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
   it('says which file system an alias mounted, in efsctl attach\'s own words', async () => {
     const fsId = 'fs-0000a002';
     dns.cnames.set('data.corp.test', nameOf(fsId)); // DNS names are case-insensitive: the spec below has capitals
-    const dir = mnt('alias-text');
+    const dir = daemon.mountPoint('alias-text');
     const r = await daemon.efsctl('attach', 'DATA.corp.test:/', dir);
     expect(r.code, r.stderr).to.equal(0);
     const port = (await tunnelOf(fsId))!.port;
@@ -81,7 +76,7 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
     dns.names.set(zoneName, TARGET_HOST);
     dns.cnames.set('home.corp.test', 'nfs.corp.test');
     dns.cnames.set('nfs.corp.test', zoneName);
-    const r = await daemon.efsctlJson<AttachResult>('attach', 'home.corp.test:/', mnt('chain'));
+    const r = await daemon.efsctlJson<AttachResult>('attach', 'home.corp.test:/', daemon.mountPoint('chain'));
     expect(r.fs_id).to.equal(fsId);
     expect(r.tunnel!.target).to.deep.include({ dns_name: zoneName, cert_name: nameOf(fsId) });
     expect(r.tunnel!.options).to.deep.include({ region: REGION, az: `${REGION}a` });
@@ -91,11 +86,11 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
     // An az= of another zone is efs-utils' error, naming both.
     dns.cnames.set('other-zone.corp.test', zoneName);
     const calls = daemon.mount.calls().length;
-    const other = await daemon.efsctl('attach', 'other-zone.corp.test:/', mnt('chain-az'), '-o', `az=${REGION}b`);
+    const other = await daemon.efsctl('attach', 'other-zone.corp.test:/', daemon.mountPoint('chain-az'), '-o', `az=${REGION}b`);
     expect(other.code).to.equal(1);
     expect(other.stderr).to.contain(`The hostname "${zoneName}" resolved by the specified domain name "other-zone.corp.test" does not match the az provided in the mount options, expected = ${REGION}b, given = ${REGION}a [BAD_OPTION]`);
     // And a region= of another region than the name's: efs-utils wants the name it would dial.
-    const region = await daemon.efsctl('attach', 'other-zone.corp.test:/', mnt('chain-region'), '-o', 'region=eu-west-1');
+    const region = await daemon.efsctl('attach', 'other-zone.corp.test:/', daemon.mountPoint('chain-region'), '-o', 'region=eu-west-1');
     expect(region.stderr).to.contain(`The hostname "${zoneName}" resolved by the specified domain name "other-zone.corp.test" is not the file system's DNS name for these mount options and efs-relay's config, ${REGION}a.${fsId}.efs.eu-west-1.amazonaws.com`);
     expect(daemon.mount.calls()).to.have.length(calls);
   });
@@ -105,12 +100,12 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
     dns.cnames.set('web.corp.test', 'www.corp.test');
     const before = (await tunnels()).length;
     const calls = daemon.mount.calls().length;
-    const r = await daemon.efsctl('attach', 'web.corp.test:/', mnt('not-efs'));
+    const r = await daemon.efsctl('attach', 'web.corp.test:/', daemon.mountPoint('not-efs'));
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain(`${EFS_UTILS_CNAME('web.corp.test')} (web.corp.test → www.corp.test, which has no CNAME record and is not a file system's name like fs-12345678.efs.us-east-1.amazonaws.com) [BAD_FS_ID]`);
     expect(r.stderr).to.contain('Point the name\'s CNAME record at the file system\'s DNS name');
     // A name with an address but no CNAME at all is no alias either.
-    const plain = await daemon.efsctl('attach', 'www.corp.test:/', mnt('no-cname'));
+    const plain = await daemon.efsctl('attach', 'www.corp.test:/', daemon.mountPoint('no-cname'));
     expect(plain.stderr).to.contain(`${EFS_UTILS_CNAME('www.corp.test')} (www.corp.test has no CNAME record) [BAD_FS_ID]`);
     expect((await tunnels()).length).to.equal(before);
     expect(daemon.mount.calls()).to.have.length(calls);
@@ -119,23 +114,23 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
   it('takes a CNAME loop for what it is, after eight records, rather than asking DNS forever', async () => {
     dns.cnames.set('ping.corp.test', 'pong.corp.test');
     dns.cnames.set('pong.corp.test', 'ping.corp.test');
-    const r = await daemon.efsctl('attach', 'ping.corp.test:/', mnt('loop'));
+    const r = await daemon.efsctl('attach', 'ping.corp.test:/', daemon.mountPoint('loop'));
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain(`${EFS_UTILS_CNAME('ping.corp.test')} (ping.corp.test → pong.corp.test → ping.corp.test → pong.corp.test → ping.corp.test → pong.corp.test → ping.corp.test → pong.corp.test → ping.corp.test: more than 8 CNAME records, taken for a loop) [BAD_FS_ID]`);
   });
 
   it('says DNS_FAILED with efs-utils\' message for an alias DNS does not know, or a chain that ends at a name DNS does not know', async () => {
-    const r = await daemon.efsctl('attach', 'nowhere.corp.test:/', mnt('nxdomain'));
+    const r = await daemon.efsctl('attach', 'nowhere.corp.test:/', daemon.mountPoint('nxdomain'));
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('Failed to resolve "nowhere.corp.test" - check that the specified DNS name is a CNAME record resolving to a valid EFS DNS name (DNS has no name nowhere.corp.test) [DNS_FAILED]');
     dns.cnames.set('dangling.corp.test', 'gone.corp.test');
-    const d = await daemon.efsctl('attach', 'dangling.corp.test:/', mnt('dangling'));
+    const d = await daemon.efsctl('attach', 'dangling.corp.test:/', daemon.mountPoint('dangling'));
     expect(d.stderr).to.contain('Failed to resolve "dangling.corp.test" - check that the specified DNS name is a CNAME record resolving to a valid EFS DNS name (dangling.corp.test → gone.corp.test: DNS has no name gone.corp.test) [DNS_FAILED]');
   });
 
   it('refuses a spec that is neither a file system id, its DNS name, nor a fully qualified DNS name: an address, one label, a malformed EFS name, a relative path', async () => {
     for (const spec of ['127.0.0.67:/', 'fileserver:/', 'fs-12.efs:/', 'files.corp.test:relative']) {
-      const r = await daemon.efsctl('attach', spec, mnt('bad-spec'));
+      const r = await daemon.efsctl('attach', spec, daemon.mountPoint('bad-spec'));
       expect(r.code, spec).to.equal(1);
       expect(r.stderr, spec).to.contain(`Invalid file system name: ${spec} [BAD_FS_ID]`);
     }
@@ -144,7 +139,7 @@ describe('Mount specs that are DNS aliases (CNAME) of a file system\'s name', fu
   it('mounts an alias with mount.efs, as `mount -t efs -o tls files.corp.test:/ /mnt` runs it', async () => {
     const fsId = 'fs-0000a004';
     dns.cnames.set('mount.corp.test', nameOf(fsId));
-    const dir = mnt('mount-efs');
+    const dir = daemon.mountPoint('mount-efs');
     const r = await run(join(BIN, 'mount.efs'), ['mount.corp.test:/', dir, '-o', 'tls'], { env: { ...process.env, EFS_RELAY_CONFIG: daemon.configFile } });
     expect(r.code, r.stderr).to.equal(0);
     const t = (await tunnelOf(fsId))!;

@@ -224,6 +224,13 @@ export class Daemon {
     return JSON.parse(readFileSync(join(this.stateDir, `${fsId}.json`), 'utf8')) as TunnelRecord;
   }
 
+  /** A directory to mount at: mnt/NAME in the daemon's own directory, made if missing. */
+  mountPoint(name: string): string {
+    const d = join(this.dir, 'mnt', name);
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+
   async efsctl(...args: string[]): Promise<RunResult> {
     const r = await run(join(BIN, 'efsctl'), ['--socket', this.socket, ...args]);
     // The daemon logs before it answers, and its stderr is a pipe (written synchronously), so the lines are readable
