@@ -57,7 +57,9 @@ export interface SpecTarget {
 export function withSpecTarget(opts: MountOptions, spec: SpecTarget): MountOptions {
   const out = { ...opts };
   if (spec.region && out.region === undefined) out.region = spec.region;
-  if (spec.az !== undefined) {
+  // A crossaccount name's label is the zone's ID (use1-az2.fs-…), not an az=: the whole name must be the one the
+  // tunnel dials (checkSpecName), as in efs-utils' match_device.
+  if (spec.az !== undefined && !Object.hasOwn(out, 'crossaccount')) {
     if (Object.hasOwn(out, 'az') && out.az !== spec.az) {
       bad(spec.alias === undefined
         ? `The DNS name "${spec.name ?? ''}" does not match the az provided in the mount options, expected = ${out.az ?? ''}, given = ${spec.az}`

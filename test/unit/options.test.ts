@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { RelayError } from '../../daemon/errors.js';
 import { attachOptions, checkOptionsValidity, formatOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../../daemon/options.js';
 import { parseFstab } from '../../daemon/fstab.js';
-import { parseSpec, parseSpecOrAlias } from '../../daemon/target.js';
+import { METADATA_NOT_ASKED, checkSpecName, parseSpec, parseSpecOrAlias, resolveTarget } from '../../daemon/target.js';
+import { defaultConfig } from '../../daemon/config.js';
 
 function rejects(fn: () => unknown): RelayError {
   try {
@@ -107,6 +108,15 @@ describe('efs-utils mount options', () => {
     const e = rejects(() => attachOptions('az=us-east-1b', spec));
     expect(e.code).to.equal('BAD_OPTION');
     expect(e.message).to.equal(conflict);
+  });
+
+  it('takes a crossaccount spec\'s zone ID label as part of the name the tunnel must dial, not as az=', () => {
+    const spec = parseSpec('use1-az2.fs-12345678.efs.us-east-1.amazonaws.com:/')!;
+    expect(attachOptions('crossaccount', spec).tunnel).to.deep.equal({ tls: null, crossaccount: null, region: 'us-east-1' });
+    const target = resolveTarget('fs-12345678', attachOptions('crossaccount', spec).all, {}, defaultConfig(), METADATA_NOT_ASKED, { az_id: 'use1-az2', why: null });
+    expect(() => checkSpecName(spec, target)).to.not.throw();
+    const elsewhere = resolveTarget('fs-12345678', attachOptions('crossaccount', spec).all, {}, defaultConfig(), METADATA_NOT_ASKED, { az_id: 'use1-az6', why: null });
+    expect(rejects(() => checkSpecName(spec, elsewhere)).message).to.match(/^The DNS name "use1-az2\.fs-12345678\.efs\.us-east-1\.amazonaws\.com" is not the file system's DNS name for these mount options and efs-relay's config, use1-az6\.fs-12345678/);
   });
 
   it('takes a fully qualified DNS name of another form as an alias to follow, and no address, single label or malformed EFS name', () => {
