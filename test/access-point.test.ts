@@ -6,8 +6,10 @@ import { expect } from 'chai';
 import { X509Certificate } from 'node:crypto';
 import { hostname } from 'node:os';
 import { exchange } from './helpers/client.js';
-import { Daemon } from './helpers/daemon.js';
-import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Daemon, tempDir, waitFor } from './helpers/daemon.js';
+import { certFor, daemonConfig, REGION, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { certificateExtensions, utf8StringHex } from './helpers/pki.js';
 import { ACCESS_POINT_OID, FILE_SYSTEM_OID, NOT_AFTER_MS, NOT_BEFORE_MS } from '../daemon/client-cert.js';
@@ -59,6 +61,28 @@ describe('access point mounts', function () {
     const add = await daemon.efsctlJson<AddResult>('add', 'fs-0000a902', '-o', options());
     expect((await exchange(add.tunnel.port, 'no access point')).received.toString()).to.equal('no access point' + ECHO_TRAILER);
     expect(target.clientCertificates.at(-1)).to.equal(null);
+  });
+
+  it('still presents its access point after its CA bundle changes on disk, verifying new connections against the bundle as it is now', async () => {
+    const bundle = join(tempDir('ap-ca-reload'), 'cas.pem');
+    writeFileSync(bundle, testCerts().ca.cert);
+    const fsId = 'fs-0000a903';
+    const add = await daemon.efsctlJson<AddResult>('add', fsId, '-o', options(`,accesspoint=${AP},cafile=${bundle}`));
+    expect((await exchange(add.tunnel.port, 'before')).received.toString()).to.equal('before' + ECHO_TRAILER);
+    const reloads = (): number => daemon.logs.split(' tls.ca_reloaded ').length - 1;
+    const replace = async (pem: string): Promise<void> => {
+      const before = reloads();
+      writeFileSync(`${bundle}.new`, pem);
+      renameSync(`${bundle}.new`, bundle);
+      await waitFor('the bundle to be read again', () => reloads() > before, 5_000);
+    };
+    // Only another CA: this tunnel's new connections are refused, so it took the new trust.
+    await replace(testCerts().otherCa.cert);
+    expect((await exchange(add.tunnel.port, 'refused')).received.toString()).to.equal('');
+    // Trusted again: the trust it takes keeps its client certificate.
+    await replace(testCerts().ca.cert + testCerts().otherCa.cert);
+    expect((await exchange(add.tunnel.port, 'after')).received.toString()).to.equal('after' + ECHO_TRAILER);
+    expect(certificateExtensions(target.clientCertificates.at(-1)!)).to.deep.include({ [ACCESS_POINT_OID]: utf8StringHex(AP), [FILE_SYSTEM_OID]: utf8StringHex(fsId) });
   });
 
   it('refuses a mount of the file system with another access point than its tunnel presents, naming both, and leaves the tunnel as it was', async () => {
