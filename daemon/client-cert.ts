@@ -4,7 +4,8 @@
 // system (…7.3), valid from 15 minutes before it is made to 3 hours after.
 // The mount target reads the access point from it. Node can sign but not
 // write certificates, so the few DER structures are written here; the key
-// never leaves the daemon's memory (efs-utils keeps one in a file).
+// never leaves the daemon's memory (efs-utils keeps one in a file). It also
+// reads those extensions out of an efs-utils mount's certificate (takeover).
 import { createHash, createPublicKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 
