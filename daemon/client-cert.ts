@@ -178,12 +178,16 @@ export function clientCertificate(key: KeyObject, id: ClientIdentity, now: Date)
   return { pem: `-----BEGIN CERTIFICATE-----\n${body}-----END CERTIFICATE-----\n`, notAfter };
 }
 
-/** The host's RSA key for client certificates: made on first need (a 3072-bit key takes a moment), then kept in memory. */
+/**
+ * The host's RSA key for client certificates, and its PEM for TLS contexts: made on first need (a 3072-bit key takes
+ * a moment), then kept in memory.
+ */
 export class ClientKey {
-  private key: Promise<KeyObject> | null = null;
+  private key: Promise<{ key: KeyObject; pem: string }> | null = null;
 
-  get(): Promise<KeyObject> {
-    this.key ??= promisify(generateKeyPair)('rsa', { modulusLength: RSA_BITS }).then((pair) => pair.privateKey);
+  get(): Promise<{ key: KeyObject; pem: string }> {
+    this.key ??= promisify(generateKeyPair)('rsa', { modulusLength: RSA_BITS })
+      .then(({ privateKey }) => ({ key: privateKey, pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() }));
     return this.key;
   }
 }
@@ -200,16 +204,13 @@ export interface ClientPems {
 /** The client certificates of access point tunnels, one per file system and access point, renewed as they age. */
 export class ClientCertificates {
   private readonly key = new ClientKey();
-  private keyPem: Promise<string> | null = null;
   private readonly made = new Map<string, { pems: ClientPems; notAfter: Date }>();
 
   constructor(private readonly commonName: string, private readonly now: () => Date = () => new Date()) {}
 
   /** The current certificate for (fsId, accessPoint): the same object until it is made again. */
   async identity(fsId: string, accessPoint: string): Promise<ClientPems> {
-    const key = await this.key.get();
-    this.keyPem ??= Promise.resolve(key.export({ type: 'pkcs8', format: 'pem' }).toString());
-    const keyPem = await this.keyPem;
+    const { key, pem: keyPem } = await this.key.get();
     const id = `${fsId} ${accessPoint}`;
     const now = this.now();
     const held = this.made.get(id);

@@ -1,6 +1,7 @@
 // The set of tunnels: one record and one relay per file system. All changes
 // go through one queue so concurrent requests never race for a port or make
 // two relays for one file system.
+import { hostname } from 'node:os';
 import { asRelayError, RelayError, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -10,7 +11,6 @@ import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
 import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { ClientCertificates, type ClientPems } from './client-cert.js';
-import { hostname } from 'node:os';
 import { warnIfExposed } from './file-trust.js';
 import type { MetadataAzId, RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';

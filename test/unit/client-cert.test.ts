@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { X509Certificate, createPublicKey } from 'node:crypto';
+import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ACCESS_POINT_OID, ClientCertificates, ClientKey, FILE_SYSTEM_OID, NOT_AFTER_MS, NOT_BEFORE_MS, RENEW_BELOW_MS, clientCertificate, presentedIdentity } from '../../daemon/client-cert.js';
@@ -11,9 +11,9 @@ const FS = 'fs-12345678';
 
 describe('the client certificate of an access point tunnel', function () {
   this.timeout(30_000);
-  let key: Awaited<ReturnType<ClientKey['get']>>;
+  let key: KeyObject;
   before(async () => {
-    key = await new ClientKey().get();
+    key = (await new ClientKey().get()).key;
   });
 
   it('is efs-utils\' certificate as openssl reads it: self-signed with the host\'s 3072-bit RSA key, CN the host name, the access point and file system in EFS\'s extensions, valid from 15 minutes before to 3 hours after', async () => {
