@@ -101,7 +101,9 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   if (svc.cert !== null && presented === null) {
     return refuse(`the service presents a client certificate (cert = ${svc.cert}) that could not be read, so what it names to the mount target (an access point, IAM authorization) is unknown`);
   }
-  if (svc.cert !== null && presented?.iam) {
+  // What the stunnel's certificate names, when it presents one.
+  const shown = svc.cert === null ? null : presented;
+  if (shown?.iam) {
     return refuse(`the service presents a client certificate (cert = ${svc.cert}) with IAM authorization (an iam mount); efs-relay does not support iam yet, and the mount target would refuse the mount`);
   }
   if (svc.verify !== null && Number(svc.verify) >= 3) {
@@ -114,8 +116,8 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   // efs-utils' checkHost is the file system's name, never a zone's name of it.
   if (!named || named.az !== undefined) return refuse(`checkHost ${svc.checkHost} is not an EFS file system name like fs-12345678.efs.us-east-1.amazonaws.com`);
   const { fsId, region, suffix } = named;
-  if (svc.cert !== null && presented?.fsId && presented.fsId !== fsId) {
-    return refuse(`the client certificate ${svc.cert} names ${presented.fsId}, where checkHost ${svc.checkHost} names ${fsId}`);
+  if (shown?.fsId && shown.fsId !== fsId) {
+    return refuse(`the client certificate ${svc.cert ?? ''} names ${shown.fsId}, where checkHost ${svc.checkHost} names ${fsId}`);
   }
   const ours = dnsNameSuffix(region, cfg);
   if (suffix !== ours) {
@@ -138,7 +140,7 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
     }
   }
   // The access point is what the mount target reads from the certificate; the tunnel presents its own that names it.
-  if (svc.cert !== null && presented?.accessPoint) options.push(`accesspoint=${presented.accessPoint}`);
+  if (shown?.accessPoint) options.push(`accesspoint=${shown.accessPoint}`);
   const target = resolveTarget(fsId, parseOptions(options.join(',')), {}, cfg, METADATA_NOT_ASKED, zoneId === undefined ? AZ_ID_NOT_ASKED : { az_id: zoneId, why: null });
   if (target.address !== to.host) {
     return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would connect to ${target.address}, not to ${to.host} as the stunnel does`);
