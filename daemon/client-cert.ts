@@ -1,13 +1,16 @@
-// The client certificate an access point mount presents, as efs-utils makes
-// it: self-signed with the host's own RSA key, CN the host name, and EFS's
-// extensions naming the access point (1.3.6.1.4.1.4843.7.1) and the file
-// system (…7.3), valid from 15 minutes before it is made to 3 hours after.
-// The mount target reads the access point from it. Node can sign but not
+// The client certificate an access point or IAM mount presents, as efs-utils
+// makes it: self-signed with the host's own RSA key, CN the host name, and
+// EFS's extensions naming the access point (1.3.6.1.4.1.4843.7.1), carrying
+// the IAM authorization (…7.2: a SigV4 signature tied to the key) and naming
+// the file system (…7.3), valid from 15 minutes before it is made to 3 hours
+// after. The mount target reads them from it. Node can sign but not
 // write certificates, so the few DER structures are written here; the key
 // never leaves the daemon's memory (efs-utils keeps one in a file). It also
 // reads those extensions out of an efs-utils mount's certificate (takeover).
 import { createHash, createPublicKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import type { AwsCredentials } from './aws-credentials.js';
+import { signConnect } from './sigv4.js';
 
 /** EFS's certificate extensions (efs-utils' ca_extension_builder). */
 export const ACCESS_POINT_OID = '1.3.6.1.4.1.4843.7.1';
@@ -77,12 +80,15 @@ function element(der: Buffer, at: number): { tag: number; start: number; end: nu
   return { tag, start, end: start + len };
 }
 
-/** The subjectPublicKey bits of a SubjectPublicKeyInfo, whose SHA-1 is the key identifier (RFC 5280, method 1). */
-function publicKeyBits(spki: Buffer): Buffer {
+/**
+ * SHA-1 of a SubjectPublicKeyInfo's key bits: the key identifier (RFC 5280, method 1), and the PublicKeyHash
+ * that an IAM signature names (efs-utils' get_public_key_sha1), so that the signature is good for this key only.
+ */
+export function publicKeyHash(spki: Buffer): Buffer {
   const outer = element(spki, 0);
   const algorithm = element(spki, outer.start);
   const key = element(spki, algorithm.end);
-  return spki.subarray(key.start + 1, key.end); // past the count of unused bits
+  return createHash('sha1').update(spki.subarray(key.start + 1, key.end)).digest(); // past the count of unused bits
 }
 
 /** An OBJECT IDENTIFIER's content as dotted decimal. */
@@ -110,7 +116,7 @@ export interface PresentedIdentity {
   iam: boolean;
 }
 
-const IAM_AUTH_OID = '1.3.6.1.4.1.4843.7.2';
+export const IAM_AUTH_OID = '1.3.6.1.4.1.4843.7.2';
 
 /** Reads EFS's extensions out of a DER certificate (Certificate → tbsCertificate → [3] extensions). Throws on malformed DER. */
 export function presentedIdentity(der: Buffer): PresentedIdentity {
@@ -146,11 +152,35 @@ export function presentedIdentity(der: Buffer): PresentedIdentity {
 const extension = (id: string, value: Buffer): Buffer => seq(oid(id), octets(value));
 const name = (cn: string): Buffer => seq(set(seq(oid(COMMON_NAME_OID), utf8(cn))));
 
+/** IAM authorization: whose credentials sign, for the file system's region. */
+export interface IamAuth {
+  credentials: AwsCredentials;
+  region: string;
+}
+
 export interface ClientIdentity {
   fsId: string;
-  accessPoint: string;
+  accessPoint: string | null;
+  iam: IamAuth | null;
   /** The host's name, at most 64 characters (efs-utils: socket.gethostname()[0:64]). */
   commonName: string;
+}
+
+/**
+ * efs-utils' efs_client_auth SEQUENCE: the access key ID, the signature (its hex text as an OCTET STRING), the
+ * time signed, and the session token of temporary credentials.
+ */
+function iamAuthorization(iam: IamAuth, fsId: string, keyHash: Buffer, now: Date): Buffer {
+  const c = iam.credentials;
+  const sig = signConnect({
+    publicKeyHash: keyHash.toString('hex'), accessKeyId: c.accessKeyId, sessionToken: c.sessionToken, region: iam.region, fsId, date: now,
+  }, c.secretAccessKey);
+  return seq(
+    utf8(c.accessKeyId),
+    octets(Buffer.from(sig, 'ascii')),
+    utcTime(now),
+    ...(c.sessionToken === null ? [] : [explicit(0, utf8(c.sessionToken))]),
+  );
 }
 
 /** A PEM certificate for `id`, self-signed with `key` (an RSA private key), valid around `now`. */
@@ -159,6 +189,9 @@ export function clientCertificate(key: KeyObject, id: ClientIdentity, now: Date)
   const algorithm = seq(oid(SHA256_WITH_RSA_OID), NULL);
   const subject = name(id.commonName.slice(0, 64));
   const notAfter = new Date(now.getTime() + NOT_AFTER_MS);
+  const keyHash = publicKeyHash(spki);
+  // Whole seconds: the signature's time is written to the second (UTCTime), and the mount target signs that again.
+  const signedAt = new Date(Math.floor(now.getTime() / 1000) * 1000);
   const tbs = seq(
     explicit(0, integer(Buffer.from([2]))), // v3
     integer(randomBytes(16)),
@@ -168,8 +201,9 @@ export function clientCertificate(key: KeyObject, id: ClientIdentity, now: Date)
     subject,
     spki,
     explicit(3, seq(
-      extension(SUBJECT_KEY_ID_OID, octets(createHash('sha1').update(publicKeyBits(spki)).digest())),
-      extension(ACCESS_POINT_OID, utf8(id.accessPoint)),
+      extension(SUBJECT_KEY_ID_OID, octets(keyHash)),
+      ...(id.accessPoint === null ? [] : [extension(ACCESS_POINT_OID, utf8(id.accessPoint))]),
+      ...(id.iam === null ? [] : [extension(IAM_AUTH_OID, iamAuthorization(id.iam, id.fsId, keyHash, signedAt))]),
       extension(FILE_SYSTEM_OID, utf8(id.fsId)),
     )),
   );
@@ -194,31 +228,52 @@ export class ClientKey {
 
 /** A certificate is made again once less than this is left of it (efs-utils' watchdog renews its 3-hour ones hourly). */
 export const RENEW_BELOW_MS = 2 * 3_600_000;
+/** An IAM certificate is made again, with fresh credentials, once its credentials have less than this left. */
+export const CREDENTIALS_RENEW_BELOW_MS = 15 * 60_000;
 
-/** What an access point tunnel presents: its certificate and the host's key, in PEM. */
+/** What a tunnel presents: its certificate and the host's key, in PEM. */
 export interface ClientPems {
   cert: string;
   key: string;
 }
 
-/** The client certificates of access point tunnels, one per file system and access point, renewed as they age. */
+/** What a tunnel's certificate names: an access point, IAM authorization (whose credentials are fetched when a certificate is made), or both. */
+export interface ClientWant {
+  accessPoint: string | null;
+  iam: { region: string; credentials: () => Promise<AwsCredentials> } | null;
+}
+
+/** The client certificates of access point and IAM tunnels, one per file system and what it names, renewed as they age. */
 export class ClientCertificates {
   private readonly key = new ClientKey();
-  private readonly made = new Map<string, { pems: ClientPems; notAfter: Date }>();
+  private readonly made = new Map<string, { pems: ClientPems; renewAt: number; source: string | null }>();
 
   constructor(private readonly commonName: string, private readonly now: () => Date = () => new Date()) {}
 
-  /** The current certificate for (fsId, accessPoint): the same object until it is made again. */
-  async identity(fsId: string, accessPoint: string): Promise<ClientPems> {
+  /**
+   * The current certificate for fsId and what it names: the same object until it is made again, when less than
+   * RENEW_BELOW_MS of it is left, or less than CREDENTIALS_RENEW_BELOW_MS of its credentials. Rejects as the
+   * credentials do (NO_AWS_CREDENTIALS).
+   */
+  async identity(fsId: string, want: ClientWant): Promise<ClientPems> {
     const { key, pem: keyPem } = await this.key.get();
-    const id = `${fsId} ${accessPoint}`;
-    const now = this.now();
+    const id = `${fsId} ${want.accessPoint ?? '-'} ${want.iam ? want.iam.region : '-'}`;
     const held = this.made.get(id);
-    if (held && held.notAfter.getTime() - now.getTime() >= RENEW_BELOW_MS) return held.pems;
-    const { pem, notAfter } = clientCertificate(key, { fsId, accessPoint, commonName: this.commonName }, now);
+    if (held && this.now().getTime() < held.renewAt) return held.pems;
+    const iam = want.iam ? { region: want.iam.region, credentials: await want.iam.credentials() } : null;
+    const now = this.now();
+    const { pem, notAfter } = clientCertificate(key, { fsId, accessPoint: want.accessPoint, iam, commonName: this.commonName }, now);
+    const expires = iam?.credentials.expiration?.getTime() ?? Infinity;
+    const renewAt = Math.min(notAfter.getTime() - RENEW_BELOW_MS, expires - CREDENTIALS_RENEW_BELOW_MS);
     const pems = { cert: pem, key: keyPem };
-    this.made.set(id, { pems, notAfter });
+    this.made.set(id, { pems, renewAt, source: iam?.credentials.source ?? null });
     return pems;
+  }
+
+  /** Where the credentials of fsId's current IAM certificate came from (AwsCredentials.source), or null. */
+  credentialsSource(fsId: string): string | null {
+    for (const [id, m] of this.made) if (id.startsWith(`${fsId} `) && m.source !== null) return m.source;
+    return null;
   }
 
   /** A file system's tunnel is gone: its certificate is not kept. */

@@ -30,6 +30,7 @@ export interface Config {
     bdi_dir: string;
   };
   relay: { connect_timeout: number; close_timeout: number };
+  iam: { credentials_file: string; config_file: string; ecs_url: string };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
   health: { probe_interval: number; probe_timeout: number; stat_command: string; stat_timeout: number; trust_check_interval: number };
   policy: { require_tls: boolean };
@@ -111,6 +112,16 @@ const SCHEMA: Record<string, Field> = {
     fields: {
       connect_timeout: { kind: 'seconds', def: 15 },
       close_timeout: { kind: 'seconds', def: 10 },
+    },
+  },
+  // Where IAM mounts' AWS credentials are looked for (aws-credentials.ts): root's, as efs-utils' mount helper reads them.
+  iam: {
+    kind: 'section',
+    fields: {
+      credentials_file: { kind: 'path', def: '/root/.aws/credentials' },
+      config_file: { kind: 'path', def: '/root/.aws/config' },
+      // The ECS agent, which awscredsuri= paths are asked of.
+      ecs_url: { kind: 'string', def: 'http://169.254.170.2', pattern: /^http:\/\/[^/\s@]+$/, describe: 'an http:// address with no path, like http://169.254.170.2' },
     },
   },
   log: {

@@ -30,7 +30,7 @@ export const ERRORS = {
   },
   UNKNOWN_OPTION: {
     title: 'unknown option',
-    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, cafile, verify, noocsp.',
+    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, iam, awsprofile, awscredsuri, cafile, verify, noocsp.',
   },
   NO_REGION: {
     title: 'no AWS region is known for the file system',
@@ -39,6 +39,10 @@ export const ERRORS = {
   NO_AZ_ID: {
     title: 'this instance\'s availability zone ID is not known, and a crossaccount mount needs it',
     hint: 'The crossaccount option reaches the mount target of this instance\'s availability zone ID, which only instance metadata (efs.metadata_url) gives: check that the metadata service answers (`efsctl doctor`), or mount without crossaccount, with -o az=ZONE or -o mounttargetip=ADDRESS.',
+  },
+  NO_AWS_CREDENTIALS: {
+    title: 'no AWS credentials to sign an IAM mount with',
+    hint: 'Give root AWS keys (aws_access_key_id and aws_secret_access_key in iam.credentials_file, under [default] or the profile that awsprofile= names), attach an IAM role to the instance (instance metadata must answer: `efsctl doctor`), or on ECS pass -o awscredsuri=PATH. Then mount again; a running tunnel tries again every 10 minutes.',
   },
   PORT_TAKEN: {
     title: 'the local port is already in use',

@@ -27,16 +27,17 @@ const REQUEST_TIMEOUT_MS = 1_000;
 /** The token is used at once, for one request. */
 const TOKEN_TTL_S = 60;
 
-interface Answer { status: number; body: string }
+export interface Answer { status: number; body: string }
 
-function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, string>): Promise<Answer> {
+/** One HTTP request, its status and (the first 16 KiB of) its body; rejects when there is no answer within REQUEST_TIMEOUT_MS. */
+export function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, string>): Promise<Answer> {
   return new Promise((resolve, reject) => {
     // agent: false, so that no kept-alive socket outlives the two requests of a start-up.
     const req = request(url, { method, headers, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
-        if (body.length < 4096) body += d;
+        if (body.length < 16_384) body += d; // a credentials answer with its session token is a few KiB
       });
       res.on('end', () => {
         clearTimeout(timer);
@@ -59,14 +60,15 @@ function passes(status: number): boolean {
   return status === 429 || status >= 500;
 }
 
-/** One item of placement metadata, or why there is none; `again` as in MetadataLookup. */
-type ItemLookup = { value: string; why: null; again: false } | { value: null; why: string; again: boolean };
+/** One item of instance metadata, or why there is none; `again` as in MetadataLookup. */
+export type ItemLookup = { value: string; why: null; again: false } | { value: null; why: string; again: boolean };
 
 /**
- * IMDSv2 (a session token, then the item with it), falling back to a request without a token (IMDSv1) when the
- * token is refused, as efs-utils does. `what` names the item in messages; `valid` judges its value.
+ * IMDSv2 (a session token, then the item under /latest/meta-data/ with it), falling back to a request without a
+ * token (IMDSv1) when the token is refused, as efs-utils does. `what` names the item in messages; `valid` judges
+ * its value.
  */
-async function placementItem(base: string, item: string, what: string, valid: RegExp): Promise<ItemLookup> {
+export async function metadataItem(base: string, path: string, what: string, valid: RegExp): Promise<ItemLookup> {
   const at = `instance metadata at ${base}`;
   const none = (why: string, again: boolean): ItemLookup => ({ value: null, why, again });
   let token: string | null = null;
@@ -80,7 +82,7 @@ async function placementItem(base: string, item: string, what: string, valid: Re
   }
   let r: Answer;
   try {
-    r = await ask(`${base}/latest/meta-data/placement/${item}`, 'GET', token === null ? {} : { 'X-aws-ec2-metadata-token': token });
+    r = await ask(`${base}/latest/meta-data/${path}`, 'GET', token === null ? {} : { 'X-aws-ec2-metadata-token': token });
   } catch (err) {
     return none(`${at} did not answer (${(err as Error).message})`, true);
   }
@@ -91,7 +93,7 @@ async function placementItem(base: string, item: string, what: string, valid: Re
 }
 
 export async function regionFromMetadata(base: string): Promise<MetadataLookup> {
-  const r = await placementItem(base, 'region', 'region', REGION);
+  const r = await metadataItem(base, 'placement/region', 'region', REGION);
   return r.value === null ? { result: { region: null, why: r.why }, again: r.again } : { result: { region: r.value, why: null }, again: false };
 }
 
@@ -107,7 +109,7 @@ export type MetadataAzId = { az_id: string; why: null } | { az_id: null; why: st
 /** The zone ID from instance metadata at `base` (efs.metadata_url; "" turns asking off). */
 export async function azIdFromMetadata(base: string): Promise<MetadataAzId> {
   if (base === '') return { az_id: null, why: 'instance metadata is not asked (efs.metadata_url is "")' };
-  const r = await placementItem(base, 'availability-zone-id', 'availability zone ID', AZ_ID);
+  const r = await metadataItem(base, 'placement/availability-zone-id', 'availability zone ID', AZ_ID);
   return r.value === null ? { az_id: null, why: r.why } : { az_id: r.value, why: null };
 }
 

@@ -21,12 +21,9 @@ const UNSUPPORTED = ['capath'];
 // Accepted by efs-utils but not implemented by this release: refused, never ignored.
 const NOT_YET: Record<string, string> = {
   ocsp: 'OCSP checking of the mount target certificate',
-  iam: 'IAM authorization (it needs signed client certificates)',
-  awsprofile: 'IAM authorization with a named profile',
-  awscredsuri: 'IAM authorization with ECS task credentials',
   netns: 'tunnels inside another network namespace',
-  rolearn: 'IAM authorization with a web identity role',
-  jwtpath: 'IAM authorization with a web identity token',
+  rolearn: 'IAM authorization with a web identity role (AssumeRoleWithWebIdentity)',
+  jwtpath: 'IAM authorization with a web identity token (AssumeRoleWithWebIdentity)',
   fsap: 'efs-utils\' "fsap" option',
 };
 
@@ -156,6 +153,14 @@ export function tunnelOptions(opts: MountOptions): MountOptions {
   const out: MountOptions = {};
   for (const [k, v] of Object.entries(opts)) if ((TUNNEL_OPTIONS as readonly string[]).includes(k)) out[k] = v;
   return out;
+}
+
+/** How a tunnel's options authorize with IAM, in words: tunnels that differ in it are different tunnels. */
+export function iamAuthorization(o: MountOptions): string {
+  if (!Object.hasOwn(o, 'iam')) return 'without IAM authorization';
+  if (o.awscredsuri) return `with IAM authorization by awscredsuri=${o.awscredsuri}`;
+  if (o.awsprofile) return `with IAM authorization by awsprofile=${o.awsprofile}`;
+  return 'with IAM authorization';
 }
 
 /** For `efsctl add`: every option must be a tunnel option. */

@@ -7,10 +7,11 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
-import { formatOptions, tunnelOptions, type MountOptions } from './options.js';
+import { formatOptions, iamAuthorization, tunnelOptions, type MountOptions } from './options.js';
 import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
-import { ClientCertificates, type ClientPems } from './client-cert.js';
+import { ClientCertificates, type ClientPems, type ClientWant } from './client-cert.js';
+import { awsCredentials } from './aws-credentials.js';
 import { warnIfExposed } from './file-trust.js';
 import type { MetadataAzId, RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
@@ -412,7 +413,7 @@ export class TunnelManager {
       for (const t of this.tunnels.values()) {
         // A tunnel still waiting for a readable bundle picks it up on its own retry.
         if (t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || caFileFor(t.record.options, this.cfg) !== file) continue;
-        t.relay.useContext(await this.tunnelTrust(t.record.fs_id, t.record.options));
+        t.relay.useContext(await this.tunnelTrust(t.record, true));
         t.note('ca_reloaded');
         tunnels++;
       }
@@ -507,7 +508,7 @@ export class TunnelManager {
       source: req.source,
       mounts: [],
     };
-    const trust = await this.tunnelTrust(req.fsId, options);
+    const trust = await this.tunnelTrust(record);
     // Ports that mounts of this file system still name after its tunnel was force-stopped: the first becomes its
     // own port (unless tlsport= names one), the others come back as extra ports.
     const left = this.portsLeftMounted(req.fsId, used, first, last);
@@ -574,6 +575,12 @@ export class TunnelManager {
       const what = (ap: string | null): string => (ap === null ? 'no access point' : `access point ${ap}`);
       throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel for ${what(hasAp)}, not ${what(askedAp)}`,
         'a file system has one tunnel, and the mount target takes the access point from its client certificate, so its mounts all use the same one: unmount the others, or stop it first');
+    }
+    // So is IAM authorization, signed with the credentials these options find.
+    const [hasIam, askedIam] = [rec.options, options].map(iamAuthorization);
+    if (hasIam !== askedIam) {
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel ${hasIam}, not ${askedIam}`,
+        'a file system has one tunnel, and its client certificate carries IAM authorization or not, for all of its mounts: give every mount of it the same iam, awsprofile and awscredsuri, or stop it first');
     }
   }
 
@@ -931,33 +938,58 @@ export class TunnelManager {
     return t;
   }
 
-  private async trustFor(options: MountOptions): Promise<Trust> {
-    return (await this.bundleFor(options)).trust;
-  }
-
   /**
-   * What a tunnel's connections verify and present: its CA bundle's trust, and for an access point tunnel its
-   * client certificate too, which names the access point to the mount target.
+   * What a tunnel's connections verify and present: its CA bundle's trust, and for an access point or IAM tunnel
+   * its client certificate too, which names the access point, and signs with AWS credentials, to the mount target.
+   * Rejects with NO_AWS_CREDENTIALS when an IAM tunnel's credentials cannot be found. `keepCert`: the certificate
+   * it presents now stays (a CA bundle reload, which must not wait for, or fail on, credentials).
    */
-  private async tunnelTrust(fsId: string, options: MountOptions): Promise<Trust> {
-    const bundle = await this.bundleFor(options);
-    const ap = options.accesspoint;
-    if (!ap) return bundle.trust;
-    const client = await this.clientCerts.identity(fsId, ap);
-    this.presented.set(fsId, client);
+  private async tunnelTrust(rec: Pick<TunnelRecord, 'fs_id' | 'options' | 'target'>, keepCert = false): Promise<Trust> {
+    const bundle = await this.bundleFor(rec.options);
+    const want = this.clientWant(rec);
+    if (want === null) return bundle.trust;
+    const held = keepCert ? this.presented.get(rec.fs_id) : undefined;
+    const client = held ?? await this.clientCerts.identity(rec.fs_id, want);
+    this.presented.set(rec.fs_id, client);
     this.renewTimer ??= setInterval(() => void this.renewClientCerts(), RENEW_CHECK_MS).unref();
     return clientTrust(bundle.pem, bundle.trust, this.cfg.tls.max_version, client);
   }
 
-  /** Access point tunnels whose certificate ages past RENEW_BELOW_MS present a new one from their next connection on. */
+  /** What a tunnel's client certificate names, or null when it presents none. */
+  private clientWant(rec: Pick<TunnelRecord, 'options' | 'target'>): ClientWant | null {
+    const accessPoint = rec.options.accesspoint ?? null;
+    const iam = Object.hasOwn(rec.options, 'iam');
+    if (accessPoint === null && !iam) return null;
+    const places = {
+      credentialsFile: this.cfg.iam.credentials_file, configFile: this.cfg.iam.config_file, ecsUrl: this.cfg.iam.ecs_url,
+      metadataUrl: this.cfg.efs.metadata_url, env: process.env,
+    };
+    return { accessPoint, iam: iam ? { region: rec.target.region, credentials: () => awsCredentials(rec.options, places) } : null };
+  }
+
+  /**
+   * Tunnels whose certificate ages past RENEW_BELOW_MS (or whose credentials near their end) present a new one from
+   * their next connection on. One that cannot be made now (credentials not found) is tried again at the next check,
+   * while the tunnel keeps presenting the one it has.
+   */
   private renewClientCerts(): Promise<void> {
     return this.serial(async () => {
       for (const [fsId, t] of this.tunnels) {
-        const ap = t.record.options.accesspoint;
-        if (!ap || this.closed || t.listenError?.code === 'CA_BUNDLE_UNREADABLE') continue;
-        if ((await this.clientCerts.identity(fsId, ap)) === this.presented.get(fsId)) continue;
-        t.relay.useContext(await this.tunnelTrust(fsId, t.record.options));
-        this.log.info('tunnel.client_cert_renewed', { fs: fsId, msg: `new connections present a new client certificate for access point ${ap}, valid for 3 hours`, accesspoint: ap });
+        const want = this.clientWant(t.record);
+        if (!want || this.closed || t.listenError?.code === 'CA_BUNDLE_UNREADABLE') continue;
+        let renewed: ClientPems;
+        try {
+          renewed = await this.clientCerts.identity(fsId, want);
+        } catch (err) {
+          const e = asRelayError(err);
+          t.note('client_cert_renew_failed', e);
+          this.log.error('tunnel.client_cert_renew_failed', { fs: fsId, code: e.code, msg: `${e.message}; new connections present the certificate made before, tried again in ${RENEW_CHECK_MS / 60_000} minutes` });
+          continue;
+        }
+        if (renewed === this.presented.get(fsId)) continue;
+        t.relay.useContext(await this.tunnelTrust(t.record));
+        const names = [want.accessPoint === null ? null : `access point ${want.accessPoint}`, want.iam === null ? null : `IAM authorization (${this.clientCerts.credentialsSource(fsId) ?? 'credentials'})`].filter((x) => x !== null).join(' and ');
+        this.log.info('tunnel.client_cert_renewed', { fs: fsId, msg: `new connections present a new client certificate for ${names}, valid for 3 hours`, accesspoint: want.accessPoint ?? undefined });
       }
     });
   }
@@ -1063,11 +1095,11 @@ export class TunnelManager {
   private async start(rec: TunnelRecord, why: string): Promise<void> {
     let trust: Trust;
     try {
-      trust = await this.tunnelTrust(rec.fs_id, rec.options);
+      trust = await this.tunnelTrust(rec);
     } catch (err) {
       const e = err as RelayError;
-      // Without a CA bundle there is no safe relay: keep the record, say why once, and try the bundle again
-      // every few seconds, so fixing the file is enough.
+      // Without a CA bundle there is no safe relay, and without credentials no IAM mount: keep the record, say why
+      // once, and try again every few seconds, so fixing the file (or the role) is enough.
       const t = this.track(rec, this.makeRelay(rec, noTrust(this.cfg.tls.max_version)));
       t.listenError = { code: e.code, message: e.message, at: new Date().toISOString() };
       t.note('start_failed', e);
@@ -1075,10 +1107,10 @@ export class TunnelManager {
       const retry = (): void => {
         t.retryTimer = setTimeout(() => void this.serial(async () => {
           if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
-          // The bundle is read while the waiting tunnel still stands in the table: list, status and metrics
-          // must never miss it. Once read, start() finds the context cached, and tracks the new tunnel
-          // before any request can come in.
-          const failed = await this.trustFor(rec.options).then(() => null, (err: unknown) => asRelayError(err));
+          // The bundle (and credentials) are read while the waiting tunnel still stands in the table: list, status
+          // and metrics must never miss it. Once read, start() finds the context and certificate made, and tracks
+          // the new tunnel before any request can come in.
+          const failed = await this.tunnelTrust(rec).then(() => null, (err: unknown) => asRelayError(err));
           if (this.closed || this.tunnels.get(rec.fs_id) !== t) return;
           if (failed) {
             // Still unusable, maybe for another reason now (a file that appeared but does not parse): status says which.

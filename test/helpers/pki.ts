@@ -124,3 +124,13 @@ export function certificateExtensions(pem: string): Record<string, string> {
 export function utf8StringHex(s: string): string {
   return `0C${Buffer.byteLength(s).toString(16).padStart(2, '0')}${Buffer.from(s).toString('hex')}`.toUpperCase();
 }
+
+/** The items of a DER value (hex) as `openssl asn1parse` reads them: each one's type, and a primitive one's value. */
+export function asn1Items(hex: string): Array<{ type: string; value: string }> {
+  const out = execFileSync('openssl', ['asn1parse', '-inform', 'DER'], { input: Buffer.from(hex, 'hex'), encoding: 'utf8' });
+  return out.trim().split('\n').map((line) => {
+    // "    0:d=0  hl=4 l=1102 cons: SEQUENCE" / "   19:d=1  hl=2 l=  64 prim: OCTET STRING      :6aa6…"
+    const m = /(?:cons|prim):\s+(.+?)\s*(?::(.*))?$/.exec(line);
+    return { type: m?.[1] ?? line, value: m?.[2] ?? '' };
+  });
+}

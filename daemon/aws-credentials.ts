@@ -1,0 +1,163 @@
+// The AWS credentials that sign an IAM mount's client certificate, looked
+// up as efs-utils does (get_aws_security_credentials): the ECS task's
+// credentials URI (awscredsuri=), a named profile (awsprofile=, AWS_PROFILE,
+// or [default] when it has keys) in root's ~/.aws/credentials then
+// ~/.aws/config, the ECS agent's URI in the daemon's environment, then the
+// instance's IAM role from instance metadata. Looked up again for every new
+// certificate, so that rotated keys and refreshed role credentials are used.
+// The secret key stays in memory; it is never logged or written.
+import { readFile } from 'node:fs/promises';
+import { RelayError } from './errors.js';
+import { ask, metadataItem } from './instance-region.js';
+import type { MountOptions } from './options.js';
+
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Temporary credentials' session token (a role's, a task's, or aws_session_token); null for long-term keys. */
+  sessionToken: string | null;
+  /** When temporary credentials stop working; null when not said. */
+  expiration: Date | null;
+  /** Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, ecs:URI, metadata:ROLE. */
+  source: string;
+}
+
+/** Where credentials are looked for (the daemon's config and environment). */
+export interface CredentialPlaces {
+  credentialsFile: string;
+  configFile: string;
+  /** The ECS agent, before an awscredsuri= path (efs-utils: http://169.254.170.2). */
+  ecsUrl: string;
+  /** Instance metadata (efs.metadata_url); "" for none. */
+  metadataUrl: string;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+const noCredentials = (message: string): never => {
+  throw new RelayError('NO_AWS_CREDENTIALS', message);
+};
+
+type Ini = Map<string, Map<string, string>>;
+
+/** An INI file as botocore reads ~/.aws files: [section], key = value, # and ; comments; null when there is no file. */
+async function readIni(file: string): Promise<Ini | null> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    return noCredentials(`Cannot read ${file}: ${(err as Error).message}`);
+  }
+  const out: Ini = new Map();
+  let section: Map<string, string> | null = null;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const head = /^\[\s*(.+?)\s*\]$/.exec(line);
+    if (head) {
+      section = out.get(head[1] as string) ?? new Map();
+      out.set(head[1] as string, section);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    // An indented line continues a nested value (s3 = …): not a key of the profile.
+    if (section && eq > 0 && !/^\s/.test(raw)) section.set(line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+/** A profile's section: [NAME] in the credentials file; [profile NAME] (or [NAME], as efs-utils reads it) in the config file. */
+function profileIn(ini: Ini | null, profile: string, isConfig: boolean): Map<string, string> | undefined {
+  return (isConfig ? ini?.get(`profile ${profile}`) : undefined) ?? ini?.get(profile);
+}
+
+/** Keys of a profile in one of the two files, or null when that file has none for it. */
+async function fromFile(places: CredentialPlaces, which: 'credentials' | 'config', profile: string): Promise<AwsCredentials | null> {
+  const file = which === 'credentials' ? places.credentialsFile : places.configFile;
+  const s = profileIn(await readIni(file), profile, which === 'config');
+  const id = s?.get('aws_access_key_id');
+  const secret = s?.get('aws_secret_access_key');
+  if (!id || !secret) return null;
+  return { accessKeyId: id, secretAccessKey: secret, sessionToken: s?.get('aws_session_token') || null, expiration: null, source: `${which}:${profile}` };
+}
+
+/** The named profile efs-utils uses: awsprofile=, else AWS_PROFILE, else "default" when either file gives it keys. */
+async function profileFor(opts: MountOptions, places: CredentialPlaces): Promise<string | null> {
+  if (opts.awsprofile) return opts.awsprofile;
+  if (places.env.AWS_PROFILE) return places.env.AWS_PROFILE;
+  for (const [file, isConfig] of [[places.credentialsFile, false], [places.configFile, true]] as const) {
+    if (profileIn(await readIni(file), 'default', isConfig)?.get('aws_access_key_id')) return 'default';
+  }
+  return null;
+}
+
+/** The JSON that ECS and instance metadata answer with: {AccessKeyId, SecretAccessKey, Token, Expiration}. */
+function fromJson(body: string, source: string): AwsCredentials | null {
+  let j: Record<string, unknown>;
+  try {
+    j = JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  const str = (k: string): string | null => (typeof j[k] === 'string' && j[k] !== '' ? (j[k] as string) : null);
+  const [id, secret, token] = [str('AccessKeyId'), str('SecretAccessKey'), str('Token')];
+  if (id === null || secret === null || token === null) return null;
+  const exp = str('Expiration');
+  const expiration = exp === null || Number.isNaN(Date.parse(exp)) ? null : new Date(exp);
+  return { accessKeyId: id, secretAccessKey: secret, sessionToken: token, expiration, source };
+}
+
+/** The ECS agent's credentials at ecsUrl + uri; the credentials, or why there are none. */
+async function fromEcs(places: CredentialPlaces, uri: string): Promise<AwsCredentials | string> {
+  const url = places.ecsUrl + uri;
+  try {
+    const r = await ask(url, 'GET', {});
+    if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials at ${url} (HTTP ${r.status})`;
+    return fromJson(r.body, `ecs:${uri}`) ?? `Unsuccessful retrieval of AWS security credentials at ${url} (no AccessKeyId, SecretAccessKey and Token in its answer)`;
+  } catch (err) {
+    return `Unable to reach ${url} to retrieve AWS security credentials (${(err as Error).message})`;
+  }
+}
+
+/** An IAM role's name (IAM allows letters, digits and +=,.@_-). */
+const ROLE = /^[\w+=,.@-]{1,128}$/;
+
+/** The instance's IAM role's credentials from instance metadata; the credentials, or why there are none. */
+async function fromInstanceRole(base: string): Promise<AwsCredentials | string> {
+  if (base === '') return 'instance metadata is not asked (efs.metadata_url is "")';
+  const role = await metadataItem(base, 'iam/security-credentials/', 'IAM role name', ROLE);
+  if (role.value === null) return `no IAM role: ${role.why}`;
+  const creds = await metadataItem(base, `iam/security-credentials/${role.value}`, 'credentials document', /^\{[\s\S]*\}$/);
+  if (creds.value === null) return `no credentials for IAM role ${role.value}: ${creds.why}`;
+  return fromJson(creds.value, `metadata:${role.value}`) ?? `no credentials for IAM role ${role.value}: instance metadata's answer has no AccessKeyId, SecretAccessKey and Token`;
+}
+
+/** The credentials an IAM mount with these options signs with; NO_AWS_CREDENTIALS saying what was tried when there are none. */
+export async function awsCredentials(opts: MountOptions, places: CredentialPlaces): Promise<AwsCredentials> {
+  if (opts.awscredsuri) {
+    const c = await fromEcs(places, opts.awscredsuri);
+    return typeof c === 'string' ? noCredentials(`${c}; awscredsuri= names where the ECS agent keeps the task's credentials`) : c;
+  }
+  const profile = await profileFor(opts, places);
+  if (profile !== null) {
+    const c = (await fromFile(places, 'credentials', profile)) ?? (await fromFile(places, 'config', profile));
+    if (c) return c;
+    const named = opts.awsprofile ? 'awsprofile=' : 'AWS_PROFILE in efs-relayd\'s environment';
+    return noCredentials(`AWS security credentials not found in ${places.credentialsFile} or ${places.configFile} under named profile [${profile}] (named by ${named}); `
+      + 'efs-relay reads aws_access_key_id and aws_secret_access_key (and aws_session_token) there, and does not assume roles or use SSO');
+  }
+  const tried: string[] = [`no [default] profile with keys in ${places.credentialsFile} or ${places.configFile}`];
+  const relative = places.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;
+  if (relative) {
+    const c = await fromEcs(places, relative);
+    if (typeof c !== 'string') return c;
+    tried.push(c);
+  } else {
+    tried.push('no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI in efs-relayd\'s environment');
+  }
+  const role = await fromInstanceRole(places.metadataUrl);
+  if (typeof role !== 'string') return role;
+  tried.push(role);
+  return noCredentials(`AWS Access Key ID and Secret Access Key are not found in AWS credentials file (${places.credentialsFile}), config file (${places.configFile}), `
+    + `from ECS credentials relative uri, or from the instance security credentials service: ${tried.join('; ')}`);
+}
