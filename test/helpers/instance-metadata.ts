@@ -1,5 +1,6 @@
 // An EC2 instance metadata service stand-in on loopback: the token, the
-// region and (when given) the availability zone ID, as IMDS answers them. `v2` refuses a request without a valid token
+// region and (when given) the availability zone ID and the instance's IAM
+// role with its credentials, as IMDS answers them. `v2` refuses a request without a valid token
 // (an instance that requires IMDSv2); `v1` has no token endpoint (the
 // fallback efs-utils takes); `silent` accepts the connection and never answers;
 // `busy` answers HTTP 503 to everything. `mode` may change while it runs, as a
@@ -22,8 +23,15 @@ export class InstanceMetadataStandIn {
   /** The session token it hands out, and the only one it answers the region to in v2 mode. */
   readonly token = `token-${Math.random().toString(36).slice(2)}`;
 
-  /** `azId`: what placement/availability-zone-id answers; without it, 404, as a path the service does not have. */
-  constructor(private readonly opts: { host: string; mode: MetadataMode; region: string; azId?: string }) {}
+  /**
+   * `azId`: what placement/availability-zone-id answers; `role`: the instance profile's role and the credentials
+   * document iam/security-credentials/NAME answers. Without them, 404, as for paths the service does not have.
+   */
+  constructor(private readonly opts: { host: string; mode: MetadataMode; region: string; azId?: string; role?: { name: string; document: string } }) {}
+
+  set role(role: { name: string; document: string } | undefined) {
+    this.opts.role = role;
+  }
 
   set mode(mode: MetadataMode) {
     this.opts.mode = mode;
@@ -62,6 +70,12 @@ export class InstanceMetadataStandIn {
     if (req.method === 'GET' && req.url === '/latest/meta-data/placement/availability-zone-id' && this.opts.azId !== undefined) {
       if (this.opts.mode === 'v2' && header('x-aws-ec2-metadata-token') !== this.token) return void res.writeHead(401).end();
       return void res.writeHead(200, { 'content-type': 'text/plain' }).end(this.opts.azId);
+    }
+    const role = this.opts.role;
+    const creds = '/latest/meta-data/iam/security-credentials/';
+    if (req.method === 'GET' && role && (req.url === creds || req.url === creds + role.name)) {
+      if (this.opts.mode === 'v2' && header('x-aws-ec2-metadata-token') !== this.token) return void res.writeHead(401).end();
+      return void res.writeHead(200, { 'content-type': 'text/plain' }).end(req.url === creds ? role.name : role.document);
     }
     res.writeHead(404).end();
   }

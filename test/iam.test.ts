@@ -1,0 +1,175 @@
+// IAM mounts, as efs-utils makes them: the tunnel's client certificate
+// carries a SigV4 signature of a "Connect" request, made with the AWS
+// credentials that efs-utils would find (root's credentials and config
+// files, the ECS agent, the instance's IAM role) and tied to the
+// certificate's key. The mount target stand-in asks every client for its
+// certificate; each test checks the signature as the mount target would,
+// with the secret it knows for the key ID.
+import { expect } from 'chai';
+import { createHash, X509Certificate } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { exchange } from './helpers/client.js';
+import { Daemon, tempDir, waitFor } from './helpers/daemon.js';
+import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
+import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
+import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
+import { asn1Items, certificateExtensions } from './helpers/pki.js';
+import { IAM_AUTH_OID } from '../daemon/client-cert.js';
+import { signConnect } from '../daemon/sigv4.js';
+import type { AttachResult } from '../daemon/mounter.js';
+import type { TunnelView } from '../daemon/tunnels.js';
+
+const HOST = '127.0.0.75';
+const KEYS = { id: 'AKIAIAMTESTDEFAULT01', secret: 'default/secret+KEY' };
+const PROFILE_KEYS = { id: 'ASIAIAMTESTPROFILE02', secret: 'profile-secret', token: 'FwoGZXIvYXdzE+profile/token=' };
+const ROLE_KEYS = { id: 'ASIAIAMTESTROLE00003', secret: 'role-secret', token: 'IQoJb3JpZ2luX2Vj+role/token==' };
+const TASK_KEYS = { id: 'ASIAIAMTESTTASK00004', secret: 'task-secret', token: 'task+token/x=' };
+const document = (k: { id: string; secret: string; token: string }): string => JSON.stringify({
+  Code: 'Success', Type: 'AWS-HMAC', AccessKeyId: k.id, SecretAccessKey: k.secret, Token: k.token, Expiration: new Date(Date.now() + 6 * 3_600_000).toISOString(),
+});
+
+/** What a client certificate's efs_client_auth says, read with openssl. */
+function iamAuthOf(pem: string): { accessKeyId: string; signature: string; signedAt: Date; token: string | null } {
+  const items = asn1Items(certificateExtensions(pem)[IAM_AUTH_OID] ?? '');
+  const [, id, sig, time] = items;
+  const t = /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(time?.value ?? '')!;
+  const signedAt = new Date(Date.UTC(2000 + Number(t[1]), Number(t[2]) - 1, Number(t[3]), Number(t[4]), Number(t[5]), Number(t[6])));
+  return { accessKeyId: id!.value, signature: sig!.value, signedAt, token: items[5]?.value ?? null };
+}
+
+/** The mount target's check: the same Connect request, signed with the secret it knows for the key ID, for the key presented. */
+function expectSignedBy(pem: string, fsId: string, keys: { id: string; secret: string; token?: string }): void {
+  const auth = iamAuthOf(pem);
+  expect(auth.accessKeyId).to.equal(keys.id);
+  expect(auth.token).to.equal(keys.token ?? null);
+  const keyHash = createHash('sha1').update(new X509Certificate(pem).publicKey.export({ type: 'pkcs1', format: 'der' })).digest('hex');
+  const expected = signConnect({ publicKeyHash: keyHash, accessKeyId: keys.id, sessionToken: keys.token ?? null, region: REGION, fsId, date: auth.signedAt }, keys.secret);
+  expect(auth.signature, 'a signature the mount target accepts').to.equal(expected);
+  expect(Math.abs(auth.signedAt.getTime() - Date.now())).to.be.below(120_000);
+}
+
+describe('IAM mounts', function () {
+  this.timeout(60_000);
+  let daemon: Daemon;
+  let target: MountTargetStandIn;
+  let imds: InstanceMetadataStandIn;
+  let ecs: Server;
+  const ecsAsked: string[] = [];
+  const dir = tempDir('efs-relay-iam-');
+  const credentialsFile = join(dir, 'credentials');
+  const configFile = join(dir, 'config');
+  const options = (extra: string): string => `region=${REGION},mounttargetip=${HOST},iam${extra}`;
+  const attach = (fsId: string, extra = ''): Promise<AttachResult> => daemon.efsctlJson<AttachResult>('attach', fsId, daemon.mountPoint(fsId), '-o', options(extra));
+  const lastCert = (): string => {
+    const pem = target.clientCertificates.at(-1);
+    expect(pem, 'a client certificate').to.be.a('string');
+    return pem!;
+  };
+  const through = async (port: number): Promise<void> => {
+    expect((await exchange(port, 'signed')).received.toString()).to.equal('signed' + ECHO_TRAILER);
+  };
+
+  before(async () => {
+    target = await new MountTargetStandIn({ host: HOST, port: 2049, cert: certFor(`*.efs.${REGION}.amazonaws.com`), backend: 'echo', askClientCert: true }).start();
+    imds = await new InstanceMetadataStandIn({ host: HOST, mode: 'v2', region: REGION }).start();
+    ecs = createServer((req, res) => {
+      ecsAsked.push(req.url ?? '');
+      if (req.url === '/v2/credentials/task-1') return void res.writeHead(200, { 'content-type': 'application/json' }).end(document(TASK_KEYS));
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => ecs.listen(0, HOST, resolve));
+    writeFileSync(credentialsFile, `# root's keys\n[default]\naws_access_key_id = ${KEYS.id}\naws_secret_access_key = ${KEYS.secret}\n`, { mode: 0o600 });
+    writeFileSync(configFile, `[default]\nregion = ${REGION}\n\n[profile build]\naws_access_key_id=${PROFILE_KEYS.id}\naws_secret_access_key=${PROFILE_KEYS.secret}\naws_session_token=${PROFILE_KEYS.token}\n`, { mode: 0o600 });
+    daemon = await new Daemon(daemonConfig(26500, {
+      efs: { metadata_url: imds.url },
+      iam: { credentials_file: credentialsFile, config_file: configFile, ecs_url: `http://${HOST}:${(ecs.address() as AddressInfo).port}` },
+    })).start();
+    // The stand-in of mount.nfs4 talks to the tunnel port before it mounts: the mount proves the data path.
+    daemon.mount.behave('mount', { reach: true });
+  });
+  after(async () => {
+    await daemon?.stop();
+    await target?.stop();
+    await imds?.stop();
+    await new Promise((resolve) => (ecs ? ecs.close(resolve) : resolve(undefined)));
+  });
+
+  it('signs with the [default] profile\'s keys in root\'s credentials file, for the key the tunnel presents, and mounts through it', async () => {
+    const r = await attach('fs-0000fa01');
+    expect(r.tunnel!.options).to.have.property('iam', null);
+    // iam configures the tunnel; mount.nfs4 never sees it.
+    expect(r.command[4]).to.not.match(/\biam\b/);
+    await through(r.tunnel!.port);
+    expectSignedBy(lastCert(), 'fs-0000fa01', KEYS);
+  });
+
+  it('signs with the profile awsprofile= names, from the config file\'s [profile NAME], with its session token', async () => {
+    const r = await attach('fs-0000fa02', ',awsprofile=build');
+    await through(r.tunnel!.port);
+    expectSignedBy(lastCert(), 'fs-0000fa02', PROFILE_KEYS);
+  });
+
+  it('fails with NO_AWS_CREDENTIALS in efs-utils\' words when the named profile has no keys, and makes no tunnel', async () => {
+    const r = await daemon.efsctl('attach', 'fs-0000fa03', daemon.mountPoint('fs-0000fa03'), '-o', options(',awsprofile=nobody'));
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('NO_AWS_CREDENTIALS').and.to.contain(`AWS security credentials not found in ${credentialsFile} or ${configFile} under named profile [nobody]`);
+    const list = await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list');
+    expect(list.tunnels.map((t) => t.fs_id)).to.not.include('fs-0000fa03');
+  });
+
+  it('refuses a second mount of the file system without IAM: its tunnel\'s certificate carries IAM for every mount', async () => {
+    const r = await daemon.efsctl('add', 'fs-0000fa01', '-o', `region=${REGION},mounttargetip=${HOST}`);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('BAD_OPTION').and.to.contain('fs-0000fa01 already has a tunnel with IAM authorization, not without IAM authorization');
+  });
+
+  it('takes the ECS task\'s credentials from the ECS agent at the path awscredsuri= gives', async () => {
+    const r = await attach('fs-0000fa04', ',awscredsuri=/v2/credentials/task-1');
+    await through(r.tunnel!.port);
+    expectSignedBy(lastCert(), 'fs-0000fa04', TASK_KEYS);
+    expect(ecsAsked).to.include('/v2/credentials/task-1');
+  });
+
+  it('with no keys in root\'s files, signs with the instance\'s IAM role credentials from instance metadata (IMDSv2)', async () => {
+    rmSync(credentialsFile);
+    writeFileSync(configFile, `[default]\nregion = ${REGION}\n`);
+    imds.role = { name: 'efs-mounter', document: document(ROLE_KEYS) };
+    const r = await attach('fs-0000fa05');
+    await through(r.tunnel!.port);
+    expectSignedBy(lastCert(), 'fs-0000fa05', ROLE_KEYS);
+    const asked = imds.requests.filter((q) => q.path.startsWith('/latest/meta-data/iam/security-credentials/'));
+    expect(asked.map((q) => q.path)).to.include.members(['/latest/meta-data/iam/security-credentials/', '/latest/meta-data/iam/security-credentials/efs-mounter']);
+    expect(asked.every((q) => q.token === imds.token), 'with a session token').to.equal(true);
+  });
+
+  it('says what it tried when there are no credentials anywhere, and makes no tunnel', async () => {
+    imds.role = undefined;
+    const r = await daemon.efsctl('attach', 'fs-0000fa06', daemon.mountPoint('fs-0000fa06'), '-o', options(''));
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('NO_AWS_CREDENTIALS')
+      .and.to.contain(`AWS Access Key ID and Secret Access Key are not found in AWS credentials file (${credentialsFile}), config file (${configFile})`)
+      .and.to.contain('no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI')
+      .and.to.contain(`no IAM role: instance metadata at ${imds.url} answered HTTP 404`);
+  });
+
+  it('keeps an IAM tunnel\'s record through a restart without credentials, says why it waits, and listens once credentials are back', async () => {
+    await daemon.stop();
+    await daemon.start();
+    const waiting = await waitFor('fs-0000fa05 to say why it waits', async () => {
+      const t = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((x) => x.fs_id === 'fs-0000fa05');
+      return t?.last_error?.code === 'NO_AWS_CREDENTIALS' ? t : null;
+    }, 10_000);
+    expect(waiting.state).to.not.equal('listening');
+    expect(daemon.logs.includes('tunnel.start_failed')).to.equal(true);
+    imds.role = { name: 'efs-mounter', document: document(ROLE_KEYS) };
+    const back = await waitFor('fs-0000fa05 to listen again', async () => {
+      const t = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((x) => x.fs_id === 'fs-0000fa05');
+      return t?.state === 'listening' ? t : null;
+    }, 15_000);
+    await through(back.port);
+    expectSignedBy(lastCert(), 'fs-0000fa05', ROLE_KEYS);
+  });
+});
