@@ -188,16 +188,16 @@ export function clientCertificate(key: KeyObject, id: ClientIdentity, now: Date)
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
   const algorithm = seq(oid(SHA256_WITH_RSA_OID), NULL);
   const subject = name(id.commonName.slice(0, 64));
-  const notAfter = new Date(now.getTime() + NOT_AFTER_MS);
-  const keyHash = publicKeyHash(spki);
-  // Whole seconds: the signature's time is written to the second (UTCTime), and the mount target signs that again.
+  // Whole seconds, as a certificate's times are written (UTCTime): the mount target signs the time written again.
   const signedAt = new Date(Math.floor(now.getTime() / 1000) * 1000);
+  const notAfter = new Date(signedAt.getTime() + NOT_AFTER_MS);
+  const keyHash = publicKeyHash(spki);
   const tbs = seq(
     explicit(0, integer(Buffer.from([2]))), // v3
     integer(randomBytes(16)),
     algorithm,
     subject, // issuer: self-signed
-    seq(utcTime(new Date(now.getTime() - NOT_BEFORE_MS)), utcTime(notAfter)),
+    seq(utcTime(new Date(signedAt.getTime() - NOT_BEFORE_MS)), utcTime(notAfter)),
     subject,
     spki,
     explicit(3, seq(
@@ -243,10 +243,18 @@ export interface ClientWant {
   iam: { region: string; credentials: () => Promise<AwsCredentials> } | null;
 }
 
+/** What a tunnel's client certificate is, as list and status show it (never a key or a secret). */
+export interface ClientCertView {
+  access_point: string | null;
+  /** Where the credentials that signed its IAM authorization came from (AwsCredentials.source), or null without iam. */
+  iam_credentials: string | null;
+  not_after: string;
+}
+
 /** The client certificates of access point and IAM tunnels, one per file system and what it names, renewed as they age. */
 export class ClientCertificates {
   private readonly key = new ClientKey();
-  private readonly made = new Map<string, { pems: ClientPems; renewAt: number; source: string | null }>();
+  private readonly made = new Map<string, { pems: ClientPems; renewAt: number; view: ClientCertView }>();
 
   constructor(private readonly commonName: string, private readonly now: () => Date = () => new Date()) {}
 
@@ -266,14 +274,16 @@ export class ClientCertificates {
     const expires = iam?.credentials.expiration?.getTime() ?? Infinity;
     const renewAt = Math.min(notAfter.getTime() - RENEW_BELOW_MS, expires - CREDENTIALS_RENEW_BELOW_MS);
     const pems = { cert: pem, key: keyPem };
-    this.made.set(id, { pems, renewAt, source: iam?.credentials.source ?? null });
+    const view = { access_point: want.accessPoint, iam_credentials: iam?.credentials.source ?? null, not_after: notAfter.toISOString() };
+    this.made.set(id, { pems, renewAt, view });
     return pems;
   }
 
-  /** Where the credentials of fsId's current IAM certificate came from (AwsCredentials.source), or null. */
-  credentialsSource(fsId: string): string | null {
-    for (const [id, m] of this.made) if (id.startsWith(`${fsId} `) && m.source !== null) return m.source;
-    return null;
+  /** fsId's latest certificate, or null when it has none. */
+  view(fsId: string): ClientCertView | null {
+    let latest: ClientCertView | null = null;
+    for (const [id, m] of this.made) if (id.startsWith(`${fsId} `) && (latest === null || m.view.not_after > latest.not_after)) latest = m.view;
+    return latest;
   }
 
   /** A file system's tunnel is gone: its certificate is not kept. */

@@ -22,7 +22,7 @@ export function startRefusal(cfg: Config): RelayError | null {
 }
 
 /** Sections whose keys a reload applies at once. */
-const LIVE_SECTIONS: ReadonlySet<string> = new Set(['log', 'health', 'mount', 'policy', 'relay']);
+const LIVE_SECTIONS: ReadonlySet<string> = new Set(['log', 'health', 'mount', 'policy', 'relay', 'iam']);
 
 export interface ReloadPlan {
   /** Changed keys applied now, dotted ("health.probe_interval"). */

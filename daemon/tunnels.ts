@@ -10,7 +10,7 @@ import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSourc
 import { formatOptions, iamAuthorization, tunnelOptions, type MountOptions } from './options.js';
 import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
-import { ClientCertificates, type ClientPems, type ClientWant } from './client-cert.js';
+import { ClientCertificates, type ClientCertView, type ClientPems, type ClientWant } from './client-cert.js';
 import { awsCredentials } from './aws-credentials.js';
 import { warnIfExposed } from './file-trust.js';
 import type { MetadataAzId, RegionSource } from './instance-region.js';
@@ -53,6 +53,8 @@ export interface TunnelView {
   last_connected_at: string | null;
   health: TunnelHealth;
   restarts: number;
+  /** The client certificate its connections present (access point, IAM), or null when they present none. */
+  client_certificate: ClientCertView | null;
 }
 
 export interface MountCheck {
@@ -121,8 +123,11 @@ class Tunnel {
   mountsFailing: MountCheck[] = [];
   restarts = 0;
 
-  /** @param probing whether probes run now (health.probe_interval can change at a config reload). */
-  constructor(record: TunnelRecord, relay: Relay, private readonly probing: () => boolean) {
+  /**
+   * @param probing whether probes run now (health.probe_interval can change at a config reload).
+   * @param clientCert the client certificate its connections present now.
+   */
+  constructor(record: TunnelRecord, relay: Relay, private readonly probing: () => boolean, private readonly clientCert: () => ClientCertView | null) {
     this.record = record;
     this.relay = relay;
   }
@@ -160,6 +165,7 @@ class Tunnel {
       last_connected_at: relay.lastConnectedAt,
       health: { probing: this.probing(), probe: this.probe, connection: relay.lastHandshake, mounts_failing: this.mountsFailing },
       restarts: this.restarts,
+      client_certificate: this.clientCert(),
     };
   }
 }
@@ -988,7 +994,7 @@ export class TunnelManager {
         }
         if (renewed === this.presented.get(fsId)) continue;
         t.relay.useContext(await this.tunnelTrust(t.record));
-        const names = [want.accessPoint === null ? null : `access point ${want.accessPoint}`, want.iam === null ? null : `IAM authorization (${this.clientCerts.credentialsSource(fsId) ?? 'credentials'})`].filter((x) => x !== null).join(' and ');
+        const names = [want.accessPoint === null ? null : `access point ${want.accessPoint}`, want.iam === null ? null : `IAM authorization (credentials from ${this.clientCerts.view(fsId)?.iam_credentials ?? '?'})`].filter((x) => x !== null).join(' and ');
         this.log.info('tunnel.client_cert_renewed', { fs: fsId, msg: `new connections present a new client certificate for ${names}, valid for 3 hours`, accesspoint: want.accessPoint ?? undefined });
       }
     });
@@ -1032,7 +1038,7 @@ export class TunnelManager {
   }
 
   private track(record: TunnelRecord, relay: Relay): Tunnel {
-    const t = new Tunnel(record, relay, () => this.cfg.health.probe_interval > 0);
+    const t = new Tunnel(record, relay, () => this.cfg.health.probe_interval > 0, () => this.clientCerts.view(record.fs_id));
     t.restarts = this.restartCount.get(record.fs_id) ?? 0;
     // One line per new failure kind, then at most one a minute: a flapping
     // target, or an NFS client reconnecting into the same failure, must not flood the journal.

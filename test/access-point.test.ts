@@ -42,6 +42,7 @@ describe('access point mounts', function () {
     const before = Date.now();
     const r = await daemon.efsctlJson<AttachResult>('attach', fsId, daemon.mountPoint('ap'), '-o', options(`,accesspoint=${AP}`));
     expect(r.tunnel!.options).to.deep.include({ accesspoint: AP });
+    expect(r.tunnel!.client_certificate).to.include({ access_point: AP, iam_credentials: null });
     // The access point goes to the mount target in the certificate, never to mount.nfs4.
     expect(r.command[4]).to.not.contain('accesspoint');
     expect((await exchange(r.tunnel!.port, 'through the access point')).received.toString()).to.equal('through the access point' + ECHO_TRAILER);
@@ -61,6 +62,7 @@ describe('access point mounts', function () {
     const add = await daemon.efsctlJson<AddResult>('add', 'fs-0000a902', '-o', options());
     expect((await exchange(add.tunnel.port, 'no access point')).received.toString()).to.equal('no access point' + ECHO_TRAILER);
     expect(target.clientCertificates.at(-1)).to.equal(null);
+    expect(add.tunnel.client_certificate).to.equal(null);
   });
 
   it('still presents its access point after its CA bundle changes on disk, verifying new connections against the bundle as it is now', async () => {

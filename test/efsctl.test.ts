@@ -79,7 +79,7 @@ describe('efsctl', function () {
     const a = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
     expect(Object.keys(a).sort()).to.deep.equal(['created', 'tunnel']);
     expect(Object.keys(a.tunnel).sort()).to.deep.equal([
-      'bytes', 'connections', 'created', 'extra_ports', 'fs_id', 'health', 'last_connected_at', 'last_error', 'mounts', 'options', 'port', 'restarts', 'source', 'state', 'target',
+      'bytes', 'client_certificate', 'connections', 'created', 'extra_ports', 'fs_id', 'health', 'last_connected_at', 'last_error', 'mounts', 'options', 'port', 'restarts', 'source', 'state', 'target',
     ]);
     expect(Object.keys(a.tunnel.health).sort()).to.deep.equal(['connection', 'mounts_failing', 'probe', 'probing']);
     expect(a.tunnel).to.deep.include({
@@ -178,8 +178,8 @@ describe('efsctl', function () {
         `efsctl: ${FS_ID} already has a tunnel to 127.0.0.13 (${FS_NAME}); stop it first to change its target [BAD_OPTION]\nefsctl: ${RUNNING_TUNNEL_HINT}\n`],
       ['no region', ['add', 'fs-0000cccc'], 1, 'efsctl: Cannot determine the AWS region of fs-0000cccc'],
       ['notls', ['add', 'fs-0000cccc', '-o', 'notls'], 1, 'efs-relay only carries EFS traffic over TLS [BAD_OPTION]'],
-      ['iam (not supported yet)', ['add', 'fs-0000cccc', '-o', 'tls,iam'], 1,
-        'efsctl: The "iam" option is not supported yet: this release does not implement IAM authorization (it needs signed client certificates) [BAD_OPTION]\n'
+      ['ocsp (not supported yet)', ['add', 'fs-0000cccc', '-o', 'tls,ocsp'], 1,
+        'efsctl: The "ocsp" option is not supported yet: this release does not implement OCSP checking of the mount target certificate [BAD_OPTION]\n'
         + 'efsctl: Leave the option out if the mount does not need it; a mount that needs it cannot go through efs-relay in this release (the README lists the options it takes).\n'],
       ['no verb', [], 2, 'efsctl: No verb given'],
       ['an unknown verb', ['mount', FS_ID], 2, 'efsctl: Unknown verb "mount"'],

@@ -104,10 +104,16 @@ describe('IAM mounts', function () {
     expect(r.command[4]).to.not.match(/\biam\b/);
     await through(r.tunnel!.port);
     expectSignedBy(lastCert(), 'fs-0000fa01', KEYS);
+    // status says where the credentials came from (never the key), and until when the certificate is good.
+    const cert = r.tunnel!.client_certificate!;
+    expect([cert.access_point, cert.iam_credentials]).to.deep.equal([null, 'credentials:default']);
+    expect(new Date(cert.not_after).getTime()).to.equal(new Date(new X509Certificate(lastCert()).validTo).getTime());
+    expect(JSON.stringify(await daemon.efsctlJson('status', 'fs-0000fa01'))).to.not.contain(KEYS.secret);
   });
 
   it('signs with the profile awsprofile= names, from the config file\'s [profile NAME], with its session token', async () => {
     const r = await attach('fs-0000fa02', ',awsprofile=build');
+    expect(r.tunnel!.client_certificate?.iam_credentials).to.equal('config:build');
     await through(r.tunnel!.port);
     expectSignedBy(lastCert(), 'fs-0000fa02', PROFILE_KEYS);
   });
@@ -130,6 +136,7 @@ describe('IAM mounts', function () {
     const r = await attach('fs-0000fa04', ',awscredsuri=/v2/credentials/task-1');
     await through(r.tunnel!.port);
     expectSignedBy(lastCert(), 'fs-0000fa04', TASK_KEYS);
+    expect(r.tunnel!.client_certificate?.iam_credentials).to.equal('ecs:/v2/credentials/task-1');
     expect(ecsAsked).to.include('/v2/credentials/task-1');
   });
 
@@ -140,6 +147,7 @@ describe('IAM mounts', function () {
     const r = await attach('fs-0000fa05');
     await through(r.tunnel!.port);
     expectSignedBy(lastCert(), 'fs-0000fa05', ROLE_KEYS);
+    expect(r.tunnel!.client_certificate?.iam_credentials).to.equal('metadata:efs-mounter');
     const asked = imds.requests.filter((q) => q.path.startsWith('/latest/meta-data/iam/security-credentials/'));
     expect(asked.map((q) => q.path)).to.include.members(['/latest/meta-data/iam/security-credentials/', '/latest/meta-data/iam/security-credentials/efs-mounter']);
     expect(asked.every((q) => q.token === imds.token), 'with a session token').to.equal(true);

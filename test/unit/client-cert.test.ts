@@ -134,12 +134,12 @@ describe('the client certificate of an IAM tunnel', function () {
     const want = { accessPoint: null, iam: { region: 'us-east-1', credentials: () => Promise.resolve(creds({ expiration, source: `metadata:role-${++asked}` })) } };
     const first = await certs.identity(FS, want);
     expect(await certs.identity(FS, want)).to.equal(first);
-    expect([asked, certs.credentialsSource(FS)]).to.deep.equal([1, 'metadata:role-1']);
+    expect([asked, certs.view(FS)?.iam_credentials]).to.deep.equal([1, 'metadata:role-1']);
     now = new Date(expiration.getTime() - CREDENTIALS_RENEW_BELOW_MS - 1);
     expect(await certs.identity(FS, want), 'the credentials have more than 15 minutes left').to.equal(first);
     now = new Date(now.getTime() + 2);
     expect((await certs.identity(FS, want)).cert).to.not.equal(first.cert);
-    expect([asked, certs.credentialsSource(FS)]).to.deep.equal([2, 'metadata:role-2']);
+    expect([asked, certs.view(FS)?.iam_credentials]).to.deep.equal([2, 'metadata:role-2']);
   });
 
   it('fails as its credentials do, and makes the certificate once they are found', async () => {

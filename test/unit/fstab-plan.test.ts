@@ -29,7 +29,7 @@ describe('fstab plan', () => {
       line: 2, fsId: 'fs-0a000001', code: 'BAD_OPTION',
       message: 'fs-0a000001 is also on line 1 with another tlsport (20100 here, any there), target (127.0.0.60 (fs-0a000001.efs.us-east-1.amazonaws.com) here, '
         + 'fs-0a000001.efs.us-east-1.amazonaws.com there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused',
-      hint: 'Give every line of fs-0a000001 the same tlsport, target (mounttargetip, az, region), cafile, verify and accesspoint, or leave them out of the later lines.',
+      hint: 'Give every line of fs-0a000001 the same tlsport, target (mounttargetip, az, region), cafile, verify, accesspoint and iam (awsprofile, awscredsuri), or leave them out of the later lines.',
     }]);
     expect([...p.wanted.keys()]).to.deep.equal(['fs-0a000001']);
   });
@@ -87,11 +87,11 @@ describe('fstab plan', () => {
     const p = plan([
       'fs-0a000001 /mnt/a efs tls,noauto,region=us-east-1 0 0',
       'fs-0a000002 /mnt/b efs tls,noauto 0 0',
-      'fs-0a000003 /mnt/c efs tls,noauto,iam,region=us-east-1 0 0',
+      'fs-0a000003 /mnt/c efs tls,noauto,ocsp,region=us-east-1 0 0',
     ]);
     expect(p.wanted.size).to.equal(0);
     expect(p.problems.map((x) => [x.line, x.code])).to.deep.equal([[3, 'BAD_OPTION']]);
-    expect(p.problems[0]?.message).to.equal('The "iam" option is not supported yet: this release does not implement IAM authorization (it needs signed client certificates); line skipped');
+    expect(p.problems[0]?.message).to.equal('The "ocsp" option is not supported yet: this release does not implement OCSP checking of the mount target certificate; line skipped');
     expect(p.problems[0]?.hint).to.match(/^Leave the option out if the mount does not need it/);
   });
 

@@ -61,11 +61,16 @@ describe('efs-utils mount options', () => {
   });
 
   it('refuses options this release cannot honour as "not supported yet", never ignoring them', () => {
-    for (const o of ['tls,ocsp', 'tls,iam', 'tls,accesspoint=fsap-0123456789abcdef0,iam', 'netns=/proc/1/ns/net']) {
+    for (const o of ['tls,ocsp', 'tls,iam,rolearn=arn:aws:iam::123456789012:role/efs,jwtpath=/var/run/token', 'tls,iam,jwtpath=/var/run/token', 'netns=/proc/1/ns/net']) {
       const e = rejects(() => tunnelOptions(parseOptions(o)));
       expect(e.code).to.equal('BAD_OPTION');
       expect(e.message).to.match(/is not supported yet/);
     }
+  });
+
+  it('takes iam, awsprofile and awscredsuri as tunnel options, which never reach mount.nfs4', () => {
+    expect(tunnelOptions(parseOptions('tls,iam,awsprofile=dev,accesspoint=fsap-0123456789abcdef0,rsize=4096'))).to.deep.equal({ tls: null, iam: null, awsprofile: 'dev', accesspoint: 'fsap-0123456789abcdef0' });
+    expect(tunnelOptions(parseOptions('tls,iam,awscredsuri=/v2/credentials/abc'))).to.deep.equal({ tls: null, iam: null, awscredsuri: '/v2/credentials/abc' });
   });
 
   it('takes crossaccount as a tunnel option, but not with mounttargetip (efs-utils\' error) or with az= (which it would not use)', () => {
