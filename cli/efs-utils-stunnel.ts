@@ -104,7 +104,7 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   // What the stunnel's certificate names, when it presents one.
   const shown = svc.cert === null ? null : presented;
   if (shown?.iam) {
-    return refuse(`the service presents a client certificate (cert = ${svc.cert}) with IAM authorization (an iam mount); efs-relay does not support iam yet, and the mount target would refuse the mount`);
+    return refuse(`the service presents a client certificate (cert = ${svc.cert}) with IAM authorization (an iam mount), signed with the AWS credentials efs-utils chose; efs-relay signs with those it finds itself, which may be others, so it leaves the mount to its stunnel: remount it with -o iam (and the awsprofile= or awscredsuri= it had)`);
   }
   if (svc.verify !== null && Number(svc.verify) >= 3) {
     return refuse(`the service verifies with verify = ${svc.verify}: the mount target's own certificate must be in its CAfile. The tunnel verifies against tls.ca_file, not that CAfile, so it would check less than the stunnel did`);

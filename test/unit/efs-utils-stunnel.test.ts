@@ -67,7 +67,7 @@ describe('efs-utils stunnel configs', () => {
     expect(() => plan({ accessPoint: null, fsId: 'fs-87654321', iam: false }))
       .to.throw(RelayError, `${FILE}: the client certificate ${CERT} names fs-87654321, where checkHost ${name} names fs-12345678`);
     expect(() => plan({ accessPoint: 'fsap-0123456789abcdef0', fsId: 'fs-12345678', iam: true }))
-      .to.throw(RelayError, `${FILE}: the service presents a client certificate (cert = ${CERT}) with IAM authorization (an iam mount); efs-relay does not support iam yet, and the mount target would refuse the mount`);
+      .to.throw(RelayError, `${FILE}: the service presents a client certificate (cert = ${CERT}) with IAM authorization (an iam mount), signed with the AWS credentials efs-utils chose; efs-relay signs with those it finds itself, which may be others, so it leaves the mount to its stunnel: remount it with -o iam (and the awsprofile= or awscredsuri= it had)`);
   });
 
   it('refuses what the tunnel could not do exactly as the stunnel did, saying why', () => {
