@@ -982,7 +982,9 @@ export class TunnelManager {
     return this.serial(async () => {
       for (const [fsId, t] of this.tunnels) {
         const want = this.clientWant(t.record);
-        if (!want || this.closed || t.listenError?.code === 'CA_BUNDLE_UNREADABLE') continue;
+        // A tunnel still waiting for its bundle or credentials (start) makes its certificate on its own retry.
+        const waiting = t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || t.listenError?.code === 'NO_AWS_CREDENTIALS';
+        if (!want || this.closed || waiting) continue;
         let renewed: ClientPems;
         try {
           renewed = await this.clientCerts.identity(fsId, want);
@@ -1085,13 +1087,15 @@ export class TunnelManager {
     t.record = next;
   }
 
-  private untrack(t: Tunnel): void {
+  /** `keepCert`: the same record starts again at once, and its client certificate (just made) goes with it. */
+  private untrack(t: Tunnel, keepCert = false): void {
     if (t.retryTimer) clearTimeout(t.retryTimer);
     t.retryTimer = null;
     if (t.extraRetryTimer) clearTimeout(t.extraRetryTimer);
     t.extraRetryTimer = null;
     if (this.tunnels.get(t.record.fs_id) === t) {
       this.tunnels.delete(t.record.fs_id);
+      if (keepCert) return;
       this.clientCerts.forget(t.record.fs_id);
       this.presented.delete(t.record.fs_id);
     }
@@ -1123,7 +1127,7 @@ export class TunnelManager {
             t.listenError = { code: failed.code, message: failed.message, at: new Date().toISOString() };
             return retry();
           }
-          this.untrack(t);
+          this.untrack(t, true);
           await this.start(rec, why);
         }), LISTEN_RETRY_MS);
       };
