@@ -89,6 +89,9 @@ export function createMetrics(
       if (expiry) set({ fs_id: t.fs_id }, Date.parse(expiry) / 1000);
     }
   });
+  perTunnel('efs_relay_client_cert_expiry_timestamp_seconds', 'When the client certificate the tunnel presents (access point, IAM authorization) expires (Unix time); renewed 2 hours before, so a value under that means renewal fails.', [], (set) => {
+    for (const t of snapshot) if (t.client_certificate) set({ fs_id: t.fs_id }, Date.parse(t.client_certificate.not_after) / 1000);
+  });
   perTunnel('efs_relay_probe_duration_seconds', 'How long the last health probe took.', [], (set) => {
     for (const t of snapshot) if (t.health.probe) set({ fs_id: t.fs_id }, t.health.probe.duration_seconds);
   });

@@ -85,6 +85,7 @@ describe('IAM mounts', function () {
     writeFileSync(configFile, `[default]\nregion = ${REGION}\n\n[profile build]\naws_access_key_id=${PROFILE_KEYS.id}\naws_secret_access_key=${PROFILE_KEYS.secret}\naws_session_token=${PROFILE_KEYS.token}\n`, { mode: 0o600 });
     daemon = await new Daemon(daemonConfig(26500, {
       efs: { metadata_url: imds.url },
+      metrics: { listen: '127.0.0.1:19817' },
       iam: { credentials_file: credentialsFile, config_file: configFile, ecs_url: `http://${HOST}:${(ecs.address() as AddressInfo).port}` },
     })).start();
     // The stand-in of mount.nfs4 talks to the tunnel port before it mounts: the mount proves the data path.
@@ -109,6 +110,8 @@ describe('IAM mounts', function () {
     expect([cert.access_point, cert.iam_credentials]).to.deep.equal([null, 'credentials:default']);
     expect(new Date(cert.not_after).getTime()).to.equal(new Date(new X509Certificate(lastCert()).validTo).getTime());
     expect(JSON.stringify(await daemon.efsctlJson('status', 'fs-0000fa01'))).to.not.contain(KEYS.secret);
+    // For the alert that fires when renewals fail (EFSRelayClientCertificateNotRenewed).
+    expect(Number(await daemon.scrapedValue('efs_relay_client_cert_expiry_timestamp_seconds{fs_id="fs-0000fa01"}'))).to.equal(Date.parse(cert.not_after) / 1000);
   });
 
   it('signs with the profile awsprofile= names, from the config file\'s [profile NAME], with its session token', async () => {

@@ -17,7 +17,7 @@ import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 const METRIC_NAMES = [
   'efs_relay_build_info', 'efs_relay_tunnel_up', 'efs_relay_upstream_up', 'efs_relay_connections_active', 'efs_relay_connections_total',
   'efs_relay_bytes_total', 'efs_relay_tls_handshake_duration_seconds', 'efs_relay_tls_handshake_failures_total',
-  'efs_relay_upstream_cert_expiry_timestamp_seconds', 'efs_relay_probe_duration_seconds', 'efs_relay_tunnel_restarts_total',
+  'efs_relay_upstream_cert_expiry_timestamp_seconds', 'efs_relay_client_cert_expiry_timestamp_seconds', 'efs_relay_probe_duration_seconds', 'efs_relay_tunnel_restarts_total',
   'efs_relay_ports_in_use', 'efs_relay_ports_held_by_mounts', 'efs_relay_ports_free', 'efs_relay_state_files_invalid', 'efs_relay_fstab_lines_invalid', 'efs_relay_unencrypted_nfs_mounts',
   'efs_relay_config_last_reload_successful', 'efs_relay_config_last_reload_success_timestamp_seconds', 'efs_relay_config_restart_needed',
 ];
@@ -410,7 +410,7 @@ describe('alert rules', function () {
   it('pass promtool check rules', async () => {
     const r = await run('promtool', ['check', 'rules', join(ROOT, 'etc/prometheus/efs-relay-alerts.yml')]);
     expect(r.code, r.stdout + r.stderr).to.equal(0);
-    expect(r.stdout).to.contain('SUCCESS: 13 rules found');
+    expect(r.stdout).to.contain('SUCCESS: 14 rules found');
   });
 
   it('pass promtool unit tests: each alert fires when it should and stays silent otherwise', async () => {
