@@ -12,12 +12,12 @@ import type { AddressInfo } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
-import { Daemon, tempDir, waitFor } from './helpers/daemon.js';
+import { commandMissing, Daemon, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { asn1Items, certificateExtensions } from './helpers/pki.js';
-import { IAM_AUTH_OID } from '../daemon/client-cert.js';
+import { IAM_AUTH_OID, NOT_BEFORE_MS } from '../daemon/client-cert.js';
 import { signConnect } from '../daemon/sigv4.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { TunnelView } from '../daemon/tunnels.js';
@@ -40,15 +40,20 @@ function iamAuthOf(pem: string): { accessKeyId: string; signature: string; signe
   return { accessKeyId: id!.value, signature: sig!.value, signedAt, token: items[5]?.value ?? null };
 }
 
-/** The mount target's check: the same Connect request, signed with the secret it knows for the key ID, for the key presented. */
-function expectSignedBy(pem: string, fsId: string, keys: { id: string; secret: string; token?: string }): void {
+/**
+ * The mount target's check: the same Connect request, signed with the secret it knows for the key ID, for the key
+ * presented. `clockNow`: signed within two minutes of now (false for a daemon on a faked clock).
+ */
+function expectSignedBy(pem: string, fsId: string, keys: { id: string; secret: string; token?: string }, clockNow = true): void {
   const auth = iamAuthOf(pem);
   expect(auth.accessKeyId).to.equal(keys.id);
   expect(auth.token).to.equal(keys.token ?? null);
   const keyHash = createHash('sha1').update(new X509Certificate(pem).publicKey.export({ type: 'pkcs1', format: 'der' })).digest('hex');
   const expected = signConnect({ publicKeyHash: keyHash, accessKeyId: keys.id, sessionToken: keys.token ?? null, region: REGION, fsId, date: auth.signedAt }, keys.secret);
   expect(auth.signature, 'a signature the mount target accepts').to.equal(expected);
-  expect(Math.abs(auth.signedAt.getTime() - Date.now())).to.be.below(120_000);
+  if (clockNow) expect(Math.abs(auth.signedAt.getTime() - Date.now())).to.be.below(120_000);
+  // Signed when the certificate was made: 15 minutes after the start of its validity.
+  expect(auth.signedAt.getTime()).to.equal(new Date(new X509Certificate(pem).validFrom).getTime() + NOT_BEFORE_MS);
 }
 
 describe('IAM mounts', function () {
@@ -184,3 +189,62 @@ describe('IAM mounts', function () {
     expectSignedBy(lastCert(), 'fs-0000fa05', ROLE_KEYS);
   });
 });
+
+// The renewal that keeps an IAM tunnel working past its certificate's 3 hours, on the daemon's own timers: the
+// daemon runs under libfaketime with its clock 720 times as fast, so its 10-minute check comes about every 0.8 s
+// and a certificate is due for renewal (2 hours left) about 5 s after it is made.
+describe('IAM certificate renewal, on a clock 720 times as fast', function () {
+  this.timeout(90_000);
+  let daemon: Daemon;
+  let target: MountTargetStandIn;
+  const credentialsFile = join(tempDir('efs-relay-iam-renew-'), 'credentials');
+  const FIRST = { id: 'AKIARENEWFIRST000001', secret: 'first-secret' };
+  const ROTATED = { id: 'AKIARENEWROTATED0002', secret: 'rotated-secret', token: 'rotated+token/=' };
+  const FS = 'fs-0000fb01';
+  const presented = async (port: number): Promise<string> => {
+    const before = target.clientCertificates.length;
+    expect((await exchange(port, 'renewed')).received.toString()).to.equal('renewed' + ECHO_TRAILER);
+    expect(target.clientCertificates.length).to.equal(before + 1);
+    return target.clientCertificates.at(-1)!;
+  };
+
+  before(async function () {
+    skipIf(this, await commandMissing('faketime', 'apt-get install faketime'));
+    target = await new MountTargetStandIn({ host: HOST, port: 2049, cert: certFor(`*.efs.${REGION}.amazonaws.com`), backend: 'echo', askClientCert: true }).start();
+    writeFileSync(credentialsFile, `[default]\naws_access_key_id = ${FIRST.id}\naws_secret_access_key = ${FIRST.secret}\n`, { mode: 0o600 });
+    // Every wait the daemon keeps is in faked seconds: an hour of them is 5 real seconds.
+    daemon = await new Daemon(daemonConfig(26550, {
+      relay: { connect_timeout: 3600, close_timeout: 3600 },
+      health: { probe_interval: 0, trust_check_interval: 0 },
+      mount: { poll_interval: 3600 },
+      iam: { credentials_file: credentialsFile, config_file: join(tempDir('efs-relay-iam-renew-'), 'config') },
+    })).start(undefined, undefined, { LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', FAKETIME: '+0 x720', FAKETIME_DONT_RESET: '1' });
+  });
+  after(async () => {
+    await daemon?.stop();
+    await target?.stop();
+  });
+
+  it('renews the certificate with the keys as they are then, logs it, and keeps presenting the last one while renewals find no credentials', async () => {
+    const add = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', FS, '-o', `region=${REGION},mounttargetip=${HOST},iam`);
+    const first = await presented(add.tunnel.port);
+    expectSignedBy(first, FS, FIRST, false);
+
+    // The keys are rotated: the next renewal signs with the new ones.
+    writeFileSync(credentialsFile, `[default]\naws_access_key_id = ${ROTATED.id}\naws_secret_access_key = ${ROTATED.secret}\naws_session_token = ${ROTATED.token}\n`);
+    await waitFor('a renewal', () => daemon.logs.includes('tunnel.client_cert_renewed'), 30_000);
+    expect(daemon.logs).to.match(/tunnel\.client_cert_renewed fs=fs-0000fb01 code=- msg="new connections present a new client certificate for IAM authorization \(credentials from credentials:default\), valid for 3 hours"/);
+    const renewed = await presented(add.tunnel.port);
+    expectSignedBy(renewed, FS, ROTATED, false);
+    expect(new Date(new X509Certificate(renewed).validFrom).getTime()).to.be.above(new Date(new X509Certificate(first).validFrom).getTime() + 3_600_000);
+
+    // The keys are gone: renewals fail and say why, and new connections still present the last certificate.
+    rmSync(credentialsFile);
+    await waitFor('a failed renewal', () => daemon.logs.includes('tunnel.client_cert_renew_failed'), 30_000);
+    expect(daemon.logs).to.match(/error tunnel\.client_cert_renew_failed fs=fs-0000fb01 code=NO_AWS_CREDENTIALS msg="AWS Access Key ID and Secret Access Key are not found .*; new connections present the certificate made before, tried again in 10 minutes"/);
+    expect(await presented(add.tunnel.port)).to.equal(renewed);
+    const status = await daemon.efsctlJson<TunnelView & { history: Array<{ event: string; code?: string }> }>('status', FS);
+    expect(status.history.map((h) => [h.event, h.code])).to.deep.include(['client_cert_renew_failed', 'NO_AWS_CREDENTIALS']);
+  });
+});
+
