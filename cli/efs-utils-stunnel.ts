@@ -73,6 +73,26 @@ export interface TunnelFromStunnel {
    * instance metadata instead, so the takeover checks that metadata gives the same one before it stops anything.
    */
   crossAccountAzId?: string;
+  /**
+   * The stunnel's certificate carries IAM authorization: the takeover adds the options that find the same
+   * credentials (iamOptionsFor, from efs-utils' state file) before it stops anything.
+   */
+  iam?: true;
+}
+
+/**
+ * The tunnel options that sign with the credentials efs-utils recorded for an iam mount (its state file's
+ * awsCredentialsMethod), or why none can: efs-relay reads the same profiles, ECS URIs and instance role, but not
+ * web identity, EKS Pod Identity or profiles that botocore assumed.
+ */
+export function iamOptionsFor(method: string | null): { options: string[] } | { why: string } {
+  if (method === null) return { why: 'efs-utils\' state file for the mount does not say where its AWS credentials came from (awsCredentialsMethod)' };
+  const colon = method.indexOf(':');
+  const [how, what] = colon < 0 ? [method, ''] : [method.slice(0, colon), method.slice(colon + 1)];
+  if ((how === 'credentials' || how === 'config') && what !== '') return { options: ['iam', `awsprofile=${what}`] };
+  if (how === 'ecs' && what.startsWith('/')) return { options: ['iam', `awscredsuri=${what}`] };
+  if (how === 'metadata') return { options: ['iam'] };
+  return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent and the instance's role; not web identity, EKS Pod Identity or a profile botocore assumed)` };
 }
 
 /**
@@ -103,9 +123,6 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   }
   // What the stunnel's certificate names, when it presents one.
   const shown = svc.cert === null ? null : presented;
-  if (shown?.iam) {
-    return refuse(`the service presents a client certificate (cert = ${svc.cert}) with IAM authorization (an iam mount), signed with the AWS credentials efs-utils chose; efs-relay signs with those it finds itself, which may be others, so it leaves the mount to its stunnel: remount it with -o iam (and the awsprofile= or awscredsuri= it had)`);
-  }
   if (svc.verify !== null && Number(svc.verify) >= 3) {
     return refuse(`the service verifies with verify = ${svc.verify}: the mount target's own certificate must be in its CAfile. The tunnel verifies against tls.ca_file, not that CAfile, so it would check less than the stunnel did`);
   }
@@ -148,5 +165,8 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
   if (target.certName !== svc.checkHost) {
     return refuse(`with efs.dns_name_format ${cfg.efs.dns_name_format} the tunnel would check ${target.certName} in the certificate, not checkHost ${svc.checkHost} as the stunnel does`);
   }
-  return { fsId, options: options.join(','), dnsName: target.dnsName, certName: target.certName, connectHost: to.host, ...(zoneId === undefined ? {} : { crossAccountAzId: zoneId }) };
+  return {
+    fsId, options: options.join(','), dnsName: target.dnsName, certName: target.certName, connectHost: to.host,
+    ...(zoneId === undefined ? {} : { crossAccountAzId: zoneId }), ...(shown?.iam ? { iam: true as const } : {}),
+  };
 }

@@ -19,9 +19,10 @@ import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mo
 import { portsOf } from '../daemon/state.js';
 import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
-import { efsUtilsConfigs } from '../daemon/efs-utils-configs.js';
+import { efsUtilsConfigs, efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
+import { awsCredentials } from '../daemon/aws-credentials.js';
 import { azIdFromMetadata } from '../daemon/instance-region.js';
-import { parseStunnelConfig, serviceOn, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
+import { iamOptionsFor, parseStunnelConfig, serviceOn, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { presentedIdentity, type PresentedIdentity } from '../daemon/client-cert.js';
 import { X509Certificate } from 'node:crypto';
 import { describeListener, listenersOn, listeningPorts } from './listeners.js';
@@ -113,7 +114,8 @@ async function prepare(
     throw new RelayError('TAKEOVER_UNSAFE', `cannot read ${file}, ${whose}: ${(err as Error).message}`);
   }
   const services = parseStunnelConfig(text);
-  const plan = tunnelFromStunnel(services, port, file, cfg, await presentedBy(serviceOn(services, port)?.cert ?? null, dir));
+  let plan = tunnelFromStunnel(services, port, file, cfg, await presentedBy(serviceOn(services, port)?.cert ?? null, dir));
+  if (plan.iam) plan = await withIamOptions(plan, dir, port, cfg, ask);
   if (plan.crossAccountAzId !== undefined) {
     // The tunnel takes the zone ID from instance metadata, as the daemon asks it: it must be the stunnel's.
     const mine = await azIdFromMetadata(cfg.efs.metadata_url);
@@ -154,6 +156,46 @@ async function prepare(
   }
   if (busy) say(`${dir}: ${plan.fsId}'s tunnel on port ${busy.port} takes port ${port} too, as an extra port that goes once no mount names it`);
   return { plan, idle, busy };
+}
+
+/**
+ * An iam mount's plan with the options that sign with the credentials efs-utils used: from its state file's
+ * awsCredentialsMethod, checked against what the daemon would find now (the same lookup, in its config's files and
+ * its environment), so that the mount keeps its IAM identity. Refused (TAKEOVER_UNSAFE) before anything changes
+ * otherwise.
+ */
+async function withIamOptions(plan: TunnelFromStunnel, dir: string, port: number, cfg: Config, ask: Ask): Promise<TunnelFromStunnel> {
+  const stateFile = efsUtilsStateFile(plan.fsId, dir, port, cfg.mount.efs_utils_state_dir);
+  const unsafe = (why: string): never => {
+    throw new RelayError('TAKEOVER_UNSAFE', `${dir} is an iam mount (its stunnel's client certificate carries IAM authorization), and ${why}`, {
+      hint: 'Nothing was changed. Remount it through efs-relay with `-o tls,iam` (and the awsprofile= or awscredsuri= it had), or leave it to its stunnel.',
+    });
+  };
+  const exposed = await whoElseCanChange(stateFile, 0);
+  if (exposed !== null) unsafe(`${exposed}: a user other than root could have changed ${stateFile}, so it cannot be trusted to say whose credentials the mount uses`);
+  let method: string | null;
+  try {
+    const state = JSON.parse(await readFile(stateFile, 'utf8')) as { awsCredentialsMethod?: unknown };
+    method = typeof state.awsCredentialsMethod === 'string' ? state.awsCredentialsMethod : null;
+  } catch (err) {
+    return unsafe(`efs-utils' state file for it, ${stateFile}, cannot be read (${(err as Error).message}), so where its AWS credentials came from is unknown`);
+  }
+  const iam = iamOptionsFor(method);
+  if ('why' in iam) return unsafe(iam.why);
+  const options = [plan.options, ...iam.options].join(',');
+  // The daemon looks credentials up in its own environment (AWS_PROFILE, the ECS agent's URI).
+  const { pid } = (await ask('version')) as { pid: number };
+  const env = await readFile(`/proc/${pid}/environ`, 'utf8').then(
+    (text) => Object.fromEntries(text.split('\0').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+    () => ({}),
+  );
+  const places = { credentialsFile: cfg.iam.credentials_file, configFile: cfg.iam.config_file, ecsUrl: cfg.iam.ecs_url, metadataUrl: cfg.efs.metadata_url, env };
+  const found = await awsCredentials(parseOptions(options), places).then((c) => c.source, (err: unknown) => asRelayError(err));
+  if (typeof found !== 'string') return unsafe(`efs-relay would find no credentials to sign with: ${found.message}`);
+  const [how, what] = [method!.slice(0, method!.indexOf(':')), method!.slice(method!.indexOf(':') + 1)];
+  const same = how === 'metadata' ? found.startsWith('metadata:') : how === 'ecs' ? found === method : found === `credentials:${what}` || found === `config:${what}`;
+  if (!same) return unsafe(`efs-utils signed with credentials from ${method}, but efs-relay would sign with those from ${found}, another identity`);
+  return { ...plan, options };
 }
 
 /**

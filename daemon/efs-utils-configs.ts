@@ -27,6 +27,14 @@ async function listing(stateDir: string): Promise<string[]> {
   return readdir(stateDir).catch(() => []);
 }
 
+/**
+ * efs-utils' state file of the mount of fsId at `dir` through `port` (FS.MOUNT.PORT, beside its stunnel config): JSON
+ * whose awsCredentialsMethod says where an iam mount's credentials came from.
+ */
+export function efsUtilsStateFile(fsId: string, dir: string, port: number, stateDir: string): string {
+  return join(stateDir, `${fsId}${mountPart(dir, port)}`);
+}
+
 /** efs-utils' stunnel configs for the mount at `dir` through `port`. */
 export async function efsUtilsConfigs(dir: string, port: number, stateDir: string): Promise<{ files: string[]; pattern: string }> {
   const part = mountPart(dir, port);

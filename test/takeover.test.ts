@@ -4,7 +4,7 @@
 // carries on through efs-relay to a real ganesha.
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { startStunnelClient, waitPort, type Proc } from './bench/paths.js';
@@ -314,6 +314,43 @@ describe('efsctl takeover', function () {
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stderr).to.contain(`efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET},accesspoint=${ap}\n`);
       expect((JSON.parse(r.stdout) as TakeoverResult).tunnel.options).to.deep.include({ accesspoint: ap });
+      await exited(stunnel);
+      expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'read through efs-relay').to.equal(3 << 20);
+    }, TARGET, clientCert);
+  });
+
+  it('moves an iam mount\'s stunnel onto a tunnel that signs with the credentials efs-utils recorded for it, and refuses one whose credentials efs-relay would take from another identity', async () => {
+    const keys = join(tempDir('efs-relay-takeover-iam-'), 'credentials');
+    writeFileSync(keys, '[default]\naws_access_key_id = AKIATAKEOVERDEFAULT1\naws_secret_access_key = secret\n', { mode: 0o600 });
+    // efs-utils' client certificate of an iam mount: IAM authorization (its signature is the mount target's business) and the file system.
+    const clientCert = (dir: string): string[] => {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'privateKey.pem'), '-out', join(dir, 'certificate.pem'),
+        '-subj', '/CN=host', '-days', '1', '-addext', '1.3.6.1.4.1.4843.7.2=ASN1:SEQUENCE:auth', '-addext', `1.3.6.1.4.1.4843.7.3=ASN1:UTF8String:${FS_ID}`,
+        '-config', writeConfig(dir)], { stdio: 'ignore' });
+      return [`cert = ${join(dir, 'certificate.pem')}`, `key = ${join(dir, 'privateKey.pem')}`];
+    };
+    const writeConfig = (dir: string): string => {
+      const f = join(dir, 'iam-cert.cnf');
+      writeFileSync(f, '[req]\ndistinguished_name = dn\n[dn]\n[auth]\naccessKeyId = UTF8String:AKIATAKEOVERDEFAULT1\nsignature = OCTETSTRING:00\nsigv4DateTime = UTCTIME:261128120000Z\n');
+      return f;
+    };
+    await withStunnelMount({ iam: { credentials_file: keys, config_file: join(tempDir('efs-relay-takeover-iam-'), 'config') } }, async ({ daemon, stunnel, dir }) => {
+      // efs-utils' state file of the mount, beside its stunnel config: FS.MOUNT.PORT.
+      const stateFile = join(daemon.dir, 'efs-utils', `${FS_ID}.${dir.slice(1).replaceAll('/', '.')}.${PORT}`);
+      mkdirSync(join(daemon.dir, 'efs-utils'), { recursive: true });
+      writeFileSync(stateFile, JSON.stringify({ pid: stunnel.pid, fsId: FS_ID, region: 'us-east-1', awsCredentialsMethod: 'metadata:' }), { mode: 0o600 });
+      const refused = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+      expect(refused.code).to.equal(1);
+      expect(refused.stderr).to.contain(`efsctl: ${dir} is an iam mount (its stunnel's client certificate carries IAM authorization), and efs-utils signed with credentials from metadata:, but efs-relay would sign with those from credentials:default, another identity [TAKEOVER_UNSAFE]\n`);
+      expect(stunnel.child.exitCode, 'the stunnel still serves the mount').to.equal(null);
+
+      writeFileSync(stateFile, JSON.stringify({ pid: stunnel.pid, fsId: FS_ID, region: 'us-east-1', awsCredentialsMethod: 'credentials:default' }), { mode: 0o600 });
+      const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir, '--json');
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.contain(`efs-relay takes 127.0.0.1:${PORT} over with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET},iam,awsprofile=default\n`);
+      const tunnel = (JSON.parse(r.stdout) as TakeoverResult).tunnel;
+      expect(tunnel.options).to.deep.include({ iam: null, awsprofile: 'default' });
+      expect(tunnel.client_certificate?.iam_credentials).to.equal('credentials:default');
       await exited(stunnel);
       expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'read through efs-relay').to.equal(3 << 20);
     }, TARGET, clientCert);

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { defaultConfig } from '../../daemon/config.js';
 import { RelayError } from '../../daemon/errors.js';
-import { parseStunnelConfig, tunnelFromStunnel } from '../../cli/efs-utils-stunnel.js';
+import { iamOptionsFor, parseStunnelConfig, tunnelFromStunnel } from '../../cli/efs-utils-stunnel.js';
 import type { PresentedIdentity } from '../../daemon/client-cert.js';
 
 /** A config as efs-utils writes it: global options, then one [efs] service. */
@@ -66,8 +66,20 @@ describe('efs-utils stunnel configs', () => {
     expect(plan({ accessPoint: null, fsId: 'fs-12345678', iam: false }).options).to.equal('region=us-east-1,tlsport=20050');
     expect(() => plan({ accessPoint: null, fsId: 'fs-87654321', iam: false }))
       .to.throw(RelayError, `${FILE}: the client certificate ${CERT} names fs-87654321, where checkHost ${name} names fs-12345678`);
-    expect(() => plan({ accessPoint: 'fsap-0123456789abcdef0', fsId: 'fs-12345678', iam: true }))
-      .to.throw(RelayError, `${FILE}: the service presents a client certificate (cert = ${CERT}) with IAM authorization (an iam mount), signed with the AWS credentials efs-utils chose; efs-relay signs with those it finds itself, which may be others, so it leaves the mount to its stunnel: remount it with -o iam (and the awsprofile= or awscredsuri= it had)`);
+    // IAM: the takeover adds the options for efs-utils' credentials (iamOptionsFor) once it has read its state file.
+    expect(plan({ accessPoint: 'fsap-0123456789abcdef0', fsId: 'fs-12345678', iam: true })).to.deep.include({ options: 'region=us-east-1,tlsport=20050,accesspoint=fsap-0123456789abcdef0', iam: true });
+    expect(plan({ accessPoint: null, fsId: 'fs-12345678', iam: false })).to.not.have.property('iam');
+  });
+
+  it('signs a taken-over iam mount with the credentials efs-utils recorded: the same profile, ECS URI or instance role, and nothing it cannot get', () => {
+    expect(iamOptionsFor('credentials:default')).to.deep.equal({ options: ['iam', 'awsprofile=default'] });
+    expect(iamOptionsFor('config:build')).to.deep.equal({ options: ['iam', 'awsprofile=build'] });
+    expect(iamOptionsFor('ecs:/v2/credentials/abc')).to.deep.equal({ options: ['iam', 'awscredsuri=/v2/credentials/abc'] });
+    expect(iamOptionsFor('metadata:')).to.deep.equal({ options: ['iam'] });
+    for (const method of ['webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token', 'podidentity:http://169.254.170.23/v1/credentials,/token', 'named_profile:assumed']) {
+      expect(iamOptionsFor(method)).to.deep.equal({ why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent and the instance's role; not web identity, EKS Pod Identity or a profile botocore assumed)` });
+    }
+    expect(iamOptionsFor(null)).to.have.property('why').that.contains('does not say where its AWS credentials came from');
   });
 
   it('refuses what the tunnel could not do exactly as the stunnel did, saying why', () => {
