@@ -82,8 +82,8 @@ export interface TunnelFromStunnel {
 
 /**
  * The tunnel options that sign with the credentials efs-utils recorded for an iam mount (its state file's
- * awsCredentialsMethod), or why none can: efs-relay reads the same profiles, ECS URIs and instance role, but not
- * web identity, EKS Pod Identity or profiles that botocore assumed.
+ * awsCredentialsMethod), or why none can: efs-relay reads the same profiles, ECS URIs, web identities and instance
+ * role, but not EKS Pod Identity or profiles that botocore assumed.
  */
 export function iamOptionsFor(method: string | null): { options: string[] } | { why: string } {
   if (method === null) return { why: 'efs-utils\' state file for the mount does not say where its AWS credentials came from (awsCredentialsMethod)' };
@@ -92,7 +92,10 @@ export function iamOptionsFor(method: string | null): { options: string[] } | { 
   if ((how === 'credentials' || how === 'config') && what !== '') return { options: ['iam', `awsprofile=${what}`] };
   if (how === 'ecs' && what.startsWith('/')) return { options: ['iam', `awscredsuri=${what}`] };
   if (how === 'metadata') return { options: ['iam'] };
-  return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent and the instance's role; not web identity, EKS Pod Identity or a profile botocore assumed)` };
+  // webidentity:ROLE_ARN,TOKEN_FILE (an ARN has no comma; the options check both).
+  const identity = /^([^,]+),(\/.+)$/.exec(what);
+  if (how === 'webidentity' && identity) return { options: ['iam', `rolearn=${identity[1] as string}`, `jwtpath=${identity[2] as string}`] };
+  return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, web identities and the instance's role; not EKS Pod Identity or a profile botocore assumed)` };
 }
 
 /**

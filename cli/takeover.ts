@@ -20,7 +20,7 @@ import { portsOf } from '../daemon/state.js';
 import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import { efsUtilsConfigs, efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
-import { awsCredentials } from '../daemon/aws-credentials.js';
+import { awsCredentials, credentialPlaces } from '../daemon/aws-credentials.js';
 import { azIdFromMetadata } from '../daemon/instance-region.js';
 import { iamOptionsFor, parseStunnelConfig, serviceOn, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { presentedIdentity, type PresentedIdentity } from '../daemon/client-cert.js';
@@ -189,11 +189,11 @@ async function withIamOptions(plan: TunnelFromStunnel, dir: string, port: number
     (text) => Object.fromEntries(text.split('\0').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
     () => ({}),
   );
-  const places = { credentialsFile: cfg.iam.credentials_file, configFile: cfg.iam.config_file, ecsUrl: cfg.iam.ecs_url, metadataUrl: cfg.efs.metadata_url, env };
-  const found = await awsCredentials(parseOptions(options), places).then((c) => c.source, (err: unknown) => asRelayError(err));
+  const opts = parseOptions(options);
+  const found = await awsCredentials(opts, credentialPlaces(cfg, opts.region ?? '', env)).then((c) => c.source, (err: unknown) => asRelayError(err));
   if (typeof found !== 'string') return unsafe(`efs-relay would find no credentials to sign with: ${found.message}`);
   const [how, what] = [method!.slice(0, method!.indexOf(':')), method!.slice(method!.indexOf(':') + 1)];
-  const same = how === 'metadata' ? found.startsWith('metadata:') : how === 'ecs' ? found === method : found === `credentials:${what}` || found === `config:${what}`;
+  const same = how === 'metadata' ? found.startsWith('metadata:') : how === 'credentials' || how === 'config' ? found === `credentials:${what}` || found === `config:${what}` : found === method;
   if (!same) return unsafe(`efs-utils signed with credentials from ${method}, but efs-relay would sign with those from ${found}, another identity`);
   return { ...plan, options };
 }

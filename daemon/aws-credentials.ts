@@ -2,12 +2,16 @@
 // up as efs-utils does (get_aws_security_credentials): the ECS task's
 // credentials URI (awscredsuri=), a named profile (awsprofile=, AWS_PROFILE,
 // or [default] when it has keys) in root's ~/.aws/credentials then
-// ~/.aws/config, the ECS agent's URI in the daemon's environment, then the
-// instance's IAM role from instance metadata. Looked up again for every new
+// ~/.aws/config, the ECS agent's URI in the daemon's environment, a web
+// identity (rolearn= and jwtpath=, or AWS_ROLE_ARN and
+// AWS_WEB_IDENTITY_TOKEN_FILE) exchanged at AWS STS, then the instance's IAM
+// role from instance metadata. Looked up again for every new
 // certificate, so that rotated keys and refreshed role credentials are used.
 // The secret key stays in memory; it is never logged or written.
 import { readFile } from 'node:fs/promises';
+import type { Config } from './config.js';
 import { RelayError } from './errors.js';
+import { dnsNameSuffix } from './target.js';
 import { ask, metadataItem } from './instance-region.js';
 import type { MountOptions } from './options.js';
 
@@ -18,7 +22,7 @@ export interface AwsCredentials {
   sessionToken: string | null;
   /** When temporary credentials stop working; null when not said. */
   expiration: Date | null;
-  /** Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, ecs:URI, metadata:ROLE. */
+  /** Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, ecs:URI, webidentity:ARN,FILE, metadata:ROLE. */
   source: string;
 }
 
@@ -30,7 +34,17 @@ export interface CredentialPlaces {
   ecsUrl: string;
   /** Instance metadata (efs.metadata_url); "" for none. */
   metadataUrl: string;
+  /** AWS STS of the file system's region, for web identities (efs-utils: https://sts.REGION.SUFFIX/). */
+  stsUrl: string;
   env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Where the daemon looks for the credentials of a file system in `region`: its config, and `env` (its environment). */
+export function credentialPlaces(cfg: Config, region: string, env: CredentialPlaces['env']): CredentialPlaces {
+  return {
+    credentialsFile: cfg.iam.credentials_file, configFile: cfg.iam.config_file, ecsUrl: cfg.iam.ecs_url, metadataUrl: cfg.efs.metadata_url,
+    stsUrl: cfg.iam.sts_url || `https://sts.${region}.${dnsNameSuffix(region, cfg)}/`, env,
+  };
 }
 
 const noCredentials = (message: string): never => {
@@ -119,6 +133,45 @@ async function fromEcs(places: CredentialPlaces, uri: string): Promise<AwsCreden
   }
 }
 
+/** How long AWS STS may take to answer (a request over the internet, unlike the local ECS agent and metadata). */
+const STS_TIMEOUT_MS = 10_000;
+
+/**
+ * A web identity's token (jwtpath=, AWS_WEB_IDENTITY_TOKEN_FILE) exchanged for the role's credentials at AWS STS
+ * (AssumeRoleWithWebIdentity, session efs-mount-helper, as efs-utils names it); the credentials, or why there are none.
+ */
+async function fromWebIdentity(places: CredentialPlaces, roleArn: string, tokenFile: string): Promise<AwsCredentials | string> {
+  let token: string;
+  try {
+    token = (await readFile(tokenFile, 'utf8')).trim();
+  } catch (err) {
+    return `Error reading token file ${tokenFile}: ${(err as Error).message}`;
+  }
+  const query = new URLSearchParams({ Version: '2011-06-15', Action: 'AssumeRoleWithWebIdentity', RoleArn: roleArn, RoleSessionName: 'efs-mount-helper', WebIdentityToken: token });
+  const at = places.stsUrl;
+  let r;
+  try {
+    r = await ask(`${at}?${query.toString()}`, 'GET', { Accept: 'application/json' }, STS_TIMEOUT_MS);
+  } catch (err) {
+    return `Unable to reach ${at} to retrieve AWS security credentials (${(err as Error).message})`;
+  }
+  if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials at ${at} (HTTP ${r.status} for role ${roleArn})`;
+  type StsAnswer = { AssumeRoleWithWebIdentityResponse?: { AssumeRoleWithWebIdentityResult?: { Credentials?: Record<string, unknown> } } };
+  let c: Record<string, unknown> | undefined;
+  try {
+    c = (JSON.parse(r.body) as StsAnswer).AssumeRoleWithWebIdentityResponse?.AssumeRoleWithWebIdentityResult?.Credentials;
+  } catch {
+    c = undefined;
+  }
+  const str = (k: string): string | null => (typeof c?.[k] === 'string' && c[k] !== '' ? (c[k] as string) : null);
+  const [id, secret, session] = [str('AccessKeyId'), str('SecretAccessKey'), str('SessionToken')];
+  if (id === null || secret === null || session === null) return `Unsuccessful retrieval of AWS security credentials at ${at} (no AccessKeyId, SecretAccessKey and SessionToken in its answer)`;
+  // STS's JSON gives the time in seconds since the epoch; its XML, and some proxies, as text.
+  const exp = c?.Expiration;
+  const expiration = typeof exp === 'number' ? new Date(exp * 1000) : typeof exp === 'string' && !Number.isNaN(Date.parse(exp)) ? new Date(exp) : null;
+  return { accessKeyId: id, secretAccessKey: secret, sessionToken: session, expiration, source: `webidentity:${roleArn},${tokenFile}` };
+}
+
 /** An IAM role's name (IAM allows letters, digits and +=,.@_-). */
 const ROLE = /^[\w+=,.@-]{1,128}$/;
 
@@ -138,7 +191,9 @@ export async function awsCredentials(opts: MountOptions, places: CredentialPlace
     const c = await fromEcs(places, opts.awscredsuri);
     return typeof c === 'string' ? noCredentials(`${c}; awscredsuri= names where the ECS agent keeps the task's credentials`) : c;
   }
-  const profile = await profileFor(opts, places);
+  // efs-utils looks no profile up for a mount that names a web identity.
+  const webIdentity = opts.rolearn && opts.jwtpath ? { roleArn: opts.rolearn, tokenFile: opts.jwtpath } : null;
+  const profile = webIdentity ? null : await profileFor(opts, places);
   if (profile !== null) {
     const c = (await fromFile(places, 'credentials', profile)) ?? (await fromFile(places, 'config', profile));
     if (c) return c;
@@ -146,7 +201,7 @@ export async function awsCredentials(opts: MountOptions, places: CredentialPlace
     return noCredentials(`AWS security credentials not found in ${places.credentialsFile} or ${places.configFile} under named profile [${profile}] (named by ${named}); `
       + 'efs-relay reads aws_access_key_id and aws_secret_access_key (and aws_session_token) there, and does not assume roles or use SSO');
   }
-  const tried: string[] = [`no [default] profile with keys in ${places.credentialsFile} or ${places.configFile}`];
+  const tried: string[] = webIdentity ? [] : [`no [default] profile with keys in ${places.credentialsFile} or ${places.configFile}`];
   const relative = places.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;
   if (relative) {
     const c = await fromEcs(places, relative);
@@ -154,6 +209,14 @@ export async function awsCredentials(opts: MountOptions, places: CredentialPlace
     tried.push(c);
   } else {
     tried.push('no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI in efs-relayd\'s environment');
+  }
+  const envIdentity = places.env.AWS_ROLE_ARN && places.env.AWS_WEB_IDENTITY_TOKEN_FILE
+    ? { roleArn: places.env.AWS_ROLE_ARN, tokenFile: places.env.AWS_WEB_IDENTITY_TOKEN_FILE } : null;
+  for (const [identity, named] of [[webIdentity, 'rolearn= and jwtpath='], [envIdentity, 'AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE']] as const) {
+    if (!identity) continue;
+    const c = await fromWebIdentity(places, identity.roleArn, identity.tokenFile);
+    if (typeof c !== 'string') return c;
+    tried.push(`web identity of ${named}: ${c}`);
   }
   const role = await fromInstanceRole(places.metadataUrl);
   if (typeof role !== 'string') return role;

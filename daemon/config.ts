@@ -30,7 +30,7 @@ export interface Config {
     bdi_dir: string;
   };
   relay: { connect_timeout: number; close_timeout: number };
-  iam: { credentials_file: string; config_file: string; ecs_url: string };
+  iam: { credentials_file: string; config_file: string; ecs_url: string; sts_url: string };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
   health: { probe_interval: number; probe_timeout: number; stat_command: string; stat_timeout: number; trust_check_interval: number };
   policy: { require_tls: boolean };
@@ -122,6 +122,8 @@ const SCHEMA: Record<string, Field> = {
       config_file: { kind: 'path', def: '/root/.aws/config' },
       // The ECS agent, which awscredsuri= paths are asked of.
       ecs_url: { kind: 'string', def: 'http://169.254.170.2', pattern: /^http:\/\/[^/\s@]+$/, describe: 'an http:// address with no path, like http://169.254.170.2' },
+      // AWS STS, which exchanges web identities (rolearn=, jwtpath=) for credentials; "" = the file system's region's own.
+      sts_url: { kind: 'string', def: '', pattern: /^$|^https:\/\/[^/\s@]+\/$/, describe: 'an https:// address ending in /, like https://sts.us-east-1.amazonaws.com/, or "" for each region\'s own' },
     },
   },
   log: {

@@ -8,6 +8,7 @@
 // Also the instance's availability zone ID, which only crossaccount mounts
 // need, asked when one does.
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { REGION } from './options.js';
@@ -29,11 +30,14 @@ const TOKEN_TTL_S = 60;
 
 export interface Answer { status: number; body: string }
 
-/** One HTTP request, its status and (the first 16 KiB of) its body; rejects when there is no answer within REQUEST_TIMEOUT_MS. */
-export function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, string>): Promise<Answer> {
+/**
+ * One HTTP (or HTTPS, verified against Node's CAs) request, its status and (the first 16 KiB of) its body; rejects
+ * when there is no answer within timeoutMs.
+ */
+export function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, string>, timeoutMs = REQUEST_TIMEOUT_MS): Promise<Answer> {
   return new Promise((resolve, reject) => {
     // agent: false, so that no kept-alive socket outlives the two requests of a start-up.
-    const req = request(url, { method, headers, agent: false }, (res) => {
+    const req = (url.startsWith('https:') ? httpsRequest : request)(url, { method, headers, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
@@ -46,7 +50,7 @@ export function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, 
       res.on('error', reject);
     });
     // The whole request, not only an idle socket, so that a trickling answer cannot hold start-up.
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`)), REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
     req.on('error', (err) => {
       clearTimeout(timer);
       reject(err);

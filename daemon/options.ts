@@ -22,12 +22,14 @@ const UNSUPPORTED = ['capath'];
 const NOT_YET: Record<string, string> = {
   ocsp: 'OCSP checking of the mount target certificate',
   netns: 'tunnels inside another network namespace',
-  rolearn: 'IAM authorization with a web identity role (AssumeRoleWithWebIdentity)',
-  jwtpath: 'IAM authorization with a web identity token (AssumeRoleWithWebIdentity)',
   fsap: 'efs-utils\' "fsap" option',
 };
 
 const AP_ID = /^fsap-[0-9a-f]{17}$/;
+/** An IAM role's ARN, in any partition (efs-utils' ROLEARN_REGEX_PATTERN's cases: a 12-digit account, a role name with a path). */
+const ROLE_ARN = /^arn:aws(-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@\/-]*[\w+=,.@-]$/;
+/** A web identity token's file: an absolute path without white space, commas or equals signs (efs-utils' JWTPATH_REGEX_PATTERN's cases). */
+const JWT_PATH = /^\/[^\s,=]+$/;
 /** An AWS region's name, like us-east-1. */
 export const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 /** An availability zone's name, like us-east-1a (its ID, like use1-az2, is another form). */
@@ -115,6 +117,13 @@ export function checkOptionsValidity(opts: MountOptions): void {
     if (has('awsprofile')) bad('The "awscredsuri" and "awsprofile" options are mutually exclusive');
     if (!(opts.awscredsuri ?? '').startsWith('/')) bad(`awscredsuri ${opts.awscredsuri ?? ''} is malformed`);
   }
+  // They go into files and requests of their own: malformed ones, a newline above all, are refused before anything.
+  if (has('rolearn') && !ROLE_ARN.test(opts.rolearn ?? '')) bad(`rolearn ${opts.rolearn ?? ''} is malformed`);
+  if (has('jwtpath') && !JWT_PATH.test(opts.jwtpath ?? '')) bad(`jwtpath ${opts.jwtpath ?? ''} is malformed`);
+  // efs-utils ignores either without iam, or one without the other; a tunnel never ignores what it is asked.
+  if ((has('rolearn') || has('jwtpath')) && !has('iam')) bad('The "iam" option is required when mounting with a web identity, "rolearn" and "jwtpath"');
+  if (has('rolearn') !== has('jwtpath')) bad('The "rolearn" and "jwtpath" options name a web identity together: give both');
+  if (has('rolearn') && (has('awsprofile') || has('awscredsuri'))) bad('A web identity ("rolearn" and "jwtpath") and "awsprofile" or "awscredsuri" are mutually exclusive');
   if (has('region') && !REGION.test(opts.region ?? '')) bad(`region option [${opts.region ?? ''}] is not an AWS region`);
   if (has('az') && !AZ_NAME.test(opts.az ?? '')) bad(`az option [${opts.az ?? ''}] is not an availability zone name`);
   if (has('mounttargetip') && isIP(opts.mounttargetip ?? '') === 0)
@@ -160,6 +169,7 @@ export function iamAuthorization(o: MountOptions): string {
   if (!Object.hasOwn(o, 'iam')) return 'without IAM authorization';
   if (o.awscredsuri) return `with IAM authorization by awscredsuri=${o.awscredsuri}`;
   if (o.awsprofile) return `with IAM authorization by awsprofile=${o.awsprofile}`;
+  if (o.rolearn && o.jwtpath) return `with IAM authorization by rolearn=${o.rolearn} and jwtpath=${o.jwtpath}`;
   return 'with IAM authorization';
 }
 

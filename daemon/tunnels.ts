@@ -11,7 +11,7 @@ import { formatOptions, iamAuthorization, tunnelOptions, type MountOptions } fro
 import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { ClientCertificates, type ClientCertView, type ClientPems, type ClientWant } from './client-cert.js';
-import { awsCredentials } from './aws-credentials.js';
+import { awsCredentials, credentialPlaces } from './aws-credentials.js';
 import { warnIfExposed } from './file-trust.js';
 import type { MetadataAzId, RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
@@ -966,11 +966,9 @@ export class TunnelManager {
     const accessPoint = rec.options.accesspoint ?? null;
     const iam = Object.hasOwn(rec.options, 'iam');
     if (accessPoint === null && !iam) return null;
-    const places = {
-      credentialsFile: this.cfg.iam.credentials_file, configFile: this.cfg.iam.config_file, ecsUrl: this.cfg.iam.ecs_url,
-      metadataUrl: this.cfg.efs.metadata_url, env: process.env,
-    };
-    return { accessPoint, iam: iam ? { region: rec.target.region, credentials: () => awsCredentials(rec.options, places) } : null };
+    const region = rec.target.region;
+    const places = credentialPlaces(this.cfg, region, process.env);
+    return { accessPoint, iam: iam ? { region, credentials: () => awsCredentials(rec.options, places) } : null };
   }
 
   /**

@@ -239,9 +239,9 @@ describe('efsctl attach and detach', function () {
     ['crossaccount when instance metadata is off, instead of handing it to mount.nfs4', 'crossaccount',
       'Cannot retrieve AZ-ID from metadata service. This is required for the crossaccount mount option: instance metadata is not asked (efs.metadata_url is "") [NO_AZ_ID]'],
     ['crossaccount with mounttargetip', 'crossaccount,mounttargetip=127.0.0.2', 'mounttargetip option is incompatible with crossaccount option. [BAD_OPTION]'],
-    ['a web identity role (not supported yet), instead of handing it to mount.nfs4', 'iam,rolearn=arn:aws:iam::123456789012:role/efs,jwtpath=/var/run/token',
-      'The "rolearn" option is not supported yet'],
-    ['jwtpath alone (not supported yet)', 'jwtpath=/var/run/token', 'The "jwtpath" option is not supported yet'],
+    ['a web identity without iam, instead of handing it to mount.nfs4', 'rolearn=arn:aws:iam::123456789012:role/efs,jwtpath=/var/run/token',
+      'The "iam" option is required when mounting with a web identity, "rolearn" and "jwtpath" [BAD_OPTION]'],
+    ['jwtpath without rolearn', 'iam,jwtpath=/var/run/token', 'The "rolearn" and "jwtpath" options name a web identity together: give both [BAD_OPTION]'],
     ['ocsp with noocsp', 'ocsp,noocsp', 'The "ocsp" and "noocsp" options are mutually exclusive [BAD_OPTION]'],
     ['a non-integer tlsport', 'tlsport=x', 'tlsport option [x] is not an integer [BAD_OPTION]'],
   ];

@@ -8,12 +8,13 @@
 import { expect } from 'chai';
 import { createHash, X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { commandMissing, Daemon, skipIf, tempDir, waitFor } from './helpers/daemon.js';
-import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
+import { certFor, daemonConfig, REGION, testCerts } from './helpers/fixtures.js';
 import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { asn1Items, certificateExtensions } from './helpers/pki.js';
@@ -27,6 +28,8 @@ const KEYS = { id: 'AKIAIAMTESTDEFAULT01', secret: 'default/secret+KEY' };
 const PROFILE_KEYS = { id: 'ASIAIAMTESTPROFILE02', secret: 'profile-secret', token: 'FwoGZXIvYXdzE+profile/token=' };
 const ROLE_KEYS = { id: 'ASIAIAMTESTROLE00003', secret: 'role-secret', token: 'IQoJb3JpZ2luX2Vj+role/token==' };
 const TASK_KEYS = { id: 'ASIAIAMTESTTASK00004', secret: 'task-secret', token: 'task+token/x=' };
+const WEB_KEYS = { id: 'ASIAIAMTESTWEBID0005', secret: 'web-secret', token: 'web+identity/token=' };
+const ROLE_ARN = 'arn:aws:iam::123456789012:role/efs-web';
 const document = (k: { id: string; secret: string; token: string }): string => JSON.stringify({
   Code: 'Success', Type: 'AWS-HMAC', AccessKeyId: k.id, SecretAccessKey: k.secret, Token: k.token, Expiration: new Date(Date.now() + 6 * 3_600_000).toISOString(),
 });
@@ -63,6 +66,10 @@ describe('IAM mounts', function () {
   let imds: InstanceMetadataStandIn;
   let ecs: Server;
   const ecsAsked: string[] = [];
+  // AWS STS's stand-in, over TLS with a certificate the daemon trusts through NODE_EXTRA_CA_CERTS (Node's own CAs).
+  let sts: Server;
+  const stsAsked: Array<{ query: URLSearchParams; accept: string | undefined }> = [];
+  const jwt = join(tempDir('efs-relay-iam-jwt-'), 'token');
   const dir = tempDir('efs-relay-iam-');
   const credentialsFile = join(dir, 'credentials');
   const configFile = join(dir, 'config');
@@ -86,13 +93,27 @@ describe('IAM mounts', function () {
       res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => ecs.listen(0, HOST, resolve));
+    const stsCert = certFor('localhost');
+    sts = createHttpsServer({ key: stsCert.key, cert: stsCert.cert }, (req, res) => {
+      const query = new URL(req.url ?? '/', 'https://localhost').searchParams;
+      stsAsked.push({ query, accept: req.headers.accept });
+      if (query.get('Action') !== 'AssumeRoleWithWebIdentity' || query.get('RoleArn') !== ROLE_ARN || query.get('WebIdentityToken') !== 'eyJ.web.identity') return void res.writeHead(403).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ AssumeRoleWithWebIdentityResponse: { AssumeRoleWithWebIdentityResult: {
+        Credentials: { AccessKeyId: WEB_KEYS.id, SecretAccessKey: WEB_KEYS.secret, SessionToken: WEB_KEYS.token, Expiration: Date.now() / 1000 + 3600 },
+      } } }));
+    });
+    await new Promise<void>((resolve) => sts.listen(0, '127.0.0.1', resolve));
+    writeFileSync(jwt, 'eyJ.web.identity\n');
     writeFileSync(credentialsFile, `# root's keys\n[default]\naws_access_key_id = ${KEYS.id}\naws_secret_access_key = ${KEYS.secret}\n`, { mode: 0o600 });
     writeFileSync(configFile, `[default]\nregion = ${REGION}\n\n[profile build]\naws_access_key_id=${PROFILE_KEYS.id}\naws_secret_access_key=${PROFILE_KEYS.secret}\naws_session_token=${PROFILE_KEYS.token}\n`, { mode: 0o600 });
     daemon = await new Daemon(daemonConfig(26500, {
       efs: { metadata_url: imds.url },
       metrics: { listen: '127.0.0.1:19817' },
-      iam: { credentials_file: credentialsFile, config_file: configFile, ecs_url: `http://${HOST}:${(ecs.address() as AddressInfo).port}` },
-    })).start();
+      iam: {
+        credentials_file: credentialsFile, config_file: configFile, ecs_url: `http://${HOST}:${(ecs.address() as AddressInfo).port}`,
+        sts_url: `https://localhost:${(sts.address() as AddressInfo).port}/`,
+      },
+    })).start(undefined, undefined, { NODE_EXTRA_CA_CERTS: testCerts().ca.certFile });
     // The stand-in of mount.nfs4 talks to the tunnel port before it mounts: the mount proves the data path.
     daemon.mount.behave('mount', { reach: true });
   });
@@ -101,6 +122,7 @@ describe('IAM mounts', function () {
     await target?.stop();
     await imds?.stop();
     await new Promise((resolve) => (ecs ? ecs.close(resolve) : resolve(undefined)));
+    await new Promise((resolve) => (sts ? sts.close(resolve) : resolve(undefined)));
   });
 
   it('signs with the [default] profile\'s keys in root\'s credentials file, for the key the tunnel presents, and mounts through it', async () => {
@@ -146,6 +168,16 @@ describe('IAM mounts', function () {
     expectSignedBy(lastCert(), 'fs-0000fa04', TASK_KEYS);
     expect(r.tunnel!.client_certificate?.iam_credentials).to.equal('ecs:/v2/credentials/task-1');
     expect(ecsAsked).to.include('/v2/credentials/task-1');
+  });
+
+  it('exchanges the web identity token jwtpath= names for the credentials of the role rolearn= names, at AWS STS, and signs with them', async () => {
+    const r = await attach('fs-0000fa07', `,rolearn=${ROLE_ARN},jwtpath=${jwt}`);
+    await through(r.tunnel!.port);
+    expectSignedBy(lastCert(), 'fs-0000fa07', WEB_KEYS);
+    expect(r.tunnel!.client_certificate?.iam_credentials).to.equal(`webidentity:${ROLE_ARN},${jwt}`);
+    const asked = stsAsked.at(-1)!;
+    expect(Object.fromEntries(asked.query)).to.deep.equal({ Version: '2011-06-15', Action: 'AssumeRoleWithWebIdentity', RoleArn: ROLE_ARN, RoleSessionName: 'efs-mount-helper', WebIdentityToken: 'eyJ.web.identity' });
+    expect(asked.accept).to.equal('application/json');
   });
 
   it('with no keys in root\'s files, signs with the instance\'s IAM role credentials from instance metadata (IMDSv2)', async () => {

@@ -12,7 +12,7 @@ describe('AWS credentials for IAM mounts, from root\'s files', () => {
     if (files.credentials !== undefined) writeFileSync(at.credentialsFile, files.credentials);
     if (files.config !== undefined) writeFileSync(at.configFile, files.config);
     // No ECS agent or instance metadata is asked in these tests.
-    return { ...at, ecsUrl: 'http://127.0.0.1:1', metadataUrl: '', env };
+    return { ...at, ecsUrl: 'http://127.0.0.1:1', metadataUrl: '', stsUrl: 'https://127.0.0.1:1/', env };
   };
   const refusal = async (p: Promise<unknown>): Promise<RelayError> => {
     try {
@@ -55,6 +55,18 @@ describe('AWS credentials for IAM mounts, from root\'s files', () => {
     const e = await refusal(awsCredentials({ iam: null }, places({})));
     expect(e.code).to.equal('NO_AWS_CREDENTIALS');
     expect(e.message).to.match(/no \[default\] profile with keys in .*; no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI in efs-relayd's environment; instance metadata is not asked \(efs.metadata_url is ""\)$/);
+  });
+
+  it('looks no profile up for a web identity, and says why each web identity gave nothing: a token file it cannot read, an STS it cannot reach', async () => {
+    const files = { credentials: '[default]\naws_access_key_id=AKIA\naws_secret_access_key=s\n' };
+    const token = join(tempDir('efs-relay-aws-creds-'), 'token');
+    writeFileSync(token, 'eyJ.token');
+    const e = await refusal(awsCredentials({ iam: null, rolearn: 'arn:aws:iam::123456789012:role/r', jwtpath: '/nonexistent/token' },
+      places(files, { AWS_ROLE_ARN: 'arn:aws:iam::123456789012:role/env', AWS_WEB_IDENTITY_TOKEN_FILE: token })));
+    expect(e.code).to.equal('NO_AWS_CREDENTIALS');
+    expect(e.message).to.not.contain('no [default] profile');
+    expect(e.message).to.contain('web identity of rolearn= and jwtpath=: Error reading token file /nonexistent/token: ENOENT')
+      .and.to.match(/web identity of AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE: Unable to reach https:\/\/127\.0\.0\.1:1\/ to retrieve AWS security credentials \(.*\)/);
   });
 
   it('names the ECS agent\'s address when awscredsuri= cannot be reached, and tries nothing else', async () => {

@@ -34,7 +34,7 @@ describe('config', () => {
         optimize_readahead: true, bdi_dir: '/sys/class/bdi',
       },
       relay: { connect_timeout: 15, close_timeout: 10 },
-      iam: { credentials_file: '/root/.aws/credentials', config_file: '/root/.aws/config', ecs_url: 'http://169.254.170.2' },
+      iam: { credentials_file: '/root/.aws/credentials', config_file: '/root/.aws/config', ecs_url: 'http://169.254.170.2', sts_url: '' },
       log: { level: 'info' },
       health: { probe_interval: 30, probe_timeout: 10, stat_command: '/usr/bin/stat', stat_timeout: 5, trust_check_interval: 60 },
       policy: { require_tls: true },

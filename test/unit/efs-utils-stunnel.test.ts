@@ -71,13 +71,14 @@ describe('efs-utils stunnel configs', () => {
     expect(plan({ accessPoint: null, fsId: 'fs-12345678', iam: false })).to.not.have.property('iam');
   });
 
-  it('signs a taken-over iam mount with the credentials efs-utils recorded: the same profile, ECS URI or instance role, and nothing it cannot get', () => {
+  it('signs a taken-over iam mount with the credentials efs-utils recorded: the same profile, ECS URI, web identity or instance role, and nothing it cannot get', () => {
     expect(iamOptionsFor('credentials:default')).to.deep.equal({ options: ['iam', 'awsprofile=default'] });
     expect(iamOptionsFor('config:build')).to.deep.equal({ options: ['iam', 'awsprofile=build'] });
     expect(iamOptionsFor('ecs:/v2/credentials/abc')).to.deep.equal({ options: ['iam', 'awscredsuri=/v2/credentials/abc'] });
     expect(iamOptionsFor('metadata:')).to.deep.equal({ options: ['iam'] });
-    for (const method of ['webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token', 'podidentity:http://169.254.170.23/v1/credentials,/token', 'named_profile:assumed']) {
-      expect(iamOptionsFor(method)).to.deep.equal({ why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent and the instance's role; not web identity, EKS Pod Identity or a profile botocore assumed)` });
+    expect(iamOptionsFor('webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token')).to.deep.equal({ options: ['iam', 'rolearn=arn:aws:iam::123456789012:role/efs', 'jwtpath=/var/run/token'] });
+    for (const method of ['podidentity:http://169.254.170.23/v1/credentials,/token', 'named_profile:assumed']) {
+      expect(iamOptionsFor(method)).to.deep.equal({ why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, web identities and the instance's role; not EKS Pod Identity or a profile botocore assumed)` });
     }
     expect(iamOptionsFor(null)).to.have.property('why').that.contains('does not say where its AWS credentials came from');
   });

@@ -61,7 +61,7 @@ describe('efs-utils mount options', () => {
   });
 
   it('refuses options this release cannot honour as "not supported yet", never ignoring them', () => {
-    for (const o of ['tls,ocsp', 'tls,iam,rolearn=arn:aws:iam::123456789012:role/efs,jwtpath=/var/run/token', 'tls,iam,jwtpath=/var/run/token', 'netns=/proc/1/ns/net']) {
+    for (const o of ['tls,ocsp', 'tls,fsap', 'netns=/proc/1/ns/net']) {
       const e = rejects(() => tunnelOptions(parseOptions(o)));
       expect(e.code).to.equal('BAD_OPTION');
       expect(e.message).to.match(/is not supported yet/);
@@ -71,6 +71,24 @@ describe('efs-utils mount options', () => {
   it('takes iam, awsprofile and awscredsuri as tunnel options, which never reach mount.nfs4', () => {
     expect(tunnelOptions(parseOptions('tls,iam,awsprofile=dev,accesspoint=fsap-0123456789abcdef0,rsize=4096'))).to.deep.equal({ tls: null, iam: null, awsprofile: 'dev', accesspoint: 'fsap-0123456789abcdef0' });
     expect(tunnelOptions(parseOptions('tls,iam,awscredsuri=/v2/credentials/abc'))).to.deep.equal({ tls: null, iam: null, awscredsuri: '/v2/credentials/abc' });
+  });
+
+  it('takes a web identity (rolearn= and jwtpath=, with iam) and refuses malformed ones as efs-utils does, and half of one, or one without iam', () => {
+    expect(tunnelOptions(parseOptions('tls,iam,rolearn=arn:aws:iam::123456789012:role/path/to/role_name,jwtpath=/var/run/secrets/eks.amazonaws.com/serviceaccount/token')))
+      .to.deep.equal({ tls: null, iam: null, rolearn: 'arn:aws:iam::123456789012:role/path/to/role_name', jwtpath: '/var/run/secrets/eks.amazonaws.com/serviceaccount/token' });
+    for (const arn of ['arn:aws-cn:iam::123456789012:role/role', 'arn:aws-us-gov:iam::123456789012:role/Admin+Role=1,x.y@z_-']) {
+      // A comma or = in a role's name cannot ride in -o; the check is the option's own.
+      expect(() => checkOptionsValidity({ tls: null, iam: null, rolearn: arn, jwtpath: '/a' })).to.not.throw();
+    }
+    for (const arn of ['arn:aws:iam::123456789012:role/legit-role\nsecond-line', 'arn:aws:iam::123456789012:role/legit-role\n', 'arn:aws:iam::123:role/short-account', 'arn:aws:iam::123456789012:role/', 'not-an-arn', '']) {
+      expect(rejects(() => checkOptionsValidity({ tls: null, iam: null, rolearn: arn, jwtpath: '/a' })).message).to.equal(`rolearn ${arn} is malformed`);
+    }
+    for (const path of ['/var/run/token\nsecond-line', '/var/run/token\n', 'relative/path', '/etc/x y', '/etc/x,y', '/tok=1', '']) {
+      expect(rejects(() => checkOptionsValidity({ tls: null, iam: null, rolearn: 'arn:aws:iam::123456789012:role/r', jwtpath: path })).message).to.equal(`jwtpath ${path} is malformed`);
+    }
+    expect(rejects(() => tunnelOptions(parseOptions('tls,rolearn=arn:aws:iam::123456789012:role/r,jwtpath=/t'))).message).to.equal('The "iam" option is required when mounting with a web identity, "rolearn" and "jwtpath"');
+    expect(rejects(() => tunnelOptions(parseOptions('tls,iam,jwtpath=/t'))).message).to.equal('The "rolearn" and "jwtpath" options name a web identity together: give both');
+    expect(rejects(() => tunnelOptions(parseOptions('tls,iam,rolearn=arn:aws:iam::123456789012:role/r,jwtpath=/t,awsprofile=p'))).message).to.contain('mutually exclusive');
   });
 
   it('takes crossaccount as a tunnel option, but not with mounttargetip (efs-utils\' error) or with az= (which it would not use)', () => {
