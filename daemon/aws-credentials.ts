@@ -95,12 +95,12 @@ async function fromFile(places: CredentialPlaces, which: 'credentials' | 'config
   return { accessKeyId: id, secretAccessKey: secret, sessionToken: s?.get('aws_session_token') || null, expiration: null, source: `${which}:${profile}` };
 }
 
-/** The named profile efs-utils uses: awsprofile=, else AWS_PROFILE, else "default" when either file gives it keys. */
-async function profileFor(opts: MountOptions, places: CredentialPlaces): Promise<string | null> {
-  if (opts.awsprofile) return opts.awsprofile;
-  if (places.env.AWS_PROFILE) return places.env.AWS_PROFILE;
+/** The named profile efs-utils uses, and what named it: awsprofile=, else AWS_PROFILE, else "default" when either file gives it a key ID. */
+async function profileFor(opts: MountOptions, places: CredentialPlaces): Promise<{ name: string; by: string } | null> {
+  if (opts.awsprofile) return { name: opts.awsprofile, by: 'awsprofile=' };
+  if (places.env.AWS_PROFILE) return { name: places.env.AWS_PROFILE, by: 'AWS_PROFILE in efs-relayd\'s environment' };
   for (const [file, isConfig] of [[places.credentialsFile, false], [places.configFile, true]] as const) {
-    if (profileIn(await readIni(file), 'default', isConfig)?.get('aws_access_key_id')) return 'default';
+    if (profileIn(await readIni(file), 'default', isConfig)?.get('aws_access_key_id')) return { name: 'default', by: `its aws_access_key_id in ${file}` };
   }
   return null;
 }
@@ -155,7 +155,15 @@ async function fromWebIdentity(places: CredentialPlaces, roleArn: string, tokenF
   } catch (err) {
     return `Unable to reach ${at} to retrieve AWS security credentials (${(err as Error).message})`;
   }
-  if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials at ${at} (HTTP ${r.status} for role ${roleArn})`;
+  if (r.status !== 200) {
+    // STS says why in its answer: {"Error": {"Code": "InvalidIdentityToken", "Message": "…"}}.
+    let why = '';
+    try {
+      const e = (JSON.parse(r.body) as { Error?: { Code?: unknown; Message?: unknown } }).Error;
+      if (typeof e?.Code === 'string') why = `: ${e.Code}${typeof e.Message === 'string' ? ` (${e.Message.slice(0, 200)})` : ''}`;
+    } catch { /* not JSON: the status says enough */ }
+    return `Unsuccessful retrieval of AWS security credentials at ${at} (HTTP ${r.status} for role ${roleArn}${why})`;
+  }
   type StsAnswer = { AssumeRoleWithWebIdentityResponse?: { AssumeRoleWithWebIdentityResult?: { Credentials?: Record<string, unknown> } } };
   let c: Record<string, unknown> | undefined;
   try {
@@ -195,10 +203,9 @@ export async function awsCredentials(opts: MountOptions, places: CredentialPlace
   const webIdentity = opts.rolearn && opts.jwtpath ? { roleArn: opts.rolearn, tokenFile: opts.jwtpath } : null;
   const profile = webIdentity ? null : await profileFor(opts, places);
   if (profile !== null) {
-    const c = (await fromFile(places, 'credentials', profile)) ?? (await fromFile(places, 'config', profile));
+    const c = (await fromFile(places, 'credentials', profile.name)) ?? (await fromFile(places, 'config', profile.name));
     if (c) return c;
-    const named = opts.awsprofile ? 'awsprofile=' : 'AWS_PROFILE in efs-relayd\'s environment';
-    return noCredentials(`AWS security credentials not found in ${places.credentialsFile} or ${places.configFile} under named profile [${profile}] (named by ${named}); `
+    return noCredentials(`AWS security credentials not found in ${places.credentialsFile} or ${places.configFile} under named profile [${profile.name}] (named by ${profile.by}); `
       + 'efs-relay reads aws_access_key_id and aws_secret_access_key (and aws_session_token) there, and does not assume roles or use SSO');
   }
   const tried: string[] = webIdentity ? [] : [`no [default] profile with keys in ${places.credentialsFile} or ${places.configFile}`];

@@ -97,7 +97,9 @@ describe('IAM mounts', function () {
     sts = createHttpsServer({ key: stsCert.key, cert: stsCert.cert }, (req, res) => {
       const query = new URL(req.url ?? '/', 'https://localhost').searchParams;
       stsAsked.push({ query, accept: req.headers.accept });
-      if (query.get('Action') !== 'AssumeRoleWithWebIdentity' || query.get('RoleArn') !== ROLE_ARN || query.get('WebIdentityToken') !== 'eyJ.web.identity') return void res.writeHead(403).end();
+      if (query.get('Action') !== 'AssumeRoleWithWebIdentity' || query.get('RoleArn') !== ROLE_ARN || query.get('WebIdentityToken') !== 'eyJ.web.identity') {
+        return void res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ Error: { Code: 'InvalidIdentityToken', Message: 'Couldn\'t retrieve verification key from your identity provider' } }));
+      }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ AssumeRoleWithWebIdentityResponse: { AssumeRoleWithWebIdentityResult: {
         Credentials: { AccessKeyId: WEB_KEYS.id, SecretAccessKey: WEB_KEYS.secret, SessionToken: WEB_KEYS.token, Expiration: Date.now() / 1000 + 3600 },
       } } }));
@@ -178,6 +180,14 @@ describe('IAM mounts', function () {
     const asked = stsAsked.at(-1)!;
     expect(Object.fromEntries(asked.query)).to.deep.equal({ Version: '2011-06-15', Action: 'AssumeRoleWithWebIdentity', RoleArn: ROLE_ARN, RoleSessionName: 'efs-mount-helper', WebIdentityToken: 'eyJ.web.identity' });
     expect(asked.accept).to.equal('application/json');
+  });
+
+  it('fails with NO_AWS_CREDENTIALS and STS\'s reason when STS refuses the web identity token', async () => {
+    const stale = join(tempDir('efs-relay-iam-jwt-'), 'stale-token');
+    writeFileSync(stale, 'eyJ.expired');
+    const r = await daemon.efsctl('attach', 'fs-0000fa08', daemon.mountPoint('fs-0000fa08'), '-o', options(`,rolearn=${ROLE_ARN},jwtpath=${stale}`));
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('NO_AWS_CREDENTIALS').and.to.contain(`web identity of rolearn= and jwtpath=: Unsuccessful retrieval of AWS security credentials at https://localhost:${(sts.address() as AddressInfo).port}/ (HTTP 400 for role ${ROLE_ARN}: InvalidIdentityToken (Couldn't retrieve verification key from your identity provider))`);
   });
 
   it('with no keys in root\'s files, signs with the instance\'s IAM role credentials from instance metadata (IMDSv2)', async () => {

@@ -44,6 +44,12 @@ describe('AWS credentials for IAM mounts, from root\'s files', () => {
     }
   });
 
+  it('says that [default] was chosen for its key ID when it has no secret', async () => {
+    const p = places({ credentials: '[default]\naws_access_key_id=AKIAHALF\n' });
+    const e = await refusal(awsCredentials({ iam: null }, p));
+    expect(e.message).to.contain(`under named profile [default] (named by its aws_access_key_id in ${p.credentialsFile})`);
+  });
+
   it('refuses a profile with a key ID but no secret, naming the profile and both files', async () => {
     const p = places({ credentials: '[half]\naws_access_key_id=AKIAHALF\n' });
     const e = await refusal(awsCredentials({ iam: null, awsprofile: 'half' }, p));
