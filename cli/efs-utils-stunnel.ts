@@ -85,16 +85,21 @@ export interface TunnelFromStunnel {
  * awsCredentialsMethod), or why none can: efs-relay reads the same profiles, ECS URIs, web identities and instance
  * role, but not EKS Pod Identity or profiles that botocore assumed.
  */
-export function iamOptionsFor(method: string | null): { options: string[] } | { why: string } {
+export function iamOptionsFor(method: string | null): { options: string[]; same: (source: string) => boolean } | { why: string } {
   if (method === null) return { why: 'efs-utils\' state file for the mount does not say where its AWS credentials came from (awsCredentialsMethod)' };
   const colon = method.indexOf(':');
   const [how, what] = colon < 0 ? [method, ''] : [method.slice(0, colon), method.slice(colon + 1)];
-  if ((how === 'credentials' || how === 'config') && what !== '') return { options: ['iam', `awsprofile=${what}`] };
-  if (how === 'ecs' && what.startsWith('/')) return { options: ['iam', `awscredsuri=${what}`] };
-  if (how === 'metadata') return { options: ['iam'] };
+  // `same`: whether the credentials efs-relay finds (AwsCredentials.source) come from that place.
+  if ((how === 'credentials' || how === 'config') && what !== '') {
+    return { options: ['iam', `awsprofile=${what}`], same: (s) => s === `credentials:${what}` || s === `config:${what}` };
+  }
+  if (how === 'ecs' && what.startsWith('/')) return { options: ['iam', `awscredsuri=${what}`], same: (s) => s === `ecs:${what}` };
+  if (how === 'metadata') return { options: ['iam'], same: (s) => s.startsWith('metadata:') };
   // webidentity:ROLE_ARN,TOKEN_FILE (an ARN has no comma; the options check both).
   const identity = /^([^,]+),(\/.+)$/.exec(what);
-  if (how === 'webidentity' && identity) return { options: ['iam', `rolearn=${identity[1] as string}`, `jwtpath=${identity[2] as string}`] };
+  if (how === 'webidentity' && identity) {
+    return { options: ['iam', `rolearn=${identity[1] as string}`, `jwtpath=${identity[2] as string}`], same: (s) => s === `webidentity:${what}` };
+  }
   return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, web identities and the instance's role; not EKS Pod Identity or a profile botocore assumed)` };
 }
 

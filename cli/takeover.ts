@@ -192,9 +192,7 @@ async function withIamOptions(plan: TunnelFromStunnel, dir: string, port: number
   const opts = parseOptions(options);
   const found = await awsCredentials(opts, credentialPlaces(cfg, opts.region ?? '', env)).then((c) => c.source, (err: unknown) => asRelayError(err));
   if (typeof found !== 'string') return unsafe(`efs-relay would find no credentials to sign with: ${found.message}`);
-  const [how, what] = [method!.slice(0, method!.indexOf(':')), method!.slice(method!.indexOf(':') + 1)];
-  const same = how === 'metadata' ? found.startsWith('metadata:') : how === 'credentials' || how === 'config' ? found === `credentials:${what}` || found === `config:${what}` : found === method;
-  if (!same) return unsafe(`efs-utils signed with credentials from ${method}, but efs-relay would sign with those from ${found}, another identity`);
+  if (!iam.same(found)) return unsafe(`efs-utils signed with credentials from ${method}, but efs-relay would sign with those from ${found}, another identity`);
   return { ...plan, options };
 }
 

@@ -72,11 +72,18 @@ describe('efs-utils stunnel configs', () => {
   });
 
   it('signs a taken-over iam mount with the credentials efs-utils recorded: the same profile, ECS URI, web identity or instance role, and nothing it cannot get', () => {
-    expect(iamOptionsFor('credentials:default')).to.deep.equal({ options: ['iam', 'awsprofile=default'] });
-    expect(iamOptionsFor('config:build')).to.deep.equal({ options: ['iam', 'awsprofile=build'] });
-    expect(iamOptionsFor('ecs:/v2/credentials/abc')).to.deep.equal({ options: ['iam', 'awscredsuri=/v2/credentials/abc'] });
-    expect(iamOptionsFor('metadata:')).to.deep.equal({ options: ['iam'] });
-    expect(iamOptionsFor('webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token')).to.deep.equal({ options: ['iam', 'rolearn=arn:aws:iam::123456789012:role/efs', 'jwtpath=/var/run/token'] });
+    // The options, and which sources efs-relay may find for them (the same profile from either file, the same URI, any role).
+    const mapped = (method: string, sources: string[]): [string[], boolean[]] => {
+      const m = iamOptionsFor(method);
+      if (!('options' in m)) throw new Error(m.why);
+      return [m.options, sources.map(m.same)];
+    };
+    expect(mapped('credentials:default', ['credentials:default', 'config:default', 'credentials:other', 'metadata:r'])).to.deep.equal([['iam', 'awsprofile=default'], [true, true, false, false]]);
+    expect(mapped('config:build', ['config:build', 'credentials:build'])).to.deep.equal([['iam', 'awsprofile=build'], [true, true]]);
+    expect(mapped('ecs:/v2/credentials/abc', ['ecs:/v2/credentials/abc', 'ecs:/v2/credentials/other'])).to.deep.equal([['iam', 'awscredsuri=/v2/credentials/abc'], [true, false]]);
+    expect(mapped('metadata:', ['metadata:any-role', 'credentials:default'])).to.deep.equal([['iam'], [true, false]]);
+    expect(mapped('webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token', ['webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token', 'metadata:r']))
+      .to.deep.equal([['iam', 'rolearn=arn:aws:iam::123456789012:role/efs', 'jwtpath=/var/run/token'], [true, false]]);
     for (const method of ['podidentity:http://169.254.170.23/v1/credentials,/token', 'named_profile:assumed']) {
       expect(iamOptionsFor(method)).to.deep.equal({ why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, web identities and the instance's role; not EKS Pod Identity or a profile botocore assumed)` });
     }
