@@ -170,6 +170,11 @@ class Tunnel {
   }
 }
 
+/** A tunnel that start() could not make yet, for want of a usable CA bundle or of an IAM tunnel's credentials: its own retry makes it. */
+function waitingToStart(t: Tunnel): boolean {
+  return t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || t.listenError?.code === 'NO_AWS_CREDENTIALS';
+}
+
 /** Same port, target and options: a running tunnel can keep serving this record (its extra ports follow it: syncExtraPorts). */
 function sameTunnel(a: TunnelRecord, b: TunnelRecord): boolean {
   return a.port === b.port && JSON.stringify(a.target) === JSON.stringify(b.target) && JSON.stringify(a.options) === JSON.stringify(b.options);
@@ -417,8 +422,8 @@ export class TunnelManager {
       this.contexts.set(file, Promise.resolve({ pem: read.pem, trust }));
       let tunnels = 0;
       for (const t of this.tunnels.values()) {
-        // A tunnel still waiting for a readable bundle picks it up on its own retry.
-        if (t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || caFileFor(t.record.options, this.cfg) !== file) continue;
+        // A tunnel still waiting for a readable bundle (or for credentials, with no certificate yet) picks it up on its own retry.
+        if (waitingToStart(t) || caFileFor(t.record.options, this.cfg) !== file) continue;
         t.relay.useContext(await this.tunnelTrust(t.record, true));
         t.note('ca_reloaded');
         tunnels++;
@@ -981,8 +986,7 @@ export class TunnelManager {
       for (const [fsId, t] of this.tunnels) {
         const want = this.clientWant(t.record);
         // A tunnel still waiting for its bundle or credentials (start) makes its certificate on its own retry.
-        const waiting = t.listenError?.code === 'CA_BUNDLE_UNREADABLE' || t.listenError?.code === 'NO_AWS_CREDENTIALS';
-        if (!want || this.closed || waiting) continue;
+        if (!want || this.closed || waitingToStart(t)) continue;
         let renewed: ClientPems;
         try {
           renewed = await this.clientCerts.identity(fsId, want);
