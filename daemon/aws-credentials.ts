@@ -105,19 +105,27 @@ async function profileFor(opts: MountOptions, places: CredentialPlaces): Promise
   return null;
 }
 
-/** The JSON that ECS and instance metadata answer with: {AccessKeyId, SecretAccessKey, Token, Expiration}. */
-function fromJson(body: string, source: string): AwsCredentials | null {
-  let j: Record<string, unknown>;
+/** An answer's JSON object, or undefined when it is not one. */
+function jsonObject(body: string): Record<string, unknown> | undefined {
   try {
-    j = JSON.parse(body) as Record<string, unknown>;
+    const j: unknown = JSON.parse(body);
+    return typeof j === 'object' && j !== null ? (j as Record<string, unknown>) : undefined;
   } catch {
-    return null;
+    return undefined;
   }
-  const str = (k: string): string | null => (typeof j[k] === 'string' && j[k] !== '' ? (j[k] as string) : null);
-  const [id, secret, token] = [str('AccessKeyId'), str('SecretAccessKey'), str('Token')];
+}
+
+/**
+ * Temporary credentials as AWS answers them: AccessKeyId, SecretAccessKey, the session token under `tokenKey`
+ * (ECS and instance metadata: Token; STS: SessionToken) and Expiration (text; STS's JSON gives seconds since the
+ * epoch); null when one of the first three is missing.
+ */
+function temporaryCredentials(c: Record<string, unknown> | undefined, tokenKey: 'Token' | 'SessionToken', source: string): AwsCredentials | null {
+  const str = (k: string): string | null => (typeof c?.[k] === 'string' && c[k] !== '' ? (c[k] as string) : null);
+  const [id, secret, token] = [str('AccessKeyId'), str('SecretAccessKey'), str(tokenKey)];
   if (id === null || secret === null || token === null) return null;
-  const exp = str('Expiration');
-  const expiration = exp === null || Number.isNaN(Date.parse(exp)) ? null : new Date(exp);
+  const exp = c?.Expiration;
+  const expiration = typeof exp === 'number' ? new Date(exp * 1000) : typeof exp === 'string' && !Number.isNaN(Date.parse(exp)) ? new Date(exp) : null;
   return { accessKeyId: id, secretAccessKey: secret, sessionToken: token, expiration, source };
 }
 
@@ -127,7 +135,7 @@ async function fromEcs(places: CredentialPlaces, uri: string): Promise<AwsCreden
   try {
     const r = await ask(url, 'GET', {});
     if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials at ${url} (HTTP ${r.status})`;
-    return fromJson(r.body, `ecs:${uri}`) ?? `Unsuccessful retrieval of AWS security credentials at ${url} (no AccessKeyId, SecretAccessKey and Token in its answer)`;
+    return temporaryCredentials(jsonObject(r.body), 'Token', `ecs:${uri}`) ?? `Unsuccessful retrieval of AWS security credentials at ${url} (no AccessKeyId, SecretAccessKey and Token in its answer)`;
   } catch (err) {
     return `Unable to reach ${url} to retrieve AWS security credentials (${(err as Error).message})`;
   }
@@ -156,28 +164,15 @@ async function fromWebIdentity(places: CredentialPlaces, roleArn: string, tokenF
     return `Unable to reach ${at} to retrieve AWS security credentials (${(err as Error).message})`;
   }
   if (r.status !== 200) {
-    // STS says why in its answer: {"Error": {"Code": "InvalidIdentityToken", "Message": "…"}}.
-    let why = '';
-    try {
-      const e = (JSON.parse(r.body) as { Error?: { Code?: unknown; Message?: unknown } }).Error;
-      if (typeof e?.Code === 'string') why = `: ${e.Code}${typeof e.Message === 'string' ? ` (${e.Message.slice(0, 200)})` : ''}`;
-    } catch { /* not JSON: the status says enough */ }
+    // STS says why in its answer: {"Error": {"Code": "InvalidIdentityToken", "Message": "…"}}; if not JSON, the status says enough.
+    const e = jsonObject(r.body)?.Error as { Code?: unknown; Message?: unknown } | undefined;
+    const why = typeof e?.Code === 'string' ? `: ${e.Code}${typeof e.Message === 'string' ? ` (${e.Message.slice(0, 200)})` : ''}` : '';
     return `Unsuccessful retrieval of AWS security credentials at ${at} (HTTP ${r.status} for role ${roleArn}${why})`;
   }
   type StsAnswer = { AssumeRoleWithWebIdentityResponse?: { AssumeRoleWithWebIdentityResult?: { Credentials?: Record<string, unknown> } } };
-  let c: Record<string, unknown> | undefined;
-  try {
-    c = (JSON.parse(r.body) as StsAnswer).AssumeRoleWithWebIdentityResponse?.AssumeRoleWithWebIdentityResult?.Credentials;
-  } catch {
-    c = undefined;
-  }
-  const str = (k: string): string | null => (typeof c?.[k] === 'string' && c[k] !== '' ? (c[k] as string) : null);
-  const [id, secret, session] = [str('AccessKeyId'), str('SecretAccessKey'), str('SessionToken')];
-  if (id === null || secret === null || session === null) return `Unsuccessful retrieval of AWS security credentials at ${at} (no AccessKeyId, SecretAccessKey and SessionToken in its answer)`;
-  // STS's JSON gives the time in seconds since the epoch; its XML, and some proxies, as text.
-  const exp = c?.Expiration;
-  const expiration = typeof exp === 'number' ? new Date(exp * 1000) : typeof exp === 'string' && !Number.isNaN(Date.parse(exp)) ? new Date(exp) : null;
-  return { accessKeyId: id, secretAccessKey: secret, sessionToken: session, expiration, source: `webidentity:${roleArn},${tokenFile}` };
+  const c = (jsonObject(r.body) as StsAnswer | undefined)?.AssumeRoleWithWebIdentityResponse?.AssumeRoleWithWebIdentityResult?.Credentials;
+  return temporaryCredentials(c, 'SessionToken', `webidentity:${roleArn},${tokenFile}`)
+    ?? `Unsuccessful retrieval of AWS security credentials at ${at} (no AccessKeyId, SecretAccessKey and SessionToken in its answer)`;
 }
 
 /** An IAM role's name (IAM allows letters, digits and +=,.@_-). */
@@ -190,7 +185,7 @@ async function fromInstanceRole(base: string): Promise<AwsCredentials | string> 
   if (role.value === null) return `no IAM role: ${role.why}`;
   const creds = await metadataItem(base, `iam/security-credentials/${role.value}`, 'credentials document', /^\{[\s\S]*\}$/);
   if (creds.value === null) return `no credentials for IAM role ${role.value}: ${creds.why}`;
-  return fromJson(creds.value, `metadata:${role.value}`) ?? `no credentials for IAM role ${role.value}: instance metadata's answer has no AccessKeyId, SecretAccessKey and Token`;
+  return temporaryCredentials(jsonObject(creds.value), 'Token', `metadata:${role.value}`) ?? `no credentials for IAM role ${role.value}: instance metadata's answer has no AccessKeyId, SecretAccessKey and Token`;
 }
 
 /** The credentials an IAM mount with these options signs with; NO_AWS_CREDENTIALS saying what was tried when there are none. */
