@@ -13,6 +13,12 @@ export async function commandLine(pid: number): Promise<string[]> {
   return (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter((a) => a !== '');
 }
 
+/** A process's environment ({} when it is gone or unreadable). */
+export async function environment(pid: number): Promise<Record<string, string>> {
+  const vars = (await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '')).split('\0').filter((kv) => kv.includes('='));
+  return Object.fromEntries(vars.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
 /** Every process but this one. */
 export async function* processes(): AsyncGenerator<ProcessInfo> {
   for (const entry of await readdir('/proc').catch(() => [] as string[])) {

@@ -26,7 +26,7 @@ import { iamOptionsFor, parseStunnelConfig, serviceOn, tunnelFromStunnel, type T
 import { presentedIdentity, type PresentedIdentity } from '../daemon/client-cert.js';
 import { X509Certificate } from 'node:crypto';
 import { describeListener, listenersOn, listeningPorts } from './listeners.js';
-import { alive, commandLine, processes, processUid } from './processes.js';
+import { alive, commandLine, environment, processes, processUid } from './processes.js';
 
 export interface TakeoverResult {
   dir: string;
@@ -184,11 +184,7 @@ async function withIamOptions(plan: TunnelFromStunnel, dir: string, port: number
   if ('why' in iam) return unsafe(iam.why);
   const options = [plan.options, ...iam.options].join(',');
   // The daemon looks credentials up in its own environment (AWS_PROFILE, the ECS agent's URI).
-  const { pid } = (await ask('version')) as { pid: number };
-  const env = await readFile(`/proc/${pid}/environ`, 'utf8').then(
-    (text) => Object.fromEntries(text.split('\0').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
-    () => ({}),
-  );
+  const env = await environment(((await ask('version')) as { pid: number }).pid);
   const opts = parseOptions(options);
   const found = await awsCredentials(opts, credentialPlaces(cfg, opts.region ?? '', env)).then((c) => c.source, (err: unknown) => asRelayError(err));
   if (typeof found !== 'string') return unsafe(`efs-relay would find no credentials to sign with: ${found.message}`);
