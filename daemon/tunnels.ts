@@ -21,7 +21,7 @@ import type { DnsAnswer } from './target-lookup.js';
 import type { EfsUtilsMount } from './efs-utils-configs.js';
 
 const LISTEN_RETRY_MS = 5_000;
-/** How often access point tunnels' client certificates are looked at for renewal (client-cert.ts, RENEW_BELOW_MS). */
+/** How often the client certificates of access point and IAM tunnels are looked at for renewal (client-cert.ts, RENEW_BELOW_MS). */
 const RENEW_CHECK_MS = 10 * 60_000;
 const HISTORY = 20;
 
@@ -228,7 +228,7 @@ export class TunnelManager {
   private readonly relayListeners: Array<(fsId: string, relay: Relay) => void> = [];
   /** Listener restarts per fs in this daemon's life (a replaced Tunnel object keeps the count). */
   private readonly restartCount = new Map<string, number>();
-  /** Access point tunnels' client certificates, and the one each tunnel presents now (renewed by renewTimer). */
+  /** The client certificates of access point and IAM tunnels, and the one each tunnel presents now (renewed by renewTimer). */
   private readonly clientCerts = new ClientCertificates(hostname());
   private readonly presented = new Map<string, ClientPems>();
   private renewTimer: NodeJS.Timeout | null = null;
@@ -987,17 +987,18 @@ export class TunnelManager {
         const want = this.clientWant(t.record);
         // A tunnel still waiting for its bundle or credentials (start) makes its certificate on its own retry.
         if (!want || this.closed || waitingToStart(t)) continue;
-        let renewed: ClientPems;
+        const before = this.presented.get(fsId);
+        let trust: Trust;
         try {
-          renewed = await this.clientCerts.identity(fsId, want);
+          trust = await this.tunnelTrust(t.record);
         } catch (err) {
           const e = asRelayError(err);
           t.note('client_cert_renew_failed', e);
           this.log.error('tunnel.client_cert_renew_failed', { fs: fsId, code: e.code, msg: `${e.message}; new connections present the certificate made before, tried again in ${RENEW_CHECK_MS / 60_000} minutes` });
           continue;
         }
-        if (renewed === this.presented.get(fsId)) continue;
-        t.relay.useContext(await this.tunnelTrust(t.record));
+        if (this.presented.get(fsId) === before) continue; // not due yet: the same certificate
+        t.relay.useContext(trust);
         const names = [want.accessPoint === null ? null : `access point ${want.accessPoint}`, want.iam === null ? null : `IAM authorization (credentials from ${this.clientCerts.view(fsId)?.iam_credentials ?? '?'})`].filter((x) => x !== null).join(' and ');
         this.log.info('tunnel.client_cert_renewed', { fs: fsId, msg: `new connections present a new client certificate for ${names}, valid for 3 hours`, accesspoint: want.accessPoint ?? undefined });
       }
