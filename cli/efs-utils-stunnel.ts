@@ -103,18 +103,16 @@ export function iamOptionsFor(method: string | null): { options: string[]; same:
   return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, web identities and the instance's role; not EKS Pod Identity or a profile botocore assumed)` };
 }
 
-/**
- * The tunnel options that make efs-relay do what the stunnel on `port` did.
- * Refuses (TAKEOVER_UNSAFE) anything it cannot carry over exactly, since a
- * tunnel to another place, or one that checks another name, would leave
- * the mount hanging once the stunnel is gone.
- */
 /** The service that accepts on `port`, if any. */
 export function serviceOn(services: StunnelService[], port: number): StunnelService | undefined {
   return services.find((s) => splitHostPort(s.accept).port === port);
 }
 
 /**
+ * The tunnel options that make efs-relay do what the stunnel on `port` did.
+ * Refuses (TAKEOVER_UNSAFE) anything it cannot carry over exactly, since a
+ * tunnel to another place, or one that checks another name, would leave
+ * the mount hanging once the stunnel is gone.
  * `presented`: what the client certificate of the service (cert =) names, as the caller read it from that file, or
  * null when it could not. efs-utils 2 writes one for every TLS mount; only an access point or IAM in it matter to
  * the mount target.

@@ -76,8 +76,8 @@ export function verifyLevel(options: MountOptions): 2 | 3 {
 }
 
 /**
- * The TLS context of a CA bundle (policyTrust), presenting `client` (an access point tunnel's certificate and key,
- * client-cert.ts) when given.
+ * The TLS context of a CA bundle (policyTrust), presenting `client` (an access point or IAM tunnel's certificate and
+ * key, client-cert.ts) when given.
  */
 export function policyContext(caPem: string, maxVersion: TlsMaxVersion, client?: ClientPems): SecureContext {
   // `ca` replaces Node's built-in store, so only the bundle is trusted.
@@ -94,7 +94,7 @@ export function policyContext(caPem: string, maxVersion: TlsMaxVersion, client?:
   });
 }
 
-/** A bundle's trust for an access point tunnel: the same CA bundle and verify=3 set, and its client certificate. */
+/** A bundle's trust for an access point or IAM tunnel: the same CA bundle and verify=3 set, and its client certificate. */
 export function clientTrust(caPem: string, bundle: Trust, maxVersion: TlsMaxVersion, client: ClientPems): Trust {
   return { ctx: policyContext(caPem, maxVersion, client), held: bundle.held };
 }
