@@ -30,7 +30,7 @@ export const ERRORS = {
   },
   UNKNOWN_OPTION: {
     title: 'unknown option',
-    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, iam, awsprofile, awscredsuri, cafile, verify, noocsp.',
+    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, iam, awsprofile, awscredsuri, rolearn, jwtpath, cafile, verify, noocsp.',
   },
   NO_REGION: {
     title: 'no AWS region is known for the file system',
