@@ -10,7 +10,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { commandMissing, Daemon, skipIf, tempDir, waitFor } from './helpers/daemon.js';
@@ -213,7 +213,14 @@ describe('IAM mounts', function () {
       .and.to.contain(`no IAM role: instance metadata at ${imds.url} answered HTTP 404`);
   });
 
-  it('keeps an IAM tunnel\'s record through a restart without credentials, says why it waits, and listens once credentials are back', async () => {
+  it('keeps an IAM tunnel\'s record through a restart without credentials, says why it waits, lets its CA bundle reload for the others meanwhile, and listens once credentials are back', async () => {
+    // A tunnel of its own CA bundle that waits for credentials after the restart, beside one that needs none.
+    const bundle = join(tempDir('efs-relay-iam-ca-'), 'cas.pem');
+    writeFileSync(bundle, testCerts().ca.cert);
+    imds.role = { name: 'efs-mounter', document: document(ROLE_KEYS) };
+    await attach('fs-0000fa09', `,cafile=${bundle}`);
+    imds.role = undefined;
+    const plain = await daemon.efsctlJson<{ tunnel: TunnelView }>('add', 'fs-0000fa0a', '-o', `region=${REGION},mounttargetip=${HOST},cafile=${bundle}`);
     await daemon.stop();
     await daemon.start();
     const waiting = await waitFor('fs-0000fa05 to say why it waits', async () => {
@@ -222,6 +229,12 @@ describe('IAM mounts', function () {
     }, 10_000);
     expect(waiting.state).to.not.equal('listening');
     expect(daemon.logs.includes('tunnel.start_failed')).to.equal(true);
+    // The bundle changes while fs-0000fa09 waits: the tunnel that runs takes it; the waiting one takes it on its retry.
+    writeFileSync(`${bundle}.new`, `${testCerts().ca.cert}\n`);
+    renameSync(`${bundle}.new`, bundle);
+    await waitFor('the bundle to be read again', () => daemon.logs.includes('tls.ca_reloaded'), 10_000);
+    expect(daemon.logs).to.match(/tls\.ca_reloaded .*tunnels=1\b/);
+    expect((await exchange(plain.tunnel.port, 'after')).received.toString()).to.equal('after' + ECHO_TRAILER);
     imds.role = { name: 'efs-mounter', document: document(ROLE_KEYS) };
     const back = await waitFor('fs-0000fa05 to listen again', async () => {
       const t = (await daemon.efsctlJson<{ tunnels: TunnelView[] }>('list')).tunnels.find((x) => x.fs_id === 'fs-0000fa05');
