@@ -22,6 +22,8 @@ export interface StunnelService {
   cert: string | null;
   /** stunnel's verify level, as efs-utils writes it from verify= (2 by default). */
   verify: string | null;
+  /** OCSPaia: "yes" when efs-utils had stunnel ask OCSP responders (the ocsp option, or stunnel_check_cert_validity). */
+  ocspAia: string | null;
 }
 
 /** Every service of a stunnel config (a section, or the global part, that has `accept`). */
@@ -45,7 +47,10 @@ export function parseStunnelConfig(text: string): StunnelService[] {
   const out: StunnelService[] = [];
   for (const [section, keys] of sections) {
     if (keys.accept === undefined) continue;
-    out.push({ section, accept: keys.accept, connect: keys.connect ?? null, checkHost: keys.checkhost ?? null, cert: keys.cert ?? null, verify: keys.verify ?? null });
+    out.push({ section, accept: keys.accept, connect: keys.connect ?? null, checkHost: keys.checkhost ?? null, cert: keys.cert ?? null, verify: keys.verify ?? null,
+      // A service option in the global part is every service's default.
+      ocspAia: keys.ocspaia ?? sections.get('')?.ocspaia ?? null,
+    });
   }
   return out;
 }
@@ -60,7 +65,7 @@ function splitHostPort(value: string): { host: string | null; port: number } {
 /** The tunnel that replaces a stunnel: the file system, its efsctl options, and what it will connect to and verify. */
 export interface TunnelFromStunnel {
   fsId: string;
-  /** -o for `efsctl add`: region, tlsport, and mounttargetip or az when the stunnel connected to one. */
+  /** -o for `efsctl add`: region, tlsport, mounttargetip or az when the stunnel connected to one, and ocsp when it asked OCSP responders. */
   options: string;
   /** The file system's DNS name the tunnel has: the stunnel's checkHost, or its availability zone's name of it. */
   dnsName: string;
@@ -162,6 +167,8 @@ export function tunnelFromStunnel(services: StunnelService[], port: number, file
       zoneId = az;
     }
   }
+  // A stunnel that asked OCSP responders is replaced by a tunnel that asks them too, never by one that checks less.
+  if (svc.ocspAia?.toLowerCase() === 'yes') options.push('ocsp');
   // The access point is what the mount target reads from the certificate; the tunnel presents its own that names it.
   if (shown?.accessPoint) options.push(`accesspoint=${shown.accessPoint}`);
   const target = resolveTarget(fsId, parseOptions(options.join(',')), {}, cfg, METADATA_NOT_ASKED, zoneId === undefined ? AZ_ID_NOT_ASKED : { az_id: zoneId, why: null });

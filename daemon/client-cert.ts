@@ -4,12 +4,13 @@
 // the IAM authorization (…7.2: a SigV4 signature tied to the key) and naming
 // the file system (…7.3), valid from 15 minutes before it is made to 3 hours
 // after. The mount target reads them from it. Node can sign but not
-// write certificates, so the few DER structures are written here; the key
+// write certificates, so it is written in DER (der.ts) here; the key
 // never leaves the daemon's memory (efs-utils keeps one in a file). It also
 // reads those extensions out of an efs-utils mount's certificate (takeover).
-import { createHash, createPublicKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { AwsCredentials } from './aws-credentials.js';
+import { NULL, bits, certificateFields, children, content, dotted, element, explicit, integer, octets, oid, publicKeyHash, seq, set, utcTime, utf8 } from './der.js';
 import { signConnect } from './sigv4.js';
 
 /** EFS's certificate extensions (efs-utils' ca_extension_builder). */
@@ -25,87 +26,6 @@ export const NOT_AFTER_MS = 3 * 3_600_000;
 /** efs-utils' key size (openssl genpkey rsa_keygen_bits:3072). */
 const RSA_BITS = 3072;
 
-function length(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-
-const tlv = (tag: number, content: Buffer): Buffer => Buffer.concat([Buffer.from([tag]), length(content.length), content]);
-const seq = (...items: Buffer[]): Buffer => tlv(0x30, Buffer.concat(items));
-const set = (...items: Buffer[]): Buffer => tlv(0x31, Buffer.concat(items));
-const utf8 = (s: string): Buffer => tlv(0x0c, Buffer.from(s, 'utf8'));
-const octets = (b: Buffer): Buffer => tlv(0x04, b);
-const bits = (b: Buffer): Buffer => tlv(0x03, Buffer.concat([Buffer.from([0]), b]));
-const explicit = (n: number, content: Buffer): Buffer => tlv(0xa0 + n, content);
-const NULL = Buffer.from([0x05, 0x00]);
-
-function oid(dotted: string): Buffer {
-  const [a, b, ...rest] = dotted.split('.').map(Number) as [number, number, ...number[]];
-  const out = [40 * a + b];
-  for (const n of rest) {
-    const base128: number[] = [n % 128];
-    for (let v = Math.floor(n / 128); v > 0; v = Math.floor(v / 128)) base128.unshift(0x80 | (v % 128));
-    out.push(...base128);
-  }
-  return tlv(0x06, Buffer.from(out));
-}
-
-/** A positive INTEGER from unsigned big-endian bytes. */
-function integer(b: Buffer): Buffer {
-  let i = 0;
-  while (i < b.length - 1 && b[i] === 0) i++;
-  const v = b.subarray(i);
-  return tlv(0x02, (v[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), v]) : v);
-}
-
-/** UTCTime, YYMMDDHHMMSSZ: RFC 5280's form for dates before 2050. */
-function utcTime(d: Date): Buffer {
-  const two = (n: number): string => String(n).padStart(2, '0');
-  return tlv(0x17, Buffer.from(`${two(d.getUTCFullYear() % 100)}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}Z`, 'ascii'));
-}
-
-/** The content of the DER element at `at`, and where the next one starts. */
-function element(der: Buffer, at: number): { tag: number; start: number; end: number } {
-  const tag = der[at] as number;
-  let len = der[at + 1] as number;
-  let start = at + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + (der[start + i] as number);
-    start += n;
-  }
-  return { tag, start, end: start + len };
-}
-
-/**
- * SHA-1 of a SubjectPublicKeyInfo's key bits: the key identifier (RFC 5280, method 1), and the PublicKeyHash
- * that an IAM signature names (efs-utils' get_public_key_sha1), so that the signature is good for this key only.
- */
-export function publicKeyHash(spki: Buffer): Buffer {
-  const outer = element(spki, 0);
-  const algorithm = element(spki, outer.start);
-  const key = element(spki, algorithm.end);
-  return createHash('sha1').update(spki.subarray(key.start + 1, key.end)).digest(); // past the count of unused bits
-}
-
-/** An OBJECT IDENTIFIER's content as dotted decimal. */
-function dotted(content: Buffer): string {
-  const first = content[0] ?? 0;
-  const parts = [Math.min(2, Math.floor(first / 40)), first - 40 * Math.min(2, Math.floor(first / 40))];
-  let v = 0;
-  for (const byte of content.subarray(1)) {
-    v = v * 128 + (byte & 0x7f);
-    if (!(byte & 0x80)) {
-      parts.push(v);
-      v = 0;
-    }
-  }
-  return parts.join('.');
-}
-
 /** EFS's extensions of a DER certificate that a client presents: what each names (null where it is absent). */
 export interface PresentedIdentity {
   /** 1.3.6.1.4.1.4843.7.1, the access point. */
@@ -120,31 +40,18 @@ export const IAM_AUTH_OID = '1.3.6.1.4.1.4843.7.2';
 
 /** Reads EFS's extensions out of a DER certificate (Certificate → tbsCertificate → [3] extensions). Throws on malformed DER. */
 export function presentedIdentity(der: Buffer): PresentedIdentity {
-  const cert = element(der, 0);
-  const tbs = element(der, cert.start);
+  const { extensions } = certificateFields(der);
   const values = new Map<string, Buffer>();
-  for (let at = tbs.start; at < tbs.end;) {
-    const e = element(der, at);
-    if (e.end > tbs.end) throw new Error('a length runs past the certificate');
-    if (e.tag === 0xa3) {
-      const list = element(der, e.start);
-      for (let x = list.start; x < list.end;) {
-        const ext = element(der, x);
-        const id = element(der, ext.start);
-        // critical BOOLEAN, if present, then the OCTET STRING value.
-        let v = element(der, id.end);
-        if (v.tag === 0x01) v = element(der, v.end);
-        values.set(dotted(der.subarray(id.start, id.end)), der.subarray(v.start, v.end));
-        x = ext.end;
-      }
-    }
-    at = e.end;
+  const list = extensions ? children(der, extensions)[0] : undefined;
+  for (const ext of list ? children(der, list) : []) {
+    // extnID, critical BOOLEAN if present, then the OCTET STRING value.
+    const [id, ...rest] = children(der, ext);
+    const v = rest.find((e) => e.tag === 0x04);
+    if (id && v) values.set(dotted(content(der, id)), content(der, v));
   }
   const text = (id: string): string | null => {
     const v = values.get(id);
-    if (!v) return null;
-    const s = element(v, 0);
-    return v.subarray(s.start, s.end).toString('utf8');
+    return v ? content(v, element(v, 0)).toString('utf8') : null;
   };
   return { accessPoint: text(ACCESS_POINT_OID), fsId: text(FILE_SYSTEM_OID), iam: values.has(IAM_AUTH_OID) };
 }

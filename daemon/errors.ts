@@ -30,7 +30,7 @@ export const ERRORS = {
   },
   UNKNOWN_OPTION: {
     title: 'unknown option',
-    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, iam, awsprofile, awscredsuri, rolearn, jwtpath, cafile, verify, noocsp.',
+    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, iam, awsprofile, awscredsuri, rolearn, jwtpath, cafile, verify, ocsp, noocsp.',
   },
   NO_REGION: {
     title: 'no AWS region is known for the file system',
@@ -99,6 +99,15 @@ export const ERRORS = {
   TLS_CERT_NOT_YET_VALID: {
     title: 'the server certificate is not valid yet',
     hint: 'Check the system clock (`timedatectl`).',
+  },
+  TLS_CERT_REVOKED: {
+    title: 'the server certificate, or a CA certificate of its chain, is revoked',
+    hint: 'Its OCSP responder (the `ocsp` option) says it was revoked: the address does not answer as the file system\'s mount target should. Check mounttargetip= and DNS; nothing was sent to it.',
+    final: true,
+  },
+  TLS_CERT_STATUS_UNKNOWN: {
+    title: 'no OCSP responder said whether the server certificate is good',
+    hint: 'The `ocsp` option needs an answer from the responders the certificates name (their Authority Information Access URLs, over HTTP): check that this host can reach them (an HTTP proxy is not used), and its clock. Leave out `ocsp` (efs-utils\' default) to connect without asking.',
   },
   TLS_PROTOCOL_REFUSED: {
     title: 'the server refused our TLS version',

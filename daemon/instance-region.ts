@@ -28,24 +28,38 @@ const REQUEST_TIMEOUT_MS = 1_000;
 /** The token is used at once, for one request. */
 const TOKEN_TTL_S = 60;
 
-export interface Answer { status: number; body: string }
+export interface Answer {
+  status: number;
+  /** The body as UTF-8 text. */
+  body: string;
+  /** The body as it came (an OCSP answer is DER). */
+  bytes: Buffer;
+  /** Its Content-Type header, '' when it has none. */
+  type: string;
+}
+
+/** At most this much of a body is kept: a credentials answer with its session token, or an OCSP answer with its signer's certificate, is a few KiB. */
+const BODY_LIMIT = 16_384;
 
 /**
  * One HTTP (or HTTPS, verified against Node's CAs) request, its status and (the first 16 KiB of) its body; rejects
- * when there is no answer within timeoutMs.
+ * when there is no answer within timeoutMs. `payload` is sent as the request's body (an OCSP request).
  */
-export function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, string>, timeoutMs = REQUEST_TIMEOUT_MS): Promise<Answer> {
+export function ask(url: string, method: 'GET' | 'PUT' | 'POST', headers: Record<string, string>, timeoutMs = REQUEST_TIMEOUT_MS, payload?: Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
     // agent: false, so that no kept-alive socket outlives the two requests of a start-up.
     const req = (url.startsWith('https:') ? httpsRequest : request)(url, { method, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        if (body.length < 16_384) body += d; // a credentials answer with its session token is a few KiB
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (d: Buffer) => {
+        if (size >= BODY_LIMIT) return;
+        chunks.push(d);
+        size += d.length;
       });
       res.on('end', () => {
         clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, body });
+        const bytes = Buffer.concat(chunks).subarray(0, BODY_LIMIT);
+        resolve({ status: res.statusCode ?? 0, body: bytes.toString('utf8'), bytes, type: res.headers['content-type'] ?? '' });
       });
       res.on('error', reject);
     });
@@ -55,7 +69,7 @@ export function ask(url: string, method: 'GET' | 'PUT', headers: Record<string, 
       clearTimeout(timer);
       reject(err);
     });
-    req.end();
+    req.end(payload);
   });
 }
 

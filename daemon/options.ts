@@ -20,7 +20,6 @@ const UNSUPPORTED = ['capath'];
 
 // Accepted by efs-utils but not implemented by this release: refused, never ignored.
 const NOT_YET: Record<string, string> = {
-  ocsp: 'OCSP checking of the mount target certificate',
   netns: 'tunnels inside another network namespace',
   fsap: 'efs-utils\' "fsap" option',
 };
@@ -171,6 +170,11 @@ export function iamAuthorization(o: MountOptions): string {
   if (o.awsprofile) return `with IAM authorization by awsprofile=${o.awsprofile}`;
   if (o.rolearn && o.jwtpath) return `with IAM authorization by rolearn=${o.rolearn} and jwtpath=${o.jwtpath}`;
   return 'with IAM authorization';
+}
+
+/** Whether a tunnel's options ask OCSP responders about the mount target's certificate chain (`ocsp`; efs-utils' default is not to). */
+export function ocspChecking(o: MountOptions): 'ocsp' | 'noocsp' {
+  return Object.hasOwn(o, 'ocsp') ? 'ocsp' : 'noocsp';
 }
 
 /** For `efsctl add`: every option must be a tunnel option. */

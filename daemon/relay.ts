@@ -10,6 +10,7 @@ import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type
 import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
 import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion, type Trust } from './tls-policy.js';
+import { peerChain, type OcspChecker } from './ocsp.js';
 import { joinHost } from './target.js';
 import { DNS_RETRY_MS, TargetLookup, type DnsAnswer } from './target-lookup.js';
 
@@ -36,6 +37,8 @@ export interface RelaySpec {
   closeTimeoutMs: number;
   /** For a target given by name: DNS's last answer as the tunnel's record kept it from an earlier run. */
   dnsAnswer?: DnsAnswer | null;
+  /** With the `ocsp` option: asks whether the verified chain is revoked before a byte is relayed. Else null. */
+  ocsp?: OcspChecker | null;
 }
 
 export interface LastError {
@@ -135,6 +138,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   private readonly names: TargetLookup | null;
   /** Connections and probes still waiting for DNS: a timeout then blames DNS, not the mount target. */
   private readonly resolving = new WeakSet<TLSSocket>();
+  /** Connections and probes whose verified chain the OCSP responders are being asked about. */
+  private readonly vetting = new WeakSet<TLSSocket>();
 
   constructor(spec: RelaySpec) {
     super();
@@ -330,7 +335,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       client.destroy();
     });
 
-    up.once('secureConnect', () => {
+    const start = (): void => {
       if (secure) return;
       secure = true;
       established = true;
@@ -353,6 +358,17 @@ export class Relay extends EventEmitter<RelayEvents> {
       // Flowing mode, so that both sockets emit 'end' (onread delivers the bytes, not 'data').
       up.resume();
       client.resume();
+    };
+    // With `ocsp`, the session carries nothing until the responders have said the chain is good; the connect
+    // timeout still runs, and a refusal is a failed handshake.
+    up.once('secureConnect', () => {
+      if (secure) return;
+      if (!spec.ocsp) return start();
+      this.vetting.add(up);
+      spec.ocsp.check(peerChain(up.getPeerX509Certificate())).then(() => {
+        this.vetting.delete(up);
+        if (!up.destroyed) start();
+      }, fail);
     });
   }
 
@@ -379,7 +395,6 @@ export class Relay extends EventEmitter<RelayEvents> {
         const e = this.timeoutError(timeoutMs, sock);
         finish({ ok: false, code: e.code, message: e.message, cert_expiry: null });
       }, timeoutMs);
-      sock.once('secureConnect', () => finish({ ok: true, code: null, message: null, cert_expiry: certExpiry(sock) }));
       const failed = (err: unknown): void => {
         if (done) return;
         // The certificate of a refused server still tells when it expires.
@@ -387,6 +402,13 @@ export class Relay extends EventEmitter<RelayEvents> {
         void this.classify(err).then(({ code, message }) => finish({ ok: false, code, message, cert_expiry }));
       };
       sock.once('error', failed);
+      // With `ocsp`, a probe asks the responders as a connection does (their answers are kept, so mostly not anew).
+      sock.once('secureConnect', () => {
+        const ok = (): void => finish({ ok: true, code: null, message: null, cert_expiry: certExpiry(sock) });
+        if (!this.spec.ocsp) return ok();
+        this.vetting.add(sock);
+        this.spec.ocsp.check(peerChain(sock.getPeerX509Certificate())).then(ok, failed);
+      });
     });
   }
 
@@ -426,6 +448,9 @@ export class Relay extends EventEmitter<RelayEvents> {
       const failure = this.names?.failure;
       const why = failure ? ` (the resolver failed with ${failure}; asked again every ${DNS_RETRY_MS / 1000} s)` : '';
       return new RelayError('DNS_FAILED', `DNS has not answered for ${this.spec.address} after ${ms} ms${why}`);
+    }
+    if (this.vetting.has(sock)) {
+      return new RelayError('TLS_CERT_STATUS_UNKNOWN', `No OCSP answer on the certificates of ${this.targetText} (${this.spec.certName}) after ${ms} ms (the ocsp option)`);
     }
     return new RelayError('CONNECT_TIMEOUT', `No TLS session with ${this.targetText} after ${ms} ms`);
   }

@@ -7,7 +7,8 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from './relay.js';
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
-import { formatOptions, iamAuthorization, tunnelOptions, type MountOptions } from './options.js';
+import { formatOptions, iamAuthorization, ocspChecking, tunnelOptions, type MountOptions } from './options.js';
+import { OcspChecker } from './ocsp.js';
 import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { ClientCertificates, type ClientCertView, type ClientPems, type ClientWant } from './client-cert.js';
@@ -230,6 +231,8 @@ export class TunnelManager {
   private readonly restartCount = new Map<string, number>();
   /** The client certificates of access point and IAM tunnels, and the one each tunnel presents now (renewed by renewTimer). */
   private readonly clientCerts = new ClientCertificates(hostname());
+  /** One for every tunnel with `ocsp`: the tunnels of a region share their mount targets' intermediate CA, and its answer. */
+  private readonly ocsp = new OcspChecker();
   private readonly presented = new Map<string, ClientPems>();
   private renewTimer: NodeJS.Timeout | null = null;
 
@@ -579,6 +582,11 @@ export class TunnelManager {
     const [hasLevel, askedLevel] = [rec.options, options].map(verifyLevel);
     if (hasLevel !== askedLevel) {
       throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies with verify=${hasLevel}, not verify=${askedLevel}`, 'stop it first to change how it verifies');
+    }
+    const [hasOcsp, askedOcsp] = [rec.options, options].map(ocspChecking);
+    if (hasOcsp !== askedOcsp) {
+      const how = (o: string | undefined): string => (o === 'ocsp' ? 'asks OCSP responders about its certificates (ocsp)' : 'does not ask OCSP responders (noocsp, the default)');
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that ${how(hasOcsp)}, unlike this request`, 'give every mount of the file system the same ocsp or noocsp, or stop it first to change how it verifies');
     }
     // The access point is in the tunnel's client certificate: every connection of the tunnel reaches that one.
     const [hasAp, askedAp] = [rec.options.accesspoint ?? null, options.accesspoint ?? null];
@@ -1039,6 +1047,7 @@ export class TunnelManager {
       closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
       // Kept for the name the target has now (a record edited to another name starts without one).
       dnsAnswer: rec.dns_answer?.name === rec.target.address ? rec.dns_answer : null,
+      ocsp: ocspChecking(rec.options) === 'ocsp' ? this.ocsp : null,
     });
   }
 

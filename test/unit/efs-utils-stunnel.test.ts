@@ -27,8 +27,8 @@ describe('efs-utils stunnel configs', () => {
 
   it('reads each service\'s accept, connect and checkHost, whatever the case of the keys, skipping comments', () => {
     expect(parseStunnelConfig('; comment\n# another\nfoo = 1\n[a]\nACCEPT = 1\nConnect = h:2\nCHECKHOST = n\n[b]\naccept = 127.0.0.1:3\n')).to.deep.equal([
-      { section: 'a', accept: '1', connect: 'h:2', checkHost: 'n', cert: null, verify: null },
-      { section: 'b', accept: '127.0.0.1:3', connect: null, checkHost: null, cert: null, verify: null },
+      { section: 'a', accept: '1', connect: 'h:2', checkHost: 'n', cert: null, verify: null, ocspAia: null },
+      { section: 'b', accept: '127.0.0.1:3', connect: null, checkHost: null, cert: null, verify: null, ocspAia: null },
     ]);
   });
 
@@ -56,6 +56,13 @@ describe('efs-utils stunnel configs', () => {
       fsId: 'fs-12345678', options: 'region=us-east-1,tlsport=20050,crossaccount', connectHost: 'use1-az2.fs-12345678.efs.us-east-1.amazonaws.com',
       dnsName: 'use1-az2.fs-12345678.efs.us-east-1.amazonaws.com', certName: 'fs-12345678.efs.us-east-1.amazonaws.com', crossAccountAzId: 'use1-az2',
     });
+  });
+
+  it('carries over OCSP checking (OCSPaia = yes, in the service or the global part) as the ocsp option, so the tunnel never checks less', () => {
+    const base = efsUtilsConfig(20050, 'fs-12345678.efs.us-east-1.amazonaws.com:2049', 'fs-12345678.efs.us-east-1.amazonaws.com');
+    expect(from(base.replace('verify = 2\n', 'verify = 2\nOCSPaia = yes\n')).options).to.equal('region=us-east-1,tlsport=20050,ocsp');
+    expect(from(`OCSPaia = yes\n${base}`).options).to.equal('region=us-east-1,tlsport=20050,ocsp');
+    expect(from(base.replace('verify = 2\n', 'verify = 2\nOCSPaia = no\n')).options).to.equal('region=us-east-1,tlsport=20050');
   });
 
   it('carries over the access point that the stunnel\'s client certificate names, and takes over one that names only the file system (efs-utils 2 writes one for every TLS mount)', () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { RelayError } from '../../daemon/errors.js';
-import { attachOptions, checkOptionsValidity, formatOptions, onlyTunnelOptions, parseOptions, tunnelOptions } from '../../daemon/options.js';
+import { attachOptions, checkOptionsValidity, formatOptions, ocspChecking, onlyTunnelOptions, parseOptions, tunnelOptions } from '../../daemon/options.js';
 import { parseFstab } from '../../daemon/fstab.js';
 import { METADATA_NOT_ASKED, checkSpecName, parseSpec, parseSpecOrAlias, resolveTarget } from '../../daemon/target.js';
 import { defaultConfig } from '../../daemon/config.js';
@@ -61,11 +61,18 @@ describe('efs-utils mount options', () => {
   });
 
   it('refuses options this release cannot honour as "not supported yet", never ignoring them', () => {
-    for (const o of ['tls,ocsp', 'tls,fsap', 'netns=/proc/1/ns/net']) {
+    for (const o of ['tls,fsap', 'netns=/proc/1/ns/net']) {
       const e = rejects(() => tunnelOptions(parseOptions(o)));
       expect(e.code).to.equal('BAD_OPTION');
       expect(e.message).to.match(/is not supported yet/);
     }
+  });
+
+  it('takes ocsp and noocsp as tunnel options, which never reach mount.nfs4; a tunnel asks OCSP responders only with ocsp, as efs-utils', () => {
+    expect(tunnelOptions(parseOptions('tls,ocsp,rsize=4096'))).to.deep.equal({ tls: null, ocsp: null });
+    expect(ocspChecking(parseOptions('tls,ocsp'))).to.equal('ocsp');
+    expect(ocspChecking(parseOptions('tls,noocsp'))).to.equal('noocsp');
+    expect(ocspChecking(parseOptions('tls'))).to.equal('noocsp');
   });
 
   it('takes iam, awsprofile and awscredsuri as tunnel options, which never reach mount.nfs4', () => {
