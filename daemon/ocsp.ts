@@ -13,6 +13,7 @@
 // not fail an NFS client's reconnect.
 import { createHash, verify as verifySignature, X509Certificate } from 'node:crypto';
 import { NULL, certificateFields, children, content, dotted, element, encoding, generalizedTime, octets, oid, publicKeyHash, seq, tlv, type Element } from './der.js';
+import type { DetailedPeerCertificate } from 'node:tls';
 import { RelayError } from './errors.js';
 import { ask } from './instance-region.js';
 
@@ -170,12 +171,15 @@ function named(c: X509Certificate): string {
 
 const stillValid = (a: OcspAnswer, now: number): boolean => a.nextUpdate === null || a.nextUpdate.getTime() >= now - CLOCK_LEEWAY_MS;
 
-/** The verified chain a TLS socket's peer presented, leaf first, as Node completed it from the CA bundle. */
-export function peerChain(peer: X509Certificate | undefined): X509Certificate[] {
+/**
+ * The verified chain of a TLS socket's peer, leaf first, from getPeerCertificate(true): Node completes it up to the
+ * root from the CA bundle, where getPeerX509Certificate() stops at the certificates the peer sent.
+ */
+export function peerChain(peer: DetailedPeerCertificate | undefined): X509Certificate[] {
   const chain: X509Certificate[] = [];
-  for (let c = peer; c && chain.length < 10; c = c.issuerCertificate) {
-    chain.push(c);
-    if (c.checkIssued(c)) break; // self-issued: the root
+  for (let c = peer; c?.raw && chain.length < 10; c = c.issuerCertificate) {
+    chain.push(new X509Certificate(c.raw));
+    if (c.issuerCertificate === c) break; // the root, its own issuer
   }
   return chain;
 }

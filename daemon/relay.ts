@@ -365,7 +365,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (secure) return;
       if (!spec.ocsp) return start();
       this.vetting.add(up);
-      spec.ocsp.check(peerChain(up.getPeerX509Certificate())).then(() => {
+      spec.ocsp.check(peerChain(up.getPeerCertificate(true))).then(() => {
         this.vetting.delete(up);
         if (!up.destroyed) start();
       }, fail);
@@ -407,7 +407,7 @@ export class Relay extends EventEmitter<RelayEvents> {
         const ok = (): void => finish({ ok: true, code: null, message: null, cert_expiry: certExpiry(sock) });
         if (!this.spec.ocsp) return ok();
         this.vetting.add(sock);
-        this.spec.ocsp.check(peerChain(sock.getPeerX509Certificate())).then(ok, failed);
+        this.spec.ocsp.check(peerChain(sock.getPeerCertificate(true))).then(ok, failed);
       });
     });
   }

@@ -585,8 +585,8 @@ export class TunnelManager {
     }
     const [hasOcsp, askedOcsp] = [rec.options, options].map(ocspChecking);
     if (hasOcsp !== askedOcsp) {
-      const how = (o: string | undefined): string => (o === 'ocsp' ? 'asks OCSP responders about its certificates (ocsp)' : 'does not ask OCSP responders (noocsp, the default)');
-      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that ${how(hasOcsp)}, unlike this request`, 'give every mount of the file system the same ocsp or noocsp, or stop it first to change how it verifies');
+      const [has, asked] = hasOcsp === 'ocsp' ? ['asks OCSP responders (ocsp)', 'one that does not (noocsp)'] : ['does not ask OCSP responders (noocsp, the default)', 'one that asks them (ocsp)'];
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that ${has}, not ${asked}`, 'give every mount of the file system the same ocsp or noocsp, or stop it first to change how it verifies');
     }
     // The access point is in the tunnel's client certificate: every connection of the tunnel reaches that one.
     const [hasAp, askedAp] = [rec.options.accesspoint ?? null, options.accesspoint ?? null];
