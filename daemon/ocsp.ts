@@ -200,6 +200,8 @@ export class OcspChecker {
    * with TLS_CERT_REVOKED, or TLS_CERT_STATUS_UNKNOWN when no responder gave a conclusive answer.
    */
   async check(chain: readonly X509Certificate[]): Promise<void> {
+    // Never pass what was not seen: a resumed session whose chain is unknown has none.
+    if (chain.length === 0) throw new RelayError('TLS_CERT_STATUS_UNKNOWN', 'Cannot ask OCSP about the mount target\'s certificates: the TLS session shows none');
     const pairs: Array<[X509Certificate, X509Certificate]> = [];
     // The last is the CA bundle's own, trusted as it is (stunnel: "Ignoring the root certificate").
     for (let i = 0; i + 1 < chain.length; i++) {

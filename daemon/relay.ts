@@ -6,6 +6,7 @@
 // closes both.
 import { EventEmitter } from 'node:events';
 import { createServer, isIP, isIPv4, type OnReadOpts, type Server, type Socket } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { adoptAccepted, Pipe, PLAIN_POOL, TLS_POOL } from './copy.js';
 import { RelayError, type ErrorCode } from './errors.js';
@@ -134,6 +135,11 @@ export class Relay extends EventEmitter<RelayEvents> {
   private diagnosis: { at: number; result: Promise<{ code: ErrorCode; detail: string } | null> } | null = null;
   /** The last TLS session the target gave us: the next connection resumes it, skipping a full handshake. */
   private session: Buffer | undefined;
+  /**
+   * With `ocsp`: the verified chain of the connection that gave `session`. A resumed session has no certificates to
+   * show (getPeerCertificate is empty), yet its chain is asked about again as a new one's is.
+   */
+  private sessionChain: X509Certificate[] = [];
   /** Finds the target's address when it is a DNS name (no mounttargetip); null for an address. */
   private readonly names: TargetLookup | null;
   /** Connections and probes still waiting for DNS: a timeout then blames DNS, not the mount target. */
@@ -278,11 +284,16 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.sockets.add(client);
 
     const started = performance.now();
-    const up = this.dial(this.session, downstream.onread);
+    const [offered, offeredChain] = [this.session, this.sessionChain];
+    const up = this.dial(offered, downstream.onread);
+    // The chain this connection verified: its own in a full handshake, the offered session's when it resumes that.
+    const chain = (): X509Certificate[] => (up.isSessionReused() ? offeredChain : peerChain(up.getPeerCertificate(true)));
     // A session verified under a CA bundle that has since changed is not kept for resumption.
     const trust = spec.secureContext;
     up.on('session', (s: Buffer) => {
-      if (this.spec.secureContext === trust) this.session = s;
+      if (this.spec.secureContext !== trust) return;
+      this.session = s;
+      if (spec.ocsp) this.sessionChain = chain();
     });
     this.sockets.add(up);
     downstream.connect(up, client);
@@ -365,7 +376,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (secure) return;
       if (!spec.ocsp) return start();
       this.vetting.add(up);
-      spec.ocsp.check(peerChain(up.getPeerCertificate(true))).then(() => {
+      spec.ocsp.check(chain()).then(() => {
         this.vetting.delete(up);
         if (!up.destroyed) start();
       }, fail);

@@ -11,6 +11,9 @@ import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { OcspAuthority } from './helpers/ocsp-authority.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
 import type { AttachResult } from '../daemon/mounter.js';
+import { OcspChecker, REFRESH_MS } from '../daemon/ocsp.js';
+import { Relay } from '../daemon/relay.js';
+import { policyContext } from '../daemon/tls-policy.js';
 
 const RESPONDER = { host: '127.0.0.77', port: 18090 };
 const GOOD_TARGET = '127.0.0.77';
@@ -120,5 +123,51 @@ describe('OCSP checking of mount targets (the ocsp option)', function () {
     const r = await daemon.efsctl('add', 'fs-0c5e0005', '-o', options(REVOKED_TARGET));
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('fs-0c5e0005 already has a tunnel that does not ask OCSP responders (noocsp, the default), not one that asks them (ocsp); give every mount of the file system the same ocsp or noocsp, or stop it first');
+  });
+});
+
+describe('OCSP checking of a resumed TLS session', function () {
+  this.timeout(30_000);
+  const HOST = '127.0.0.80';
+  const PORT = 26650;
+  let ca: OcspAuthority;
+  let target: MountTargetStandIn;
+
+  before(async () => {
+    ca = await new OcspAuthority(tempDir('efs-relay-ocsp-resume-'), `http://${HOST}:18102`).start(HOST, 18102);
+    target = await new MountTargetStandIn({ host: HOST, port: 2049, cert: ca.leaf(`*.efs.${REGION}.amazonaws.com`), backend: 'echo' }).start();
+  });
+  after(async () => {
+    await target?.stop();
+    await ca?.stop();
+  });
+
+  it('asks about the chain of the session it resumes, which shows no certificate of its own, once the answer is due again', async () => {
+    let now = Date.now();
+    const relay = new Relay({
+      fsId: 'fs-12345678', port: PORT, listenHost: '127.0.0.1', certName: `fs-12345678.efs.${REGION}.amazonaws.com`, address: HOST,
+      targetPort: 2049, secureContext: policyContext(ca.root.cert, 'TLSv1.2'), held: null, maxVersion: 'TLSv1.2', connectTimeoutMs: 5_000,
+      closeTimeoutMs: 1_000, ocsp: new OcspChecker(5_000, () => new Date(now)),
+    });
+    await relay.listen();
+    try {
+      expect((await exchange(PORT, 'full')).received.toString()).to.equal('full' + ECHO_TRAILER);
+      expect(target.sessions.at(-1)?.resumed ?? false, 'a full handshake first').to.equal(false);
+      const asked = ca.asked.intermediate;
+      // An hour later, with the responder down and the answer out of date: the resumed session must not pass unasked.
+      now += REFRESH_MS + 2 * 3_600_000;
+      ca.mode = 'unavailable';
+      expect((await exchange(PORT, 'resumed')).received.length).to.equal(0);
+      expect(target.sessions.at(-1)?.resumed, 'the session was resumed').to.equal(true);
+      expect(ca.asked.intermediate).to.equal(asked + 1);
+      expect(relay.lastError?.code).to.equal('TLS_CERT_STATUS_UNKNOWN');
+      // The responder back, and the clock back to the responder's (its answers are dated by the real one): the next
+      // connection relays again.
+      ca.mode = 'answer';
+      now = Date.now();
+      expect((await exchange(PORT, 'again')).received.toString()).to.equal('again' + ECHO_TRAILER);
+    } finally {
+      await relay.close();
+    }
   });
 });
