@@ -132,7 +132,14 @@ export function readOcspResponse(der: Buffer, id: CertId, issuer: X509Certificat
     : [];
   const signers = [issuer, ...included.filter((c) => delegatedBy(c, issuer, now))];
   const signed = encoding(basic, tbsEl);
-  if (!signers.some((s) => verifySignature(hash, signed, s.publicKey, signature))) {
+  const verifies = (s: X509Certificate): boolean => {
+    try {
+      return verifySignature(hash, signed, s.publicKey, signature);
+    } catch {
+      return false; // a key of another kind than the algorithm (an RSA signature, an EC key)
+    }
+  };
+  if (!signers.some(verifies)) {
     throw new Error('the answer is not signed by the certificate\'s issuer, nor by a responder that issuer authorized for OCSP');
   }
 
@@ -225,7 +232,10 @@ export class OcspChecker {
     let pending = this.asking.get(key);
     if (!pending) {
       pending = this.ask(cert, issuer, id).then((answer) => {
-        this.answers.set(key, { answer, asked: this.now().getTime() });
+        const asked = this.now().getTime();
+        // Answers past their next update are no use to anyone: dropped, so that replaced certificates do not pile up.
+        for (const [k, a] of this.answers) if (!stillValid(a.answer, asked)) this.answers.delete(k);
+        this.answers.set(key, { answer, asked });
         return answer;
       }).finally(() => this.asking.delete(key));
       this.asking.set(key, pending);

@@ -182,6 +182,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.spec.secureContext = trust.ctx;
     if (this.spec.held !== null) this.spec.held = trust.held;
     this.session = undefined;
+    this.sessionChain = [];
   }
 
   /** Timeouts from now on (a config reload): a connection's handshake or half-close that starts later gets these. */
