@@ -12,7 +12,7 @@ import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../daemon/config.js';
 import { asRelayError, RelayError, type ErrorBody } from '../daemon/errors.js';
-import { formatOptions, parseOptions } from '../daemon/options.js';
+import { formatOptions, ocspChecking, parseOptions } from '../daemon/options.js';
 import { requestedPort } from '../daemon/ports.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mounts.js';
@@ -136,9 +136,11 @@ async function prepare(
   const busy = existing && (mountedAt.length > 0 || existing.connections.active > 0) ? existing : null;
   if (busy) {
     const uses = mountedAt.length > 0 ? `mounted at ${mountedAt.join(', ')}` : `${busy.connections.active} open connection${busy.connections.active === 1 ? '' : 's'}`;
+    const ocsp = [ocspChecking(busy.options), ocspChecking(parseOptions(plan.options))];
     const differs = busy.target.address !== plan.connectHost || busy.target.dns_name !== plan.dnsName
       ? `connects to ${busy.target.address} (certificate name ${busy.target.cert_name}), where the stunnel connects to ${plan.connectHost} (${plan.certName})`
-      : caFileFor(busy.options, cfg) !== cfg.tls.ca_file ? `verifies against ${caFileFor(busy.options, cfg)}, not tls.ca_file` : null;
+      : caFileFor(busy.options, cfg) !== cfg.tls.ca_file ? `verifies against ${caFileFor(busy.options, cfg)}, not tls.ca_file`
+        : ocsp[0] !== ocsp[1] ? `${ocsp[0] === 'ocsp' ? 'asks' : 'does not ask'} OCSP responders (${ocsp[0]}), where the stunnel ${ocsp[1] === 'ocsp' ? 'does (OCSPaia = yes)' : 'does not'}` : null;
     if (differs !== null) {
       throw new RelayError('TAKEOVER_UNSAFE', `${plan.fsId} already has an efs-relay tunnel on port ${busy.port} (${uses}) that ${differs}; a file system has one tunnel, so ${dir}, which goes through port ${port}, can only move to it by a remount`);
     }

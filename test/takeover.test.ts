@@ -91,7 +91,7 @@ describe('efsctl takeover', function () {
     });
   });
 
-  it('refuses, leaving the stunnel serving the mount, while the efs-utils watchdog runs, or when the file system has a tunnel in use to another mount target', async () => {
+  it('refuses, leaving the stunnel serving the mount, while the efs-utils watchdog runs, or when the file system has a tunnel in use to another mount target, or one that asks OCSP responders where the stunnel does not', async () => {
     await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
       const bin = tempDir('watchdog');
       // As the real one runs (python3 /usr/bin/amazon-efs-mount-watchdog): its name is an argument of an interpreter.
@@ -123,6 +123,17 @@ describe('efsctl takeover', function () {
       expect(r.code).to.equal(1);
       expect(r.stderr).to.contain(`efsctl: ${FS_ID} already has an efs-relay tunnel on port ${other} (mounted at ${second}) that connects to 127.0.0.61 (certificate name ${FS_NAME}), where the stunnel connects to ${TARGET} (${FS_NAME}); a file system has one tunnel, so ${dir}, which goes through port ${PORT}, can only move to it by a remount [TAKEOVER_UNSAFE]\n`);
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).extra_ports, 'nothing was changed').to.deep.equal([]);
+      expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
+
+      // Nor can one to the same mount target that asks OCSP responders where the stunnel does not.
+      expect((await daemon.efsctl('stop', FS_ID, '--force')).code).to.equal(0);
+      expect((await daemon.efsctl('add', FS_ID, '-o', `region=us-east-1,mounttargetip=${TARGET},ocsp`)).code).to.equal(0);
+      const ocspPort = (await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).port;
+      const third = join(daemon.dir, 'mnt', 'third');
+      daemon.mount.addMountLine(`127.0.0.1:/ ${third} nfs4 rw,vers=4.1,port=${ocspPort},addr=127.0.0.1 0 0`);
+      const o = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+      expect(o.code).to.equal(1);
+      expect(o.stderr).to.contain(`efsctl: ${FS_ID} already has an efs-relay tunnel on port ${ocspPort} (mounted at ${third}) that asks OCSP responders (ocsp), where the stunnel does not; a file system has one tunnel, so ${dir}, which goes through port ${PORT}, can only move to it by a remount [TAKEOVER_UNSAFE]\n`);
       expect(stunnel.child.exitCode, 'the stunnel still runs').to.equal(null);
       expect((await nfsCatSha256(ganesha.v4Url('takeover.bin', PORT))).bytes, 'the mount\'s port still carries NFS').to.be.greaterThan(0);
     });
