@@ -136,7 +136,7 @@ async function prepare(
   const busy = existing && (mountedAt.length > 0 || existing.connections.active > 0) ? existing : null;
   if (busy) {
     const uses = mountedAt.length > 0 ? `mounted at ${mountedAt.join(', ')}` : `${busy.connections.active} open connection${busy.connections.active === 1 ? '' : 's'}`;
-    const ocsp = [ocspChecking(busy.options), ocspChecking(parseOptions(plan.options))];
+    const ocsp = [ocspChecking(busy.options, cfg.tls.ocsp), ocspChecking(parseOptions(plan.options), cfg.tls.ocsp)];
     const differs = busy.target.address !== plan.connectHost || busy.target.dns_name !== plan.dnsName
       ? `connects to ${busy.target.address} (certificate name ${busy.target.cert_name}), where the stunnel connects to ${plan.connectHost} (${plan.certName})`
       : caFileFor(busy.options, cfg) !== cfg.tls.ca_file ? `verifies against ${caFileFor(busy.options, cfg)}, not tls.ca_file`

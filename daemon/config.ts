@@ -14,7 +14,7 @@ export interface Config {
   fstab: string;
   port_range: { first: number; last: number };
   metrics: { listen: string; allow_remote: boolean };
-  tls: { ca_file: string; max_version: 'TLSv1.2' | 'TLSv1.3' };
+  tls: { ca_file: string; max_version: 'TLSv1.2' | 'TLSv1.3'; ocsp: boolean };
   efs: { region: string; metadata_url: string; dns_name_format: string; dns_name_suffix: string; port: number };
   mount: {
     command: string;
@@ -67,6 +67,8 @@ const SCHEMA: Record<string, Field> = {
     fields: {
       ca_file: { kind: 'path', def: '/etc/efs-relay/amazon-root-cas.pem' },
       max_version: { kind: 'enum', def: 'TLSv1.2', values: ['TLSv1.2', 'TLSv1.3'] },
+      // efs-utils' stunnel_check_cert_validity: whether a tunnel without ocsp or noocsp asks OCSP responders.
+      ocsp: { kind: 'bool', def: false },
     },
   },
   efs: {

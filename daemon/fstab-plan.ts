@@ -37,7 +37,7 @@ function identity(e: FstabEntry, o: MountOptions, cfg: Config, metadata: Metadat
   const t = resolveTarget(e.fsId, o, {}, cfg, metadata, azId);
   checkSpecName(e, t);
   const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
-  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: String(verifyLevel(o)), ocsp: ocspChecking(o), accesspoint: o.accesspoint ?? 'none', iam: iamAuthorization(o) };
+  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: String(verifyLevel(o)), ocsp: ocspChecking(o, cfg.tls.ocsp), accesspoint: o.accesspoint ?? 'none', iam: iamAuthorization(o) };
 }
 
 /** How a later line's tunnel differs from the first line's, each as "what (this line's here, the first line's there)". */

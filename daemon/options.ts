@@ -172,9 +172,14 @@ export function iamAuthorization(o: MountOptions): string {
   return 'with IAM authorization';
 }
 
-/** Whether a tunnel's options ask OCSP responders about the mount target's certificate chain (`ocsp`; efs-utils' default is not to). */
-export function ocspChecking(o: MountOptions): 'ocsp' | 'noocsp' {
-  return Object.hasOwn(o, 'ocsp') ? 'ocsp' : 'noocsp';
+/**
+ * Whether a tunnel asks OCSP responders about the mount target's certificate chain: `ocsp` or `noocsp` as its options
+ * say, else as `byDefault` (tls.ocsp, efs-utils' stunnel_check_cert_validity; false by default, as there).
+ */
+export function ocspChecking(o: MountOptions, byDefault: boolean): 'ocsp' | 'noocsp' {
+  if (Object.hasOwn(o, 'ocsp')) return 'ocsp';
+  if (Object.hasOwn(o, 'noocsp')) return 'noocsp';
+  return byDefault ? 'ocsp' : 'noocsp';
 }
 
 /** For `efsctl add`: every option must be a tunnel option. */

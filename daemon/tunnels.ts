@@ -583,7 +583,7 @@ export class TunnelManager {
     if (hasLevel !== askedLevel) {
       throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies with verify=${hasLevel}, not verify=${askedLevel}`, 'stop it first to change how it verifies');
     }
-    const [hasOcsp, askedOcsp] = [rec.options, options].map(ocspChecking);
+    const [hasOcsp, askedOcsp] = [rec.options, options].map((o) => ocspChecking(o, this.cfg.tls.ocsp));
     if (hasOcsp !== askedOcsp) {
       const [has, asked] = hasOcsp === 'ocsp' ? ['asks OCSP responders (ocsp)', 'one that does not (noocsp)'] : ['does not ask OCSP responders (noocsp, the default)', 'one that asks them (ocsp)'];
       throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that ${has}, not ${asked}`, 'give every mount of the file system the same ocsp or noocsp, or stop it first to change how it verifies');
@@ -1047,7 +1047,7 @@ export class TunnelManager {
       closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
       // Kept for the name the target has now (a record edited to another name starts without one).
       dnsAnswer: rec.dns_answer?.name === rec.target.address ? rec.dns_answer : null,
-      ocsp: ocspChecking(rec.options) === 'ocsp' ? this.ocsp : null,
+      ocsp: ocspChecking(rec.options, this.cfg.tls.ocsp) === 'ocsp' ? this.ocsp : null,
     });
   }
 

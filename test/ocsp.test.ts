@@ -119,6 +119,20 @@ describe('OCSP checking of mount targets (the ocsp option)', function () {
     expect(ca.asked).to.deep.equal(before);
   });
 
+  it('asks the responders for every mount that says neither ocsp nor noocsp when tls.ocsp is true (efs-utils\' stunnel_check_cert_validity)', async () => {
+    const second = await new Daemon(daemonConfig(26700, { tls: { ca_file: ca.root.certFile, ocsp: true } })).start();
+    try {
+      const plain = `region=${REGION},mounttargetip=${REVOKED_TARGET}`;
+      const byDefault = await second.efsctlJson<AddResult>('add', 'fs-0c5e0006', '-o', plain);
+      expect((await exchange(byDefault.tunnel.port, 'refused')).received.length).to.equal(0);
+      expect((await second.efsctlJson<TunnelView>('status', 'fs-0c5e0006', '--json')).last_error?.code).to.equal('TLS_CERT_REVOKED');
+      const optedOut = await second.efsctlJson<AddResult>('add', 'fs-0c5e0007', '-o', `${plain},noocsp`);
+      expect((await exchange(optedOut.tunnel.port, 'noocsp')).received.toString()).to.equal('noocsp' + ECHO_TRAILER);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('refuses a mount that asks for ocsp through a tunnel that does not, naming both', async () => {
     const r = await daemon.efsctl('add', 'fs-0c5e0005', '-o', options(REVOKED_TARGET));
     expect(r.code).to.equal(1);

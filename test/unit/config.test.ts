@@ -23,7 +23,7 @@ describe('config', () => {
       fstab: '/etc/fstab',
       port_range: { first: 20049, last: 21048 },
       metrics: { listen: '127.0.0.1:9792', allow_remote: false },
-      tls: { ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.2' },
+      tls: { ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.2', ocsp: false },
       efs: { region: '', metadata_url: 'http://169.254.169.254', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: '', port: 2049 },
       mount: {
         command: '/sbin/mount.nfs4', umount_command: '/bin/umount', proc_mounts: '/proc/mounts',
@@ -63,7 +63,7 @@ describe('config', () => {
 
   it('merges set keys over defaults in nested sections', () => {
     const c = parseConfig('tls:\n  max_version: TLSv1.3\nport_range:\n  first: 30000\n  last: 30010\n', 'f');
-    expect(c.tls).to.deep.equal({ ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.3' });
+    expect(c.tls).to.deep.equal({ ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.3', ocsp: false });
     expect(c.port_range).to.deep.equal({ first: 30000, last: 30010 });
   });
 

@@ -68,11 +68,14 @@ describe('efs-utils mount options', () => {
     }
   });
 
-  it('takes ocsp and noocsp as tunnel options, which never reach mount.nfs4; a tunnel asks OCSP responders only with ocsp, as efs-utils', () => {
+  it('takes ocsp and noocsp as tunnel options, which never reach mount.nfs4; without either, tls.ocsp decides (false, as efs-utils\' stunnel_check_cert_validity)', () => {
     expect(tunnelOptions(parseOptions('tls,ocsp,rsize=4096'))).to.deep.equal({ tls: null, ocsp: null });
-    expect(ocspChecking(parseOptions('tls,ocsp'))).to.equal('ocsp');
-    expect(ocspChecking(parseOptions('tls,noocsp'))).to.equal('noocsp');
-    expect(ocspChecking(parseOptions('tls'))).to.equal('noocsp');
+    expect(ocspChecking(parseOptions('tls,ocsp'), false)).to.equal('ocsp');
+    expect(ocspChecking(parseOptions('tls,noocsp'), false)).to.equal('noocsp');
+    expect(ocspChecking(parseOptions('tls'), false)).to.equal('noocsp');
+    // tls.ocsp: true (efs-utils' stunnel_check_cert_validity) turns it on where no option says otherwise.
+    expect(ocspChecking(parseOptions('tls'), true)).to.equal('ocsp');
+    expect(ocspChecking(parseOptions('tls,noocsp'), true)).to.equal('noocsp');
   });
 
   it('takes iam, awsprofile and awscredsuri as tunnel options, which never reach mount.nfs4', () => {
