@@ -12,7 +12,8 @@ import { readFile } from 'node:fs/promises';
 import type { Config } from './config.js';
 import { RelayError } from './errors.js';
 import { dnsNameSuffix } from './target.js';
-import { ask, metadataItem } from './instance-region.js';
+import { ask } from './http-ask.js';
+import { metadataItem } from './instance-region.js';
 import type { MountOptions } from './options.js';
 
 export interface AwsCredentials {
@@ -129,11 +130,14 @@ function temporaryCredentials(c: Record<string, unknown> | undefined, tokenKey: 
   return { accessKeyId: id, secretAccessKey: secret, sessionToken: token, expiration, source };
 }
 
+/** The ECS agent answers on the task's own network: as instance metadata, a second is plenty. */
+const ECS_TIMEOUT_MS = 1_000;
+
 /** The ECS agent's credentials at ecsUrl + uri; the credentials, or why there are none. */
 async function fromEcs(places: CredentialPlaces, uri: string): Promise<AwsCredentials | string> {
   const url = places.ecsUrl + uri;
   try {
-    const r = await ask(url, 'GET', {});
+    const r = await ask(url, 'GET', {}, ECS_TIMEOUT_MS);
     if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials at ${url} (HTTP ${r.status})`;
     return temporaryCredentials(jsonObject(r.body), 'Token', `ecs:${uri}`) ?? `Unsuccessful retrieval of AWS security credentials at ${url} (no AccessKeyId, SecretAccessKey and Token in its answer)`;
   } catch (err) {

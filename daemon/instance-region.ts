@@ -7,12 +7,11 @@
 // so that one slow answer at boot does not fail every such mount until a restart.
 // Also the instance's availability zone ID, which only crossaccount mounts
 // need, asked when one does.
-import { request } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { REGION } from './options.js';
 import { Backoff } from './backoff.js';
+import { ask, type Answer } from './http-ask.js';
 
 /** What instance metadata said of the region: the region, or why there is none (for the NO_REGION message). */
 export type MetadataRegion = { region: string; why: null } | { region: null; why: string };
@@ -27,51 +26,6 @@ export interface MetadataLookup {
 const REQUEST_TIMEOUT_MS = 1_000;
 /** The token is used at once, for one request. */
 const TOKEN_TTL_S = 60;
-
-export interface Answer {
-  status: number;
-  /** The body as UTF-8 text. */
-  body: string;
-  /** The body as it came (an OCSP answer is DER). */
-  bytes: Buffer;
-  /** Its Content-Type header, '' when it has none. */
-  type: string;
-}
-
-/** At most this much of a body is kept: a credentials answer with its session token, or an OCSP answer with its signer's certificate, is a few KiB. */
-const BODY_LIMIT = 16_384;
-
-/**
- * One HTTP (or HTTPS, verified against Node's CAs) request, its status and (the first 16 KiB of) its body; rejects
- * when there is no answer within timeoutMs. `payload` is sent as the request's body (an OCSP request).
- */
-export function ask(url: string, method: 'GET' | 'PUT' | 'POST', headers: Record<string, string>, timeoutMs = REQUEST_TIMEOUT_MS, payload?: Buffer): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    // agent: false, so that no kept-alive socket outlives the two requests of a start-up.
-    const req = (url.startsWith('https:') ? httpsRequest : request)(url, { method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (d: Buffer) => {
-        if (size >= BODY_LIMIT) return;
-        chunks.push(d);
-        size += d.length;
-      });
-      res.on('end', () => {
-        clearTimeout(timer);
-        const bytes = Buffer.concat(chunks).subarray(0, BODY_LIMIT);
-        resolve({ status: res.statusCode ?? 0, body: bytes.toString('utf8'), bytes, type: res.headers['content-type'] ?? '' });
-      });
-      res.on('error', reject);
-    });
-    // The whole request, not only an idle socket, so that a trickling answer cannot hold start-up.
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
-    req.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    req.end(payload);
-  });
-}
 
 /** 429 (throttled) and 5xx pass; a 401, 403 or 404 is how this instance's metadata is set up, and stays. */
 function passes(status: number): boolean {
@@ -91,7 +45,7 @@ export async function metadataItem(base: string, path: string, what: string, val
   const none = (why: string, again: boolean): ItemLookup => ({ value: null, why, again });
   let token: string | null = null;
   try {
-    const t = await ask(`${base}/latest/api/token`, 'PUT', { 'X-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_S) });
+    const t = await ask(`${base}/latest/api/token`, 'PUT', { 'X-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_S) }, REQUEST_TIMEOUT_MS);
     // A busy service is not one that refuses tokens: asking without one would only mislead the message.
     if (passes(t.status)) return none(`${at} answered HTTP ${t.status} for a token`, true);
     if (t.status === 200 && t.body !== '') token = t.body;
@@ -100,7 +54,7 @@ export async function metadataItem(base: string, path: string, what: string, val
   }
   let r: Answer;
   try {
-    r = await ask(`${base}/latest/meta-data/${path}`, 'GET', token === null ? {} : { 'X-aws-ec2-metadata-token': token });
+    r = await ask(`${base}/latest/meta-data/${path}`, 'GET', token === null ? {} : { 'X-aws-ec2-metadata-token': token }, REQUEST_TIMEOUT_MS);
   } catch (err) {
     return none(`${at} did not answer (${(err as Error).message})`, true);
   }

@@ -15,7 +15,7 @@ import { createHash, verify as verifySignature, X509Certificate } from 'node:cry
 import { NULL, certificateFields, children, content, dotted, element, encoding, generalizedTime, octets, oid, publicKeyHash, seq, tlv, type Element } from './der.js';
 import type { DetailedPeerCertificate } from 'node:tls';
 import { RelayError } from './errors.js';
-import { ask } from './instance-region.js';
+import { ask } from './http-ask.js';
 
 const SHA1_OID = '1.3.14.3.2.26';
 const OCSP_BASIC_OID = '1.3.6.1.5.5.7.48.1.1';
