@@ -288,7 +288,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     const [offered, offeredChain] = [this.session, this.sessionChain];
     const up = this.dial(offered, downstream.onread);
     // The chain this connection verified: its own in a full handshake, the offered session's when it resumes that.
-    const chain = (): X509Certificate[] => (up.isSessionReused() ? offeredChain : peerChain(up.getPeerCertificate(true)));
+    let verified: X509Certificate[] | null = null;
+    const chain = (): X509Certificate[] => (verified ??= up.isSessionReused() ? offeredChain : peerChain(up.getPeerCertificate(true)));
     // A session verified under a CA bundle that has since changed is not kept for resumption.
     const trust = spec.secureContext;
     up.on('session', (s: Buffer) => {
