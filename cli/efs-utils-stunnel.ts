@@ -87,8 +87,8 @@ export interface TunnelFromStunnel {
 
 /**
  * The tunnel options that sign with the credentials efs-utils recorded for an iam mount (its state file's
- * awsCredentialsMethod), or why none can: efs-relay reads the same profiles, ECS URIs, web identities and instance
- * role, but not EKS Pod Identity or profiles that botocore assumed.
+ * awsCredentialsMethod), or why none can: efs-relay reads the same profiles, ECS URIs, EKS Pod Identity, web identities
+ * and instance role, but not profiles that botocore assumed.
  */
 export function iamOptionsFor(method: string | null): { options: string[]; same: (source: string) => boolean } | { why: string } {
   if (method === null) return { why: 'efs-utils\' state file for the mount does not say where its AWS credentials came from (awsCredentialsMethod)' };
@@ -100,12 +100,14 @@ export function iamOptionsFor(method: string | null): { options: string[]; same:
   }
   if (how === 'ecs' && what.startsWith('/')) return { options: ['iam', `awscredsuri=${what}`], same: (s) => s === `ecs:${what}` };
   if (how === 'metadata') return { options: ['iam'], same: (s) => s.startsWith('metadata:') };
+  // podidentity:URI,TOKEN_FILE: from the environment (efs-utils' and, as checked before anything stops, efs-relayd's).
+  if (how === 'podidentity' && what !== '') return { options: ['iam'], same: (s) => s === method };
   // webidentity:ROLE_ARN,TOKEN_FILE (an ARN has no comma; the options check both).
   const identity = /^([^,]+),(\/.+)$/.exec(what);
   if (how === 'webidentity' && identity) {
     return { options: ['iam', `rolearn=${identity[1] as string}`, `jwtpath=${identity[2] as string}`], same: (s) => s === `webidentity:${what}` };
   }
-  return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, web identities and the instance's role; not EKS Pod Identity or a profile botocore assumed)` };
+  return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, EKS Pod Identity, web identities and the instance's role; not a profile botocore assumed)` };
 }
 
 /** The service that accepts on `port`, if any. */

@@ -2,7 +2,9 @@
 // up as efs-utils does (get_aws_security_credentials): the ECS task's
 // credentials URI (awscredsuri=), a named profile (awsprofile=, AWS_PROFILE,
 // or [default] when it has keys) in root's ~/.aws/credentials then
-// ~/.aws/config, the ECS agent's URI in the daemon's environment, a web
+// ~/.aws/config, the ECS agent's URI in the daemon's environment, EKS Pod
+// Identity's agent (AWS_CONTAINER_CREDENTIALS_FULL_URI with the token in
+// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), a web
 // identity (rolearn= and jwtpath=, or AWS_ROLE_ARN and
 // AWS_WEB_IDENTITY_TOKEN_FILE) exchanged at AWS STS, then the instance's IAM
 // role from instance metadata. Looked up again for every new
@@ -23,7 +25,7 @@ export interface AwsCredentials {
   sessionToken: string | null;
   /** When temporary credentials stop working; null when not said. */
   expiration: Date | null;
-  /** Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, ecs:URI, webidentity:ARN,FILE, metadata:ROLE. */
+  /** Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, ecs:URI, podidentity:URI,FILE, webidentity:ARN,FILE, metadata:ROLE. */
   source: string;
 }
 
@@ -145,6 +147,31 @@ async function fromEcs(places: CredentialPlaces, uri: string): Promise<AwsCreden
   }
 }
 
+/**
+ * EKS Pod Identity: its agent's credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI), asked with the token the pod was
+ * given (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, read again each time: kubelet rotates it) as Authorization; the
+ * credentials, or why there are none.
+ */
+async function fromPodIdentity(uri: string, tokenFile: string): Promise<AwsCredentials | string> {
+  let token: string;
+  try {
+    token = (await readFile(tokenFile, 'utf8')).trim();
+  } catch (err) {
+    return `Error reading the AWS container authorization token file ${tokenFile}: ${(err as Error).message}`;
+  }
+  // A header of its own: a line break would start another.
+  if (token === '' || /[\r\n]/.test(token)) return `The AWS container authorization token in ${tokenFile} is empty or has a line break`;
+  let r;
+  try {
+    r = await ask(uri, 'GET', { Authorization: token }, ECS_TIMEOUT_MS);
+  } catch (err) {
+    return `Unable to reach Container Credentials URI at ${uri} (${(err as Error).message})`;
+  }
+  if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials from Container Credentials URI at ${uri} (HTTP ${r.status})`;
+  return temporaryCredentials(jsonObject(r.body), 'Token', `podidentity:${uri},${tokenFile}`)
+    ?? `Unsuccessful retrieval of AWS security credentials from Container Credentials URI at ${uri} (no AccessKeyId, SecretAccessKey and Token in its answer)`;
+}
+
 /** How long AWS STS may take to answer (a request over the internet, unlike the local ECS agent and metadata). */
 const STS_TIMEOUT_MS = 10_000;
 
@@ -215,6 +242,12 @@ export async function awsCredentials(opts: MountOptions, places: CredentialPlace
     tried.push(c);
   } else {
     tried.push('no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI in efs-relayd\'s environment');
+  }
+  const [podUri, podToken] = [places.env.AWS_CONTAINER_CREDENTIALS_FULL_URI, places.env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE];
+  if (podUri && podToken) {
+    const c = await fromPodIdentity(podUri, podToken);
+    if (typeof c !== 'string') return c;
+    tried.push(`EKS Pod Identity: ${c}`);
   }
   const envIdentity = places.env.AWS_ROLE_ARN && places.env.AWS_WEB_IDENTITY_TOKEN_FILE
     ? { roleArn: places.env.AWS_ROLE_ARN, tokenFile: places.env.AWS_WEB_IDENTITY_TOKEN_FILE } : null;

@@ -29,6 +29,7 @@ const PROFILE_KEYS = { id: 'ASIAIAMTESTPROFILE02', secret: 'profile-secret', tok
 const ROLE_KEYS = { id: 'ASIAIAMTESTROLE00003', secret: 'role-secret', token: 'IQoJb3JpZ2luX2Vj+role/token==' };
 const TASK_KEYS = { id: 'ASIAIAMTESTTASK00004', secret: 'task-secret', token: 'task+token/x=' };
 const WEB_KEYS = { id: 'ASIAIAMTESTWEBID0005', secret: 'web-secret', token: 'web+identity/token=' };
+const POD_KEYS = { id: 'ASIAIAMTESTPODID0006', secret: 'pod-secret', token: 'pod+identity/token=' };
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/efs-web';
 const document = (k: { id: string; secret: string; token: string }): string => JSON.stringify({
   Code: 'Success', Type: 'AWS-HMAC', AccessKeyId: k.id, SecretAccessKey: k.secret, Token: k.token, Expiration: new Date(Date.now() + 6 * 3_600_000).toISOString(),
@@ -66,6 +67,10 @@ describe('IAM mounts', function () {
   let imds: InstanceMetadataStandIn;
   let ecs: Server;
   const ecsAsked: string[] = [];
+  let podIdentity = false;
+  const podAuthorizations: Array<string | undefined> = [];
+  const podToken = join(tempDir('efs-relay-iam-pod-'), 'eks-pod-identity-token');
+  const podUri = (): string => `http://${HOST}:${(ecs.address() as AddressInfo).port}/v1/credentials`;
   // AWS STS's stand-in, over TLS with a certificate the daemon trusts through NODE_EXTRA_CA_CERTS (Node's own CAs).
   let sts: Server;
   const stsAsked: Array<{ query: URLSearchParams; accept: string | undefined }> = [];
@@ -89,6 +94,13 @@ describe('IAM mounts', function () {
     imds = await new InstanceMetadataStandIn({ host: HOST, mode: 'v2', region: REGION }).start();
     ecs = createServer((req, res) => {
       ecsAsked.push(req.url ?? '');
+      // EKS Pod Identity's agent, on the same stand-in: it answers only while a test turns it on, and only with the pod's token.
+      if (req.url === '/v1/credentials') {
+        podAuthorizations.push(req.headers.authorization);
+        if (!podIdentity) return void res.writeHead(404).end();
+        if (req.headers.authorization !== 'eks-pod-token') return void res.writeHead(401).end();
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(document(POD_KEYS));
+      }
       if (req.url === '/v2/credentials/task-1') return void res.writeHead(200, { 'content-type': 'application/json' }).end(document(TASK_KEYS));
       res.writeHead(404).end();
     });
@@ -106,6 +118,7 @@ describe('IAM mounts', function () {
     });
     await new Promise<void>((resolve) => sts.listen(0, '127.0.0.1', resolve));
     writeFileSync(jwt, 'eyJ.web.identity\n');
+    writeFileSync(podToken, 'eks-pod-token\n');
     writeFileSync(credentialsFile, `# root's keys\n[default]\naws_access_key_id = ${KEYS.id}\naws_secret_access_key = ${KEYS.secret}\n`, { mode: 0o600 });
     writeFileSync(configFile, `[default]\nregion = ${REGION}\n\n[profile build]\naws_access_key_id=${PROFILE_KEYS.id}\naws_secret_access_key=${PROFILE_KEYS.secret}\naws_session_token=${PROFILE_KEYS.token}\n`, { mode: 0o600 });
     daemon = await new Daemon(daemonConfig(26500, {
@@ -115,7 +128,10 @@ describe('IAM mounts', function () {
         credentials_file: credentialsFile, config_file: configFile, ecs_url: `http://${HOST}:${(ecs.address() as AddressInfo).port}`,
         sts_url: `https://localhost:${(sts.address() as AddressInfo).port}/`,
       },
-    })).start(undefined, undefined, { NODE_EXTRA_CA_CERTS: testCerts().ca.certFile });
+    })).start(undefined, undefined, {
+      NODE_EXTRA_CA_CERTS: testCerts().ca.certFile,
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: podUri(), AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: podToken,
+    });
     // The stand-in of mount.nfs4 talks to the tunnel port before it mounts: the mount proves the data path.
     daemon.mount.behave('mount', { reach: true });
   });
@@ -203,6 +219,20 @@ describe('IAM mounts', function () {
     expect(asked.every((q) => q.token === imds.token), 'with a session token').to.equal(true);
   });
 
+  it('signs with EKS Pod Identity\'s credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI, asked with the token file\'s token) before the instance role, as efs-utils', async () => {
+    imds.role = { name: 'efs-mounter', document: document(ROLE_KEYS) };
+    podIdentity = true;
+    try {
+      const r = await attach('fs-0000fa0b');
+      await through(r.tunnel!.port);
+      expectSignedBy(lastCert(), 'fs-0000fa0b', POD_KEYS);
+      expect(r.tunnel!.client_certificate?.iam_credentials).to.equal(`podidentity:${podUri()},${podToken}`);
+      expect(podAuthorizations.at(-1)).to.equal('eks-pod-token');
+    } finally {
+      podIdentity = false;
+    }
+  });
+
   it('says what it tried when there are no credentials anywhere, and makes no tunnel', async () => {
     imds.role = undefined;
     const r = await daemon.efsctl('attach', 'fs-0000fa06', daemon.mountPoint('fs-0000fa06'), '-o', options(''));
@@ -210,6 +240,7 @@ describe('IAM mounts', function () {
     expect(r.stderr).to.contain('NO_AWS_CREDENTIALS')
       .and.to.contain(`AWS Access Key ID and Secret Access Key are not found in AWS credentials file (${credentialsFile}), config file (${configFile})`)
       .and.to.contain('no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI')
+      .and.to.contain(`EKS Pod Identity: Unsuccessful retrieval of AWS security credentials from Container Credentials URI at ${podUri()} (HTTP 404)`)
       .and.to.contain(`no IAM role: instance metadata at ${imds.url} answered HTTP 404`);
   });
 

@@ -75,6 +75,19 @@ describe('AWS credentials for IAM mounts, from root\'s files', () => {
       .and.to.match(/web identity of AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE: Unable to reach https:\/\/127\.0\.0\.1:1\/ to retrieve AWS security credentials \(.*\)/);
   });
 
+  it('says why EKS Pod Identity gave nothing: a token file it cannot read, a token with a line break, an agent it cannot reach', async () => {
+    const dir = tempDir('efs-relay-aws-creds-pod-');
+    const pod = (tokenFile: string): CredentialPlaces => places({}, { AWS_CONTAINER_CREDENTIALS_FULL_URI: 'http://127.0.0.1:1/v1/credentials', AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile });
+    let e = await refusal(awsCredentials({ iam: null }, pod(join(dir, 'missing'))));
+    expect(e.message).to.contain(`; EKS Pod Identity: Error reading the AWS container authorization token file ${join(dir, 'missing')}: ENOENT`);
+    writeFileSync(join(dir, 'two-lines'), 'first\nAuthorization: second\n');
+    e = await refusal(awsCredentials({ iam: null }, pod(join(dir, 'two-lines'))));
+    expect(e.message).to.contain(`; EKS Pod Identity: The AWS container authorization token in ${join(dir, 'two-lines')} is empty or has a line break`);
+    writeFileSync(join(dir, 'token'), 'pod-token\n');
+    e = await refusal(awsCredentials({ iam: null }, pod(join(dir, 'token'))));
+    expect(e.message).to.match(/; EKS Pod Identity: Unable to reach Container Credentials URI at http:\/\/127\.0\.0\.1:1\/v1\/credentials \(.*\); instance metadata is not asked/);
+  });
+
   it('names the ECS agent\'s address when awscredsuri= cannot be reached, and tries nothing else', async () => {
     const e = await refusal(awsCredentials({ iam: null, awscredsuri: '/v2/credentials/x' }, places({ credentials: '[default]\naws_access_key_id=AKIA\naws_secret_access_key=s\n' })));
     expect(e.code).to.equal('NO_AWS_CREDENTIALS');

@@ -91,9 +91,9 @@ describe('efs-utils stunnel configs', () => {
     expect(mapped('metadata:', ['metadata:any-role', 'credentials:default'])).to.deep.equal([['iam'], [true, false]]);
     expect(mapped('webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token', ['webidentity:arn:aws:iam::123456789012:role/efs,/var/run/token', 'metadata:r']))
       .to.deep.equal([['iam', 'rolearn=arn:aws:iam::123456789012:role/efs', 'jwtpath=/var/run/token'], [true, false]]);
-    for (const method of ['podidentity:http://169.254.170.23/v1/credentials,/token', 'named_profile:assumed']) {
-      expect(iamOptionsFor(method)).to.deep.equal({ why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, web identities and the instance's role; not EKS Pod Identity or a profile botocore assumed)` });
-    }
+    const pod = 'podidentity:http://169.254.170.23/v1/credentials,/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token';
+    expect(mapped(pod, [pod, 'podidentity:http://169.254.170.23/v1/credentials,/other', 'metadata:r'])).to.deep.equal([['iam'], [true, false, false]]);
+    expect(iamOptionsFor('named_profile:assumed')).to.deep.equal({ why: 'its AWS credentials came from named_profile:assumed, which efs-relay cannot get (it reads keys from profiles, the ECS agent, EKS Pod Identity, web identities and the instance\'s role; not a profile botocore assumed)' });
     expect(iamOptionsFor(null)).to.have.property('why').that.contains('does not say where its AWS credentials came from');
   });
 
