@@ -7,10 +7,11 @@
 // no conclusive answer refuses it too (stunnel's OCSPrequire = yes). A
 // certificate that names no responder passes, as in stunnel.
 //
-// Unlike stunnel, which asks on every connection, an answer is kept and
+// Unlike stunnel, which asks on every full handshake, an answer is kept and
 // reused until it is an hour old; when asking again fails, it is reused for
 // as long as it is valid (its nextUpdate), so that a responder's outage does
-// not fail an NFS client's reconnect.
+// not fail an NFS client's reconnect. A resumed session, which stunnel does
+// not check, is asked about as the one it resumes (relay.ts).
 import { createHash, verify as verifySignature, X509Certificate } from 'node:crypto';
 import { NULL, certificateFields, children, content, dotted, element, encoding, generalizedTime, octets, oid, publicKeyHash, seq, tlv, type Element } from './der.js';
 import type { DetailedPeerCertificate } from 'node:tls';
@@ -20,9 +21,11 @@ import { ask } from './http-ask.js';
 const SHA1_OID = '1.3.14.3.2.26';
 const OCSP_BASIC_OID = '1.3.6.1.5.5.7.48.1.1';
 const OCSP_SIGNING_OID = '1.3.6.1.5.5.7.3.9';
-/** The hash of each signature algorithm an OCSP response may be signed with (RSA PKCS#1 v1.5 and ECDSA). */
+/**
+ * The hash of each signature algorithm an OCSP response may be signed with (RSA PKCS#1 v1.5 and ECDSA). Not SHA-1:
+ * a chosen-prefix collision could forge a "good" answer, and current responders sign with SHA-256.
+ */
 const SIGNATURE_HASH: Record<string, string> = {
-  '1.2.840.113549.1.1.5': 'sha1',
   '1.2.840.113549.1.1.11': 'sha256',
   '1.2.840.113549.1.1.12': 'sha384',
   '1.2.840.113549.1.1.13': 'sha512',

@@ -14,8 +14,8 @@ import type { Pem } from './pki.js';
 
 type Issuer = 'root' | 'intermediate';
 
-/** How the responder behaves: answers as it should, HTTP 503, or answers signed by a key nobody authorized. */
-export type ResponderMode = 'answer' | 'unavailable' | 'forged';
+/** How the responder behaves: answers as it should, HTTP 503, answers signed by a key nobody authorized, or signed with SHA-1. */
+export type ResponderMode = 'answer' | 'unavailable' | 'forged' | 'sha1';
 
 function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -98,7 +98,7 @@ export class OcspAuthority {
     const signer = this.mode === 'forged' ? ['-rsigner', 'forger.crt', '-rkey', 'forger.key']
       : issuer === 'root' ? ['-rsigner', this.root.certFile, '-rkey', this.root.keyFile]
         : ['-rsigner', join(this.dir, 'intermediate', 'responder.crt'), '-rkey', join(this.dir, 'intermediate', 'responder.key')];
-    const args = ['ocsp', '-index', join(ca, 'index.txt'), '-CA', join(ca, 'ca.crt'), ...signer, '-nmin', '60', '-reqin', '-', '-respout', '-'];
+    const args = ['ocsp', '-index', join(ca, 'index.txt'), '-CA', join(ca, 'ca.crt'), ...signer, ...(this.mode === 'sha1' ? ['-rmd', 'sha1'] : []), '-nmin', '60', '-reqin', '-', '-respout', '-'];
     return new Promise((resolve, reject) => {
       const p = execFile('openssl', args, { cwd: this.dir, encoding: 'buffer' }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
       p.stdin?.end(request);

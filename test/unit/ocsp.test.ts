@@ -88,7 +88,7 @@ describe('OCSP checking of the mount target\'s chain (the ocsp option)', functio
     }
   });
 
-  it('refuses with TLS_CERT_STATUS_UNKNOWN, saying why for each responder, when none answers: HTTP errors, nothing listening, answers signed by a key the issuer never authorized', async () => {
+  it('refuses with TLS_CERT_STATUS_UNKNOWN, saying why for each responder, when none answers: HTTP errors, nothing listening, answers signed by a key the issuer never authorized or over SHA-1', async () => {
     const leaf = ca.leaf('fs-12345678.efs.us-east-1.amazonaws.com');
     ca.mode = 'unavailable';
     let err = await refusal(new OcspChecker().check(chainOf(leaf.cert, ca)));
@@ -99,6 +99,12 @@ describe('OCSP checking of the mount target\'s chain (the ocsp option)', functio
     err = await refusal(new OcspChecker().check(chainOf(leaf.cert, ca)));
     expect(err.code).to.equal('TLS_CERT_STATUS_UNKNOWN');
     expect(err.message).to.contain('the answer is not signed by the certificate\'s issuer, nor by a responder that issuer authorized for OCSP');
+
+    // A good answer signed over SHA-1, which a chosen-prefix collision could forge, is no answer.
+    ca.mode = 'sha1';
+    err = await refusal(new OcspChecker().check(chainOf(leaf.cert, ca)));
+    expect(err.code).to.equal('TLS_CERT_STATUS_UNKNOWN');
+    expect(err.message).to.contain('the answer is signed with an algorithm efs-relay does not check (1.2.840.10045.4.1)');
 
     await ca.stop();
     try {
