@@ -76,6 +76,7 @@ export function tunnelDetail(t: TunnelDetail): string {
     `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.cert_name})`,
     ...(t.dns === undefined ? [] : [`DNS answer:    ${t.dns ? `${t.dns.addresses.join(', ')} at ${t.dns.answered_at}` : 'none'}`]),
     `Region:        ${t.target.region}`,
+    `Revocation:    ${t.ocsp ? 'asked of the OCSP responders of the certificate and its CA (ocsp)' : 'not asked (noocsp)'}`,
     `Source:        ${t.source}, created ${t.created}`,
     `Options:       ${Object.entries(t.options).map(([k, v]) => (v === null ? k : `${k}=${v}`)).join(',') || '-'}`,
     `Mounts:        ${t.mounts.join(', ') || '-'}`,

@@ -56,6 +56,8 @@ export interface TunnelView {
   restarts: number;
   /** The client certificate its connections present (access point, IAM), or null when they present none. */
   client_certificate: ClientCertView | null;
+  /** Its connections ask the OCSP responders of the mount target's chain (the ocsp option, or tls.ocsp). */
+  ocsp: boolean;
 }
 
 export interface MountCheck {
@@ -167,6 +169,7 @@ class Tunnel {
       health: { probing: this.probing(), probe: this.probe, connection: relay.lastHandshake, mounts_failing: this.mountsFailing },
       restarts: this.restarts,
       client_certificate: this.clientCert(),
+      ocsp: Boolean(relay.spec.ocsp),
     };
   }
 }

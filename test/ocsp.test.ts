@@ -54,6 +54,8 @@ describe('OCSP checking of mount targets (the ocsp option)', function () {
     const before = { ...ca.asked };
     const added = await daemon.efsctlJson<AddResult>('add', 'fs-0c5e0001', '-o', options(GOOD_TARGET));
     expect(added.tunnel.options).to.deep.include({ ocsp: null });
+    expect(added.tunnel.ocsp).to.equal(true);
+    expect((await daemon.efsctl('status', 'fs-0c5e0001')).stdout).to.contain('Revocation:    asked of the OCSP responders of the certificate and its CA (ocsp)\n');
     for (const text of ['first', 'second', 'third']) {
       expect((await exchange(added.tunnel.port, text)).received.toString()).to.equal(text + ECHO_TRAILER);
     }
@@ -115,6 +117,8 @@ describe('OCSP checking of mount targets (the ocsp option)', function () {
   it('asks no responder without ocsp, as efs-utils by default (noocsp): the same revoked certificate is only verified against the CA bundle', async () => {
     const before = { ...ca.asked };
     const r = await daemon.efsctlJson<AttachResult>('attach', 'fs-0c5e0005', daemon.mountPoint('noocsp'), '-o', options(REVOKED_TARGET, ''));
+    expect(r.tunnel!.ocsp).to.equal(false);
+    expect((await daemon.efsctl('status', 'fs-0c5e0005')).stdout).to.contain('Revocation:    not asked (noocsp)\n');
     expect((await exchange(r.tunnel!.port, 'plain default')).received.toString()).to.equal('plain default' + ECHO_TRAILER);
     expect(ca.asked).to.deep.equal(before);
   });
@@ -124,6 +128,8 @@ describe('OCSP checking of mount targets (the ocsp option)', function () {
     try {
       const plain = `region=${REGION},mounttargetip=${REVOKED_TARGET}`;
       const byDefault = await second.efsctlJson<AddResult>('add', 'fs-0c5e0006', '-o', plain);
+      expect(byDefault.tunnel.options).to.not.have.any.keys('ocsp', 'noocsp');
+      expect(byDefault.tunnel.ocsp, 'asked though its options do not say so').to.equal(true);
       expect((await exchange(byDefault.tunnel.port, 'refused')).received.length).to.equal(0);
       expect((await second.efsctlJson<TunnelView>('status', 'fs-0c5e0006', '--json')).last_error?.code).to.equal('TLS_CERT_REVOKED');
       const optedOut = await second.efsctlJson<AddResult>('add', 'fs-0c5e0007', '-o', `${plain},noocsp`);
