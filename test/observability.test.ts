@@ -410,7 +410,7 @@ describe('alert rules', function () {
   it('pass promtool check rules', async () => {
     const r = await run('promtool', ['check', 'rules', join(ROOT, 'etc/prometheus/efs-relay-alerts.yml')]);
     expect(r.code, r.stdout + r.stderr).to.equal(0);
-    expect(r.stdout).to.contain('SUCCESS: 14 rules found');
+    expect(r.stdout).to.contain('SUCCESS: 15 rules found');
   });
 
   it('pass promtool unit tests: each alert fires when it should and stays silent otherwise', async () => {
