@@ -1,8 +1,10 @@
-// The AWS Signature Version 4 that an IAM mount's client certificate carries
-// (efs-utils' efs_client_auth_builder): a signed "Connect" request to the
-// file system, tied to the certificate's key by the key's SHA-1, so that the
-// mount target can check who connects. Not a general SigV4 signer: the
-// request is always the same GET, with efs-utils' canonical form.
+// AWS Signature Version 4. Above all the one an IAM mount's client
+// certificate carries (efs-utils' efs_client_auth_builder): a signed
+// "Connect" request to the file system, tied to the certificate's key by the
+// key's SHA-1, so that the mount target can check who connects; always the
+// same GET, in efs-utils' own canonical form. And the standard header form,
+// for the one AWS API the daemon calls signed: STS's AssumeRole, for a
+// profile that assumes a role (aws-credentials.ts).
 import { createHash, createHmac } from 'node:crypto';
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
@@ -26,7 +28,7 @@ const two = (n: number): string => String(n).padStart(2, '0');
 const day = (d: Date): string => `${d.getUTCFullYear()}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}`;
 /** YYYYMMDDTHHMMSSZ, UTC. */
 export const amzDate = (d: Date): string => `${day(d)}T${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}Z`;
-const scope = (d: Date, region: string): string => `${day(d)}/${region}/${SERVICE}/aws4_request`;
+const scope = (d: Date, region: string, service = SERVICE): string => `${day(d)}/${region}/${service}/aws4_request`;
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 
 /** Python's quote_plus, which efs-utils applies to the query's values: RFC 3986's unreserved set stays, space is +. */
@@ -50,14 +52,38 @@ export function canonicalRequest(r: ConnectRequest): string {
   return ['GET', '/', sorted, `host:${r.fsId}`, 'host', sha256('')].join('\n');
 }
 
-export function stringToSign(canonical: string, date: Date, region: string): string {
-  return [ALGORITHM, amzDate(date), scope(date, region), sha256(canonical)].join('\n');
+export function stringToSign(canonical: string, date: Date, region: string, service = SERVICE): string {
+  return [ALGORITHM, amzDate(date), scope(date, region, service), sha256(canonical)].join('\n');
 }
 
-export function signature(toSign: string, date: Date, secretAccessKey: string, region: string): string {
+export function signature(toSign: string, date: Date, secretAccessKey: string, region: string, service = SERVICE): string {
   const hmac = (key: Buffer | string, msg: string): Buffer => createHmac('sha256', key).update(msg, 'utf8').digest();
-  const key = [day(date), region, SERVICE, 'aws4_request'].reduce<Buffer>((k, part) => hmac(k, part), Buffer.from(`AWS4${secretAccessKey}`, 'utf8'));
+  const key = [day(date), region, service, 'aws4_request'].reduce<Buffer>((k, part) => hmac(k, part), Buffer.from(`AWS4${secretAccessKey}`, 'utf8'));
   return createHmac('sha256', key).update(toSign, 'utf8').digest('hex');
+}
+
+/** An AWS API request to sign in SigV4's header form: to the root path, without a query (a form POST, as STS takes it). */
+export interface ApiRequest {
+  method: 'GET' | 'POST';
+  url: URL;
+  body: string;
+  /** The body's Content-Type, signed when given. */
+  contentType?: string;
+  region: string;
+  service: string;
+  date: Date;
+}
+
+/** The headers that carry `r` signed with these credentials: host, x-amz-date, content-type, x-amz-security-token, authorization. */
+export function signApiRequest(r: ApiRequest, c: { accessKeyId: string; secretAccessKey: string; sessionToken: string | null }): Record<string, string> {
+  if ((r.url.pathname !== '/' && r.url.pathname !== '') || r.url.search !== '') throw new Error(`signApiRequest signs requests to / without a query, not ${r.url.href}`);
+  const headers: Record<string, string> = { host: r.url.host, 'x-amz-date': amzDate(r.date) };
+  if (r.contentType !== undefined) headers['content-type'] = r.contentType;
+  if (c.sessionToken !== null) headers['x-amz-security-token'] = c.sessionToken;
+  const names = Object.keys(headers).sort();
+  const canonical = [r.method, '/', '', ...names.map((n) => `${n}:${(headers[n] as string).trim().replace(/\s+/g, ' ')}`), '', names.join(';'), sha256(r.body)].join('\n');
+  const sig = signature(stringToSign(canonical, r.date, r.region, r.service), r.date, c.secretAccessKey, r.region, r.service);
+  return { ...headers, authorization: `${ALGORITHM} Credential=${c.accessKeyId}/${scope(r.date, r.region, r.service)}, SignedHeaders=${names.join(';')}, Signature=${sig}` };
 }
 
 /** The hex signature of a Connect request with these credentials. */

@@ -1,7 +1,7 @@
 // efs-utils' own test vectors (test_create_self_signed_cert.py): the mount
 // target checks the signature against exactly these forms.
 import { expect } from 'chai';
-import { canonicalRequest, signature, stringToSign, type ConnectRequest } from '../../daemon/sigv4.js';
+import { canonicalRequest, signApiRequest, signature, stringToSign, type ConnectRequest } from '../../daemon/sigv4.js';
 
 const FIXED = new Date(Date.UTC(2000, 0, 1, 12, 0, 0));
 const request: ConnectRequest = {
@@ -37,5 +37,31 @@ describe('the SigV4 signature of an IAM mount\'s Connect request', () => {
 
   it('signs with the key derived from the secret, the day, the region and the service', () => {
     expect(signature('string_to_sign', FIXED, 'FAKE_AWS_SECRET_ACCESS_KEY', 'us-east-1')).to.equal('6aa643803d4a1b07c5ac87bff96347ef28dab1cb5a5c5d63969c90ca11454c4a');
+  });
+});
+
+// AWS's own SigV4 test suite (get-vanilla, post-x-www-form-urlencoded): the header form that STS checks.
+describe('the SigV4 signature of an AWS API request (STS AssumeRole)', () => {
+  const SUITE = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: null };
+  const at = { region: 'us-east-1', service: 'service', date: new Date(Date.UTC(2015, 7, 30, 12, 36, 0)) };
+
+  it('signs get-vanilla as AWS\'s test suite does', () => {
+    const h = signApiRequest({ method: 'GET', url: new URL('https://example.amazonaws.com/'), body: '', ...at }, SUITE);
+    expect(h).to.deep.equal({
+      host: 'example.amazonaws.com', 'x-amz-date': '20150830T123600Z',
+      authorization: 'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31',
+    });
+  });
+
+  it('signs post-x-www-form-urlencoded, its content type and body, as AWS\'s test suite does', () => {
+    const h = signApiRequest({ method: 'POST', url: new URL('https://example.amazonaws.com/'), body: 'Param1=value1', contentType: 'application/x-www-form-urlencoded', ...at }, SUITE);
+    expect(h.authorization).to.equal('AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a');
+  });
+
+  it('signs and sends the session token of temporary credentials, and refuses a path or query it does not canonicalise', () => {
+    const h = signApiRequest({ method: 'POST', url: new URL('https://example.amazonaws.com/'), body: 'Param1=value1', contentType: 'application/x-www-form-urlencoded', ...at }, { ...SUITE, sessionToken: 'tok+en/=' });
+    expect(h['x-amz-security-token']).to.equal('tok+en/=');
+    expect(h.authorization).to.contain('SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, ');
+    expect(() => signApiRequest({ method: 'GET', url: new URL('https://example.amazonaws.com/x?a=b'), body: '', ...at }, SUITE)).to.throw(/signs requests to \/ without a query/);
   });
 });
