@@ -87,14 +87,16 @@ export interface TunnelFromStunnel {
 
 /**
  * The tunnel options that sign with the credentials efs-utils recorded for an iam mount (its state file's
- * awsCredentialsMethod), or why none can: efs-relay reads the same profiles, ECS URIs, EKS Pod Identity, web identities
- * and instance role, but not profiles that botocore assumed.
+ * awsCredentialsMethod), or why none can: efs-relay reads the same profiles (their keys, or the role they assume), ECS
+ * URIs, EKS Pod Identity, web identities and instance role.
  */
 export function iamOptionsFor(method: string | null): { options: string[]; same: (source: string) => boolean } | { why: string } {
   if (method === null) return { why: 'efs-utils\' state file for the mount does not say where its AWS credentials came from (awsCredentialsMethod)' };
   const colon = method.indexOf(':');
   const [how, what] = colon < 0 ? [method, ''] : [method.slice(0, colon), method.slice(colon + 1)];
   // `same`: whether the credentials efs-relay finds (AwsCredentials.source) come from that place.
+  // named_profile:NAME: a role the profile assumed through botocore; efs-relay assumes it the same way.
+  if (how === 'named_profile' && what !== '') return { options: ['iam', `awsprofile=${what}`], same: (s) => s === method };
   if ((how === 'credentials' || how === 'config') && what !== '') {
     return { options: ['iam', `awsprofile=${what}`], same: (s) => s === `credentials:${what}` || s === `config:${what}` };
   }
@@ -107,7 +109,7 @@ export function iamOptionsFor(method: string | null): { options: string[]; same:
   if (how === 'webidentity' && identity) {
     return { options: ['iam', `rolearn=${identity[1] as string}`, `jwtpath=${identity[2] as string}`], same: (s) => s === `webidentity:${what}` };
   }
-  return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads keys from profiles, the ECS agent, EKS Pod Identity, web identities and the instance's role; not a profile botocore assumed)` };
+  return { why: `its AWS credentials came from ${method}, which efs-relay cannot get (it reads profiles' keys and roles, the ECS agent, EKS Pod Identity, web identities and the instance's role)` };
 }
 
 /** The service that accepts on `port`, if any. */

@@ -2,7 +2,8 @@
 // up as efs-utils does (get_aws_security_credentials): the ECS task's
 // credentials URI (awscredsuri=), a named profile (awsprofile=, AWS_PROFILE,
 // or [default] when it has keys) in root's ~/.aws/credentials then
-// ~/.aws/config, the ECS agent's URI in the daemon's environment, EKS Pod
+// ~/.aws/config (its keys, or the role it assumes at AWS STS, as botocore
+// does for efs-utils), the ECS agent's URI in the daemon's environment, EKS Pod
 // Identity's agent (AWS_CONTAINER_CREDENTIALS_FULL_URI with the token in
 // AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), a web
 // identity (rolearn= and jwtpath=, or AWS_ROLE_ARN and
@@ -15,6 +16,7 @@ import type { Config } from './config.js';
 import { RelayError } from './errors.js';
 import { dnsNameSuffix } from './target.js';
 import { ask } from './http-ask.js';
+import { signApiRequest } from './sigv4.js';
 import { metadataItem } from './instance-region.js';
 import type { MountOptions } from './options.js';
 
@@ -25,7 +27,10 @@ export interface AwsCredentials {
   sessionToken: string | null;
   /** When temporary credentials stop working; null when not said. */
   expiration: Date | null;
-  /** Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, ecs:URI, podidentity:URI,FILE, webidentity:ARN,FILE, metadata:ROLE. */
+  /**
+   * Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, named_profile:PROFILE (a role the
+   * profile assumes), ecs:URI, podidentity:URI,FILE, webidentity:ARN,FILE, metadata:ROLE.
+   */
   source: string;
 }
 
@@ -37,7 +42,9 @@ export interface CredentialPlaces {
   ecsUrl: string;
   /** Instance metadata (efs.metadata_url); "" for none. */
   metadataUrl: string;
-  /** AWS STS of the file system's region, for web identities (efs-utils: https://sts.REGION.SUFFIX/). */
+  /** The file system's region, in which roles are assumed. */
+  region: string;
+  /** AWS STS of the file system's region, for web identities and assumed roles (efs-utils: https://sts.REGION.SUFFIX/). */
   stsUrl: string;
   env: Readonly<Record<string, string | undefined>>;
 }
@@ -46,7 +53,7 @@ export interface CredentialPlaces {
 export function credentialPlaces(cfg: Config, region: string, env: CredentialPlaces['env']): CredentialPlaces {
   return {
     credentialsFile: cfg.iam.credentials_file, configFile: cfg.iam.config_file, ecsUrl: cfg.iam.ecs_url, metadataUrl: cfg.efs.metadata_url,
-    stsUrl: cfg.iam.sts_url || `https://sts.${region}.${dnsNameSuffix(region, cfg)}/`, env,
+    region, stsUrl: cfg.iam.sts_url || `https://sts.${region}.${dnsNameSuffix(region, cfg)}/`, env,
   };
 }
 
@@ -96,6 +103,82 @@ async function fromFile(places: CredentialPlaces, which: 'credentials' | 'config
   const secret = s?.get('aws_secret_access_key');
   if (!id || !secret) return null;
   return { accessKeyId: id, secretAccessKey: secret, sessionToken: s?.get('aws_session_token') || null, expiration: null, source: `${which}:${profile}` };
+}
+
+/** How deep profiles may chain roles (source_profile of a source_profile …), as a guard against a loop. */
+const MAX_ROLE_CHAIN = 4;
+
+/** A role's temporary credentials from AWS STS's AssumeRole, signed with `base`; the credentials, or why there are none. */
+async function assumeRole(places: CredentialPlaces, profile: string, settings: Map<string, string>, base: AwsCredentials): Promise<AwsCredentials | string> {
+  const roleArn = settings.get('role_arn') as string;
+  const form = new URLSearchParams({
+    Action: 'AssumeRole', Version: '2011-06-15', RoleArn: roleArn,
+    // botocore's name for the session, which is what efs-utils' mounts showed in CloudTrail.
+    RoleSessionName: settings.get('role_session_name') || `botocore-session-${Math.floor(Date.now() / 1000)}`,
+  });
+  const externalId = settings.get('external_id');
+  if (externalId) form.set('ExternalId', externalId);
+  const duration = settings.get('duration_seconds');
+  if (duration) form.set('DurationSeconds', duration);
+  const at = places.stsUrl;
+  const body = form.toString();
+  let r;
+  try {
+    const signed = signApiRequest({ method: 'POST', url: new URL(at), body, contentType: 'application/x-www-form-urlencoded', region: places.region, service: 'sts', date: new Date() }, base);
+    const { host: _host, ...headers } = signed; // Node sends Host itself, the same value
+    r = await ask(at, 'POST', { ...headers, Accept: 'application/json' }, STS_TIMEOUT_MS, Buffer.from(body));
+  } catch (err) {
+    return `Unable to reach ${at} to assume role ${roleArn} of profile [${profile}] (${(err as Error).message})`;
+  }
+  if (r.status !== 200) return `AWS STS at ${at} did not let ${base.source} assume role ${roleArn} of profile [${profile}] (HTTP ${r.status}${stsReason(r.body)})`;
+  type StsAnswer = { AssumeRoleResponse?: { AssumeRoleResult?: { Credentials?: Record<string, unknown> } } };
+  const c = (jsonObject(r.body) as StsAnswer | undefined)?.AssumeRoleResponse?.AssumeRoleResult?.Credentials;
+  return temporaryCredentials(c, 'SessionToken', `named_profile:${profile}`)
+    ?? `AWS STS at ${at} answered no AccessKeyId, SecretAccessKey and SessionToken for role ${roleArn} of profile [${profile}]`;
+}
+
+/**
+ * The credentials a profile whose settings name a role (role_arn) assumes, as botocore does for efs-utils: signed
+ * with those of its source_profile (keys, or a role of its own) or its credential_source; or why there are none.
+ */
+async function fromRoleProfile(places: CredentialPlaces, profile: string, settings: Map<string, string>, via: string[]): Promise<AwsCredentials | string> {
+  if (via.includes(profile) || via.length >= MAX_ROLE_CHAIN) return `the profiles ${[...via, profile].join(' → ')} chain roles in a loop or deeper than ${MAX_ROLE_CHAIN}`;
+  if (settings.has('mfa_serial')) return `profile [${profile}] asks for an MFA code (mfa_serial), which a daemon cannot give`;
+  const sourceProfile = settings.get('source_profile');
+  const credentialSource = settings.get('credential_source');
+  let base: AwsCredentials | string | null;
+  if (sourceProfile) {
+    base = await fromProfile(places, sourceProfile, [...via, profile]);
+    if (base === null) base = `its source_profile [${sourceProfile}] has no aws_access_key_id and aws_secret_access_key in ${places.credentialsFile} or ${places.configFile}, nor a role_arn`;
+  } else if (credentialSource === 'Ec2InstanceMetadata') {
+    base = await fromInstanceRole(places.metadataUrl);
+  } else if (credentialSource === 'EcsContainer') {
+    const relative = places.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;
+    base = relative ? await fromEcs(places, relative) : 'credential_source EcsContainer, but no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI in efs-relayd\'s environment';
+  } else if (credentialSource === 'Environment') {
+    const [id, secret] = [places.env.AWS_ACCESS_KEY_ID, places.env.AWS_SECRET_ACCESS_KEY];
+    base = id && secret ? { accessKeyId: id, secretAccessKey: secret, sessionToken: places.env.AWS_SESSION_TOKEN || null, expiration: null, source: 'environment' }
+      : 'credential_source Environment, but no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in efs-relayd\'s environment';
+  } else {
+    base = credentialSource ? `credential_source ${credentialSource} is not one of Ec2InstanceMetadata, EcsContainer and Environment` : 'it names neither source_profile nor credential_source';
+  }
+  if (typeof base === 'string') return `profile [${profile}] assumes role ${settings.get('role_arn') ?? ''}, but ${base}`;
+  return assumeRole(places, profile, settings, base);
+}
+
+/**
+ * A named profile's credentials: its keys in the credentials file, then the config file; else the role it assumes
+ * (role_arn); null when it has neither; why, when its role cannot be assumed.
+ */
+async function fromProfile(places: CredentialPlaces, profile: string, via: string[] = []): Promise<AwsCredentials | string | null> {
+  const keys = (await fromFile(places, 'credentials', profile)) ?? (await fromFile(places, 'config', profile));
+  if (keys) return keys;
+  // botocore takes a role's settings from either file, the config file's first.
+  const settings = profileIn(await readIni(places.configFile), profile, true)?.has('role_arn')
+    ? profileIn(await readIni(places.configFile), profile, true)
+    : profileIn(await readIni(places.credentialsFile), profile, false);
+  if (!settings?.get('role_arn')) return null;
+  return fromRoleProfile(places, profile, settings, via);
 }
 
 /** The named profile efs-utils uses, and what named it: awsprofile=, else AWS_PROFILE, else "default" when either file gives it a key ID. */
@@ -172,6 +255,12 @@ async function fromPodIdentity(uri: string, tokenFile: string): Promise<AwsCrede
     ?? `Unsuccessful retrieval of AWS security credentials from Container Credentials URI at ${uri} (no AccessKeyId, SecretAccessKey and Token in its answer)`;
 }
 
+/** STS's reason in a refusal, {"Error": {"Code": "InvalidIdentityToken", "Message": "…"}}, as ": Code (Message)"; '' when it gave none. */
+function stsReason(body: string): string {
+  const e = jsonObject(body)?.Error as { Code?: unknown; Message?: unknown } | undefined;
+  return typeof e?.Code === 'string' ? `: ${e.Code}${typeof e.Message === 'string' ? ` (${e.Message.slice(0, 200)})` : ''}` : '';
+}
+
 /** How long AWS STS may take to answer (a request over the internet, unlike the local ECS agent and metadata). */
 const STS_TIMEOUT_MS = 10_000;
 
@@ -194,12 +283,7 @@ async function fromWebIdentity(places: CredentialPlaces, roleArn: string, tokenF
   } catch (err) {
     return `Unable to reach ${at} to retrieve AWS security credentials (${(err as Error).message})`;
   }
-  if (r.status !== 200) {
-    // STS says why in its answer: {"Error": {"Code": "InvalidIdentityToken", "Message": "…"}}; if not JSON, the status says enough.
-    const e = jsonObject(r.body)?.Error as { Code?: unknown; Message?: unknown } | undefined;
-    const why = typeof e?.Code === 'string' ? `: ${e.Code}${typeof e.Message === 'string' ? ` (${e.Message.slice(0, 200)})` : ''}` : '';
-    return `Unsuccessful retrieval of AWS security credentials at ${at} (HTTP ${r.status} for role ${roleArn}${why})`;
-  }
+  if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials at ${at} (HTTP ${r.status} for role ${roleArn}${stsReason(r.body)})`;
   type StsAnswer = { AssumeRoleWithWebIdentityResponse?: { AssumeRoleWithWebIdentityResult?: { Credentials?: Record<string, unknown> } } };
   const c = (jsonObject(r.body) as StsAnswer | undefined)?.AssumeRoleWithWebIdentityResponse?.AssumeRoleWithWebIdentityResult?.Credentials;
   return temporaryCredentials(c, 'SessionToken', `webidentity:${roleArn},${tokenFile}`)
@@ -229,10 +313,11 @@ export async function awsCredentials(opts: MountOptions, places: CredentialPlace
   const webIdentity = opts.rolearn && opts.jwtpath ? { roleArn: opts.rolearn, tokenFile: opts.jwtpath } : null;
   const profile = webIdentity ? null : await profileFor(opts, places);
   if (profile !== null) {
-    const c = (await fromFile(places, 'credentials', profile.name)) ?? (await fromFile(places, 'config', profile.name));
+    const c = await fromProfile(places, profile.name);
+    if (typeof c === 'string') return noCredentials(`${c} (named by ${profile.by})`);
     if (c) return c;
     return noCredentials(`AWS security credentials not found in ${places.credentialsFile} or ${places.configFile} under named profile [${profile.name}] (named by ${profile.by}); `
-      + 'efs-relay reads aws_access_key_id and aws_secret_access_key (and aws_session_token) there, and does not assume roles or use SSO');
+      + 'efs-relay reads aws_access_key_id and aws_secret_access_key (and aws_session_token) there, or a role_arn to assume with source_profile or credential_source; it does not use SSO or credential_process');
   }
   const tried: string[] = webIdentity ? [] : [`no [default] profile with keys in ${places.credentialsFile} or ${places.configFile}`];
   const relative = places.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;

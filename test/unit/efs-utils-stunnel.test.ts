@@ -93,7 +93,8 @@ describe('efs-utils stunnel configs', () => {
       .to.deep.equal([['iam', 'rolearn=arn:aws:iam::123456789012:role/efs', 'jwtpath=/var/run/token'], [true, false]]);
     const pod = 'podidentity:http://169.254.170.23/v1/credentials,/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token';
     expect(mapped(pod, [pod, 'podidentity:http://169.254.170.23/v1/credentials,/other', 'metadata:r'])).to.deep.equal([['iam'], [true, false, false]]);
-    expect(iamOptionsFor('named_profile:assumed')).to.deep.equal({ why: 'its AWS credentials came from named_profile:assumed, which efs-relay cannot get (it reads keys from profiles, the ECS agent, EKS Pod Identity, web identities and the instance\'s role; not a profile botocore assumed)' });
+    expect(mapped('named_profile:cross', ['named_profile:cross', 'credentials:cross', 'named_profile:other'])).to.deep.equal([['iam', 'awsprofile=cross'], [true, false, false]]);
+    expect(iamOptionsFor('sso:whatever')).to.deep.equal({ why: 'its AWS credentials came from sso:whatever, which efs-relay cannot get (it reads profiles\' keys and roles, the ECS agent, EKS Pod Identity, web identities and the instance\'s role)' });
     expect(iamOptionsFor(null)).to.have.property('why').that.contains('does not say where its AWS credentials came from');
   });
 
