@@ -10,7 +10,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
 import { commandMissing, Daemon, skipIf, tempDir, waitFor } from './helpers/daemon.js';
@@ -19,7 +19,7 @@ import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
 import { ECHO_TRAILER, MountTargetStandIn } from './helpers/mount-target.js';
 import { asn1Items, certificateExtensions } from './helpers/pki.js';
 import { IAM_AUTH_OID, NOT_BEFORE_MS } from '../daemon/client-cert.js';
-import { signConnect } from '../daemon/sigv4.js';
+import { signApiRequest, signConnect } from '../daemon/sigv4.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { TunnelView } from '../daemon/tunnels.js';
 
@@ -30,6 +30,8 @@ const ROLE_KEYS = { id: 'ASIAIAMTESTROLE00003', secret: 'role-secret', token: 'I
 const TASK_KEYS = { id: 'ASIAIAMTESTTASK00004', secret: 'task-secret', token: 'task+token/x=' };
 const WEB_KEYS = { id: 'ASIAIAMTESTWEBID0005', secret: 'web-secret', token: 'web+identity/token=' };
 const POD_KEYS = { id: 'ASIAIAMTESTPODID0006', secret: 'pod-secret', token: 'pod+identity/token=' };
+const ASSUMED_KEYS = { id: 'ASIAIAMTESTASSUMED07', secret: 'assumed-secret', token: 'assumed+role/token=' };
+const CROSS_ROLE = 'arn:aws:iam::210987654321:role/efs-cross';
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/efs-web';
 const document = (k: { id: string; secret: string; token: string }): string => JSON.stringify({
   Code: 'Success', Type: 'AWS-HMAC', AccessKeyId: k.id, SecretAccessKey: k.secret, Token: k.token, Expiration: new Date(Date.now() + 6 * 3_600_000).toISOString(),
@@ -67,6 +69,7 @@ describe('IAM mounts', function () {
   let imds: InstanceMetadataStandIn;
   let ecs: Server;
   const ecsAsked: string[] = [];
+  const assumed: URLSearchParams[] = [];
   let podIdentity = false;
   const podAuthorizations: Array<string | undefined> = [];
   const podToken = join(tempDir('efs-relay-iam-pod-'), 'eks-pod-identity-token');
@@ -107,6 +110,26 @@ describe('IAM mounts', function () {
     await new Promise<void>((resolve) => ecs.listen(0, HOST, resolve));
     const stsCert = certFor('localhost');
     sts = createHttpsServer({ key: stsCert.key, cert: stsCert.cert }, (req, res) => {
+      // AssumeRole, for a profile's role_arn: a form POST, signed as STS checks it with the profile build's keys.
+      if (req.method === 'POST') {
+        let body = '';
+        req.on('data', (d: Buffer) => (body += d.toString()));
+        req.on('end', () => {
+          const form = new URLSearchParams(body);
+          const amz = String(req.headers['x-amz-date']);
+          const date = new Date(`${amz.slice(0, 4)}-${amz.slice(4, 6)}-${amz.slice(6, 11)}:${amz.slice(11, 13)}:${amz.slice(13, 15)}Z`);
+          const expected = signApiRequest({ method: 'POST', url: new URL(`https://${req.headers.host}/`), body, contentType: req.headers['content-type'], region: REGION, service: 'sts', date },
+            { accessKeyId: PROFILE_KEYS.id, secretAccessKey: PROFILE_KEYS.secret, sessionToken: PROFILE_KEYS.token }).authorization;
+          assumed.push(form);
+          if (req.headers.authorization !== expected || form.get('Action') !== 'AssumeRole' || form.get('RoleArn') !== CROSS_ROLE) {
+            return void res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ Error: { Code: 'AccessDenied', Message: 'not this caller' } }));
+          }
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ AssumeRoleResponse: { AssumeRoleResult: {
+            Credentials: { AccessKeyId: ASSUMED_KEYS.id, SecretAccessKey: ASSUMED_KEYS.secret, SessionToken: ASSUMED_KEYS.token, Expiration: Date.now() / 1000 + 3600 },
+          } } }));
+        });
+        return;
+      }
       const query = new URL(req.url ?? '/', 'https://localhost').searchParams;
       stsAsked.push({ query, accept: req.headers.accept });
       if (query.get('Action') !== 'AssumeRoleWithWebIdentity' || query.get('RoleArn') !== ROLE_ARN || query.get('WebIdentityToken') !== 'eyJ.web.identity') {
@@ -164,6 +187,20 @@ describe('IAM mounts', function () {
     expect(r.tunnel!.client_certificate?.iam_credentials).to.equal('config:build');
     await through(r.tunnel!.port);
     expectSignedBy(lastCert(), 'fs-0000fa02', PROFILE_KEYS);
+  });
+
+  it('signs with the role a profile assumes at AWS STS (role_arn, source_profile), as botocore does for efs-utils', async () => {
+    const before = readFileSync(configFile, 'utf8');
+    writeFileSync(configFile, `${before}\n[profile cross]\nrole_arn = ${CROSS_ROLE}\nsource_profile = build\nexternal_id = efs-42\n`);
+    try {
+      const r = await attach('fs-0000fa0c', ',awsprofile=cross');
+      expect(r.tunnel!.client_certificate?.iam_credentials).to.equal('named_profile:cross');
+      await through(r.tunnel!.port);
+      expectSignedBy(lastCert(), 'fs-0000fa0c', ASSUMED_KEYS);
+      expect([assumed.at(-1)?.get('RoleArn'), assumed.at(-1)?.get('ExternalId')]).to.deep.equal([CROSS_ROLE, 'efs-42']);
+    } finally {
+      writeFileSync(configFile, before);
+    }
   });
 
   it('fails with NO_AWS_CREDENTIALS in efs-utils\' words when the named profile has no keys, and makes no tunnel', async () => {
