@@ -2,8 +2,8 @@
 // up as efs-utils does (get_aws_security_credentials): the ECS task's
 // credentials URI (awscredsuri=), a named profile (awsprofile=, AWS_PROFILE,
 // or [default] when it has keys) in root's ~/.aws/credentials then
-// ~/.aws/config (its keys, or the role it assumes at AWS STS, as botocore
-// does for efs-utils), the ECS agent's URI in the daemon's environment, EKS Pod
+// ~/.aws/config (its keys, the role it assumes at AWS STS, or its
+// credential_process, as botocore does for efs-utils), the ECS agent's URI in the daemon's environment, EKS Pod
 // Identity's agent (AWS_CONTAINER_CREDENTIALS_FULL_URI with the token in
 // AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), a web
 // identity (rolearn= and jwtpath=, or AWS_ROLE_ARN and
@@ -17,6 +17,7 @@ import { RelayError } from './errors.js';
 import { dnsNameSuffix } from './target.js';
 import { ask } from './http-ask.js';
 import { signApiRequest } from './sigv4.js';
+import { fromCredentialProcess } from './credential-process.js';
 import { metadataItem } from './instance-region.js';
 import type { MountOptions } from './options.js';
 
@@ -173,12 +174,17 @@ async function fromRoleProfile(places: CredentialPlaces, profile: string, settin
 async function fromProfile(places: CredentialPlaces, profile: string, via: string[] = []): Promise<AwsCredentials | string | null> {
   const keys = (await fromFile(places, 'credentials', profile)) ?? (await fromFile(places, 'config', profile));
   if (keys) return keys;
-  // botocore takes a role's settings from either file, the config file's first.
-  const settings = profileIn(await readIni(places.configFile), profile, true)?.has('role_arn')
-    ? profileIn(await readIni(places.configFile), profile, true)
-    : profileIn(await readIni(places.credentialsFile), profile, false);
-  if (!settings?.get('role_arn')) return null;
-  return fromRoleProfile(places, profile, settings, via);
+  // botocore takes a profile's other settings from either file, the config file's first: a role, then a process.
+  const inConfig = profileIn(await readIni(places.configFile), profile, true);
+  const inCredentials = profileIn(await readIni(places.credentialsFile), profile, false);
+  for (const settings of [inConfig, inCredentials]) {
+    if (settings?.get('role_arn')) return fromRoleProfile(places, profile, settings, via);
+  }
+  for (const [settings, file] of [[inConfig, places.configFile], [inCredentials, places.credentialsFile]] as const) {
+    const command = settings?.get('credential_process');
+    if (command) return fromCredentialProcess(profile, command, file);
+  }
+  return null;
 }
 
 /** The named profile efs-utils uses, and what named it: awsprofile=, else AWS_PROFILE, else "default" when either file gives it a key ID. */
@@ -317,7 +323,7 @@ export async function awsCredentials(opts: MountOptions, places: CredentialPlace
     if (typeof c === 'string') return noCredentials(`${c} (named by ${profile.by})`);
     if (c) return c;
     return noCredentials(`AWS security credentials not found in ${places.credentialsFile} or ${places.configFile} under named profile [${profile.name}] (named by ${profile.by}); `
-      + 'efs-relay reads aws_access_key_id and aws_secret_access_key (and aws_session_token) there, or a role_arn to assume with source_profile or credential_source; it does not use SSO or credential_process');
+      + 'efs-relay reads aws_access_key_id and aws_secret_access_key (and aws_session_token) there, a role_arn to assume with source_profile or credential_source, or a credential_process; it does not use SSO');
   }
   const tried: string[] = webIdentity ? [] : [`no [default] profile with keys in ${places.credentialsFile} or ${places.configFile}`];
   const relative = places.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;

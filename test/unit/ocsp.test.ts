@@ -169,4 +169,37 @@ describe('OCSP checking of the mount target\'s chain (the ocsp option)', functio
     // Nor is a damaged one anything.
     expect(() => readOcspResponse(der.subarray(0, der.length - 10), id, issuer, new Date())).to.throw(/DER: /);
   });
+
+  it('reads 1,500 damaged copies of an answer without a crash: each is refused with a reason, or says what the signed answer says', async () => {
+    const leaf = ca.leaf('fs-12345678.efs.us-east-1.amazonaws.com');
+    const [cert, issuer] = chainOf(leaf.cert, ca) as [X509Certificate, X509Certificate];
+    const id = certId(cert, issuer);
+    const answer = await fetch(`${URL}/intermediate`, { method: 'POST', body: ocspRequest(id), headers: { 'Content-Type': 'application/ocsp-request' } });
+    const der = Buffer.from(await answer.arrayBuffer());
+    const now = new Date();
+    const good = readOcspResponse(der, id, issuer, now);
+    // A fixed seed, so that a failure can be run again as it was.
+    let seed = 20261129;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    let refused = 0;
+    for (let i = 0; i < 1_500; i++) {
+      const copy = Buffer.from(der);
+      for (let k = 1 + random(3); k > 0; k--) copy[random(copy.length)] = random(256);
+      let read: ReturnType<typeof readOcspResponse> | null = null;
+      try {
+        read = readOcspResponse(copy, id, issuer, now);
+      } catch (err) {
+        expect(err, `copy ${i}`).to.be.instanceOf(Error);
+        expect((err as Error).message, `copy ${i}`).to.be.a('string').and.not.equal('');
+        refused++;
+        continue;
+      }
+      // Only bytes outside what the responder signed can change without a refusal: the answer is the same.
+      expect(read, `copy ${i}`).to.deep.equal(good);
+    }
+    expect(refused, 'most damage is refused').to.be.above(1_000);
+  });
 });
