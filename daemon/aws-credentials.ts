@@ -3,8 +3,9 @@
 // credentials URI (awscredsuri=), a named profile (awsprofile=, AWS_PROFILE,
 // or [default] when it has keys) in root's ~/.aws/credentials then
 // ~/.aws/config (its keys, the role it assumes at AWS STS, or its
-// credential_process, as botocore does for efs-utils), the ECS agent's URI in the daemon's environment, EKS Pod
-// Identity's agent (AWS_CONTAINER_CREDENTIALS_FULL_URI with the token in
+// credential_process, as botocore does for efs-utils), the ECS agent's URI
+// in the daemon's environment, EKS Pod Identity's agent
+// (AWS_CONTAINER_CREDENTIALS_FULL_URI with the token in
 // AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), a web
 // identity (rolearn= and jwtpath=, or AWS_ROLE_ARN and
 // AWS_WEB_IDENTITY_TOKEN_FILE) exchanged at AWS STS, then the instance's IAM
@@ -29,8 +30,9 @@ export interface AwsCredentials {
   /** When temporary credentials stop working; null when not said. */
   expiration: Date | null;
   /**
-   * Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, named_profile:PROFILE (a role the
-   * profile assumes), ecs:URI, podidentity:URI,FILE, webidentity:ARN,FILE, metadata:ROLE.
+   * Where they came from, in efs-utils' form: credentials:PROFILE, config:PROFILE, named_profile:PROFILE (the role
+   * the profile assumes, or its credential_process), ecs:URI, podidentity:URI,FILE, webidentity:ARN,FILE,
+   * metadata:ROLE.
    */
   source: string;
 }
@@ -169,7 +171,8 @@ async function fromRoleProfile(places: CredentialPlaces, profile: string, settin
 
 /**
  * A named profile's credentials: its keys in the credentials file, then the config file; else the role it assumes
- * (role_arn); null when it has neither; why, when its role cannot be assumed.
+ * (role_arn); else what its credential_process prints. Null when it has none of them; why, when the role or the
+ * process gives nothing.
  */
 async function fromProfile(places: CredentialPlaces, profile: string, via: string[] = []): Promise<AwsCredentials | string | null> {
   const keys = (await fromFile(places, 'credentials', profile)) ?? (await fromFile(places, 'config', profile));
