@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { certId, CLOCK_LEEWAY_MS, OcspChecker, ocspRequest, readOcspResponse, REFRESH_MS, responderUrls } from '../../daemon/ocsp.js';
+import { certId, CLOCK_LEEWAY_MS, OcspChecker, ocspRequest, readOcspResponse, REFRESH_MS, responderUrls, type CertId } from '../../daemon/ocsp.js';
 import { RelayError } from '../../daemon/errors.js';
 import { run, tempDir } from '../helpers/daemon.js';
 import { OcspAuthority } from '../helpers/ocsp-authority.js';
+import type { Pem } from '../helpers/pki.js';
 
 const HOST = '127.0.0.76';
 const PORT = 18081;
@@ -33,6 +34,19 @@ describe('OCSP checking of the mount target\'s chain (the ocsp option)', functio
   beforeEach(() => {
     ca.mode = 'answer';
   });
+
+  /** The DER answer of `issuer`'s responder about the certificate `id` names. */
+  const asked = async (issuer: 'root' | 'intermediate', id: CertId): Promise<Buffer> => {
+    const answer = await fetch(`${URL}/${issuer}`, { method: 'POST', body: ocspRequest(id), headers: { 'Content-Type': 'application/ocsp-request' } });
+    return Buffer.from(await answer.arrayBuffer());
+  };
+  /** A new leaf, and its responder's answer about it. */
+  const freshAnswer = async (): Promise<{ leaf: Pem; issuer: X509Certificate; id: CertId; der: Buffer }> => {
+    const leaf = ca.leaf('fs-12345678.efs.us-east-1.amazonaws.com');
+    const [cert, issuer] = chainOf(leaf.cert, ca) as [X509Certificate, X509Certificate];
+    const id = certId(cert, issuer);
+    return { leaf, issuer, id, der: await asked('intermediate', id) };
+  };
 
   it('writes a request that openssl reads as one CertID with SHA-1 of the issuer\'s name and key and the certificate\'s serial', async () => {
     const leaf = ca.leaf('fs-12345678.efs.us-east-1.amazonaws.com');
@@ -145,11 +159,7 @@ describe('OCSP checking of the mount target\'s chain (the ocsp option)', functio
   });
 
   it('refuses an answer that is out of date or dated in the future by more than 5 minutes (the host\'s clock)', async () => {
-    const leaf = ca.leaf('fs-12345678.efs.us-east-1.amazonaws.com');
-    const [cert, issuer] = chainOf(leaf.cert, ca) as [X509Certificate, X509Certificate];
-    const id = certId(cert, issuer);
-    const answer = await fetch(`${URL}/intermediate`, { method: 'POST', body: ocspRequest(id), headers: { 'Content-Type': 'application/ocsp-request' } });
-    const der = Buffer.from(await answer.arrayBuffer());
+    const { leaf, issuer, id, der } = await freshAnswer();
     const good = readOcspResponse(der, id, issuer, new Date());
     expect(good.status).to.equal('good');
     const next = good.nextUpdate!.getTime();
@@ -158,8 +168,7 @@ describe('OCSP checking of the mount target\'s chain (the ocsp option)', functio
     // Dated ahead of the clock (the root signs its own answers, so no responder certificate's dates come first).
     const [, ica, root] = chainOf(leaf.cert, ca) as [X509Certificate, X509Certificate, X509Certificate];
     const icaId = certId(ica, root);
-    const rootAnswer = await fetch(`${URL}/root`, { method: 'POST', body: ocspRequest(icaId), headers: { 'Content-Type': 'application/ocsp-request' } });
-    const rootDer = Buffer.from(await rootAnswer.arrayBuffer());
+    const rootDer = await asked('root', icaId);
     const thisUpdate = readOcspResponse(rootDer, icaId, root, new Date()).thisUpdate.getTime();
     expect(readOcspResponse(rootDer, icaId, root, new Date(thisUpdate - CLOCK_LEEWAY_MS + 1_000)).status).to.equal('good');
     expect(() => readOcspResponse(rootDer, icaId, root, new Date(thisUpdate - CLOCK_LEEWAY_MS - 1_000))).to.throw(/, in the future \(is this host's clock right\?\)/);
@@ -171,11 +180,7 @@ describe('OCSP checking of the mount target\'s chain (the ocsp option)', functio
   });
 
   it('reads 1,500 damaged copies of an answer without a crash: each is refused with a reason, or says what the signed answer says', async () => {
-    const leaf = ca.leaf('fs-12345678.efs.us-east-1.amazonaws.com');
-    const [cert, issuer] = chainOf(leaf.cert, ca) as [X509Certificate, X509Certificate];
-    const id = certId(cert, issuer);
-    const answer = await fetch(`${URL}/intermediate`, { method: 'POST', body: ocspRequest(id), headers: { 'Content-Type': 'application/ocsp-request' } });
-    const der = Buffer.from(await answer.arrayBuffer());
+    const { issuer, id, der } = await freshAnswer();
     const now = new Date();
     const good = readOcspResponse(der, id, issuer, now);
     // A fixed seed, so that a failure can be run again as it was.
