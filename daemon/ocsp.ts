@@ -130,9 +130,9 @@ export function readOcspResponse(der: Buffer, id: CertId, issuer: X509Certificat
   const hash = SIGNATURE_HASH[algorithm];
   if (!hash) throw new Error(`the answer is signed with an algorithm efs-relay does not check (${algorithm})`);
   const signature = content(basic, sigEl).subarray(1); // past the count of unused bits
-  const included = certsEl?.tag === 0xa0
-    ? children(basic, children(basic, certsEl)[0] ?? certsEl).map((e) => new X509Certificate(encoding(basic, e)))
-    : [];
+  // [0] EXPLICIT SEQUENCE OF Certificate, if the responder sent its own certificate.
+  const certList = certsEl?.tag === 0xa0 ? children(basic, certsEl)[0] : undefined;
+  const included = certList ? children(basic, certList).map((e) => new X509Certificate(encoding(basic, e))) : [];
   const signers = [issuer, ...included.filter((c) => delegatedBy(c, issuer, now))];
   const signed = encoding(basic, tbsEl);
   const verifies = (s: X509Certificate): boolean => {
@@ -206,8 +206,8 @@ export class OcspChecker {
 
   /**
    * Resolves when every certificate of `chain` (leaf first, each followed by its issuer, root last: peerChain) that
-   * names a responder is "good"; rejects
-   * with TLS_CERT_REVOKED, or TLS_CERT_STATUS_UNKNOWN when no responder gave a conclusive answer.
+   * names a responder is "good"; rejects with TLS_CERT_REVOKED, or TLS_CERT_STATUS_UNKNOWN when no responder gave a
+   * conclusive answer.
    */
   async check(chain: readonly X509Certificate[]): Promise<void> {
     // Never pass what was not seen: a resumed session whose chain is unknown has none.
@@ -227,14 +227,14 @@ export class OcspChecker {
   }
 
   private async answer(cert: X509Certificate, issuer: X509Certificate): Promise<OcspAnswer> {
-    const id = certId(cert, issuer);
-    const key = `${id.keyHash.toString('hex')}:${id.serial.toString('hex')}`;
+    // By the certificate's fingerprint, which Node has at hand: a kept answer costs a connection no DER or hashing.
+    const key = cert.fingerprint256;
     const now = this.now().getTime();
     const held = this.answers.get(key);
     if (held && now - held.asked < REFRESH_MS && stillValid(held.answer, now)) return held.answer;
     let pending = this.asking.get(key);
     if (!pending) {
-      pending = this.ask(cert, issuer, id).then((answer) => {
+      pending = this.ask(cert, issuer).then((answer) => {
         const asked = this.now().getTime();
         // Answers past their next update are no use to anyone: dropped, so that replaced certificates do not pile up.
         for (const [k, a] of this.answers) if (!stillValid(a.answer, asked)) this.answers.delete(k);
@@ -253,8 +253,9 @@ export class OcspChecker {
   }
 
   /** The first conclusive ("good" or "revoked") answer of the certificate's responders, in the order it names them. */
-  private async ask(cert: X509Certificate, issuer: X509Certificate, id: CertId): Promise<OcspAnswer> {
+  private async ask(cert: X509Certificate, issuer: X509Certificate): Promise<OcspAnswer> {
     const why: string[] = [];
+    const id = certId(cert, issuer);
     const request = ocspRequest(id);
     for (const url of responderUrls(cert)) {
       // OCSP answers are signed, so they travel over plain HTTP (stunnel too refuses an https: responder).
