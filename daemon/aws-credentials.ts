@@ -98,14 +98,12 @@ function profileIn(ini: Ini | null, profile: string, isConfig: boolean): Map<str
   return (isConfig ? ini?.get(`profile ${profile}`) : undefined) ?? ini?.get(profile);
 }
 
-/** Keys of a profile in one of the two files, or null when that file has none for it. */
-async function fromFile(places: CredentialPlaces, which: 'credentials' | 'config', profile: string): Promise<AwsCredentials | null> {
-  const file = which === 'credentials' ? places.credentialsFile : places.configFile;
-  const s = profileIn(await readIni(file), profile, which === 'config');
+/** The keys in a profile's section of one of the two files (`source`: credentials:NAME or config:NAME), or null when it has none. */
+function keysIn(s: Map<string, string> | undefined, source: string): AwsCredentials | null {
   const id = s?.get('aws_access_key_id');
   const secret = s?.get('aws_secret_access_key');
   if (!id || !secret) return null;
-  return { accessKeyId: id, secretAccessKey: secret, sessionToken: s?.get('aws_session_token') || null, expiration: null, source: `${which}:${profile}` };
+  return { accessKeyId: id, secretAccessKey: secret, sessionToken: s?.get('aws_session_token') || null, expiration: null, source };
 }
 
 /** How deep profiles may chain roles (source_profile of a source_profile …), as a guard against a loop. */
@@ -175,11 +173,14 @@ async function fromRoleProfile(places: CredentialPlaces, profile: string, settin
  * process gives nothing.
  */
 async function fromProfile(places: CredentialPlaces, profile: string, via: string[] = []): Promise<AwsCredentials | string | null> {
-  const keys = (await fromFile(places, 'credentials', profile)) ?? (await fromFile(places, 'config', profile));
-  if (keys) return keys;
-  // botocore takes a profile's other settings from either file, the config file's first: a role, then a process.
-  const inConfig = profileIn(await readIni(places.configFile), profile, true);
+  // Each file read once; the config file only when the credentials file has no keys for the profile.
   const inCredentials = profileIn(await readIni(places.credentialsFile), profile, false);
+  const fromCredentials = keysIn(inCredentials, `credentials:${profile}`);
+  if (fromCredentials) return fromCredentials;
+  const inConfig = profileIn(await readIni(places.configFile), profile, true);
+  const fromConfig = keysIn(inConfig, `config:${profile}`);
+  if (fromConfig) return fromConfig;
+  // botocore takes a profile's other settings from either file, the config file's first: a role, then a process.
   for (const settings of [inConfig, inCredentials]) {
     if (settings?.get('role_arn')) return fromRoleProfile(places, profile, settings, via);
   }
