@@ -71,7 +71,7 @@ export function tunnelDetail(t: TunnelDetail): string {
   const lines = [
     `File system:   ${t.fs_id}`,
     `State:         ${t.state}`,
-    `Local port:    127.0.0.1:${t.port}`,
+    `Local port:    127.0.0.1:${t.port}${t.netns ? ` in network namespace ${t.netns} (netns=), where it also connects from` : ''}`,
     ...(t.extra_ports?.length ? [`Extra ports:   ${t.extra_ports.join(', ')} (for mounts made before that name them; each goes once no mount does)`] : []),
     `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.cert_name})`,
     ...(t.dns === undefined ? [] : [`DNS answer:    ${t.dns ? `${t.dns.addresses.join(', ')} at ${t.dns.answered_at}` : 'none'}`]),

@@ -68,6 +68,10 @@ export const ERRORS = {
     title: 'the relay could not listen on its port',
     hint: 'See the cause; the daemon retries the listener every few seconds.',
   },
+  NETNS_FAILED: {
+    title: 'the network namespace of netns= cannot be entered',
+    hint: 'Check that the path names a network namespace that exists now (`ip netns list` for /var/run/netns/NAME, or /proc/PID/ns/net of a process that runs in it) and that nsenter (util-linux) is installed. A tunnel that is already running keeps trying every few seconds.',
+  },
   TUNNEL_NOT_FOUND: {
     title: 'no tunnel exists for that file system',
     hint: 'Run `efsctl list` to see the tunnels, or `efsctl add FS_ID` to start one.',

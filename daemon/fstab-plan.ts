@@ -30,14 +30,14 @@ export interface FstabPlan {
   problems: FstabLineProblem[];
 }
 
-/** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle, verify level, OCSP, access point, IAM. */
-interface TunnelIdentity { tlsport: string; target: string; cafile: string; verify: string; ocsp: string; accesspoint: string; iam: string }
+/** What makes a tunnel another one, as the tunnel manager compares it: port asked for, target, CA bundle, verify level, OCSP, access point, IAM, network namespace. */
+interface TunnelIdentity { tlsport: string; target: string; cafile: string; verify: string; ocsp: string; accesspoint: string; iam: string; netns: string }
 
 function identity(e: FstabEntry, o: MountOptions, cfg: Config, metadata: MetadataRegion, azId: MetadataAzId): TunnelIdentity {
   const t = resolveTarget(e.fsId, o, {}, cfg, metadata, azId);
   checkSpecName(e, t);
   const target = t.address === t.dnsName ? t.dnsName : `${t.address} (${t.dnsName})`;
-  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: String(verifyLevel(o)), ocsp: ocspChecking(o, cfg.tls.ocsp), accesspoint: o.accesspoint ?? 'none', iam: iamAuthorization(o) };
+  return { tlsport: o.tlsport ?? 'any', target, cafile: caFileFor(o, cfg), verify: String(verifyLevel(o)), ocsp: ocspChecking(o, cfg.tls.ocsp), accesspoint: o.accesspoint ?? 'none', iam: iamAuthorization(o), netns: o.netns ?? 'none' };
 }
 
 /** How a later line's tunnel differs from the first line's, each as "what (this line's here, the first line's there)". */

@@ -27,6 +27,7 @@ import { warnIfExposed } from './file-trust.js';
 import { InstanceRegion } from './instance-region.js';
 import { FdWatcher } from './fd-watch.js';
 import { TrustWatcher } from './trust-watch.js';
+import { runNetnsHelper } from './netns-helper.js';
 
 const USAGE = `Usage: efs-relayd [--config PATH] [--check]
 
@@ -49,7 +50,11 @@ async function main(): Promise<void> {
   let args;
   try {
     args = parseArgs({
-      options: { config: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean' }, version: { type: 'boolean' } },
+      options: {
+        config: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean' }, version: { type: 'boolean' },
+        // Internal: the daemon's own helper inside a network namespace (netns.ts), not for users.
+        'netns-helper': { type: 'boolean' },
+      },
       strict: true,
       allowPositionals: false,
     });
@@ -65,6 +70,7 @@ async function main(): Promise<void> {
     process.stdout.write(`efs-relayd ${VERSION}\n`);
     return;
   }
+  if (args.values['netns-helper']) return runNetnsHelper();
 
   // Absolute, so that efsctl doctor, in another directory, finds the same file.
   const configFile = resolve(args.values.config ?? DEFAULT_CONFIG_PATH);

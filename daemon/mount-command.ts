@@ -38,7 +38,20 @@ export function nfsOptions(user: MountOptions, port: number): string {
 }
 
 export function mountArgv(command: string, path: string, dir: string, user: MountOptions, port: number): string[] {
-  return [command, `127.0.0.1:${path}`, dir, '-o', nfsOptions(user, port)];
+  return inNamespace(user, [command, `127.0.0.1:${path}`, dir, '-o', nfsOptions(user, port)]);
+}
+
+/**
+ * Under netns=, the command runs inside that network namespace, as efs-utils runs it (`nsenter --net=PATH`): its
+ * 127.0.0.1 is the namespace's, where the tunnel listens.
+ */
+export function inNamespace(user: MountOptions, argv: string[]): string[] {
+  return user.netns ? ['nsenter', `--net=${user.netns}`, '--', ...argv] : argv;
+}
+
+/** The program an argv runs, past an nsenter prefix: what a message about its failure names. */
+function programOf(argv: string[]): string {
+  return (argv[0] === 'nsenter' ? argv[argv.indexOf('--') + 1] : argv[0]) ?? '';
 }
 
 export interface CommandResult {
@@ -108,10 +121,11 @@ export async function runMount(
   for (let i = 0; ; i++) {
     const r = await runCommand(argv, policy.timeoutMs, stop);
     if (r.code === 0 && !r.timedOut && !r.stopped) return { attempts: i + 1 };
-    if (r.stopped) throw new RelayError('MOUNT_FAILED', `${argv[0]} was stopped during attempt ${i + 1}`);
+    const program = programOf(argv);
+    if (r.stopped) throw new RelayError('MOUNT_FAILED', `${program} was stopped during attempt ${i + 1}`);
     const why = r.timedOut ? `timed out after ${policy.timeoutMs / 1000} s` : `exited with ${r.code}`;
     const detail = r.stderr.trim() || r.stdout.trim();
-    const failed = `${argv[0]} ${why} after ${i + 1} attempt${i ? 's' : ''}${detail ? `: ${detail}` : ''}`;
+    const failed = `${program} ${why} after ${i + 1} attempt${i ? 's' : ''}${detail ? `: ${detail}` : ''}`;
     if (i + 1 < policy.attempts && (r.timedOut || RETRYABLE.test(detail))) {
       const wait = policy.base ** i + Math.random();
       retrying(`${failed}; attempt ${i + 2} of ${policy.attempts} in ${wait.toFixed(1)} s`, wait);

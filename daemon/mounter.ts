@@ -7,7 +7,7 @@ import { asRelayError, ERRORS, RelayError } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { KeyedLock } from './keyed-lock.js';
-import { mountArgv, nfsOptions, runCommand, runMount, EFS_UTILS_RETRY, type RetryPolicy } from './mount-command.js';
+import { inNamespace, mountArgv, nfsOptions, runCommand, runMount, EFS_UTILS_RETRY, type RetryPolicy } from './mount-command.js';
 import { kernelNeedsReadahead, readaheadKb, setReadahead } from './readahead.js';
 import { attachOptions, type MountOptions } from './options.js';
 import { readProcMounts, tunnelPortOf, type MountEntry } from './proc-mounts.js';
@@ -89,7 +89,7 @@ export class Mounter {
       if (req.fake) {
         const existing = this.manager.view(fsId);
         const command = mountArgv(this.cfg.mount.command, path, dir, all, existing?.port ?? 0);
-        if (!existing) command[4] = (command[4] as string).replace('port=0', 'port=<tunnel port>');
+        if (!existing) command.push((command.pop() as string).replace('port=0', 'port=<tunnel port>'));
         return { fs_id: fsId, path, already_mounted: false, fake: true, dir, attempts: 0, tunnel: existing, command };
       }
       const { tunnel, created } = await this.manager.add(
@@ -124,7 +124,7 @@ export class Mounter {
         }
         unrecorded = !(await this.recordMade(fsId, dir));
         this.log.info('mount.attached', { fs: fsId, dir, port: tunnel.port, attempts });
-        await this.tuneReadahead(fsId, dir, command[4] as string);
+        await this.tuneReadahead(fsId, dir, command.at(-1) as string);
         return { fs_id: fsId, path, already_mounted: false, fake: false, dir, command, attempts, tunnel: this.manager.view(fsId) };
       } finally {
         this.manager.release(fsId);
@@ -141,11 +141,11 @@ export class Mounter {
     if (!namedRegion(all, req.env, this.cfg)) await this.region.askAgainIfUnanswered();
     const target = resolveTarget(fsId, all, req.env, this.cfg, this.region.current, azId);
     // nfsOptions leaves the tunnel options (notls, region, …) out, as for a tunnelled mount.
-    const command = [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)];
+    const command = inNamespace(all, [this.cfg.mount.command, joinHost(target.address, path), dir, '-o', nfsOptions(all, this.cfg.efs.port)]);
     if (req.fake) return { fs_id: fsId, path, already_mounted: false, fake: true, dir, command, attempts: 0, tunnel: null };
     this.log.warn('mount.plaintext', { fs: fsId, code: 'UNENCRYPTED_MOUNT', dir, msg: 'notls with policy.require_tls off: this mount is not encrypted' });
     const { attempts } = await runMount(command, this.retry, undefined, (msg) => this.log.info('mount.retrying', { fs: fsId, dir, msg }));
-    await this.tuneReadahead(fsId, dir, command[4] as string);
+    await this.tuneReadahead(fsId, dir, command.at(-1) as string);
     return { fs_id: fsId, path, already_mounted: false, fake: false, dir, command, attempts, tunnel: null };
   }
 

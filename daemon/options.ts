@@ -20,15 +20,14 @@ const UNSUPPORTED = ['capath'];
 
 // Accepted by efs-utils but not implemented by this release: refused, never ignored.
 const NOT_YET: Record<string, string> = {
-  netns: 'tunnels inside another network namespace',
   fsap: 'efs-utils\' "fsap" option',
 };
 
 const AP_ID = /^fsap-[0-9a-f]{17}$/;
 /** An IAM role's ARN, in any partition (efs-utils' ROLEARN_REGEX_PATTERN's cases: a 12-digit account, a role name with a path). */
 const ROLE_ARN = /^arn:aws(-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@\/-]*[\w+=,.@-]$/;
-/** A web identity token's file: an absolute path without white space, commas or equals signs (efs-utils' JWTPATH_REGEX_PATTERN's cases). */
-const JWT_PATH = /^\/[^\s,=]+$/;
+/** An absolute path without white space, commas or equals signs: a web identity token's file (efs-utils' JWTPATH_REGEX_PATTERN's cases), a network namespace. */
+const PLAIN_PATH = /^\/[^\s,=]+$/;
 /** An AWS region's name, like us-east-1. */
 export const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 /** An availability zone's name, like us-east-1a (its ID, like use1-az2, is another form). */
@@ -118,7 +117,7 @@ export function checkOptionsValidity(opts: MountOptions): void {
   }
   // They go into files and requests of their own: malformed ones, a newline above all, are refused before anything.
   if (has('rolearn') && !ROLE_ARN.test(opts.rolearn ?? '')) bad(`rolearn ${opts.rolearn ?? ''} is malformed`);
-  if (has('jwtpath') && !JWT_PATH.test(opts.jwtpath ?? '')) bad(`jwtpath ${opts.jwtpath ?? ''} is malformed`);
+  if (has('jwtpath') && !PLAIN_PATH.test(opts.jwtpath ?? '')) bad(`jwtpath ${opts.jwtpath ?? ''} is malformed`);
   // efs-utils ignores either without iam, or one without the other; a tunnel never ignores what it is asked.
   if ((has('rolearn') || has('jwtpath')) && !has('iam')) bad('The "iam" option is required when mounting with a web identity, "rolearn" and "jwtpath"');
   if (has('rolearn') !== has('jwtpath')) bad('The "rolearn" and "jwtpath" options name a web identity together: give both');
@@ -130,6 +129,9 @@ export function checkOptionsValidity(opts: MountOptions): void {
   if (has('verify') && !['0', '1', '2', '3'].includes(opts.verify ?? ''))
     bad(`verify option [${opts.verify ?? ''}] must be 0, 1, 2 or 3`);
   if (has('cafile') && !(opts.cafile ?? '').startsWith('/')) bad(`cafile option [${opts.cafile ?? ''}] must be an absolute path`);
+  // One argument of nsenter, never a shell's: still, a path only (efs-utils once ran it through a shell).
+  if (has('netns') && !PLAIN_PATH.test(opts.netns ?? ''))
+    bad(`netns option [${opts.netns ?? ''}] must be the absolute path of a network namespace, like /var/run/netns/NAME or /proc/PID/ns/net`);
   if (has('crossaccount')) {
     if (has('mounttargetip')) bad('mounttargetip option is incompatible with crossaccount option.');
     // efs-utils drops az= for crossaccount; a zone's name given and not used would mislead whoever reads the line.

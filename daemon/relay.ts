@@ -14,6 +14,7 @@ import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityC
 import { peerChain, type OcspChecker } from './ocsp.js';
 import { joinHost } from './target.js';
 import { DNS_RETRY_MS, TargetLookup, type DnsAnswer } from './target-lookup.js';
+import type { NetNamespace } from './netns.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
 /** How long one diagnosis of a version/cipher refusal is reused. */
@@ -40,6 +41,8 @@ export interface RelaySpec {
   dnsAnswer?: DnsAnswer | null;
   /** With the `ocsp` option: asks whether the verified chain is revoked before a byte is relayed. Else null. */
   ocsp?: OcspChecker | null;
+  /** With netns=: the namespace whose loopback it listens on and from which it reaches the target. Else null. */
+  netns?: NetNamespace | null;
 }
 
 export interface LastError {
@@ -143,9 +146,9 @@ export class Relay extends EventEmitter<RelayEvents> {
   /** Finds the target's address when it is a DNS name (no mounttargetip); null for an address. */
   private readonly names: TargetLookup | null;
   /** Connections and probes still waiting for DNS: a timeout then blames DNS, not the mount target. */
-  private readonly resolving = new WeakSet<TLSSocket>();
+  private readonly resolving = new WeakSet<object>();
   /** Connections and probes whose verified chain the OCSP responders are being asked about. */
-  private readonly vetting = new WeakSet<TLSSocket>();
+  private readonly vetting = new WeakSet<object>();
 
   constructor(spec: RelaySpec) {
     super();
@@ -226,23 +229,35 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (!isLoopback(listenHost)) {
       throw new RelayError('LISTEN_NOT_LOOPBACK', `Refusing to listen on ${listenHost}:${port}: relays listen on loopback only`);
     }
+    const { netns } = this.spec;
+    const where = netns ? `${listenHost} in network namespace ${netns.path}` : listenHost;
     // pauseOnConnect: no client byte is read until the TLS session is verified.
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => this.accept(c));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: listenHost, port, exclusive: true }, () => {
+      const listening = (): void => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      // In another namespace, its helper binds the port there and the server here takes the bound socket.
+      if (netns) netns.listen(listenHost, port).then((handle) => server.listen(handle, listening), reject);
+      else server.listen({ host: listenHost, port, exclusive: true }, listening);
     }).catch((err: NodeJS.ErrnoException) => {
+      if (err instanceof RelayError) throw err;
       if (err.code === 'EADDRINUSE')
-        throw new RelayError('PORT_TAKEN', `Port ${port} on ${listenHost} is already in use by another process`);
-      throw new RelayError('LISTEN_FAILED', `Cannot listen on ${listenHost}:${port}: ${err.message}`, { cause: err });
+        throw new RelayError('PORT_TAKEN', `Port ${port} on ${where} is already in use by another process`);
+      throw new RelayError('LISTEN_FAILED', `Cannot listen on ${where}:${port}: ${err.message}`, { cause: err });
     });
+    // A socket from a namespace's helper is checked as the kernel sees it: plaintext NFS is never served elsewhere.
+    const at = server.address();
+    if (netns && (typeof at !== 'object' || at?.address !== listenHost || at.port !== port)) {
+      server.close();
+      throw new RelayError('LISTEN_FAILED', `Cannot listen on ${where}:${port}: the namespace's helper gave a socket on ${typeof at === 'object' && at ? `${at.address}:${at.port}` : String(at)}`);
+    }
     // After listen, the server's errors are failed accepts: the client's connection is gone, so say why.
     server.on('error', (err: NodeJS.ErrnoException) => {
       const code = classifyUpstreamError(err) === 'FD_LIMIT' ? 'FD_LIMIT' : 'LISTEN_FAILED';
-      const e = new RelayError(code, `Cannot accept a connection on ${listenHost}:${port}: ${err.message}`, { cause: err });
+      const e = new RelayError(code, `Cannot accept a connection on ${where}:${port}: ${err.message}`, { cause: err });
       this.lastError = { code, message: e.message, at: new Date().toISOString() };
       this.emit('accept_failed', e);
     });
@@ -274,6 +289,56 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   private accept(accepted: Socket): void {
+    if (this.spec.netns) this.acceptInNamespace(accepted, this.spec.netns);
+    else this.relayConnection(accepted, null, performance.now());
+  }
+
+  /**
+   * Under netns=: the helper connects to the target inside the namespace first (DNS is asked here, in the daemon's
+   * namespace), then the connection is relayed as any other, over that socket. The client waits unread meanwhile;
+   * the connect timeout covers both steps.
+   */
+  private acceptInNamespace(accepted: Socket, ns: NetNamespace): void {
+    const started = performance.now();
+    this.sockets.add(accepted);
+    accepted.on('error', () => accepted.destroy());
+    this.reachInNamespace(ns, this.spec.connectTimeoutMs).then((raw) => {
+      this.sockets.delete(accepted);
+      if (accepted.destroyed) raw.destroy();
+      else this.relayConnection(accepted, raw, started);
+    }, (err: unknown) => {
+      this.sockets.delete(accepted);
+      void this.handshakeFailed(err).finally(() => accepted.destroy());
+    });
+  }
+
+  /** A TCP connection to the target made inside the namespace, after DNS when the target is a name. */
+  private reachInNamespace(ns: NetNamespace, timeoutMs: number): Promise<Socket> {
+    const { spec, names, resolving } = this;
+    const token = {}; // stands for the connection in `resolving` until it has a socket
+    let timer: NodeJS.Timeout | undefined;
+    let waiting = true;
+    const address = !names ? Promise.resolve(spec.address) : new Promise<string>((resolve, reject) => {
+      resolving.add(token);
+      names.netLookup(() => resolving.delete(token), () => waiting)(spec.address, {}, (err, address) => {
+        if (err) reject(err);
+        else resolve(address as string);
+      });
+    });
+    const reached = address.then((a) => ns.connect(a, spec.targetPort, timeoutMs));
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.timeoutError(timeoutMs, token)), timeoutMs);
+    });
+    // A socket that comes after the timeout is closed, not leaked.
+    reached.then((raw) => { if (!waiting) raw.destroy(); }, () => {});
+    return Promise.race([reached, late]).finally(() => {
+      waiting = false;
+      clearTimeout(timer);
+    });
+  }
+
+  /** Relay one accepted connection; `raw` is the target's TCP connection when a namespace's helper made it. */
+  private relayConnection(accepted: Socket, raw: Socket | null, started: number): void {
     const { spec, counters } = this;
     counters.connectionsActive++;
     // Both sockets read into pooled buffers (copy.ts): no Buffer is allocated per read.
@@ -284,9 +349,9 @@ export class Relay extends EventEmitter<RelayEvents> {
     client.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     this.sockets.add(client);
 
-    const started = performance.now();
     const [offered, offeredChain] = [this.session, this.sessionChain];
-    const up = this.dial(offered, downstream.onread);
+    // tls.connect honours onread only on a socket it opens: a namespace's socket is copied with 'data' events.
+    const up = this.dial(offered, raw ? undefined : downstream.onread, raw);
     // The chain this connection verified: its own in a full handshake, the offered session's when it resumes that.
     let verified: X509Certificate[] | null = null;
     const chain = (): X509Certificate[] => (verified ??= up.isSessionReused() ? offeredChain : peerChain(up.getPeerCertificate(true)));
@@ -298,13 +363,15 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (spec.ocsp) this.sessionChain = chain();
     });
     this.sockets.add(up);
-    downstream.connect(up, client);
+    if (!raw) downstream.connect(up, client);
 
     let secure = false; // the handshake's outcome is known
     let established = false;
     let closeTimer: NodeJS.Timeout | null = null;
     let open = 2;
-    const connectTimer = setTimeout(() => fail(this.timeoutError(spec.connectTimeoutMs, up)), spec.connectTimeoutMs);
+    // What is left of the connect timeout (a namespace's helper took the rest to connect).
+    const connectMs = Math.max(0, spec.connectTimeoutMs - (performance.now() - started));
+    const connectTimer = setTimeout(() => fail(this.timeoutError(spec.connectTimeoutMs, up)), connectMs);
 
     const fail = (err: unknown): void => {
       up.destroy();
@@ -366,6 +433,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       };
       if (adopted) upstream.connect(client, up);
       else upstream.feed(client, up);
+      if (raw) downstream.feed(up, client);
       passEnd(client, up, halfClosed);
       passEnd(up, client, halfClosed);
       // Flowing mode, so that both sockets emit 'end' (onread delivers the bytes, not 'data').
@@ -392,10 +460,20 @@ export class Relay extends EventEmitter<RelayEvents> {
   probe(timeoutMs: number): Promise<ProbeResult> {
     const started = performance.now();
     const at = new Date().toISOString();
+    const { netns } = this.spec;
+    if (!netns) return this.probeOver(null, timeoutMs, started, at);
+    const ended = async (err: unknown): Promise<ProbeResult> => {
+      const { code, message } = await this.classify(err);
+      return { ok: false, at, duration_seconds: Math.round((performance.now() - started) * 1000) / 1e6, code, message, cert_expiry: null };
+    };
+    return this.reachInNamespace(netns, timeoutMs).then((raw) => this.probeOver(raw, timeoutMs, started, at), ended);
+  }
+
+  private probeOver(raw: Socket | null, timeoutMs: number, started: number, at: string): Promise<ProbeResult> {
     return new Promise((resolve) => {
       let done = false;
       // No session is offered: a probe makes a full handshake, so it sees the certificate as a new connection would.
-      const sock = this.dial(undefined);
+      const sock = this.dial(undefined, undefined, raw);
       const finish = (r: Omit<ProbeResult, 'at' | 'duration_seconds'>): void => {
         if (done) return;
         done = true;
@@ -407,7 +485,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       const timer = setTimeout(() => {
         const e = this.timeoutError(timeoutMs, sock);
         finish({ ok: false, code: e.code, message: e.message, cert_expiry: null });
-      }, timeoutMs);
+      }, Math.max(0, timeoutMs - (performance.now() - started)));
       const failed = (err: unknown): void => {
         if (done) return;
         // The certificate of a refused server still tells when it expires.
@@ -430,22 +508,22 @@ export class Relay extends EventEmitter<RelayEvents> {
    * keep-alive. tls.connect opens the TCP connection itself, since it honours
    * `onread` only then.
    */
-  private dial(session: Buffer | undefined, onread?: OnReadOpts): TLSSocket {
+  private dial(session: Buffer | undefined, onread?: OnReadOpts, raw: Socket | null = null): TLSSocket {
     const { spec, names, resolving } = this;
     // tls.connect honours allowHalfOpen and onread (Node passes them to the TLSSocket) though @types/node omits them.
     // The lookup answers asynchronously, so its callback finds `up` assigned.
     const up: TLSSocket = tlsConnect({
-      host: spec.address,
-      port: spec.targetPort,
+      // Over a socket that a namespace's helper connected, or a connection of its own.
+      ...(raw ? { socket: raw } : { host: spec.address, port: spec.targetPort }),
       secureContext: spec.secureContext,
       servername: spec.certName,
       checkServerIdentity: this.verify,
       allowHalfOpen: true,
       session,
       ...(onread ? { onread } : {}),
-      ...(names ? { lookup: names.netLookup(() => resolving.delete(up), () => !up.destroyed) } : {}),
-    } as ConnectionOptions);
-    if (names) resolving.add(up);
+      ...(names && !raw ? { lookup: names.netLookup(() => resolving.delete(up), () => !up.destroyed) } : {}),
+    } as unknown as ConnectionOptions);
+    if (names && !raw) resolving.add(up);
     up.setNoDelay(true);
     up.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     return up;
@@ -456,7 +534,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     return joinHost(this.spec.address, this.spec.targetPort);
   }
 
-  private timeoutError(ms: number, sock: TLSSocket): RelayError {
+  private timeoutError(ms: number, sock: object): RelayError {
     if (this.resolving.has(sock)) {
       const failure = this.names?.failure;
       const why = failure ? ` (the resolver failed with ${failure}; asked again every ${DNS_RETRY_MS / 1000} s)` : '';
@@ -476,7 +554,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     let message = err instanceof RelayError ? err.message : `TLS connection to ${this.targetText} (${spec.certName}) refused: ${tlsErrorText(err)}`;
     // Nothing was refused: the daemon could not open a socket at all.
     if (code === 'FD_LIMIT') message = `Cannot open a connection to ${this.targetText}: no file descriptor left (${(err as NodeJS.ErrnoException).code})`;
-    if (AMBIGUOUS.has(code)) {
+    // The diagnosis dials from the daemon's own namespace, which may not reach a namespace's target.
+    if (AMBIGUOUS.has(code) && !spec.netns) {
       const now = Date.now();
       if (!this.diagnosis || now - this.diagnosis.at > DIAGNOSIS_TTL_MS) {
         this.diagnosis = { at: now, result: diagnoseRefusal(spec.address, spec.targetPort, spec.certName, spec.maxVersion) };

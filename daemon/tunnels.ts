@@ -9,6 +9,7 @@ import { Relay, type HandshakeOutcome, type LastError, type ProbeResult } from '
 import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSource, type TunnelRecord } from './state.js';
 import { formatOptions, iamAuthorization, ocspChecking, tunnelOptions, type MountOptions } from './options.js';
 import { OcspChecker } from './ocsp.js';
+import { Namespaces } from './netns.js';
 import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { ClientCertificates, type ClientCertView, type ClientPems, type ClientWant } from './client-cert.js';
@@ -58,6 +59,8 @@ export interface TunnelView {
   client_certificate: ClientCertView | null;
   /** Its connections ask the OCSP responders of the mount target's chain (the ocsp option, or tls.ocsp). */
   ocsp: boolean;
+  /** The network namespace it listens and connects in (netns=), or null for the daemon's own. */
+  netns: string | null;
 }
 
 export interface MountCheck {
@@ -170,6 +173,7 @@ class Tunnel {
       restarts: this.restarts,
       client_certificate: this.clientCert(),
       ocsp: Boolean(relay.spec.ocsp),
+      netns: record.options.netns ?? null,
     };
   }
 }
@@ -236,6 +240,8 @@ export class TunnelManager {
   private readonly clientCerts = new ClientCertificates(hostname());
   /** One for every tunnel with `ocsp`: the tunnels of a region share their mount targets' intermediate CA, and its answer. */
   private readonly ocsp = new OcspChecker();
+  /** The helpers of the network namespaces that netns= tunnels are in (netns.ts). */
+  private readonly namespaces = new Namespaces((path, why) => this.log.warn('netns.helper_ended', { code: 'NETNS_FAILED', msg: why, netns: path }));
   private readonly presented = new Map<string, ClientPems>();
   private renewTimer: NodeJS.Timeout | null = null;
 
@@ -477,7 +483,8 @@ export class TunnelManager {
     if (!namedRegion(req.options, req.env, this.cfg)) await this.region.askAgainIfUnanswered();
     req = await this.withAzId(req);
     return this.serial(async () => {
-      const result = await this.addLocked(req);
+      // A helper started for a tunnel that did not come about (the namespace has no free port) does not linger.
+      const result = await this.addLocked(req).finally(() => req.options.netns && this.keepUsedNamespaces());
       if (claim) this.claims.set(req.fsId, (this.claims.get(req.fsId) ?? 0) + 1);
       return result;
     });
@@ -581,6 +588,12 @@ export class TunnelManager {
     const [has, asked] = [rec.options, options].map((o) => caFileFor(o, this.cfg));
     if (has !== asked) {
       throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel that verifies against ${has}, not ${asked}`, 'stop it first to change its CA bundle');
+    }
+    const [hasNs, askedNs] = [rec.options.netns, options.netns];
+    if (hasNs !== askedNs) {
+      const where = (ns: string | null | undefined): string => (ns ? `in network namespace ${ns}` : 'in the daemon\'s own network namespace');
+      throw new RunningTunnelDiffers('BAD_OPTION', `${rec.fs_id} already has a tunnel ${where(hasNs)}, not ${where(askedNs)}`,
+        'a file system has one tunnel, and it listens and connects in one namespace: mount it from that namespace, or stop it first');
     }
     const [hasLevel, askedLevel] = [rec.options, options].map(verifyLevel);
     if (hasLevel !== askedLevel) {
@@ -1051,6 +1064,7 @@ export class TunnelManager {
       // Kept for the name the target has now (a record edited to another name starts without one).
       dnsAnswer: rec.dns_answer?.name === rec.target.address ? rec.dns_answer : null,
       ocsp: ocspChecking(rec.options, this.cfg.tls.ocsp) === 'ocsp' ? this.ocsp : null,
+      netns: rec.options.netns ? this.namespaces.get(rec.options.netns) : null,
     });
   }
 
@@ -1113,7 +1127,13 @@ export class TunnelManager {
       if (keepCert) return;
       this.clientCerts.forget(t.record.fs_id);
       this.presented.delete(t.record.fs_id);
+      this.keepUsedNamespaces();
     }
+  }
+
+  /** A namespace's helper runs while a tunnel is in that namespace. */
+  private keepUsedNamespaces(): void {
+    this.namespaces.keepOnly(new Set([...this.tunnels.values()].flatMap((t) => t.record.options.netns ?? [])));
   }
 
   /** Bring a stored record up on its own port; if the port is busy, keep retrying it (never move it). */

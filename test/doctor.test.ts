@@ -132,7 +132,7 @@ describe('efsctl doctor', function () {
       writeFileSync(daemon.fstab, [
         '# test fstab',
         // mounttargetip keeps doctor's name and port checks of this line on loopback (no DNS query leaves the host).
-        'fs-0f0a0001 /mnt/a efs _netdev,tls,netns=/var/run/netns/blue,region=us-east-1,mounttargetip=127.0.0.24 0 0',
+        'fs-0f0a0001 /mnt/a efs _netdev,tls,fsap,region=us-east-1,mounttargetip=127.0.0.24 0 0',
         'fs-0f0a0002 /mnt/b efs _netdev,tls 0 0',
         'fs-0f0a0003 /mnt/c efs tls,noauto 0 0',
         'fs-NOTHEX /mnt/d efs tls 0 0',
@@ -141,7 +141,7 @@ describe('efsctl doctor', function () {
       const checks = await report();
       expect(checks.map((c) => [c.name, c.status])).to.deep.equal([['fstab line 2', 'fail'], ['fstab line 3', 'fail'], ['fstab line 5', 'fail']]);
       const [refused, region, parse] = checks as [Check, Check, Check];
-      expect(refused.message).to.equal(`${daemon.fstab}:2: The "netns" option is not supported yet: this release does not implement tunnels inside another network namespace; line skipped`);
+      expect(refused.message).to.equal(`${daemon.fstab}:2: The "fsap" option is not supported yet: this release does not implement efs-utils\' "fsap" option; line skipped`);
       expect(refused.fix).to.match(/^Correct the line or remove it; until then a mount of this line at boot fails\. Leave the option out if the mount does not need it; .* \[BAD_OPTION\]$/);
       expect(region.message).to.match(new RegExp(`^${escapeRegExp(daemon.fstab)}:3: Cannot determine the AWS region of fs-0f0a0002: `));
       expect(region.fix).to.match(/set efs\.region in the config file\. \[NO_REGION\]$/);
@@ -150,7 +150,7 @@ describe('efsctl doctor', function () {
       // The same words as the daemon's log, so either place leads to the line.
       for (const c of checks) expect(daemon.logs).to.contain(`warn fstab.line_invalid`).and.to.contain(`msg="${c.message.replaceAll('"', '\\"')}"`);
       const text = (await daemon.efsctl('--config', daemon.configFile, 'doctor')).stdout;
-      expect(text).to.match(/^fail {2}fstab line 2 +\S+:2: The "netns" option is not supported yet: .*\n +fix: Correct the line or remove it; /m);
+      expect(text).to.match(/^fail {2}fstab line 2 +\S+:2: The "fsap" option is not supported yet: .*\n +fix: Correct the line or remove it; /m);
     } finally {
       writeFileSync(daemon.fstab, '# test fstab\n');
     }

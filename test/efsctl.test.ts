@@ -178,8 +178,8 @@ describe('efsctl', function () {
         `efsctl: ${FS_ID} already has a tunnel to 127.0.0.13 (${FS_NAME}); stop it first to change its target [BAD_OPTION]\nefsctl: ${RUNNING_TUNNEL_HINT}\n`],
       ['no region', ['add', 'fs-0000cccc'], 1, 'efsctl: Cannot determine the AWS region of fs-0000cccc'],
       ['notls', ['add', 'fs-0000cccc', '-o', 'notls'], 1, 'efs-relay only carries EFS traffic over TLS [BAD_OPTION]'],
-      ['netns (not supported yet)', ['add', 'fs-0000cccc', '-o', 'tls,netns=/var/run/netns/blue'], 1,
-        'efsctl: The "netns" option is not supported yet: this release does not implement tunnels inside another network namespace [BAD_OPTION]\n'
+      ['fsap (not supported yet)', ['add', 'fs-0000cccc', '-o', 'tls,fsap'], 1,
+        'efsctl: The "fsap" option is not supported yet: this release does not implement efs-utils\' "fsap" option [BAD_OPTION]\n'
         + 'efsctl: Leave the option out if the mount does not need it; a mount that needs it cannot go through efs-relay in this release (the README lists the options it takes).\n'],
       ['no verb', [], 2, 'efsctl: No verb given'],
       ['an unknown verb', ['mount', FS_ID], 2, 'efsctl: Unknown verb "mount"'],

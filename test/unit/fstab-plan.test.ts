@@ -60,7 +60,7 @@ describe('fstab plan', () => {
   });
 
   it('judges the options of an alias line before DNS is asked, noauto lines too, with the error table\'s code and hint', async () => {
-    const parsed = parseFstab('files.example.com:/ /mnt/a efs tls,port=2049 0 0\nfiles.example.com:/ /mnt/b efs tls,noauto,netns=/var/run/netns/blue 0 0\n');
+    const parsed = parseFstab('files.example.com:/ /mnt/a efs tls,port=2049 0 0\nfiles.example.com:/ /mnt/b efs tls,noauto,fsap 0 0\n');
     const asked: string[] = [];
     const lines = await followFstabAliases(parsed, (spec) => {
       asked.push(spec.alias);
@@ -71,7 +71,7 @@ describe('fstab plan', () => {
     expect(lines.unfollowed).to.deep.equal([]);
     expect(p.problems.map((x) => [x.line, x.code, x.message])).to.deep.equal([
       [1, 'BAD_OPTION', 'The "port" and "tls" options are mutually exclusive; line skipped'],
-      [2, 'BAD_OPTION', 'The "netns" option is not supported yet: this release does not implement tunnels inside another network namespace; line skipped'],
+      [2, 'BAD_OPTION', 'The "fsap" option is not supported yet: this release does not implement efs-utils\' "fsap" option; line skipped'],
     ]);
     expect(p.problems[1]!.hint).to.match(/^Leave the option out if the mount does not need it/);
   });
@@ -81,6 +81,14 @@ describe('fstab plan', () => {
     expect(p.problems.map((x) => x.message)).to.deep.equal([
       'fs-0a000001 is also on line 1 with another ocsp (ocsp here, noocsp there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused',
     ]);
+  });
+
+  it('names a later line in another network namespace (netns=) than the first', () => {
+    const p = plan(['fs-0a000001 /mnt/a efs tls,region=us-east-1,netns=/var/run/netns/blue 0 0', 'fs-0a000001:/x /mnt/x efs tls,region=us-east-1 0 0']);
+    expect(p.problems.map((x) => x.message)).to.deep.equal([
+      'fs-0a000001 is also on line 1 with another netns (none here, /var/run/netns/blue there); a file system has one tunnel, made from line 1, so this line\'s mount would be refused',
+    ]);
+    expect(p.wanted.get('fs-0a000001')).to.deep.include({ netns: '/var/run/netns/blue' });
   });
 
   it('names a later line that asks for another verify level (verify=3) than the first', () => {
@@ -94,11 +102,11 @@ describe('fstab plan', () => {
     const p = plan([
       'fs-0a000001 /mnt/a efs tls,noauto,region=us-east-1 0 0',
       'fs-0a000002 /mnt/b efs tls,noauto 0 0',
-      'fs-0a000003 /mnt/c efs tls,noauto,netns=/var/run/netns/blue,region=us-east-1 0 0',
+      'fs-0a000003 /mnt/c efs tls,noauto,fsap,region=us-east-1 0 0',
     ]);
     expect(p.wanted.size).to.equal(0);
     expect(p.problems.map((x) => [x.line, x.code])).to.deep.equal([[3, 'BAD_OPTION']]);
-    expect(p.problems[0]?.message).to.equal('The "netns" option is not supported yet: this release does not implement tunnels inside another network namespace; line skipped');
+    expect(p.problems[0]?.message).to.equal('The "fsap" option is not supported yet: this release does not implement efs-utils\' "fsap" option; line skipped');
     expect(p.problems[0]?.hint).to.match(/^Leave the option out if the mount does not need it/);
   });
 

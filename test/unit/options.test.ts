@@ -61,11 +61,18 @@ describe('efs-utils mount options', () => {
   });
 
   it('refuses options this release cannot honour as "not supported yet", never ignoring them', () => {
-    for (const o of ['tls,fsap', 'netns=/proc/1/ns/net']) {
-      const e = rejects(() => tunnelOptions(parseOptions(o)));
-      expect(e.code).to.equal('BAD_OPTION');
-      expect(e.message).to.match(/is not supported yet/);
+    const e = rejects(() => tunnelOptions(parseOptions('tls,fsap')));
+    expect(e.code).to.equal('BAD_OPTION');
+    expect(e.message).to.match(/is not supported yet/);
+  });
+
+  it('takes netns= as the absolute path of a network namespace, and refuses anything else before nsenter sees it', () => {
+    expect(tunnelOptions(parseOptions('tls,netns=/proc/1/ns/net'))).to.deep.equal({ tls: null, netns: '/proc/1/ns/net' });
+    for (const v of ['blue', '', '-n/x', 'x/../y']) {
+      const e = rejects(() => tunnelOptions(parseOptions(`tls,netns=${v}`)));
+      expect([e.code, e.message]).to.deep.equal(['BAD_OPTION', `netns option [${v}] must be the absolute path of a network namespace, like /var/run/netns/NAME or /proc/PID/ns/net`]);
     }
+    expect(rejects(() => tunnelOptions(parseOptions('tls,netns'))).message).to.match(/^netns option \[\] must be/);
   });
 
   it('takes ocsp and noocsp as tunnel options, which never reach mount.nfs4; without either, tls.ocsp decides (false, as efs-utils\' stunnel_check_cert_validity)', () => {

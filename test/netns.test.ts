@@ -1,0 +1,131 @@
+// The netns= option, end to end: tunnels whose port and mount target live in
+// another network namespace (a test namespace made with `ip netns`, standing
+// in for a container's), as efs-utils runs stunnel and mount.nfs4 under
+// `nsenter --net=PATH`. The mount target stand-in and the NFS-client-like
+// peer run inside that namespace; the daemon's own namespace has neither.
+import { expect } from 'chai';
+import { readdirSync, readFileSync } from 'node:fs';
+import { exchange, expectPortFree } from './helpers/client.js';
+import { Daemon, waitFor } from './helpers/daemon.js';
+import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
+import { ECHO_TRAILER } from './helpers/mount-target.js';
+import { namespacesUnavailable, TestNamespace } from './helpers/netns.js';
+import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
+import type { AttachResult } from '../daemon/mounter.js';
+
+/** Only inside the namespace: in the daemon's own, nothing listens there. */
+const TARGET = '127.0.0.81';
+
+/** The daemon's helper processes (efs-relayd --netns-helper), by pid. */
+function helpersOf(daemonPid: number): number[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return ppid === daemonPid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--netns-helper');
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
+
+describe('tunnels inside another network namespace (netns=)', function () {
+  this.timeout(60_000);
+  const why = namespacesUnavailable();
+  let daemon: Daemon;
+  const blue = new TestNamespace('efsr-test-blue');
+  const options = (extra = ''): string => `region=${REGION},mounttargetip=${TARGET},netns=${blue.path}${extra}`;
+
+  before(async function () {
+    if (why) {
+      process.stdout.write(`      skipped: ${why}\n`);
+      this.skip();
+    }
+    blue.create();
+    await blue.startPeer(TARGET, 2049, certFor(`*.efs.${REGION}.amazonaws.com`));
+    daemon = await new Daemon(daemonConfig(26750)).start();
+    daemon.mount.behave('mount', { reach: true });
+  });
+  after(async () => {
+    await daemon?.stop();
+    blue.remove();
+  });
+
+  it('relays over TLS 1.2 with AES-256-GCM between the namespace\'s 127.0.0.1 port and its mount target, neither of which the daemon\'s own namespace has', async () => {
+    const fsId = 'fs-0e0e0001';
+    const added = await daemon.efsctlJson<AddResult>('add', fsId, '-o', options());
+    expect(added.tunnel.netns).to.equal(blue.path);
+    expect(added.tunnel.state).to.equal('listening');
+    const { port } = added.tunnel;
+
+    expect(await blue.exchange(port, 'hello from the container')).to.deep.equal({ received: 'hello from the container' + ECHO_TRAILER, error: null });
+    const seen = await blue.target();
+    expect(seen.received).to.equal('hello from the container');
+    expect(seen.sessions.at(-1)).to.deep.include({ protocol: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384', servername: `${fsId}.efs.${REGION}.amazonaws.com` });
+
+    // The daemon's own namespace: no listener on the port, and no mount target to reach.
+    expect((await exchange(port, 'from the host')).error).to.equal('ECONNREFUSED');
+    const status = await daemon.efsctl('status', fsId);
+    expect(status.stdout).to.contain(`Local port:    127.0.0.1:${port} in network namespace ${blue.path} (netns=), where it also connects from\n`);
+    expect((await daemon.efsctlJson<TunnelDetail>('status', fsId, '--json')).connections).to.deep.equal({ active: 0, ok: 1, failed: 0 });
+  });
+
+  it('mounts with the mount command run inside the namespace (nsenter --net=PATH), as efs-utils runs it, so that the NFS client reaches the tunnel there', async () => {
+    const fsId = 'fs-0e0e0002';
+    const dir = daemon.mountPoint('blue');
+    const r = await daemon.efsctlJson<AttachResult>('attach', fsId, dir, '-o', options());
+    const port = r.tunnel!.port;
+    expect(r.command).to.deep.equal(['nsenter', `--net=${blue.path}`, '--', daemon.mount.mountCommand, '127.0.0.1:/', dir, '-o',
+      `nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,port=${port}`]);
+    // The stand-in talked to 127.0.0.1:PORT before it "mounted": only inside the namespace does that reach the tunnel.
+    const call = daemon.mount.calls('mount').at(-1)!;
+    expect(call.argv.slice(1)).to.deep.equal(r.command.slice(4));
+    expect((await daemon.efsctlJson<TunnelDetail>('status', fsId, '--json')).connections.ok).to.be.above(0);
+  });
+
+  it('refuses a second tunnel of the file system in another namespace or in the daemon\'s own, naming both', async () => {
+    const fsId = 'fs-0e0e0001';
+    const r = await daemon.efsctl('add', fsId, '-o', `region=${REGION},mounttargetip=${TARGET}`);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`efsctl: ${fsId} already has a tunnel in network namespace ${blue.path}, not in the daemon's own network namespace; a file system has one tunnel, and it listens and connects in one namespace: mount it from that namespace, or stop it first [BAD_OPTION]\n`);
+  });
+
+  it('keeps its tunnels when the namespace\'s helper process dies, says so in the log, and starts a new helper for the next connection', async () => {
+    const fsId = 'fs-0e0e0001';
+    const { port } = (await daemon.efsctlJson<TunnelDetail>('status', fsId, '--json'));
+    const [helper] = helpersOf(daemon.pid);
+    expect(helper, 'one helper runs for the namespace').to.be.a('number');
+    process.kill(helper!, 'SIGKILL');
+    await waitFor('the log line', () => daemon.logs.includes('netns.helper_ended'));
+    expect(daemon.logs).to.match(new RegExp(`warn netns\\.helper_ended fs=- code=NETNS_FAILED msg="The helper of network namespace ${blue.path} was killed by SIGKILL; it is started again at the next connection" netns=${blue.path}`));
+    expect((await blue.exchange(port, 'after the helper')).received).to.equal('after the helper' + ECHO_TRAILER);
+    expect(helpersOf(daemon.pid)).to.have.length(1).and.not.include(helper);
+  });
+
+  it('refuses a port that another program holds inside the namespace with PORT_TAKEN naming the namespace, though the daemon\'s own namespace has it free', async () => {
+    await blue.hold(26760);
+    await expectPortFree(26760);
+    const r = await daemon.efsctl('add', 'fs-0e0e0004', '-o', options(',tlsport=26760'));
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain(`efsctl: Port 26760 on 127.0.0.1 in network namespace ${blue.path} is already in use by another process [PORT_TAKEN]\n`);
+  });
+
+  it('refuses netns= naming no namespace with NETNS_FAILED, with what nsenter said and what to do', async () => {
+    const r = await daemon.efsctl('add', 'fs-0e0e0003', '-o', `region=${REGION},mounttargetip=${TARGET},netns=/var/run/netns/efsr-test-none`);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/^efsctl: Cannot enter network namespace \/var\/run\/netns\/efsr-test-none: cannot open \/var\/run\/netns\/efsr-test-none: No such file or directory \[NETNS_FAILED\]\nefsctl: Check that the path names a network namespace/);
+    expect((await daemon.efsctl('status', 'fs-0e0e0003')).code, 'no tunnel was made').to.equal(1);
+  });
+
+  it('stops the namespace\'s helper with its last tunnel, and restores a netns= tunnel inside its namespace when the daemon starts again', async () => {
+    const { port } = (await daemon.efsctlJson<TunnelDetail>('status', 'fs-0e0e0001', '--json'));
+    await daemon.stop();
+    daemon = await new Daemon(daemonConfig(26750), daemon.dir).start();
+    await waitFor('the restored tunnel', async () => (await daemon.efsctlJson<TunnelDetail>('status', 'fs-0e0e0001', '--json')).state === 'listening');
+    expect((await blue.exchange(port, 'after a restart')).received).to.equal('after a restart' + ECHO_TRAILER);
+    expect((await exchange(port, 'from the host')).error).to.equal('ECONNREFUSED');
+
+    for (const fsId of ['fs-0e0e0001', 'fs-0e0e0002']) expect((await daemon.efsctl('stop', fsId, '--force')).code).to.equal(0);
+    await waitFor('no helper left', () => helpersOf(daemon.pid).length === 0);
+  });
+});
