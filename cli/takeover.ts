@@ -19,7 +19,7 @@ import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mo
 import { portsOf } from '../daemon/state.js';
 import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
-import { efsUtilsConfigs, efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
+import { efsUtilsConfigs, efsUtilsNetns, efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
 import { awsCredentials, credentialPlaces } from '../daemon/aws-credentials.js';
 import { azIdFromMetadata } from '../daemon/instance-region.js';
 import { iamOptionsFor, parseStunnelConfig, serviceOn, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
@@ -115,6 +115,13 @@ async function prepare(
   }
   const services = parseStunnelConfig(text);
   let plan = tunnelFromStunnel(services, port, file, cfg, await presentedBy(serviceOn(services, port)?.cert ?? null, dir));
+  // Its stunnel listens inside another network namespace, where efsctl does not look for it or its port.
+  const netns = await efsUtilsNetns(efsUtilsStateFile(plan.fsId, dir, port, cfg.mount.efs_utils_state_dir));
+  if (netns !== null) {
+    throw new RelayError('TAKEOVER_UNSAFE', `${dir} is an efs-utils mount inside network namespace ${netns} (its tunnel runs under nsenter --net=${netns}), which efsctl takeover does not move`, {
+      hint: `Nothing was changed. Leave it to its stunnel, or unmount it and mount it again through efs-relay with \`-o tls,netns=${netns}\`.`,
+    });
+  }
   if (plan.iam) plan = await withIamOptions(plan, dir, port, cfg, ask);
   if (plan.crossAccountAzId !== undefined) {
     // The tunnel takes the zone ID from instance metadata, as the daemon asks it: it must be the stunnel's.

@@ -4,8 +4,8 @@
 // point with its slashes as dots. `efsctl takeover` and doctor find a
 // mount's config by that name; the daemon reads from the names alone which
 // file system an efs-utils mount through a local port belongs to.
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 
 const CONFIG_NAME = /^stunnel-config\.(fs-[0-9a-f]+)(\..+)$/;
 
@@ -33,6 +33,17 @@ async function listing(stateDir: string): Promise<string[]> {
  */
 export function efsUtilsStateFile(fsId: string, dir: string, port: number, stateDir: string): string {
   return join(stateDir, `${fsId}${mountPart(dir, port)}`);
+}
+
+/**
+ * The network namespace efs-utils runs the mount's tunnel in (netns=: its state file's `cmd` is `nsenter --net=PATH
+ * …`), or null for its own or when the file says nothing readable.
+ */
+export async function efsUtilsNetns(stateFile: string): Promise<string | null> {
+  const state = await readFile(stateFile, 'utf8').then((t) => JSON.parse(t) as { cmd?: unknown }, () => null);
+  const cmd = Array.isArray(state?.cmd) ? state.cmd.filter((a): a is string => typeof a === 'string') : [];
+  if (basename(cmd[0] ?? '') !== 'nsenter') return null;
+  return cmd.find((a) => a.startsWith('--net='))?.slice('--net='.length) ?? null;
 }
 
 /** efs-utils' stunnel configs for the mount at `dir` through `port`. */

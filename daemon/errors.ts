@@ -30,7 +30,7 @@ export const ERRORS = {
   },
   UNKNOWN_OPTION: {
     title: 'unknown option',
-    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, iam, awsprofile, awscredsuri, rolearn, jwtpath, cafile, verify, ocsp, noocsp.',
+    hint: '`efsctl add` takes tunnel options only: tls, tlsport, region, az, crossaccount, mounttargetip, accesspoint, iam, awsprofile, awscredsuri, rolearn, jwtpath, cafile, verify, ocsp, noocsp, netns.',
   },
   NO_REGION: {
     title: 'no AWS region is known for the file system',

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import { exchange, expectPortFree } from './helpers/client.js';
-import { Daemon, waitFor } from './helpers/daemon.js';
+import { Daemon, skipIf, waitFor } from './helpers/daemon.js';
 import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { ECHO_TRAILER } from './helpers/mount-target.js';
 import { namespacesUnavailable, TestNamespace } from './helpers/netns.js';
@@ -37,10 +37,7 @@ describe('tunnels inside another network namespace (netns=)', function () {
   const options = (extra = ''): string => `region=${REGION},mounttargetip=${TARGET},netns=${blue.path}${extra}`;
 
   before(async function () {
-    if (why) {
-      process.stdout.write(`      skipped: ${why}\n`);
-      this.skip();
-    }
+    skipIf(this, why);
     blue.create();
     await blue.startPeer(TARGET, 2049, certFor(`*.efs.${REGION}.amazonaws.com`));
     daemon = await new Daemon(daemonConfig(26750)).start();

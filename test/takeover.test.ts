@@ -18,6 +18,7 @@ import type { TakeoverAllResult, TakeoverResult } from '../cli/takeover.js';
 import type { DoctorReport } from '../cli/doctor.js';
 import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import { processes } from '../cli/processes.js';
+import { efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
 
 const TARGET = '127.0.0.62';
 const FS_NAME = `${FS_ID}.efs.us-east-1.amazonaws.com`;
@@ -392,6 +393,20 @@ describe('efsctl takeover', function () {
       const refused = await daemon.efsctl('--config', daemon.configFile, 'takeover', other);
       expect(refused.code).to.equal(1);
       expect(refused.stderr).to.contain(`efsctl: ${open} is writable by every user (mode 0666): a user other than root could have changed ${open}, so it cannot be trusted to name the file system and mount target of ${other} [TAKEOVER_UNSAFE]\n`);
+    });
+  });
+
+  it('refuses, leaving the stunnel serving, an efs-utils mount whose tunnel runs inside another network namespace (netns=), and says how to remount it', async () => {
+    await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
+      const config = daemon.efsUtilsConfig(FS_ID, dir, PORT, readFileSync(join(daemon.dir, 'efs-utils.conf'), 'utf8'));
+      // efs-utils' state file of a netns= mount: the command it started the tunnel with.
+      writeFileSync(efsUtilsStateFile(FS_ID, dir, PORT, join(daemon.dir, 'efs-utils')), JSON.stringify({ pid: stunnel.child.pid, cmd: ['nsenter', '--net=/var/run/netns/blue', '/usr/bin/stunnel', config] }));
+      const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.equal(`efsctl: ${dir} is an efs-utils mount inside network namespace /var/run/netns/blue (its tunnel runs under nsenter --net=/var/run/netns/blue), which efsctl takeover does not move [TAKEOVER_UNSAFE]\n`
+        + 'efsctl: Nothing was changed. Leave it to its stunnel, or unmount it and mount it again through efs-relay with `-o tls,netns=/var/run/netns/blue`.\n');
+      expect(stunnel.child.exitCode, 'the stunnel still serves the mount').to.equal(null);
+      expect(await daemon.efsctlJson<unknown[]>('list', '--json')).to.deep.equal([]);
     });
   });
 

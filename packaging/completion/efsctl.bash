@@ -8,7 +8,7 @@ _efsctl() {
   case "$prev" in
     --socket|--config) COMPREPLY=( $(compgen -f -- "$cur") ); return 0 ;;
     --wait) return 0 ;;
-    -o) COMPREPLY=( $(compgen -W "tls tlsport= region= az= mounttargetip= cafile= verify= ocsp noocsp" -- "$cur") ); return 0 ;;
+    -o) COMPREPLY=( $(compgen -W "tls tlsport= region= az= mounttargetip= cafile= verify= ocsp noocsp netns=" -- "$cur") ); return 0 ;;
     status|stop)
       local ids
       ids=$(efsctl list --json 2>/dev/null | sed -n 's/.*"fs_id": "\(fs-[0-9a-f]*\)".*/\1/p')
