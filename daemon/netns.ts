@@ -6,6 +6,7 @@
 // again at the next connection, and no tunnel or open connection is dropped.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Socket } from 'node:net';
+import { isSea } from 'node:sea';
 import { RelayError } from './errors.js';
 import { READY, type NetnsAnswer, type NetnsAsk } from './netns-helper.js';
 
@@ -19,6 +20,14 @@ interface Waiter { answered: (answer: NetnsAnswer, handle: object | undefined) =
 /** An errno-like error from the helper, so that connection failures are classified as the daemon's own are. */
 function errnoError(a: Extract<NetnsAnswer, { ok: false }>): NodeJS.ErrnoException {
   return Object.assign(new Error(a.message), { code: a.code });
+}
+
+/**
+ * This very program with --netns-helper: the packaged single executable is the program itself (its argv[1] repeats
+ * the executable's path), node runs the bundle or the compiled main.js as its script.
+ */
+function helperCommand(): string[] {
+  return isSea() ? [process.execPath, '--netns-helper'] : [process.execPath, process.argv[1] as string, '--netns-helper'];
 }
 
 export class NetNamespace {
@@ -80,7 +89,7 @@ export class NetNamespace {
   private start(): Promise<ChildProcess> {
     this.started ??= new Promise<ChildProcess>((resolve, reject) => {
       // No shell: the path is one argument, whatever it holds (efs-utils once had a command injection here).
-      const child = spawn('nsenter', [`--net=${this.path}`, '--', process.execPath, process.argv[1] as string, '--netns-helper'], {
+      const child = spawn('nsenter', [`--net=${this.path}`, '--', ...helperCommand()], {
         stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
         serialization: 'json',
       });

@@ -4,9 +4,10 @@
 // `nsenter --net=PATH`. The mount target stand-in and the NFS-client-like
 // peer run inside that namespace; the daemon's own namespace has neither.
 import { expect } from 'chai';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { exchange, expectPortFree } from './helpers/client.js';
-import { Daemon, skipIf, waitFor } from './helpers/daemon.js';
+import { Daemon, ROOT, skipIf, waitFor } from './helpers/daemon.js';
 import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
 import { ECHO_TRAILER } from './helpers/mount-target.js';
 import { namespacesUnavailable, TestNamespace } from './helpers/netns.js';
@@ -112,6 +113,19 @@ describe('tunnels inside another network namespace (netns=)', function () {
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/^efsctl: Cannot enter network namespace \/var\/run\/netns\/efsr-test-none: cannot open \/var\/run\/netns\/efsr-test-none: No such file or directory \[NETNS_FAILED\]\nefsctl: Check that the path names a network namespace/);
     expect((await daemon.efsctl('status', 'fs-0e0e0003')).code, 'no tunnel was made').to.equal(1);
+  });
+
+  it('starts the namespace\'s helper from the packaged single binary too, which runs itself under nsenter', async function () {
+    const bin = join(ROOT, 'build/pkg/deb-root/usr/sbin/efs-relayd');
+    skipIf(this, existsSync(bin) ? null : `${bin} is not built (make package)`);
+    const packaged = await new Daemon(daemonConfig(26850)).start(bin);
+    try {
+      const added = await packaged.efsctlJson<AddResult>('add', 'fs-0e0e0005', '-o', options());
+      expect((await blue.exchange(added.tunnel.port, 'through the package')).received).to.equal('through the package' + ECHO_TRAILER);
+      expect(helpersOf(packaged.pid)).to.have.length(1);
+    } finally {
+      await packaged.stop();
+    }
   });
 
   it('stops the namespace\'s helper with its last tunnel, and restores a netns= tunnel inside its namespace when the daemon starts again', async () => {
