@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { access, constants, readFile, stat, statfs } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { splitListen, type Config } from '../daemon/config.js';
 import { ERRORS, isErrorCode } from '../daemon/errors.js';
 import { followFstabAliases, readFstab, type FstabEntry } from '../daemon/fstab.js';
@@ -385,16 +385,18 @@ interface FsTarget {
   /** What the certificate must carry. */
   certName: string;
   address: string;
+  /** The network namespace its tunnel connects from (netns=), or undefined for the daemon's own. */
+  netns?: string;
 }
 
 function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metadata: MetadataRegion, azId: MetadataAzId): FsTarget[] {
   const out = new Map<string, FsTarget>();
-  for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, certName: t.target.cert_name, address: t.target.address });
+  for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, certName: t.target.cert_name, address: t.target.address, netns: t.netns ?? undefined });
   for (const e of fstab) {
     if (out.has(e.fsId)) continue;
     try {
       const t = resolveTarget(e.fsId, e.options, process.env, cfg, metadata, azId);
-      out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, certName: t.certName, address: t.address });
+      out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, certName: t.certName, address: t.address, netns: e.options.netns ?? undefined });
     } catch {
       // No region (or crossaccount zone ID) known for this line: no name to check (the fstab check reports it).
     }
@@ -454,6 +456,27 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: Fst
   return { checks: checks.sort((a, b) => a.line - b.line).map((c) => c.check), entries: lines.entries, azId };
 }
 
+/**
+ * With netns= tunnels or fstab lines: nsenter is installed, and each namespace is there now (one not there yet, a
+ * container's that has not started, is a warning: its tunnel waits for it).
+ */
+async function netnsCheck(tunnels: TunnelView[], fstab: FstabEntry[]): Promise<Check | null> {
+  const paths = [...new Set([...tunnels.flatMap((t) => t.netns ?? []), ...fstab.flatMap((e) => e.options.netns ?? [])])].sort();
+  if (paths.length === 0) return null;
+  const dirs = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').filter(Boolean);
+  const installed = await Promise.all(dirs.map((d) => access(join(d, 'nsenter'), constants.X_OK).then(() => true, () => false)));
+  if (!installed.includes(true)) {
+    return bad('netns', 'fail', `nsenter is not installed, and netns= tunnels need it to enter ${paths.join(', ')}`, 'Install util-linux (`apt-get install util-linux`, `dnf install util-linux`). [NETNS_FAILED]');
+  }
+  const missing: string[] = [];
+  for (const p of paths) if (!(await stat(p).then(() => true, () => false))) missing.push(p);
+  if (missing.length > 0) {
+    return bad('netns', 'warn', `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not there now; the tunnels in ${missing.length === 1 ? 'it' : 'them'} wait (NETNS_FAILED) and mounts from there fail`,
+      `Start what makes the namespace (its container, \`ip netns add\`), or correct netns= in the mount or fstab line. ${ERRORS.NETNS_FAILED.hint} [NETNS_FAILED]`);
+  }
+  return ok('netns', `nsenter is installed; ${paths.length === 1 ? 'the network namespace' : 'each network namespace'} of netns= is there: ${paths.join(', ')}`);
+}
+
 /** Where the reach check goes: DNS's answer, or the daemon's last one; null when there is none. */
 interface Reachable {
   address: string;
@@ -492,6 +515,8 @@ async function reachCheck(t: FsTarget, port: number, to: Reachable | null): Prom
   const name = `reach ${t.fsId}`;
   if (to === null) return bad(name, 'warn', `not checked: DNS gave no address for ${t.dnsName} (dns ${t.fsId})`, 'Fix the name first; see the dns check.');
   const where = `TCP ${joinHost(to.address, port)}${to.how}`;
+  // From here the mount target may be out of reach, or another host: the tunnel's health probe asks from there.
+  if (t.netns !== undefined) return ok(name, `${where} not checked from here: ${t.fsId}'s tunnel connects from network namespace ${t.netns} (netns=); its health probe does (\`efsctl status ${t.fsId}\`)`);
   const r = await tcpConnect(to.address, port, TIMEOUT_MS);
   if (r === 'connected') return ok(name, `${where} answers`);
   if (r === 'timeout') {
@@ -566,6 +591,8 @@ export async function doctor(cfg: Config, configFile: string, socket: string, on
   add(await caBundleCheck(cfg));
   add(await trustFilesCheck(cfg, configFile, tunnels, fstab.entries));
   add(await clockCheck());
+  const namespaces = await netnsCheck(tunnels, fstab.entries);
+  if (namespaces) add(namespaces);
   const fs = targets(cfg, tunnels, fstab.entries, metadata, fstab.azId);
   if (fs.length === 0) add(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   // Several file systems at once: each one that does not answer costs up to TIMEOUT_MS per check.

@@ -79,11 +79,11 @@ describe('efsctl', function () {
     const a = await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', OPTS);
     expect(Object.keys(a).sort()).to.deep.equal(['created', 'tunnel']);
     expect(Object.keys(a.tunnel).sort()).to.deep.equal([
-      'bytes', 'client_certificate', 'connections', 'created', 'extra_ports', 'fs_id', 'health', 'last_connected_at', 'last_error', 'mounts', 'ocsp', 'options', 'port', 'restarts', 'source', 'state', 'target',
+      'bytes', 'client_certificate', 'connections', 'created', 'extra_ports', 'fs_id', 'health', 'last_connected_at', 'last_error', 'mounts', 'netns', 'ocsp', 'options', 'port', 'restarts', 'source', 'state', 'target',
     ]);
     expect(Object.keys(a.tunnel.health).sort()).to.deep.equal(['connection', 'mounts_failing', 'probe', 'probing']);
     expect(a.tunnel).to.deep.include({
-      fs_id: FS_ID, extra_ports: [], state: 'listening', source: 'efsctl', mounts: [], last_error: null, last_connected_at: null, ocsp: false,
+      fs_id: FS_ID, extra_ports: [], state: 'listening', source: 'efsctl', mounts: [], last_error: null, last_connected_at: null, ocsp: false, netns: null,
       connections: { active: 0, ok: 0, failed: 0 }, bytes: { upstream: 0, downstream: 0 },
       target: { dns_name: FS_NAME, cert_name: FS_NAME, address: '127.0.0.13', port: 2049, region: 'us-east-1' },
     });

@@ -4,7 +4,7 @@
 // `nsenter --net=PATH`. The mount target stand-in and the NFS-client-like
 // peer run inside that namespace; the daemon's own namespace has neither.
 import { expect } from 'chai';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange, expectPortFree } from './helpers/client.js';
 import { Daemon, ROOT, skipIf, waitFor } from './helpers/daemon.js';
@@ -13,6 +13,7 @@ import { ECHO_TRAILER } from './helpers/mount-target.js';
 import { namespacesUnavailable, TestNamespace } from './helpers/netns.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 import type { AttachResult } from '../daemon/mounter.js';
+import type { DoctorReport } from '../cli/doctor.js';
 
 /** Only inside the namespace: in the daemon's own, nothing listens there. */
 const TARGET = '127.0.0.81';
@@ -66,6 +67,25 @@ describe('tunnels inside another network namespace (netns=)', function () {
     const status = await daemon.efsctl('status', fsId);
     expect(status.stdout).to.contain(`Local port:    127.0.0.1:${port} in network namespace ${blue.path} (netns=), where it also connects from\n`);
     expect((await daemon.efsctlJson<TunnelDetail>('status', fsId, '--json')).connections).to.deep.equal({ active: 0, ok: 1, failed: 0 });
+  });
+
+  it('has doctor check nsenter and each namespace of netns=, and leave the mount target\'s reach to the tunnel\'s probe from inside the namespace', async () => {
+    const doctor = async (): Promise<DoctorReport> => JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+    let report = await doctor();
+    expect(report.checks.find((c) => c.name === 'netns')).to.deep.equal({ name: 'netns', status: 'ok', message: `nsenter is installed; the network namespace of netns= is there: ${blue.path}`, fix: null });
+    expect(report.checks.find((c) => c.name === 'reach fs-0e0e0001')).to.deep.equal({ name: 'reach fs-0e0e0001', status: 'ok',
+      message: `TCP ${TARGET}:2049 not checked from here: fs-0e0e0001's tunnel connects from network namespace ${blue.path} (netns=); its health probe does (\`efsctl status fs-0e0e0001\`)`, fix: null });
+
+    // A line for a namespace that is not there (yet): its container has not started.
+    writeFileSync(daemon.fstab, `fs-0e0e0006 /mnt/later efs _netdev,tls,noauto,region=${REGION},mounttargetip=${TARGET},netns=/var/run/netns/efsr-test-later 0 0\n`);
+    try {
+      report = await doctor();
+      const check = report.checks.find((c) => c.name === 'netns')!;
+      expect([check.status, check.message]).to.deep.equal(['warn', '/var/run/netns/efsr-test-later is not there now; the tunnels in it wait (NETNS_FAILED) and mounts from there fail']);
+      expect(check.fix).to.match(/^Start what makes the namespace \(its container, `ip netns add`\), or correct netns= in the mount or fstab line\. .* \[NETNS_FAILED\]$/);
+    } finally {
+      writeFileSync(daemon.fstab, '# test fstab\n');
+    }
   });
 
   it('mounts with the mount command run inside the namespace (nsenter --net=PATH), as efs-utils runs it, so that the NFS client reaches the tunnel there', async () => {
