@@ -4,7 +4,8 @@
 // ratios. --quick runs a smaller set; --smoke runs tiny sizes once, only to
 // prove that every figure is produced. --instructions counts both tunnels'
 // instructions per RPC round trip and per MiB of bulk and NFS instead
-// (instructions.ts).
+// (instructions.ts); --netns measures a netns= tunnel against one of the
+// daemon's own namespace (netns.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -16,6 +17,7 @@ import {
   benchDir, benchGanesha, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, toolVersion, type Path, type Proc,
 } from './paths.js';
 import { runInstructions } from './instructions.js';
+import { runNetns } from './netns.js';
 import { FIGURES, median, roundRatios, table, targetResults, type Medians, type Run } from './report.js';
 import { BulkConnection, connectSetup, holdConnections, NfsFiles, RpcConnection, rssBytes, switchesBetween, threadSwitches, type Throughput } from './workloads.js';
 import { listeningPorts } from '../../cli/listeners.js';
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
     if (mode === 'quick') throw new Error('--instructions has no --quick set: its full run takes about 9 minutes (--smoke only proves it works)');
     return runInstructions(mode);
   }
+  if (process.argv.includes('--netns')) return runNetns(mode);
   const size = SIZES[mode];
   const started = Date.now();
   const dir = benchDir();
