@@ -44,7 +44,7 @@ export class NetNamespace {
     private readonly ended: (why: string) => void = () => {},
   ) {}
 
-  /** A listening TCP handle on host:port inside the namespace, for net.Server.listen(handle). */
+  /** A TCP handle bound to host:port inside the namespace (not listening yet), for net.Server.listen(handle). */
   async listen(host: string, port: number): Promise<object> {
     const { handle } = await this.ask({ op: 'listen', host, port });
     return handle;
@@ -113,6 +113,12 @@ export class NetNamespace {
         if (m === READY) {
           ready = true;
           clearTimeout(timer);
+          // Stopped while it started (its last tunnel went): it is not kept.
+          if (this.closed) {
+            child.kill();
+            reject(new RelayError('NETNS_FAILED', `The helper of network namespace ${this.path} was stopped`));
+            return;
+          }
           this.child = child;
           resolve(child);
           return;
