@@ -7,7 +7,7 @@
 // stunnel is checked before the stunnel is stopped; if the tunnel still
 // cannot start, the stunnel is started again with its own command line.
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, readlink, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../daemon/config.js';
@@ -19,7 +19,7 @@ import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mo
 import { portsOf } from '../daemon/state.js';
 import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
-import { efsUtilsConfigs, efsUtilsNetns, efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
+import { efsUtilsConfigs, efsUtilsMounts, efsUtilsStateFile, efsUtilsTunnelState, type EfsUtilsTunnelState } from '../daemon/efs-utils-configs.js';
 import { awsCredentials, credentialPlaces } from '../daemon/aws-credentials.js';
 import { azIdFromMetadata } from '../daemon/instance-region.js';
 import { iamOptionsFor, parseStunnelConfig, serviceOn, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
@@ -60,9 +60,13 @@ async function watchdogPid(): Promise<number | null> {
   return null;
 }
 
-/** Whether something listens on 127.0.0.1 (or any address) at `port`, from /proc/net/tcp: cheap enough to poll. */
-async function listening(port: number): Promise<boolean> {
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+/**
+ * Whether something listens on 127.0.0.1 (or any address) at `port`, from /proc/net/tcp: cheap enough to poll. With
+ * `pid`, in that process's network namespace (/proc/PID/net/tcp), where a stunnel under nsenter listens.
+ */
+async function listening(port: number, pid?: number): Promise<boolean> {
+  const net = pid === undefined ? '/proc/net' : `/proc/${pid}/net`;
+  for (const table of [`${net}/tcp`, `${net}/tcp6`]) {
     if (listeningPorts(await readFile(table, 'utf8').catch(() => '')).includes(port)) return true;
   }
   return false;
@@ -77,7 +81,7 @@ async function restart(argv: string[], port: number): Promise<string | null> {
     for (let waited = 0; waited < HANDOVER_MS; waited += 50) {
       const why = await Promise.race([failed, sleep(50, null)]);
       if (why !== null) return why;
-      if (await listening(port)) return null;
+      if (child.pid !== undefined && (await listening(port, child.pid))) return null;
     }
     return `nothing listens on port ${port} ${HANDOVER_MS / 1000} s after it started`;
   } catch (err) {
@@ -102,6 +106,7 @@ interface Handover {
  */
 async function prepare(
   dir: string, port: number, file: string, whose: string, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void,
+  netns: string | null = null,
 ): Promise<Handover> {
   const exposed = await whoElseCanChange(file, 0);
   if (exposed !== null) {
@@ -115,13 +120,8 @@ async function prepare(
   }
   const services = parseStunnelConfig(text);
   let plan = tunnelFromStunnel(services, port, file, cfg, await presentedBy(serviceOn(services, port)?.cert ?? null, dir));
-  // Its stunnel listens inside another network namespace, where efsctl does not look for it or its port.
-  const netns = await efsUtilsNetns(efsUtilsStateFile(plan.fsId, dir, port, cfg.mount.efs_utils_state_dir));
-  if (netns !== null) {
-    throw new RelayError('TAKEOVER_UNSAFE', `${dir} is an efs-utils mount inside network namespace ${netns} (its tunnel runs under nsenter --net=${netns}), which efsctl takeover does not move`, {
-      hint: `Nothing was changed. Leave it to its stunnel, or unmount it and mount it again through efs-relay with \`-o tls,netns=${netns}\`.`,
-    });
-  }
+  // A stunnel inside another network namespace is replaced by a tunnel there.
+  if (netns !== null) plan = { ...plan, options: `${plan.options},netns=${netns}` };
   if (plan.iam) plan = await withIamOptions(plan, dir, port, cfg, ask);
   if (plan.crossAccountAzId !== undefined) {
     // The tunnel takes the zone ID from instance metadata, as the daemon asks it: it must be the stunnel's.
@@ -144,7 +144,9 @@ async function prepare(
   if (busy) {
     const uses = mountedAt.length > 0 ? `mounted at ${mountedAt.join(', ')}` : `${busy.connections.active} open connection${busy.connections.active === 1 ? '' : 's'}`;
     const ocsp = [ocspChecking(busy.options, cfg.tls.ocsp), ocspChecking(parseOptions(plan.options), cfg.tls.ocsp)];
-    const differs = busy.target.address !== plan.connectHost || busy.target.dns_name !== plan.dnsName
+    const where = (ns: string | null): string => (ns ? `network namespace ${ns}` : 'the daemon\'s own network namespace');
+    const differs = (busy.netns ?? null) !== netns ? `is in ${where(busy.netns ?? null)}, where the stunnel is in ${where(netns)}`
+      : busy.target.address !== plan.connectHost || busy.target.dns_name !== plan.dnsName
       ? `connects to ${busy.target.address} (certificate name ${busy.target.cert_name}), where the stunnel connects to ${plan.connectHost} (${plan.certName})`
       : caFileFor(busy.options, cfg) !== cfg.tls.ca_file ? `verifies against ${caFileFor(busy.options, cfg)}, not tls.ca_file`
         : ocsp[0] !== ocsp[1] ? `${ocsp[0] === 'ocsp' ? 'asks' : 'does not ask'} OCSP responders (${ocsp[0]}), where the stunnel ${ocsp[1] === 'ocsp' ? 'does (OCSPaia = yes)' : 'does not'}` : null;
@@ -239,11 +241,17 @@ async function revive(dir: string, port: number, mounts: MountEntry[], tunnels: 
   }
   const file = found.files[0] as string;
   const handover = await prepare(dir, port, file, 'efs-utils\' config of the mount', mounts, tunnels, cfg, ask, say);
-  const { plan, idle } = handover;
+  const { plan } = handover;
   say(`${dir}: nothing listens on 127.0.0.1:${port} (its stunnel is gone); efs-relay takes the port with -o ${plan.options} from ${file}`);
+  return takeFreePort(dir, port, handover, file, ask);
+}
+
+/** Put the tunnel on the port of a mount whose stunnel is gone; if it cannot, the unused tunnel prepare() stopped comes back. */
+async function takeFreePort(dir: string, port: number, handover: Handover, config: string, ask: Ask): Promise<TakeoverResult> {
+  const { plan, idle } = handover;
   try {
     const added = await handOver(handover, ask);
-    return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid: null, program: null, config: file }, tunnel: added.tunnel };
+    return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid: null, program: null, config }, tunnel: added.tunnel };
   } catch (err) {
     const e = asRelayError(err);
     if (idle) await ask('add', { fs_id: idle.fs_id, options: formatOptions(idle.options), env: {}, source: idle.source }).catch(() => undefined);
@@ -266,6 +274,9 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   const { tunnels } = (await ask('list')) as { tunnels: TunnelView[] };
   const mine = tunnels.find((t) => portsOf(t).includes(port));
   if (mine) return { dir, fs_id: mine.fs_id, port, already: true, stunnel: null, tunnel: mine };
+  // Its stunnel may listen inside another network namespace, where the listings below do not look.
+  const inNamespace = await namespacedMount(dir, port, cfg);
+  if (inNamespace) return takeoverInNamespace(dir, port, inNamespace, mounts, tunnels, cfg, ask, say);
 
   const listener = (await listenersOn([port])).get(port);
   if (!listener && !(await listening(port))) return revive(dir, port, mounts, tunnels, cfg, ask, say);
@@ -290,9 +301,20 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
     throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} on port ${port} runs as uid ${uid ?? '?'}, not as root as efs-utils runs it, so its config cannot be trusted to name the file system of ${dir}`);
   }
   const handover = await prepare(dir, port, file, `the config of ${program} pid ${pid}`, mounts, tunnels, cfg, ask, say);
-  const { plan, idle } = handover;
-  say(`${dir}: stopping ${program} pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${plan.options}`);
-  await stopProcess(pid);
+  say(`${dir}: stopping ${program} pid ${pid} (${file}); efs-relay takes 127.0.0.1:${port} over with -o ${handover.plan.options}`);
+  const added = await switchOver(dir, port, handover, { pid, program, argv }, ask);
+  return { dir, fs_id: handover.plan.fsId, port, already: false, stunnel: { pid, program, config: file }, tunnel: added.tunnel };
+}
+
+/**
+ * Stop the stunnel and put the tunnel on its port, waiting a moment for the port to come free. If the tunnel still
+ * cannot take it, the stunnel is started again with `argv` (its command line, or efs-utils' with nsenter), and the
+ * file system's unused tunnel that prepare() stopped comes back.
+ */
+async function switchOver(dir: string, port: number, handover: Handover, stunnel: { pid: number; program: string; argv: string[] }, ask: Ask): Promise<AddResult> {
+  const { idle } = handover;
+  const { program, argv } = stunnel;
+  await stopProcess(stunnel.pid);
   let added: AddResult | null = null;
   let failure: RelayError | null = null;
   for (let waited = 0; added === null && failure === null; waited += 50) {
@@ -305,19 +327,71 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
       else await sleep(50);
     }
   }
-  if (failure !== null || added === null) {
-    const e = failure ?? new RelayError('INTERNAL', 'no answer to add');
-    const why = await restart(argv, port);
-    let after = why === null
-      ? `${program} was started again (${argv.join(' ')}), so ${dir} keeps its tunnel`
-      : `starting ${program} again (${argv.join(' ')}) failed too: ${why}. ${dir} has no tunnel: its I/O waits until something listens on port ${port}`;
-    if (idle) {
-      const back = await ask('add', { fs_id: idle.fs_id, options: formatOptions(idle.options), env: {}, source: idle.source }).then(() => null, (err: unknown) => asRelayError(err).message);
-      after += back === null ? `; ${idle.fs_id}'s unused tunnel is back` : `; ${idle.fs_id}'s unused tunnel could not be started again (${back}): the next change of fstab, or a mount, makes it`;
-    }
-    throw new RelayError(e.code, `efs-relay could not take port ${port} over: ${e.message}; ${after}`, { hint: e.hint });
+  if (failure === null && added !== null) return added;
+  const e = failure ?? new RelayError('INTERNAL', 'no answer to add');
+  const why = await restart(argv, port);
+  let after = why === null
+    ? `${program} was started again (${argv.join(' ')}), so ${dir} keeps its tunnel`
+    : `starting ${program} again (${argv.join(' ')}) failed too: ${why}. ${dir} has no tunnel: its I/O waits until something listens on port ${port}`;
+  if (idle) {
+    const back = await ask('add', { fs_id: idle.fs_id, options: formatOptions(idle.options), env: {}, source: idle.source }).then(() => null, (err: unknown) => asRelayError(err).message);
+    after += back === null ? `; ${idle.fs_id}'s unused tunnel is back` : `; ${idle.fs_id}'s unused tunnel could not be started again (${back}): the next change of fstab, or a mount, makes it`;
   }
-  return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid, program, config: file }, tunnel: added.tunnel };
+  throw new RelayError(e.code, `efs-relay could not take port ${port} over: ${e.message}; ${after}`, { hint: e.hint });
+}
+
+/** An efs-utils mount whose tunnel efs-utils started inside another network namespace (netns=), from its state file. */
+interface NamespacedMount extends EfsUtilsTunnelState {
+  netns: string;
+  config: string;
+  stateFile: string;
+}
+
+async function namespacedMount(dir: string, port: number, cfg: Config): Promise<NamespacedMount | null> {
+  const [m] = await efsUtilsMounts([{ dir, port }], cfg.mount.efs_utils_state_dir);
+  if (m === undefined) return null;
+  const stateFile = efsUtilsStateFile(m.fs_id, dir, port, cfg.mount.efs_utils_state_dir);
+  const state = await efsUtilsTunnelState(stateFile);
+  return state?.netns ? { ...state, netns: state.netns, config: m.file, stateFile } : null;
+}
+
+/**
+ * A mount whose stunnel runs inside another network namespace: ss and /proc/net/tcp here do not show it, so
+ * efs-utils' state file names it (its pid and the nsenter command). The process at that pid is stopped only if it
+ * is that stunnel: the program, run by root with that config, inside that namespace; a pid reused since by another
+ * process is left alone, and the mount is revived as one whose stunnel died. The tunnel takes the port inside the
+ * namespace (netns=).
+ */
+async function takeoverInNamespace(
+  dir: string, port: number, ns: NamespacedMount, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void,
+): Promise<TakeoverResult> {
+  const exposed = await whoElseCanChange(ns.stateFile, 0);
+  if (exposed !== null) {
+    throw new RelayError('TAKEOVER_UNSAFE', `${exposed}: a user other than root could have changed ${ns.stateFile}, so it cannot be trusted to name the network namespace and the stunnel of ${dir}`);
+  }
+  const argv = ns.pid !== null && alive(ns.pid) ? await commandLine(ns.pid) : [];
+  const program = basename(argv[0] ?? '');
+  const pid = (program.startsWith('stunnel') || program === 'efs-proxy') && argv.includes(ns.config) ? ns.pid : null;
+  if (pid !== null) {
+    const uid = await processUid(pid);
+    if (uid !== 0) throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} of ${dir} runs as uid ${uid ?? '?'}, not as root as efs-utils runs it, so its config cannot be trusted to name the file system of ${dir}`);
+    const [inside, want] = await Promise.all([readlink(`/proc/${pid}/ns/net`).catch(() => null), stat(ns.netns).then((st) => `net:[${st.ino}]`, () => null)]);
+    if (inside === null || inside !== want) {
+      throw new RelayError('TAKEOVER_UNSAFE', `${program} pid ${pid} of ${dir} runs in network namespace ${inside ?? '(unknown)'}, not in ${ns.netns} (${want ?? 'not there'}) as efs-utils' state file ${ns.stateFile} says`, {
+        hint: 'Nothing was changed. Leave the mount to its stunnel, or unmount it and mount it again through efs-relay.',
+      });
+    }
+  }
+  const handover = await prepare(dir, port, ns.config, `efs-utils' config of the mount in network namespace ${ns.netns}`, mounts, tunnels, cfg, ask, say, ns.netns);
+  const { plan } = handover;
+  if (pid !== null) {
+    say(`${dir}: stopping ${program} pid ${pid} in network namespace ${ns.netns} (${ns.config}); efs-relay takes 127.0.0.1:${port} there over with -o ${plan.options}`);
+    // Started again, if need be, as efs-utils started it: under nsenter.
+    const added = await switchOver(dir, port, handover, { pid, program, argv: ns.cmd }, ask);
+    return { dir, fs_id: plan.fsId, port, already: false, stunnel: { pid, program, config: ns.config }, tunnel: added.tunnel };
+  }
+  say(`${dir}: its stunnel in network namespace ${ns.netns} is gone (pid ${ns.pid ?? '?'} in ${ns.stateFile}); efs-relay takes 127.0.0.1:${port} there with -o ${plan.options}`);
+  return takeFreePort(dir, port, handover, ns.config, ask);
 }
 
 export interface TakeoverAllResult {

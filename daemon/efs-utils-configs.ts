@@ -35,15 +35,24 @@ export function efsUtilsStateFile(fsId: string, dir: string, port: number, state
   return join(stateDir, `${fsId}${mountPart(dir, port)}`);
 }
 
-/**
- * The network namespace efs-utils runs the mount's tunnel in (netns=: its state file's `cmd` is `nsenter --net=PATH
- * …`), or null for its own or when the file says nothing readable.
- */
-export async function efsUtilsNetns(stateFile: string): Promise<string | null> {
-  const state = await readFile(stateFile, 'utf8').then((t) => JSON.parse(t) as { cmd?: unknown }, () => null);
-  const cmd = Array.isArray(state?.cmd) ? state.cmd.filter((a): a is string => typeof a === 'string') : [];
-  if (basename(cmd[0] ?? '') !== 'nsenter') return null;
-  return cmd.find((a) => a.startsWith('--net='))?.slice('--net='.length) ?? null;
+/** What efs-utils' state file of a mount says of its tunnel process. */
+export interface EfsUtilsTunnelState {
+  /** The pid efs-utils recorded (it may have died since, and the pid been reused), or null. */
+  pid: number | null;
+  /** The command it started the tunnel with. */
+  cmd: string[];
+  /** The network namespace that command enters (netns=: `nsenter --net=PATH …`), or null for efs-utils' own. */
+  netns: string | null;
+}
+
+/** The state file's word on the mount's tunnel, or null when it cannot be read as efs-utils writes it. */
+export async function efsUtilsTunnelState(stateFile: string): Promise<EfsUtilsTunnelState | null> {
+  const state = await readFile(stateFile, 'utf8').then((t) => JSON.parse(t) as { pid?: unknown; cmd?: unknown }, () => null);
+  if (state === null || typeof state !== 'object' || !Array.isArray(state.cmd)) return null;
+  const cmd = state.cmd.filter((a): a is string => typeof a === 'string');
+  const pid = typeof state.pid === 'number' && Number.isInteger(state.pid) && state.pid > 0 ? state.pid : null;
+  const netns = basename(cmd[0] ?? '') === 'nsenter' ? cmd.find((a) => a.startsWith('--net='))?.slice('--net='.length) ?? null : null;
+  return { pid, cmd, netns };
 }
 
 /** efs-utils' stunnel configs for the mount at `dir` through `port`. */

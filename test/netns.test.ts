@@ -4,16 +4,18 @@
 // `nsenter --net=PATH`. The mount target stand-in and the NFS-client-like
 // peer run inside that namespace; the daemon's own namespace has neither.
 import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange, expectPortFree } from './helpers/client.js';
 import { Daemon, ROOT, skipIf, waitFor } from './helpers/daemon.js';
-import { certFor, daemonConfig, REGION } from './helpers/fixtures.js';
+import { certFor, daemonConfig, REGION, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER } from './helpers/mount-target.js';
 import { namespacesUnavailable, TestNamespace } from './helpers/netns.js';
 import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { DoctorReport } from '../cli/doctor.js';
+import { efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
 
 /** Only inside the namespace: in the daemon's own, nothing listens there. */
 const TARGET = '127.0.0.81';
@@ -145,6 +147,40 @@ describe('tunnels inside another network namespace (netns=)', function () {
       expect(helpersOf(packaged.pid)).to.have.length(1);
     } finally {
       await packaged.stop();
+    }
+  });
+
+  it('takes over an efs-utils mount whose stunnel runs inside the namespace: stops that stunnel, found by efs-utils\' state file, and listens on its port there', async () => {
+    const fsId = 'fs-0e0e0007';
+    const port = 26901;
+    const other = await new Daemon(daemonConfig(26900)).start();
+    let stunnel: ChildProcess | null = null;
+    try {
+      const dir = join(other.dir, 'mnt', 'in-blue');
+      // As efs-utils writes and starts it for `mount -t efs -o tls,netns=…`: its config in the state dir, the stunnel
+      // under nsenter, and a state file with its pid and command.
+      const config = other.efsUtilsConfig(fsId, dir, port, [
+        'foreground = yes', 'pid =', '[efs]', 'client = yes', `accept = 127.0.0.1:${port}`, `connect = ${TARGET}:2049`,
+        'sslVersion = TLSv1.2', 'renegotiation = no', 'TIMEOUTbusy = 20', 'TIMEOUTclose = 0', 'TIMEOUTidle = 70', 'delay = yes',
+        'verify = 2', `CAfile = ${testCerts().ca.certFile}`, `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, '',
+      ].join('\n'));
+      const cmd = ['nsenter', `--net=${blue.path}`, 'stunnel', config];
+      stunnel = spawn(cmd[0]!, cmd.slice(1), { stdio: 'ignore' });
+      writeFileSync(efsUtilsStateFile(fsId, dir, port, join(other.dir, 'efs-utils')), JSON.stringify({ pid: stunnel.pid, cmd, files: [config], mountpoint: dir }));
+      await waitFor('the stunnel in the namespace', async () => (await blue.exchange(port, 'x')).received === 'x' + ECHO_TRAILER, 10_000);
+      other.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${port},addr=127.0.0.1 0 0`);
+
+      const r = await other.efsctl('--config', other.configFile, 'takeover', dir);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.equal(`efsctl: ${dir}: stopping stunnel pid ${stunnel.pid} in network namespace ${blue.path} (${config}); efs-relay takes 127.0.0.1:${port} there over with -o region=${REGION},tlsport=${port},mounttargetip=${TARGET},netns=${blue.path}\n`);
+      await waitFor('the stunnel to exit', () => stunnel!.exitCode !== null || stunnel!.signalCode !== null);
+      const status = await other.efsctlJson<TunnelDetail>('status', fsId, '--json');
+      expect([status.port, status.netns, status.state]).to.deep.equal([port, blue.path, 'listening']);
+      expect((await blue.exchange(port, 'through efs-relay now')).received).to.equal('through efs-relay now' + ECHO_TRAILER);
+      expect((await other.efsctlJson<TunnelDetail>('status', fsId, '--json')).connections.ok).to.equal(1);
+    } finally {
+      stunnel?.kill('SIGKILL');
+      await other.stop();
     }
   });
 

@@ -396,16 +396,18 @@ describe('efsctl takeover', function () {
     });
   });
 
-  it('refuses, leaving the stunnel serving, an efs-utils mount whose tunnel runs inside another network namespace (netns=), and says how to remount it', async () => {
+  it('never stops a process at the pid efs-utils recorded for a netns= mount unless it is that mount\'s stunnel, and fails with NETNS_FAILED, changing nothing, when the namespace is gone', async () => {
     await withStunnelMount({}, async ({ daemon, stunnel, dir }) => {
       const config = daemon.efsUtilsConfig(FS_ID, dir, PORT, readFileSync(join(daemon.dir, 'efs-utils.conf'), 'utf8'));
-      // efs-utils' state file of a netns= mount: the command it started the tunnel with.
-      writeFileSync(efsUtilsStateFile(FS_ID, dir, PORT, join(daemon.dir, 'efs-utils')), JSON.stringify({ pid: stunnel.child.pid, cmd: ['nsenter', '--net=/var/run/netns/blue', '/usr/bin/stunnel', config] }));
+      // efs-utils' state file of a netns= mount: the command it started the tunnel with, and a pid that now belongs
+      // to another process (this stunnel runs another config, in efsctl's own namespace).
+      const stateFile = efsUtilsStateFile(FS_ID, dir, PORT, join(daemon.dir, 'efs-utils'));
+      writeFileSync(stateFile, JSON.stringify({ pid: stunnel.child.pid, cmd: ['nsenter', '--net=/var/run/netns/efsr-test-gone', '/usr/bin/stunnel', config] }));
       const r = await daemon.efsctl('--config', daemon.configFile, 'takeover', dir);
       expect(r.code).to.equal(1);
-      expect(r.stderr).to.equal(`efsctl: ${dir} is an efs-utils mount inside network namespace /var/run/netns/blue (its tunnel runs under nsenter --net=/var/run/netns/blue), which efsctl takeover does not move [TAKEOVER_UNSAFE]\n`
-        + 'efsctl: Nothing was changed. Leave it to its stunnel, or unmount it and mount it again through efs-relay with `-o tls,netns=/var/run/netns/blue`.\n');
-      expect(stunnel.child.exitCode, 'the stunnel still serves the mount').to.equal(null);
+      expect(r.stderr).to.contain(`efsctl: ${dir}: its stunnel in network namespace /var/run/netns/efsr-test-gone is gone (pid ${stunnel.child.pid} in ${stateFile}); efs-relay takes 127.0.0.1:${PORT} there with -o region=us-east-1,tlsport=${PORT},mounttargetip=${TARGET},netns=/var/run/netns/efsr-test-gone\n`);
+      expect(r.stderr).to.contain(`efsctl: efs-relay could not take port ${PORT}: Cannot enter network namespace /var/run/netns/efsr-test-gone: cannot open /var/run/netns/efsr-test-gone: No such file or directory; ${dir} still has no tunnel [NETNS_FAILED]\n`);
+      expect(stunnel.child.exitCode, 'the process at the recorded pid was not stopped').to.equal(null);
       expect((await daemon.efsctlJson<{ tunnels: unknown[] }>('list', '--json')).tunnels, 'no tunnel was made').to.deep.equal([]);
     });
   });
