@@ -24,9 +24,10 @@ import type { TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import type { ConfigStatus } from '../daemon/config-reload.js';
 import type { FstabStatus } from '../daemon/fstab-watch.js';
 import { call } from './client.js';
-import { describeListener, listenersOn, type Listener } from './listeners.js';
+import { describeListener, listenersOn, listening, type Listener } from './listeners.js';
+import { alive } from './processes.js';
 import { describeOs } from './os-release.js';
-import { efsUtilsConfigs, efsUtilsMounts } from '../daemon/efs-utils-configs.js';
+import { efsUtilsConfigs, efsUtilsMounts, efsUtilsNamespacedMount } from '../daemon/efs-utils-configs.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
 
@@ -320,8 +321,17 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
   });
   const orphans: typeof through = [];
   const served: typeof through = [];
+  /** efs-utils mounts made with netns=, whose stunnel serves them inside that namespace, where the connect does not reach. */
+  const inNamespaces: Array<(typeof through)[number] & { netns: string; pid: number }> = [];
   for (const m of through) {
-    if (!holders.has(m.port)) ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected' ? served : orphans).push(m);
+    if (holders.has(m.port)) continue;
+    if ((await tcpConnect('127.0.0.1', m.port, 1_000)) === 'connected') {
+      served.push(m);
+      continue;
+    }
+    const ns = await efsUtilsNamespacedMount(m.dir, m.port, cfg.mount.efs_utils_state_dir);
+    if (ns?.pid != null && alive(ns.pid) && (await listening(m.port, ns.pid))) inNamespaces.push({ ...m, netns: ns.netns, pid: ns.pid });
+    else orphans.push(m);
   }
   const doubtful = through.filter((m) => holders.get(m.port)?.state === 'error');
   // One listing for both kinds: systeminformation runs netstat or ss, slow on a host with many sockets.
@@ -370,6 +380,10 @@ async function tunnelMountsCheck(cfg: Config, tunnels: TunnelView[], daemon: { s
     fixes.push(stunnel
       ? 'To carry them through efs-relay without unmounting, run `efsctl takeover DIR` for each, or `efsctl takeover --all`; or unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`'
       : 'To carry them through efs-relay, unmount each and mount it again with `mount -t efs -o tls` or `efsctl attach`');
+  }
+  if (inNamespaces.length > 0) {
+    problems.push(`${inNamespaces.map((m) => `${m.dir} (port ${m.port}, served by pid ${m.pid} in network namespace ${m.netns})`).join(', ')}: mounted through a local port that an efs-utils stunnel serves inside another network namespace, not efs-relayd`);
+    fixes.push('To carry them through efs-relay without unmounting, run `efsctl takeover DIR` for each, or `efsctl takeover --all`; or unmount each and mount it again with `mount -t efs -o tls,netns=PATH`');
   }
   if (wrong.problems.length > 0) {
     return bad('mounts', 'fail', [...wrong.problems, ...problems].join('; '), [...wrong.fixes, ...(fixes.length > 0 ? [`${fixes.join('. ')}.`] : [])].join(' '));

@@ -2,6 +2,7 @@
 // that goes through a port no tunnel of the answering daemon has (an
 // efs-utils stunnel, or an efs-relayd that efsctl is not talking to).
 // CLI side only: systeminformation runs netstat or ss.
+import { readFile } from 'node:fs/promises';
 import { commandLine } from './processes.js';
 import si from 'systeminformation';
 
@@ -36,6 +37,18 @@ export function listeningPorts(table: string): number[] {
     if (f[3] === '0A') ports.push(parseInt((f[1] ?? '').split(':').at(-1) ?? '', 16));
   }
   return ports;
+}
+
+/**
+ * Whether something listens on 127.0.0.1 (or any address) at `port`, from /proc/net/tcp: cheap enough to poll. With
+ * `pid`, in that process's network namespace (/proc/PID/net/tcp), where a stunnel under nsenter listens.
+ */
+export async function listening(port: number, pid?: number): Promise<boolean> {
+  const net = pid === undefined ? '/proc/net' : `/proc/${pid}/net`;
+  for (const table of [`${net}/tcp`, `${net}/tcp6`]) {
+    if (listeningPorts(await readFile(table, 'utf8').catch(() => '')).includes(port)) return true;
+  }
+  return false;
 }
 
 /** The listener on 127.0.0.1 for each of the ports; a port nobody could be found for is left out. */

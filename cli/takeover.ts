@@ -19,13 +19,13 @@ import { readProcMounts, tunnelPortOf, type MountEntry } from '../daemon/proc-mo
 import { portsOf } from '../daemon/state.js';
 import { caFileFor } from '../daemon/tls-policy.js';
 import type { AddResult, TunnelView } from '../daemon/tunnels.js';
-import { efsUtilsConfigs, efsUtilsMounts, efsUtilsStateFile, efsUtilsTunnelState, type EfsUtilsTunnelState } from '../daemon/efs-utils-configs.js';
+import { efsUtilsConfigs, efsUtilsNamespacedMount, efsUtilsStateFile, type EfsUtilsNamespacedMount } from '../daemon/efs-utils-configs.js';
 import { awsCredentials, credentialPlaces } from '../daemon/aws-credentials.js';
 import { azIdFromMetadata } from '../daemon/instance-region.js';
 import { iamOptionsFor, parseStunnelConfig, serviceOn, tunnelFromStunnel, type TunnelFromStunnel } from './efs-utils-stunnel.js';
 import { presentedIdentity, type PresentedIdentity } from '../daemon/client-cert.js';
 import { X509Certificate } from 'node:crypto';
-import { describeListener, listenersOn, listeningPorts } from './listeners.js';
+import { describeListener, listenersOn, listening } from './listeners.js';
 import { alive, commandLine, environment, processes, processUid } from './processes.js';
 
 export interface TakeoverResult {
@@ -58,18 +58,6 @@ async function stopProcess(pid: number): Promise<void> {
 async function watchdogPid(): Promise<number | null> {
   for await (const p of processes()) if (p.argv.some((a) => basename(a) === 'amazon-efs-mount-watchdog')) return p.pid;
   return null;
-}
-
-/**
- * Whether something listens on 127.0.0.1 (or any address) at `port`, from /proc/net/tcp: cheap enough to poll. With
- * `pid`, in that process's network namespace (/proc/PID/net/tcp), where a stunnel under nsenter listens.
- */
-async function listening(port: number, pid?: number): Promise<boolean> {
-  const net = pid === undefined ? '/proc/net' : `/proc/${pid}/net`;
-  for (const table of [`${net}/tcp`, `${net}/tcp6`]) {
-    if (listeningPorts(await readFile(table, 'utf8').catch(() => '')).includes(port)) return true;
-  }
-  return false;
 }
 
 /** Start the stunnel again as it ran, detached from efsctl, and wait for its port. */
@@ -275,7 +263,7 @@ export async function takeover(dir: string, cfg: Config, ask: Ask, say: (text: s
   const mine = tunnels.find((t) => portsOf(t).includes(port));
   if (mine) return { dir, fs_id: mine.fs_id, port, already: true, stunnel: null, tunnel: mine };
   // Its stunnel may listen inside another network namespace, where the listings below do not look.
-  const inNamespace = await namespacedMount(dir, port, cfg);
+  const inNamespace = await efsUtilsNamespacedMount(dir, port, cfg.mount.efs_utils_state_dir);
   if (inNamespace) return takeoverInNamespace(dir, port, inNamespace, mounts, tunnels, cfg, ask, say);
 
   const listener = (await listenersOn([port])).get(port);
@@ -340,21 +328,6 @@ async function switchOver(dir: string, port: number, handover: Handover, stunnel
   throw new RelayError(e.code, `efs-relay could not take port ${port} over: ${e.message}; ${after}`, { hint: e.hint });
 }
 
-/** An efs-utils mount whose tunnel efs-utils started inside another network namespace (netns=), from its state file. */
-interface NamespacedMount extends EfsUtilsTunnelState {
-  netns: string;
-  config: string;
-  stateFile: string;
-}
-
-async function namespacedMount(dir: string, port: number, cfg: Config): Promise<NamespacedMount | null> {
-  const [m] = await efsUtilsMounts([{ dir, port }], cfg.mount.efs_utils_state_dir);
-  if (m === undefined) return null;
-  const stateFile = efsUtilsStateFile(m.fs_id, dir, port, cfg.mount.efs_utils_state_dir);
-  const state = await efsUtilsTunnelState(stateFile);
-  return state?.netns ? { ...state, netns: state.netns, config: m.file, stateFile } : null;
-}
-
 /**
  * A mount whose stunnel runs inside another network namespace: ss and /proc/net/tcp here do not show it, so
  * efs-utils' state file names it (its pid and the nsenter command). The process at that pid is stopped only if it
@@ -363,7 +336,7 @@ async function namespacedMount(dir: string, port: number, cfg: Config): Promise<
  * namespace (netns=).
  */
 async function takeoverInNamespace(
-  dir: string, port: number, ns: NamespacedMount, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void,
+  dir: string, port: number, ns: EfsUtilsNamespacedMount, mounts: MountEntry[], tunnels: TunnelView[], cfg: Config, ask: Ask, say: (text: string) => void,
 ): Promise<TakeoverResult> {
   const exposed = await whoElseCanChange(ns.stateFile, 0);
   if (exposed !== null) {

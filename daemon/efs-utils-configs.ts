@@ -87,3 +87,20 @@ export async function efsUtilsMounts(mounts: readonly { dir: string; port: numbe
   }
   return out;
 }
+
+/** An efs-utils mount whose tunnel efs-utils started inside another network namespace (netns=), from its state file. */
+export interface EfsUtilsNamespacedMount extends EfsUtilsTunnelState {
+  netns: string;
+  /** Its stunnel config. */
+  config: string;
+  stateFile: string;
+}
+
+/** The mount at `dir` through `port`, when efs-utils' files say its tunnel runs inside another network namespace. */
+export async function efsUtilsNamespacedMount(dir: string, port: number, stateDir: string): Promise<EfsUtilsNamespacedMount | null> {
+  const [m] = await efsUtilsMounts([{ dir, port }], stateDir);
+  if (m === undefined) return null;
+  const stateFile = efsUtilsStateFile(m.fs_id, dir, port, stateDir);
+  const state = await efsUtilsTunnelState(stateFile);
+  return state?.netns ? { ...state, netns: state.netns, config: m.file, stateFile } : null;
+}

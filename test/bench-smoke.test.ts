@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { commandMissing, escapeRegExp, ROOT, run, skipIf } from './helpers/daemon.js';
 import { Ganesha, requireNfs } from './helpers/nfs.js';
 import { CATEGORIES, type InstructionRun } from './bench/instructions.js';
+import { namespacesUnavailable } from './helpers/netns.js';
 
 const FIGURES = [
   'upload_mb_s', 'download_mb_s', 'upload_cpu_s_per_gib', 'download_cpu_s_per_gib', 'rpc200_p50_us', 'rpc200_p99_us',
@@ -101,5 +102,22 @@ describe('benchmark smoke run', function () {
     for (const w of Object.keys(unit)) {
       expect(r.stdout).to.match(new RegExp(`^${w} per ${unit[w]}, by category\\s+stunnel instr\\s+efs-relay instr\\s+stunnel L1i miss\\s+efs-relay L1i miss$`, 'm'));
     }
+  });
+  it('measures a netns= tunnel against one of the daemon\'s own namespace with --netns: every figure for both, their ratio, a table and build/bench/netns.json', async function () {
+    skipIf(this, namespacesUnavailable());
+    const r = await run('node', ['--expose-gc', join(ROOT, 'build/js/test/bench/bench.js'), '--netns', '--smoke'], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).to.equal(0);
+    const result = JSON.parse(readFileSync(join(ROOT, 'build/bench/netns.json'), 'utf8')) as {
+      mode: string; runs: Array<{ figure: string; way: string; round: number; value: number }>; ratios: Record<string, number>;
+    };
+    expect(result.mode).to.equal('netns-smoke');
+    const figures = ['upload_mb_s', 'download_mb_s', 'upload_cpu_s_per_gib', 'download_cpu_s_per_gib', 'connect_ms'];
+    for (const f of figures) {
+      for (const way of ['own', 'netns']) expect(result.runs.filter((x) => x.figure === f && x.way === way && Number.isFinite(x.value)), `${f} ${way}`).to.have.length(1);
+      expect(r.stdout).to.match(new RegExp(`^${f} +\\S+ +\\S+ +\\S+ +\\S+$`, 'm'));
+    }
+    // Throughput and connection setup always have a ratio (CPU seconds of a tiny transfer may be 0 and have none).
+    for (const f of ['upload_mb_s', 'download_mb_s', 'connect_ms']) expect(result.ratios[f], f).to.be.greaterThan(0);
+    expect(r.stdout).to.match(/^figure +own +netns +netns\/own +by round$/m);
   });
 });

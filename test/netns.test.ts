@@ -16,6 +16,7 @@ import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { DoctorReport } from '../cli/doctor.js';
 import { efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
+import { listening } from '../cli/listeners.js';
 
 /** Only inside the namespace: in the daemon's own, nothing listens there. */
 const TARGET = '127.0.0.81';
@@ -69,6 +70,22 @@ describe('tunnels inside another network namespace (netns=)', function () {
     const status = await daemon.efsctl('status', fsId);
     expect(status.stdout).to.contain(`Local port:    127.0.0.1:${port} in network namespace ${blue.path} (netns=), where it also connects from\n`);
     expect((await daemon.efsctlJson<TunnelDetail>('status', fsId, '--json')).connections).to.deep.equal({ active: 0, ok: 1, failed: 0 });
+  });
+
+  it('makes the tunnel of an fstab line with netns= inside its namespace, as at boot, and stops it with the line', async () => {
+    const fsId = 'fs-0e0e0008';
+    writeFileSync(daemon.fstab, `${fsId} /mnt/fstab-blue efs _netdev,tls,region=${REGION},mounttargetip=${TARGET},netns=${blue.path} 0 0\n`);
+    try {
+      const t = await waitFor('the fstab line\'s tunnel', async () => {
+        const r = await daemon.efsctl('status', fsId, '--json');
+        return r.code === 0 ? (JSON.parse(r.stdout) as TunnelDetail) : null;
+      });
+      expect([t.source, t.netns, t.state]).to.deep.equal(['fstab', blue.path, 'listening']);
+      expect((await blue.exchange(t.port, 'from an fstab line')).received).to.equal('from an fstab line' + ECHO_TRAILER);
+    } finally {
+      writeFileSync(daemon.fstab, '# test fstab\n');
+    }
+    await waitFor('the tunnel to go with its line', async () => (await daemon.efsctl('status', fsId)).code === 1);
   });
 
   it('has doctor check nsenter and each namespace of netns=, and leave the mount target\'s reach to the tunnel\'s probe from inside the namespace', async () => {
@@ -165,10 +182,19 @@ describe('tunnels inside another network namespace (netns=)', function () {
         'verify = 2', `CAfile = ${testCerts().ca.certFile}`, `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, '',
       ].join('\n'));
       const cmd = ['nsenter', `--net=${blue.path}`, 'stunnel', config];
-      stunnel = spawn(cmd[0]!, cmd.slice(1), { stdio: 'ignore' });
+      stunnel = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+      let said = '';
+      stunnel.stderr!.on('data', (d: Buffer) => (said += d.toString()));
       writeFileSync(efsUtilsStateFile(fsId, dir, port, join(other.dir, 'efs-utils')), JSON.stringify({ pid: stunnel.pid, cmd, files: [config], mountpoint: dir }));
-      await waitFor('the stunnel in the namespace', async () => (await blue.exchange(port, 'x')).received === 'x' + ECHO_TRAILER, 10_000);
+      // Listening in its namespace, as /proc/PID/net/tcp shows it (its TIMEOUTclose = 0 cuts a half-closed exchange short).
+      await waitFor('the stunnel in the namespace', () => listening(port, stunnel!.pid), 10_000)
+        .catch((err: Error) => Promise.reject(new Error(`${err.message}; the stunnel said:\n${said}`)));
       other.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${port},addr=127.0.0.1 0 0`);
+      // doctor sees the stunnel there, though nothing listens on the port in its own namespace.
+      const report = JSON.parse((await other.efsctl('--config', other.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      expect(report.checks.find((c) => c.name === 'mounts')).to.deep.include({
+        status: 'warn', message: `${dir} (port ${port}, served by pid ${stunnel.pid} in network namespace ${blue.path}): mounted through a local port that an efs-utils stunnel serves inside another network namespace, not efs-relayd`,
+      });
 
       const r = await other.efsctl('--config', other.configFile, 'takeover', dir);
       expect(r.code, r.stderr).to.equal(0);
