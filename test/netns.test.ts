@@ -8,15 +8,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exchange, expectPortFree } from './helpers/client.js';
-import { Daemon, ROOT, skipIf, waitFor } from './helpers/daemon.js';
+import { Daemon, ROOT, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { certFor, daemonConfig, REGION, testCerts } from './helpers/fixtures.js';
 import { ECHO_TRAILER } from './helpers/mount-target.js';
 import { namespacesUnavailable, TestNamespace } from './helpers/netns.js';
-import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
+import type { AddResult, TunnelDetail, TunnelView } from '../daemon/tunnels.js';
 import type { AttachResult } from '../daemon/mounter.js';
 import type { DoctorReport } from '../cli/doctor.js';
 import { efsUtilsStateFile } from '../daemon/efs-utils-configs.js';
 import { listening } from '../cli/listeners.js';
+import { processes } from '../cli/processes.js';
 
 /** Only inside the namespace: in the daemon's own, nothing listens there. */
 const TARGET = '127.0.0.81';
@@ -167,29 +168,43 @@ describe('tunnels inside another network namespace (netns=)', function () {
     }
   });
 
+  /**
+   * An efs-utils mount made with `mount -t efs -o tls,netns=…`, as efs-utils leaves it: its stunnel config in the
+   * daemon's efs-utils state dir, the stunnel under nsenter (listening in the namespace), the state file with its pid
+   * and command, and the mount listed.
+   */
+  async function efsUtilsMountInBlue(d: Daemon, fsId: string, port: number, name: string): Promise<{ dir: string; config: string; cmd: string[]; stunnel: ChildProcess }> {
+    const dir = join(d.dir, 'mnt', name);
+    const config = d.efsUtilsConfig(fsId, dir, port, [
+      'foreground = yes', 'pid =', '[efs]', 'client = yes', `accept = 127.0.0.1:${port}`, `connect = ${TARGET}:2049`,
+      'sslVersion = TLSv1.2', 'renegotiation = no', 'TIMEOUTbusy = 20', 'TIMEOUTclose = 0', 'TIMEOUTidle = 70', 'delay = yes',
+      'verify = 2', `CAfile = ${testCerts().ca.certFile}`, `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, '',
+    ].join('\n'));
+    const cmd = ['nsenter', `--net=${blue.path}`, 'stunnel', config];
+    const stunnel = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    let said = '';
+    stunnel.stderr!.on('data', (d: Buffer) => (said += d.toString()));
+    writeFileSync(efsUtilsStateFile(fsId, dir, port, join(d.dir, 'efs-utils')), JSON.stringify({ pid: stunnel.pid, cmd, files: [config], mountpoint: dir }));
+    // Listening in its namespace, as /proc/PID/net/tcp shows it (its TIMEOUTclose = 0 cuts a half-closed exchange short).
+    await waitFor('the stunnel in the namespace', () => listening(port, stunnel.pid), 10_000)
+      .catch((err: Error) => Promise.reject(new Error(`${err.message}; the stunnel said:\n${said}`)));
+    d.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${port},addr=127.0.0.1 0 0`);
+    return { dir, config, cmd, stunnel };
+  }
+
+  /** Stunnels that a takeover started again run detached from the test: found by their config. */
+  async function killStunnelsOf(config: string): Promise<void> {
+    for await (const p of processes()) if (p.argv.includes(config)) process.kill(p.pid, 'SIGKILL');
+  }
+
   it('takes over an efs-utils mount whose stunnel runs inside the namespace: stops that stunnel, found by efs-utils\' state file, and listens on its port there', async () => {
     const fsId = 'fs-0e0e0007';
     const port = 26901;
     const other = await new Daemon(daemonConfig(26900)).start();
-    let stunnel: ChildProcess | null = null;
+    let mounted: Awaited<ReturnType<typeof efsUtilsMountInBlue>> | null = null;
     try {
-      const dir = join(other.dir, 'mnt', 'in-blue');
-      // As efs-utils writes and starts it for `mount -t efs -o tls,netns=…`: its config in the state dir, the stunnel
-      // under nsenter, and a state file with its pid and command.
-      const config = other.efsUtilsConfig(fsId, dir, port, [
-        'foreground = yes', 'pid =', '[efs]', 'client = yes', `accept = 127.0.0.1:${port}`, `connect = ${TARGET}:2049`,
-        'sslVersion = TLSv1.2', 'renegotiation = no', 'TIMEOUTbusy = 20', 'TIMEOUTclose = 0', 'TIMEOUTidle = 70', 'delay = yes',
-        'verify = 2', `CAfile = ${testCerts().ca.certFile}`, `checkHost = ${fsId}.efs.${REGION}.amazonaws.com`, '',
-      ].join('\n'));
-      const cmd = ['nsenter', `--net=${blue.path}`, 'stunnel', config];
-      stunnel = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-      let said = '';
-      stunnel.stderr!.on('data', (d: Buffer) => (said += d.toString()));
-      writeFileSync(efsUtilsStateFile(fsId, dir, port, join(other.dir, 'efs-utils')), JSON.stringify({ pid: stunnel.pid, cmd, files: [config], mountpoint: dir }));
-      // Listening in its namespace, as /proc/PID/net/tcp shows it (its TIMEOUTclose = 0 cuts a half-closed exchange short).
-      await waitFor('the stunnel in the namespace', () => listening(port, stunnel!.pid), 10_000)
-        .catch((err: Error) => Promise.reject(new Error(`${err.message}; the stunnel said:\n${said}`)));
-      other.mount.addMountLine(`127.0.0.1:/ ${dir} nfs4 rw,vers=4.1,rsize=1048576,wsize=1048576,hard,port=${port},addr=127.0.0.1 0 0`);
+      mounted = await efsUtilsMountInBlue(other, fsId, port, 'in-blue');
+      const { dir, config, stunnel } = mounted;
       // doctor sees the stunnel there, though nothing listens on the port in its own namespace.
       const report = JSON.parse((await other.efsctl('--config', other.configFile, 'doctor', '--json')).stdout) as DoctorReport;
       expect(report.checks.find((c) => c.name === 'mounts')).to.deep.include({
@@ -199,14 +214,42 @@ describe('tunnels inside another network namespace (netns=)', function () {
       const r = await other.efsctl('--config', other.configFile, 'takeover', dir);
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stderr).to.equal(`efsctl: ${dir}: stopping stunnel pid ${stunnel.pid} in network namespace ${blue.path} (${config}); efs-relay takes 127.0.0.1:${port} there over with -o region=${REGION},tlsport=${port},mounttargetip=${TARGET},netns=${blue.path}\n`);
-      await waitFor('the stunnel to exit', () => stunnel!.exitCode !== null || stunnel!.signalCode !== null);
+      await waitFor('the stunnel to exit', () => stunnel.exitCode !== null || stunnel.signalCode !== null);
       const status = await other.efsctlJson<TunnelDetail>('status', fsId, '--json');
       expect([status.port, status.netns, status.state]).to.deep.equal([port, blue.path, 'listening']);
       expect((await blue.exchange(port, 'through efs-relay now')).received).to.equal('through efs-relay now' + ECHO_TRAILER);
       expect((await other.efsctlJson<TunnelDetail>('status', fsId, '--json')).connections.ok).to.equal(1);
     } finally {
-      stunnel?.kill('SIGKILL');
+      mounted?.stunnel.kill('SIGKILL');
       await other.stop();
+    }
+  });
+
+  it('starts the namespace\'s stunnel again, under nsenter as efs-utils did, when the tunnel cannot take its port (a read-only state dir)', async function () {
+    const small = tempDir('netns-takeover-state');
+    const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', small]);
+    skipIf(this, m.code === 0 ? null : `cannot mount a tmpfs to make read-only (${m.stderr.trim() || `mount exited ${m.code}`}); needs root with CAP_SYS_ADMIN`);
+    const port = 26902;
+    const other = await new Daemon(daemonConfig(26900, { state_dir: join(small, 'state') })).start();
+    let mounted: Awaited<ReturnType<typeof efsUtilsMountInBlue>> | null = null;
+    try {
+      mounted = await efsUtilsMountInBlue(other, 'fs-0e0e0009', port, 'ro-blue');
+      const { dir, cmd, stunnel } = mounted;
+      const ro = await run('mount', ['-o', 'remount,ro', small]);
+      expect(ro.code, ro.stderr).to.equal(0);
+      const r = await other.efsctl('--config', other.configFile, 'takeover', dir);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`; stunnel was started again (${cmd.join(' ')}), so ${dir} keeps its tunnel [STATE_WRITE_FAILED]\n`);
+      await waitFor('the first stunnel to exit', () => stunnel.exitCode !== null || stunnel.signalCode !== null);
+      expect(await blue.listening(port), 'the stunnel started again listens in the namespace').to.equal(true);
+      expect(await listening(port), 'and not in efsctl\'s').to.equal(false);
+      expect((await other.efsctlJson<{ tunnels: TunnelView[] }>('list', '--json')).tunnels).to.deep.equal([]);
+    } finally {
+      await run('mount', ['-o', 'remount,rw', small]);
+      mounted?.stunnel.kill('SIGKILL');
+      if (mounted) await killStunnelsOf(mounted.config);
+      await other.stop();
+      await run('umount', [small]);
     }
   });
 

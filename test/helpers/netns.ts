@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { tempDir } from './daemon.js';
 import type { PeerAsk } from './netns-peer.js';
+import { listening } from '../../cli/listeners.js';
 import type { Pem } from './pki.js';
 
 /** Why namespaces cannot be made here, or null when they can. */
@@ -75,9 +76,9 @@ export class TestNamespace {
     return this.ask({ op: 'target' });
   }
 
-  /** The inode of the namespace, as /proc/PID/ns/net names it (net:[INODE]). */
-  inode(): string {
-    return execFileSync('stat', ['-L', '-c', '%i', this.path], { encoding: 'utf8' }).trim();
+  /** Whether something listens on `port` inside the namespace (the peer's /proc/PID/net/tcp). */
+  listening(port: number): Promise<boolean> {
+    return listening(port, this.peer!.pid);
   }
 
   remove(): void {
