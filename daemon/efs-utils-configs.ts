@@ -47,7 +47,12 @@ export interface EfsUtilsTunnelState {
 
 /** The state file's word on the mount's tunnel, or null when it cannot be read as efs-utils writes it. */
 export async function efsUtilsTunnelState(stateFile: string): Promise<EfsUtilsTunnelState | null> {
-  const state = await readFile(stateFile, 'utf8').then((t) => JSON.parse(t) as { pid?: unknown; cmd?: unknown }, () => null);
+  let state: { pid?: unknown; cmd?: unknown } | null;
+  try {
+    state = JSON.parse(await readFile(stateFile, 'utf8')) as { pid?: unknown; cmd?: unknown } | null;
+  } catch {
+    return null; // missing, unreadable, or not JSON
+  }
   if (state === null || typeof state !== 'object' || !Array.isArray(state.cmd)) return null;
   const cmd = state.cmd.filter((a): a is string => typeof a === 'string');
   const pid = typeof state.pid === 'number' && Number.isInteger(state.pid) && state.pid > 0 ? state.pid : null;

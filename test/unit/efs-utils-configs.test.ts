@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { efsUtilsConfigs, efsUtilsMounts } from '../../daemon/efs-utils-configs.js';
+import { efsUtilsConfigs, efsUtilsMounts, efsUtilsNamespacedMount, efsUtilsTunnelState } from '../../daemon/efs-utils-configs.js';
 
 describe('efs-utils configs', () => {
   let dir: string;
@@ -32,5 +32,34 @@ describe('efs-utils configs', () => {
 
   it('finds none when the state dir does not exist (efs-utils never ran)', async () => {
     expect(await efsUtilsMounts([{ dir: '/mnt/a', port: 20100 }], join(dir, 'missing'))).to.deep.equal([]);
+  });
+  it('reads a state file\'s tunnel pid, command and the namespace that nsenter --net= enters, and nothing from a file efs-utils would not write', async () => {
+    const state = (v: unknown): string => {
+      const f = join(dir, `state-${Math.random()}`);
+      writeFileSync(f, typeof v === 'string' ? v : JSON.stringify(v));
+      return f;
+    };
+    expect(await efsUtilsTunnelState(state({ pid: 4242, cmd: ['nsenter', '--net=/var/run/netns/blue', '/usr/bin/stunnel', '/var/run/efs/c'] })))
+      .to.deep.equal({ pid: 4242, cmd: ['nsenter', '--net=/var/run/netns/blue', '/usr/bin/stunnel', '/var/run/efs/c'], netns: '/var/run/netns/blue' });
+    expect(await efsUtilsTunnelState(state({ pid: 4242, cmd: ['/usr/bin/stunnel', '/var/run/efs/c'] }))).to.deep.include({ netns: null });
+    // A temporary state file's pid of -1 (efs-utils' port lock) or a pid that is not a number is no pid.
+    expect(await efsUtilsTunnelState(state({ pid: -1, cmd: ['/usr/bin/efs-proxy', 'c'] }))).to.deep.include({ pid: null });
+    expect(await efsUtilsTunnelState(state({ pid: '4242', cmd: ['x'] }))).to.deep.include({ pid: null });
+    // An nsenter that enters no network namespace names none.
+    expect(await efsUtilsTunnelState(state({ pid: 1, cmd: ['nsenter', '--mount=/x', 'stunnel'] }))).to.deep.include({ netns: null });
+    for (const bad of ['not json', '[]', '{"pid": 1}', '{"cmd": "stunnel c"}', 'null']) expect(await efsUtilsTunnelState(state(bad)), bad).to.equal(null);
+    expect(await efsUtilsTunnelState(join(dir, 'missing'))).to.equal(null);
+  });
+
+  it('finds a mount\'s namespace through its config\'s name and its state file, and none for a mount that is not efs-utils\' or not in one', async () => {
+    touch('stunnel-config.fs-0a1.mnt.a.20100', 'stunnel-config.fs-0a1.mnt.b.20101');
+    writeFileSync(join(dir, 'fs-0a1.mnt.a.20100'), JSON.stringify({ pid: 7, cmd: ['nsenter', '--net=/proc/99/ns/net', 'stunnel', 'c'] }));
+    writeFileSync(join(dir, 'fs-0a1.mnt.b.20101'), JSON.stringify({ pid: 8, cmd: ['stunnel', 'c'] }));
+    expect(await efsUtilsNamespacedMount('/mnt/a', 20100, dir)).to.deep.equal({
+      pid: 7, cmd: ['nsenter', '--net=/proc/99/ns/net', 'stunnel', 'c'], netns: '/proc/99/ns/net',
+      config: join(dir, 'stunnel-config.fs-0a1.mnt.a.20100'), stateFile: join(dir, 'fs-0a1.mnt.a.20100'),
+    });
+    expect(await efsUtilsNamespacedMount('/mnt/b', 20101, dir)).to.equal(null);
+    expect(await efsUtilsNamespacedMount('/mnt/c', 20102, dir)).to.equal(null);
   });
 });
