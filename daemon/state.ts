@@ -67,10 +67,20 @@ export interface LeftMount {
 }
 
 const RECORD_FILE = /^(fs-[0-9a-f]+)\.json$/;
+/** Read errors that say nothing of the file: no descriptor was left to open it. Its tunnel must not go for them. */
+const NO_DESCRIPTOR = new Set(['EMFILE', 'ENFILE']);
+
 const TEMP_FILE = /^\..*\.tmp-\d+-\d+$/;
 /** Sub-directory of the state dir for LeftMount files (loadAll skips directories). */
 const LEFT_DIR = 'left-mounted';
 const LEFT_FILE = /^(\d+)\.json$/;
+
+/** FD_LIMIT for a read that found no descriptor to open `path` with; any other error as it is. */
+function noDescriptor(err: NodeJS.ErrnoException, path: string): Error {
+  return err.code !== undefined && NO_DESCRIPTOR.has(err.code)
+    ? new RelayError('FD_LIMIT', `Cannot read ${path}: no file descriptor left (${err.code})`, { cause: err })
+    : err;
+}
 
 export class StateStore extends EventEmitter<{ change: [StateChange] }> {
   readonly dir: string;
@@ -94,7 +104,7 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
     const records: TunnelRecord[] = [];
     const invalid: InvalidFile[] = [];
     const ports = new Map<number, string>();
-    for (const name of await listFiles(this.dir)) {
+    for (const name of await listFiles(this.dir).catch((err: NodeJS.ErrnoException) => Promise.reject(noDescriptor(err, this.dir)))) {
       const path = join(this.dir, name);
       try {
         const rec = await this.read(name);
@@ -105,6 +115,10 @@ export class StateStore extends EventEmitter<{ change: [StateChange] }> {
         for (const port of portsOf(rec)) ports.set(port, rec.fs_id);
         records.push(rec);
       } catch (err) {
+        // A file that could not be opened for want of a descriptor is neither invalid nor removed: the whole reading
+        // fails, and its caller changes no tunnel on it.
+        const e = noDescriptor(err as NodeJS.ErrnoException, path);
+        if (e !== err) throw e;
         invalid.push({ file: path, reason: (err as Error).message });
       }
     }

@@ -116,4 +116,29 @@ describe('a daemon out of file descriptors', function () {
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.match(/warn daemon\.fd_limit fs=- code=FD_LIMIT msg="efs-relayd has 32 of 32 file descriptors open: no room for another relayed connection/);
   });
+  it('changes no tunnel on a reading of the state dir that finds no descriptor to open a record with: its record is not taken as removed', async () => {
+    // The daemon's own store and tunnel manager, in a process under `ulimit -n 32` that has opened files until none
+    // is left: the reading a change of the state dir makes (the daemon's own record write makes one) must fail.
+    const dir = tempDir('fd-full-state');
+    const script = join(dir, 'state.mjs');
+    const daemonJs = join(import.meta.dirname, '../daemon');
+    writeFileSync(script, `
+      import { openSync, closeSync } from 'node:fs';
+      import { StateStore } from ${JSON.stringify(join(daemonJs, 'state.js'))};
+      const store = new StateStore(${JSON.stringify(join(dir, 'state'))});
+      await store.ensureDir();
+      await store.write({ version: 1, fs_id: 'fs-12345678', port: 20400, target: { dns_name: 'fs-12345678.efs.us-east-1.amazonaws.com', address: '127.0.0.45', port: 2049, region: 'us-east-1' }, options: {}, created: new Date().toISOString(), source: 'efsctl', mounts: [] });
+      const before = await store.loadAll();
+      const held = [];
+      try { for (;;) held.push(openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; }
+      const full = await store.loadAll().then((r) => ({ records: r.records.length, invalid: r.invalid }), (e) => ({ code: e.code, message: e.message }));
+      for (const fd of held) closeSync(fd);
+      process.stdout.write(JSON.stringify({ before: before.records.length, full }) + '\\n');
+    `);
+    const r = await run('sh', ['-c', `ulimit -n 32 && exec "${process.execPath}" "${script}"`]);
+    expect(r.code, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout) as { before: number; full: { code?: string; message?: string } };
+    expect(out.before).to.equal(1);
+    expect(out.full).to.deep.equal({ code: 'FD_LIMIT', message: `Cannot read ${join(dir, 'state')}: no file descriptor left (EMFILE)` });
+  });
 });
