@@ -1,5 +1,5 @@
 // The helper that efs-relayd runs inside another network namespace (the
-// netns= option), as `nsenter --net=PATH node efs-relayd --netns-helper`.
+// netns= option), as `nsenter --net=PATH -- efs-relayd --netns-helper`.
 // Node cannot enter a namespace itself, and a socket belongs to the namespace
 // it was made in: so the helper makes the tunnel's sockets there and hands
 // each one over to the daemon on the IPC channel, which relays on them as on
