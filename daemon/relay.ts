@@ -110,6 +110,11 @@ function certExpiry(sock: TLSSocket): string | null {
   return Number.isNaN(t) ? null : new Date(t).toISOString();
 }
 
+/** Seconds since `started` (performance.now()) in whole microseconds, so that JSON and /metrics show 0.005543, not 0.0055426499999994125. */
+function secondsSince(started: number): number {
+  return Math.round((performance.now() - started) * 1000) / 1e6;
+}
+
 export function isLoopback(host: string): boolean {
   if (host === '::1' || host === 'localhost') return true;
   return isIPv4(host) && host.startsWith('127.');
@@ -464,7 +469,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (!netns) return this.probeOver(null, timeoutMs, started, at);
     const ended = async (err: unknown): Promise<ProbeResult> => {
       const { code, message } = await this.classify(err);
-      return { ok: false, at, duration_seconds: Math.round((performance.now() - started) * 1000) / 1e6, code, message, cert_expiry: null };
+      return { ok: false, at, duration_seconds: secondsSince(started), code, message, cert_expiry: null };
     };
     return this.reachInNamespace(netns, timeoutMs).then((raw) => this.probeOver(raw, timeoutMs, started, at), ended);
   }
@@ -479,8 +484,7 @@ export class Relay extends EventEmitter<RelayEvents> {
         done = true;
         clearTimeout(timer);
         sock.destroy();
-        // Whole microseconds, so that JSON and /metrics show 0.005543, not 0.0055426499999994125.
-        resolve({ ...r, at, duration_seconds: Math.round((performance.now() - started) * 1000) / 1e6 });
+        resolve({ ...r, at, duration_seconds: secondsSince(started) });
       };
       const timer = setTimeout(() => {
         const e = this.timeoutError(timeoutMs, sock);
