@@ -132,9 +132,7 @@ async function assumeRole(places: CredentialPlaces, profile: string, settings: M
     return `Unable to reach ${at} to assume role ${roleArn} of profile [${profile}] (${(err as Error).message})`;
   }
   if (r.status !== 200) return `AWS STS at ${at} did not let ${base.source} assume role ${roleArn} of profile [${profile}] (HTTP ${r.status}${stsReason(r.body)})`;
-  type StsAnswer = { AssumeRoleResponse?: { AssumeRoleResult?: { Credentials?: Record<string, unknown> } } };
-  const c = (jsonObject(r.body) as StsAnswer | undefined)?.AssumeRoleResponse?.AssumeRoleResult?.Credentials;
-  return temporaryCredentials(c, 'SessionToken', `named_profile:${profile}`)
+  return stsCredentials(r.body, 'AssumeRole', `named_profile:${profile}`)
     ?? `AWS STS at ${at} answered no AccessKeyId, SecretAccessKey and SessionToken for role ${roleArn} of profile [${profile}]`;
 }
 
@@ -271,6 +269,12 @@ function stsReason(body: string): string {
   return typeof e?.Code === 'string' ? `: ${e.Code}${typeof e.Message === 'string' ? ` (${e.Message.slice(0, 200)})` : ''}` : '';
 }
 
+/** The temporary credentials in STS's JSON answer to `action` ({ACTIONResponse: {ACTIONResult: {Credentials}}}), or null. */
+function stsCredentials(body: string, action: 'AssumeRole' | 'AssumeRoleWithWebIdentity', source: string): AwsCredentials | null {
+  const response = jsonObject(body)?.[`${action}Response`] as { [k: string]: { Credentials?: Record<string, unknown> } | undefined } | undefined;
+  return temporaryCredentials(response?.[`${action}Result`]?.Credentials, 'SessionToken', source);
+}
+
 /** How long AWS STS may take to answer (a request over the internet, unlike the local ECS agent and metadata). */
 const STS_TIMEOUT_MS = 10_000;
 
@@ -294,9 +298,7 @@ async function fromWebIdentity(places: CredentialPlaces, roleArn: string, tokenF
     return `Unable to reach ${at} to retrieve AWS security credentials (${(err as Error).message})`;
   }
   if (r.status !== 200) return `Unsuccessful retrieval of AWS security credentials at ${at} (HTTP ${r.status} for role ${roleArn}${stsReason(r.body)})`;
-  type StsAnswer = { AssumeRoleWithWebIdentityResponse?: { AssumeRoleWithWebIdentityResult?: { Credentials?: Record<string, unknown> } } };
-  const c = (jsonObject(r.body) as StsAnswer | undefined)?.AssumeRoleWithWebIdentityResponse?.AssumeRoleWithWebIdentityResult?.Credentials;
-  return temporaryCredentials(c, 'SessionToken', `webidentity:${roleArn},${tokenFile}`)
+  return stsCredentials(r.body, 'AssumeRoleWithWebIdentity', `webidentity:${roleArn},${tokenFile}`)
     ?? `Unsuccessful retrieval of AWS security credentials at ${at} (no AccessKeyId, SecretAccessKey and SessionToken in its answer)`;
 }
 
