@@ -73,6 +73,21 @@ describe('tunnels inside another network namespace (netns=)', function () {
     expect((await daemon.efsctlJson<TunnelDetail>('status', fsId, '--json')).connections).to.deep.equal({ active: 0, ok: 1, failed: 0 });
   });
 
+  it('health-probes the mount target from inside the namespace, where the daemon\'s own namespace has none', async () => {
+    const fsId = 'fs-0e0e0001';
+    const before = (await blue.target()).handshakes;
+    daemon.editConfig((c) => ({ ...c, health: { probe_interval: 1 } }));
+    expect((await daemon.efsctl('reload')).code).to.equal(0);
+    try {
+      const probe = await waitFor('a probe', async () => (await daemon.efsctlJson<TunnelDetail>('status', fsId, '--json')).health.probe);
+      expect([probe.ok, probe.code]).to.deep.equal([true, null]);
+      expect((await blue.target()).handshakes, 'the probe\'s handshake reached the target in the namespace').to.be.above(before);
+    } finally {
+      daemon.editConfig((c) => ({ ...c, health: { probe_interval: 0 } }));
+      expect((await daemon.efsctl('reload')).code).to.equal(0);
+    }
+  });
+
   it('makes the tunnel of an fstab line with netns= inside its namespace, as at boot, and stops it with the line', async () => {
     const fsId = 'fs-0e0e0008';
     writeFileSync(daemon.fstab, `${fsId} /mnt/fstab-blue efs _netdev,tls,region=${REGION},mounttargetip=${TARGET},netns=${blue.path} 0 0\n`);
