@@ -104,6 +104,29 @@ describe('tunnels inside another network namespace (netns=)', function () {
     await waitFor('the tunnel to go with its line', async () => (await daemon.efsctl('status', fsId)).code === 1);
   });
 
+  it('gives an fstab line whose namespace is not there yet its tunnel once the namespace appears, without an edit of fstab', async () => {
+    const late = new TestNamespace('efsr-test-late');
+    late.remove();
+    const fsId = 'fs-0e0e000a';
+    writeFileSync(daemon.fstab, `${fsId} /mnt/late efs _netdev,tls,region=${REGION},mounttargetip=${TARGET},netns=${late.path} 0 0\n`);
+    try {
+      await waitFor('the line to wait', () => daemon.logs.includes(`Cannot enter network namespace ${late.path}: cannot open ${late.path}: No such file or directory`));
+      expect((await daemon.efsctl('status', fsId)).code, 'no tunnel yet').to.equal(1);
+      late.create();
+      await late.startPeer(TARGET, 2049, certFor(`*.efs.${REGION}.amazonaws.com`));
+      const t = await waitFor('the tunnel once the namespace is there', async () => {
+        const r = await daemon.efsctl('status', fsId, '--json');
+        return r.code === 0 ? (JSON.parse(r.stdout) as TunnelDetail) : null;
+      }, 15_000);
+      expect([t.netns, t.state]).to.deep.equal([late.path, 'listening']);
+      expect((await late.exchange(t.port, 'a late container')).received).to.equal('a late container' + ECHO_TRAILER);
+    } finally {
+      writeFileSync(daemon.fstab, '# test fstab\n');
+    }
+    await waitFor('the tunnel to go with its line', async () => (await daemon.efsctl('status', fsId)).code === 1);
+    late.remove();
+  });
+
   it('has doctor check nsenter and each namespace of netns=, and leave the mount target\'s reach to the tunnel\'s probe from inside the namespace', async () => {
     const doctor = async (): Promise<DoctorReport> => JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
     let report = await doctor();
