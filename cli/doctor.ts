@@ -438,11 +438,17 @@ function regionCheck(cfg: Config, metadata: MetadataRegion, from: 'efs-relayd' |
  * daemon only logged is seen before the next boot tries to mount it.
  */
 async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: FstabStatus | null): Promise<{ checks: Check[]; entries: FstabEntry[]; azId: MetadataAzId }> {
+  // The daemon's own read may fail where this one does not (no descriptor left in the daemon), and as root its
+  // failure is the one to show.
+  const unread = daemonSaw?.file === resolve(cfg.fstab) ? daemonSaw.read_error ?? null : null;
+  const daemonCannot = unread && bad('fstab', 'fail', `efs-relayd: ${unread.message}; it applies no change of the file until it can`,
+    `${unread.hint} [${unread.code}]`);
   let parsed;
   try {
     parsed = await readFstab(cfg.fstab);
   } catch (err) {
-    return { checks: [bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.')], entries: [], azId: AZ_ID_NOT_ASKED };
+    const check = daemonCannot || bad('fstab', 'warn', `cannot read ${cfg.fstab}: ${(err as Error).message}`, 'Run efsctl doctor as root, or check the fstab key in the config file.');
+    return { checks: [check], entries: [], azId: AZ_ID_NOT_ASKED };
   }
   // Alias lines are followed as the daemon follows them, through this host's DNS.
   const { unfollowed, ...lines } = await followFstabAliases(parsed, followAlias);
@@ -456,6 +462,7 @@ async function fstabChecks(cfg: Config, metadata: MetadataRegion, daemonSaw: Fst
     checks.push({ line: u.line, check: bad(`fstab line ${u.line}`, 'fail', `${cfg.fstab}:${u.line}: ${u.error.message}`,
       `${u.error.hint} Until DNS leads from ${u.alias} to a file system, a mount of this line fails. [${u.error.code}]`) });
   }
+  if (daemonCannot) checks.push({ line: 0, check: daemonCannot });
   const judged = new Set([...problems, ...unfollowed].map((p) => p.line));
   for (const f of daemonSaw?.file === resolve(cfg.fstab) ? daemonSaw.failures : []) {
     if (judged.has(f.line)) continue;

@@ -164,6 +164,10 @@ export const ERRORS = {
     title: 'the CA bundle cannot be read',
     hint: 'Check tls.ca_file; the package installs /etc/efs-relay/amazon-root-cas.pem.',
   },
+  FSTAB_UNREADABLE: {
+    title: 'the fstab file cannot be read',
+    hint: 'Make the file that the config key fstab names (/etc/fstab by default) a readable regular file again. Until then efs-relayd keeps the tunnels of its lines as they were, and it reads the file again on its own.',
+  },
   TRUST_FILE_WRITABLE: {
     title: 'a file the TLS verification depends on can be changed by a user other than root',
     hint: 'Make the file and each directory above it owned by root and not writable by group or others (`chown root:root PATH`, `chmod go-w PATH`): whoever can change a CA bundle can make tunnels trust a CA of their own, and whoever can change the config file can point tls.ca_file at one. The daemon uses the file all the same, so that no tunnel is dropped.',
@@ -286,4 +290,15 @@ export function asRelayError(err: unknown): RelayError {
   if (err instanceof RelayError) return err;
   const msg = err instanceof Error ? err.message : String(err);
   return new RelayError('INTERNAL', msg, { cause: err });
+}
+
+/** A read error that says nothing of the file read: no descriptor was left to open it (EMFILE, ENFILE). */
+export function noDescriptorLeft(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'EMFILE' || code === 'ENFILE';
+}
+
+/** FD_LIMIT for a read of `path` that found no descriptor to open it with. */
+export function noDescriptorError(err: NodeJS.ErrnoException, path: string): RelayError {
+  return new RelayError('FD_LIMIT', `Cannot read ${path}: no file descriptor left (${err.code})`, { cause: err });
 }

@@ -3,10 +3,12 @@
 // tunnel manager which file systems fstab wants ready. A line whose tunnel
 // could not be made (no free port, a full state dir, an unreadable CA bundle)
 // is tried again on its own, since what stopped it usually passes without
-// anyone editing fstab.
+// anyone editing fstab. So is a read of fstab that failed (no descriptor
+// left, a file replaced by something unreadable): until one succeeds, every
+// tunnel its lines have stays as it was.
 import { basename, dirname, resolve } from 'node:path';
 import { DirWatch } from './dir-watch.js';
-import { asRelayError, type ErrorCode } from './errors.js';
+import { RelayError, asRelayError, noDescriptorError, noDescriptorLeft, type ErrorBody, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { followFstabAliases, readFstab } from './fstab.js';
@@ -39,6 +41,8 @@ export interface FstabFailure {
 export interface FstabStatus {
   readonly file: string;
   readonly failures: readonly FstabFailure[];
+  /** Why the latest read of the file failed; null once one succeeds (the failures above are the last good read's). */
+  readonly read_error: ErrorBody | null;
 }
 
 /** An alias line's key in FstabWatcher.followed: the alias and the path, as the spec gives them. */
@@ -52,6 +56,7 @@ export class FstabWatcher implements FstabStatus {
   private running: Promise<void> = Promise.resolve();
   readonly file: string;
   failures: FstabFailure[] = [];
+  read_error: ErrorBody | null = null;
   private invalid = 0;
   /** Problems logged since fstab last changed: a retry logs only what is new, a change of the file all again. */
   private reported = new ReportOnce();
@@ -84,10 +89,11 @@ export class FstabWatcher implements FstabStatus {
 
   /** Applies run one after another, so an older read never applies after a newer one. */
   private apply(cause: Cause): void {
-    // One that fails must not end the chain: the next change of fstab is applied all the same.
+    // One that fails must not end the chain, and is tried again: it may pass without anyone editing fstab.
     this.running = this.running.then(() => this.reload(cause)).catch((err: unknown) => {
       const e = asRelayError(err);
-      this.log.warn('fstab.apply_failed', { code: e.code, msg: `applying ${this.file} failed: ${e.message}; the next change of the file is applied` });
+      this.log.warn('fstab.apply_failed', { code: e.code, msg: `applying ${this.file} failed: ${e.message}; ${this.retryText()}` });
+      this.scheduleRetry(true);
     });
   }
 
@@ -114,8 +120,12 @@ export class FstabWatcher implements FstabStatus {
     try {
       parsed = await readFstab(this.file);
     } catch (err) {
-      this.log.warn('fstab.read_failed', { code: 'INTERNAL', msg: `cannot read ${this.file}: ${(err as Error).message}` });
+      this.readFailed(err as NodeJS.ErrnoException);
       return;
+    }
+    if (this.read_error) {
+      this.read_error = null;
+      this.log.info('fstab.readable', { msg: `${this.file} can be read again; its lines are applied` });
     }
     const { unfollowed, ...lines } = await followFstabAliases(parsed, (spec) => this.follow(spec));
     const aliases = new Set(parsed.aliases.map((a) => aliasKey(a.spec)));
@@ -135,7 +145,7 @@ export class FstabWatcher implements FstabStatus {
       ...unfollowed.map((u) => ({ line: u.line, fs_id: null, alias: u.alias, code: u.error.code, message: u.error.message, hint: u.error.hint })),
       ...waiting.map((p) => ({ line: p.line, fs_id: p.fsId, code: p.code, message: p.message, hint: p.hint })),
     ].sort((a, b) => a.line - b.line);
-    const retry = `; no tunnel for this line yet: tried again in ${this.retryWait.nextMs / 1000} s, then less often, and at each change of fstab`;
+    const retry = `; no tunnel for this line yet: ${this.retryText()}`;
     // Keyed without the retry interval, which grows: one problem that lasts is logged once.
     const found = [
       ...problems.map((p) => ({ key: `${p.line} ${p.code} ${p.message}`, fs: p.fsId ?? undefined, code: p.code, line: p.line, msg: `${this.file}:${p.line}: ${p.message}` })),
@@ -147,6 +157,26 @@ export class FstabWatcher implements FstabStatus {
     const left = this.failures.length;
     if (cause === 'retry') this.log.debug('fstab.retried', { msg: `tried again the lines whose tunnel failed: ${left} still without a tunnel`, failed: left });
     this.scheduleRetry(left > 0);
+  }
+
+  /**
+   * fstab could not be read: nothing is applied, so every tunnel its lines have stays, and it is read again on its
+   * own. Logged when the reason is new (or fstab changed), not at every try while it lasts.
+   */
+  private readFailed(err: NodeJS.ErrnoException): void {
+    const e = noDescriptorLeft(err)
+      ? noDescriptorError(err, this.file)
+      : new RelayError('FSTAB_UNREADABLE', `Cannot read ${this.file}: ${err.message}`, { cause: err });
+    const fresh = this.reported.fresh([`read ${e.code} ${e.message}`]).size > 0;
+    this.read_error = e.toJSON();
+    if (fresh) this.log.warn('fstab.read_failed', { code: e.code, msg: `${e.message}; the tunnels of its lines keep running as they were; ${this.retryText()}` });
+    else this.log.debug('fstab.retried', { code: e.code, msg: `read ${this.file} again: it still cannot be read` });
+    this.scheduleRetry(true);
+  }
+
+  /** When a failure is tried again, as the log says it. */
+  private retryText(): string {
+    return `tried again in ${this.retryWait.nextMs / 1000} s, then less often, and at each change of fstab`;
   }
 
   /** An alias line's file system; when DNS gives no answer, what it led to last time (its tunnel is not dropped for that). */

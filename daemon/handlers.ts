@@ -97,7 +97,7 @@ export function controlHandlers(
     list: () => ({ tunnels: manager.list(), unencrypted_mounts: manager.unencrypted }),
     status: (p) => manager.status(str(p, 'fs_id', true)),
     // Valid fstab lines that got no tunnel at the latest try, so that doctor shows what only the daemon can know.
-    fstab: () => ({ file: fstab.file, failures: fstab.failures }),
+    fstab: () => ({ file: fstab.file, failures: fstab.failures, read_error: fstab.read_error }),
     stop: (p) => {
       return manager.stop(str(p, 'fs_id', true), bool(p, 'force'));
     },

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, rm, lstat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { RelayError } from './errors.js';
+import { RelayError, noDescriptorError, noDescriptorLeft } from './errors.js';
 import { FS_ID } from './target.js';
 import type { MountOptions } from './options.js';
 
@@ -67,19 +67,14 @@ export interface LeftMount {
 }
 
 const RECORD_FILE = /^(fs-[0-9a-f]+)\.json$/;
-/** Read errors that say nothing of the file: no descriptor was left to open it. Its tunnel must not go for them. */
-const NO_DESCRIPTOR = new Set(['EMFILE', 'ENFILE']);
-
 const TEMP_FILE = /^\..*\.tmp-\d+-\d+$/;
 /** Sub-directory of the state dir for LeftMount files (loadAll skips directories). */
 const LEFT_DIR = 'left-mounted';
 const LEFT_FILE = /^(\d+)\.json$/;
 
-/** FD_LIMIT for a read that found no descriptor to open `path` with; any other error as it is. */
+/** FD_LIMIT for a read that found no descriptor to open `path` with (its tunnel must not go for that); any other error as it is. */
 function noDescriptor(err: NodeJS.ErrnoException, path: string): Error {
-  return err.code !== undefined && NO_DESCRIPTOR.has(err.code)
-    ? new RelayError('FD_LIMIT', `Cannot read ${path}: no file descriptor left (${err.code})`, { cause: err })
-    : err;
+  return noDescriptorLeft(err) ? noDescriptorError(err, path) : err;
 }
 
 export class StateStore extends EventEmitter<{ change: [StateChange] }> {

@@ -1,7 +1,7 @@
 // The daemon following the world: /etc/fstab edits, mounts vanishing from
 // /proc/mounts, and records added or removed in the state dir by hand.
 import { expect } from 'chai';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, sleep, waitFor } from './helpers/daemon.js';
 import { expectPortFree, expectPortTaken } from './helpers/client.js';
@@ -153,6 +153,51 @@ describe('fstab watching', function () {
     await waitFor('every fstab tunnel stopped', async () => (await tunnels(daemon)).length === 0, 2_000);
     write('fs-0f00000a /mnt/j efs _netdev,tls,region=us-east-1 0 0\n');
     await waitFor('tunnel after re-creation', () => has(daemon, 'fs-0f00000a'), 2_000);
+  });
+});
+
+describe('an fstab that cannot be read', function () {
+  it('keeps every tunnel of its lines, says why once (FSTAB_UNREADABLE, in the log and doctor), and applies the file once it can be read again, with no change in fstab\'s directory', async () => {
+    const daemon = await new Daemon(daemonConfig(26950, { log: { level: 'debug' } })).start();
+    const count = (s: string): number => daemon.logs.split(s).length - 1;
+    try {
+      writeFileSync(daemon.fstab, 'fs-0f0d0001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\n');
+      await waitFor('the line\'s tunnel', () => has(daemon, 'fs-0f0d0001'), 2_000);
+      const port = (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0d0001')!.port;
+      // fstab becomes a link into a directory the daemon does not watch, to a link that leads to itself (ELOOP),
+      // moved over fstab in one rename so that no read finds it missing.
+      const elsewhere = join(daemon.dir, 'elsewhere');
+      mkdirSync(elsewhere);
+      const real = join(elsewhere, 'real');
+      symlinkSync(real, real);
+      symlinkSync(real, join(daemon.dir, '.fstab.link'));
+      renameSync(join(daemon.dir, '.fstab.link'), daemon.fstab);
+      const failed = `warn fstab.read_failed fs=- code=FSTAB_UNREADABLE msg="Cannot read ${daemon.fstab}: ELOOP: too many symbolic links encountered, open '${daemon.fstab}'; ` +
+        'the tunnels of its lines keep running as they were; tried again in 5 s, then less often, and at each change of fstab"';
+      await waitFor('the failed read logged', () => daemon.logs.includes(failed), 3_000);
+      const doctor = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      expect(doctor.checks.find((c) => c.name === 'fstab')).to.deep.equal({
+        name: 'fstab', status: 'fail',
+        message: `efs-relayd: Cannot read ${daemon.fstab}: ELOOP: too many symbolic links encountered, open '${daemon.fstab}'; it applies no change of the file until it can`,
+        fix: `${ERRORS.FSTAB_UNREADABLE.hint} [FSTAB_UNREADABLE]`,
+      });
+      // Read again after 5 s, still failing: a debug line, not the warning again. The tunnel stays all along.
+      await waitFor('the second try', () => daemon.logs.includes(`debug fstab.retried fs=- code=FSTAB_UNREADABLE msg="read ${daemon.fstab} again: it still cannot be read"`), 8_000);
+      expect(count('fstab.read_failed'), 'logged once while it lasts').to.equal(1);
+      const kept = (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0d0001');
+      expect(kept, 'the line\'s tunnel is kept').to.include({ state: 'listening', port });
+      await expectPortTaken(port);
+      // The link's end becomes a real file with one more line; nothing changes in fstab's own directory.
+      writeFileSync(join(elsewhere, '.real.tmp'), 'fs-0f0d0001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f0d0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');
+      renameSync(join(elsewhere, '.real.tmp'), real);
+      await waitFor('the new line\'s tunnel, at the next try', () => has(daemon, 'fs-0f0d0002'), 15_000);
+      expect(daemon.logs).to.contain(`info fstab.readable fs=- code=- msg="${daemon.fstab} can be read again; its lines are applied"`);
+      expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0d0001')?.port, 'the first line\'s tunnel, on its port').to.equal(port);
+      const after = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
+      expect(after.checks.find((c) => c.name === 'fstab')?.status).to.equal('ok');
+    } finally {
+      await daemon.stop();
+    }
   });
 });
 
