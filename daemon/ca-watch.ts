@@ -1,48 +1,85 @@
 // Watches the CA bundle files that tunnels verify with (tls.ca_file, and any
-// cafile=), through their directories, so that a package upgrade, an
-// editor's save or a config-management run that replaces a bundle reaches
-// new connections without a restart, which would reset every NFS connection.
-import { basename, dirname, join } from 'node:path';
-import { DirWatch } from './dir-watch.js';
+// cafile=), through their directories and, for a link, the directory of the
+// file it leads to, so that a package upgrade, update-ca-trust, an editor's
+// save or a config-management run that replaces a bundle reaches new
+// connections without a restart, which would reset every NFS connection. A
+// bundle that cannot be read is read again on its own: a removed CA must not
+// stay trusted because the one read after its removal failed (say, for want
+// of a file descriptor) and nothing changed the file since.
+import { Backoff } from './backoff.js';
+import { asRelayError, type RelayError } from './errors.js';
+import { FileWatch } from './file-watch.js';
 import type { Logger } from './log.js';
 
 /** Long enough that a file written in a few pieces is read once it is whole. */
 const DEBOUNCE_MS = 300;
+/** Reads again of a bundle that could not be used: 5 s, doubling, then every minute. */
+const RETRY_FIRST_MS = 5_000;
+const RETRY_MAX_MS = 60_000;
+
+/** Reads a changed bundle into use; the error when it cannot be used (its tunnels keep the trust they had). */
+export type ReloadBundle = (file: string) => Promise<RelayError | null>;
+
+interface Watched {
+  watch: FileWatch;
+  retry: NodeJS.Timeout | null;
+  wait: Backoff;
+  /** The failure last logged, while it lasts: the same one again is a debug line. */
+  failed: string | null;
+}
 
 export class CaBundleWatcher {
-  /** Directory → the names of the bundle files in it that are watched, and its watch. */
-  private readonly dirs = new Map<string, { names: Set<string>; watch: DirWatch }>();
+  private readonly files = new Map<string, Watched>();
   private stopped = false;
 
   constructor(
-    private readonly onChange: (file: string) => void,
+    private readonly reload: ReloadBundle,
     private readonly log: Logger,
   ) {}
 
   /** Watch one more bundle file (an absolute path); watching it twice is watching it once. */
   add(file: string): void {
-    if (this.stopped) return;
-    const dir = dirname(file);
-    const known = this.dirs.get(dir);
-    if (known) {
-      known.names.add(basename(file));
-      return;
-    }
-    const names = new Set([basename(file)]);
-    // One change event for the directory re-reads each of its bundles; the manager ignores one whose text is the same.
-    const changed = (): void => {
-      for (const name of names) this.onChange(join(dir, name));
+    if (this.stopped || this.files.has(file)) return;
+    const watched: Watched = {
+      watch: new FileWatch(file, DEBOUNCE_MS, () => this.read(file, true), this.log, 'tls.ca_watch_error'),
+      retry: null, wait: new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS), failed: null,
     };
-    const watch = new DirWatch(dir, (p) => names.has(basename(p)), DEBOUNCE_MS, changed, this.log, 'tls.ca_watch_error');
-    this.dirs.set(dir, { names, watch });
-    watch.start().catch((err: unknown) => {
-      this.log.warn('tls.ca_watch_error', { code: 'INTERNAL', msg: `cannot watch ${dir} for changes of ${file}: ${String(err)}; a changed bundle is read at the next restart` });
+    this.files.set(file, watched);
+    watched.watch.start().catch((err: unknown) => {
+      this.log.warn('tls.ca_watch_error', { code: 'INTERNAL', msg: `cannot watch ${file} for changes: ${String(err)}; a changed bundle is read at the next restart` });
     });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all([...this.dirs.values()].map((d) => d.watch.stop()));
-    this.dirs.clear();
+    for (const w of this.files.values()) if (w.retry) clearTimeout(w.retry);
+    await Promise.all([...this.files.values()].map((w) => w.watch.stop()));
+    this.files.clear();
+  }
+
+  /** Read the bundle into use: after a change of the file (`changed`), or again after a failure. */
+  private read(file: string, changed: boolean): void {
+    const w = this.files.get(file);
+    if (!w || this.stopped) return;
+    if (w.retry) clearTimeout(w.retry);
+    w.retry = null;
+    if (changed) w.wait.reset();
+    // A read again on its own looks again where a link leads: no watch saw a change there while it led nowhere.
+    void (changed ? Promise.resolve() : w.watch.follow()).then(() => this.reload(file)).catch((err: unknown) => asRelayError(err)).then((e) => {
+      if (this.stopped) return;
+      if (e === null) {
+        w.failed = null;
+        w.wait.reset();
+        return;
+      }
+      const again = `read again in ${w.wait.nextMs / 1000} s, then less often, and at each change of the file`;
+      if (w.failed !== e.message) {
+        this.log.error('tls.ca_reload_failed', { code: e.code, msg: `${e.message}; its tunnels keep verifying against the bundle as it was before; ${again}`, file });
+      } else {
+        this.log.debug('tls.ca_reload_retried', { code: e.code, msg: `read ${file} again: it still cannot be used`, file });
+      }
+      w.failed = e.message;
+      w.retry = setTimeout(() => this.read(file, false), w.wait.take());
+    });
   }
 }

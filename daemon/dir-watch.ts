@@ -21,6 +21,9 @@ export class DirWatch {
     this.watcher = watch(this.dir, {
       ignoreInitial: true,
       depth: 0,
+      // A link is an entry like any other: chokidar's own following loses the file a link leads to once that file
+      // is removed, and never sees it again (FileWatch watches where a link leads itself).
+      followSymlinks: false,
       ignored: (p: string) => p !== this.dir && !this.accept(p),
     });
     this.watcher.on('all', (_event, path) => {

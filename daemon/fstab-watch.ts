@@ -1,13 +1,14 @@
 // Watches the fstab file (through its directory, so an editor's
-// write-then-rename and a delete-then-recreate are both seen) and tells the
+// write-then-rename and a delete-then-recreate are both seen, and through
+// the directory of the file it leads to when it is a link) and tells the
 // tunnel manager which file systems fstab wants ready. A line whose tunnel
 // could not be made (no free port, a full state dir, an unreadable CA bundle)
 // is tried again on its own, since what stopped it usually passes without
 // anyone editing fstab. So is a read of fstab that failed (no descriptor
 // left, a file replaced by something unreadable): until one succeeds, every
 // tunnel its lines have stays as it was.
-import { basename, dirname, resolve } from 'node:path';
-import { DirWatch } from './dir-watch.js';
+import { resolve } from 'node:path';
+import { FileWatch } from './file-watch.js';
 import { RelayError, asRelayError, noDescriptorError, noDescriptorLeft, type ErrorBody, type ErrorCode } from './errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -52,7 +53,7 @@ const aliasKey = (spec: AliasSpec): string => `${spec.alias}:${spec.path}`;
 type Cause = 'changed' | 'retry' | 'region';
 
 export class FstabWatcher implements FstabStatus {
-  private readonly watch: DirWatch;
+  private readonly watch: FileWatch;
   private running: Promise<void> = Promise.resolve();
   readonly file: string;
   failures: FstabFailure[] = [];
@@ -73,8 +74,7 @@ export class FstabWatcher implements FstabStatus {
     private readonly region: RegionSource,
   ) {
     this.file = resolve(cfg.fstab);
-    const name = basename(this.file);
-    this.watch = new DirWatch(dirname(this.file), (p) => basename(p) === name, DEBOUNCE_MS, () => this.apply('changed'), log, 'fstab.watch_error');
+    this.watch = new FileWatch(this.file, DEBOUNCE_MS, () => this.apply('changed'), log, 'fstab.watch_error');
   }
 
   async start(): Promise<void> {
@@ -116,6 +116,8 @@ export class FstabWatcher implements FstabStatus {
       this.reported = new ReportOnce();
       this.retryWait.reset();
     }
+    // A link that led nowhere at the last read may lead somewhere now, where no watch looked.
+    if (cause === 'retry') await this.watch.follow();
     let parsed;
     try {
       parsed = await readFstab(this.file);

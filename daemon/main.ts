@@ -117,7 +117,7 @@ async function main(): Promise<void> {
     relay.on('handshake', () => fdWatcher.nudge());
     relay.on('handshake_failed', () => fdWatcher.nudge());
   });
-  const caWatcher = new CaBundleWatcher((file) => void manager.reloadCaBundle(file), log);
+  const caWatcher = new CaBundleWatcher((file) => manager.reloadCaBundle(file), log);
   const trust = new TrustWatcher(cfg, log);
   trust.add(configFile, 'config file');
   const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager, trust });

@@ -413,22 +413,21 @@ export class TunnelManager {
    * A CA bundle changed on disk: its tunnels' new connections and probes
    * verify against what it holds now, and open connections carry on. A
    * bundle that cannot be used (missing, half written, no certificate) is not
-   * taken: its tunnels keep the trust they had, and the log says why.
+   * taken: its tunnels keep the trust they had, and the error says why (the
+   * CA bundle watcher logs it and reads the file again).
    */
-  reloadCaBundle(file: string): Promise<void> {
+  reloadCaBundle(file: string): Promise<RelayError | null> {
     return this.serial(async () => {
       const current = this.contexts.get(file);
-      if (!current || this.closed) return;
+      if (!current || this.closed) return null;
       const before = await current.catch(() => null);
       let read;
       try {
         read = await readCaBundle(file);
       } catch (err) {
-        const e = asRelayError(err);
-        this.log.error('tls.ca_reload_failed', { code: e.code, msg: `${e.message}; its tunnels keep verifying against the bundle as it was before`, file });
-        return;
+        return asRelayError(err);
       }
-      if (before?.pem === read.pem) return;
+      if (before?.pem === read.pem) return null;
       await warnIfExposed(file, 'CA bundle', this.log);
       const trust = policyTrust(read.pem, read.certificates, this.cfg.tls.max_version);
       this.contexts.set(file, Promise.resolve({ pem: read.pem, trust }));
@@ -444,6 +443,7 @@ export class TunnelManager {
         file, certificates: read.certificates.length, tunnels,
         msg: 'new connections and probes verify against the bundle as it is now; open connections keep their verified sessions',
       });
+      return null;
     });
   }
 

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
@@ -326,7 +326,7 @@ describe('a CA bundle that changes while the daemon runs', function () {
     // A bundle cut short while being written is not taken: the trust stays as it was, and the log says why.
     replaceBundle(ca.cert + ca.cert.slice(0, 100));
     await waitFor('the damaged bundle to be refused', async () => logged('tls.ca_reload_failed') === 1, 5_000);
-    expect(daemon.logs).to.match(new RegExp(`error tls\\.ca_reload_failed fs=- code=CA_BUNDLE_UNREADABLE msg="Cannot use CA bundle ${escapeRegExp(bundle)}: a certificate has no END line \\(a file still being written, or damaged\\); its tunnels keep verifying against the bundle as it was before"`));
+    expect(daemon.logs).to.match(new RegExp(`error tls\\.ca_reload_failed fs=- code=CA_BUNDLE_UNREADABLE msg="Cannot use CA bundle ${escapeRegExp(bundle)}: a certificate has no END line \\(a file still being written, or damaged\\); its tunnels keep verifying against the bundle as it was before; read again in 5 s, then less often, and at each change of the file"`));
     expect((await exchange(port, 'third')).received.toString()).to.equal('');
 
     // Both CAs: trusted again, with a full handshake.
@@ -358,6 +358,88 @@ describe('a CA bundle that changes while the daemon runs', function () {
     await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === reloads + 1, 5_000);
     expect((await exchange(port, 'held')).received.toString()).to.equal('held' + ECHO_TRAILER);
     expect((await daemon.efsctl('stop', FS_ID)).code).to.equal(0);
+  });
+});
+
+describe('a CA bundle that is a link to a file elsewhere, as /etc/pki/tls/certs/ca-bundle.crt is on RHEL and Amazon Linux', function () {
+  it('is read again whenever the file it leads to is replaced (as update-ca-trust does), removed, or written again after its removal', async () => {
+    const ADDR = '127.0.0.82';
+    const { ca, otherCa } = testCerts();
+    const dir = tempDir('ca-link');
+    // The link's directory, and the directory of the file it leads to, as update-ca-trust lays them out.
+    const extracted = join(dir, 'extracted');
+    mkdirSync(extracted);
+    const real = join(extracted, 'tls-ca-bundle.pem');
+    writeFileSync(real, ca.cert);
+    const bundle = join(dir, 'ca-bundle.crt');
+    symlinkSync(real, bundle);
+    /** Replace the file the link leads to, the way update-ca-trust writes it: a new file renamed over the old. */
+    const rewrite = (pem: string): void => {
+      writeFileSync(`${real}.tmp`, pem);
+      renameSync(`${real}.tmp`, real);
+    };
+    const target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const daemon = await new Daemon(daemonConfig(27000, { tls: { ca_file: bundle } })).start();
+    const logged = (event: string): number => daemon.logs.split('\n').filter((l) => l.includes(` ${event} `)).length;
+    try {
+      const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1`)).tunnel.port;
+      expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
+
+      // The CA removed from the file the link leads to: nothing changes in the link's own directory.
+      rewrite(otherCa.cert);
+      await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === 1, 5_000);
+      expect((await exchange(port, 'second')).received.toString(), 'the removed CA is no longer trusted').to.equal('');
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('TLS_UNTRUSTED_CHAIN');
+
+      // The file removed (a package's upgrade between its old file and its new one): not taken, said why.
+      rmSync(real);
+      await waitFor('the failed read logged', async () => logged('tls.ca_reload_failed') === 1, 5_000);
+      expect(daemon.logs).to.contain(`error tls.ca_reload_failed fs=- code=CA_BUNDLE_UNREADABLE msg="Cannot use CA bundle ${bundle}: ENOENT: no such file or directory, open '${bundle}'; ` +
+        `its tunnels keep verifying against the bundle as it was before; read again in 5 s, then less often, and at each change of the file" file=${bundle}`);
+      // Written again: seen there at once (not at the next try, 5 s on), and the next rewrite as well.
+      writeFileSync(real, otherCa.cert + ca.cert);
+      await waitFor('the file written again read', async () => logged('tls.ca_reloaded') === 2, 2_000);
+      expect((await exchange(port, 'third')).received.toString()).to.equal('third' + ECHO_TRAILER);
+      rewrite(otherCa.cert);
+      await waitFor('the next rewrite read', async () => logged('tls.ca_reloaded') === 3, 2_000);
+      expect((await exchange(port, 'fourth')).received.toString()).to.equal('');
+    } finally {
+      await daemon.stop();
+      await target.stop();
+    }
+  });
+});
+
+describe('a CA bundle whose read after a change found no file descriptor', function () {
+  it('is read again on its own until it can be used, so that a CA removed from it is not trusted on (CA_BUNDLE_UNREADABLE, EMFILE)', async () => {
+    const ADDR = '127.0.0.83';
+    const { ca, otherCa } = testCerts();
+    const bundle = join(tempDir('ca-retry'), 'cas.pem');
+    writeFileSync(bundle, ca.cert);
+    const target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const daemon = await new Daemon(daemonConfig(27050, { tls: { ca_file: bundle } })).start();
+    const logged = (event: string): number => daemon.logs.split('\n').filter((l) => l.includes(` ${event} `)).length;
+    try {
+      const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1`)).tunnel.port;
+      expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
+      const restore = daemon.withholdDescriptors();
+      try {
+        writeFileSync(`${bundle}.new`, otherCa.cert);
+        renameSync(`${bundle}.new`, bundle);
+        await waitFor('the failed read logged', async () => logged('tls.ca_reload_failed') === 1, 5_000);
+      } finally {
+        restore();
+      }
+      expect(daemon.logs).to.contain(`error tls.ca_reload_failed fs=- code=CA_BUNDLE_UNREADABLE msg="Cannot use CA bundle ${bundle}: EMFILE: too many open files, open '${bundle}'; ` +
+        'its tunnels keep verifying against the bundle as it was before; read again in 5 s, then less often, and at each change of the file"');
+      // Descriptors again, and the file unchanged since: the next try takes it, and the removed CA goes.
+      await waitFor('the bundle read at the next try', async () => logged('tls.ca_reloaded') === 1, 8_000);
+      expect((await exchange(port, 'second')).received.toString(), 'the removed CA is no longer trusted').to.equal('');
+      expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('TLS_UNTRUSTED_CHAIN');
+    } finally {
+      await daemon.stop();
+      await target.stop();
+    }
   });
 });
 

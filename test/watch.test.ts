@@ -157,15 +157,14 @@ describe('fstab watching', function () {
 });
 
 describe('an fstab that cannot be read', function () {
-  it('keeps every tunnel of its lines, says why once (FSTAB_UNREADABLE, in the log and doctor), and applies the file once it can be read again, with no change in fstab\'s directory', async () => {
-    const daemon = await new Daemon(daemonConfig(26950, { log: { level: 'debug' } })).start();
-    const count = (s: string): number => daemon.logs.split(s).length - 1;
+  it('keeps every tunnel of its lines, says why (FSTAB_UNREADABLE, in the log and doctor), and applies the file once a link leads to a readable one again', async () => {
+    const daemon = await new Daemon(daemonConfig(26950)).start();
     try {
       writeFileSync(daemon.fstab, 'fs-0f0d0001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\n');
       await waitFor('the line\'s tunnel', () => has(daemon, 'fs-0f0d0001'), 2_000);
       const port = (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0d0001')!.port;
-      // fstab becomes a link into a directory the daemon does not watch, to a link that leads to itself (ELOOP),
-      // moved over fstab in one rename so that no read finds it missing.
+      // fstab becomes a link into another directory, to a link that leads to itself (ELOOP), moved over fstab in
+      // one rename so that no read finds it missing.
       const elsewhere = join(daemon.dir, 'elsewhere');
       mkdirSync(elsewhere);
       const real = join(elsewhere, 'real');
@@ -181,20 +180,44 @@ describe('an fstab that cannot be read', function () {
         message: `efs-relayd: Cannot read ${daemon.fstab}: ELOOP: too many symbolic links encountered, open '${daemon.fstab}'; it applies no change of the file until it can`,
         fix: `${ERRORS.FSTAB_UNREADABLE.hint} [FSTAB_UNREADABLE]`,
       });
-      // Read again after 5 s, still failing: a debug line, not the warning again. The tunnel stays all along.
-      await waitFor('the second try', () => daemon.logs.includes(`debug fstab.retried fs=- code=FSTAB_UNREADABLE msg="read ${daemon.fstab} again: it still cannot be read"`), 8_000);
-      expect(count('fstab.read_failed'), 'logged once while it lasts').to.equal(1);
-      const kept = (await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0d0001');
-      expect(kept, 'the line\'s tunnel is kept').to.include({ state: 'listening', port });
+      expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0d0001'), 'the line\'s tunnel is kept').to.include({ state: 'listening', port });
       await expectPortTaken(port);
-      // The link's end becomes a real file with one more line; nothing changes in fstab's own directory.
+      // Where the link ends becomes a real file with one more line: seen there, in the other directory.
       writeFileSync(join(elsewhere, '.real.tmp'), 'fs-0f0d0001 /mnt/a efs _netdev,tls,region=us-east-1 0 0\nfs-0f0d0002 /mnt/b efs _netdev,tls,region=us-east-1 0 0\n');
       renameSync(join(elsewhere, '.real.tmp'), real);
-      await waitFor('the new line\'s tunnel, at the next try', () => has(daemon, 'fs-0f0d0002'), 15_000);
+      await waitFor('the new line\'s tunnel', () => has(daemon, 'fs-0f0d0002'), 2_000);
       expect(daemon.logs).to.contain(`info fstab.readable fs=- code=- msg="${daemon.fstab} can be read again; its lines are applied"`);
       expect((await tunnels(daemon)).find((t) => t.fs_id === 'fs-0f0d0001')?.port, 'the first line\'s tunnel, on its port').to.equal(port);
       const after = JSON.parse((await daemon.efsctl('--config', daemon.configFile, 'doctor', '--json')).stdout) as DoctorReport;
       expect(after.checks.find((c) => c.name === 'fstab')?.status).to.equal('ok');
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('is read again on its own after a read that found no file descriptor (FD_LIMIT, logged once while it lasts), so that an edit made meanwhile is applied without another', async function () {
+    const daemon = await new Daemon(daemonConfig(26950, { log: { level: 'debug' } })).start();
+    const count = (s: string): number => daemon.logs.split(s).length - 1;
+    try {
+      writeFileSync(daemon.fstab, 'fs-0f0d0003 /mnt/c efs _netdev,tls,region=us-east-1 0 0\n');
+      await waitFor('the line\'s tunnel', () => has(daemon, 'fs-0f0d0003'), 2_000);
+      // No descriptor left: the daemon's limit lowered to what it holds now (its soft limit only, as systemd's
+      // LimitNOFILE would), then the edit.
+      const restore = daemon.withholdDescriptors();
+      try {
+        writeFileSync(daemon.fstab, 'fs-0f0d0003 /mnt/c efs _netdev,tls,region=us-east-1 0 0\nfs-0f0d0004 /mnt/d efs _netdev,tls,region=us-east-1 0 0\n');
+        const failed = `warn fstab.read_failed fs=- code=FD_LIMIT msg="Cannot read ${daemon.fstab}: no file descriptor left (EMFILE); ` +
+          'the tunnels of its lines keep running as they were; tried again in 5 s, then less often, and at each change of fstab"';
+        await waitFor('the failed read logged', () => daemon.logs.includes(failed), 3_000);
+        await waitFor('the second try', () => daemon.logs.includes(`debug fstab.retried fs=- code=FD_LIMIT msg="read ${daemon.fstab} again: it still cannot be read"`), 8_000);
+        expect(count('fstab.read_failed'), 'logged once while it lasts').to.equal(1);
+      } finally {
+        restore();
+      }
+      // Descriptors again, and no change of fstab since the edit: the next try (10 s after the last) applies it.
+      await waitFor('the edit applied at the next try', () => has(daemon, 'fs-0f0d0004'), 15_000);
+      expect(daemon.logs).to.contain('info fstab.readable');
+      expect(await has(daemon, 'fs-0f0d0003'), 'the first line\'s tunnel, kept').to.equal(true);
     } finally {
       await daemon.stop();
     }

@@ -1,6 +1,6 @@
 // Runs the built executables the way a user does: build/bin/efs-relayd with
 // a config file in a temp dir, and build/bin/efsctl against its socket.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { MountStandIn } from './mount-stand-in.js';
 import { connect } from 'node:net';
@@ -179,6 +179,21 @@ export class Daemon {
   /** Open file descriptors of the daemon process. */
   fdCount(): number {
     return readdirSync(`/proc/${this.pid}/fd`).length;
+  }
+
+  /**
+   * Leave the running daemon no file descriptor to open another with: its soft RLIMIT_NOFILE lowered (with
+   * prlimit, as a tighter LimitNOFILE would) to its lowest free descriptor number, so that the next open fails
+   * with EMFILE while every descriptor it holds stays. Returns what puts its limit back.
+   */
+  withholdDescriptors(): () => void {
+    const pid = String(this.pid);
+    const [soft, hard] = execFileSync('prlimit', ['--pid', pid, '--nofile', '--output', 'SOFT,HARD', '--noheadings', '--raw'], { encoding: 'utf8' }).trim().split(/\s+/);
+    const held = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+    let free = 0;
+    while (held.has(free)) free++;
+    execFileSync('prlimit', ['--pid', pid, `--nofile=${free}:${hard}`]);
+    return () => execFileSync('prlimit', ['--pid', pid, `--nofile=${soft}:${hard}`]);
   }
 
   /**

@@ -1,0 +1,99 @@
+// Watch one file by its path: through its directory, so that an editor's
+// write-then-rename and a delete-then-recreate are seen, and, where the path
+// is a symbolic link, through the directory of the file it leads to as well.
+// On RHEL and Amazon Linux /etc/pki/tls/certs/ca-bundle.crt is such a link:
+// update-ca-trust rewrites the file it leads to and leaves the link alone, so
+// a watch of the link's directory alone never sees the change.
+import { lstat, readlink } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { DirWatch } from './dir-watch.js';
+import type { Logger } from './log.js';
+
+export class FileWatch {
+  private readonly own: DirWatch;
+  /** Where the link leads, and the watch of that file's directory; null when the path is no link (or leads nowhere). */
+  private target: { path: string; watch: DirWatch } | null = null;
+  /** Follows run one after another, so that two changes in a row never leave two watches of the link's end. */
+  private following: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(
+    readonly file: string,
+    private readonly debounceMs: number,
+    private readonly onChange: () => void,
+    private readonly log: Logger,
+    private readonly event: string,
+  ) {
+    const name = basename(file);
+    this.own = new DirWatch(dirname(file), (p) => basename(p) === name, debounceMs, () => this.changed(), log, event);
+  }
+
+  async start(): Promise<void> {
+    await this.own.start();
+    await this.follow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.following;
+    await Promise.all([this.own.stop(), this.target?.watch.stop()]);
+    this.target = null;
+  }
+
+  /**
+   * Look again where the link leads, for a reader that reads the file again on its own (after a failed read: a
+   * link that led nowhere then may lead somewhere now, which no watch saw).
+   */
+  follow(): Promise<void> {
+    return this.after(() => this.followNow());
+  }
+
+  /** The file or what it leads to changed; the link may lead elsewhere now, so where it leads is looked at first. */
+  private changed(): void {
+    void this.after(async () => {
+      await this.followNow();
+      if (!this.stopped) this.onChange();
+    });
+  }
+
+  private after(step: () => Promise<void>): Promise<void> {
+    this.following = this.following.then(step).catch((err: unknown) => {
+      this.log.warn(this.event, { code: 'INTERNAL', msg: `following ${this.file}: ${String(err)}` });
+    });
+    return this.following;
+  }
+
+  private async followNow(): Promise<void> {
+    const leadsTo = await linkEnd(this.file);
+    if (this.stopped || leadsTo === (this.target?.path ?? null)) return;
+    await this.target?.watch.stop();
+    this.target = null;
+    if (leadsTo === null) return;
+    const name = basename(leadsTo);
+    const watch = new DirWatch(dirname(leadsTo), (p) => basename(p) === name, this.debounceMs, () => this.changed(), this.log, this.event);
+    this.target = { path: leadsTo, watch };
+    await watch.start().catch((err: unknown) => {
+      this.log.warn(this.event, { code: 'INTERNAL', msg: `cannot watch ${dirname(leadsTo)}, where ${this.file} leads: ${String(err)}; a change there is seen at the next change of ${this.file}` });
+    });
+  }
+}
+
+/** Links followed before a chain is taken for a loop (the kernel's own limit, ELOOP). */
+const MAX_HOPS = 40;
+
+/**
+ * Where the link `file` leads, link by link: the path of the last link's target, whether or not it is there now,
+ * since a file removed and written again must be seen coming back. Null when `file` is no link. A loop ends at
+ * the path it had reached.
+ */
+async function linkEnd(file: string): Promise<string | null> {
+  let path = file;
+  for (let hop = 0; hop < MAX_HOPS; hop++) {
+    const isLink = await lstat(path).then((st) => st.isSymbolicLink(), () => false);
+    if (!isLink) break;
+    const text = await readlink(path).catch(() => null);
+    if (text === null) break;
+    path = resolve(dirname(path), text);
+  }
+  return path === file ? null : path;
+}
