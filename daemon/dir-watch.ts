@@ -1,6 +1,7 @@
 // Watch one directory (not its subdirectories) for changes to the entries
 // `accept` picks, and call `onChange` once per burst of events. Watching the
 // directory, not a file, is what survives rename-over and delete-recreate.
+import { realpath } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from './log.js';
 
@@ -18,16 +19,19 @@ export class DirWatch {
   ) {}
 
   async start(): Promise<void> {
-    this.watcher = watch(this.dir, {
+    // The directory itself may be reached through a link (Debian's /usr/lib/ssl/certs leads to /etc/ssl/certs):
+    // chokidar, not following links, would watch the link and not the directory.
+    const dir = await realpath(this.dir).catch(() => this.dir);
+    this.watcher = watch(dir, {
       ignoreInitial: true,
       depth: 0,
       // A link is an entry like any other: chokidar's own following loses the file a link leads to once that file
       // is removed, and never sees it again (FileWatch watches where a link leads itself).
       followSymlinks: false,
-      ignored: (p: string) => p !== this.dir && !this.accept(p),
+      ignored: (p: string) => p !== dir && !this.accept(p),
     });
     this.watcher.on('all', (_event, path) => {
-      if (path === this.dir) return;
+      if (path === dir) return;
       if (this.timer) clearTimeout(this.timer);
       this.timer = setTimeout(this.onChange, this.debounceMs);
     });

@@ -410,6 +410,31 @@ describe('a CA bundle that is a link to a file elsewhere, as /etc/pki/tls/certs/
   });
 });
 
+describe('a CA bundle in a directory reached through a link, as Debian\'s /usr/lib/ssl/certs leads to /etc/ssl/certs', function () {
+  it('is read again when it is replaced', async () => {
+    const ADDR = '127.0.0.84';
+    const { ca, otherCa } = testCerts();
+    const dir = tempDir('ca-linked-dir');
+    mkdirSync(join(dir, 'certs'));
+    symlinkSync(join(dir, 'certs'), join(dir, 'linked'));
+    const bundle = join(dir, 'linked', 'cas.pem');
+    writeFileSync(bundle, ca.cert);
+    const target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+    const daemon = await new Daemon(daemonConfig(27200, { tls: { ca_file: bundle } })).start();
+    try {
+      const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1`)).tunnel.port;
+      expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
+      writeFileSync(`${bundle}.new`, otherCa.cert);
+      renameSync(`${bundle}.new`, bundle);
+      await waitFor('the bundle to be read again', async () => daemon.logs.includes('info tls.ca_reloaded'), 5_000);
+      expect((await exchange(port, 'second')).received.toString(), 'the removed CA is no longer trusted').to.equal('');
+    } finally {
+      await daemon.stop();
+      await target.stop();
+    }
+  });
+});
+
 describe('a CA bundle whose read after a change found no file descriptor', function () {
   it('is read again on its own until it can be used, so that a CA removed from it is not trusted on (CA_BUNDLE_UNREADABLE, EMFILE)', async () => {
     const ADDR = '127.0.0.83';
