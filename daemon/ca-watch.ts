@@ -64,7 +64,7 @@ export class CaBundleWatcher {
     if (w.retry) clearTimeout(w.retry);
     w.retry = null;
     if (changed) w.wait.reset();
-    // A read again on its own looks again where a link leads: no watch saw a change there while it led nowhere.
+    // A read again on its own looks again where a link leads: a link along the way may have changed unseen.
     void (changed ? Promise.resolve() : w.watch.follow()).then(() => this.reload(file)).catch((err: unknown) => asRelayError(err)).then((e) => {
       if (this.stopped) return;
       if (e === null) {

@@ -11,7 +11,7 @@ import type { Logger } from './log.js';
 
 export class FileWatch {
   private readonly own: DirWatch;
-  /** Where the link leads, and the watch of that file's directory; null when the path is no link (or leads nowhere). */
+  /** Where the link leads, and the watch of that file's directory; null when the path is no link. */
   private target: { path: string; watch: DirWatch } | null = null;
   /** Follows run one after another, so that two changes in a row never leave two watches of the link's end. */
   private following: Promise<void> = Promise.resolve();
@@ -41,8 +41,8 @@ export class FileWatch {
   }
 
   /**
-   * Look again where the link leads, for a reader that reads the file again on its own (after a failed read: a
-   * link that led nowhere then may lead somewhere now, which no watch saw).
+   * Look again where the link leads, for a reader that reads the file again on its own after a failed read: a link
+   * along the way, in a directory no watch looks at, may lead elsewhere now.
    */
   follow(): Promise<void> {
     return this.after(() => this.followNow());

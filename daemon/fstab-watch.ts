@@ -116,7 +116,7 @@ export class FstabWatcher implements FstabStatus {
       this.reported = new ReportOnce();
       this.retryWait.reset();
     }
-    // A link that led nowhere at the last read may lead somewhere now, where no watch looked.
+    // Where a link leads may have changed unseen (a link along the way, in a directory no watch looks at).
     if (cause === 'retry') await this.watch.follow();
     let parsed;
     try {
