@@ -1,6 +1,6 @@
 // efsctl doctor on this machine, which has no kernel NFS client.
 import { expect } from 'chai';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -194,6 +194,25 @@ describe('efsctl doctor', function () {
     const r = await daemon.efsctl('--config', daemon.configFile, '--socket', '/nonexistent/control.sock', 'doctor');
     expect(r.code).to.equal(1);
     expect(r.stdout).to.match(/^fail {2}daemon .*no socket there.*\n +fix: Start it with `systemctl start efs-relayd`/m);
+  });
+
+  it('fails netns when an fstab line names netns= and nsenter is on no directory of PATH, and says to install util-linux', async () => {
+    // Only what the efsctl launcher itself needs on PATH: no nsenter.
+    const tools = join(daemon.dir, 'no-nsenter');
+    mkdirSync(tools, { recursive: true });
+    for (const [name, real] of [['node', process.execPath], ['dirname', '/usr/bin/dirname'], ['readlink', '/usr/bin/readlink']] as const) {
+      if (!existsSync(join(tools, name))) symlinkSync(real, join(tools, name));
+    }
+    const fstab = join(daemon.dir, 'fstab-netns');
+    writeFileSync(fstab, 'fs-0d0c0009 /mnt/ns efs _netdev,tls,region=us-east-1,netns=/run/netns/efsr-doctor 0 0\n');
+    const config = join(daemon.dir, 'config-netns.yaml');
+    writeFileSync(config, stringify({ ...(parse(readFileSync(daemon.configFile, 'utf8')) as Record<string, unknown>), fstab }));
+    const r = await run(join(BIN, 'efsctl'), ['--socket', '/nonexistent/control.sock', '--config', config, 'doctor', '--json'], { env: { ...process.env, PATH: tools } });
+    expect((JSON.parse(r.stdout) as DoctorReport).checks.find((c) => c.name === 'netns')).to.deep.equal({
+      name: 'netns', status: 'fail',
+      message: 'nsenter is not installed, and netns= tunnels need it to enter /run/netns/efsr-doctor',
+      fix: 'Install util-linux (`apt-get install util-linux`, `dnf install util-linux`). [NETNS_FAILED]',
+    });
   });
 
   it('reports mounts through a local port where no tunnel listens as a fail, naming the force-stopped file system and how to recover', async () => {
