@@ -5,6 +5,7 @@
 import { lstat, realpath } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
+import { linkHops } from './links.js';
 import type { Logger } from './log.js';
 
 /** Why a file or directory can be changed by a user other than root and `owner`, or null. A sticky directory (/tmp) keeps others from replacing root's entries. */
@@ -30,7 +31,8 @@ function chain(path: string): string[] {
  * The first reason a user other than root and `owner` (the daemon's own
  * user, when it runs unprivileged) could change what `file` holds: the file,
  * or a directory on its path (someone who can write a directory can replace
- * the entries in it), both as named and after symbolic links. Null when only
+ * the entries in it), as named, at each link along the way, and after
+ * symbolic links. Null when only
  * root can; null too when the file cannot be read, which the caller reports
  * on its own.
  */
@@ -38,8 +40,10 @@ export async function whoElseCanChange(file: string, owner: number): Promise<str
   const named = resolve(file);
   const real = await realpath(named).catch(() => null);
   if (real === null) return null;
+  // Each link along the way too: whoever can write the directory of a link in the middle can make it lead elsewhere.
+  const hops = await linkHops(named);
   const seen = new Set<string>();
-  for (const path of [...chain(named), ...chain(real)]) {
+  for (const path of [...hops.flatMap(chain), ...chain(real)]) {
     if (seen.has(path)) continue;
     seen.add(path);
     // A symbolic link's own owner and mode do not matter: the directory holding it and where it leads (the real path) do.

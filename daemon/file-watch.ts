@@ -4,9 +4,9 @@
 // On RHEL and Amazon Linux /etc/pki/tls/certs/ca-bundle.crt is such a link:
 // update-ca-trust rewrites the file it leads to and leaves the link alone, so
 // a watch of the link's directory alone never sees the change.
-import { lstat, readlink } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { DirWatch } from './dir-watch.js';
+import { linkHops } from './links.js';
 import type { Logger } from './log.js';
 
 export class FileWatch {
@@ -64,7 +64,8 @@ export class FileWatch {
   }
 
   private async followNow(): Promise<void> {
-    const leadsTo = await linkEnd(this.file);
+    const hops = await linkHops(this.file);
+    const leadsTo = hops.length > 1 ? hops[hops.length - 1]! : null;
     if (this.stopped || leadsTo === (this.target?.path ?? null)) return;
     await this.target?.watch.stop();
     this.target = null;
@@ -76,24 +77,4 @@ export class FileWatch {
       this.log.warn(this.event, { code: 'INTERNAL', msg: `cannot watch ${dirname(leadsTo)}, where ${this.file} leads: ${String(err)}; a change there is seen at the next change of ${this.file}` });
     });
   }
-}
-
-/** Links followed before a chain is taken for a loop (the kernel's own limit, ELOOP). */
-const MAX_HOPS = 40;
-
-/**
- * Where the link `file` leads, link by link: the path of the last link's target, whether or not it is there now,
- * since a file removed and written again must be seen coming back. Null when `file` is no link. A loop ends at
- * the path it had reached.
- */
-async function linkEnd(file: string): Promise<string | null> {
-  let path = file;
-  for (let hop = 0; hop < MAX_HOPS; hop++) {
-    const isLink = await lstat(path).then((st) => st.isSymbolicLink(), () => false);
-    if (!isLink) break;
-    const text = await readlink(path).catch(() => null);
-    if (text === null) break;
-    path = resolve(dirname(path), text);
-  }
-  return path === file ? null : path;
 }

@@ -67,4 +67,13 @@ describe('trusted files', function () {
     symlinkSync(file('safe.pem'), openLink);
     expect(await whoElseCanChange(openLink, 0)).to.equal(`${open} is writable by every user (mode 0777)`);
   });
+
+  it('judges the directory of each link along a chain, since whoever can write the directory of a link in the middle can make it lead elsewhere', async () => {
+    const open = folder('middle', 0o777);
+    const middle = join(open, 'next.pem');
+    symlinkSync(file('end.pem'), middle);
+    const first = join(dir, 'first.pem');
+    symlinkSync(middle, first);
+    expect(await whoElseCanChange(first, 0)).to.equal(`${open} is writable by every user (mode 0777)`);
+  });
 });
