@@ -32,18 +32,18 @@ function chain(path: string): string[] {
  * user, when it runs unprivileged) could change what `file` holds: the file,
  * or a directory on its path (someone who can write a directory can replace
  * the entries in it), as named, at each link along the way, and after
- * symbolic links. Null when only
- * root can; null too when the file cannot be read, which the caller reports
- * on its own.
+ * symbolic links. Null when only root can. A file that is not there is
+ * judged by the directories it would be in; that it is missing, the caller
+ * reports on its own.
  */
 export async function whoElseCanChange(file: string, owner: number): Promise<string | null> {
   const named = resolve(file);
+  // Null for a file that is not there (now): whoever can write a directory it would be in can put theirs there.
   const real = await realpath(named).catch(() => null);
-  if (real === null) return null;
   // Each link along the way too: whoever can write the directory of a link in the middle can make it lead elsewhere.
   const hops = await linkHops(named);
   const seen = new Set<string>();
-  for (const path of [...hops.flatMap(chain), ...chain(real)]) {
+  for (const path of [...hops.flatMap(chain), ...(real === null ? [] : chain(real))]) {
     if (seen.has(path)) continue;
     seen.add(path);
     // A symbolic link's own owner and mode do not matter: the directory holding it and where it leads (the real path) do.

@@ -32,6 +32,14 @@ describe('trusted files', function () {
     expect(await whoElseCanChange(join(dir, 'missing.pem'), 0)).to.equal(null);
   });
 
+  it('judges a file that is not there by the directories it would be in, since whoever can write one can put a file of their own there', async () => {
+    const open = folder('gone', 0o777);
+    expect(await whoElseCanChange(join(open, 'cas.pem'), 0)).to.equal(`${open} is writable by every user (mode 0777)`);
+    const link = join(dir, 'dangling.pem');
+    symlinkSync(join(open, 'cas.pem'), link);
+    expect(await whoElseCanChange(link, 0), 'a link to it').to.equal(`${open} is writable by every user (mode 0777)`);
+  });
+
   it('names a file every user can write, one its group can write, and one another user owns', async () => {
     const all = file('all.pem', 0o666);
     expect(await whoElseCanChange(all, 0)).to.equal(`${all} is writable by every user (mode 0666)`);
