@@ -13,9 +13,9 @@ import { followAlias } from '../daemon/spec-alias.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore, portsOf } from '../daemon/state.js';
-import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
+import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, hasOwnRoots, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
 import { azIdFromMetadata, regionFromMetadata, type MetadataAzId, type MetadataRegion } from '../daemon/instance-region.js';
-import { parseCaBundle } from '../daemon/tls-policy.js';
+import { caFileFor, parseCaBundle } from '../daemon/tls-policy.js';
 import { formatOptions } from '../daemon/options.js';
 import { whoElseCanChange } from '../daemon/file-trust.js';
 import { fdUsage } from '../daemon/fd-watch.js';
@@ -198,6 +198,33 @@ async function caBundleCheck(cfg: Config): Promise<Check> {
   const text = `${cfg.tls.ca_file}: ${certs.length} certificate${certs.length > 1 ? 's' : ''}, ${live.length} valid, next expiry ${new Date(soonest).toISOString().slice(0, 10)}`;
   if (live.length < certs.length) return bad('ca_bundle', 'warn', text, 'Some CA certificates have expired; update the bundle.');
   return ok('ca_bundle', text);
+}
+
+/**
+ * A file system in a partition with roots of its own (the ISO regions, the European Sovereign Cloud) whose tunnel
+ * verifies against a bundle of Amazon's public roots alone: efs-utils verifies those mount targets against the
+ * system's CA bundle, and Amazon's roots do not sign them. Null when there is none.
+ */
+async function partitionCaCheck(fs: FsTarget[]): Promise<Check | null> {
+  const amazonOnly = new Map<string, Promise<boolean>>();
+  const onlyAmazonRoots = (file: string): Promise<boolean> => {
+    let known = amazonOnly.get(file);
+    if (!known) {
+      known = readFile(file, 'utf8').then((pem) => {
+        const certs = parseCaBundle(pem);
+        return typeof certs !== 'string' && certs.every((c) => /^O=Amazon$/m.test(c.subject) && /^CN=Amazon Root CA \d+$/m.test(c.subject));
+      }, () => false);
+      amazonOnly.set(file, known);
+    }
+    return known;
+  };
+  const found: FsTarget[] = [];
+  for (const t of fs) if (hasOwnRoots(t.region) && (await onlyAmazonRoots(t.caFile))) found.push(t);
+  if (found.length === 0) return null;
+  const which = found.map((t) => `${t.fsId} (${t.region}) against ${t.caFile}`).join(', ');
+  return bad('partition_ca', 'warn',
+    `${found.length === 1 ? 'a file system' : 'file systems'} in a partition whose mount targets Amazon's public root CAs do not sign, verifying against those roots alone: ${which}; ${found.length === 1 ? 'its' : 'their'} handshakes would be refused (TLS_UNTRUSTED_CHAIN)`,
+    'Set tls.ca_file, or cafile= on the mount or fstab line, to a bundle that holds the partition\'s CAs: efs-utils uses the system\'s (/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem on RHEL and Amazon Linux, /etc/ssl/certs/ca-certificates.crt on Debian and Ubuntu).');
 }
 
 /**
@@ -401,16 +428,27 @@ interface FsTarget {
   address: string;
   /** The network namespace its tunnel connects from (netns=), or undefined for the daemon's own. */
   netns?: string;
+  region: string;
+  /** The CA bundle it verifies with. */
+  caFile: string;
 }
 
 function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metadata: MetadataRegion, azId: MetadataAzId): FsTarget[] {
   const out = new Map<string, FsTarget>();
-  for (const t of tunnels) out.set(t.fs_id, { fsId: t.fs_id, dnsName: t.target.dns_name, certName: t.target.cert_name, address: t.target.address, netns: t.netns ?? undefined });
+  for (const t of tunnels) {
+    out.set(t.fs_id, {
+      fsId: t.fs_id, dnsName: t.target.dns_name, certName: t.target.cert_name, address: t.target.address, netns: t.netns ?? undefined,
+      region: t.target.region, caFile: caFileFor(t.options, cfg),
+    });
+  }
   for (const e of fstab) {
     if (out.has(e.fsId)) continue;
     try {
       const t = resolveTarget(e.fsId, e.options, process.env, cfg, metadata, azId);
-      out.set(e.fsId, { fsId: e.fsId, dnsName: t.dnsName, certName: t.certName, address: t.address, netns: e.options.netns ?? undefined });
+      out.set(e.fsId, {
+        fsId: e.fsId, dnsName: t.dnsName, certName: t.certName, address: t.address, netns: e.options.netns ?? undefined,
+        region: t.region, caFile: caFileFor(e.options, cfg),
+      });
     } catch {
       // No region (or crossaccount zone ID) known for this line: no name to check (the fstab check reports it).
     }
@@ -610,11 +648,13 @@ export async function doctor(cfg: Config, configFile: string, socket: string, on
   add(...fstab.checks);
   add(await stateDirCheck(cfg));
   add(await caBundleCheck(cfg));
+  const fs = targets(cfg, tunnels, fstab.entries, metadata, fstab.azId);
+  const partition = await partitionCaCheck(fs);
+  if (partition) add(partition);
   add(await trustFilesCheck(cfg, configFile, tunnels, fstab.entries));
   add(await clockCheck());
   const namespaces = await netnsCheck(tunnels, fstab.entries);
   if (namespaces) add(namespaces);
-  const fs = targets(cfg, tunnels, fstab.entries, metadata, fstab.azId);
   if (fs.length === 0) add(ok('file systems', 'no tunnels and no efs lines in fstab: no name or mount target to check'));
   // Several file systems at once: each one that does not answer costs up to TIMEOUT_MS per check.
   const lastAnswer = (fsId: string) => async (): Promise<DnsAnswer | null> =>

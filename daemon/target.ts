@@ -71,7 +71,19 @@ const PARTITION_SUFFIXES: ReadonlyArray<[RegExp, string]> = [
   [/^cn-/, 'amazonaws.com.cn'],
   [/^us-iso-/, 'c2s.ic.gov'],
   [/^us-isob-/, 'sc2s.sgov.gov'],
+  [/^us-isof-/, 'csp.hci.ic.gov'],
+  [/^eu-isoe-/, 'cloud.adc-e.uk'],
+  [/^eusc-/, 'amazonaws.eu'],
 ];
+
+/**
+ * Regions whose mount targets efs-utils verifies against the system's CA bundle
+ * (stunnel_cafile = /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem in their config sections), not against
+ * Amazon's public roots: the ISO partitions and the European Sovereign Cloud.
+ */
+export function hasOwnRoots(region: string): boolean {
+  return /^(us-iso-|us-isob-|us-isof-|eu-isoe-|eusc-)/.test(region);
+}
 
 /** efs.dns_name_suffix, or when that is "" the region's own, as efs-utils' per-region config sections give it. */
 export function dnsNameSuffix(region: string, cfg: Config): string {

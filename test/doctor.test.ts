@@ -6,7 +6,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startStunnelClient } from './bench/paths.js';
-import { BIN, commandMissing, Daemon, escapeRegExp, run, skipIf, waitFor } from './helpers/daemon.js';
+import { BIN, ROOT, commandMissing, Daemon, escapeRegExp, run, skipIf, waitFor } from './helpers/daemon.js';
 import { FS_ID, daemonConfig, testCerts } from './helpers/fixtures.js';
 import { MountTargetStandIn } from './helpers/mount-target.js';
 import type { Check, DoctorReport } from '../cli/doctor.js';
@@ -213,6 +213,31 @@ describe('efsctl doctor', function () {
       message: 'nsenter is not installed, and netns= tunnels need it to enter /run/netns/efsr-doctor',
       fix: 'Install util-linux (`apt-get install util-linux`, `dnf install util-linux`). [NETNS_FAILED]',
     });
+  });
+
+  it('warns of a file system in a partition with roots of its own (ISO, European Sovereign Cloud) that verifies against Amazon\'s public root CAs alone, and says what efs-utils verifies with there', async () => {
+    const amazonRoots = join(ROOT, 'etc', 'amazon-root-cas.pem');
+    const fstab = join(daemon.dir, 'fstab-partitions');
+    // An address each, so that doctor asks no DNS server; nothing answers there, which the reach checks say.
+    writeFileSync(fstab, [
+      `fs-0d0c000a /mnt/isof efs _netdev,tls,region=us-isof-east-1,mounttargetip=127.0.0.85,cafile=${amazonRoots} 0 0`,
+      `fs-0d0c000b /mnt/eusc efs _netdev,tls,region=eusc-de-east-1,mounttargetip=127.0.0.85,cafile=${testCerts().ca.certFile} 0 0`,
+      `fs-0d0c000c /mnt/east efs _netdev,tls,region=us-east-1,mounttargetip=127.0.0.85,cafile=${amazonRoots} 0 0`,
+      '',
+    ].join('\n'));
+    const config = join(daemon.dir, 'config-partitions.yaml');
+    writeFileSync(config, stringify({ ...(parse(readFileSync(daemon.configFile, 'utf8')) as Record<string, unknown>), fstab }));
+    const r = await run(join(BIN, 'efsctl'), ['--socket', '/nonexistent/control.sock', '--config', config, 'doctor', '--json']);
+    expect((JSON.parse(r.stdout) as DoctorReport).checks.find((c) => c.name === 'partition_ca')).to.deep.equal({
+      name: 'partition_ca', status: 'warn',
+      message: `a file system in a partition whose mount targets Amazon's public root CAs do not sign, verifying against those roots alone: fs-0d0c000a (us-isof-east-1) against ${amazonRoots}; ` +
+        'its handshakes would be refused (TLS_UNTRUSTED_CHAIN)',
+      fix: 'Set tls.ca_file, or cafile= on the mount or fstab line, to a bundle that holds the partition\'s CAs: efs-utils uses the system\'s ' +
+        '(/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem on RHEL and Amazon Linux, /etc/ssl/certs/ca-certificates.crt on Debian and Ubuntu).',
+    });
+    // The usual file systems have no such check at all.
+    const usual = await doctor();
+    expect(usual.stdout).to.not.contain('partition_ca');
   });
 
   it('reports mounts through a local port where no tunnel listens as a fail, naming the force-stopped file system and how to recover', async () => {

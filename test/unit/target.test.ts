@@ -37,15 +37,16 @@ describe('targets', () => {
   });
 
   it('takes each region\'s own DNS suffix when efs.dns_name_suffix is "", as efs-utils\' per-region config sections do, and the configured one otherwise', () => {
-    const names = (c: typeof cfg) => ['us-east-1', 'cn-north-1', 'cn-northwest-1', 'us-iso-east-1', 'us-isob-east-1', 'us-gov-west-1']
-      .map((region) => resolveTarget('fs-1', { region }, {}, c, METADATA_NOT_ASKED).certName);
+    const regions = ['us-east-1', 'cn-north-1', 'cn-northwest-1', 'us-iso-east-1', 'us-isob-east-1', 'us-isof-south-1', 'eu-isoe-west-1', 'eusc-de-east-1', 'us-gov-west-1'];
+    const names = (c: typeof cfg) => regions.map((region) => resolveTarget('fs-1', { region }, {}, c, METADATA_NOT_ASKED).certName);
     expect(cfg.efs.dns_name_suffix).to.equal('');
     expect(names(cfg)).to.deep.equal([
       'fs-1.efs.us-east-1.amazonaws.com', 'fs-1.efs.cn-north-1.amazonaws.com.cn', 'fs-1.efs.cn-northwest-1.amazonaws.com.cn',
-      'fs-1.efs.us-iso-east-1.c2s.ic.gov', 'fs-1.efs.us-isob-east-1.sc2s.sgov.gov', 'fs-1.efs.us-gov-west-1.amazonaws.com',
+      'fs-1.efs.us-iso-east-1.c2s.ic.gov', 'fs-1.efs.us-isob-east-1.sc2s.sgov.gov', 'fs-1.efs.us-isof-south-1.csp.hci.ic.gov',
+      'fs-1.efs.eu-isoe-west-1.cloud.adc-e.uk', 'fs-1.efs.eusc-de-east-1.amazonaws.eu', 'fs-1.efs.us-gov-west-1.amazonaws.com',
     ]);
     const fixed = { ...cfg, efs: { ...cfg.efs, dns_name_suffix: 'example.internal' } };
-    expect(names(fixed)).to.deep.equal(['us-east-1', 'cn-north-1', 'cn-northwest-1', 'us-iso-east-1', 'us-isob-east-1', 'us-gov-west-1'].map((r) => `fs-1.efs.${r}.example.internal`));
+    expect(names(fixed)).to.deep.equal(regions.map((r) => `fs-1.efs.${r}.example.internal`));
   });
 
   it('dials mounttargetip but still expects the file system name', () => {
