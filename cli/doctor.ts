@@ -557,7 +557,17 @@ async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>
   } catch (err) {
     // The daemon's words: DNS answered that there is no such name, or did not answer.
     const code = (err as NodeJS.ErrnoException).code;
-    if (code && isNoAddress(code)) return { check: bad(name, 'fail', noAddressMessage(t.dnsName, code), `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
+    if (code && isNoAddress(code)) {
+      // The daemon may connect to the mount target the EFS API gave it instead (efs.mount_target_fallback).
+      const fromApi = await lastAnswer().catch(() => null);
+      const address = fromApi?.mount_target !== undefined ? fromApi.addresses[0] : undefined;
+      if (address === undefined) return { check: bad(name, 'fail', noAddressMessage(t.dnsName, code), `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
+      return {
+        check: bad(name, 'warn', `${noAddressMessage(t.dnsName, code)}; efs-relayd sends ${t.fsId}'s connections to ${address}, ${fromApi!.mount_target} as the EFS API gave it (${fromApi!.answered_at}), still verified against ${t.certName}`,
+          'Mounts work meanwhile, as with efs-utils\' fall_back_to_mount_target_ip_address. For DNS to name the mount target, turn on DNS hostnames and DNS resolution in the VPC, or use its resolver. [DNS_FAILED]'),
+        reach: { address, how: ' (the EFS API\'s mount target)' },
+      };
+    }
     const message = !code ? `DNS gave no answer for ${t.dnsName} within ${TIMEOUT_MS / 1000} s` : `DNS gave no answer for ${t.dnsName} (${code})`;
     const last = await lastAnswer().catch(() => null);
     const address = last?.addresses[0];

@@ -74,7 +74,9 @@ export function tunnelDetail(t: TunnelDetail): string {
     `Local port:    127.0.0.1:${t.port}${t.netns ? ` in network namespace ${t.netns} (netns=), where it also connects from` : ''}`,
     ...(t.extra_ports?.length ? [`Extra ports:   ${t.extra_ports.join(', ')} (for mounts made before that name them; each goes once no mount does)`] : []),
     `Target:        ${joinHost(t.target.address, t.target.port)} (certificate must name ${t.target.cert_name})`,
-    ...(t.dns === undefined ? [] : [`DNS answer:    ${t.dns ? `${t.dns.addresses.join(', ')} at ${t.dns.answered_at}` : 'none'}`]),
+    ...(t.dns === undefined ? [] : [t.dns?.mount_target !== undefined
+      ? `Mount target:  ${t.dns.addresses.join(', ')}, ${t.dns.mount_target}, from the EFS API at ${t.dns.answered_at} (DNS has no address for ${t.target.address})`
+      : `DNS answer:    ${t.dns ? `${t.dns.addresses.join(', ')} at ${t.dns.answered_at}` : 'none'}`]),
     `Region:        ${t.target.region}`,
     `Revocation:    ${t.ocsp ? 'asked of the OCSP responders of the certificate and its CA (ocsp)' : 'not asked (noocsp)'}`,
     `Source:        ${t.source}, created ${t.created}`,

@@ -15,7 +15,7 @@ export interface Config {
   port_range: { first: number; last: number };
   metrics: { listen: string; allow_remote: boolean };
   tls: { ca_file: string; max_version: 'TLSv1.2' | 'TLSv1.3'; ocsp: boolean };
-  efs: { region: string; metadata_url: string; dns_name_format: string; dns_name_suffix: string; port: number };
+  efs: { region: string; metadata_url: string; dns_name_format: string; dns_name_suffix: string; port: number; mount_target_fallback: boolean; api_url: string };
   mount: {
     command: string;
     umount_command: string;
@@ -74,7 +74,8 @@ const SCHEMA: Record<string, Field> = {
   efs: {
     kind: 'section',
     fields: {
-      region: { kind: 'string', def: '', pattern: /^$|^[a-z]{2}(-[a-z]+)+-\d+$/, describe: 'an AWS region like us-east-1' },
+      // The region's form as options.ts's REGION has it (eusc-de-east-1 has four letters before its first dash).
+      region: { kind: 'string', def: '', pattern: /^$|^[a-z]{2,4}(-[a-z]+)+-\d+$/, describe: 'an AWS region like us-east-1' },
       // EC2 instance metadata, asked for the region when efs.region is not set ("" = never asked).
       metadata_url: { kind: 'string', def: 'http://169.254.169.254', pattern: /^$|^http:\/\/[^/\s]+$/, describe: 'an http:// address with no path, like http://169.254.169.254, or "" for none' },
       dns_name_format: {
@@ -86,6 +87,10 @@ const SCHEMA: Record<string, Field> = {
       // "": each region's own suffix, as efs-utils' [mount.REGION] sections give it (target.ts, dnsNameSuffix).
       dns_name_suffix: { kind: 'string', def: '', pattern: /^$|^[a-z0-9.-]+$/, describe: 'a DNS suffix like amazonaws.com, or "" for each region\'s own' },
       port: { kind: 'port', def: 2049 },
+      // efs-utils' fall_back_to_mount_target_ip_address_enabled: DNS has no address for a file system's name, so
+      // the EFS API's DescribeMountTargets says where its mount target is (mount-target-api.ts).
+      mount_target_fallback: { kind: 'bool', def: true },
+      api_url: { kind: 'string', def: '', pattern: /^$|^https:\/\/[^/\s@]+\/$/, describe: 'an https:// address ending in /, like https://elasticfilesystem.us-east-1.amazonaws.com/, or "" for each region\'s own' },
     },
   },
   mount: {

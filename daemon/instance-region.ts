@@ -94,7 +94,7 @@ export interface RegionSource {
    * answered that it has none.
    */
   askAgainIfUnanswered(): Promise<void>;
-  /** This instance's availability zone ID, asked when a crossaccount mount needs it (InstanceRegion.azId). */
+  /** This instance's availability zone ID, asked when a crossaccount mount or the EFS API fallback needs it (InstanceRegion.azId). */
   azId(): Promise<MetadataAzId>;
 }
 
@@ -131,7 +131,7 @@ export class InstanceRegion implements RegionSource {
       this.askingAzId = null;
       if (r.az_id !== null) {
         this.knownAzId = r;
-        this.log.info('region.az_id_from_metadata', { msg: `crossaccount mounts reach the mount target of ${r.az_id}, this instance's availability zone ID`, az_id: r.az_id, url: this.cfg.efs.metadata_url });
+        this.log.info('region.az_id_from_metadata', { msg: `this instance's availability zone ID is ${r.az_id}: crossaccount mounts reach its mount target, and a mount target from the EFS API is taken in it`, az_id: r.az_id, url: this.cfg.efs.metadata_url });
       }
       return r;
     });

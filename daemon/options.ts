@@ -29,9 +29,9 @@ const ROLE_ARN = /^arn:aws(-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@\/-]*[\w+=,.@-]$/
 /** An absolute path without white space, commas or equals signs: a web identity token's file (efs-utils' JWTPATH_REGEX_PATTERN's cases), a network namespace. */
 const PLAIN_PATH = /^\/[^\s,=]+$/;
 /** An AWS region's name, like us-east-1. */
-export const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+export const REGION = /^[a-z]{2,4}(-[a-z]+)+-\d+$/;
 /** An availability zone's name, like us-east-1a (its ID, like use1-az2, is another form). */
-export const AZ_NAME = /^[a-z]{2}(-[a-z]+)+-\d+[a-z]$/;
+export const AZ_NAME = /^[a-z]{2,4}(-[a-z]+)+-\d+[a-z]$/;
 
 const bad = (message: string, hint?: string): never => {
   throw new RelayError('BAD_OPTION', message, { hint });

@@ -13,7 +13,7 @@ import { RelayError, type ErrorCode } from './errors.js';
 import { classifySessionError, classifyUpstreamError, diagnoseRefusal, identityChecker, tlsErrorText, type TlsMaxVersion, type Trust } from './tls-policy.js';
 import { peerChain, type OcspChecker } from './ocsp.js';
 import { joinHost } from './target.js';
-import { DNS_RETRY_MS, TargetLookup, type DnsAnswer } from './target-lookup.js';
+import { DNS_RETRY_MS, TargetLookup, type DnsAnswer, type MountTargetFallback } from './target-lookup.js';
 import type { NetNamespace } from './netns.js';
 
 const KEEPALIVE_DELAY_MS = 60_000;
@@ -39,6 +39,8 @@ export interface RelaySpec {
   closeTimeoutMs: number;
   /** For a target given by name: DNS's last answer as the tunnel's record kept it from an earlier run. */
   dnsAnswer?: DnsAnswer | null;
+  /** For a target given by name: where to ask for the mount target when DNS has no address for it (efs.mount_target_fallback). */
+  mountTargetFallback?: MountTargetFallback | null;
   /** With the `ocsp` option: asks whether the verified chain is revoked before a byte is relayed. Else null. */
   ocsp?: OcspChecker | null;
   /** With netns=: the namespace whose loopback it listens on and from which it reaches the target. Else null. */
@@ -76,6 +78,8 @@ export interface RelayEvents {
   dns_answered: [address: string];
   /** DNS's last answer changed (null: forgotten, as the name has no address), to be kept in the tunnel's record. */
   dns_changed: [answer: DnsAnswer | null];
+  /** DNS has no address for the name, and connections go to the EFS API's mount target (said once until DNS has one). */
+  mount_target_from_api: [message: string];
 }
 
 /** Pass the source's end on as a half-close of the destination. */
@@ -167,7 +171,8 @@ export class Relay extends EventEmitter<RelayEvents> {
         },
         answered: (address) => this.emit('dns_answered', address),
         changed: (answer) => this.emit('dns_changed', answer),
-      }, spec.dnsAnswer)
+        fromApi: (message) => this.emit('mount_target_from_api', message),
+      }, spec.dnsAnswer, spec.mountTargetFallback ?? null)
       : null;
   }
 

@@ -3,8 +3,9 @@
 // "Connect" request to the file system, tied to the certificate's key by the
 // key's SHA-1, so that the mount target can check who connects; always the
 // same GET, in efs-utils' own canonical form. And the standard header form,
-// for the one AWS API the daemon calls signed: STS's AssumeRole, for a
-// profile that assumes a role (aws-credentials.ts).
+// for the AWS APIs the daemon calls signed: STS's AssumeRole, for a profile
+// that assumes a role (aws-credentials.ts), and EFS's DescribeMountTargets,
+// for a mount target that DNS has no name for (mount-target-api.ts).
 import { createHash, createHmac } from 'node:crypto';
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
@@ -62,7 +63,18 @@ export function signature(toSign: string, date: Date, secretAccessKey: string, r
   return createHmac('sha256', key).update(toSign, 'utf8').digest('hex');
 }
 
-/** An AWS API request to sign in SigV4's header form: to the root path, without a query (a form POST, as STS takes it). */
+/** RFC 3986's encoding, which SigV4 wants of each query name and value: only the unreserved characters stay. */
+function uriEncode(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** Paths the daemon signs: its own fixed ones, of unreserved characters, which SigV4 takes as they are. */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~/]*$/;
+
+/**
+ * An AWS API request to sign in SigV4's header form: a form POST to / (STS), or a GET of a plain path with a
+ * query (EFS's DescribeMountTargets).
+ */
 export interface ApiRequest {
   method: 'GET' | 'POST';
   url: URL;
@@ -76,12 +88,15 @@ export interface ApiRequest {
 
 /** The headers that carry `r` signed with these credentials: host, x-amz-date, content-type, x-amz-security-token, authorization. */
 export function signApiRequest(r: ApiRequest, c: { accessKeyId: string; secretAccessKey: string; sessionToken: string | null }): Record<string, string> {
-  if ((r.url.pathname !== '/' && r.url.pathname !== '') || r.url.search !== '') throw new Error(`signApiRequest signs requests to / without a query, not ${r.url.href}`);
+  const path = r.url.pathname || '/';
+  if (!PLAIN_PATH.test(path)) throw new Error(`signApiRequest signs paths of unreserved characters only, not ${r.url.href}`);
+  const query = [...r.url.searchParams].map(([k, v]) => [uriEncode(k), uriEncode(v)] as const)
+    .sort(([a, x], [b, y]) => (a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('&');
   const headers: Record<string, string> = { host: r.url.host, 'x-amz-date': amzDate(r.date) };
   if (r.contentType !== undefined) headers['content-type'] = r.contentType;
   if (c.sessionToken !== null) headers['x-amz-security-token'] = c.sessionToken;
   const names = Object.keys(headers).sort();
-  const canonical = [r.method, '/', '', ...names.map((n) => `${n}:${(headers[n] as string).trim().replace(/\s+/g, ' ')}`), '', names.join(';'), sha256(r.body)].join('\n');
+  const canonical = [r.method, path, query, ...names.map((n) => `${n}:${(headers[n] as string).trim().replace(/\s+/g, ' ')}`), '', names.join(';'), sha256(r.body)].join('\n');
   const sig = signature(stringToSign(canonical, r.date, r.region, r.service), r.date, c.secretAccessKey, r.region, r.service);
   return { ...headers, authorization: `${ALGORITHM} Credential=${c.accessKeyId}/${scope(r.date, r.region, r.service)}, SignedHeaders=${names.join(';')}, Signature=${sig}` };
 }

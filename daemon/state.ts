@@ -33,9 +33,10 @@ export interface TunnelRecord {
   /**
    * For a target given by name: DNS's last answer for `name`, so that a daemon restarted while DNS does not answer
    * still knows where the mount target is (the certificate is verified against the name as always). Absent before
-   * the first answer, after DNS said the name has none, and in records of older versions.
+   * the first answer, after DNS said the name has none, and in records of older versions. With `mount_target`, the
+   * address is the mount target the EFS API gave while DNS has no address for the name (efs.mount_target_fallback).
    */
-  dns_answer?: { name: string; addresses: string[]; answered_at: string };
+  dns_answer?: { name: string; addresses: string[]; answered_at: string; mount_target?: string };
 }
 
 /** Every local port a record's tunnel listens on: its own, then the extra ones. */
@@ -275,9 +276,9 @@ function validateRecord(data: unknown, fsIdFromName: string): TunnelRecord {
 
 function validDnsAnswer(a: unknown): a is TunnelRecord['dns_answer'] {
   if (typeof a !== 'object' || a === null) return false;
-  const { name, addresses, answered_at: at } = a as Record<string, unknown>;
+  const { name, addresses, answered_at: at, mount_target: mountTarget } = a as Record<string, unknown>;
   return typeof name === 'string' && Array.isArray(addresses) && addresses.length > 0 && addresses.every((x) => typeof x === 'string' && isIP(x) !== 0) &&
-    typeof at === 'string' && !Number.isNaN(Date.parse(at));
+    typeof at === 'string' && !Number.isNaN(Date.parse(at)) && (mountTarget === undefined || typeof mountTarget === 'string');
 }
 
 function validateLeftMount(data: unknown, portFromName: number): LeftMount {

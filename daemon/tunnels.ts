@@ -10,7 +10,7 @@ import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSourc
 import { formatOptions, iamAuthorization, ocspChecking, tunnelOptions, type MountOptions } from './options.js';
 import { OcspChecker } from './ocsp.js';
 import { Namespaces } from './netns.js';
-import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
+import { certificateName, dnsNameSuffix, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { ClientCertificates, type ClientCertView, type ClientPems, type ClientWant } from './client-cert.js';
 import { awsCredentials, credentialPlaces } from './aws-credentials.js';
@@ -19,7 +19,8 @@ import type { MetadataAzId, RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
-import type { DnsAnswer } from './target-lookup.js';
+import type { DnsAnswer, MountTargetFallback } from './target-lookup.js';
+import { NoMountTarget, mountTargetFromApi } from './mount-target-api.js';
 import type { EfsUtilsMount } from './efs-utils-configs.js';
 
 const LISTEN_RETRY_MS = 5_000;
@@ -1063,9 +1064,29 @@ export class TunnelManager {
       closeTimeoutMs: this.cfg.relay.close_timeout * 1000,
       // Kept for the name the target has now (a record edited to another name starts without one).
       dnsAnswer: rec.dns_answer?.name === rec.target.address ? rec.dns_answer : null,
+      mountTargetFallback: this.mountTargetFallback(rec),
       ocsp: ocspChecking(rec.options, this.cfg.tls.ocsp) === 'ocsp' ? this.ocsp : null,
       netns: rec.options.netns ? this.namespaces.get(rec.options.netns) : null,
     });
+  }
+
+  /**
+   * Where a tunnel to a name asks the EFS API for its mount target when DNS has no address for the name: with the
+   * credentials an IAM mount of its options would sign with, for the zone az= names or this instance's zone.
+   * None with efs.mount_target_fallback off, and none for crossaccount, whose mount target is another account's.
+   */
+  private mountTargetFallback(rec: TunnelRecord): MountTargetFallback | null {
+    if (!this.cfg.efs.mount_target_fallback || isCrossAccount(rec.options)) return null;
+    const region = rec.target.region;
+    const apiUrl = this.cfg.efs.api_url || `https://elasticfilesystem.${region}.${dnsNameSuffix(region, this.cfg)}/`;
+    return async () => {
+      const credentials = await awsCredentials(rec.options, credentialPlaces(this.cfg, region, process.env)).catch((err: unknown) => {
+        throw new NoMountTarget(`efs-relayd has no AWS credentials to ask the EFS API with: ${asRelayError(err).message}`, false);
+      });
+      const az = rec.options.az ?? null;
+      const azId = az === null ? (await this.region.azId()).az_id : null;
+      return mountTargetFromApi({ fsId: rec.fs_id, region, apiUrl, az, azId }, credentials);
+    };
   }
 
   private track(record: TunnelRecord, relay: Relay): Tunnel {
@@ -1085,6 +1106,10 @@ export class TunnelManager {
       });
     }
     relay.on('dns_changed', (answer) => void this.serial(() => this.keepDnsAnswer(t, answer)));
+    relay.on('mount_target_from_api', (message) => {
+      t.note('mount_target_from_api');
+      this.log.info('tunnel.mount_target_from_api', { fs: record.fs_id, msg: message, port: record.port });
+    });
     relay.on('dns_answered', (address) => {
       logs.dns_fallback.reset();
       t.note('dns_answered');

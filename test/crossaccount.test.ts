@@ -78,7 +78,7 @@ describe('crossaccount mounts, by this instance\'s availability zone ID', functi
     expect(t.source).to.equal('fstab');
     expect((await exchange(t.port, 'across accounts')).received.toString()).to.equal('across accounts' + ECHO_TRAILER);
     expect(target.sessions.at(-1)!.servername).to.equal(nameOf(fsId));
-    expect(daemon.logs).to.contain(`info region.az_id_from_metadata fs=- code=- msg="crossaccount mounts reach the mount target of ${AZ_ID}, this instance's availability zone ID" az_id=${AZ_ID} url=${imds.url}`);
+    expect(daemon.logs).to.contain(`info region.az_id_from_metadata fs=- code=- msg="this instance's availability zone ID is ${AZ_ID}: crossaccount mounts reach its mount target, and a mount target from the EFS API is taken in it" az_id=${AZ_ID} url=${imds.url}`);
 
     // doctor asks instance metadata for the zone ID itself, and looks up the name the tunnel dials.
     const [cmd, args] = inOwnResolver(daemon.dir, DNS_HOST, [join(BIN, 'efsctl'), '--config', daemon.configFile, 'doctor', '--json']);

@@ -112,7 +112,8 @@ export class Daemon {
       metrics: { listen: '' },
       ...config,
       // Loopback only: no test asks the real instance metadata address.
-      efs: { metadata_url: '', ...(config.efs as Record<string, unknown> | undefined) },
+      // Never an address off loopback: no instance metadata, and no EFS API (a test that falls back to one names its own).
+      efs: { metadata_url: '', mount_target_fallback: false, ...(config.efs as Record<string, unknown> | undefined) },
       mount: {
         command: this.mount.mountCommand,
         umount_command: this.mount.umountCommand,

@@ -24,7 +24,7 @@ describe('config', () => {
       port_range: { first: 20049, last: 21048 },
       metrics: { listen: '127.0.0.1:9792', allow_remote: false },
       tls: { ca_file: '/etc/efs-relay/amazon-root-cas.pem', max_version: 'TLSv1.2', ocsp: false },
-      efs: { region: '', metadata_url: 'http://169.254.169.254', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: '', port: 2049 },
+      efs: { region: '', metadata_url: 'http://169.254.169.254', dns_name_format: '{az}.{fs_id}.efs.{region}.{dns_name_suffix}', dns_name_suffix: '', port: 2049, mount_target_fallback: true, api_url: '' },
       mount: {
         command: '/sbin/mount.nfs4', umount_command: '/bin/umount', proc_mounts: '/proc/mounts',
         poll_interval: 1, unmount_reads: 5, unmount_grace: 30,

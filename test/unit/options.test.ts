@@ -55,6 +55,13 @@ describe('efs-utils mount options', () => {
     valid('tls,iam,accesspoint=fsap-0123456789abcdef0,awsprofile=dev');
   });
 
+  it('accepts the regions and zones of every partition, the European Sovereign Cloud\'s four-letter prefix and the ISO ones included', () => {
+    valid('tls,region=eusc-de-east-1,az=eusc-de-east-1a');
+    valid('tls,region=us-isof-south-1,az=us-isof-south-1b');
+    valid('tls,region=eu-isoe-west-1');
+    valid('tls,region=cn-northwest-1');
+  });
+
   it('refuses notls and weak verify levels for a tunnel', () => {
     expect(rejects(() => tunnelOptions(parseOptions('notls'))).message).to.contain('efs-relay only carries EFS traffic over TLS');
     expect(rejects(() => tunnelOptions(parseOptions('tls,verify=0'))).message).to.contain('verify=0 is refused');

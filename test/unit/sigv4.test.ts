@@ -40,7 +40,7 @@ describe('the SigV4 signature of an IAM mount\'s Connect request', () => {
   });
 });
 
-// AWS's own SigV4 test suite (get-vanilla, post-x-www-form-urlencoded): the header form that STS checks.
+// AWS's own SigV4 test suite (get-vanilla, post-x-www-form-urlencoded, a query, a path): the header form that STS and EFS's API check.
 describe('the SigV4 signature of an AWS API request (STS AssumeRole)', () => {
   const SUITE = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: null };
   const at = { region: 'us-east-1', service: 'service', date: new Date(Date.UTC(2015, 7, 30, 12, 36, 0)) };
@@ -62,6 +62,13 @@ describe('the SigV4 signature of an AWS API request (STS AssumeRole)', () => {
     const h = signApiRequest({ method: 'POST', url: new URL('https://example.amazonaws.com/'), body: 'Param1=value1', contentType: 'application/x-www-form-urlencoded', ...at }, { ...SUITE, sessionToken: 'tok+en/=' });
     expect(h['x-amz-security-token']).to.equal('tok+en/=');
     expect(h.authorization).to.contain('SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, ');
-    expect(() => signApiRequest({ method: 'GET', url: new URL('https://example.amazonaws.com/x?a=b'), body: '', ...at }, SUITE)).to.throw(/signs requests to \/ without a query/);
+    expect(() => signApiRequest({ method: 'GET', url: new URL('https://example.amazonaws.com/a%20b'), body: '', ...at }, SUITE)).to.throw(/signs paths of unreserved characters only/);
+  });
+
+  it('signs get-vanilla-query-order-key-case (the query sorted) and get-unreserved (a path) as AWS\'s test suite does, the forms of EFS\'s DescribeMountTargets', () => {
+    const query = signApiRequest({ method: 'GET', url: new URL('https://example.amazonaws.com/?Param2=value2&Param1=value1'), body: '', ...at }, SUITE);
+    expect(query.authorization).to.equal('AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500');
+    const path = signApiRequest({ method: 'GET', url: new URL('https://example.amazonaws.com/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'), body: '', ...at }, SUITE);
+    expect(path.authorization).to.equal('AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f');
   });
 });
