@@ -361,6 +361,24 @@ describe('a CA bundle that changes while the daemon runs', function () {
   });
 });
 
+/**
+ * A daemon whose tls.ca_file is `bundle`, with one tunnel to an echo stand-in at `addr` that it trusts at first;
+ * `check` gets the daemon, the tunnel's port, and a count of the log lines of an event.
+ */
+async function withBundleTunnel(addr: string, firstPort: number, bundle: string, check: (daemon: Daemon, port: number, logged: (event: string) => number) => Promise<void>): Promise<void> {
+  const target = await new MountTargetStandIn({ host: addr, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
+  const daemon = await new Daemon(daemonConfig(firstPort, { tls: { ca_file: bundle } })).start();
+  const logged = (event: string): number => daemon.logs.split('\n').filter((l) => l.includes(` ${event} `)).length;
+  try {
+    const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${addr},region=us-east-1`)).tunnel.port;
+    expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
+    await check(daemon, port, logged);
+  } finally {
+    await daemon.stop();
+    await target.stop();
+  }
+}
+
 describe('a CA bundle that is a link to a file elsewhere, as /etc/pki/tls/certs/ca-bundle.crt is on RHEL and Amazon Linux', function () {
   it('is read again whenever the file it leads to is replaced (as update-ca-trust does), removed, or written again after its removal', async () => {
     const ADDR = '127.0.0.82';
@@ -378,13 +396,7 @@ describe('a CA bundle that is a link to a file elsewhere, as /etc/pki/tls/certs/
       writeFileSync(`${real}.tmp`, pem);
       renameSync(`${real}.tmp`, real);
     };
-    const target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    const daemon = await new Daemon(daemonConfig(27000, { tls: { ca_file: bundle } })).start();
-    const logged = (event: string): number => daemon.logs.split('\n').filter((l) => l.includes(` ${event} `)).length;
-    try {
-      const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1`)).tunnel.port;
-      expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
-
+    await withBundleTunnel(ADDR, 27000, bundle, async (daemon, port, logged) => {
       // The CA removed from the file the link leads to: nothing changes in the link's own directory.
       rewrite(otherCa.cert);
       await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === 1, 5_000);
@@ -403,10 +415,7 @@ describe('a CA bundle that is a link to a file elsewhere, as /etc/pki/tls/certs/
       rewrite(otherCa.cert);
       await waitFor('the next rewrite read', async () => logged('tls.ca_reloaded') === 3, 2_000);
       expect((await exchange(port, 'fourth')).received.toString()).to.equal('');
-    } finally {
-      await daemon.stop();
-      await target.stop();
-    }
+    });
   });
 });
 
@@ -419,19 +428,12 @@ describe('a CA bundle in a directory reached through a link, as Debian\'s /usr/l
     symlinkSync(join(dir, 'certs'), join(dir, 'linked'));
     const bundle = join(dir, 'linked', 'cas.pem');
     writeFileSync(bundle, ca.cert);
-    const target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    const daemon = await new Daemon(daemonConfig(27200, { tls: { ca_file: bundle } })).start();
-    try {
-      const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1`)).tunnel.port;
-      expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
+    await withBundleTunnel(ADDR, 27200, bundle, async (daemon, port) => {
       writeFileSync(`${bundle}.new`, otherCa.cert);
       renameSync(`${bundle}.new`, bundle);
       await waitFor('the bundle to be read again', async () => daemon.logs.includes('info tls.ca_reloaded'), 5_000);
       expect((await exchange(port, 'second')).received.toString(), 'the removed CA is no longer trusted').to.equal('');
-    } finally {
-      await daemon.stop();
-      await target.stop();
-    }
+    });
   });
 });
 
@@ -441,12 +443,7 @@ describe('a CA bundle whose read after a change found no file descriptor', funct
     const { ca, otherCa } = testCerts();
     const bundle = join(tempDir('ca-retry'), 'cas.pem');
     writeFileSync(bundle, ca.cert);
-    const target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
-    const daemon = await new Daemon(daemonConfig(27050, { tls: { ca_file: bundle } })).start();
-    const logged = (event: string): number => daemon.logs.split('\n').filter((l) => l.includes(` ${event} `)).length;
-    try {
-      const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', `mounttargetip=${ADDR},region=us-east-1`)).tunnel.port;
-      expect((await exchange(port, 'first')).received.toString()).to.equal('first' + ECHO_TRAILER);
+    await withBundleTunnel(ADDR, 27050, bundle, async (daemon, port, logged) => {
       const restore = daemon.withholdDescriptors();
       try {
         writeFileSync(`${bundle}.new`, otherCa.cert);
@@ -461,10 +458,7 @@ describe('a CA bundle whose read after a change found no file descriptor', funct
       await waitFor('the bundle read at the next try', async () => logged('tls.ca_reloaded') === 1, 8_000);
       expect((await exchange(port, 'second')).received.toString(), 'the removed CA is no longer trusted').to.equal('');
       expect((await daemon.efsctlJson<TunnelDetail>('status', FS_ID)).last_error?.code).to.equal('TLS_UNTRUSTED_CHAIN');
-    } finally {
-      await daemon.stop();
-      await target.stop();
-    }
+    });
   });
 });
 
