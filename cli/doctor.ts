@@ -13,7 +13,10 @@ import { followAlias } from '../daemon/spec-alias.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore, portsOf } from '../daemon/state.js';
-import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, hasOwnRoots, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
+import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, dnsNameSuffix, hasOwnRoots, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
+import { awsCredentials, credentialPlaces } from '../daemon/aws-credentials.js';
+import { NoMountTarget, mountTargetFromApi, type MountTarget } from '../daemon/mount-target-api.js';
+import type { MountOptions } from '../daemon/options.js';
 import { azIdFromMetadata, regionFromMetadata, type MetadataAzId, type MetadataRegion } from '../daemon/instance-region.js';
 import { caFileFor, parseCaBundle } from '../daemon/tls-policy.js';
 import { formatOptions } from '../daemon/options.js';
@@ -431,6 +434,8 @@ interface FsTarget {
   region: string;
   /** The CA bundle it verifies with. */
   caFile: string;
+  /** The tunnel's or the line's options (az=, crossaccount, awsprofile=: what the EFS API fallback asks with). */
+  options: MountOptions;
 }
 
 function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metadata: MetadataRegion, azId: MetadataAzId): FsTarget[] {
@@ -438,7 +443,7 @@ function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metada
   for (const t of tunnels) {
     out.set(t.fs_id, {
       fsId: t.fs_id, dnsName: t.target.dns_name, certName: t.target.cert_name, address: t.target.address, netns: t.netns ?? undefined,
-      region: t.target.region, caFile: caFileFor(t.options, cfg),
+      region: t.target.region, caFile: caFileFor(t.options, cfg), options: t.options,
     });
   }
   for (const e of fstab) {
@@ -447,7 +452,7 @@ function targets(cfg: Config, tunnels: TunnelView[], fstab: FstabEntry[], metada
       const t = resolveTarget(e.fsId, e.options, process.env, cfg, metadata, azId);
       out.set(e.fsId, {
         fsId: e.fsId, dnsName: t.dnsName, certName: t.certName, address: t.address, netns: e.options.netns ?? undefined,
-        region: t.region, caFile: caFileFor(e.options, cfg),
+        region: t.region, caFile: caFileFor(e.options, cfg), options: e.options,
       });
     } catch {
       // No region (or crossaccount zone ID) known for this line: no name to check (the fstab check reports it).
@@ -548,7 +553,24 @@ interface Reachable {
  * meanwhile (DNS's last answer): mounts still work then, so it is a warning, not a failure. Also where the reach
  * check goes, so that a name is looked up once: a resolver that does not answer holds a lookup thread for seconds.
  */
-async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>): Promise<{ check: Check; reach: Reachable | null }> {
+/**
+ * For a name DNS has no address for: the mount target the EFS API gives, as the daemon would ask it at the next
+ * connection (efs.mount_target_fallback); null when the fallback is off or not for this file system.
+ */
+async function mountTargetCheck(cfg: Config, t: FsTarget): Promise<MountTarget | Error | null> {
+  if (!cfg.efs.mount_target_fallback || isCrossAccount(t.options)) return null;
+  try {
+    const credentials = await awsCredentials(t.options, credentialPlaces(cfg, t.region, process.env));
+    const az = t.options.az ?? null;
+    const azId = az === null ? (await azIdFromMetadata(cfg.efs.metadata_url)).az_id : null;
+    const apiUrl = cfg.efs.api_url || `https://elasticfilesystem.${t.region}.${dnsNameSuffix(t.region, cfg)}/`;
+    return await mountTargetFromApi({ fsId: t.fsId, region: t.region, apiUrl, az, azId }, credentials);
+  } catch (err) {
+    return err instanceof NoMountTarget ? err : new Error(`there are no AWS credentials to ask the EFS API with: ${(err as Error).message}`);
+  }
+}
+
+async function dnsCheck(cfg: Config, t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>): Promise<{ check: Check; reach: Reachable | null }> {
   const name = `dns ${t.fsId}`;
   if (isIP(t.address)) return { check: ok(name, `uses mounttargetip=${t.address}; ${t.certName} is only checked in the certificate`), reach: { address: t.address, how: '' } };
   try {
@@ -561,7 +583,19 @@ async function dnsCheck(t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>
       // The daemon may connect to the mount target the EFS API gave it instead (efs.mount_target_fallback).
       const fromApi = await lastAnswer().catch(() => null);
       const address = fromApi?.mount_target !== undefined ? fromApi.addresses[0] : undefined;
-      if (address === undefined) return { check: bad(name, 'fail', noAddressMessage(t.dnsName, code), `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
+      if (address === undefined) {
+        // No connection has asked yet (a line of fstab not mounted yet): doctor asks the EFS API as the daemon will.
+        const found = await mountTargetCheck(cfg, t);
+        if (found === null) return { check: bad(name, 'fail', noAddressMessage(t.dnsName, code), `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
+        if (found instanceof Error) {
+          return { check: bad(name, 'fail', `${noAddressMessage(t.dnsName, code)}; the EFS API gave no mount target to connect to instead: ${found.message}`, `${ERRORS.DNS_FAILED.hint} [DNS_FAILED]`), reach: null };
+        }
+        return {
+          check: bad(name, 'warn', `${noAddressMessage(t.dnsName, code)}; the EFS API gives ${found.address}, ${found.description}, where efs-relayd will send ${t.fsId}'s connections, still verified against ${t.certName}`,
+            'Mounts work, as with efs-utils\' fall_back_to_mount_target_ip_address. For DNS to name the mount target, turn on DNS hostnames and DNS resolution in the VPC, or use its resolver. [DNS_FAILED]'),
+          reach: { address: found.address, how: ' (the EFS API\'s mount target)' },
+        };
+      }
       return {
         check: bad(name, 'warn', `${noAddressMessage(t.dnsName, code)}; efs-relayd sends ${t.fsId}'s connections to ${address}, ${fromApi!.mount_target} as the EFS API gave it (${fromApi!.answered_at}), still verified against ${t.certName}`,
           'Mounts work meanwhile, as with efs-utils\' fall_back_to_mount_target_ip_address. For DNS to name the mount target, turn on DNS hostnames and DNS resolution in the VPC, or use its resolver. [DNS_FAILED]'),
@@ -670,7 +704,7 @@ export async function doctor(cfg: Config, configFile: string, socket: string, on
   const lastAnswer = (fsId: string) => async (): Promise<DnsAnswer | null> =>
     daemonPid !== null && tunnels.some((t) => t.fs_id === fsId) ? ((await call(socket, 'status', { fs_id: fsId }, TIMEOUT_MS)) as TunnelDetail).dns ?? null : null;
   const perFs = pooled(fs.map((t) => async () => {
-    const dns = await dnsCheck(t, lastAnswer(t.fsId));
+    const dns = await dnsCheck(cfg, t, lastAnswer(t.fsId));
     return [dns.check, await reachCheck(t, cfg.efs.port, dns.reach)];
   }), FS_CHECKS_AT_ONCE);
   for (const both of perFs) add(...(await both));

@@ -11,7 +11,7 @@ import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { exchange } from './helpers/client.js';
-import { Daemon, escapeRegExp, ownResolverUnavailable, skipIf, tempDir } from './helpers/daemon.js';
+import { BIN, Daemon, escapeRegExp, ownResolverUnavailable, run, skipIf, tempDir, waitFor } from './helpers/daemon.js';
 import { DnsServer } from './helpers/dns-server.js';
 import { certFor, daemonConfig, REGION, testCerts } from './helpers/fixtures.js';
 import { InstanceMetadataStandIn } from './helpers/instance-metadata.js';
@@ -47,8 +47,8 @@ describe('Mount targets from the EFS API when DNS has no address for the name', 
     efs: { metadata_url: imds.url, mount_target_fallback: true, api_url: apiUrl() },
     ...extra,
   });
-  const run = (d: Daemon): Promise<Daemon> => d.start(undefined, DNS_HOST, { NODE_EXTRA_CA_CERTS: testCerts().ca.certFile });
-  const start = (extra: Record<string, unknown> = {}): Promise<Daemon> => run(new Daemon(config(extra)));
+  const launch = (d: Daemon): Promise<Daemon> => d.start(undefined, DNS_HOST, { NODE_EXTRA_CA_CERTS: testCerts().ca.certFile });
+  const start = (extra: Record<string, unknown> = {}): Promise<Daemon> => launch(new Daemon(config(extra)));
 
   before(async function () {
     skipIf(this, await ownResolverUnavailable());
@@ -69,7 +69,7 @@ describe('Mount targets from the EFS API when DNS has no address for the name', 
       const json = (status: number, body: unknown): void => void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       if (!signed) return json(403, { ErrorCode: 'AccessDeniedException', Message: 'The request signature we calculated does not match the signature you provided.' });
       if (req.method !== 'GET' || url.pathname !== '/2015-02-01/mount-targets') return json(404, { ErrorCode: 'NotFound', Message: 'no such operation' });
-      if (fsId !== 'fs-0000fb01' && fsId !== 'fs-0000fb03') return json(404, { ErrorCode: 'FileSystemNotFound', Message: `File system '${fsId}' does not exist.` });
+      if (fsId !== 'fs-0000fb01' && fsId !== 'fs-0000fb03' && fsId !== 'fs-0000fb05') return json(404, { ErrorCode: 'FileSystemNotFound', Message: `File system '${fsId}' does not exist.` });
       json(200, {
         MountTargets: [
           { MountTargetId: 'fsmt-00000000000000001', FileSystemId: fsId, LifeCycleState: 'available', IpAddress: IN_ZONE_A, AvailabilityZoneId: 'use1-az1', AvailabilityZoneName: 'us-east-1a' },
@@ -137,7 +137,7 @@ describe('Mount targets from the EFS API when DNS has no address for the name', 
     const before = askedFor(fsId);
     apiDown = true;
     try {
-      await run(daemon);
+      await launch(daemon);
       expect((await exchange(port, 'after a restart')).received.toString()).to.equal('after a restart' + ECHO_TRAILER);
       expect(askedFor(fsId), 'the API not asked').to.equal(before);
     } finally {
@@ -184,6 +184,26 @@ describe('Mount targets from the EFS API when DNS has no address for the name', 
     } finally {
       dns.names.delete(nameOf(fsId));
     }
+  });
+
+  it('has doctor ask the EFS API itself for an fstab line that no connection has used yet, as the daemon will, and say what it gives or why it gives none', async () => {
+    writeFileSync(daemon.fstab, `fs-0000fb05 /mnt/b5 efs _netdev,tls,region=${REGION} 0 0\nfs-0000fb06 /mnt/b6 efs _netdev,tls,region=${REGION} 0 0\n`);
+    await waitFor('the lines\' tunnels', async () => (await daemon.efsctl('status', 'fs-0000fb06')).code === 0, 3_000);
+    const r = await run(join(BIN, 'efsctl'), ['--socket', daemon.socket, '--config', daemon.configFile, 'doctor', '--json'],
+      { env: { ...process.env, NODE_EXTRA_CA_CERTS: testCerts().ca.certFile } });
+    const checks = (JSON.parse(r.stdout) as DoctorReport).checks;
+    expect(checks.find((c) => c.name === 'dns fs-0000fb05')).to.deep.include({
+      status: 'warn',
+      message: `DNS has no address for ${nameOf('fs-0000fb05')} (ENOTFOUND): no file system or mount target of that name is known to DNS; the EFS API gives ${IN_MY_ZONE}, ` +
+        `fsmt-00000000000000002 in use1-az2 (us-east-1b), where efs-relayd will send fs-0000fb05's connections, still verified against ${nameOf('fs-0000fb05')}`,
+    });
+    expect(checks.find((c) => c.name === 'reach fs-0000fb05')).to.deep.include({ status: 'ok', message: `TCP ${IN_MY_ZONE}:2049 (the EFS API's mount target) answers` });
+    expect(checks.find((c) => c.name === 'dns fs-0000fb06')).to.deep.include({
+      status: 'fail',
+      message: `DNS has no address for ${nameOf('fs-0000fb06')} (ENOTFOUND): no file system or mount target of that name is known to DNS; ` +
+        'the EFS API gave no mount target to connect to instead: the EFS API says the file system fs-0000fb06 is not found (File system \'fs-0000fb06\' does not exist.)',
+    });
+    writeFileSync(daemon.fstab, '');
   });
 
   it('asks no EFS API with efs.mount_target_fallback: false, and says only what DNS said', async () => {
