@@ -13,9 +13,8 @@ import { followAlias } from '../daemon/spec-alias.js';
 import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore, portsOf } from '../daemon/state.js';
-import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, dnsNameSuffix, hasOwnRoots, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
-import { awsCredentials, credentialPlaces } from '../daemon/aws-credentials.js';
-import { NoMountTarget, mountTargetFromApi, type MountTarget } from '../daemon/mount-target-api.js';
+import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, hasOwnRoots, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
+import { findMountTarget, type MountTarget } from '../daemon/mount-target-api.js';
 import type { MountOptions } from '../daemon/options.js';
 import { azIdFromMetadata, regionFromMetadata, type MetadataAzId, type MetadataRegion } from '../daemon/instance-region.js';
 import { caFileFor, parseCaBundle } from '../daemon/tls-policy.js';
@@ -549,27 +548,21 @@ interface Reachable {
 }
 
 /**
+ * For a name DNS has no address for: the mount target the EFS API gives, as the daemon would ask it at the next
+ * connection (efs.mount_target_fallback), or why it gives none; null when the fallback is off or not for this file
+ * system.
+ */
+async function mountTargetCheck(cfg: Config, t: FsTarget): Promise<MountTarget | Error | null> {
+  if (!cfg.efs.mount_target_fallback || isCrossAccount(t.options)) return null;
+  return findMountTarget(cfg, t.fsId, t.region, t.options, async () => (await azIdFromMetadata(cfg.efs.metadata_url)).az_id)
+    .catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+}
+
+/**
  * The name resolves. When DNS does not answer, `lastAnswer` asks the daemon where its tunnel sends connections
  * meanwhile (DNS's last answer): mounts still work then, so it is a warning, not a failure. Also where the reach
  * check goes, so that a name is looked up once: a resolver that does not answer holds a lookup thread for seconds.
  */
-/**
- * For a name DNS has no address for: the mount target the EFS API gives, as the daemon would ask it at the next
- * connection (efs.mount_target_fallback); null when the fallback is off or not for this file system.
- */
-async function mountTargetCheck(cfg: Config, t: FsTarget): Promise<MountTarget | Error | null> {
-  if (!cfg.efs.mount_target_fallback || isCrossAccount(t.options)) return null;
-  try {
-    const credentials = await awsCredentials(t.options, credentialPlaces(cfg, t.region, process.env));
-    const az = t.options.az ?? null;
-    const azId = az === null ? (await azIdFromMetadata(cfg.efs.metadata_url)).az_id : null;
-    const apiUrl = cfg.efs.api_url || `https://elasticfilesystem.${t.region}.${dnsNameSuffix(t.region, cfg)}/`;
-    return await mountTargetFromApi({ fsId: t.fsId, region: t.region, apiUrl, az, azId }, credentials);
-  } catch (err) {
-    return err instanceof NoMountTarget ? err : new Error(`there are no AWS credentials to ask the EFS API with: ${(err as Error).message}`);
-  }
-}
-
 async function dnsCheck(cfg: Config, t: FsTarget, lastAnswer: () => Promise<DnsAnswer | null>): Promise<{ check: Check; reach: Reachable | null }> {
   const name = `dns ${t.fsId}`;
   if (isIP(t.address)) return { check: ok(name, `uses mounttargetip=${t.address}; ${t.certName} is only checked in the certificate`), reach: { address: t.address, how: '' } };

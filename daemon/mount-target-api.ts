@@ -7,7 +7,11 @@
 // here: the certificate is still verified against the file system's name.
 import { ask } from './http-ask.js';
 import { signApiRequest } from './sigv4.js';
-import type { AwsCredentials } from './aws-credentials.js';
+import { asRelayError } from './errors.js';
+import { awsCredentials, credentialPlaces, type AwsCredentials } from './aws-credentials.js';
+import { dnsNameSuffix } from './target.js';
+import type { Config } from './config.js';
+import type { MountOptions } from './options.js';
 
 /** The API's answer within this, or the fallback fails (a connection waits for it within its own connect timeout too). */
 const API_TIMEOUT_MS = 5_000;
@@ -101,4 +105,19 @@ export async function mountTargetFromApi(q: MountTargetQuery, credentials: AwsCr
     address: text(m.IpAddress) || text(m.Ipv6Address),
     description: `${text(m.MountTargetId) || 'a mount target'} in ${text(m.AvailabilityZoneId)} (${text(m.AvailabilityZoneName)})`,
   };
+}
+
+/**
+ * The mount target for a file system of `region` whose tunnel has these options, as the daemon asks it and doctor
+ * too: with the credentials an iam mount of the options would sign with, at efs.api_url or the region's own EFS
+ * API, in the zone az= names, else in this instance's zone (`instanceAzId`: null when unknown).
+ */
+export async function findMountTarget(cfg: Config, fsId: string, region: string, options: MountOptions, instanceAzId: () => Promise<string | null>): Promise<MountTarget> {
+  const credentials = await awsCredentials(options, credentialPlaces(cfg, region, process.env)).catch((err: unknown) => {
+    throw new NoMountTarget(`efs-relay has no AWS credentials to ask the EFS API with: ${asRelayError(err).message}`, false);
+  });
+  const az = options.az ?? null;
+  const azId = az === null ? await instanceAzId() : null;
+  const apiUrl = cfg.efs.api_url || `https://elasticfilesystem.${region}.${dnsNameSuffix(region, cfg)}/`;
+  return mountTargetFromApi({ fsId, region, apiUrl, az, azId }, credentials);
 }

@@ -10,7 +10,7 @@ import { StateStore, RECORD_VERSION, portsOf, type InvalidFile, type RecordSourc
 import { formatOptions, iamAuthorization, ocspChecking, tunnelOptions, type MountOptions } from './options.js';
 import { OcspChecker } from './ocsp.js';
 import { Namespaces } from './netns.js';
-import { certificateName, dnsNameSuffix, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
+import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, type RegionEnv } from './target.js';
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { ClientCertificates, type ClientCertView, type ClientPems, type ClientWant } from './client-cert.js';
 import { awsCredentials, credentialPlaces } from './aws-credentials.js';
@@ -20,7 +20,7 @@ import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
 import type { DnsAnswer, MountTargetFallback } from './target-lookup.js';
-import { NoMountTarget, mountTargetFromApi } from './mount-target-api.js';
+import { findMountTarget } from './mount-target-api.js';
 import type { EfsUtilsMount } from './efs-utils-configs.js';
 
 const LISTEN_RETRY_MS = 5_000;
@@ -1077,16 +1077,7 @@ export class TunnelManager {
    */
   private mountTargetFallback(rec: TunnelRecord): MountTargetFallback | null {
     if (!this.cfg.efs.mount_target_fallback || isCrossAccount(rec.options)) return null;
-    const region = rec.target.region;
-    const apiUrl = this.cfg.efs.api_url || `https://elasticfilesystem.${region}.${dnsNameSuffix(region, this.cfg)}/`;
-    return async () => {
-      const credentials = await awsCredentials(rec.options, credentialPlaces(this.cfg, region, process.env)).catch((err: unknown) => {
-        throw new NoMountTarget(`efs-relayd has no AWS credentials to ask the EFS API with: ${asRelayError(err).message}`, false);
-      });
-      const az = rec.options.az ?? null;
-      const azId = az === null ? (await this.region.azId()).az_id : null;
-      return mountTargetFromApi({ fsId: rec.fs_id, region, apiUrl, az, azId }, credentials);
-    };
+    return () => findMountTarget(this.cfg, rec.fs_id, rec.target.region, rec.options, async () => (await this.region.azId()).az_id);
   }
 
   private track(record: TunnelRecord, relay: Relay): Tunnel {
