@@ -444,7 +444,7 @@ describe('a CA bundle whose read after a change found no file descriptor', funct
     const bundle = join(tempDir('ca-retry'), 'cas.pem');
     writeFileSync(bundle, ca.cert);
     await withBundleTunnel(ADDR, 27050, bundle, async (daemon, port, logged) => {
-      const restore = daemon.withholdDescriptors();
+      const restore = await daemon.withholdDescriptors();
       try {
         writeFileSync(`${bundle}.new`, otherCa.cert);
         renameSync(`${bundle}.new`, bundle);

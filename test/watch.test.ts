@@ -203,7 +203,7 @@ describe('an fstab that cannot be read', function () {
       await waitFor('the line\'s tunnel', () => has(daemon, 'fs-0f0d0003'), 2_000);
       // No descriptor left: the daemon's limit lowered to what it holds now (its soft limit only, as systemd's
       // LimitNOFILE would), then the edit.
-      const restore = daemon.withholdDescriptors();
+      const restore = await daemon.withholdDescriptors();
       try {
         writeFileSync(daemon.fstab, 'fs-0f0d0003 /mnt/c efs _netdev,tls,region=us-east-1 0 0\nfs-0f0d0004 /mnt/d efs _netdev,tls,region=us-east-1 0 0\n');
         const failed = `warn fstab.read_failed fs=- code=FD_LIMIT msg="Cannot read ${daemon.fstab}: no file descriptor left (EMFILE); ` +

@@ -185,14 +185,24 @@ export class Daemon {
   /**
    * Leave the running daemon no file descriptor to open another with: its soft RLIMIT_NOFILE lowered (with
    * prlimit, as a tighter LimitNOFILE would) to its lowest free descriptor number, so that the next open fails
-   * with EMFILE while every descriptor it holds stays. Returns what puts its limit back.
+   * with EMFILE while every descriptor it holds stays. First the daemon is let settle (its set of descriptors the
+   * same for 500 ms): a connection that closes afterwards would free a lower number, and the next open would
+   * take it. Returns what puts its limit back.
    */
-  withholdDescriptors(): () => void {
+  async withholdDescriptors(): Promise<() => void> {
     const pid = String(this.pid);
+    const held = (): string => readdirSync(`/proc/${pid}/fd`).sort().join(' ');
+    let last = held();
+    for (let steady = 0, tries = 0; steady < 10 && tries < 100; tries++) {
+      await sleep(50);
+      const now = held();
+      steady = now === last ? steady + 1 : 0;
+      last = now;
+    }
     const [soft, hard] = execFileSync('prlimit', ['--pid', pid, '--nofile', '--output', 'SOFT,HARD', '--noheadings', '--raw'], { encoding: 'utf8' }).trim().split(/\s+/);
-    const held = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+    const numbers = new Set(last.split(' ').map(Number));
     let free = 0;
-    while (held.has(free)) free++;
+    while (numbers.has(free)) free++;
     execFileSync('prlimit', ['--pid', pid, `--nofile=${free}:${hard}`]);
     return () => execFileSync('prlimit', ['--pid', pid, `--nofile=${soft}:${hard}`]);
   }
