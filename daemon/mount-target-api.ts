@@ -64,9 +64,10 @@ export async function mountTargetFromApi(q: MountTargetQuery, credentials: AwsCr
   }
   let body: { MountTargets?: unknown; ErrorCode?: unknown; Message?: unknown; message?: unknown } = {};
   try {
-    body = JSON.parse(r.body) as typeof body;
+    const parsed: unknown = JSON.parse(r.body);
+    if (typeof parsed === 'object' && parsed !== null) body = parsed as typeof body;
   } catch {
-    // An answer that is not JSON is said by its status below.
+    // An answer that is not a JSON object is said by its status below.
   }
   if (r.status !== 200) {
     const code = text(body.ErrorCode);
@@ -103,7 +104,7 @@ export async function mountTargetFromApi(q: MountTargetQuery, credentials: AwsCr
   const m = chosen as Described;
   return {
     address: text(m.IpAddress) || text(m.Ipv6Address),
-    description: `${text(m.MountTargetId) || 'a mount target'} in ${text(m.AvailabilityZoneId)} (${text(m.AvailabilityZoneName)})`,
+    description: `${text(m.MountTargetId) || 'a mount target'} in ${[text(m.AvailabilityZoneId), text(m.AvailabilityZoneName) && `(${text(m.AvailabilityZoneName)})`].filter(Boolean).join(' ') || 'an unnamed zone'}`,
   };
 }
 
