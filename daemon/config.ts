@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { LineCounter, parseDocument, isMap, isScalar, type Node as YamlNode, type Pair } from 'yaml';
 import { RelayError } from './errors.js';
+import { REGION } from './options.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/efs-relay/config.yaml';
 
@@ -74,8 +75,8 @@ const SCHEMA: Record<string, Field> = {
   efs: {
     kind: 'section',
     fields: {
-      // The region's form as options.ts's REGION has it (eusc-de-east-1 has four letters before its first dash).
-      region: { kind: 'string', def: '', pattern: /^$|^[a-z]{2,4}(-[a-z]+)+-\d+$/, describe: 'an AWS region like us-east-1' },
+      // The region= option's form (options.ts), or "".
+      region: { kind: 'string', def: '', pattern: new RegExp(`^$|${REGION.source}`), describe: 'an AWS region like us-east-1' },
       // EC2 instance metadata, asked for the region when efs.region is not set ("" = never asked).
       metadata_url: { kind: 'string', def: 'http://169.254.169.254', pattern: /^$|^http:\/\/[^/\s]+$/, describe: 'an http:// address with no path, like http://169.254.169.254, or "" for none' },
       dns_name_format: {

@@ -65,30 +65,30 @@ export function certificateName(fsId: string, dnsName: string): string {
   return at < 0 ? dnsName : dnsName.slice(at);
 }
 
-// The DNS suffix of the regions that efs-utils' efs-utils.conf gives their own ([mount.cn-north-1] and the like),
-// by partition: a region's name says which one it is in.
-const PARTITION_SUFFIXES: ReadonlyArray<[RegExp, string]> = [
-  [/^cn-/, 'amazonaws.com.cn'],
-  [/^us-iso-/, 'c2s.ic.gov'],
-  [/^us-isob-/, 'sc2s.sgov.gov'],
-  [/^us-isof-/, 'csp.hci.ic.gov'],
-  [/^eu-isoe-/, 'cloud.adc-e.uk'],
-  [/^eusc-/, 'amazonaws.eu'],
+// The partitions whose regions efs-utils' efs-utils.conf gives their own sections ([mount.cn-north-1] and the
+// like): a region's name says which one it is in. `suffix`: its DNS suffix. `ownRoots`: its mount targets are
+// verified against the system's CA bundle (stunnel_cafile = /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem),
+// not against Amazon's public roots.
+const PARTITIONS: ReadonlyArray<{ prefix: RegExp; suffix: string; ownRoots: boolean }> = [
+  { prefix: /^cn-/, suffix: 'amazonaws.com.cn', ownRoots: false },
+  { prefix: /^us-iso-/, suffix: 'c2s.ic.gov', ownRoots: true },
+  { prefix: /^us-isob-/, suffix: 'sc2s.sgov.gov', ownRoots: true },
+  { prefix: /^us-isof-/, suffix: 'csp.hci.ic.gov', ownRoots: true },
+  { prefix: /^eu-isoe-/, suffix: 'cloud.adc-e.uk', ownRoots: true },
+  { prefix: /^eusc-/, suffix: 'amazonaws.eu', ownRoots: true },
 ];
 
-/**
- * Regions whose mount targets efs-utils verifies against the system's CA bundle
- * (stunnel_cafile = /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem in their config sections), not against
- * Amazon's public roots: the ISO partitions and the European Sovereign Cloud.
- */
+const partitionOf = (region: string) => PARTITIONS.find((p) => p.prefix.test(region));
+
+/** Whether efs-utils verifies the region's mount targets against the system's CA bundle (the ISO partitions, the European Sovereign Cloud). */
 export function hasOwnRoots(region: string): boolean {
-  return /^(us-iso-|us-isob-|us-isof-|eu-isoe-|eusc-)/.test(region);
+  return partitionOf(region)?.ownRoots ?? false;
 }
 
 /** efs.dns_name_suffix, or when that is "" the region's own, as efs-utils' per-region config sections give it. */
 export function dnsNameSuffix(region: string, cfg: Config): string {
   if (cfg.efs.dns_name_suffix !== '') return cfg.efs.dns_name_suffix;
-  return PARTITION_SUFFIXES.find(([re]) => re.test(region))?.[1] ?? 'amazonaws.com';
+  return partitionOf(region)?.suffix ?? 'amazonaws.com';
 }
 
 export function dnsNameFor(fsId: string, region: string, az: string | null, cfg: Config): string {
