@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 NPM_STAMP := node_modules/.installed
 SYS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind openssl ca-certificates prometheus stunnel4 rpm lintian rpmlint debootstrap systemd valgrind faketime
-SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel rpmbuild lintian rpmlint debootstrap systemd-analyze valgrind callgrind_control faketime
+SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stunnel rpmbuild lintian rpmlint debootstrap systemd-analyze valgrind vgdb faketime
 # The directories too (as dir/., so that test/ is not the phony target test):
 # deleting or renaming a file changes its directory, so the build reruns.
 SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) $(shell find daemon cli test -type d -printf '%p/.\n' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
