@@ -59,6 +59,7 @@ export class TrustWatcher {
   }
 
   private async checkAll(): Promise<void> {
+    const started = performance.now();
     for (const [file, what] of this.files) {
       const why = await whoElseCanChangeForDaemon(file).catch(() => null);
       const before = this.exposed.get(file);
@@ -73,5 +74,7 @@ export class TrustWatcher {
         if (known) warnExposed(file, what, why, this.log);
       }
     }
+    // That the looks go on, and how long one takes (a file on a slow or hung file system holds up the rest).
+    this.log.debug('trust.checked', { msg: `looked at ${this.files.size} trusted file(s): ${this.exposed.size} exposed`, files: this.files.size, ms: Math.round(performance.now() - started) });
   }
 }

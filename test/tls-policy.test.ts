@@ -474,7 +474,8 @@ describe('files the TLS verification rests on, when a user other than root could
     chmodSync(bundle, 0o666);
     target = await new MountTargetStandIn({ host: ADDR, port: 2049, cert: testCerts().good, backend: 'echo' }).start();
     // Trusted files are looked at again every second, besides at each read.
-    daemon = new Daemon(daemonConfig(21910, { health: { probe_interval: 0, trust_check_interval: 1 }, metrics: { listen: '127.0.0.1:19816' } }));
+    // At debug level, each look says it was made (trust.checked): what a failure here prints shows whether they went on.
+    daemon = new Daemon(daemonConfig(21910, { health: { probe_interval: 0, trust_check_interval: 1 }, metrics: { listen: '127.0.0.1:19816' }, log: { level: 'debug' } }));
     chmodSync(daemon.configFile, 0o646);
     await daemon.start();
   });
@@ -510,14 +511,17 @@ describe('files the TLS verification rests on, when a user other than root could
     const since = (): string => daemon.logs.slice(before);
     // A chmod changes no content: no read follows, and only the periodic look can see it.
     chmodSync(bundle, 0o646);
-    // Seen once in CI without the warning, and never since: the daemon's log of those seconds goes with a failure.
-    await waitFor('the warning', () => since().includes('tls.ca_file_exposed'), 5_000).catch((err: Error) => {
-      throw new Error(`${err.message}; the daemon's log since the chmod:\n${since()}`);
+    // Seen twice in CI without the warning (and with no log line at all since the chmod), never here: a failure
+    // says what the daemon's threads were doing, besides its log of those seconds.
+    await waitFor('the warning', () => since().includes('tls.ca_file_exposed'), 5_000).catch(async (err: Error) => {
+      const exposed = await daemon.scrapedValue('efs_relay_trust_files_exposed').catch((e: Error) => e.message);
+      throw new Error(`${err.message}; efs_relay_trust_files_exposed ${exposed}; the daemon's threads: ${daemon.threadStates()}; its log since the chmod:\n${since()}`);
     });
     expect(since()).to.contain(`warn tls.ca_file_exposed fs=- code=TRUST_FILE_WRITABLE msg="${bundle} is writable by every user (mode 0646): `
       + `whoever can change CA bundle ${bundle} can make the tunnels that verify with it trust a CA of their own; it is used all the same" file=${bundle}\n`);
     expect(await daemon.scrapedValue('efs_relay_trust_files_exposed')).to.equal('1');
     await sleep(2_500); // two more looks
+    expect(since(), 'each look says so at debug level').to.match(/debug trust\.checked fs=- code=- msg="looked at 2 trusted file\(s\): 1 exposed" files=2 ms=\d+\n/);
     expect(since().match(/tls\.ca_file_exposed/g), 'said once while it lasts').to.have.length(1);
     chmodSync(bundle, 0o644);
     await waitFor('the all-clear', () => since().includes('trust.restored'), 5_000);
