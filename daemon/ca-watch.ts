@@ -6,7 +6,7 @@
 // bundle that cannot be read is read again on its own: a removed CA must not
 // stay trusted because the one read after its removal failed (say, for want
 // of a file descriptor) and nothing changed the file since.
-import { Backoff } from './backoff.js';
+import { Retry } from './backoff.js';
 import { asRelayError, type RelayError } from './errors.js';
 import { FileWatch } from './file-watch.js';
 import type { Logger } from './log.js';
@@ -22,8 +22,7 @@ export type ReloadBundle = (file: string) => Promise<RelayError | null>;
 
 interface Watched {
   watch: FileWatch;
-  retry: NodeJS.Timeout | null;
-  wait: Backoff;
+  retry: Retry;
   /** The failure last logged, while it lasts: the same one again is a debug line. */
   failed: string | null;
 }
@@ -42,7 +41,7 @@ export class CaBundleWatcher {
     if (this.stopped || this.files.has(file)) return;
     const watched: Watched = {
       watch: new FileWatch(file, DEBOUNCE_MS, () => this.read(file, true), this.log, 'tls.ca_watch_error'),
-      retry: null, wait: new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS), failed: null,
+      retry: new Retry(RETRY_FIRST_MS, RETRY_MAX_MS, () => this.read(file, false)), failed: null,
     };
     this.files.set(file, watched);
     watched.watch.start().catch((err: unknown) => {
@@ -52,7 +51,7 @@ export class CaBundleWatcher {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const w of this.files.values()) if (w.retry) clearTimeout(w.retry);
+    for (const w of this.files.values()) w.retry.cancel();
     await Promise.all([...this.files.values()].map((w) => w.watch.stop()));
     this.files.clear();
   }
@@ -61,25 +60,24 @@ export class CaBundleWatcher {
   private read(file: string, changed: boolean): void {
     const w = this.files.get(file);
     if (!w || this.stopped) return;
-    if (w.retry) clearTimeout(w.retry);
-    w.retry = null;
-    if (changed) w.wait.reset();
+    if (changed) w.retry.reset();
+    else w.retry.cancel();
     // A read again on its own looks again where a link leads: a link along the way may have changed unseen.
     void (changed ? Promise.resolve() : w.watch.follow()).then(() => this.reload(file)).catch((err: unknown) => asRelayError(err)).then((e) => {
       if (this.stopped) return;
       if (e === null) {
         w.failed = null;
-        w.wait.reset();
+        w.retry.reset();
         return;
       }
-      const again = `read again in ${w.wait.nextMs / 1000} s, then less often, and at each change of the file`;
+      const again = `read again in ${w.retry.nextMs / 1000} s, then less often, and at each change of the file`;
       if (w.failed !== e.message) {
         this.log.error('tls.ca_reload_failed', { code: e.code, msg: `${e.message}; its tunnels keep verifying against the bundle as it was before; ${again}`, file });
       } else {
         this.log.debug('tls.ca_reload_retried', { code: e.code, msg: `read ${file} again: it still cannot be used`, file });
       }
       w.failed = e.message;
-      w.retry = setTimeout(() => this.read(file, false), w.wait.take());
+      w.retry.schedule();
     });
   }
 }

@@ -3,6 +3,7 @@
 // directory, not a file, is what survives rename-over and delete-recreate.
 import { realpath } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'chokidar';
+import { noDescriptorLeft } from './errors.js';
 import type { Logger } from './log.js';
 
 export class DirWatch {
@@ -31,12 +32,25 @@ export class DirWatch {
       ignored: (p: string) => p !== dir && !this.accept(p),
     });
     this.watcher.on('all', (_event, path) => {
-      if (path === dir) return;
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(this.onChange, this.debounceMs);
+      if (path !== dir) this.changed();
     });
-    this.watcher.on('error', (err) => this.log.warn(this.event, { code: 'INTERNAL', msg: `watching ${this.dir}: ${String(err)}` }));
+    // chokidar lists the directory to tell what an event changed: when that fails (no file descriptor left), the
+    // change is not reported. Its owner reads again all the same, and tries again on its own if that fails too.
+    this.watcher.on('error', (err) => {
+      const fd = noDescriptorLeft(err);
+      this.log.warn(this.event, {
+        code: fd ? 'FD_LIMIT' : 'INTERNAL',
+        msg: `watching ${this.dir}: ${String(err)}; ${fd ? 'a change in it may have gone unseen: it is read again' : 'it is read again'}`,
+      });
+      this.changed();
+    });
     await new Promise<void>((r) => this.watcher?.once('ready', () => r()));
+  }
+
+  /** Once per burst of events. */
+  private changed(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(this.onChange, this.debounceMs);
   }
 
   async stop(): Promise<void> {

@@ -18,7 +18,7 @@ import { AZ_ID_NOT_ASKED, isCrossAccount, type AliasSpec, type MountSpec } from 
 import { planFstab } from './fstab-plan.js';
 import type { RegionSource } from './instance-region.js';
 import { ReportOnce } from './report-once.js';
-import { Backoff } from './backoff.js';
+import { Retry } from './backoff.js';
 import type { AddRequest, TunnelManager } from './tunnels.js';
 
 const DEBOUNCE_MS = 100;
@@ -61,8 +61,7 @@ export class FstabWatcher implements FstabStatus {
   private invalid = 0;
   /** Problems logged since fstab last changed: a retry logs only what is new, a change of the file all again. */
   private reported = new ReportOnce();
-  private retryTimer: NodeJS.Timeout | null = null;
-  private readonly retryWait = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS);
+  private readonly retry = new Retry(RETRY_FIRST_MS, RETRY_MAX_MS, () => this.apply('retry'));
   private stopped = false;
   /** What each alias of fstab led to when DNS last answered: kept while DNS does not answer, so its tunnel stays. */
   private followed = new Map<string, MountSpec>();
@@ -104,8 +103,7 @@ export class FstabWatcher implements FstabStatus {
 
   stop(): Promise<void> {
     this.stopped = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+    this.retry.cancel();
     return this.watch.stop();
   }
 
@@ -114,7 +112,7 @@ export class FstabWatcher implements FstabStatus {
     if (this.stopped) return;
     if (cause === 'changed') {
       this.reported = new ReportOnce();
-      this.retryWait.reset();
+      this.retry.reset();
     }
     // Where a link leads may have changed unseen (a link along the way, in a directory no watch looks at).
     if (cause === 'retry') await this.watch.follow();
@@ -178,7 +176,7 @@ export class FstabWatcher implements FstabStatus {
 
   /** When a failure is tried again, as the log says it. */
   private retryText(): string {
-    return `tried again in ${this.retryWait.nextMs / 1000} s, then less often, and at each change of fstab`;
+    return `tried again in ${this.retry.nextMs / 1000} s, then less often, and at each change of fstab`;
   }
 
   /** An alias line's file system; when DNS gives no answer, what it led to last time (its tunnel is not dropped for that). */
@@ -198,16 +196,8 @@ export class FstabWatcher implements FstabStatus {
   }
 
   private scheduleRetry(needed: boolean): void {
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    if (!needed) {
-      this.retryWait.reset();
-      return;
-    }
-    if (this.stopped) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.apply('retry');
-    }, this.retryWait.take());
+    if (!needed) this.retry.reset();
+    else if (this.stopped) this.retry.cancel();
+    else this.retry.schedule();
   }
 }

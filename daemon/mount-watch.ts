@@ -7,7 +7,7 @@
 // rules once no mount names it.
 import type { Config } from './config.js';
 import { efsUtilsMounts, type EfsUtilsMount } from './efs-utils-configs.js';
-import { asRelayError } from './errors.js';
+import { asRelayError, noDescriptorLeft } from './errors.js';
 import type { Logger } from './log.js';
 import { MountsFileReader, tunnelPortOf, unencryptedEfsMounts, type MountEntry } from './proc-mounts.js';
 import type { Mounter } from './mounter.js';
@@ -139,7 +139,8 @@ export class MountWatcher {
     } catch (err) {
       // Without a reading nothing is known to be gone: keep every tunnel.
       const msg = `cannot read ${this.cfg.mount.proc_mounts}: ${(err as Error).message}`;
-      if (msg !== this.lastReadError) this.log.warn('mounts.read_failed', { code: 'INTERNAL', msg });
+      // No file descriptor left says nothing of the file: FD_LIMIT, as the other reads say it.
+      if (msg !== this.lastReadError) this.log.warn('mounts.read_failed', { code: noDescriptorLeft(err) ? 'FD_LIMIT' : 'INTERNAL', msg: `${msg}; every tunnel is kept, and it is read again at the next poll` });
       this.lastReadError = msg;
       return;
     }

@@ -449,7 +449,7 @@ describe('a port that another file system\'s efs-utils mount names', function ()
 describe('state dir watching', function () {
   let daemon: Daemon;
   before(async () => {
-    daemon = await new Daemon(daemonConfig(20950)).start();
+    daemon = await new Daemon(daemonConfig(20950, { log: { level: 'debug' } })).start();
   });
   after(async () => {
     await daemon?.stop();
@@ -491,5 +491,35 @@ describe('state dir watching', function () {
     await waitFor('second file logged', () => daemon.logs.includes('unrelated.txt: not a tunnel record'), 2_000);
     expect(daemon.logs.split('fs-0d000003.json: not valid JSON').length - 1, 'logged once').to.equal(1);
     expect((await daemon.efsctl('list')).code).to.equal(0);
+  });
+
+  it('reads the state dir again on its own after a reading that found no file descriptor (FD_LIMIT, logged once while it lasts), so that records added meanwhile get their tunnels', async () => {
+    const count = (s: string): number => daemon.logs.split(s).length - 1;
+    const noFd = `Cannot read ${daemon.stateDir}: no file descriptor left (EMFILE)`;
+    // No descriptor left: the daemon's limit lowered to what it holds now. No efsctl meanwhile: its connection would need one.
+    const restore = await daemon.withholdDescriptors();
+    try {
+      writeFileSync(join(daemon.stateDir, 'fs-0d000005.json'), JSON.stringify(record('fs-0d000005', 20980)));
+      // The watch cannot list the directory to tell what changed, and says so; the state dir is read all the same.
+      await waitFor('the failed reading logged', () => daemon.logs.includes(`warn state.rescan_failed fs=- code=FD_LIMIT msg="${noFd}; `
+        + 'no tunnel was changed, and the state dir is read again in 5 s, then less often, and at each change in it"'), 3_000);
+      expect(daemon.logs).to.contain(`warn state.watch_error fs=- code=FD_LIMIT msg="watching ${daemon.stateDir}: Error: EMFILE: too many open files, scandir '${daemon.stateDir}'; `
+        + 'a change in it may have gone unseen: it is read again"');
+      // One more record while it lasts: the watch may not even see it, the next readings will.
+      writeFileSync(join(daemon.stateDir, 'fs-0d000006.json'), JSON.stringify(record('fs-0d000006', 20981)));
+      await waitFor('the try 5 s later', () => daemon.logs.includes(`debug state.rescan_retried fs=- code=FD_LIMIT msg="read the state dir again: ${noFd}"`), 8_000);
+      expect(count('state.rescan_failed'), 'logged once while it lasts').to.equal(1);
+      // The mount table's poll (every 0.1 s here) fails the same way, and keeps every tunnel.
+      expect(daemon.logs).to.contain(`warn mounts.read_failed fs=- code=FD_LIMIT msg="cannot read ${daemon.dir}/proc-mounts: EMFILE: too many open files, open '${daemon.dir}/proc-mounts'; `
+        + 'every tunnel is kept, and it is read again at the next poll"');
+      expect(count('mounts.read_failed'), 'logged once while it lasts').to.equal(1);
+    } finally {
+      restore();
+    }
+    // Descriptors again, and no change since: the next try (10 s after the last) applies both records.
+    await waitFor('both records\' tunnels at the next try', async () => (await has(daemon, 'fs-0d000005')) && (await has(daemon, 'fs-0d000006')), 15_000);
+    expect(daemon.logs).to.contain('info state.readable fs=- code=- msg="the state dir can be read again; its records are applied"\n');
+    const ports = Object.fromEntries((await tunnels(daemon)).map((t) => [t.fs_id, t.port]));
+    expect(ports).to.include({ 'fs-0d000005': 20980, 'fs-0d000006': 20981 });
   });
 });
