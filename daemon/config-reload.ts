@@ -6,7 +6,7 @@
 // changing it under them could drop a mount's tunnel: those wait for a
 // restart, and the daemon says so.
 import { loadConfig, type Config } from './config.js';
-import { warnIfExposed } from './file-trust.js';
+import type { TrustJudge } from './file-trust.js';
 import { asRelayError, RelayError } from './errors.js';
 import type { Logger } from './log.js';
 import { metricsListenRefusal } from './metrics-server.js';
@@ -87,7 +87,7 @@ export async function reloadConfig(
   file: string,
   running: Config,
   log: Logger,
-  followers: { prober: Reconfigurable; mountWatcher: Reconfigurable; tunnels: Reconfigurable; trust: Reconfigurable },
+  followers: { prober: Reconfigurable; mountWatcher: Reconfigurable; tunnels: Reconfigurable; trust: Reconfigurable & TrustJudge },
 ): Promise<ReloadOutcome> {
   let next: Config;
   try {
@@ -114,7 +114,7 @@ export async function reloadConfig(
     applied: plan.applied.join(',') || undefined,
   });
   log.setLevel(running.log.level);
-  await warnIfExposed(file, 'config file', log);
+  await followers.trust.atRead(file, 'config file');
   if (plan.needRestart.length > 0) {
     log.warn('config.restart_needed', {
       msg: `${plan.needRestart.join(', ')} changed, but take${plan.needRestart.length === 1 ? 's' : ''} effect only when the daemon restarts (systemctl restart efs-relayd: tunnels come back on their ports, open NFS connections reconnect); until then the daemon keeps the value${plan.needRestart.length === 1 ? '' : 's'} it started with`,

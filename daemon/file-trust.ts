@@ -76,8 +76,10 @@ export function warnExposed(file: string, what: TrustedFile, why: string, log: L
   });
 }
 
-/** A warning, each time the daemon reads the file, while another user could change it. */
-export async function warnIfExposed(file: string, what: TrustedFile, log: Logger): Promise<void> {
-  const why = await whoElseCanChangeForDaemon(file);
-  if (why !== null) warnExposed(file, what, why, log);
+/**
+ * Judges a trusted file as the daemon reads it: warns, at every read, while another user could change it, and
+ * keeps what it found, so that the looks between reads (trust-watch.ts) say only what changes after.
+ */
+export interface TrustJudge {
+  atRead(file: string, what: TrustedFile): Promise<void>;
 }

@@ -23,7 +23,6 @@ import { MetricsServer } from './metrics-server.js';
 import { RateLimitedLog } from './report-once.js';
 import { ConfigReloader, startRefusal } from './config-reload.js';
 import { VERSION } from './version.js';
-import { warnIfExposed } from './file-trust.js';
 import { InstanceRegion } from './instance-region.js';
 import { FdWatcher } from './fd-watch.js';
 import { TrustWatcher } from './trust-watch.js';
@@ -105,7 +104,8 @@ async function main(): Promise<void> {
   }
   const store = new StateStore(cfg.state_dir);
   const region = new InstanceRegion(cfg, log);
-  const manager = new TunnelManager(cfg, store, log, region);
+  const trust = new TrustWatcher(cfg, log);
+  const manager = new TunnelManager(cfg, store, log, region, trust);
   const startedAt = new Date();
   const mounter = new Mounter(cfg, manager, log, region);
   const mountWatcher = new MountWatcher(cfg, manager, mounter, log);
@@ -118,8 +118,6 @@ async function main(): Promise<void> {
     relay.on('handshake_failed', () => fdWatcher.nudge());
   });
   const caWatcher = new CaBundleWatcher((file) => manager.reloadCaBundle(file), log);
-  const trust = new TrustWatcher(cfg, log);
-  trust.add(configFile, 'config file');
   const reloader = new ConfigReloader(configFile, cfg, log, { prober, mountWatcher, tunnels: manager, trust });
   const control = new ControlServer(cfg.control_socket, controlHandlers(manager, mounter, startedAt, reloader, region, fstabWatcher), log);
   const metrics = new MetricsServer(cfg, () => createMetrics(cfg, manager, reloader, fstabWatcher, trust), manager, log);
@@ -161,8 +159,8 @@ async function main(): Promise<void> {
     socket: cfg.control_socket,
     metrics: cfg.metrics.listen || 'off',
   });
-  await warnIfExposed(configFile, 'config file', log);
-  trust.start(); // after the reads that said what was exposed then
+  await trust.atRead(configFile, 'config file');
+  trust.start(); // after the reads, which said what was exposed then
   // From here SIGHUP reads the config file again, as `efsctl reload` does; one that came while the daemon started is served now.
   onSignal('SIGHUP', () => {
     if (stopping) return; // a reload would start probes and polls that stop() has just ended

@@ -14,7 +14,7 @@ import { certificateName, isCrossAccount, joinHost, namedRegion, resolveTarget, 
 import { caFileFor, clientTrust, noTrust, policyTrust, readCaBundle, verifyLevel, type Trust } from './tls-policy.js';
 import { ClientCertificates, type ClientCertView, type ClientPems, type ClientWant } from './client-cert.js';
 import { awsCredentials, credentialPlaces } from './aws-credentials.js';
-import { warnIfExposed } from './file-trust.js';
+import type { TrustJudge } from './file-trust.js';
 import type { MetadataAzId, RegionSource } from './instance-region.js';
 import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
@@ -251,6 +251,8 @@ export class TunnelManager {
     private readonly store: StateStore,
     private readonly log: Logger,
     private readonly region: RegionSource,
+    /** Judges each CA bundle as it is read (TrustWatcher). */
+    private readonly trust: TrustJudge,
   ) {}
 
   /** Run one change at a time, in arrival order. */
@@ -429,7 +431,7 @@ export class TunnelManager {
         return asRelayError(err);
       }
       if (before?.pem === read.pem) return null;
-      await warnIfExposed(file, 'CA bundle', this.log);
+      await this.trust.atRead(file, 'CA bundle');
       const trust = policyTrust(read.pem, read.certificates, this.cfg.tls.max_version);
       this.contexts.set(file, Promise.resolve({ pem: read.pem, trust }));
       let tunnels = 0;
@@ -1035,7 +1037,7 @@ export class TunnelManager {
     let entry = this.contexts.get(caFile);
     if (!entry) {
       entry = readCaBundle(caFile).then(async ({ pem, certificates }) => {
-        await warnIfExposed(caFile, 'CA bundle', this.log);
+        await this.trust.atRead(caFile, 'CA bundle');
         return { pem, trust: policyTrust(pem, certificates, this.cfg.tls.max_version) };
       });
       const made = entry;

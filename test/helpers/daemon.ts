@@ -177,21 +177,6 @@ export class Daemon {
     return this.proc.pid;
   }
 
-  /** Each thread of the daemon as "name state wchan" (R running, S sleeping, D in the kernel uninterruptibly), for a failure's message. */
-  threadStates(): string {
-    try {
-      return readdirSync(`/proc/${this.pid}/task`).map((tid) => {
-        const read = (f: string): string => readFileSync(`/proc/${this.pid}/task/${tid}/${f}`, 'utf8').trim();
-        const stat = read('stat');
-        // "pid (comm) state …": the name may hold spaces and parentheses.
-        const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-        return `${read('comm')} ${state} ${read('wchan')}`;
-      }).join(', ');
-    } catch (err) {
-      return (err as Error).message;
-    }
-  }
-
   /** Open file descriptors of the daemon process. */
   fdCount(): number {
     return readdirSync(`/proc/${this.pid}/fd`).length;
