@@ -179,11 +179,14 @@ describe('tunnels inside another network namespace (netns=)', function () {
   });
 
   it('refuses a port that another program holds inside the namespace with PORT_TAKEN naming the namespace, though the daemon\'s own namespace has it free', async () => {
-    await blue.hold(26760);
-    await expectPortFree(26760);
-    const r = await daemon.efsctl('add', 'fs-0e0e0004', '-o', options(',tlsport=26760'));
+    // A port of the range that no tunnel listens on, here or in the namespace: tunnels take ports from a random point.
+    let port = 26799;
+    while ((await blue.listening(port)) || (await listening(port, process.pid))) port--;
+    expect(await blue.hold(port)).to.deep.equal({ held: port });
+    await expectPortFree(port);
+    const r = await daemon.efsctl('add', 'fs-0e0e0004', '-o', options(`,tlsport=${port}`));
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.contain(`efsctl: Port 26760 on 127.0.0.1 in network namespace ${blue.path} is already in use by another process [PORT_TAKEN]\n`);
+    expect(r.stderr).to.contain(`efsctl: Port ${port} on 127.0.0.1 in network namespace ${blue.path} is already in use by another process [PORT_TAKEN]\n`);
   });
 
   it('refuses netns= naming no namespace with NETNS_FAILED, with what nsenter said and what to do', async () => {

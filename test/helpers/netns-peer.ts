@@ -23,6 +23,8 @@ for await (const line of createInterface({ input: process.stdin })) {
   } else if (ask.op === 'hold') {
     // Another program of the namespace's on a port.
     const held = createServer();
+    // A port taken already is the asker's to see (an unhandled error would end the peer, and every later ask wait).
+    held.once('error', (err: NodeJS.ErrnoException) => reply({ error: err.code ?? err.message }));
     held.listen(ask.port, '127.0.0.1', () => reply({ held: ask.port }));
   } else {
     reply({ handshakes: target.handshakes, sessions: target.sessions, received: Buffer.concat(target.received).toString() });

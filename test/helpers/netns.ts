@@ -26,7 +26,8 @@ export class TestNamespace {
   readonly path: string;
   private peer: ChildProcess | null = null;
   private lines: Interface | null = null;
-  private readonly answers: Array<(line: string) => void> = [];
+  /** The asks waiting for the peer's answer, in order; all fail if the peer ends. */
+  private readonly answers: Array<{ resolve: (line: string) => void; reject: (err: Error) => void }> = [];
 
   constructor(readonly name: string) {
     this.path = `/var/run/netns/${name}`;
@@ -46,17 +47,17 @@ export class TestNamespace {
     const peer = spawn('ip', ['netns', 'exec', this.name, process.execPath, join(import.meta.dirname, 'netns-peer.js'), file], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.peer = peer;
     this.lines = createInterface({ input: peer.stdout! });
-    this.lines.on('line', (line) => this.answers.shift()?.(line));
-    const ready = await new Promise<string>((resolve, reject) => {
-      this.answers.push(resolve);
-      peer.once('exit', (code) => reject(new Error(`the namespace's peer exited with ${code}`)));
+    this.lines.on('line', (line) => this.answers.shift()?.resolve(line));
+    peer.once('exit', (code) => {
+      for (const a of this.answers.splice(0)) a.reject(new Error(`the namespace's peer exited with ${code}`));
     });
+    const ready = await new Promise<string>((resolve, reject) => this.answers.push({ resolve, reject }));
     if (!(JSON.parse(ready) as { ready?: boolean }).ready) throw new Error(`the namespace's peer said ${ready}`);
   }
 
   private ask<T>(what: PeerAsk): Promise<T> {
-    return new Promise((resolve) => {
-      this.answers.push((line) => resolve(JSON.parse(line) as T));
+    return new Promise((resolve, reject) => {
+      this.answers.push({ resolve: (line) => resolve(JSON.parse(line) as T), reject });
       this.peer!.stdin!.write(JSON.stringify(what) + '\n');
     });
   }
