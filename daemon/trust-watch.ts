@@ -1,9 +1,10 @@
 // The files the TLS verification rests on (the CA bundles tunnels verify
-// with, the config file that names them) are judged at each read
-// (file-trust.ts). A chmod or chown made later changes no content, so no
-// read follows and no file watch sees it; this looks again every
+// with, the config file that names them) are judged at each read (atRead,
+// by file-trust.ts's rules). A chmod or chown made later changes no content,
+// so no read follows and no file watch sees it; this looks again every
 // health.trust_check_interval seconds, and says when a file becomes
-// changeable by another user than root, and when it no longer is.
+// changeable by another user than root since the last read or look, and
+// when it no longer is.
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { warnExposed, whoElseCanChangeForDaemon, type TrustedFile, type TrustJudge } from './file-trust.js';
