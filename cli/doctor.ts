@@ -14,7 +14,7 @@ import { planFstab } from '../daemon/fstab-plan.js';
 import { readProcMounts, tunnelPortOf } from '../daemon/proc-mounts.js';
 import { StateStore, portsOf } from '../daemon/state.js';
 import { AZ_ID_NOT_ASKED, METADATA_NOT_ASKED, hasOwnRoots, isCrossAccount, joinHost, resolveTarget } from '../daemon/target.js';
-import { findMountTarget, type MountTarget } from '../daemon/mount-target-api.js';
+import { fallsBackToApi, findMountTarget, type MountTarget } from '../daemon/mount-target-api.js';
 import type { MountOptions } from '../daemon/options.js';
 import { azIdFromMetadata, regionFromMetadata, type MetadataAzId, type MetadataRegion } from '../daemon/instance-region.js';
 import { caFileFor, parseCaBundle } from '../daemon/tls-policy.js';
@@ -547,13 +547,16 @@ interface Reachable {
   how: string;
 }
 
+/** What lets DNS name a mount target again, after a mount target from the EFS API (the two dns warnings' fix). */
+const VPC_DNS_FIX = ' For DNS to name the mount target, turn on DNS hostnames and DNS resolution in the VPC, or use its resolver. [DNS_FAILED]';
+
 /**
  * For a name DNS has no address for: the mount target the EFS API gives, as the daemon would ask it at the next
  * connection (efs.mount_target_fallback), or why it gives none; null when the fallback is off or not for this file
  * system.
  */
 async function mountTargetCheck(cfg: Config, t: FsTarget): Promise<MountTarget | Error | null> {
-  if (!cfg.efs.mount_target_fallback || isCrossAccount(t.options)) return null;
+  if (!fallsBackToApi(cfg, t.options)) return null;
   return findMountTarget(cfg, t.fsId, t.region, t.options, async () => (await azIdFromMetadata(cfg.efs.metadata_url)).az_id)
     .catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
 }
@@ -585,13 +588,13 @@ async function dnsCheck(cfg: Config, t: FsTarget, lastAnswer: () => Promise<DnsA
         }
         return {
           check: bad(name, 'warn', `${noAddressMessage(t.dnsName, code)}; the EFS API gives ${found.address}, ${found.description}, where efs-relayd will send ${t.fsId}'s connections, still verified against ${t.certName}`,
-            'Mounts work, as with efs-utils\' fall_back_to_mount_target_ip_address. For DNS to name the mount target, turn on DNS hostnames and DNS resolution in the VPC, or use its resolver. [DNS_FAILED]'),
+            `Mounts work, as with efs-utils' fall_back_to_mount_target_ip_address.${VPC_DNS_FIX}`),
           reach: { address: found.address, how: ' (the EFS API\'s mount target)' },
         };
       }
       return {
         check: bad(name, 'warn', `${noAddressMessage(t.dnsName, code)}; efs-relayd sends ${t.fsId}'s connections to ${address}, ${fromApi!.mount_target} as the EFS API gave it (${fromApi!.answered_at}), still verified against ${t.certName}`,
-          'Mounts work meanwhile, as with efs-utils\' fall_back_to_mount_target_ip_address. For DNS to name the mount target, turn on DNS hostnames and DNS resolution in the VPC, or use its resolver. [DNS_FAILED]'),
+          `Mounts work meanwhile, as with efs-utils' fall_back_to_mount_target_ip_address.${VPC_DNS_FIX}`),
         reach: { address, how: ' (the EFS API\'s mount target)' },
       };
     }

@@ -9,7 +9,7 @@ import { ask } from './http-ask.js';
 import { signApiRequest } from './sigv4.js';
 import { asRelayError } from './errors.js';
 import { awsCredentials, credentialPlaces, type AwsCredentials } from './aws-credentials.js';
-import { dnsNameSuffix } from './target.js';
+import { dnsNameSuffix, isCrossAccount } from './target.js';
 import type { Config } from './config.js';
 import type { MountOptions } from './options.js';
 
@@ -106,6 +106,14 @@ export async function mountTargetFromApi(q: MountTargetQuery, credentials: AwsCr
     address: text(m.IpAddress) || text(m.Ipv6Address),
     description: `${text(m.MountTargetId) || 'a mount target'} in ${[text(m.AvailabilityZoneId), text(m.AvailabilityZoneName) && `(${text(m.AvailabilityZoneName)})`].filter(Boolean).join(' ') || 'an unnamed zone'}`,
   };
+}
+
+/**
+ * Whether a tunnel with these options asks the EFS API when DNS has no address for its name: with
+ * efs.mount_target_fallback on, and not for crossaccount, whose mount target is another account's.
+ */
+export function fallsBackToApi(cfg: Config, options: MountOptions): boolean {
+  return cfg.efs.mount_target_fallback && !isCrossAccount(options);
 }
 
 /**

@@ -20,7 +20,7 @@ import { pickPort, requestedPort } from './ports.js';
 import type { UnencryptedMount } from './proc-mounts.js';
 import { RateLimitedLog, ReportOnce } from './report-once.js';
 import type { DnsAnswer, MountTargetFallback } from './target-lookup.js';
-import { findMountTarget } from './mount-target-api.js';
+import { fallsBackToApi, findMountTarget } from './mount-target-api.js';
 import type { EfsUtilsMount } from './efs-utils-configs.js';
 
 const LISTEN_RETRY_MS = 5_000;
@@ -1075,10 +1075,10 @@ export class TunnelManager {
   /**
    * Where a tunnel to a name asks the EFS API for its mount target when DNS has no address for the name: with the
    * credentials an IAM mount of its options would sign with, for the zone az= names or this instance's zone.
-   * None with efs.mount_target_fallback off, and none for crossaccount, whose mount target is another account's.
+   * None when it does not fall back (fallsBackToApi).
    */
   private mountTargetFallback(rec: TunnelRecord): MountTargetFallback | null {
-    if (!this.cfg.efs.mount_target_fallback || isCrossAccount(rec.options)) return null;
+    if (!fallsBackToApi(this.cfg, rec.options)) return null;
     return () => findMountTarget(this.cfg, rec.fs_id, rec.target.region, rec.options, async () => (await this.region.azId()).az_id);
   }
 
