@@ -493,7 +493,7 @@ describe('state dir watching', function () {
     expect((await daemon.efsctl('list')).code).to.equal(0);
   });
 
-  it('reads the state dir again on its own after a reading that found no file descriptor (FD_LIMIT, logged once while it lasts), so that records added meanwhile get their tunnels', async () => {
+  it('reads the state dir again on its own after a reading that found no file descriptor (FD_LIMIT, logged once while it lasts), so that records added meanwhile get their tunnels; the mount table\'s poll says FD_LIMIT too and keeps every tunnel', async () => {
     const count = (s: string): number => daemon.logs.split(s).length - 1;
     const noFd = `Cannot read ${daemon.stateDir}: no file descriptor left (EMFILE)`;
     // No descriptor left: the daemon's limit lowered to what it holds now. No efsctl meanwhile: its connection would need one.
