@@ -8,6 +8,8 @@ SYS_BINS := ganesha.nfsd nfs-cp nfs-cat rpcbind openssl prometheus promtool stun
 # deleting or renaming a file changes its directory, so the build reruns.
 SOURCES := $(shell find daemon cli test -name '*.ts' 2>/dev/null) $(shell find daemon cli test -type d -printf '%p/.\n' 2>/dev/null) package.json tsconfig.json packaging/bundle.mjs
 
+.DELETE_ON_ERROR:
+
 .PHONY: all build lint test demo bench sea package clean deps sysdeps ca-bundle
 
 all: build
@@ -55,8 +57,11 @@ demo: sysdeps build
 bench: sysdeps build
 	@node --expose-gc build/js/test/bench/bench.js $(BENCH_ARGS)
 
-# The self-contained binary: Node's single executable application support.
-build/sea/efs-relayd: $(NPM_STAMP) $(SOURCES) packaging/sea.mjs
+# The self-contained binary: Node's single executable application support, on
+# the Node.js LTS pinned in packaging/node-runtime.json (fetched from the npm
+# registry once, into build/node-runtime). SEA_NODE=/path/to/node builds on
+# another one (make -B sea SEA_NODE=…, since a changed variable alone does not rebuild).
+build/sea/efs-relayd: $(NPM_STAMP) $(SOURCES) packaging/sea.mjs packaging/node-runtime.mjs packaging/node-runtime.json packaging/node-support.mjs
 	node packaging/sea.mjs
 
 sea: build/sea/efs-relayd

@@ -37,7 +37,11 @@ describe('benchmark smoke run', function () {
       targets: Record<string, { target: string; value: number; met: boolean }>;
     };
     expect(result.mode).to.equal('smoke');
-    expect(Object.keys(result.machine).sort()).to.deep.equal(['cores', 'cpu', 'node', 'node_openssl', 'stunnel', 'stunnel_openssl']);
+    expect(Object.keys(result.machine).sort()).to.deep.equal(['cores', 'cpu', 'node', 'node_openssl', 'relay_node', 'relay_node_openssl', 'stunnel', 'stunnel_openssl']);
+    // The daemon measured runs on the node the packaged binary carries, and the table's footnote says which.
+    const pinned = `v${(JSON.parse(readFileSync(join(ROOT, 'packaging/node-runtime.json'), 'utf8')) as { version: string }).version}`;
+    expect(result.machine.relay_node).to.equal(pinned);
+    expect(r.stdout).to.contain(`efs-relayd on Node ${pinned} (OpenSSL ${String(result.machine.relay_node_openssl)})`);
     expect(Object.keys(result.medians).sort()).to.deep.equal([...FIGURES].sort());
     for (const f of FIGURES) {
       const paths = Object.keys(result.medians[f]!);

@@ -59,6 +59,17 @@ describe('packages', function () {
     }
   });
 
+  it('carries the Node.js LTS that packaging/node-runtime.json pins, not the build machine\'s: efsctl version shows it for the running daemon', async () => {
+    const pin = JSON.parse(readFileSync(join(ROOT, 'packaging/node-runtime.json'), 'utf8')) as { version: string };
+    const daemon = await new Daemon(daemonConfig(21550)).start(join(PKG, 'deb-root/usr/sbin/efs-relayd'));
+    try {
+      const r = await run(join(PKG, 'deb-root/usr/bin/efsctl'), ['version', '--socket', daemon.socket], { env: NO_NODE });
+      expect(r.stdout).to.match(new RegExp(`^efs-relayd ${escapeRegExp(VERSION)} \\(pid ${daemon.pid}, Node v${escapeRegExp(pin.version)}, OpenSSL \\d+\\.\\d+\\.\\d+\\)$`, 'm'));
+    } finally {
+      await daemon.stop();
+    }
+  });
+
   it('passes lintian with no error or warning (the overrides say why)', async () => {
     const r = await run('lintian', ['--fail-on', 'error,warning', DEB], { timeoutMs: 120_000 });
     expect(r.stdout.split('\n').filter((l) => /^[EW]: /.test(l))).to.deep.equal([]);

@@ -14,7 +14,7 @@ import { Daemon, ROOT, removeTempDirs, sleep, writeRecords } from '../helpers/da
 import { Ganesha } from '../helpers/nfs.js';
 import {
   BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, RELAY_METRICS_PORT, SERVICE_PORT, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT,
-  benchDir, benchGanesha, makePki, pathOrder, relayConfig, startRelay, startService, startStunnelClient, startTerminator, toolVersion, type Path, type Proc,
+  benchDir, benchGanesha, makePki, pathOrder, relayBin, relayConfig, relayNode, startRelay, startService, startStunnelClient, startTerminator, toolVersion, type Path, type Proc,
 } from './paths.js';
 import { runInstructions } from './instructions.js';
 import { runNetns } from './netns.js';
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
       writeRecords(join(idleDir, 'state'), size.idle, 24000, BULK_TARGET);
       const idle = new Daemon(relayConfig(pki, { state_dir: join(idleDir, 'state'), port_range: { first: 24000, last: 24000 + size.idle - 1 } }), idleDir);
       const t0 = performance.now();
-      await idle.start();
+      await idle.start(await relayBin());
       while (listening(24000, 24000 + size.idle - 1) < size.idle) await sleep(10);
       record('startup_s', 'relay', round, (performance.now() - t0) / 1000);
       // RSS while the daemon runs as it does idle: 1000 tunnels' first probes spread over 10 s and the
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
       const connDir = benchDir();
       writeRecords(join(connDir, 'state'), size.connTunnels, 26000, BULK_TARGET);
       const busy = new Daemon(relayConfig(pki, { state_dir: join(connDir, 'state'), port_range: { first: 26000, last: 26000 + size.connTunnels - 1 } }), connDir);
-      await busy.start();
+      await busy.start(await relayBin());
       const socks = await holdConnections(Array.from({ length: size.connTunnels }, (_, i) => 26000 + i), size.connsPer);
       record('open_conns_rss_mib', 'relay', round, rssBytes(busy.pid) / 2 ** 20);
       record('open_conns_fds', 'relay', round, readdirSync(`/proc/${busy.pid}/fd`).length);
@@ -213,13 +213,14 @@ async function main(): Promise<void> {
     }
     const stunnelVersion = toolVersion('stunnel', ['-version'], 'stunnel ');
     const systemOpenssl = toolVersion('openssl', ['version'], 'OpenSSL');
+    const relayRuntime = await relayNode();
     const result = {
       date: new Date().toISOString(),
       mode,
       sizes: size,
       machine: {
         cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, node_openssl: process.versions.openssl,
-        stunnel: stunnelVersion, stunnel_openssl: systemOpenssl,
+        relay_node: relayRuntime.version, relay_node_openssl: relayRuntime.openssl, stunnel: stunnelVersion, stunnel_openssl: systemOpenssl,
       },
       seconds: (Date.now() - started) / 1000,
       medians,
@@ -230,7 +231,7 @@ async function main(): Promise<void> {
     };
     mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
     writeFileSync(join(ROOT, 'build/bench/results.json'), JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(table(medians, byRound) + `\n\n${size.rounds} round(s), medians; ${result.machine.cores} cores, ${result.machine.cpu}, Node ${process.version} (OpenSSL ${process.versions.openssl}), ${stunnelVersion} (${systemOpenssl}).\nRaw runs: build/bench/results.json (${result.seconds.toFixed(0)} s)\n`);
+    process.stdout.write(table(medians, byRound) + `\n\n${size.rounds} round(s), medians; ${result.machine.cores} cores, ${result.machine.cpu}, efs-relayd on Node ${relayRuntime.version} (OpenSSL ${relayRuntime.openssl}), the bench's clients on Node ${process.version}, ${stunnelVersion} (${systemOpenssl}).\nRaw runs: build/bench/results.json (${result.seconds.toFixed(0)} s)\n`);
   } finally {
     await relay?.stop();
     for (const p of procs.reverse()) await p.stop();

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { Daemon, ROOT, removeTempDirs } from '../helpers/daemon.js';
 import { Ganesha, nfsCatSha256, nfsCp } from '../helpers/nfs.js';
 import {
-  BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT, benchDir, benchGanesha, makePki, relayConfig,
+  BULK_FS, BULK_TARGET, NFS_FS, NFS_TARGET, REGION, STUNNEL_BULK_PORT, STUNNEL_NFS_PORT, benchDir, benchGanesha, makePki, relayConfig, relayNode,
   startService, startStunnelClient, startTerminator, toolVersion, type Proc, type Wrapper,
 } from './paths.js';
 import { median } from './report.js';
@@ -379,7 +379,7 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
     procs.push(stNfs);
     // The daemon's node is started by valgrind itself: valgrind does not follow the launcher script's exec.
     const launcher = join(dir, 'efs-relayd-callgrind');
-    writeFileSync(launcher, `#!/bin/sh\nexec ${wrap.argv.map((a) => `'${a}'`).join(' ')} '${process.execPath}' '${join(ROOT, 'build/lib/efs-relayd.mjs')}' "$@"\n`);
+    writeFileSync(launcher, `#!/bin/sh\nexec ${wrap.argv.map((a) => `'${a}'`).join(' ')} '${(await relayNode()).bin}' '${join(ROOT, 'build/lib/efs-relayd.mjs')}' "$@"\n`);
     chmodSync(launcher, 0o755);
     // Its timers off (health probes, the CA file's check, all but an hourly /proc/mounts poll): their work does not
     // come with round trips, and a round under valgrind lasts long enough for one probe's TLS handshake to add
@@ -432,6 +432,7 @@ export async function runInstructions(mode: 'full' | 'smoke'): Promise<void> {
       sizes: size,
       machine: {
         cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, node_openssl: process.versions.openssl,
+        relay_node: (await relayNode()).version, relay_node_openssl: (await relayNode()).openssl,
         stunnel: toolVersion('stunnel', ['-version'], 'stunnel '), stunnel_openssl: toolVersion('openssl', ['version'], 'OpenSSL'),
         valgrind: toolVersion('valgrind', ['--version'], 'valgrind'),
       },

@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, removeTempDirs, sleep } from '../helpers/daemon.js';
-import { BULK_TARGET, REGION, SERVICE_PORT, benchDir, makePki, startRelay, startService, startTerminator, type Proc } from './paths.js';
+import { BULK_TARGET, REGION, SERVICE_PORT, benchDir, makePki, relayNode, startRelay, startService, startTerminator, type Proc } from './paths.js';
 import { median } from './report.js';
 import { BulkConnection, connectSetup } from './workloads.js';
 
@@ -79,10 +79,11 @@ export async function runNetns(mode: Mode): Promise<void> {
     lines.push(`${f.padEnd(24)}  ${own.toFixed(2).padStart(8)}  ${ns.toFixed(2).padStart(8)}  ${(ratio === null ? '-' : ratio.toFixed(2)).padStart(9)}  ${range}`);
   }
   mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
+  const runtime = await relayNode();
   const result = {
     mode: `netns-${mode}`, date: new Date().toISOString(), runs, ratios,
-    machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, openssl: process.versions.openssl },
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, openssl: process.versions.openssl, relay_node: runtime.version, relay_node_openssl: runtime.openssl },
   };
   writeFileSync(join(ROOT, 'build/bench/netns.json'), JSON.stringify(result, null, 2) + '\n');
-  process.stdout.write(`${lines.join('\n')}\n\n${size.rounds} round(s), medians; CPU is the daemon's; ${result.machine.cores} cores, ${result.machine.cpu}, Node ${process.version}.\nRaw runs: build/bench/netns.json\n`);
+  process.stdout.write(`${lines.join('\n')}\n\n${size.rounds} round(s), medians; CPU is the daemon's; ${result.machine.cores} cores, ${result.machine.cpu}, efs-relayd on Node ${runtime.version} (OpenSSL ${runtime.openssl}).\nRaw runs: build/bench/netns.json\n`);
 }

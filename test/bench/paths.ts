@@ -150,8 +150,45 @@ export function relayConfig(pki: Pki, extra: Record<string, unknown> = {}): Reco
   return { tls: { ca_file: pki.ca.certFile }, port_range: { first: 22000, last: 23999 }, mount: { poll_interval: 1, proc_mounts: '/proc/mounts' }, ...extra };
 }
 
+/** The node a daemon runs on in the bench, and what it is. */
+export interface RelayNode {
+  bin: string;
+  version: string;
+  openssl: string;
+}
+
+type NodeRuntime = {
+  pinnedNode(cache?: string, say?: (line: string) => void): string;
+  describeNode(bin: string): { version: string; openssl: string };
+};
+let relayNodeOnce: Promise<RelayNode> | undefined;
+
+/**
+ * The node the bench's daemon runs on: the one the packaged binary carries (packaging/node-runtime.json, fetched
+ * into build/node-runtime once), since that is the daemon users run; or `--relay-node=PATH` to measure another.
+ */
+export function relayNode(): Promise<RelayNode> {
+  relayNodeOnce ??= (async () => {
+    const runtime = (await import(join(ROOT, 'packaging/node-runtime.mjs'))) as NodeRuntime;
+    const asked = process.argv.find((a) => a.startsWith('--relay-node='))?.slice('--relay-node='.length);
+    const bin = asked || runtime.pinnedNode(undefined, (line) => process.stdout.write(`bench: ${line}\n`));
+    return { bin, ...runtime.describeNode(bin) };
+  })();
+  return relayNodeOnce;
+}
+
+let launcher: string | undefined;
+
+/** build/bin/efs-relayd as the bench runs it: the same daemon, on relayNode() (build/bin's runs the machine's node). */
+export async function relayBin(): Promise<string> {
+  if (launcher) return launcher;
+  const file = join(tempDir('bench-launcher'), 'efs-relayd');
+  writeFileSync(file, `#!/bin/sh\nexec '${(await relayNode()).bin}' '${join(ROOT, 'build/lib/efs-relayd.mjs')}' "$@"\n`, { mode: 0o755 });
+  return (launcher = file);
+}
+
 export async function startRelay(pki: Pki, extra: Record<string, unknown> = {}, dir?: string): Promise<Daemon> {
-  return new Daemon(relayConfig(pki, extra), dir).start();
+  return new Daemon(relayConfig(pki, extra), dir).start(await relayBin());
 }
 
 /**
