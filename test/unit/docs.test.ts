@@ -59,6 +59,14 @@ describe('README', () => {
     expect(modules.filter((m) => !layout.includes(`\`${m}\``)).sort()).to.deep.equal([]);
   });
 
+  it('names, as the packages\' changelog does, the Node.js release that packaging/node-runtime.json pins for the binary', () => {
+    const root = join(import.meta.dirname, '../../../..');
+    const { version } = JSON.parse(readFileSync(join(root, 'packaging/node-runtime.json'), 'utf8')) as { version: string };
+    const install = readme.slice(readme.indexOf('## Install'), readme.indexOf('## Running the daemon'));
+    expect(install).to.contain(`(v${version}, OpenSSL`);
+    expect(readFileSync(join(root, 'packaging/changelog'), 'utf8')).to.contain(`carries Node.js ${version} LTS`);
+  });
+
   it('shows make demo and make test in its first 40 lines', () => {
     const head = readme.split('\n').slice(0, 40).join('\n');
     expect(head).to.contain('make demo').and.contain('make test');
