@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, skipIf, tempDir } from '../helpers/daemon.js';
+import { ROOT, run, skipIf, tempDir } from '../helpers/daemon.js';
 
 interface Pin {
   version: string;
@@ -63,5 +63,15 @@ describe('make sea: the pinned Node.js', () => {
     writeFileSync(join(cache, `${pin.pkg}-${pin.version}.tgz`), 'gone');
     expect(runtime.pinnedNode(cache, () => undefined)).to.equal(bin);
     expect(readFileSync(bin).subarray(0, 4).toString('latin1')).to.equal('\x7fELF');
+  });
+
+  it('runs the copy path\'s tests on the pinned node too: the daemon the binary carries reads accepted connections into pooled buffers', async function () {
+    const pin = runtime.pinnedRuntime();
+    const node = join(ROOT, 'build/node-runtime', `v${pin.version}-linux-${process.arch}`, 'node');
+    skipIf(this, existsSync(node) ? null : `${node} is not there (make sea fetches it)`);
+    // The suite runs on the machine's node; adoptAccepted reaches into net's internals, which a release may move.
+    const r = await run(node, [join(ROOT, 'node_modules/mocha/bin/mocha.js'), '--exit', join(ROOT, 'build/js/test/unit/copy.test.js')], { timeoutMs: 60_000 });
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('reads an accepted connection into pooled buffers').and.match(/\d+ passing/).and.not.contain('failing');
   });
 });
