@@ -1,9 +1,11 @@
 // Watch one file by its path: through its directory, so that an editor's
 // write-then-rename and a delete-then-recreate are seen, and, where the path
-// is a symbolic link, through the directory of the file it leads to as well.
-// On RHEL and Amazon Linux /etc/pki/tls/certs/ca-bundle.crt is such a link:
-// update-ca-trust rewrites the file it leads to and leaves the link alone, so
-// a watch of the link's directory alone never sees the change.
+// is a symbolic link, through the directory of every path the chain of links
+// passes, to the file it ends at. On RHEL and Amazon Linux
+// /etc/pki/tls/certs/ca-bundle.crt is such a link: update-ca-trust rewrites
+// the file it leads to and leaves the link alone, so a watch of the link's
+// directory alone never sees the change. A link along the way (as in
+// /etc/alternatives) may be pointed elsewhere with neither end changing.
 import { basename, dirname } from 'node:path';
 import { DirWatch } from './dir-watch.js';
 import { linkHops } from './links.js';
@@ -11,9 +13,9 @@ import type { Logger } from './log.js';
 
 export class FileWatch {
   private readonly own: DirWatch;
-  /** Where the link leads, and the watch of that file's directory; null when the path is no link. */
-  private target: { path: string; watch: DirWatch } | null = null;
-  /** Follows run one after another, so that two changes in a row never leave two watches of the link's end. */
+  /** Each path the chain of links passes after the file itself, to where it ends, and the watch of its directory. */
+  private hops = new Map<string, DirWatch>();
+  /** Follows run one after another, so that two changes in a row never leave two watches of one hop. */
   private following: Promise<void> = Promise.resolve();
   private stopped = false;
 
@@ -36,8 +38,8 @@ export class FileWatch {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.following;
-    await Promise.all([this.own.stop(), this.target?.watch.stop()]);
-    this.target = null;
+    await Promise.all([this.own.stop(), ...[...this.hops.values()].map((w) => w.stop())]);
+    this.hops.clear();
   }
 
   /**
@@ -64,17 +66,21 @@ export class FileWatch {
   }
 
   private async followNow(): Promise<void> {
-    const hops = await linkHops(this.file);
-    const leadsTo = hops.length > 1 ? hops[hops.length - 1]! : null;
-    if (this.stopped || leadsTo === (this.target?.path ?? null)) return;
-    await this.target?.watch.stop();
-    this.target = null;
-    if (leadsTo === null) return;
-    const name = basename(leadsTo);
-    const watch = new DirWatch(dirname(leadsTo), (p) => basename(p) === name, this.debounceMs, () => this.changed(), this.log, this.event);
-    this.target = { path: leadsTo, watch };
-    await watch.start().catch((err: unknown) => {
-      this.log.warn(this.event, { code: 'INTERNAL', msg: `cannot watch ${dirname(leadsTo)}, where ${this.file} leads: ${String(err)}; a change there is seen at the next change of ${this.file}` });
-    });
+    const now = (await linkHops(this.file)).slice(1);
+    if (this.stopped) return;
+    for (const [path, watch] of this.hops) {
+      if (now.includes(path)) continue;
+      this.hops.delete(path);
+      await watch.stop();
+    }
+    for (const path of now) {
+      if (this.hops.has(path) || this.stopped) continue;
+      const name = basename(path);
+      const watch = new DirWatch(dirname(path), (p) => basename(p) === name, this.debounceMs, () => this.changed(), this.log, this.event);
+      this.hops.set(path, watch);
+      await watch.start().catch((err: unknown) => {
+        this.log.warn(this.event, { code: 'INTERNAL', msg: `cannot watch ${dirname(path)}, where ${this.file} leads: ${String(err)}; a change there is seen at the next change of ${this.file}` });
+      });
+    }
   }
 }

@@ -419,6 +419,37 @@ describe('a CA bundle that is a link to a file elsewhere, as /etc/pki/tls/certs/
   });
 });
 
+describe('a CA bundle reached through a chain of links, as through /etc/alternatives', function () {
+  it('is read again when a link in the middle of the chain is pointed at another file, though neither the first link nor either file changed', async () => {
+    const ADDR = '127.0.0.91';
+    const { ca, otherCa } = testCerts();
+    const dir = tempDir('ca-chain');
+    for (const d of ['etc', 'alternatives', 'store']) mkdirSync(join(dir, d));
+    // etc/cas.pem → alternatives/efs-cas → store/a.pem; store/b.pem, without the tunnel's CA, is there from the start.
+    writeFileSync(join(dir, 'store', 'a.pem'), ca.cert);
+    writeFileSync(join(dir, 'store', 'b.pem'), otherCa.cert);
+    const middle = join(dir, 'alternatives', 'efs-cas');
+    symlinkSync(join(dir, 'store', 'a.pem'), middle);
+    const bundle = join(dir, 'etc', 'cas.pem');
+    symlinkSync(middle, bundle);
+    await withBundleTunnel(ADDR, 27300, bundle, async (_daemon, port, logged) => {
+      // The watches set up first: a change while they start is seen by the start's own look along the chain.
+      await sleep(1_000);
+      expect(logged('tls.ca_reloaded'), 'nothing read the bundle again yet').to.equal(0);
+      // As update-alternatives does it: a new link renamed over the old.
+      symlinkSync(join(dir, 'store', 'b.pem'), `${middle}.new`);
+      renameSync(`${middle}.new`, middle);
+      await waitFor('the bundle to be read again', async () => logged('tls.ca_reloaded') === 1, 5_000);
+      expect((await exchange(port, 'second')).received.toString(), 'the CA that b.pem lacks is no longer trusted').to.equal('');
+      // And the chain's new end is watched: b.pem written again with the CA is read.
+      writeFileSync(`${join(dir, 'store', 'b.pem')}.tmp`, otherCa.cert + ca.cert);
+      renameSync(`${join(dir, 'store', 'b.pem')}.tmp`, join(dir, 'store', 'b.pem'));
+      await waitFor('the new end rewritten read', async () => logged('tls.ca_reloaded') === 2, 5_000);
+      expect((await exchange(port, 'third')).received.toString()).to.equal('third' + ECHO_TRAILER);
+    });
+  });
+});
+
 describe('a CA bundle in a directory reached through a link, as Debian\'s /usr/lib/ssl/certs leads to /etc/ssl/certs', function () {
   it('is read again when it is replaced', async () => {
     const ADDR = '127.0.0.84';
