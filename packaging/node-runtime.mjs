@@ -3,10 +3,8 @@
 // sea` copies a supported LTS pinned by version and checksum in
 // node-runtime.json, not whatever node the build machine has. The official
 // binaries come from the npm registry (node-linux-<arch>), the registry builds
-// may reach. SEA_NODE=/path/to/node builds on another one instead.
-//
-// As a program it prints the pinned node's path, fetching it first if needed
-// (the bench runs its daemon on it).
+// may reach. SEA_NODE=/path/to/node builds on another one instead. The bench
+// runs its daemon on the same pinned node.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
@@ -75,13 +73,4 @@ export function describeNode(bin) {
   const out = execFileSync(bin, ['-p', 'JSON.stringify([process.version, process.release.lts, process.versions.openssl])'], { encoding: 'utf8' });
   const [version, lts, openssl] = JSON.parse(out);
   return { version, lts, openssl };
-}
-
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  try {
-    process.stdout.write(`${pinnedNode()}\n`);
-  } catch (e) {
-    process.stderr.write(`node-runtime: ${e.message}\n`);
-    process.exit(1);
-  }
 }

@@ -11,13 +11,19 @@ import { nodeSupportWarning } from './node-support.mjs';
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
 const out = 'build/sea';
 let node;
+let runtime;
 try {
   node = process.env.SEA_NODE || pinnedNode(undefined, (line) => process.stderr.write(`make sea: ${line}\n`));
 } catch (e) {
   process.stderr.write(`make sea: ${e.message}\n`);
   process.exit(1);
 }
-const runtime = describeNode(node);
+try {
+  runtime = describeNode(node);
+} catch (e) {
+  process.stderr.write(`make sea: cannot run ${node} to ask its version (${e.message.split('\n')[0]}); SEA_NODE must name a node binary\n`);
+  process.exit(1);
+}
 await mkdir(out, { recursive: true });
 await build({
   entryPoints: ['cli/multicall.ts'],

@@ -5,7 +5,8 @@
 // prove that every figure is produced. --instructions counts both tunnels'
 // instructions per RPC round trip and per MiB of bulk and NFS instead
 // (instructions.ts); --netns measures a netns= tunnel against one of the
-// daemon's own namespace (netns.ts).
+// daemon's own namespace (netns.ts). The daemon runs on the node the packaged
+// binary carries; --relay-node=PATH runs it on another (paths.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
