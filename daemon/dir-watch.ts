@@ -9,6 +9,8 @@ import type { Logger } from './log.js';
 export class DirWatch {
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** The kind of watch error last logged, while it lasts (until the watch reports a change again): the same again is a debug line. */
+  private failing: string | null = null;
 
   constructor(
     private readonly dir: string,
@@ -32,16 +34,22 @@ export class DirWatch {
       ignored: (p: string) => p !== dir && !this.accept(p),
     });
     this.watcher.on('all', (_event, path) => {
+      this.failing = null;
       if (path !== dir) this.changed();
     });
     // chokidar lists the directory to tell what an event changed: when that fails (no file descriptor left), the
     // change is not reported. Its owner reads again all the same, and tries again on its own if that fails too.
+    // During a descriptor shortage every event fails alike: it is logged once while it lasts.
     this.watcher.on('error', (err) => {
       const fd = noDescriptorLeft(err);
-      this.log.warn(this.event, {
+      const kind = fd ? 'FD_LIMIT' : String(err);
+      const fields = {
         code: fd ? 'FD_LIMIT' : 'INTERNAL',
         msg: `watching ${this.dir}: ${String(err)}; ${fd ? 'a change in it may have gone unseen: it is read again' : 'it is read again'}`,
-      });
+      };
+      if (kind === this.failing) this.log.debug(this.event, fields);
+      else this.log.warn(this.event, fields);
+      this.failing = kind;
       this.changed();
     });
     await new Promise<void>((r) => this.watcher?.once('ready', () => r()));

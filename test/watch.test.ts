@@ -505,10 +505,13 @@ describe('state dir watching', function () {
         + 'no tunnel was changed, and the state dir is read again in 5 s, then less often, and at each change in it"'), 3_000);
       expect(daemon.logs).to.contain(`warn state.watch_error fs=- code=FD_LIMIT msg="watching ${daemon.stateDir}: Error: EMFILE: too many open files, scandir '${daemon.stateDir}'; `
         + 'a change in it may have gone unseen: it is read again"');
-      // One more record while it lasts: the watch may not even see it, the next readings will.
+      // One more record while it lasts, once the watch's listing may run again: it fails alike, the next readings will see it.
+      await sleep(1_500);
       writeFileSync(join(daemon.stateDir, 'fs-0d000006.json'), JSON.stringify(record('fs-0d000006', 20981)));
       await waitFor('the try 5 s later', () => daemon.logs.includes(`debug state.rescan_retried fs=- code=FD_LIMIT msg="read the state dir again: ${noFd}"`), 8_000);
       expect(count('state.rescan_failed'), 'logged once while it lasts').to.equal(1);
+      expect(count('warn state.watch_error'), 'the watch\'s error too: a warning once while it lasts').to.equal(1);
+      expect(count('debug state.watch_error'), 'the second record\'s, at debug level').to.be.greaterThan(0);
       // The mount table's poll (every 0.1 s here) fails the same way, and keeps every tunnel.
       expect(daemon.logs).to.contain(`warn mounts.read_failed fs=- code=FD_LIMIT msg="cannot read ${daemon.dir}/proc-mounts: EMFILE: too many open files, open '${daemon.dir}/proc-mounts'; `
         + 'every tunnel is kept, and it is read again at the next poll"');
