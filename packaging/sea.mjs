@@ -35,7 +35,12 @@ await build({
   logLevel: 'warning',
   define: { __EFS_RELAY_VERSION__: JSON.stringify(pkg.version) },
 });
-await writeFile(`${out}/sea-config.json`, JSON.stringify({ main: `${out}/efs-relay.cjs`, output: `${out}/sea-prep.blob`, disableExperimentalSEAWarning: true }));
+// execArgvExtension "none": the binary ignores NODE_OPTIONS. It runs as root (the daemon, and efsctl and mount.efs
+// under sudo or mount), and NODE_OPTIONS would let whoever sets its environment load code into it (--require,
+// --import) or open Node's debugger (--inspect).
+await writeFile(`${out}/sea-config.json`, JSON.stringify({
+  main: `${out}/efs-relay.cjs`, output: `${out}/sea-prep.blob`, disableExperimentalSEAWarning: true, execArgvExtension: 'none',
+}));
 // The blob must come from the node it is injected into: its format is that release's.
 execFileSync(node, ['--experimental-sea-config', `${out}/sea-config.json`], { stdio: 'inherit' });
 const unsupported = nodeSupportWarning(runtime.version, runtime.lts, runtime.openssl, new Date().toISOString().slice(0, 10));

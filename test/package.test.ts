@@ -1,7 +1,7 @@
 // The deb and the rpm from `make package`: one version everywhere, a binary
 // that needs no Node.js, lint-clean packages, and the installed layout.
 import { expect } from 'chai';
-import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { commandMissing, Daemon, escapeRegExp, ROOT, run, skipIf, tempDir } from './helpers/daemon.js';
@@ -54,6 +54,31 @@ describe('packages', function () {
     const daemon = await new Daemon(daemonConfig(21550)).start(join(PKG, 'deb-root/usr/sbin/efs-relayd'));
     try {
       expect(await daemon.sigusr1()).to.deep.equal({ debugger: false, running: true, logged: true });
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('ignores NODE_OPTIONS in each of its three names, so that no environment loads code into the root binary or opens Node\'s debugger', async () => {
+    const dir = tempDir('node-options');
+    const marker = join(dir, 'preload-ran');
+    const preload = join(dir, 'preload.cjs');
+    writeFileSync(preload, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'ran');\n`);
+    const env = { ...NO_NODE, NODE_OPTIONS: `--require ${preload} --inspect=127.0.0.1:0` };
+    for (const [bin, args, out] of [
+      ['deb-root/usr/sbin/efs-relayd', ['--version'], `efs-relayd ${VERSION}\n`],
+      ['deb-root/usr/bin/efsctl', ['--help'], 'Usage: efsctl'],
+      ['rpm-root/usr/sbin/mount.efs', ['--version'], `mount.efs ${VERSION}\n`],
+    ] as const) {
+      const r = await run(join(PKG, bin), [...args], { env });
+      expect(r.stdout, bin).to.contain(out);
+      expect(r.stderr, bin).to.not.contain('Debugger listening');
+      expect(existsSync(marker), `${bin} ran the preload`).to.equal(false);
+    }
+    const daemon = await new Daemon(daemonConfig(21550)).start(join(PKG, 'deb-root/usr/sbin/efs-relayd'), undefined, { NODE_OPTIONS: env.NODE_OPTIONS });
+    try {
+      expect(daemon.logs).to.not.contain('Debugger listening').and.not.contain('daemon.inspector_closed');
+      expect(existsSync(marker), 'the daemon ran the preload').to.equal(false);
     } finally {
       await daemon.stop();
     }

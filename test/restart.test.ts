@@ -148,7 +148,7 @@ describe('daemon signals', function () {
 
   it('closes Node\'s inspector when it was open before the daemon\'s first line, and logs it', async () => {
     // What a SIGUSR1 as Node starts would leave, made sure here with --inspect: the development build runs node, which
-    // takes it from NODE_OPTIONS (the packaged binary refuses --inspect there).
+    // takes it from NODE_OPTIONS (the packaged binary ignores NODE_OPTIONS).
     const daemon = await new Daemon(daemonConfig(21500)).start(undefined, undefined, { NODE_OPTIONS: '--inspect=127.0.0.1:19834' });
     try {
       expect(daemon.logs).to.contain('Debugger listening on ws://127.0.0.1:19834/');
