@@ -23,7 +23,8 @@ const BODY_LIMIT = 16_384;
 export function ask(url: string, method: 'GET' | 'PUT' | 'POST', headers: Record<string, string>, timeoutMs: number, payload?: Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
     // agent: false, so that no kept-alive socket outlives the request (the daemon asks rarely).
-    const req = (url.startsWith('https:') ? httpsRequest : request)(url, { method, headers, agent: false }, (res) => {
+    // rejectUnauthorized said, not left to the default, which NODE_TLS_REJECT_UNAUTHORIZED=0 would turn off.
+    const req = (url.startsWith('https:') ? httpsRequest : request)(url, { method, headers, agent: false, rejectUnauthorized: true }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (d: Buffer) => {

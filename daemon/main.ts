@@ -25,6 +25,7 @@ import { ConfigReloader, startRefusal } from './config-reload.js';
 import { VERSION } from './version.js';
 import { InstanceRegion } from './instance-region.js';
 import { FdWatcher } from './fd-watch.js';
+import { dropVerifyOverride } from './tls-policy.js';
 import { TrustWatcher } from './trust-watch.js';
 import { runNetnsHelper } from './netns-helper.js';
 
@@ -101,6 +102,9 @@ async function main(): Promise<void> {
   const inspector = inspectorClosedAtStart();
   if (inspector !== undefined) {
     log.warn('daemon.inspector_closed', { msg: `Node's inspector was open at start (${inspector}: --inspect, or a SIGUSR1 as Node started), where every local user could run code in this root process; closed`, url: inspector });
+  }
+  if (dropVerifyOverride()) {
+    log.warn('daemon.tls_env_ignored', { msg: 'NODE_TLS_REJECT_UNAUTHORIZED=0 is in the environment efs-relayd was started with: ignored, every mount target and AWS endpoint is verified all the same; remove it from the unit or the shell that starts the daemon' });
   }
   const store = new StateStore(cfg.state_dir);
   const region = new InstanceRegion(cfg, log);

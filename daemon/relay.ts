@@ -526,6 +526,8 @@ export class Relay extends EventEmitter<RelayEvents> {
       ...(raw ? { socket: raw } : { host: spec.address, port: spec.targetPort }),
       secureContext: spec.secureContext,
       servername: spec.certName,
+      // Said, not left to the default, which NODE_TLS_REJECT_UNAUTHORIZED=0 in the environment would turn off.
+      rejectUnauthorized: true,
       checkServerIdentity: this.verify,
       allowHalfOpen: true,
       session,

@@ -188,6 +188,17 @@ export function tlsErrorText(err: unknown): string {
 export const SESSION_FAILURE_CODES = ['TLS_SESSION_FAILED', 'TLS_RENEGOTIATION_REFUSED'] as const satisfies readonly ErrorCode[];
 
 /**
+ * Drops NODE_TLS_REJECT_UNAUTHORIZED=0 from this process's environment; true if it was there. Every TLS client of
+ * the daemon says rejectUnauthorized itself, so the variable changes nothing here; dropped all the same, so that Node
+ * does not warn that TLS is unverified and no child process inherits it.
+ */
+export function dropVerifyOverride(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NODE_TLS_REJECT_UNAUTHORIZED !== '0') return false;
+  delete env.NODE_TLS_REJECT_UNAUTHORIZED;
+  return true;
+}
+
+/**
  * Our code for the error that ended an established TLS session, or null for
  * a reset or a close, which end a connection normally (as in ghostunnel).
  */

@@ -744,3 +744,26 @@ describe('TLS policy after the handshake', function () {
     }
   });
 });
+
+describe('a daemon started with NODE_TLS_REJECT_UNAUTHORIZED=0 in its environment', function () {
+  it('verifies every mount target all the same (another CA\'s chain, another file system\'s certificate: refused, no plaintext sent) and says that it ignores the variable', async () => {
+    const daemon = await new Daemon(daemonConfig(27350)).start(undefined, undefined, { NODE_TLS_REJECT_UNAUTHORIZED: '0' });
+    try {
+      const refused: Array<[ServerCase, ErrorCode]> = [[{ cert: (c) => c.untrusted }, 'TLS_UNTRUSTED_CHAIN'], [{ cert: (c) => c.otherFs }, 'TLS_HOSTNAME_MISMATCH']];
+      for (const [server, code] of refused) {
+        const { target, result, status } = await throughTunnel(daemon, '127.0.0.92', server);
+        expect(result.received.length, `${code}: the client got no data`).to.equal(0);
+        expect(target.received, `${code}: the server received no application data`).to.have.length(0);
+        expect(target.wireBytes().includes(Buffer.from(SECRET)), `${code}: plaintext on the wire`).to.equal(false);
+        expect(status.last_error?.code).to.equal(code);
+      }
+      const { result } = await throughTunnel(daemon, '127.0.0.92', { cert: (c) => c.good });
+      expect(result.received.toString(), 'a verified mount target still works').to.equal(SECRET + ECHO_TRAILER);
+      expect(daemon.logs).to.contain('warn daemon.tls_env_ignored fs=- code=- msg="NODE_TLS_REJECT_UNAUTHORIZED=0 is in the environment efs-relayd was started with: ignored, '
+        + 'every mount target and AWS endpoint is verified all the same; remove it from the unit or the shell that starts the daemon"');
+      expect(daemon.logs, 'no warning of Node\'s that TLS is unverified').to.not.contain('daemon.node_warning');
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
