@@ -170,6 +170,8 @@ export function classifyUpstreamError(err: unknown): ErrorCode {
 // During a handshake that alert refuses our ciphers; after it, it ends a session whose renegotiation we refused.
 const RENEGOTIATION_ENDED: ReadonlySet<string> = new Set(HANDSHAKE_FAILURE_ALERT);
 
+const NODE_SYSTEM_CA_ADVICE = /; if the root CA is installed locally, try running Node\.js with --use-system-ca\.?$/;
+
 /**
  * OpenSSL's reason out of Node's error text: "…:error:0A000410:SSL routines:
  * ssl3_read_bytes:sslv3 alert handshake failure:…/rec_layer_s3.c:1601:SSL alert
@@ -178,7 +180,9 @@ const RENEGOTIATION_ENDED: ReadonlySet<string> = new Set(HANDSHAKE_FAILURE_ALERT
  * Other texts are returned as they are.
  */
 export function tlsErrorText(err: unknown): string {
-  const text = (err instanceof Error ? err.message : String(err)).trim();
+  // Node 24 adds advice to a chain it cannot verify. It does not apply here: the daemon verifies against its CA
+  // bundle alone, by design, and its binary takes no Node.js flag. The error code's own hint says what to do.
+  const text = (err instanceof Error ? err.message : String(err)).trim().replace(NODE_SYSTEM_CA_ADVICE, '');
   const m = /:error:[0-9A-F]+:[^:]*routines:[^:]*:([^:]+):[^:]*:\d+:?(?:SSL alert number (\d+))?$/.exec(text);
   if (!m) return text;
   return m[2] ? `${m[1]} (alert ${m[2]})` : (m[1] as string);

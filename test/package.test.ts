@@ -5,7 +5,10 @@ import { existsSync, lstatSync, readFileSync, readlinkSync, statSync, writeFileS
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { commandMissing, Daemon, escapeRegExp, ROOT, run, skipIf, tempDir } from './helpers/daemon.js';
-import { daemonConfig } from './helpers/fixtures.js';
+import { exchange } from './helpers/client.js';
+import { FS_ID, FS_NAME, daemonConfig, testCerts } from './helpers/fixtures.js';
+import { MountTargetStandIn } from './helpers/mount-target.js';
+import type { AddResult, TunnelDetail } from '../daemon/tunnels.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const PKG = join(ROOT, 'build/pkg');
@@ -92,6 +95,20 @@ describe('packages', function () {
       expect(r.stdout).to.match(new RegExp(`^efs-relayd ${escapeRegExp(VERSION)} \\(pid ${daemon.pid}, Node v${escapeRegExp(pin.version)}, OpenSSL \\d+\\.\\d+\\.\\d+\\)$`, 'm'));
     } finally {
       await daemon.stop();
+    }
+  });
+
+  it('names an unverified chain as the tests on the build machine\'s Node do, without the Node.js flag the runtime it carries would advise', async () => {
+    const target = await new MountTargetStandIn({ host: '127.0.0.93', port: 2049, cert: testCerts().untrusted, backend: 'echo' }).start();
+    const daemon = await new Daemon(daemonConfig(21550)).start(join(PKG, 'deb-root/usr/sbin/efs-relayd'));
+    try {
+      const port = (await daemon.efsctlJson<AddResult>('add', FS_ID, '-o', 'mounttargetip=127.0.0.93,region=us-east-1')).tunnel.port;
+      expect((await exchange(port, 'secret')).received.length, 'nothing relayed').to.equal(0);
+      const status = await daemon.efsctlJson<TunnelDetail>('status', FS_ID);
+      expect(status.last_error).to.include({ code: 'TLS_UNTRUSTED_CHAIN', message: `TLS connection to 127.0.0.93:2049 (${FS_NAME}) refused: unable to verify the first certificate` });
+    } finally {
+      await daemon.stop();
+      await target.stop();
     }
   });
 

@@ -40,4 +40,10 @@ describe('TLS error codes', () => {
       .to.equal('cipher operation failed');
     expect(tlsErrorText(new Error('certificate has expired'))).to.equal('certificate has expired');
   });
+
+  it('leaves out the advice Node 24 adds to an unverified chain (run Node.js with --use-system-ca), which a daemon verifying against its own bundle cannot take', () => {
+    expect(tlsErrorText(new Error('unable to verify the first certificate; if the root CA is installed locally, try running Node.js with --use-system-ca')))
+      .to.equal('unable to verify the first certificate');
+    expect(tlsErrorText(new Error('self-signed certificate; if the root CA is installed locally, try running Node.js with --use-system-ca'))).to.equal('self-signed certificate');
+  });
 });
