@@ -45,6 +45,12 @@ export async function call(
   }
 }
 
+/**
+ * A daemon that listens but drops the connection unanswered is running: starting it is not the fix. Out of file
+ * descriptors, libuv accepts a waiting connection and closes it at once.
+ */
+const DROPPED_HINT = 'efs-relayd is running but could not take the connection: see its log (journalctl -u efs-relayd) for daemon.fd_limit, and if it is out of file descriptors, raise LimitNOFILE or close connections; efsctl doctor checks it.';
+
 function notListening(err: unknown): boolean {
   const cause = err instanceof RelayError ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
   return cause?.code === 'ENOENT' || cause?.code === 'ECONNREFUSED';
@@ -74,6 +80,10 @@ async function callOnce(socketPath: string, method: string, params: Record<strin
     });
     sock.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
+      if (err.code === 'EPIPE' || err.code === 'ECONNRESET') {
+        reject(new RelayError('DAEMON_UNREACHABLE', `efs-relayd at ${socketPath} took the connection and dropped it before answering "${method}" (${err.code})`, { cause: err, hint: DROPPED_HINT }));
+        return;
+      }
       const why =
         err.code === 'ENOENT' ? 'no socket there (is the daemon running?)'
         : err.code === 'ECONNREFUSED' ? 'nothing is listening on it (the daemon is not running)'
@@ -83,7 +93,7 @@ async function callOnce(socketPath: string, method: string, params: Record<strin
     });
     sock.on('close', () => {
       clearTimeout(timer);
-      reject(new RelayError('DAEMON_UNREACHABLE', `efs-relayd closed ${socketPath} without answering "${method}"`));
+      reject(new RelayError('DAEMON_UNREACHABLE', `efs-relayd closed ${socketPath} without answering "${method}"`, { hint: DROPPED_HINT }));
     });
   });
   if (res.ok) return res.result;

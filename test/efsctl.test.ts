@@ -250,6 +250,22 @@ describe('efsctl', function () {
     }
   });
 
+  it('says the daemon runs but dropped the connection, and to look for daemon.fd_limit, not to start it, when its socket closes a connection unanswered (as a daemon out of file descriptors does)', async () => {
+    // What libuv does with a waiting connection when the daemon has no descriptor left to accept it: accept and close.
+    const sock = join(tempDir('dropping'), 'control.sock');
+    const server = createServer((c) => c.destroy());
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      const r = await run(join(BIN, 'efsctl'), ['--socket', sock, 'list']);
+      expect(r.code).to.equal(3);
+      expect(r.stderr).to.match(new RegExp(`^efsctl: (efs-relayd at ${escapeRegExp(sock)} took the connection and dropped it before answering "list" \\((EPIPE|ECONNRESET)\\)|efs-relayd closed ${escapeRegExp(sock)} without answering "list") \\[DAEMON_UNREACHABLE\\]\n`));
+      expect(r.stderr).to.contain('efsctl: efs-relayd is running but could not take the connection: see its log (journalctl -u efs-relayd) for daemon.fd_limit');
+      expect(r.stderr).to.not.contain('systemctl start');
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('--wait holds a request until a daemon that is still starting answers, saying once what it waits for', async () => {
     const starting = new Daemon(daemonConfig(21700));
     const child = spawn(join(BIN, 'efsctl'), ['--socket', starting.socket, '--wait', '30', 'add', 'fs-0000bbbb', '-o', OPTS], { stdio: ['ignore', 'pipe', 'pipe'] });
